@@ -1,0 +1,134 @@
+"""Data stage: the public scaling-law data sets as one validated long table.
+
+>>> import bayeslaw.data as bd
+>>> bd.sources()                       # doctest: +SKIP
+>>> df = bd.load("chinchilla")         # doctest: +SKIP  (reads $BAYESLAW_DATA)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from bayeslaw.data.sources import SOURCES, Source
+from bayeslaw.data.split import cut_early, hitchhiker_split, thin_checkpoints
+from bayeslaw.data.validation import (
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    DataValidationError,
+    validate,
+)
+
+__all__ = [
+    "DATA_ENV",
+    "DataNotFoundError",
+    "DataValidationError",
+    "OPTIONAL_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "cut_early",
+    "data_root",
+    "hitchhiker_split",
+    "load",
+    "load_all",
+    "read_table",
+    "sources",
+    "thin_checkpoints",
+    "validate",
+]
+
+DATA_ENV = "BAYESLAW_DATA"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The folder of public data sets is not where bayeslaw looked."""
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The folder holding the public data (``colpret/``, ``polypythias_trainloss/``, ...).
+
+    ``root`` if given, else ``$BAYESLAW_DATA``; raises :class:`DataNotFoundError` with the fix.
+    """
+    if root is None:
+        env = os.environ.get(DATA_ENV)
+        if not env:
+            raise DataNotFoundError(
+                f"no data folder given: pass root=... or set {DATA_ENV} to the folder that holds "
+                f"colpret/, polypythias_trainloss/ and olmo_ladder_runs/ (e.g. export {DATA_ENV}=../shared/data)"
+            )
+        root = env
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DataNotFoundError(
+            f"data folder {str(path)!r} does not exist; pass root=... or set {DATA_ENV} to the folder "
+            f"that holds colpret/, polypythias_trainloss/ and olmo_ladder_runs/"
+        )
+    return path
+
+
+def sources() -> pd.DataFrame:
+    """The known data sources: name, folder, files and a one-line description."""
+    return pd.DataFrame(
+        [
+            {"name": s.name, "folder": s.folder, "files": ", ".join(s.files), "description": s.description}
+            for s in SOURCES.values()
+        ]
+    )
+
+
+def load(name: str, root: str | os.PathLike | None = None, **options) -> pd.DataFrame:
+    """Load one source (a name from :func:`sources`) as a validated long table.
+
+    ``options`` go to the source's loader (e.g. ``loss_name=`` to pick another metric).
+    """
+    if name not in SOURCES:
+        raise KeyError(f"unknown source {name!r}; known sources: {sorted(SOURCES)}")
+    source = SOURCES[name]
+    folder = data_root(root) / source.folder
+    missing = [f for f in source.files if not (folder / f).exists()]
+    if missing:
+        raise DataNotFoundError(f"source {name!r}: file(s) {missing} not found in {str(folder)!r}")
+    return validate(source.loader(folder, **options), name=f"source {name!r}")
+
+
+def load_all(root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """All sources concatenated (each with its default ``loss_name``).
+
+    The sources' ``attrs`` notes (``filtering``, ``corrections``) are kept, each prefixed by its source.
+    """
+    frames = [load(name, root) for name in SOURCES]
+    notes: dict[str, list[str]] = {}
+    for name, frame in zip(SOURCES, frames, strict=True):
+        for key, sentences in frame.attrs.items():
+            notes.setdefault(key, []).extend(f"{name}: {s}" for s in sentences)
+    for frame in frames:
+        frame.attrs = {}
+    table = pd.concat(frames, ignore_index=True)
+    table.attrs = notes
+    return validate(table, name="load_all()")
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a user's table (CSV or parquet) in the bayeslaw schema and validate it.
+
+    Missing ``flops`` is filled with 6 N D; missing ``step`` with -1; missing ``seed`` with 0;
+    missing ``source`` with the file name. Errors name the file, the column and the rows
+    (line numbers of a CSV file).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataNotFoundError(f"file {str(path)!r} does not exist")
+    if path.suffix in (".parquet", ".pq"):
+        df, first_row, label = pd.read_parquet(path), 0, f"file {str(path)!r} (rows counted from 0)"
+    elif path.suffix in (".csv", ".txt", ".gz"):
+        df, first_row, label = pd.read_csv(path), 2, f"file {str(path)!r} (rows are line numbers)"
+    else:
+        raise DataValidationError(f"{str(path)!r}: unknown file type {path.suffix!r}; use .csv or .parquet")
+    defaults = {"step": -1, "seed": 0, "source": path.name}
+    for column, value in defaults.items():
+        if column not in df.columns:
+            df[column] = value
+    if "flops" not in df.columns and {"params", "tokens"} <= set(df.columns):
+        df["flops"] = 6.0 * pd.to_numeric(df["params"], errors="coerce") * pd.to_numeric(df["tokens"], errors="coerce")
+    return validate(df, name=label, first_row=first_row)

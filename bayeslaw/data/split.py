@@ -1,0 +1,113 @@
+"""Row selection shared by fits and backtests: early-checkpoint cut, thinning, the Hitchhiker split."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Split", "cut_early", "hitchhiker_split", "thin_checkpoints"]
+
+DEFAULT_MIN_TOKENS = 1e10  # the Hitchhiker's Guide drops the first 10B tokens of every run
+
+
+def _run_max_tokens(df: pd.DataFrame) -> pd.Series:
+    return df.groupby("run", sort=False)["tokens"].transform("max")
+
+
+def cut_early(
+    df: pd.DataFrame, *, min_tokens: float | None = DEFAULT_MIN_TOKENS, min_fraction: float | None = None
+) -> pd.DataFrame:
+    """Drop early checkpoints: keep rows with tokens > ``min_tokens`` and tokens >= ``min_fraction`` x the run's last.
+
+    Either bound may be ``None`` (no cut on it). Final-loss tables (one row per run) lose
+    whole runs under ``min_tokens``: that is the protocol, and the caller sees it in the row count.
+    """
+    keep = np.ones(len(df), dtype=bool)
+    if min_tokens is not None:
+        keep &= df["tokens"].to_numpy() > min_tokens
+    if min_fraction is not None:
+        if not 0.0 <= min_fraction <= 1.0:
+            raise ValueError(f"min_fraction={min_fraction} must lie in [0, 1]")
+        keep &= df["tokens"].to_numpy() >= min_fraction * _run_max_tokens(df).to_numpy()
+    return df.loc[keep]
+
+
+def thin_checkpoints(df: pd.DataFrame, *, per_run: int = 20) -> pd.DataFrame:
+    """Keep about ``per_run`` checkpoints of each run, evenly spaced in log tokens, always the last one.
+
+    Long trajectories (thousands of checkpoints) make NUTS slow while adding little
+    information: neighbouring checkpoints are nearly the same point of the law.
+    """
+    if per_run < 1:
+        raise ValueError(f"per_run={per_run} must be >= 1")
+
+    def pick(group: pd.DataFrame) -> np.ndarray:
+        if len(group) <= per_run:
+            return group.index.to_numpy()
+        log_tokens = np.log(group["tokens"].to_numpy())
+        wanted = np.linspace(log_tokens.min(), log_tokens.max(), per_run)
+        nearest = np.abs(log_tokens[None, :] - wanted[:, None]).argmin(axis=1)
+        return group.index.to_numpy()[np.unique(np.append(nearest, np.argmax(log_tokens)))]
+
+    keep = np.concatenate([pick(g) for _, g in df.groupby("run", sort=False)])
+    return df.loc[np.sort(keep)]
+
+
+class Split(NamedTuple):
+    """Training rows, test rows (the target's late checkpoints), and the models chosen per family."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    models: dict[str, list[str]]
+
+
+def hitchhiker_split(
+    df: pd.DataFrame,
+    *,
+    k: int | None = None,
+    train_fraction: float = 1.0,
+    target_fraction: float = 0.0,
+    test_from: float = 0.7,
+    min_tokens: float | None = DEFAULT_MIN_TOKENS,
+    min_fraction: float | None = None,
+) -> Split:
+    """The split of Choshen et al. 2025, per family.
+
+    - target: the family's largest model (all of its runs);
+    - test: the target's checkpoints with tokens >= ``test_from`` x its run's last;
+    - train: checkpoints of the ``k`` smallest other models (all of them if ``k`` is None) with
+      tokens after the early cut (``min_tokens``, ``min_fraction``) and tokens <= ``train_fraction``
+      x the run's last (``<=``: the paper's code used ``<`` and lost the final checkpoint);
+    - plus the target's own checkpoints with tokens <= ``target_fraction`` x its last
+      (and before the test window), after the same early cut: a partially trained target.
+    """
+    if not 0.0 < train_fraction <= 1.0:
+        raise ValueError(f"train_fraction={train_fraction} must lie in (0, 1]")
+    if not 0.0 <= target_fraction < test_from:
+        raise ValueError(f"target_fraction={target_fraction} must lie in [0, test_from={test_from})")
+    train_parts, test_parts, chosen = [], [], {}
+    for family, rows in df.groupby("family", sort=True):
+        sizes = rows.groupby("model")["params"].max().sort_values(kind="stable")
+        if len(sizes) < 2:
+            raise ValueError(
+                f"family {family!r} has {len(sizes)} model(s) ({list(sizes.index)}); the split needs a "
+                f"target and at least one smaller model"
+            )
+        target = sizes.index[-1]
+        smaller = list(sizes.index[:-1])
+        if k is not None:
+            if not 1 <= k <= len(smaller):
+                raise ValueError(f"family {family!r}: k={k} but only {len(smaller)} model(s) below the target {target!r}")
+            smaller = smaller[:k]
+        chosen[family] = smaller
+        fraction = rows["tokens"] / _run_max_tokens(rows)
+        is_target = rows["model"] == target
+        test_parts.append(rows.loc[is_target & (fraction >= test_from)])
+        early_ok = cut_early(rows, min_tokens=min_tokens, min_fraction=min_fraction).index
+        in_train = rows["model"].isin(smaller) & (fraction <= train_fraction)
+        if target_fraction > 0:
+            in_train |= is_target & (fraction <= target_fraction)
+        train_parts.append(rows.loc[in_train & rows.index.isin(early_ok)])
+    return Split(pd.concat(train_parts), pd.concat(test_parts), chosen)

@@ -1,0 +1,173 @@
+"""The long table every bayeslaw stage reads, and its checks at the pandas boundary.
+
+One row per (run, checkpoint):
+
+========== ======= =========================================================
+column     dtype   meaning
+========== ======= =========================================================
+family     str     model family: runs that share an architecture, data and recipe
+model      str     model configuration (a size) inside the family
+run        str     one training run (model x token budget x seed); unique key
+seed       int     seed of the run (0 where the source gives none)
+params     float   parameters N
+tokens     float   training tokens seen at the checkpoint D
+step       int     optimizer step of the checkpoint (-1 where unknown)
+flops      float   training FLOPs C, 6 N D unless the source gives it
+loss       float   loss in nats per token
+loss_name  str     which metric ``loss`` is (e.g. ``c4_en-validation``)
+source     str     where the row comes from (a name of ``bayeslaw.data.sources()``)
+========== ======= =========================================================
+
+Optional columns where a source has them: ``batch_size`` (tokens per step),
+``lr``, ``epochs``, ``unique_tokens``, ``outlier`` (bool), ``lineage``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "OPTIONAL_COLUMNS",
+    "DataValidationError",
+    "validate",
+]
+
+REQUIRED_COLUMNS: dict[str, str] = {
+    "family": "str",
+    "model": "str",
+    "run": "str",
+    "seed": "int",
+    "params": "float",
+    "tokens": "float",
+    "step": "int",
+    "flops": "float",
+    "loss": "float",
+    "loss_name": "str",
+    "source": "str",
+}
+OPTIONAL_COLUMNS: dict[str, str] = {
+    "batch_size": "float",
+    "lr": "float",
+    "epochs": "float",
+    "unique_tokens": "float",
+    "outlier": "bool",
+    "lineage": "str",
+}
+_POSITIVE = ("params", "tokens", "flops", "loss")
+_SHOW = 5  # how many offending rows an error message lists
+
+
+class DataValidationError(ValueError):
+    """A table does not follow the bayeslaw schema; the message names column, rows and fix."""
+
+
+def _rows(index: pd.Index, first_row: int = 0) -> str:
+    shown = ", ".join(str(i + first_row) for i in index[:_SHOW])
+    more = f" and {len(index) - _SHOW} more" if len(index) > _SHOW else ""
+    return f"rows {shown}{more}"
+
+
+def _where(name: str | None) -> str:
+    return f" in {name}" if name else ""
+
+
+def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0) -> pd.DataFrame:
+    """Check ``df`` against the schema and return a clean copy with canonical dtypes.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A table in the long format described in this module.
+    name : str, optional
+        What to call the table in error messages (a file path, a source name).
+    first_row : int, default 0
+        Number that error messages give the first row (2 for CSV line numbers under a header).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The same rows, in the same order, with a fresh ``RangeIndex``; required
+        columns first, then optional ones, then anything else unchanged.
+
+    Raises
+    ------
+    DataValidationError
+        On a missing column, a non-numeric, NaN, or non-positive value, or a
+        duplicated (run, step, tokens, loss_name) row. Nothing is dropped silently.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise DataValidationError(f"expected a pandas DataFrame{_where(name)}, got {type(df).__name__}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataValidationError(
+            f"missing column(s) {missing}{_where(name)}; a bayeslaw table needs "
+            f"{list(REQUIRED_COLUMNS)} (see bayeslaw.data.validation)"
+        )
+    if len(df) == 0:
+        raise DataValidationError(f"the table{_where(name)} has no rows")
+    out = df.reset_index(drop=True).copy()
+
+    for column, kind in {**REQUIRED_COLUMNS, **OPTIONAL_COLUMNS}.items():
+        if column not in out.columns:
+            continue
+        values = out[column]
+        missing_rows = out.index[values.isna()]
+        if len(missing_rows) and column in REQUIRED_COLUMNS:
+            raise DataValidationError(
+                f"column '{column}'{_where(name)}: {len(missing_rows)} missing (NaN) value(s) "
+                f"({_rows(missing_rows, first_row)}); fill or remove those rows"
+            )
+        if kind == "str":
+            out[column] = values.astype(str) if column in REQUIRED_COLUMNS else values.astype("string")
+        elif kind in ("float", "int"):
+            numeric = pd.to_numeric(values, errors="coerce")
+            bad = out.index[numeric.isna() & values.notna()]
+            if len(bad):
+                examples = ", ".join(repr(v) for v in values.loc[bad[:_SHOW]])
+                raise DataValidationError(
+                    f"column '{column}'{_where(name)}: {len(bad)} non-numeric value(s) "
+                    f"({_rows(bad, first_row)}: {examples}); need numbers"
+                )
+            finite = np.isfinite(numeric.to_numpy(dtype=float, na_value=np.nan)) | numeric.isna().to_numpy()
+            inf_rows = out.index[~finite]
+            if len(inf_rows):
+                raise DataValidationError(
+                    f"column '{column}'{_where(name)}: {len(inf_rows)} infinite value(s) ({_rows(inf_rows, first_row)})"
+                )
+            if kind == "int" and column in REQUIRED_COLUMNS:
+                fractional = out.index[numeric != np.round(numeric)]
+                if len(fractional):
+                    raise DataValidationError(
+                        f"column '{column}'{_where(name)}: {len(fractional)} non-integer value(s) "
+                        f"({_rows(fractional, first_row)}); need whole numbers"
+                    )
+                out[column] = numeric.astype("int64")
+            else:
+                out[column] = numeric.astype("float64")
+        elif kind == "bool":
+            out[column] = values.fillna(False).astype(bool)
+
+    for column in _POSITIVE:
+        bad = out.index[out[column] <= 0]
+        if len(bad):
+            raise DataValidationError(
+                f"column '{column}'{_where(name)}: {len(bad)} non-positive value(s) "
+                f"({_rows(bad, first_row)}); need {column} > 0"
+            )
+
+    key = ["run", "step", "tokens", "loss_name"]
+    dup = out.duplicated(subset=key, keep="first")
+    if dup.any():
+        rows = out.index[dup]
+        first = out.loc[rows[0], key].to_dict()
+        raise DataValidationError(
+            f"{int(dup.sum())} duplicated (run, step) row(s){_where(name)} ({_rows(rows, first_row)}; "
+            f"first: {first}); each run has one loss per checkpoint and loss_name"
+        )
+
+    ordered = list(REQUIRED_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in out.columns]
+    out = out[ordered + [c for c in out.columns if c not in ordered]]
+    out.attrs = dict(df.attrs)  # loaders report their filtering here; keep it
+    return out

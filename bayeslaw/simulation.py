@@ -1,0 +1,206 @@
+"""Simulated multi-family, multi-seed scaling-law data with known truth.
+
+The generative story is the one the hierarchical model assumes, so that fits can be checked
+against the truth:
+
+1. shared Chinchilla parameters mu = (e, a, b, alpha, beta) (default: Besiroglu et al. 2024);
+2. per family f: theta_f = mu + diag(scale) L z_f, z_f ~ Normal(0, I), L L^T a correlation matrix;
+3. per training run r (family f, size N, seed s): u_r ~ Normal(0, sigma_seed(N)) on log loss, with
+   sigma_seed(N) = sigma_seed * (N / 1e8)^(-seed_size_exponent);
+4. per checkpoint i of run r (tokens D_i): log y_i = log L(N, D_i; theta_f) + u_r + sigma_obs * t_nu.
+
+Losses in nats per token; tokens per checkpoint log-spaced up to the run's budget.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from bayeslaw.data import read_table, validate
+from bayeslaw.laws import CHINCHILLA
+
+__all__ = ["DEMO_PATH", "DEMO_TRUTH_PATH", "SHARED_THETA", "Simulation", "load_demo", "simulate"]
+
+#: Besiroglu et al. 2024's Chinchilla refit, in log space: E 1.817, A 482.0, B 2085, alpha 0.3478, beta 0.3658.
+SHARED_THETA = {"e": float(np.log(1.817)), "a": float(np.log(482.0)), "b": float(np.log(2085.0)), "alpha": 0.3478, "beta": 0.3658}
+#: How far families stray from the shared values (sd of each theta component across families).
+FAMILY_SCALE = {"e": 0.05, "a": 0.15, "b": 0.15, "alpha": 0.02, "beta": 0.02}
+#: Correlation of (e, a, b, alpha, beta) across families: a with alpha, b with beta (a larger
+#: coefficient comes with a steeper exponent, as across published fits).
+FAMILY_CORRELATION = np.array(
+    [
+        [1.0, 0.0, 0.0, 0.0, 0.0],
+        [0.0, 1.0, 0.0, 0.7, 0.0],
+        [0.0, 0.0, 1.0, 0.0, 0.7],
+        [0.0, 0.7, 0.0, 1.0, 0.0],
+        [0.0, 0.0, 0.7, 0.0, 1.0],
+    ]
+)
+THETA_ORDER = ("e", "a", "b", "alpha", "beta")
+
+_ROOT = Path(__file__).resolve().parent.parent
+DEMO_PATH = _ROOT / "data" / "demo.csv"
+DEMO_TRUTH_PATH = _ROOT / "data" / "demo_truth.json"
+DEMO_SETTINGS = {"seed": 20260101}
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """A simulated table (bayeslaw schema) and the truth that generated it."""
+
+    data: pd.DataFrame
+    truth: dict = field(repr=False)
+
+    def __iter__(self):  # ``df, truth = simulate()``
+        yield self.data
+        yield self.truth
+
+    def true_loss(self, family: str | None, params, tokens) -> np.ndarray:
+        """The noise-free law L(N, D) of ``family`` (or of the shared parameters when None)."""
+        theta = self.truth["shared"]["theta"] if family is None else self.truth["families"][family]["theta"]
+        return _chinchilla_loss(theta, params, tokens)
+
+
+def _chinchilla_loss(theta: dict, params, tokens) -> np.ndarray:
+    as_array = lambda v: jnp.asarray(np.asarray(v, dtype=float))  # noqa: E731
+    theta = {k: as_array(v) for k, v in theta.items()}
+    return np.asarray(CHINCHILLA.loss(theta, params=as_array(params), tokens=as_array(tokens)))
+
+
+def _natural(theta: dict) -> dict:
+    return {k: float(v) for k, v in CHINCHILLA.natural(theta).items()}
+
+
+def simulate(
+    *,
+    families: int | list[str] = 3,
+    sizes: tuple[float, ...] = (70e6, 160e6, 410e6, 1.0e9, 2.8e9),
+    seeds: int = 3,
+    max_tokens: float = 1e11,
+    checkpoints: int = 16,
+    first_tokens: float = 1e9,
+    batch_size: float = 2**21,
+    shared: dict | None = None,
+    family_scale: dict | None = None,
+    family_correlation: np.ndarray | None = None,
+    sigma_seed: float = 0.01,
+    seed_size_exponent: float = 0.0,
+    sigma_obs: float = 0.004,
+    nu: float = 5.0,
+    seed: int = 0,
+) -> Simulation:
+    """Draw a data set with known truth (see the module docstring for the generative story).
+
+    Parameters
+    ----------
+    families : int or list of str, default 3
+        Number of families (named ``fam0``...) or their names.
+    sizes : tuple of float
+        Parameter counts N of the models in every family.
+    seeds : int, default 3
+        Training runs per (family, size), each with its own offset u_r.
+    max_tokens, checkpoints, first_tokens : float, int, float
+        Each run is trained to ``max_tokens`` and logged at ``checkpoints`` log-spaced token
+        counts from ``first_tokens``.
+    batch_size : float
+        Tokens per optimizer step (sets ``step``).
+    shared, family_scale, family_correlation
+        mu, the sd of each component across families, and their correlation (defaults above).
+    sigma_seed, seed_size_exponent : float
+        Run-to-run sd of log loss at N = 1e8, and its decay with size.
+    sigma_obs, nu : float
+        Scale and degrees of freedom of the Student-t checkpoint noise on log loss.
+    seed : int
+        Seed of the random generator: equal seeds give identical data.
+
+    Returns
+    -------
+    Simulation
+        ``.data`` (validated table), ``.truth`` (JSON-serialisable dict); unpacks as ``df, truth``.
+    """
+    rng = np.random.default_rng(seed)
+    names = [f"fam{i}" for i in range(families)] if isinstance(families, int) else list(families)
+    mu = dict(SHARED_THETA if shared is None else shared)
+    scale = dict(FAMILY_SCALE if family_scale is None else family_scale)
+    corr = FAMILY_CORRELATION if family_correlation is None else np.asarray(family_correlation)
+    chol = np.linalg.cholesky(corr)
+    mu_vec = np.array([mu[k] for k in THETA_ORDER])
+    scale_vec = np.array([scale[k] for k in THETA_ORDER])
+
+    truth = {
+        "generator": "bayeslaw.simulate",
+        "seed": seed,
+        "form": "chinchilla",
+        "shared": {"theta": mu, "natural": _natural(mu)},
+        "family_scale": scale,
+        "family_correlation": corr.tolist(),
+        "sigma_seed": sigma_seed,
+        "seed_size_exponent": seed_size_exponent,
+        "sigma_obs": sigma_obs,
+        "nu": nu,
+        "families": {},
+        "runs": {},
+    }
+    steps = np.round(np.geomspace(first_tokens, max_tokens, checkpoints) / batch_size).astype(int)
+    token_grid = steps * batch_size
+    rows = []
+    for family in names:
+        theta_vec = mu_vec + scale_vec * (chol @ rng.standard_normal(len(THETA_ORDER)))
+        theta = {k: float(v) for k, v in zip(THETA_ORDER, theta_vec, strict=True)}
+        truth["families"][family] = {"theta": theta, "natural": _natural(theta)}
+        for params in sizes:
+            model = f"{family}-{params / 1e6:.0f}M"
+            run_sd = sigma_seed * (params / 1e8) ** (-seed_size_exponent)
+            law = _chinchilla_loss(theta, params, token_grid)
+            for s in range(seeds):
+                run = f"{model}-s{s}"
+                offset = float(rng.normal(0.0, run_sd))
+                truth["runs"][run] = {"offset": offset, "sigma_seed": run_sd}
+                noise = sigma_obs * rng.standard_t(nu, size=checkpoints)
+                loss = np.exp(np.log(law) + offset + noise)
+                for tokens, step, value, mean in zip(token_grid, steps, loss, law, strict=True):
+                    rows.append(
+                        {
+                            "family": family,
+                            "model": model,
+                            "run": run,
+                            "seed": s,
+                            "params": params,
+                            "tokens": float(tokens),
+                            "step": int(step),
+                            "flops": 6.0 * params * tokens,
+                            "loss": float(value),
+                            "loss_name": "simulated",
+                            "source": "simulated",
+                            "batch_size": batch_size,
+                            "true_law": float(mean),
+                        }
+                    )
+    return Simulation(validate(pd.DataFrame(rows), name="simulate()"), truth)
+
+
+def write_demo(path: Path = DEMO_PATH, truth_path: Path = DEMO_TRUTH_PATH) -> Simulation:
+    """(Re)make the embedded demo set: ``data/demo.csv`` and its truth in ``data/demo_truth.json``."""
+    sim = simulate(**DEMO_SETTINGS)
+    truth = {**sim.truth, "settings": DEMO_SETTINGS}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp, tmp_truth = path.with_suffix(".csv.tmp"), truth_path.with_suffix(".json.tmp")
+    sim.data.to_csv(tmp, index=False, float_format="%.10g")
+    tmp_truth.write_text(json.dumps(truth, indent=1) + "\n")
+    tmp.replace(path)
+    tmp_truth.replace(truth_path)
+    return sim
+
+
+def load_demo() -> Simulation:
+    """The embedded demo data with its truth; simulated afresh (same seed) if the files are absent."""
+    if DEMO_PATH.exists() and DEMO_TRUTH_PATH.exists():
+        return Simulation(read_table(DEMO_PATH), json.loads(DEMO_TRUTH_PATH.read_text()))
+    sim = simulate(**DEMO_SETTINGS)
+    return Simulation(sim.data, {**sim.truth, "settings": DEMO_SETTINGS})

@@ -1,0 +1,95 @@
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from bayeslaw.cli import app
+
+runner = CliRunner()
+COMMANDS = ["sources", "load", "simulate", "fit-point", "demo"]
+
+
+@pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
+def test_every_command_has_help(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_sources_json_lists_every_source():
+    result = runner.invoke(app, ["sources", "--json"])
+    assert result.exit_code == 0
+    names = {row["name"] for row in json.loads(result.output)}
+    assert {"chinchilla", "polypythias", "olmo_ladder", "t5_pile"} <= names
+
+
+def test_simulate_writes_data_and_truth(tmp_path):
+    out = tmp_path / "sim.csv"
+    result = runner.invoke(app, ["simulate", "--out", str(out), "--seed", "4", "--families", "2"])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out)
+    truth = json.loads((tmp_path / "sim_truth.json").read_text())
+    assert set(df["family"]) == set(truth["families"]) == {"fam0", "fam1"}
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["load", "nope"], "neither a .csv/.parquet file nor a known source"),
+        (["fit-point", "missing.csv"], "does not exist"),
+        (["fit-point", "demo", "--family", "famX"], "unknown family ['famX']"),
+        (["fit-point", "demo", "--method", "lsq"], "unknown method 'lsq'"),
+    ],
+)
+def test_bad_input_is_one_line_no_traceback(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_bad_schema_file_names_column_and_line(tmp_path):
+    path = tmp_path / "runs.csv"
+    pd.DataFrame({"family": ["f"], "model": ["m"], "run": ["r"], "params": [-1.0], "tokens": [1e9],
+                  "loss": [3.0], "loss_name": ["x"]}).to_csv(path, index=False)
+    result = runner.invoke(app, ["fit-point", str(path)])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "column 'params'" in text and "runs.csv" in text and "rows 2" in text
+
+
+def test_load_missing_data_folder_says_how_to_fix(monkeypatch, tmp_path):
+    monkeypatch.delenv("BAYESLAW_DATA", raising=False)
+    result = runner.invoke(app, ["load", "chinchilla"])
+    assert result.exit_code == 2 and "BAYESLAW_DATA" in result.output
+    result = runner.invoke(app, ["load", "chinchilla", "--root", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_load_source_summary(data_root, tmp_path):
+    out = tmp_path / "ladder.parquet"
+    result = runner.invoke(app, ["load", "olmo_ladder", "--root", str(data_root), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["rows"] == len(pd.read_parquet(out))
+    assert len(summary["models"]) == 5
+
+
+def test_fit_point_hitchhiker_on_demo():
+    result = runner.invoke(app, ["fit-point", "demo", "--method", "hitchhiker", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["family"] for r in rows] == ["fam0", "fam1", "fam2"]
+    assert all(1.0 < r["E"] < 3.0 and 0 < r["alpha"] < 1.5 for r in rows)
+
+
+def test_demo_writes_report_and_scores(tmp_path):
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--json"])
+    assert result.exit_code == 0, result.output
+    scores = pd.DataFrame(json.loads(result.output)["scores"])
+    assert set(scores["method"]) == {"epoch", "hitchhiker"} and len(scores) == 6
+    assert (scores["are"] < 0.10).all()  # a few percent on the demo, as for real families
+    for name in ("fits.csv", "predictions.csv", "scores.csv"):
+        assert (tmp_path / "demo" / name).exists()

@@ -1,0 +1,57 @@
+import json
+
+import numpy as np
+import pandas as pd
+
+from bayeslaw.data import read_table
+from bayeslaw.simulation import DEMO_PATH, DEMO_SETTINGS, DEMO_TRUTH_PATH, load_demo, simulate
+
+
+def test_same_seed_same_data_other_seed_other_data():
+    a = simulate(seed=7)
+    b = simulate(seed=7)
+    c = simulate(seed=8)
+    pd.testing.assert_frame_equal(a.data, b.data)
+    assert a.truth == b.truth
+    assert not np.allclose(a.data["loss"], c.data["loss"])
+
+
+def test_shape_and_truth_structure():
+    sim = simulate(families=["x", "y"], sizes=(1e8, 1e9), seeds=4, checkpoints=5, seed=0)
+    df, truth = sim
+    assert len(df) == 2 * 2 * 4 * 5
+    assert df["run"].nunique() == 16 and set(df["seed"]) == {0, 1, 2, 3}
+    assert set(truth["families"]) == {"x", "y"}
+    assert set(truth["runs"]) == set(df["run"])
+    json.dumps(truth)  # serialisable
+    # the noise-free law is what the simulator says it is
+    rows = df[df["family"] == "x"]
+    np.testing.assert_allclose(sim.true_loss("x", rows["params"], rows["tokens"]), rows["true_law"], rtol=1e-12)
+
+
+def test_seed_offsets_carry_the_seed_variance():
+    sim = simulate(families=1, sizes=(1e8,), seeds=400, checkpoints=3, sigma_seed=0.02, sigma_obs=1e-4, seed=2)
+    offsets = np.array([r["offset"] for r in sim.truth["runs"].values()])
+    assert abs(offsets.std() - 0.02) < 0.003
+    # the run-level offset shows up in the data: log loss minus law is constant within a run up to checkpoint noise
+    resid = np.log(sim.data["loss"] / sim.data["true_law"])
+    within = resid.groupby(sim.data["run"]).std()
+    assert within.median() < 0.001
+    assert abs(resid.groupby(sim.data["run"]).mean().std() - 0.02) < 0.003
+
+
+def test_size_dependent_seed_variance():
+    sim = simulate(families=1, sizes=(1e8, 1e10), seeds=3, seed_size_exponent=0.25, sigma_seed=0.02, seed=0)
+    sds = {r.split("-s")[0]: v["sigma_seed"] for r, v in sim.truth["runs"].items()}
+    assert np.isclose(sds["fam0-100M"], 0.02) and np.isclose(sds["fam0-10000M"], 0.02 * 100**-0.25)
+
+
+def test_embedded_demo_is_the_simulator_output():
+    assert DEMO_PATH.exists() and DEMO_TRUTH_PATH.exists()
+    fresh = simulate(**DEMO_SETTINGS)
+    stored = read_table(DEMO_PATH)
+    np.testing.assert_allclose(stored["loss"], fresh.data["loss"], rtol=1e-9)
+    assert (stored["run"] == fresh.data["run"]).all()
+    truth = json.loads(DEMO_TRUTH_PATH.read_text())
+    assert truth["families"] == json.loads(json.dumps(fresh.truth["families"]))
+    assert load_demo().truth["settings"] == DEMO_SETTINGS

@@ -1,0 +1,90 @@
+import pandas as pd
+import pytest
+
+from bayeslaw.data import DataValidationError, read_table, validate
+
+
+def table(n=4) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "family": ["f"] * n,
+            "model": ["m"] * n,
+            "run": ["r"] * n,
+            "seed": [0] * n,
+            "params": [1e8] * n,
+            "tokens": [1e9 * (i + 1) for i in range(n)],
+            "step": list(range(n)),
+            "flops": [6e17 * (i + 1) for i in range(n)],
+            "loss": [3.0 - 0.1 * i for i in range(n)],
+            "loss_name": ["val"] * n,
+            "source": ["test"] * n,
+        }
+    )
+
+
+def test_clean_table_passes_and_gets_canonical_dtypes():
+    df = table()
+    df["params"] = ["1e8"] * 4  # numbers as text are read
+    out = validate(df)
+    assert out["params"].dtype == "float64"
+    assert out["step"].dtype == "int64"
+    assert list(out.columns[:3]) == ["family", "model", "run"]
+    assert len(out) == len(df)
+
+
+def test_missing_column_is_named():
+    with pytest.raises(DataValidationError, match=r"missing column\(s\) \['tokens'\]"):
+        validate(table().drop(columns="tokens"))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "pattern"),
+    [
+        ("loss", -1.0, r"column 'loss'.*1 non-positive value\(s\) \(rows 2\); need loss > 0"),
+        ("params", 0.0, r"column 'params'.*non-positive.*rows 2"),
+        ("tokens", float("nan"), r"column 'tokens'.*missing \(NaN\).*rows 2"),
+        ("loss", "abc", r"column 'loss'.*non-numeric.*rows 2: 'abc'"),
+        ("step", 1.5, r"column 'step'.*non-integer.*rows 2"),
+    ],
+)
+def test_bad_values_name_column_and_row(column, value, pattern):
+    df = table()
+    df[column] = df[column].astype(object)
+    df.loc[2, column] = value
+    with pytest.raises(DataValidationError, match=pattern):
+        validate(df, name="mine.csv")
+
+
+def test_error_lists_first_rows_and_counts_the_rest():
+    df = table(12)
+    df.loc[3:, "loss"] = 0.0
+    with pytest.raises(DataValidationError, match=r"9 non-positive.*rows 3, 4, 5, 6, 7 and 4 more"):
+        validate(df)
+
+
+def test_duplicated_run_step_rows_are_refused():
+    df = pd.concat([table(), table().iloc[[1]]], ignore_index=True)
+    with pytest.raises(DataValidationError, match=r"1 duplicated \(run, step\) row\(s\).*rows 4"):
+        validate(df)
+
+
+def test_read_table_names_the_file_and_fills_defaults(tmp_path):
+    good = table().drop(columns=["flops", "seed", "step", "source"])
+    path = tmp_path / "runs.csv"
+    good.to_csv(path, index=False)
+    out = read_table(path)
+    assert (out["flops"] == 6 * out["params"] * out["tokens"]).all()
+    assert (out["source"] == "runs.csv").all()
+
+    bad = table()
+    bad.loc[1, "loss"] = -2
+    bad_path = tmp_path / "bad.csv"
+    bad.to_csv(bad_path, index=False)
+    with pytest.raises(DataValidationError, match=r"column 'loss' in file '.*bad\.csv' \(rows are line numbers\).*rows 3\)"):
+        read_table(bad_path)
+
+
+def test_read_table_parquet_roundtrip(tmp_path):
+    path = tmp_path / "runs.parquet"
+    table().to_parquet(path)
+    pd.testing.assert_frame_equal(read_table(path), validate(table()))
