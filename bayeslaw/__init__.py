@@ -9,9 +9,23 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 from bayeslaw import data, laws, metrics  # noqa: E402
+from bayeslaw.inference.nuts import Fit, Prediction, fit, load_fit  # noqa: E402
 from bayeslaw.inference.point import PointFit, fit_point  # noqa: E402
 from bayeslaw.simulation import Simulation, load_demo, simulate  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["PointFit", "Simulation", "data", "fit_point", "laws", "load_demo", "metrics", "simulate"]
+__all__ = [
+    "Fit",
+    "PointFit",
+    "Prediction",
+    "Simulation",
+    "data",
+    "fit",
+    "fit_point",
+    "laws",
+    "load_demo",
+    "load_fit",
+    "metrics",
+    "simulate",
+]

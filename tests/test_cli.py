@@ -86,10 +86,12 @@ def test_fit_point_hitchhiker_on_demo():
 
 
 def test_demo_writes_report_and_scores(tmp_path):
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--json"])
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--chains", "1", "--draws", "150", "--json"])
     assert result.exit_code == 0, result.output
     scores = pd.DataFrame(json.loads(result.output)["scores"])
-    assert set(scores["method"]) == {"epoch", "hitchhiker"} and len(scores) == 6
+    assert set(scores["method"]) == {"epoch", "hitchhiker", "bayes-hierarchical"} and len(scores) == 9
     assert (scores["are"] < 0.10).all()  # a few percent on the demo, as for real families
-    for name in ("fits.csv", "predictions.csv", "scores.csv"):
+    bayes = scores[scores["method"] == "bayes-hierarchical"]
+    assert bayes["coverage90"].between(0, 1).all() and (bayes["width90"] > 0).all()
+    for name in ("fits.csv", "predictions.csv", "scores.csv", "fit.nc"):
         assert (tmp_path / "demo" / name).exists()

@@ -1,0 +1,428 @@
+"""NUTS driver: fit a NumPyro scaling-law model to a table, predict, diagnose, save.
+
+``fit(df)`` returns a :class:`Fit` whose ``idata`` is an ArviZ 1.x ``xarray.DataTree`` with the
+groups posterior, sample_stats, observed_data, log_likelihood, posterior_predictive and
+constant_data; coordinates are named after the table's families and runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import xarray as xr
+from numpyro.infer import MCMC, NUTS, Predictive, init_to_value
+
+from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
+from bayeslaw.inference.point import fit_point
+from bayeslaw.models import D_REF, N_REF, PRIORS, SEED_N_REF, THETA, ModelData, get_model, law_log_mean, prepare
+
+__all__ = ["Diagnostics", "Fit", "Prediction", "fit", "load_fit"]
+
+EXTRA_FIELDS = ("potential_energy", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "diverging")
+DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+RHAT_MAX = 1.01
+
+
+def _point_init(df: pd.DataFrame, data: ModelData, pooling: str) -> dict:
+    """Initial values from a least-squares point fit of all rows (fast, one start)."""
+    point = fit_point(df, method="hitchhiker")
+    theta = point.theta
+    vector = np.array([
+        theta["e"],
+        theta["a"] - theta["alpha"] * np.log(N_REF),
+        theta["b"] - theta["beta"] * np.log(D_REF),
+        np.log(max(theta["alpha"], 0.05)),
+        np.log(max(theta["beta"], 0.05)),
+    ])
+    center = np.array([PRIORS["center"][k] for k in THETA])
+    scale = np.array([PRIORS["scale"][k] for k in THETA])
+    if not (point.converged and np.all(np.isfinite(vector))):
+        vector = center
+    # A least-squares fit across many families can land in the law's degenerate corner (E -> 0 with
+    # beta -> 0, B/D^beta standing in for E), far out in the prior's tail, where NUTS starts stuck:
+    # keep the start inside the prior's bulk.
+    vector = np.clip(vector, center - 2 * scale, center + 2 * scale)
+    if pooling == "complete":
+        values = {"theta_shared": vector}
+    elif pooling == "none":
+        values = {"theta": np.tile(vector, (data.n_families, 1))}
+    else:
+        values = {"mu": vector, "theta": np.tile(vector, (data.n_families, 1))}
+    # Every other site starts at a typical value too (numpyro would draw them uniformly in [-2, 2] on
+    # the unconstrained scale, i.e. noise sds up to 7 nats, from which a large fit never recovers).
+    n_f = data.n_families
+    values.update({
+        "u_decentered": np.zeros(data.n_runs),
+        "sigma_seed_shared": 0.5 * PRIORS["sigma_seed"],
+        "sigma_obs": np.full(n_f, 0.5 * PRIORS["sigma_obs"]),
+        "nu": 5.0,
+        "gamma_seed": 0.0,  # used only when seed_scaling="size"
+    })
+    if pooling == "none":
+        values["sigma_seed"] = np.full(n_f, 0.5 * PRIORS["sigma_seed"])
+    if pooling == "hierarchical":
+        values.update({"tau": np.array([PRIORS["tau"][k] for k in THETA]), "corr_chol": np.eye(len(THETA)),
+                       "tau_seed": 0.5 * PRIORS["tau_seed"], "z_seed": np.zeros(n_f)})
+    return {k: jnp.asarray(v) for k, v in values.items()}
+
+
+def _dims(pooling: str) -> dict[str, list[str]]:
+    family_theta = ["family", "theta_dim"]
+    dims = {
+        "theta": family_theta,
+        "e": ["family"], "a": ["family"], "b": ["family"], "alpha": ["family"], "beta": ["family"],
+        "sigma_seed": ["family"], "sigma_obs": ["family"],
+        "u": ["run"], "u_decentered": ["run"],
+        "obs": ["obs_id"],
+    }
+    if pooling == "hierarchical":
+        dims.update({"mu": ["theta_dim"], "tau": ["theta_dim"], "z": family_theta,
+                     "corr_chol": ["theta_dim", "theta_dim_bis"], "z_seed": ["family"]})
+    if pooling == "complete":
+        dims["theta_shared"] = ["theta_dim"]
+    return dims
+
+
+def _constant_data(data: ModelData, rows: pd.DataFrame) -> dict:
+    return {
+        "log_params": data.log_params,
+        "log_tokens": data.log_tokens,
+        "obs_family": data.family,
+        "obs_run": data.run,
+        "run_family": data.run_family,
+        "run_log_params": data.run_log_params,
+        "run_points": data.run_points,
+        "step": rows["step"].to_numpy(),
+    }
+
+
+def fit(
+    df: pd.DataFrame,
+    form: str = "chinchilla",
+    pooling: str = "hierarchical",
+    *,
+    seed: int = 0,
+    chains: int = 4,
+    draws: int = 1000,
+    warmup: int = 1000,
+    min_tokens: float | None = DEFAULT_MIN_TOKENS,
+    min_fraction: float | None = None,
+    thin: int | None = 20,
+    seed_scaling: str = "constant",
+    target_accept: float = 0.95,
+    chain_method: str | None = None,
+    dense_mass: bool = True,
+    progress: bool = True,
+) -> Fit:
+    """Fit a scaling law by NUTS, initialised from the point fit.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A table in the bayeslaw schema (``family, run, params, tokens, loss`` are read).
+    form : str, default "chinchilla"
+        The law (only ``chinchilla`` has a Bayesian model so far).
+    pooling : {"hierarchical", "none", "complete"}
+        Partial pooling across families, none, or one law for all (see :mod:`bayeslaw.models`).
+    seed : int
+        PRNG seed: equal seeds give identical draws.
+    chains, draws, warmup : int
+        NUTS chains, kept draws per chain, and warmup iterations per chain.
+    min_tokens, min_fraction : float or None
+        Early-checkpoint cut (default: drop tokens <= 10B, as the Hitchhiker's Guide).
+    thin : int or None, default 20
+        Keep about this many log-spaced checkpoints per run (None keeps all).
+    seed_scaling : {"constant", "size"}
+        Run-to-run sd constant, or sigma_seed (N / 1e8)^-gamma_seed.
+    target_accept : float
+        NUTS target acceptance probability.
+    chain_method : {"parallel", "sequential", "vectorized"}, optional
+        Default: "parallel" when JAX sees at least ``chains`` devices, else "sequential".
+    dense_mass : bool, default True
+        Adapt a dense mass matrix (False: diagonal, cheaper per step for thousands of runs).
+    progress : bool
+        Progress bar on stderr.
+    """
+    if form != "chinchilla":
+        raise ValueError(f"form {form!r} has no Bayesian model yet; available: ['chinchilla']")
+    model = get_model(pooling)
+    rows = cut_early(df, min_tokens=min_tokens, min_fraction=min_fraction)
+    if len(rows) >= len(THETA) and thin is not None:
+        rows = thin_checkpoints(rows, per_run=thin)
+    if len(rows) < len(THETA):
+        raise ValueError(
+            f"fit: {len(rows)} row(s) left after the early cut (min_tokens={min_tokens}, "
+            f"min_fraction={min_fraction}) of {len(df)}; need at least {len(THETA)}"
+        )
+    rows = rows.reset_index(drop=True)
+    data = prepare(rows)
+    y = jnp.log(jnp.asarray(rows["loss"].to_numpy(dtype=float)))
+    if chain_method is None:
+        chain_method = "parallel" if jax.local_device_count() >= chains else "sequential"
+    kernel = NUTS(
+        model,
+        target_accept_prob=target_accept,
+        # dense: each run's offset u_r trades off against its family's intercept (a ridge that a
+        # diagonal mass matrix crosses slowly); a few hundred latents keep the dense matrix cheap
+        dense_mass=dense_mass,
+        init_strategy=init_to_value(values=_point_init(rows, data, pooling)),
+    )
+    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method=chain_method,
+                progress_bar=progress)
+    key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(seed))
+    mcmc.run(key_fit, data, y=y, seed_scaling=seed_scaling, extra_fields=EXTRA_FIELDS)
+    samples = mcmc.get_samples()
+    ppc = Predictive(model, samples, return_sites=["obs"])(key_ppc, data, seed_scaling=seed_scaling)
+    ppc = {"obs": np.asarray(ppc["obs"]).reshape(chains, draws, -1)}
+    coords = {"family": list(data.families), "run": list(data.runs), "theta_dim": list(THETA),
+              "theta_dim_bis": list(THETA), "obs_id": np.arange(len(rows))}
+    idata = az.from_numpyro(
+        mcmc, posterior_predictive=ppc, constant_data=_constant_data(data, rows), log_likelihood=True,
+        # pred_dims given: arviz-base 1.3's inference of them fails (numpyro.infer.initialization via a lazy module)
+        pred_dims={"obs": ["obs_id"]},
+        coords=coords, dims={**_dims(pooling), **{k: ["obs_id"] for k in ("log_params", "log_tokens", "obs_family",
+                                                                           "obs_run", "step")},
+                             "run_family": ["run"], "run_log_params": ["run"], "run_points": ["run"]},
+    )
+    idata.attrs.update({
+        "bayeslaw_form": form, "bayeslaw_pooling": pooling, "bayeslaw_seed_scaling": seed_scaling,
+        "bayeslaw_seed": seed, "bayeslaw_min_tokens": -1.0 if min_tokens is None else float(min_tokens),
+        "bayeslaw_min_fraction": -1.0 if min_fraction is None else float(min_fraction),
+        "bayeslaw_thin": -1 if thin is None else int(thin), "bayeslaw_rows_in": len(df), "bayeslaw_rows_fitted": len(rows),
+    })
+    return Fit(idata)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Posterior predictive loss of targets: ``draws`` (sample x target) and a ``summary`` table."""
+
+    draws: xr.DataArray
+    summary: pd.DataFrame
+    kind: str
+
+
+@dataclass
+class Diagnostics:
+    """Convergence diagnostics from ArviZ, with a warning flag and remedies."""
+
+    table: pd.DataFrame
+    divergences: int
+    bfmi: np.ndarray
+    max_rhat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def warning(self) -> bool:
+        return bool(self.messages)
+
+    def __str__(self) -> str:
+        head = (f"max r-hat {self.max_rhat:.4f}, min bulk ESS {self.min_ess_bulk:.0f}, min tail ESS "
+                f"{self.min_ess_tail:.0f}, divergences {self.divergences}, BFMI {np.round(self.bfmi, 2).tolist()}")
+        return "\n".join([head, *(f"warning: {m}" for m in self.messages)] or [head])
+
+
+class Fit:
+    """A fitted Bayesian scaling law (see :func:`fit`)."""
+
+    def __init__(self, idata: xr.DataTree):
+        self.idata = idata
+
+    # --- what the fit is -------------------------------------------------------------------
+    @property
+    def pooling(self) -> str:
+        return str(self.idata.attrs["bayeslaw_pooling"])
+
+    @property
+    def seed_scaling(self) -> str:
+        return str(self.idata.attrs["bayeslaw_seed_scaling"])
+
+    @property
+    def families(self) -> list[str]:
+        return [str(f) for f in self.idata.posterior["family"].values]
+
+    @property
+    def runs(self) -> list[str]:
+        return [str(r) for r in self.idata.posterior["run"].values]
+
+    def _draws(self, name: str) -> np.ndarray:
+        """Posterior draws of a site, chains stacked: shape (sample, ...)."""
+        values = self.idata.posterior[name].values
+        return values.reshape(-1, *values.shape[2:])
+
+    def __repr__(self) -> str:
+        post = self.idata.posterior
+        return (f"Fit(form={self.idata.attrs['bayeslaw_form']!r}, pooling={self.pooling!r}, "
+                f"families={len(self.families)}, runs={len(self.runs)}, chains={post.sizes['chain']}, "
+                f"draws={post.sizes['draw']}, rows={self.idata.attrs['bayeslaw_rows_fitted']})")
+
+    def params(self) -> pd.DataFrame:
+        """Posterior mean and 90% interval of E, A, B, alpha, beta, sigma_seed, sigma_obs per family."""
+        names = {"E": np.exp(self._draws("e")), "A": np.exp(self._draws("a")), "B": np.exp(self._draws("b")),
+                 "alpha": self._draws("alpha"), "beta": self._draws("beta"),
+                 "sigma_seed": self._draws("sigma_seed"), "sigma_obs": self._draws("sigma_obs")}
+        rows = []
+        for i, family in enumerate(self.families):
+            for name, draws in names.items():
+                d = draws[:, i]
+                rows.append({"family": family, "parameter": name, "mean": d.mean(), "q05": np.quantile(d, 0.05),
+                             "median": np.median(d), "q95": np.quantile(d, 0.95)})
+        return pd.DataFrame(rows)
+
+    # --- prediction ------------------------------------------------------------------------
+    def _population_theta(self, rng: np.random.Generator) -> np.ndarray:
+        """theta of a family the fit has not seen, per draw: (sample, 5)."""
+        if self.pooling == "hierarchical":
+            mu, tau, chol = self._draws("mu"), self._draws("tau"), self._draws("corr_chol")
+            z = rng.standard_normal(mu.shape)
+            return mu + tau * np.einsum("sij,sj->si", chol, z)
+        if self.pooling == "complete":
+            return self._draws("theta_shared")
+        center = np.array([PRIORS["center"][k] for k in THETA])
+        scale = np.array([PRIORS["scale"][k] for k in THETA])
+        return center + scale * rng.standard_normal((self._draws("theta").shape[0], len(THETA)))
+
+    def _population_sigma_seed(self, rng: np.random.Generator) -> np.ndarray:
+        if self.pooling == "hierarchical":
+            shared, tau_seed = self._draws("sigma_seed_shared"), self._draws("tau_seed")
+            return shared * np.exp(tau_seed * rng.standard_normal(shared.shape))
+        if self.pooling == "complete":
+            return self._draws("sigma_seed_shared")
+        return np.abs(rng.normal(0.0, PRIORS["sigma_seed"], self._draws("sigma_seed").shape[0]))
+
+    def predict(
+        self,
+        targets: pd.DataFrame,
+        *,
+        kind: str = "new_run",
+        quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
+        seed: int = 0,
+    ) -> Prediction:
+        """Posterior predictive loss (nats per token) for each row of ``targets``.
+
+        ``targets`` has ``params`` and ``tokens``, optionally ``family`` and ``run``.
+        ``kind="law"``: the law's loss of that configuration (parameter uncertainty only).
+        ``kind="new_run"``: what one new training run shows at that checkpoint: parameter
+        uncertainty, a fresh seed offset u ~ Normal(0, sigma_seed(N)), and Student-t checkpoint
+        noise. A target whose ``run`` the fit has seen at two or more checkpoints keeps that run's
+        fitted offset instead.
+        A family the fit has not seen (or no ``family``) gets the population's prediction.
+        """
+        if kind not in ("law", "new_run"):
+            raise ValueError(f"unknown kind {kind!r}; use 'law' or 'new_run'")
+        missing = [c for c in ("params", "tokens") if c not in targets.columns]
+        if missing:
+            raise ValueError(f"predict: targets lack column(s) {missing}")
+        targets = targets.reset_index(drop=True)
+        rng = np.random.default_rng(seed)
+        theta_f = self._draws("theta")  # (S, F, 5)
+        n_samples = theta_f.shape[0]
+        family_pos = {f: i for i, f in enumerate(self.families)}
+        run_pos = {r: i for i, r in enumerate(self.runs)}
+        families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))
+        runs = targets["run"] if "run" in targets.columns else pd.Series([None] * len(targets))
+        population = self._population_theta(rng)
+        theta = np.stack([theta_f[:, family_pos[f]] if f in family_pos else population for f in families], axis=1)
+        log_params = np.log(targets["params"].to_numpy(dtype=float))
+        log_tokens = np.log(targets["tokens"].to_numpy(dtype=float))
+        log_loss = np.array(law_log_mean(jnp.asarray(theta), jnp.asarray(log_params), jnp.asarray(log_tokens)))
+
+        if kind == "new_run":
+            sigma_seed_f, sigma_obs_f = self._draws("sigma_seed"), self._draws("sigma_obs")
+            gamma = self._draws("gamma_seed")
+            u_fitted, nu = self._draws("u"), self._draws("nu")
+            run_points = self.idata.constant_data["run_points"].values  # one-checkpoint runs have no offset
+            pop_seed = self._population_sigma_seed(rng)
+            pop_obs = sigma_obs_f[np.arange(n_samples), rng.integers(0, sigma_obs_f.shape[1], n_samples)]
+            for j, (family, run) in enumerate(zip(families, runs, strict=True)):
+                known = family in family_pos
+                if run is not None and run in run_pos and run_points[run_pos[run]] >= 2:
+                    offset = u_fitted[:, run_pos[run]]
+                else:
+                    sd = (sigma_seed_f[:, family_pos[family]] if known else pop_seed) * np.exp(
+                        -gamma * (log_params[j] - np.log(SEED_N_REF)))
+                    offset = sd * rng.standard_normal(n_samples)
+                obs_sd = sigma_obs_f[:, family_pos[family]] if known else pop_obs
+                log_loss[:, j] += offset + obs_sd * rng.standard_t(nu)
+        loss = np.exp(log_loss)
+        draws = xr.DataArray(loss, dims=("sample", "target"), name="loss",
+                             attrs={"kind": kind, "units": "nats per token"})
+        summary = targets.copy()
+        summary["mean"] = loss.mean(axis=0)
+        summary["sd"] = loss.std(axis=0)
+        for q in quantiles:
+            summary[f"q{100 * q:g}"] = np.quantile(loss, q, axis=0)
+        summary["kind"] = kind
+        return Prediction(draws, summary, kind)
+
+    # --- diagnostics -----------------------------------------------------------------------
+    def diagnostics(self, *, warn: bool = True) -> Diagnostics:
+        """r-hat, bulk/tail ESS (ArviZ), divergences, BFMI; a warning with a remedy when they fail.
+
+        Over every sampled site (deterministic transforms share their diagnostics).
+        """
+        posterior = self.idata.posterior
+        varying = [name for name in posterior.data_vars
+                   if float(posterior[name].std()) > 0 and name not in ("corr_chol",)]  # constants have no r-hat
+        with warnings.catch_warnings():  # 0/0 inside ArviZ for a site stuck in a chain: r-hat comes back NaN/inf
+            warnings.simplefilter("ignore", RuntimeWarning)
+            table = az.summary(self.idata, var_names=varying, kind="diagnostics", round_to="none")
+            bfmi = az.bfmi(self.idata)
+        table = table[[c for c in ("ess_bulk", "ess_tail", "r_hat", "mcse_mean", "mcse_sd") if c in table.columns]]
+        divergences = int(self.idata.sample_stats["diverging"].values.sum())
+        bfmi = np.asarray(bfmi.to_dataset()["energy"].values if isinstance(bfmi, xr.DataTree) else bfmi).ravel()
+        r_hat = table["r_hat"].fillna(np.inf)  # NaN r-hat: a chain that never moved
+        max_rhat = float(r_hat.max())
+        messages = []
+        if max_rhat > RHAT_MAX:
+            worst = r_hat.idxmax()
+            messages.append(f"r-hat {max_rhat:.3f} > {RHAT_MAX} (worst: {worst}): chains disagree; run longer "
+                            f"(more warmup and draws), or check the data for a family the law cannot fit")
+        if divergences > 0:
+            messages.append(f"{divergences} divergent transition(s): raise target_accept (e.g. 0.95-0.99), "
+                            f"or thin/cut the data less aggressively if a family has very few points")
+        if np.any(bfmi < 0.3):
+            messages.append(f"BFMI {np.round(bfmi, 2).tolist()} < 0.3: the energy distribution is poorly explored; "
+                            f"consider longer warmup")
+        result = Diagnostics(table, divergences, bfmi, max_rhat, float(np.nanmin(table["ess_bulk"])),
+                             float(np.nanmin(table["ess_tail"])), messages)
+        if warn and result.warning:
+            warnings.warn("bayeslaw fit diagnostics: " + "; ".join(messages), RuntimeWarning, stacklevel=2)
+        return result
+
+    # --- persistence -----------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the DataTree to netCDF (h5netcdf) atomically: a temporary file, then a rename."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            self.idata.to_netcdf(tmp, engine="h5netcdf")
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return path
+
+
+def load_fit(path: str | os.PathLike) -> Fit:
+    """Read a fit written by :meth:`Fit.save`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"fit file {str(path)!r} does not exist")
+    idata = xr.open_datatree(path, engine="h5netcdf").load()
+    if "bayeslaw_pooling" not in idata.attrs:
+        raise ValueError(f"{str(path)!r} is a netCDF file but not a bayeslaw fit (no bayeslaw_* attributes)")
+    return Fit(idata)

@@ -1,0 +1,250 @@
+"""Models stage: the Chinchilla scaling law as NumPyro models, one function per pooling variant.
+
+For rows i (family f, training run r, parameters N_i, tokens D_i, observed loss y_i):
+
+    mean_i   = logsumexp(e_f, a_f - alpha_f log N_i, b_f - beta_f log D_i)     (L = E + A/N^alpha + B/D^beta)
+    u_r      ~ Normal(0, sigma_seed_f (N_r / 1e8)^(-gamma_seed))             (run-to-run, "seed" offset;
+                                                                              0 for a run seen at one checkpoint)
+    log y_i  ~ StudentT(nu, mean_i + u_r, sigma_obs_f)                       (checkpoint noise, robust to spikes)
+
+The three variants differ only in theta_f = (e, a, b, alpha, beta)_f, like NumPyro's
+``examples/baseball.py``:
+
+``pooled``        (``pooling="complete"``) one theta for all families;
+``unpooled``      (``pooling="none"``)     each family's theta from the prior, independently;
+``hierarchical``  (``pooling="hierarchical"``) theta_f = mu + tau * (L_corr z_f), z_f ~ Normal(0, I),
+                  L_corr ~ LKJCholesky(5, 2): families shrink toward shared values, and the five
+                  parameters' correlation across families is modelled (non-centred).
+
+Sampling coordinates. a and alpha (b and beta) are nearly collinear when N is large (a - alpha log N
+with log N ~ 20), which makes NUTS slow. The models therefore sample ``a_ref = a - alpha log N_REF``
+and ``b_ref = b - beta log D_REF``, the log of each term at a reference size (N_REF = 1e9 parameters,
+D_REF = 1e11 tokens), and the exponents as ``log_alpha``, ``log_beta`` (positive by construction, so
+more parameters or tokens never raise the loss); e, a, b, alpha, beta are recorded as deterministic sites.
+
+Priors (weakly informative, centred on Besiroglu et al. 2024's refit of Chinchilla, E 1.817,
+A 482, B 2085, alpha 0.348, beta 0.366, so that A/N_REF^alpha = 0.36 and B/D_REF^beta = 0.20):
+see :data:`PRIORS`. ``bayeslaw.plots.prior_predictive`` (and the test of it) checks that they give
+losses between ~1.5 and ~10 nats at the scales of the data.
+
+Every variant has the same signature and site names (``theta``, ``sigma_seed``, ``u``, ``sigma_obs``,
+``nu``, ``obs``); ``y=None`` samples from the model, so the same function serves ``Predictive``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpyro import handlers
+from numpyro.infer.reparam import LocScaleReparam
+import pandas as pd
+
+from bayeslaw.laws import CHINCHILLA
+
+__all__ = [
+    "D_REF",
+    "MODELS",
+    "N_REF",
+    "PRIORS",
+    "THETA",
+    "ModelData",
+    "get_model",
+    "hierarchical",
+    "pooled",
+    "prepare",
+    "unpooled",
+]
+
+CENTERED = True
+CENTERED_MIN_POINTS = 3  # runs with at least this many checkpoints get a centred offset u_r
+N_REF = 1e9  # parameters
+D_REF = 1e11  # tokens
+SEED_N_REF = 1e8  # parameters: sigma_seed is quoted at this size
+THETA = ("e", "a_ref", "b_ref", "log_alpha", "log_beta")
+
+#: Prior centre and scale of each sampled parameter (Normal), and the prior mean of the family spread tau (Gamma(2)).
+PRIORS = {
+    "center": {"e": float(np.log(1.817)), "a_ref": -1.0, "b_ref": -1.6, "log_alpha": float(np.log(0.35)),
+               "log_beta": float(np.log(0.35))},
+    "scale": {"e": 0.5, "a_ref": 1.0, "b_ref": 1.0, "log_alpha": 0.4, "log_beta": 0.4},
+    "tau": {"e": 0.2, "a_ref": 0.5, "b_ref": 0.5, "log_alpha": 0.3, "log_beta": 0.3},  # prior mean of tau
+    "lkj_concentration": 2.0,
+    "sigma_seed": 0.02,  # HalfNormal scale of the run-to-run sd of log loss (2% of loss)
+    "tau_seed": 0.5,  # HalfNormal scale of the family spread of log sigma_seed
+    "gamma_seed": 0.5,  # Normal scale of the size exponent of sigma_seed (seed_scaling="size")
+    "sigma_obs": 0.02,  # HalfNormal scale of the checkpoint noise sd of log loss
+    "nu": (2.0, 0.1),  # Gamma(shape, rate) of the Student-t degrees of freedom (Juarez & Steel 2010)
+}
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """Arrays a model reads, built from a table by :func:`prepare`.
+
+    ``family``/``run`` index rows into ``families``/``runs``; ``run_family``,
+    ``run_log_params`` and ``run_points`` (its number of rows) describe each run.
+    """
+
+    log_params: np.ndarray
+    log_tokens: np.ndarray
+    family: np.ndarray
+    run: np.ndarray
+    run_family: np.ndarray
+    run_log_params: np.ndarray
+    run_points: np.ndarray
+    families: tuple[str, ...]
+    runs: tuple[str, ...]
+
+    @property
+    def n_families(self) -> int:
+        return len(self.families)
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.runs)
+
+
+def prepare(df: pd.DataFrame) -> ModelData:
+    """Index a table's families and runs (sorted names) for the models."""
+    families = tuple(sorted(df["family"].unique()))
+    runs = tuple(sorted(df["run"].unique()))
+    family_index = {f: i for i, f in enumerate(families)}
+    run_index = {r: i for i, r in enumerate(runs)}
+    per_run = df.groupby("run")[["family", "params"]].first().loc[list(runs)]
+    if (df.groupby("run")["family"].nunique() > 1).any():
+        raise ValueError("a run belongs to more than one family; run names must be unique across families")
+    return ModelData(
+        log_params=np.log(df["params"].to_numpy(dtype=float)),
+        log_tokens=np.log(df["tokens"].to_numpy(dtype=float)),
+        family=df["family"].map(family_index).to_numpy(dtype=np.int32),
+        run=df["run"].map(run_index).to_numpy(dtype=np.int32),
+        run_family=per_run["family"].map(family_index).to_numpy(dtype=np.int32),
+        run_log_params=np.log(per_run["params"].to_numpy(dtype=float)),
+        run_points=df.groupby("run").size().loc[list(runs)].to_numpy(dtype=np.int32),
+        families=families,
+        runs=runs,
+    )
+
+
+def _prior_vector(key: str) -> jnp.ndarray:
+    return jnp.array([PRIORS[key][k] for k in THETA])
+
+
+def law_log_mean(theta, log_params, log_tokens):
+    """log L for sampled-coordinate theta rows (..., 5) at log N, log D (chinchilla law)."""
+    e, a_ref, b_ref, log_alpha, log_beta = (theta[..., i] for i in range(5))
+    alpha, beta = jnp.exp(log_alpha), jnp.exp(log_beta)
+    return CHINCHILLA.log_loss(
+        {"e": e, "a": a_ref + alpha * np.log(N_REF), "b": b_ref + beta * np.log(D_REF), "alpha": alpha, "beta": beta},
+        params=jnp.exp(log_params),
+        tokens=jnp.exp(log_tokens),
+    )
+
+
+def _natural_sites(theta) -> None:
+    """Record e, a, b, alpha, beta (the law's own parameters) per family."""
+    alpha, beta = jnp.exp(theta[:, 3]), jnp.exp(theta[:, 4])
+    numpyro.deterministic("e", theta[:, 0])
+    numpyro.deterministic("a", theta[:, 1] + alpha * np.log(N_REF))
+    numpyro.deterministic("b", theta[:, 2] + beta * np.log(D_REF))
+    numpyro.deterministic("alpha", alpha)
+    numpyro.deterministic("beta", beta)
+
+
+def _likelihood(data: ModelData, theta, sigma_seed_family, gamma_seed, sigma_obs_family, y):
+    """Run offsets and the Student-t likelihood, shared by every variant."""
+    nu = numpyro.sample("nu", dist.Gamma(*PRIORS["nu"]))
+    run_sd = sigma_seed_family[data.run_family] * jnp.exp(-gamma_seed * (data.run_log_params - np.log(SEED_N_REF)))
+    # A run with a trajectory pins its own offset far more tightly than sigma_seed does: sample it
+    # centred (non-centred couples it to sigma_seed; slow mixing, measured on the demo). A run with
+    # one or two points (Chinchilla's) says little about its offset: non-centred avoids the funnel.
+    centered = jnp.asarray(data.run_points >= CENTERED_MIN_POINTS, dtype=float)
+    with handlers.reparam(config={"u": LocScaleReparam(centered=centered)}), numpyro.plate("run", data.n_runs):
+        u = numpyro.sample("u", dist.Normal(0.0, run_sd))
+    # A run seen at a single checkpoint (Chinchilla's, the over-training sweep's) cannot tell its own
+    # offset from checkpoint noise: the two trade off along a ridge NUTS cannot cross. Such runs
+    # carry no offset (their u stays a draw from its prior); sigma_obs absorbs it.
+    identified = jnp.asarray(data.run_points >= 2, dtype=float)
+    mean = law_log_mean(theta[data.family], data.log_params, data.log_tokens) + (identified * u)[data.run]
+    with numpyro.plate("obs_id", len(data.family)):
+        numpyro.sample("obs", dist.StudentT(nu, mean, sigma_obs_family[data.family]), obs=y)
+
+
+def _seed_exponent(seed_scaling: str):
+    if seed_scaling == "constant":
+        return numpyro.deterministic("gamma_seed", jnp.zeros(()))
+    if seed_scaling == "size":
+        return numpyro.sample("gamma_seed", dist.Normal(0.0, PRIORS["gamma_seed"]))
+    raise ValueError(f"unknown seed_scaling {seed_scaling!r}; use 'constant' or 'size'")
+
+
+def _family_noise(data: ModelData, *, shrink: bool):
+    """Per-family sigma_seed (shrunk toward a shared one when ``shrink``) and sigma_obs."""
+    sigma_seed_shared = numpyro.sample("sigma_seed_shared", dist.HalfNormal(PRIORS["sigma_seed"]))
+    with numpyro.plate("family", data.n_families):
+        sigma_obs = numpyro.sample("sigma_obs", dist.HalfNormal(PRIORS["sigma_obs"]))
+    if shrink:
+        tau_seed = numpyro.sample("tau_seed", dist.HalfNormal(PRIORS["tau_seed"]))
+        with numpyro.plate("family", data.n_families):
+            z_seed = numpyro.sample("z_seed", dist.Normal(0.0, 1.0))
+        sigma_seed = numpyro.deterministic("sigma_seed", sigma_seed_shared * jnp.exp(tau_seed * z_seed))
+    else:
+        sigma_seed = numpyro.deterministic("sigma_seed", jnp.broadcast_to(sigma_seed_shared, (data.n_families,)))
+    return sigma_seed, sigma_obs
+
+
+def pooled(data: ModelData, y=None, *, seed_scaling: str = "constant"):
+    """Complete pooling: one theta for every family; one sigma_seed; sigma_obs per family."""
+    theta_shared = numpyro.sample("theta_shared", dist.Normal(_prior_vector("center"), _prior_vector("scale")).to_event(1))
+    theta = numpyro.deterministic("theta", jnp.broadcast_to(theta_shared, (data.n_families, len(THETA))))
+    _natural_sites(theta)
+    gamma_seed = _seed_exponent(seed_scaling)
+    sigma_seed, sigma_obs = _family_noise(data, shrink=False)
+    _likelihood(data, theta, sigma_seed, gamma_seed, sigma_obs, y)
+
+
+def unpooled(data: ModelData, y=None, *, seed_scaling: str = "constant"):
+    """No pooling: each family's theta and sigma_seed drawn from the prior independently."""
+    with numpyro.plate("family", data.n_families):
+        theta = numpyro.sample("theta", dist.Normal(_prior_vector("center"), _prior_vector("scale")).to_event(1))
+        sigma_seed = numpyro.sample("sigma_seed", dist.HalfNormal(PRIORS["sigma_seed"]))
+        sigma_obs = numpyro.sample("sigma_obs", dist.HalfNormal(PRIORS["sigma_obs"]))
+    _natural_sites(theta)
+    gamma_seed = _seed_exponent(seed_scaling)
+    _likelihood(data, theta, sigma_seed, gamma_seed, sigma_obs, y)
+
+
+def hierarchical(data: ModelData, y=None, *, seed_scaling: str = "constant"):
+    """Partial pooling: theta_f = mu + tau * (L_corr z_f); log sigma_seed_f shrinks toward a shared value."""
+    mu = numpyro.sample("mu", dist.Normal(_prior_vector("center"), _prior_vector("scale")).to_event(1))
+    # Zero-avoiding Gamma(2, 2/s) (mean s, density 0 at 0; Chung et al. 2013): with a handful of
+    # families a HalfNormal lets tau sink toward 0, where the centred theta below forms a funnel
+    # that NUTS diverges in (measured on the demo: 71 divergences in 4000 draws).
+    tau = numpyro.sample("tau", dist.Gamma(2.0, 2.0 / _prior_vector("tau")).to_event(1))
+    corr_chol = numpyro.sample("corr_chol", dist.LKJCholesky(len(THETA), PRIORS["lkj_concentration"]))
+    with numpyro.plate("family", data.n_families):
+        if CENTERED:
+            theta = numpyro.sample("theta", dist.MultivariateNormal(mu, scale_tril=tau[:, None] * corr_chol))
+        else:
+            z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([len(THETA)]).to_event(1))
+    if not CENTERED:
+        theta = numpyro.deterministic("theta", mu + tau * (z @ corr_chol.T))
+    _natural_sites(theta)
+    gamma_seed = _seed_exponent(seed_scaling)
+    sigma_seed, sigma_obs = _family_noise(data, shrink=True)
+    _likelihood(data, theta, sigma_seed, gamma_seed, sigma_obs, y)
+
+
+MODELS = {"hierarchical": hierarchical, "none": unpooled, "complete": pooled}
+
+
+def get_model(pooling: str):
+    """The model function for ``pooling``; an unknown name lists the valid ones."""
+    try:
+        return MODELS[pooling]
+    except KeyError:
+        raise ValueError(f"unknown pooling {pooling!r}; valid: {sorted(MODELS)}") from None

@@ -1,0 +1,57 @@
+"""The hierarchical model on every shared family at once: wall time, ESS per second, convergence.
+
+Each source with its default loss; datablations (and its contour set) keep single-epoch runs only (the Chinchilla law
+has no term for repeated data) and PolyPythias its lineage-A runs without the flagged outliers.
+Early checkpoints cut at 10B tokens, trajectories thinned to --thin log-spaced checkpoints per run.
+
+    BAYESLAW_DATA=../shared/data python benchmarks/fit_all_families.py [--thin 8] [--draws 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import bayeslaw.data as bd
+from bayeslaw.inference.nuts import fit
+
+
+def shared_families():
+    df = bd.load_all()
+    keep = np.ones(len(df), dtype=bool)
+    keep &= ~(df["epochs"] > 1)  # datablations and its contour runs: repeated data
+    keep &= ~((df["source"] == "polypythias") & ((df["lineage"] != "A") | df["outlier"].astype(bool)))
+    return df[keep]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--thin", type=int, default=8)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--target-accept", type=float, default=0.95)
+    parser.add_argument("--out", default=None, help="save the fit (netCDF)")
+    args = parser.parse_args(argv)
+
+    df = shared_families()
+    start = time.perf_counter()
+    result = fit(df, thin=args.thin, chains=args.chains, draws=args.draws, warmup=args.draws,
+                 target_accept=args.target_accept, progress=True)
+    wall = time.perf_counter() - start
+    diag = result.diagnostics(warn=False)
+    print(result)
+    print(f"families: {', '.join(result.families)}")
+    print(f"wall time {wall:.0f} s ({wall / 60:.1f} min) on this machine; {diag}")
+    print(f"min bulk ESS per second: {diag.min_ess_bulk / wall:.3f}; median bulk ESS per second: "
+          f"{np.median(diag.table['ess_bulk']) / wall:.2f}")
+    params = result.params()
+    wide = params.pivot(index="family", columns="parameter", values="median")
+    print(wide[["E", "A", "B", "alpha", "beta", "sigma_seed", "sigma_obs"]].to_string(float_format=lambda v: f"{v:.4g}"))
+    if args.out:
+        result.save(args.out)
+
+
+if __name__ == "__main__":
+    main()

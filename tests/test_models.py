@@ -1,0 +1,99 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from numpyro import handlers
+from numpyro.infer.util import log_density
+from scipy import stats
+
+from bayeslaw.models import D_REF, MODELS, N_REF, PRIORS, SEED_N_REF, THETA, get_model, prepare
+
+THREE_POINTS = pd.DataFrame({
+    "family": ["f", "f", "f"],
+    "run": ["r1", "r1", "r2"],
+    "params": [1e8, 1e8, 4e8],
+    "tokens": [2e10, 5e10, 5e10],
+    "loss": [3.1, 2.9, 2.6],
+})
+
+
+def hand_log_mean(theta, params, tokens):
+    """E + A/N^alpha + B/D^beta from the sampled coordinates, by hand."""
+    e, a_ref, b_ref, log_alpha, log_beta = theta
+    alpha, beta = np.exp(log_alpha), np.exp(log_beta)
+    A = np.exp(a_ref) * N_REF**alpha
+    B = np.exp(b_ref) * D_REF**beta
+    return np.log(np.exp(e) + A / params**alpha + B / tokens**beta)
+
+
+def test_trajectory_runs_get_centred_offsets():
+    data = prepare(pd.concat([THREE_POINTS, THREE_POINTS.assign(run="r3", tokens=[2e10, 3e10, 5e10])]))
+    trace = handlers.trace(handlers.seed(MODELS["complete"], 0)).get_trace(data)
+    # r3 has 3 checkpoints: its u is sampled as is (centred); r1, r2 are scaled from a standard normal
+    u, u_dec = np.asarray(trace["u"]["value"]), np.asarray(trace["u_decentered"]["value"])
+    assert u[2] == u_dec[2] and u[0] != u_dec[0]
+
+
+def test_pooled_log_density_matches_a_hand_computation():
+    data = prepare(THREE_POINTS)
+    y = np.log(THREE_POINTS["loss"].to_numpy())
+    values = {
+        "theta_shared": np.array([0.55, -1.1, -1.5, np.log(0.33), np.log(0.37)]),
+        "sigma_seed_shared": 0.015, "sigma_obs": np.array([0.01]), "nu": 6.0,
+        # both runs have < 3 points, so their offsets are sampled non-centred: u = sigma_seed * u_decentered
+        "u_decentered": np.array([0.004, -0.01]) / 0.015,
+    }
+    got, _ = log_density(MODELS["complete"], (data,), {"y": jnp.asarray(y)}, {k: jnp.asarray(v) for k, v in values.items()})
+
+    center = np.array([PRIORS["center"][k] for k in THETA])
+    scale = np.array([PRIORS["scale"][k] for k in THETA])
+    expected = stats.norm.logpdf(values["theta_shared"], center, scale).sum()
+    expected += stats.halfnorm.logpdf(0.015, scale=PRIORS["sigma_seed"])
+    expected += stats.halfnorm.logpdf(0.01, scale=PRIORS["sigma_obs"])
+    shape, rate = PRIORS["nu"]
+    expected += stats.gamma.logpdf(6.0, shape, scale=1 / rate)
+    expected += stats.norm.logpdf(values["u_decentered"], 0.0, 1.0).sum()  # gamma_seed = 0: constant sigma_seed
+    mean = hand_log_mean(values["theta_shared"], THREE_POINTS["params"].to_numpy(), THREE_POINTS["tokens"].to_numpy())
+    mean = mean + np.array([0.004, 0.004, 0.0])  # r2 is seen once: no offset in its mean (its u is prior-only)
+    expected += stats.t.logpdf(y, df=6.0, loc=mean, scale=0.01).sum()
+    assert float(got) == pytest.approx(expected, rel=1e-10)
+
+
+def test_size_dependent_seed_sd_enters_the_run_offsets():
+    data = prepare(THREE_POINTS)
+    values = {"theta_shared": jnp.zeros(5), "sigma_seed_shared": 0.02, "sigma_obs": jnp.array([0.01]), "nu": 5.0,
+              "u_decentered": jnp.array([1.0, 1.0]), "gamma_seed": 0.3}
+    model = handlers.substitute(handlers.seed(MODELS["complete"], 0), data=values)
+    trace = handlers.trace(model).get_trace(data, y=None, seed_scaling="size")
+    sd = np.asarray(trace["u"]["value"])  # one sd away: u = sd * 1
+    expected = 0.02 * (np.exp(data.run_log_params) / SEED_N_REF) ** -0.3
+    np.testing.assert_allclose(sd, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("pooling", sorted(MODELS))
+def test_variants_share_sites_and_sample_positive_exponents(pooling):
+    data = prepare(pd.concat([THREE_POINTS, THREE_POINTS.assign(family="g", run=["s1", "s1", "s2"])]))
+    trace = handlers.trace(handlers.seed(get_model(pooling), jax.random.PRNGKey(1))).get_trace(data)
+    for site in ("theta", "alpha", "beta", "sigma_seed", "sigma_obs", "u", "nu", "obs"):
+        assert site in trace, f"{pooling} lacks site {site}"
+    assert trace["theta"]["value"].shape == (2, 5)
+    assert trace["obs"]["value"].shape == (6,)
+    assert np.all(np.asarray(trace["alpha"]["value"]) > 0) and np.all(np.asarray(trace["beta"]["value"]) > 0)
+
+
+def test_unknown_pooling_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown pooling 'partial'; valid: \['complete', 'hierarchical', 'none'\]"):
+        get_model("partial")
+
+
+def test_prior_predictive_losses_are_plausible():
+    """The priors give losses of language models, not of anything: checked at the data's scales."""
+    from numpyro.infer import Predictive
+
+    grid = pd.DataFrame({"family": "f", "run": [f"r{i}" for i in range(9)],
+                         "params": np.repeat([1e8, 1e9, 1e10], 3), "tokens": np.tile([1e10, 1e11, 1e12], 3)})
+    draws = Predictive(MODELS["hierarchical"], num_samples=2000)(jax.random.PRNGKey(0), prepare(grid))["obs"]
+    loss = np.exp(np.asarray(draws))
+    assert 1.5 < np.median(loss) < 4.0
+    assert np.quantile(loss, 0.05) > 1.0 and np.quantile(loss, 0.95) < 15.0

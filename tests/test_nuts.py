@@ -1,0 +1,128 @@
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from bayeslaw.evaluation import calibration_study, coverage_table
+from bayeslaw.inference.nuts import fit, load_fit
+from bayeslaw.simulation import simulate
+
+QUICK = {"chains": 2, "draws": 150, "warmup": 150, "thin": 6, "min_tokens": 5e9, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate(families=2, sizes=(1e8, 4e8, 1.6e9), seeds=2, checkpoints=10, seed=11)
+
+
+@pytest.fixture(scope="module")
+def fitted(sim):
+    return fit(sim.data, seed=0, **QUICK)
+
+
+def test_datatree_has_every_group_with_named_coords(fitted, sim):
+    idata = fitted.idata
+    assert isinstance(idata, xr.DataTree)
+    for group in ("posterior", "sample_stats", "observed_data", "log_likelihood", "posterior_predictive", "constant_data"):
+        assert group in idata.children, f"missing group {group}"
+    post = idata.posterior
+    assert list(post["family"].values) == ["fam0", "fam1"]
+    assert set(post["run"].values) == set(sim.data["run"])
+    assert post["theta"].dims == ("chain", "draw", "family", "theta_dim")
+    assert post.sizes["chain"] == 2 and post.sizes["draw"] == 150
+    assert "energy" in idata.sample_stats and "diverging" in idata.sample_stats
+    n_obs = idata.observed_data.sizes["obs_id"]
+    assert idata.log_likelihood["obs"].shape == (2, 150, n_obs)
+    assert n_obs == fitted.idata.attrs["bayeslaw_rows_fitted"] < len(sim.data)  # cut and thinned
+
+
+def test_same_seed_same_draws(sim, fitted):
+    again = fit(sim.data, seed=0, **QUICK)
+    np.testing.assert_array_equal(again.idata.posterior["theta"].values, fitted.idata.posterior["theta"].values)
+
+
+def test_predict_shapes_and_summary(fitted):
+    targets = pd.DataFrame({"family": ["fam0", "fam1", "unseen"], "params": [3e9, 3e9, 3e9], "tokens": [2e11] * 3})
+    for kind in ("law", "new_run"):
+        pred = fitted.predict(targets, kind=kind)
+        assert pred.draws.shape == (300, 3)
+        assert {"mean", "sd", "q5", "q50", "q95"} <= set(pred.summary.columns)
+        assert (pred.summary["q5"] <= pred.summary["q50"]).all() and (pred.summary["q50"] <= pred.summary["q95"]).all()
+    law = fitted.predict(targets, kind="law").summary
+    new_run = fitted.predict(targets, kind="new_run").summary
+    assert (new_run["sd"] > law["sd"]).all()  # a new run adds seed and checkpoint noise
+    assert law.loc[2, "q95"] - law.loc[2, "q5"] > law.loc[0, "q95"] - law.loc[0, "q5"]  # unseen family: wider
+
+
+def test_law_mean_never_rises_with_params_or_tokens(fitted):
+    params, tokens = np.geomspace(1e8, 1e11, 6), np.geomspace(1e10, 1e13, 6)
+    grid = pd.DataFrame([(p, t) for p in params for t in tokens], columns=["params", "tokens"]).assign(family="fam0")
+    draws = fitted.predict(grid, kind="law").draws.values.reshape(-1, 6, 6)
+    assert np.all(np.diff(draws, axis=1) <= 0) and np.all(np.diff(draws, axis=2) <= 0)  # every draw, not just the mean
+
+
+def test_known_run_keeps_its_fitted_offset(fitted, sim):
+    """A run seen in training (e.g. a partly trained target) is predicted with its own offset."""
+    run = max(sim.truth["runs"], key=lambda r: abs(sim.truth["runs"][r]["offset"]))  # the most unusual seed
+    rows = sim.data[(sim.data["run"] == run)].iloc[[-1]]
+    own = fitted.predict(rows[["family", "params", "tokens"]].assign(run=run), kind="new_run", seed=3).draws.values[:, 0]
+    fresh = fitted.predict(rows[["family", "params", "tokens"]], kind="new_run", seed=3).draws.values[:, 0]
+    observed = rows["loss"].iloc[0]
+    assert abs(np.median(own) - observed) < abs(np.median(fresh) - observed)
+    assert np.std(own) < np.std(fresh)
+
+
+def test_save_load_round_trip_is_exact(fitted, tmp_path):
+    path = fitted.save(tmp_path / "fit.nc")
+    assert not list(tmp_path.glob("*.tmp"))
+    back = load_fit(path)
+    for group in ("posterior", "log_likelihood", "posterior_predictive", "observed_data", "constant_data", "sample_stats"):
+        xr.testing.assert_identical(back.idata[group].to_dataset(), fitted.idata[group].to_dataset())
+    assert back.idata.attrs["bayeslaw_pooling"] == "hierarchical"
+    targets = pd.DataFrame({"family": ["fam0"], "params": [1e9], "tokens": [1e11]})
+    pd.testing.assert_frame_equal(back.predict(targets).summary, fitted.predict(targets).summary)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_fit(tmp_path / "nope.nc")
+
+
+def test_diagnostics_come_from_arviz_and_warn_on_a_bad_run(sim, fitted):
+    diag = fitted.diagnostics(warn=False)
+    assert {"r_hat", "ess_bulk", "ess_tail"} <= set(diag.table.columns)
+    assert len(diag.bfmi) == 2 and diag.divergences >= 0
+    bad = fit(sim.data, seed=1, chains=2, draws=15, warmup=3, thin=4, progress=False)
+    with pytest.warns(RuntimeWarning, match="r-hat"):
+        report = bad.diagnostics()
+    assert report.warning and report.max_rhat > 1.01
+    assert "more warmup" in str(report)
+
+
+@pytest.mark.parametrize("pooling", ["none", "complete"])
+def test_other_poolings_fit_and_predict(sim, pooling):
+    result = fit(sim.data, pooling=pooling, seed=0, chains=1, draws=60, warmup=60, thin=4, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pred = result.predict(pd.DataFrame({"family": ["fam0", "new"], "params": [1e9, 1e9], "tokens": [1e11, 1e11]}))
+    assert np.isfinite(pred.draws.values).all()
+    if pooling == "complete":  # one law: every family predicts the same law
+        np.testing.assert_allclose(result._draws("alpha")[:, 0], result._draws("alpha")[:, 1])
+
+
+def test_fit_refuses_bad_requests(sim):
+    with pytest.raises(ValueError, match="unknown pooling"):
+        fit(sim.data, pooling="partial")
+    with pytest.raises(ValueError, match="row\\(s\\) left after the early cut"):
+        fit(sim.data, min_tokens=1e13)
+    with pytest.raises(ValueError, match="has no Bayesian model yet"):
+        fit(sim.data, form="kaplan")
+
+
+def test_small_calibration_study_covers_near_nominal():
+    """A small version of benchmarks/calibration.py: intervals cover the truth near their nominal rate."""
+    study = calibration_study(3, seed=100, fit_options={"draws": 250, "warmup": 250})
+    table = coverage_table(study)
+    assert set(table["quantity"]) == {"E", "alpha", "beta", "sigma_seed", "target_loss"}
+    overall = study.groupby("prob")["covered"].mean()
+    assert overall[0.9] >= 0.7, table
+    assert 0.25 <= overall[0.5] <= 0.85, table
