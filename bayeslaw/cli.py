@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -39,7 +40,7 @@ def _friendly_errors(command):
             return command(*args, **kwargs)
         except (DataNotFoundError, DataValidationError, FileNotFoundError, KeyError, ValueError) as err:
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
 
     return wrapper
@@ -77,7 +78,7 @@ def _table(df: pd.DataFrame, title: str) -> Table:
     for column in df.columns:
         table.add_column(str(column), justify="right" if pd.api.types.is_numeric_dtype(df[column]) else "left")
     for _, row in df.iterrows():
-        table.add_row(*(f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v) for v in row))
+        table.add_row(*(f"{v:.4g}" if isinstance(v, (float, np.floating)) else escape(str(v)) for v in row))
     return table
 
 
@@ -234,7 +235,7 @@ def demo(
         return
     console.print(_table(headline, "demo: each family's largest model, last 30% of its run (loss in nats; "
                                    "q05..q95 = 90% interval of a new run)"))
-    console.print(f"NUTS diagnostics: {diagnostics}", highlight=False)
+    console.print(f"NUTS diagnostics: {diagnostics}", highlight=False, markup=False)  # keeps 'tau[e]' whole
     console.print(f"report written to {out}/ (fits.csv, predictions.csv, scores.csv, fit.nc)")
 
 
