@@ -97,3 +97,17 @@ def test_prior_predictive_losses_are_plausible():
     loss = np.exp(np.asarray(draws))
     assert 1.5 < np.median(loss) < 4.0
     assert np.quantile(loss, 0.05) > 1.0 and np.quantile(loss, 0.95) < 15.0
+
+
+def test_prior_predictive_plot(tmp_path):
+    from bayeslaw.plots import prior_predictive
+
+    ax, table = prior_predictive(num_samples=400)
+    ax.figure.savefig(tmp_path / "prior.png")
+    assert (tmp_path / "prior.png").stat().st_size > 10_000
+    # the prior median falls with tokens and with parameters, and stays in language-model range
+    for _, rows in table.groupby("params"):
+        assert rows["q50"].iloc[-1] < rows["q50"].iloc[0]
+    last = table[table["tokens"] == table["tokens"].max()].sort_values("params")
+    assert np.all(np.diff(last["q50"]) < 0)
+    assert table["q50"].between(1.0, 12.0).all()
