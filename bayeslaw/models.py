@@ -12,9 +12,9 @@ The three variants differ only in theta_f = (e, a, b, alpha, beta)_f, like NumPy
 
 ``pooled``        (``pooling="complete"``) one theta for all families;
 ``unpooled``      (``pooling="none"``)     each family's theta from the prior, independently;
-``hierarchical``  (``pooling="hierarchical"``) theta_f = mu + tau * (L_corr z_f), z_f ~ Normal(0, I),
-                  L_corr ~ LKJCholesky(5, 2): families shrink toward shared values, and the five
-                  parameters' correlation across families is modelled (non-centred).
+``hierarchical``  (``pooling="hierarchical"``) theta_f ~ MVN(mu, diag(tau) L L^T diag(tau)),
+                  L ~ LKJCholesky(5, 2), tau ~ Gamma(2, 2 / s): families shrink toward shared values,
+                  and the five parameters' correlation across families is modelled (centred).
 
 Sampling coordinates. a and alpha (b and beta) are nearly collinear when N is large (a - alpha log N
 with log N ~ 20), which makes NUTS slow. The models therefore sample ``a_ref = a - alpha log N_REF``
@@ -59,7 +59,6 @@ __all__ = [
     "unpooled",
 ]
 
-CENTERED = True
 CENTERED_MIN_POINTS = 3  # runs with at least this many checkpoints get a centred offset u_r
 N_REF = 1e9  # parameters
 D_REF = 1e11  # tokens
@@ -219,20 +218,17 @@ def unpooled(data: ModelData, y=None, *, seed_scaling: str = "constant"):
 
 
 def hierarchical(data: ModelData, y=None, *, seed_scaling: str = "constant"):
-    """Partial pooling: theta_f = mu + tau * (L_corr z_f); log sigma_seed_f shrinks toward a shared value."""
+    """Partial pooling: theta_f ~ MVN(mu, diag(tau) L L^T diag(tau)); log sigma_seed_f shrinks toward a shared value."""
     mu = numpyro.sample("mu", dist.Normal(_prior_vector("center"), _prior_vector("scale")).to_event(1))
     # Zero-avoiding Gamma(2, 2/s) (mean s, density 0 at 0; Chung et al. 2013): with a handful of
     # families a HalfNormal lets tau sink toward 0, where the centred theta below forms a funnel
     # that NUTS diverges in (measured on the demo: 71 divergences in 4000 draws).
     tau = numpyro.sample("tau", dist.Gamma(2.0, 2.0 / _prior_vector("tau")).to_event(1))
     corr_chol = numpyro.sample("corr_chol", dist.LKJCholesky(len(THETA), PRIORS["lkj_concentration"]))
+    # Centred: families carry enough data to pin theta_f, and the non-centred form then couples z to
+    # tau (measured on the demo, 4 x 1000 draws: min bulk ESS 81 non-centred vs 539 centred).
     with numpyro.plate("family", data.n_families):
-        if CENTERED:
-            theta = numpyro.sample("theta", dist.MultivariateNormal(mu, scale_tril=tau[:, None] * corr_chol))
-        else:
-            z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([len(THETA)]).to_event(1))
-    if not CENTERED:
-        theta = numpyro.deterministic("theta", mu + tau * (z @ corr_chol.T))
+        theta = numpyro.sample("theta", dist.MultivariateNormal(mu, scale_tril=tau[:, None] * corr_chol))
     _natural_sites(theta)
     gamma_seed = _seed_exponent(seed_scaling)
     sigma_seed, sigma_obs = _family_noise(data, shrink=True)

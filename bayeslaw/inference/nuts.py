@@ -85,7 +85,7 @@ def _dims(pooling: str) -> dict[str, list[str]]:
         "obs": ["obs_id"],
     }
     if pooling == "hierarchical":
-        dims.update({"mu": ["theta_dim"], "tau": ["theta_dim"], "z": family_theta,
+        dims.update({"mu": ["theta_dim"], "tau": ["theta_dim"],
                      "corr_chol": ["theta_dim", "theta_dim_bis"], "z_seed": ["family"]})
     if pooling == "complete":
         dims["theta_shared"] = ["theta_dim"]
