@@ -89,6 +89,9 @@ def _dims(pooling: str) -> dict[str, list[str]]:
                      "corr_chol": ["theta_dim", "theta_dim_bis"], "z_seed": ["family"]})
     if pooling == "complete":
         dims["theta_shared"] = ["theta_dim"]
+    # constant_data
+    dims.update({k: ["obs_id"] for k in ("log_params", "log_tokens", "obs_family", "obs_run", "step")})
+    dims.update({k: ["run"] for k in ("run_family", "run_log_params", "run_points")})
     return dims
 
 
@@ -189,9 +192,7 @@ def fit(
         mcmc, posterior_predictive=ppc, constant_data=_constant_data(data, rows), log_likelihood=True,
         # pred_dims given: arviz-base 1.3's inference of them fails (numpyro.infer.initialization via a lazy module)
         pred_dims={"obs": ["obs_id"]},
-        coords=coords, dims={**_dims(pooling), **{k: ["obs_id"] for k in ("log_params", "log_tokens", "obs_family",
-                                                                           "obs_run", "step")},
-                             "run_family": ["run"], "run_log_params": ["run"], "run_points": ["run"]},
+        coords=coords, dims=_dims(pooling),
     )
     idata.attrs.update({
         "bayeslaw_form": form, "bayeslaw_pooling": pooling, "bayeslaw_seed_scaling": seed_scaling,
