@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from bayeslaw.data.files import write_atomic
 
 app = typer.Typer(
     name="bayeslaw",
@@ -44,19 +44,6 @@ def _friendly_errors(command):
             raise typer.Exit(code=2) from None
 
     return wrapper
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same folder and rename: never a half-written output."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _read_data(data: str, root: Path | None, loss_name: str | None) -> pd.DataFrame:
@@ -121,7 +108,7 @@ def load(
     if out is not None:
         writer = (lambda p: df.to_parquet(p, index=False)) if out.suffix in (".parquet", ".pq") else (
             lambda p: df.to_csv(p, index=False))
-        _write_atomic(out, writer)
+        write_atomic(out, writer)
     if as_json:
         typer.echo(json.dumps({"rows": len(df), "notes": df.attrs, "models": summary.to_dict(orient="records")}, indent=1))
         return
@@ -147,8 +134,8 @@ def simulate(
 
     sim = draw(seed=seed, families=families, seeds=seeds, sigma_seed=sigma_seed)
     truth_path = out.with_name(out.stem + "_truth.json")
-    _write_atomic(out, lambda p: sim.data.to_csv(p, index=False, float_format="%.10g"))
-    _write_atomic(truth_path, lambda p: p.write_text(json.dumps(sim.truth, indent=1) + "\n"))
+    write_atomic(out, lambda p: sim.data.to_csv(p, index=False, float_format="%.10g"))
+    write_atomic(truth_path, lambda p: p.write_text(json.dumps(sim.truth, indent=1) + "\n"))
     console.print(f"wrote {out} ({len(sim.data)} rows) and {truth_path}")
 
 
@@ -225,9 +212,9 @@ def demo(
                 .merge(scores[["family", "method", "are"] + [c for c in ("coverage90",) if c in scores]],
                        on=["family", "method"]))
     diagnostics = result.diagnostics(warn=False)
-    _write_atomic(out / "predictions.csv", lambda p: predictions.to_csv(p, index=False))
-    _write_atomic(out / "scores.csv", lambda p: scores.to_csv(p, index=False))
-    _write_atomic(out / "fits.csv", lambda p: pd.concat([point.fits, bayes.fits]).to_csv(p, index=False))
+    write_atomic(out / "predictions.csv", lambda p: predictions.to_csv(p, index=False))
+    write_atomic(out / "scores.csv", lambda p: scores.to_csv(p, index=False))
+    write_atomic(out / "fits.csv", lambda p: pd.concat([point.fits, bayes.fits]).to_csv(p, index=False))
     result.save(out / "fit.nc")
     if as_json:
         typer.echo(json.dumps({"scores": scores.to_dict(orient="records"), "diagnostics": str(diagnostics),

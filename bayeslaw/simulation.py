@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from bayeslaw.data import read_table, validate
+from bayeslaw.data.files import write_atomic
 from bayeslaw.laws import CHINCHILLA
 
 __all__ = ["DEMO_PATH", "DEMO_TRUTH_PATH", "SHARED_THETA", "Simulation", "load_demo", "simulate"]
@@ -189,12 +190,8 @@ def write_demo(path: Path = DEMO_PATH, truth_path: Path = DEMO_TRUTH_PATH) -> Si
     """(Re)make the embedded demo set: ``data/demo.csv`` and its truth in ``data/demo_truth.json``."""
     sim = simulate(**DEMO_SETTINGS)
     truth = {**sim.truth, "settings": DEMO_SETTINGS}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, tmp_truth = path.with_suffix(".csv.tmp"), truth_path.with_suffix(".json.tmp")
-    sim.data.to_csv(tmp, index=False, float_format="%.10g")
-    tmp_truth.write_text(json.dumps(truth, indent=1) + "\n")
-    tmp.replace(path)
-    tmp_truth.replace(truth_path)
+    write_atomic(path, lambda tmp: sim.data.to_csv(tmp, index=False, float_format="%.10g"))
+    write_atomic(truth_path, lambda tmp: tmp.write_text(json.dumps(truth, indent=1) + "\n"))
     return sim
 
 

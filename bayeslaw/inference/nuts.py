@@ -8,7 +8,6 @@ constant_data; coordinates are named after the table's families and runs.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,10 @@ import pandas as pd
 import xarray as xr
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_value
 
+from bayeslaw.data.files import write_atomic
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.point import fit_point
-from bayeslaw.models import D_REF, N_REF, PRIORS, SEED_N_REF, THETA, ModelData, get_model, law_log_mean, prepare
+from bayeslaw.models import D_REF, N_REF, PRIORS, SEED_N_REF, THETA, ModelData, get_model, law_log_mean, prepare, prior_vector
 
 __all__ = ["Diagnostics", "Fit", "Prediction", "fit", "load_fit"]
 
@@ -43,8 +43,7 @@ def _point_init(df: pd.DataFrame, data: ModelData, pooling: str) -> dict:
         np.log(max(theta["alpha"], 0.05)),
         np.log(max(theta["beta"], 0.05)),
     ])
-    center = np.array([PRIORS["center"][k] for k in THETA])
-    scale = np.array([PRIORS["scale"][k] for k in THETA])
+    center, scale = prior_vector("center"), prior_vector("scale")
     if not (point.converged and np.all(np.isfinite(vector))):
         vector = center
     # A least-squares fit across many families can land in the law's degenerate corner (E -> 0 with
@@ -70,7 +69,7 @@ def _point_init(df: pd.DataFrame, data: ModelData, pooling: str) -> dict:
     if pooling == "none":
         values["sigma_seed"] = np.full(n_f, 0.5 * PRIORS["sigma_seed"])
     if pooling == "hierarchical":
-        values.update({"tau": np.array([PRIORS["tau"][k] for k in THETA]), "corr_chol": np.eye(len(THETA)),
+        values.update({"tau": prior_vector("tau"), "corr_chol": np.eye(len(THETA)),
                        "tau_seed": 0.5 * PRIORS["tau_seed"], "z_seed": np.zeros(n_f)})
     return {k: jnp.asarray(v) for k, v in values.items()}
 
@@ -290,9 +289,7 @@ class Fit:
             return mu + tau * np.einsum("sij,sj->si", chol, z)
         if self.pooling == "complete":
             return self._draws("theta_shared")
-        center = np.array([PRIORS["center"][k] for k in THETA])
-        scale = np.array([PRIORS["scale"][k] for k in THETA])
-        return center + scale * rng.standard_normal((self._draws("theta").shape[0], len(THETA)))
+        return prior_vector("center") + prior_vector("scale") * rng.standard_normal((self._draws("theta").shape[0], len(THETA)))
 
     def _population_sigma_seed(self, rng: np.random.Generator) -> np.ndarray:
         if self.pooling == "hierarchical":
@@ -405,17 +402,7 @@ class Fit:
     # --- persistence -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write the DataTree to netCDF (h5netcdf) atomically: a temporary file, then a rename."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            self.idata.to_netcdf(tmp, engine="h5netcdf")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        return path
+        return write_atomic(path, lambda tmp: self.idata.to_netcdf(tmp, engine="h5netcdf"))
 
 
 def load_fit(path: str | os.PathLike) -> Fit:
