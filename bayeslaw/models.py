@@ -3,9 +3,10 @@
 For rows i (family f, training run r, parameters N_i, tokens D_i, observed loss y_i):
 
     mean_i   = logsumexp(e_f, a_f - alpha_f log N_i, b_f - beta_f log D_i)     (L = E + A/N^alpha + B/D^beta)
-    u_r      ~ Normal(0, sigma_seed_f (N_r / 1e8)^(-gamma_seed))             (run-to-run, "seed" offset;
-                                                                              0 for a run seen at one checkpoint)
-    log y_i  ~ StudentT(nu, mean_i + u_r, sigma_obs_f)                       (checkpoint noise, robust to spikes)
+    u_r      ~ Normal(0, sigma_seed_f (N_r / 1e8)^(-gamma_seed))             (run-to-run, "seed" offset, for runs
+                                                                              seen at >= 2 checkpoints with a
+                                                                              sibling of the same size and budget)
+    log y_i  ~ StudentT(nu, mean_i + u_r, sigma_obs_f),  nu > 2              (checkpoint noise, robust to spikes)
 
 The three variants differ only in theta_f = (e, a, b, alpha, beta)_f, like NumPyro's
 ``examples/baseball.py``:
@@ -14,7 +15,8 @@ The three variants differ only in theta_f = (e, a, b, alpha, beta)_f, like NumPy
 ``unpooled``      (``pooling="none"``)     each family's theta from the prior, independently;
 ``hierarchical``  (``pooling="hierarchical"``) theta_f ~ MVN(mu, diag(tau) L L^T diag(tau)),
                   L ~ LKJCholesky(5, 2), tau ~ Gamma(2, 2 / s): families shrink toward shared values,
-                  and the five parameters' correlation across families is modelled (centred).
+                  and the five parameters' correlation across families is modelled (centred for
+                  families seen at >= 3 sizes, non-centred for the others).
 
 Sampling coordinates. a and alpha (b and beta) are nearly collinear when N is large (a - alpha log N
 with log N ~ 20), which makes NUTS slow. The models therefore sample ``a_ref = a - alpha log N_REF``
@@ -61,9 +63,11 @@ __all__ = [
 ]
 
 CENTERED_MIN_POINTS = 3  # runs with at least this many checkpoints get a centred offset u_r
+CENTERED_MIN_SIZES = 3  # families with at least this many model sizes get a centred theta_f
 N_REF = 1e9  # parameters
 D_REF = 1e11  # tokens
 SEED_N_REF = 1e8  # parameters: sigma_seed is quoted at this size
+NU_MIN = 2.0  # Student-t degrees of freedom are above this: the checkpoint noise has a finite variance
 THETA = ("e", "a_ref", "b_ref", "log_alpha", "log_beta")
 
 #: Prior centre and scale of each sampled parameter (Normal), and the prior mean of the family spread tau (Gamma(2)).
@@ -77,7 +81,9 @@ PRIORS = {
     "tau_seed": 0.5,  # HalfNormal scale of the family spread of log sigma_seed
     "gamma_seed": 0.5,  # Normal scale of the size exponent of sigma_seed (seed_scaling="size")
     "sigma_obs": 0.02,  # HalfNormal scale of the checkpoint noise sd of log loss
-    "nu": (2.0, 0.1),  # Gamma(shape, rate) of the Student-t degrees of freedom (Juarez & Steel 2010)
+    # Student-t degrees of freedom (one for all families): NU_MIN + Gamma(shape, rate) (Juarez & Steel
+    # 2010's Gamma(2, 0.1), shifted so that the noise keeps a finite variance; see _likelihood)
+    "nu": (2.0, 0.1),
 }
 
 
@@ -86,7 +92,10 @@ class ModelData:
     """Arrays a model reads, built from a table by :func:`prepare`.
 
     ``family``/``run`` index rows into ``families``/``runs``; ``run_family``,
-    ``run_log_params`` and ``run_points`` (its number of rows) describe each run.
+    ``run_log_params``, ``run_points`` (its number of rows) and ``run_replicated`` (another run
+    of its family has the same size and token budget) describe each run;
+    ``family_sizes`` counts each family's distinct model sizes; ``seeded_runs`` lists the runs
+    with an offset u_r.
     """
 
     log_params: np.ndarray
@@ -96,8 +105,21 @@ class ModelData:
     run_family: np.ndarray
     run_log_params: np.ndarray
     run_points: np.ndarray
+    run_replicated: np.ndarray
+    family_sizes: np.ndarray
     families: tuple[str, ...]
     runs: tuple[str, ...]
+
+    @property
+    def seeded_runs(self) -> np.ndarray:
+        """Indices of the runs that carry an offset u_r: seen at two or more checkpoints, with a sibling run
+        of the same configuration (family, size, token budget): another seed or a rerun."""
+        return np.flatnonzero((self.run_points >= 2) & self.run_replicated)
+
+    @property
+    def seeded_families(self) -> np.ndarray:
+        """Per family: does it have a run with an offset (so that the data pin its sigma_seed)?"""
+        return np.bincount(self.run_family[self.seeded_runs], minlength=self.n_families) > 0
 
     @property
     def n_families(self) -> int:
@@ -114,7 +136,10 @@ def prepare(df: pd.DataFrame) -> ModelData:
     runs = tuple(sorted(df["run"].unique()))
     family_index = {f: i for i, f in enumerate(families)}
     run_index = {r: i for i, r in enumerate(runs)}
-    per_run = df.groupby("run")[["family", "params"]].first().loc[list(runs)]
+    per_run = df.groupby("run").agg(family=("family", "first"), params=("params", "first"),
+                                    budget=("tokens", "max")).loc[list(runs)]
+    # runs of one configuration: same family, same size, same token budget (to 1%): seeds (or reruns)
+    per_run["budget"] = np.round(np.log(per_run["budget"].to_numpy(dtype=float)) / 0.01)
     if (df.groupby("run")["family"].nunique() > 1).any():
         raise ValueError("a run belongs to more than one family; run names must be unique across families")
     return ModelData(
@@ -125,6 +150,8 @@ def prepare(df: pd.DataFrame) -> ModelData:
         run_family=per_run["family"].map(family_index).to_numpy(dtype=np.int32),
         run_log_params=np.log(per_run["params"].to_numpy(dtype=float)),
         run_points=df.groupby("run").size().loc[list(runs)].to_numpy(dtype=np.int32),
+        run_replicated=(per_run.groupby(["family", "params", "budget"])["family"].transform("size") >= 2).to_numpy(),
+        family_sizes=df.groupby("family")["params"].nunique().loc[list(families)].to_numpy(dtype=np.int32),
         families=families,
         runs=runs,
     )
@@ -158,19 +185,35 @@ def _natural_sites(theta) -> None:
 
 def _likelihood(data: ModelData, theta, sigma_seed_family, gamma_seed, sigma_obs_family, y):
     """Run offsets and the Student-t likelihood, shared by every variant."""
-    nu = numpyro.sample("nu", dist.Gamma(*PRIORS["nu"]))
-    run_sd = sigma_seed_family[data.run_family] * jnp.exp(-gamma_seed * (data.run_log_params - np.log(SEED_N_REF)))
-    # A run with a trajectory pins its own offset far more tightly than sigma_seed does: sample it
-    # centred (non-centred couples it to sigma_seed; slow mixing, measured on the demo). A run with
-    # one or two points (Chinchilla's) says little about its offset: non-centred avoids the funnel.
-    centered = jnp.asarray(data.run_points >= CENTERED_MIN_POINTS, dtype=float)
-    with handlers.reparam(config={"u": LocScaleReparam(centered=centered)}), numpyro.plate("run", data.n_runs):
-        u = numpyro.sample("u", dist.Normal(0.0, run_sd))
-    # A run seen at a single checkpoint (Chinchilla's, the over-training sweep's) cannot tell its own
-    # offset from checkpoint noise: the two trade off along a ridge NUTS cannot cross. Such runs
-    # carry no offset (their u stays a draw from its prior); sigma_obs absorbs it.
-    identified = jnp.asarray(data.run_points >= 2, dtype=float)
-    mean = law_log_mean(theta[data.family], data.log_params, data.log_tokens) + (identified * u)[data.run]
+    # One nu for all families, above the floor NU_MIN. A family whose trajectories the law cannot
+    # follow (datablations' 8.7B runs sit above their 4.2B siblings until late in their schedule)
+    # otherwise drives nu below 1 with sigma_obs collapsing onto the few points the law fits
+    # (measured: nu 0.4, NUTS saturating its 1023-step trees); with nu > 2 such points are outliers
+    # of a noise of finite variance. One nu, not one per family: a family of 15 final losses says
+    # next to nothing about its own tails, and its nu wandered over (2, 60) at ESS 1.
+    nu = numpyro.sample("nu", dist.TransformedDistribution(
+        dist.Gamma(*PRIORS["nu"]), dist.transforms.AffineTransform(NU_MIN, 1.0)))
+    # An offset u_r is told apart from the law only by a sibling run of the same size (another seed,
+    # or another token budget of the same model): a run seen at a single checkpoint (Chinchilla's)
+    # trades its offset against checkpoint noise, and the only run of its size (T5-Pile's,
+    # datablations') trades it against the law's size term. Both are ridges NUTS cannot cross
+    # (measured on the shared data: chains settle on different sigma_seed, r-hat > 2), and sampling
+    # such offsets from their prior only adds dimensions. Such runs carry no offset: their spread
+    # is absorbed by sigma_obs and the law, and sigma_seed is learnt from the replicated runs.
+    seeded = data.seeded_runs
+    offset = jnp.zeros(data.n_runs)
+    if len(seeded):
+        run_sd = sigma_seed_family[data.run_family[seeded]] * jnp.exp(
+            -gamma_seed * (data.run_log_params[seeded] - np.log(SEED_N_REF)))
+        # A run with a trajectory pins its own offset far more tightly than sigma_seed does: sample it
+        # centred (non-centred couples it to sigma_seed; slow mixing, measured on the demo). A run with
+        # two points says little about its offset: non-centred avoids the funnel.
+        centered = jnp.asarray(data.run_points[seeded] >= CENTERED_MIN_POINTS, dtype=float)
+        with handlers.reparam(config={"u": LocScaleReparam(centered=centered)}), \
+                numpyro.plate("seeded_run", len(seeded)):
+            u = numpyro.sample("u", dist.Normal(0.0, run_sd))
+        offset = offset.at[seeded].set(u)
+    mean = law_log_mean(theta[data.family], data.log_params, data.log_tokens) + offset[data.run]
     with numpyro.plate("obs_id", len(data.family)):
         numpyro.sample("obs", dist.StudentT(nu, mean, sigma_obs_family[data.family]), obs=y)
 
@@ -190,9 +233,15 @@ def _family_noise(data: ModelData, *, shrink: bool):
         sigma_obs = numpyro.sample("sigma_obs", dist.HalfNormal(PRIORS["sigma_obs"]))
     if shrink:
         tau_seed = numpyro.sample("tau_seed", dist.HalfNormal(PRIORS["tau_seed"]))
-        with numpyro.plate("family", data.n_families):
-            z_seed = numpyro.sample("z_seed", dist.Normal(0.0, 1.0))
-        sigma_seed = numpyro.deterministic("sigma_seed", sigma_seed_shared * jnp.exp(tau_seed * z_seed))
+        # log sigma_seed_f ~ Normal(log sigma_seed_shared, tau_seed). A family with replicated runs
+        # pins its own sigma_seed: centred; one without learns it from the others only: non-centred
+        # (all non-centred, the pinned families tie tau_seed into a funnel; measured on the shared
+        # data: ESS 2 of tau_seed in 300 draws).
+        informed = jnp.asarray(data.seeded_families, dtype=float)
+        with handlers.reparam(config={"log_sigma_seed": LocScaleReparam(centered=informed)}), \
+                numpyro.plate("family", data.n_families):
+            log_sigma_seed = numpyro.sample("log_sigma_seed", dist.Normal(jnp.log(sigma_seed_shared), tau_seed))
+        sigma_seed = numpyro.deterministic("sigma_seed", jnp.exp(log_sigma_seed))
     else:
         sigma_seed = numpyro.deterministic("sigma_seed", jnp.broadcast_to(sigma_seed_shared, (data.n_families,)))
     return sigma_seed, sigma_obs
@@ -227,10 +276,18 @@ def hierarchical(data: ModelData, y=None, *, seed_scaling: str = "constant"):
     # that NUTS diverges in (measured on the demo: 71 divergences in 4000 draws).
     tau = numpyro.sample("tau", dist.Gamma(2.0, 2.0 / prior_vector("tau")).to_event(1))
     corr_chol = numpyro.sample("corr_chol", dist.LKJCholesky(len(THETA), PRIORS["lkj_concentration"]))
-    # Centred: families carry enough data to pin theta_f, and the non-centred form then couples z to
-    # tau (measured on the demo, 4 x 1000 draws: min bulk ESS 81 non-centred vs 539 centred).
+    scale_tril = tau[:, None] * corr_chol
+    # A family seen at three or more model sizes pins its own theta_f: sample it centred (non-centred
+    # couples it to tau; measured on the demo, 4 x 1000 draws: min bulk ESS 81 non-centred vs 539
+    # centred; on the shared data, datablations' three-size families: min ESS 58 centred vs 1.6
+    # non-centred in 300 draws). A family seen at one or two sizes leaves a, alpha and e on a ridge
+    # that only the population constrains: centred, that ridge and tau form a funnel, so it is
+    # sampled non-centred, theta_f = mu + scale_tril z_f.
+    centered = jnp.asarray(data.family_sizes >= CENTERED_MIN_SIZES, dtype=float)[:, None]
     with numpyro.plate("family", data.n_families):
-        theta = numpyro.sample("theta", dist.MultivariateNormal(mu, scale_tril=tau[:, None] * corr_chol))
+        theta_raw = numpyro.sample("theta_raw", dist.MultivariateNormal(
+            centered * mu, scale_tril=centered[..., None] * scale_tril + (1 - centered[..., None]) * jnp.eye(len(THETA))))
+    theta = numpyro.deterministic("theta", centered * theta_raw + (1 - centered) * (mu + theta_raw @ scale_tril.T))
     _natural_sites(theta)
     gamma_seed = _seed_exponent(seed_scaling)
     sigma_seed, sigma_obs = _family_noise(data, shrink=True)

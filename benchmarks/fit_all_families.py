@@ -4,7 +4,7 @@ Each source with its default loss; datablations (and its contour set) keep singl
 has no term for repeated data) and PolyPythias its lineage-A runs without the flagged outliers.
 Early checkpoints cut at 10B tokens, trajectories thinned to --thin log-spaced checkpoints per run.
 
-    BAYESLAW_DATA=../shared/data python benchmarks/fit_all_families.py [--thin 8] [--draws 1000]
+    BAYESLAW_DATA=../shared/data python benchmarks/fit_all_families.py [--thin 8] [--draws 1000] [--min-sizes 4]
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ import bayeslaw.data as bd
 from bayeslaw.inference.nuts import fit
 
 
-def shared_families():
+def shared_families(min_sizes: int = 1):
+    """Every shared family (default) or those seen at ``min_sizes`` or more model sizes."""
     df = bd.load_all()
     keep = np.ones(len(df), dtype=bool)
     keep &= ~(df["epochs"] > 1)  # datablations and its contour runs: repeated data
     keep &= ~((df["source"] == "polypythias") & ((df["lineage"] != "A") | df["outlier"].astype(bool)))
-    return df[keep]
+    df = df[keep]
+    sizes = df.groupby("family")["params"].nunique()
+    return df[df["family"].isin(sizes.index[sizes >= min_sizes])]
 
 
 def main(argv=None):
@@ -33,9 +36,11 @@ def main(argv=None):
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--target-accept", type=float, default=0.95)
     parser.add_argument("--out", default=None, help="save the fit (netCDF)")
+    parser.add_argument("--min-sizes", type=int, default=1,
+                        help="only families seen at this many model sizes or more (4: those that pin their own law)")
     args = parser.parse_args(argv)
 
-    df = shared_families()
+    df = shared_families(args.min_sizes)
     start = time.perf_counter()
     result = fit(df, thin=args.thin, chains=args.chains, draws=args.draws, warmup=args.draws,
                  target_accept=args.target_accept, progress=True)

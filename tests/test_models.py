@@ -7,12 +7,12 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 from scipy import stats
 
-from bayeslaw.models import D_REF, MODELS, N_REF, PRIORS, SEED_N_REF, THETA, get_model, prepare
+from bayeslaw.models import D_REF, MODELS, N_REF, NU_MIN, PRIORS, SEED_N_REF, THETA, get_model, prepare
 
 THREE_POINTS = pd.DataFrame({
     "family": ["f", "f", "f"],
     "run": ["r1", "r1", "r2"],
-    "params": [1e8, 1e8, 4e8],
+    "params": [1e8, 1e8, 1e8],  # r1 and r2: two runs (seeds) of one size
     "tokens": [2e10, 5e10, 5e10],
     "loss": [3.1, 2.9, 2.6],
 })
@@ -29,10 +29,23 @@ def hand_log_mean(theta, params, tokens):
 
 def test_trajectory_runs_get_centred_offsets():
     data = prepare(pd.concat([THREE_POINTS, THREE_POINTS.assign(run="r3", tokens=[2e10, 3e10, 5e10])]))
+    assert data.run_replicated.tolist() == [True, True, True]  # all three runs share a size
     trace = handlers.trace(handlers.seed(MODELS["complete"], 0)).get_trace(data)
-    # r3 has 3 checkpoints: its u is sampled as is (centred); r1, r2 are scaled from a standard normal
+    # offsets only for runs seen twice or more: r1 (2 checkpoints, scaled from a standard normal)
+    # and r3 (3 checkpoints, sampled as is: centred); r2, seen once, has none
+    assert data.seeded_runs.tolist() == [0, 2]
     u, u_dec = np.asarray(trace["u"]["value"]), np.asarray(trace["u_decentered"]["value"])
-    assert u[2] == u_dec[2] and u[0] != u_dec[0]
+    assert u.shape == (2,) and u[1] == u_dec[1] and u[0] != u_dec[0]
+
+
+def test_the_only_run_of_its_size_carries_no_offset():
+    # its offset would trade off against the law's size term: nothing tells them apart
+    lone = THREE_POINTS.assign(run="big", params=4e8, tokens=[2e10, 3e10, 5e10])
+    data = prepare(pd.concat([THREE_POINTS, lone]))
+    assert data.runs == ("big", "r1", "r2") and data.run_replicated.tolist() == [False, True, True]
+    assert data.seeded_runs.tolist() == [1]  # r1 only: r2 is seen once, "big" has no sibling
+    trace = handlers.trace(handlers.seed(MODELS["hierarchical"], 0)).get_trace(data)
+    assert trace["u"]["value"].shape == (1,)
 
 
 def test_pooled_log_density_matches_a_hand_computation():
@@ -40,9 +53,9 @@ def test_pooled_log_density_matches_a_hand_computation():
     y = np.log(THREE_POINTS["loss"].to_numpy())
     values = {
         "theta_shared": np.array([0.55, -1.1, -1.5, np.log(0.33), np.log(0.37)]),
-        "sigma_seed_shared": 0.015, "sigma_obs": np.array([0.01]), "nu": 6.0,
-        # both runs have < 3 points, so their offsets are sampled non-centred: u = sigma_seed * u_decentered
-        "u_decentered": np.array([0.004, -0.01]) / 0.015,
+        "sigma_seed_shared": 0.015, "sigma_obs": np.array([0.01]), "nu": np.array([6.0]),
+        # r1 (2 points) has an offset, sampled non-centred: u = sigma_seed * u_decentered; r2 (1 point) none
+        "u_decentered": np.array([0.004]) / 0.015,
     }
     got, _ = log_density(MODELS["complete"], (data,), {"y": jnp.asarray(y)}, {k: jnp.asarray(v) for k, v in values.items()})
 
@@ -52,22 +65,22 @@ def test_pooled_log_density_matches_a_hand_computation():
     expected += stats.halfnorm.logpdf(0.015, scale=PRIORS["sigma_seed"])
     expected += stats.halfnorm.logpdf(0.01, scale=PRIORS["sigma_obs"])
     shape, rate = PRIORS["nu"]
-    expected += stats.gamma.logpdf(6.0, shape, scale=1 / rate)
+    expected += stats.gamma.logpdf(6.0, shape, loc=NU_MIN, scale=1 / rate)  # nu = NU_MIN + Gamma
     expected += stats.norm.logpdf(values["u_decentered"], 0.0, 1.0).sum()  # gamma_seed = 0: constant sigma_seed
     mean = hand_log_mean(values["theta_shared"], THREE_POINTS["params"].to_numpy(), THREE_POINTS["tokens"].to_numpy())
-    mean = mean + np.array([0.004, 0.004, 0.0])  # r2 is seen once: no offset in its mean (its u is prior-only)
+    mean = mean + np.array([0.004, 0.004, 0.0])  # r2 is seen once: no offset in its mean
     expected += stats.t.logpdf(y, df=6.0, loc=mean, scale=0.01).sum()
     assert float(got) == pytest.approx(expected, rel=1e-10)
 
 
 def test_size_dependent_seed_sd_enters_the_run_offsets():
     data = prepare(THREE_POINTS)
-    values = {"theta_shared": jnp.zeros(5), "sigma_seed_shared": 0.02, "sigma_obs": jnp.array([0.01]), "nu": 5.0,
-              "u_decentered": jnp.array([1.0, 1.0]), "gamma_seed": 0.3}
+    values = {"theta_shared": jnp.zeros(5), "sigma_seed_shared": 0.02, "sigma_obs": jnp.array([0.01]), "nu": jnp.array([5.0]),
+              "u_decentered": jnp.array([1.0]), "gamma_seed": 0.3}
     model = handlers.substitute(handlers.seed(MODELS["complete"], 0), data=values)
     trace = handlers.trace(model).get_trace(data, y=None, seed_scaling="size")
     sd = np.asarray(trace["u"]["value"])  # one sd away: u = sd * 1
-    expected = 0.02 * (np.exp(data.run_log_params) / SEED_N_REF) ** -0.3
+    expected = 0.02 * (np.exp(data.run_log_params[data.seeded_runs]) / SEED_N_REF) ** -0.3
     np.testing.assert_allclose(sd, expected, rtol=1e-12)
 
 

@@ -23,7 +23,7 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_value
 from bayeslaw.data.files import write_atomic
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.point import fit_point
-from bayeslaw.models import D_REF, N_REF, PRIORS, SEED_N_REF, THETA, ModelData, get_model, law_log_mean, prepare, prior_vector
+from bayeslaw.models import CENTERED_MIN_SIZES, D_REF, N_REF, PRIORS, SEED_N_REF, THETA, ModelData, get_model, law_log_mean, prepare, prior_vector
 
 __all__ = ["Diagnostics", "Fit", "Prediction", "fit", "load_fit"]
 
@@ -55,12 +55,13 @@ def _point_init(df: pd.DataFrame, data: ModelData, pooling: str) -> dict:
     elif pooling == "none":
         values = {"theta": np.tile(vector, (data.n_families, 1))}
     else:
-        values = {"mu": vector, "theta": np.tile(vector, (data.n_families, 1))}
+        centered = (data.family_sizes >= CENTERED_MIN_SIZES)[:, None]
+        values = {"mu": vector, "theta_raw": np.where(centered, vector, 0.0)}  # non-centred z_f = 0: theta_f = mu
     # Every other site starts at a typical value too (numpyro would draw them uniformly in [-2, 2] on
     # the unconstrained scale, i.e. noise sds up to 7 nats, from which a large fit never recovers).
     n_f = data.n_families
     values.update({
-        "u_decentered": np.zeros(data.n_runs),
+        "u_decentered": np.zeros(len(data.seeded_runs)),
         "sigma_seed_shared": 0.5 * PRIORS["sigma_seed"],
         "sigma_obs": np.full(n_f, 0.5 * PRIORS["sigma_obs"]),
         "nu": 5.0,
@@ -70,7 +71,9 @@ def _point_init(df: pd.DataFrame, data: ModelData, pooling: str) -> dict:
         values["sigma_seed"] = np.full(n_f, 0.5 * PRIORS["sigma_seed"])
     if pooling == "hierarchical":
         values.update({"tau": prior_vector("tau"), "corr_chol": np.eye(len(THETA)),
-                       "tau_seed": 0.5 * PRIORS["tau_seed"], "z_seed": np.zeros(n_f)})
+                       "tau_seed": 0.5 * PRIORS["tau_seed"],
+                       # centred families start at a typical sigma_seed, non-centred ones at z = 0
+                       "log_sigma_seed_decentered": np.where(data.seeded_families, np.log(0.5 * PRIORS["sigma_seed"]), 0.0)})
     return {k: jnp.asarray(v) for k, v in values.items()}
 
 
@@ -80,17 +83,19 @@ def _dims(pooling: str) -> dict[str, list[str]]:
         "theta": family_theta,
         "e": ["family"], "a": ["family"], "b": ["family"], "alpha": ["family"], "beta": ["family"],
         "sigma_seed": ["family"], "sigma_obs": ["family"],
-        "u": ["run"], "u_decentered": ["run"],
+        "u": ["seeded_run"], "u_decentered": ["seeded_run"],
         "obs": ["obs_id"],
     }
     if pooling == "hierarchical":
-        dims.update({"mu": ["theta_dim"], "tau": ["theta_dim"],
-                     "corr_chol": ["theta_dim", "theta_dim_bis"], "z_seed": ["family"]})
+        dims.update({"theta_raw": family_theta, "mu": ["theta_dim"], "tau": ["theta_dim"],
+                     "corr_chol": ["theta_dim", "theta_dim_bis"], "log_sigma_seed": ["family"],
+                     "log_sigma_seed_decentered": ["family"]})
     if pooling == "complete":
         dims["theta_shared"] = ["theta_dim"]
     # constant_data
     dims.update({k: ["obs_id"] for k in ("log_params", "log_tokens", "obs_family", "obs_run", "step")})
     dims.update({k: ["run"] for k in ("run_family", "run_log_params", "run_points")})
+    dims["family_sizes"] = ["family"]
     return dims
 
 
@@ -103,6 +108,7 @@ def _constant_data(data: ModelData, rows: pd.DataFrame) -> dict:
         "run_family": data.run_family,
         "run_log_params": data.run_log_params,
         "run_points": data.run_points,
+        "family_sizes": data.family_sizes,
         "step": rows["step"].to_numpy(),
     }
 
@@ -185,7 +191,8 @@ def fit(
     samples = mcmc.get_samples()
     ppc = Predictive(model, samples, return_sites=["obs"])(key_ppc, data, seed_scaling=seed_scaling)
     ppc = {"obs": np.asarray(ppc["obs"]).reshape(chains, draws, -1)}
-    coords = {"family": list(data.families), "run": list(data.runs), "theta_dim": list(THETA),
+    coords = {"family": list(data.families), "run": list(data.runs),
+              "seeded_run": [data.runs[i] for i in data.seeded_runs], "theta_dim": list(THETA),
               "theta_dim_bis": list(THETA), "obs_id": np.arange(len(rows))}
     idata = az.from_numpyro(
         mcmc, posterior_predictive=ppc, constant_data=_constant_data(data, rows), log_likelihood=True,
@@ -254,7 +261,7 @@ class Fit:
 
     @property
     def runs(self) -> list[str]:
-        return [str(r) for r in self.idata.posterior["run"].values]
+        return [str(r) for r in self.idata.constant_data["run"].values]  # every fitted run; offsets only for seeded_run
 
     def _draws(self, name: str) -> np.ndarray:
         """Posterior draws of a site, chains stacked: shape (sample, ...)."""
@@ -327,7 +334,6 @@ class Fit:
         theta_f = self._draws("theta")  # (S, F, 5)
         n_samples = theta_f.shape[0]
         family_pos = {f: i for i, f in enumerate(self.families)}
-        run_pos = {r: i for i, r in enumerate(self.runs)}
         families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))
         runs = targets["run"] if "run" in targets.columns else pd.Series([None] * len(targets))
         population = self._population_theta(rng)
@@ -339,14 +345,18 @@ class Fit:
         if kind == "new_run":
             sigma_seed_f, sigma_obs_f = self._draws("sigma_seed"), self._draws("sigma_obs")
             gamma = self._draws("gamma_seed")
-            u_fitted, nu = self._draws("u"), self._draws("nu")
-            run_points = self.idata.constant_data["run_points"].values  # one-checkpoint runs have no offset
+            nu = self._draws("nu")
+            # only runs seen at two or more checkpoints carry a fitted offset
+            seeded = ({str(r): i for i, r in enumerate(self.idata.posterior["seeded_run"].values)}
+                      if "u" in self.idata.posterior else {})
+            u_fitted = self._draws("u") if seeded else None
             pop_seed = self._population_sigma_seed(rng)
+            # a family the fit has not seen: the noise sd of a family drawn at random per sample
             pop_obs = sigma_obs_f[np.arange(n_samples), rng.integers(0, sigma_obs_f.shape[1], n_samples)]
             for j, (family, run) in enumerate(zip(families, runs, strict=True)):
                 known = family in family_pos
-                if run is not None and run in run_pos and run_points[run_pos[run]] >= 2:
-                    offset = u_fitted[:, run_pos[run]]
+                if run is not None and run in seeded:
+                    offset = u_fitted[:, seeded[run]]
                 else:
                     sd = (sigma_seed_f[:, family_pos[family]] if known else pop_seed) * np.exp(
                         -gamma * (log_params[j] - np.log(SEED_N_REF)))
