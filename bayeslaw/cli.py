@@ -226,6 +226,54 @@ def demo(
     console.print(f"report written to {out}/ (fits.csv, predictions.csv, scores.csv, fit.nc)")
 
 
+@app.command()
+@_friendly_errors
+def backtest(
+    data: Annotated[str, typer.Argument(help="CSV/parquet in the bayeslaw schema, a source name, or 'demo'.")],
+    out: Annotated[Path, typer.Option(help="Report folder (cells.csv, aggregates, PNG figures, report.md).")] = Path(
+        "bayeslaw-backtest"),
+    family: Annotated[list[str] | None, typer.Option(help="Only these families (repeatable).")] = None,
+    k: Annotated[list[int] | None, typer.Option("--k", help="Numbers of smallest models to train on (repeatable; "
+                                                             "default 2 .. all below the target).")] = None,
+    q: Annotated[list[float] | None, typer.Option("--q", help="Fractions of the target's run seen (repeatable; "
+                                                               "default 0, 0.1, 0.2, 0.3, 0.5).")] = None,
+    pooling: Annotated[list[str] | None, typer.Option(help="Bayesian variants (default hierarchical, none).")] = None,
+    transfer: Annotated[bool, typer.Option(help="Also the one-model transfer case per family.")] = True,
+    chains: Annotated[int, typer.Option(help="NUTS chains per Bayesian fit.")] = 2,
+    draws: Annotated[int, typer.Option(help="NUTS draws (and warmup) per chain.")] = 500,
+    thin: Annotated[int, typer.Option(help="Log-spaced checkpoints kept per run.")] = 8,
+    workers: Annotated[int, typer.Option(help="Processes running fits in parallel.")] = 1,
+    quick: Annotated[bool, typer.Option(help="Small study for a smoke test: k=2, q in {0, 0.3}, hierarchical "
+                                             "only, 1 chain x 150 draws, no transfer or LOO.")] = False,
+    root: RootOption = None,
+    loss_name: Annotated[str | None, typer.Option(help="Which loss metric, for a source name.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The Hitchhiker's Guide backtest with uncertainty: point fits vs Bayesian fits, and a report folder."""
+    from bayeslaw.evaluation import DEFAULT_FRACTIONS
+    from bayeslaw.evaluation import backtest as run_backtest
+    from bayeslaw.plots import backtest_report
+
+    df = _select_families(_read_data(data, root, loss_name), family)
+    options = {"ks": tuple(k) if k else None, "fractions": tuple(q) if q else DEFAULT_FRACTIONS,
+               "poolings": tuple(pooling) if pooling else ("hierarchical", "none"), "transfer": transfer,
+               "thin": thin, "workers": workers, "fit_options": {"chains": chains, "draws": draws, "warmup": draws}}
+    if quick:
+        options.update(ks=tuple(k) if k else (2,), fractions=tuple(q) if q else (0.0, 0.3),
+                       poolings=tuple(pooling) if pooling else ("hierarchical",), transfer=False,
+                       fit_options={"chains": 1, "draws": 150, "warmup": 150})
+    result = run_backtest(df, families=family or None, progress=not as_json, **options)
+    report = backtest_report(result, out)
+    table = result.aggregate(("case", "method"))
+    if as_json:
+        typer.echo(json.dumps({"aggregate": table.to_dict(orient="records"), "timing": result.timing,
+                               "report": str(report)}, indent=1, default=float))
+        return
+    console.print(_table(table[["case", "method", "cells", "are_median", "are_mean", "crps_mean", "coverage50",
+                                "coverage90"]], "backtest: ARE (fraction) and interval coverage on held-out targets"))
+    console.print(f"{result.timing['fits']} fits in {result.timing['wall_s']:.0f} s; report written to {report}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,20 +1,39 @@
-"""Evaluation stage: predict each family's largest model from its smaller ones and score it."""
+"""Evaluation stage: predict each family's largest model from its smaller ones and score it.
+
+:func:`backtest` is the Hitchhiker's Guide study (Choshen et al. 2025) with uncertainty: per family,
+fit on the k smallest models (and a fraction q of the target's own run), predict the target's last
+30% of checkpoints, and score point fits and Bayesian fits side by side on the same points.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
 
+import arviz as az
 import jax
 import numpy as np
 import pandas as pd
 
-from bayeslaw.data.split import DEFAULT_MIN_TOKENS, hitchhiker_split
+from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, hitchhiker_split, thin_checkpoints
 from bayeslaw.inference.nuts import fit
 from bayeslaw.inference.point import fit_point
-from bayeslaw.metrics import are
+from bayeslaw.laws import get_law
+from bayeslaw.metrics import are, crps
 from bayeslaw.simulation import simulate
 
-__all__ = ["PointBacktest", "bayes_backtest", "calibration_study", "coverage_table", "point_backtest"]
+__all__ = [
+    "Backtest",
+    "PointBacktest",
+    "backtest",
+    "bayes_backtest",
+    "calibration_study",
+    "compare_poolings",
+    "coverage_table",
+    "point_backtest",
+]
 
 
 @dataclass(frozen=True)
@@ -169,3 +188,268 @@ def coverage_table(study: pd.DataFrame) -> pd.DataFrame:
                                                      median_width=("width", "median")).reset_index()
     table["se"] = np.sqrt(table["prob"] * (1 - table["prob"]) / table["n"])
     return table
+
+
+# --- the backtest study ---------------------------------------------------------------------------
+
+DEFAULT_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.5)
+MAX_DEFAULT_K = 5  # default ks: 2 .. 5; bounds the study (Chinchilla alone has 105 models below its target)
+COARSE_GRID = {"a": (0.0, 10.0, 20.0), "b": (0.0, 10.0, 20.0), "e": (-1.0, 0.0, 1.0), "alpha": (0.0, 0.5, 1.0),
+               "beta": (0.0, 0.5, 1.0)}  # 243 of the published grid's 4500 starts (see ``backtest``)
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """Result of :func:`backtest`.
+
+    ``cells``: one row per (case, family, k, q, method) with ARE, CRPS, interval coverage and width;
+    ``predictions``: one row per test checkpoint and cell; ``comparison``: the ArviZ LOO comparison
+    of the pooling variants on all rows (or None); ``settings`` and ``timing`` say how it ran.
+    """
+
+    cells: pd.DataFrame
+    predictions: pd.DataFrame
+    comparison: pd.DataFrame | None
+    settings: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict)
+
+    def aggregate(self, by: tuple[str, ...] = ("method",)) -> pd.DataFrame:
+        """ARE (median, mean), CRPS, coverage and width per group of cells (``by``: columns of ``cells``)."""
+        return self.cells.groupby(list(by), sort=True).agg(
+            cells=("are", "size"), are_median=("are", "median"), are_mean=("are", "mean"),
+            crps_mean=("crps", "mean"), coverage50=("coverage50", "mean"), coverage90=("coverage90", "mean"),
+            width90=("width90", "mean"), max_rhat=("max_rhat", "max"), divergences=("divergences", "sum"),
+        ).reset_index()
+
+
+def _family_split(rows: pd.DataFrame, k: int, q: float, *, min_tokens, test_from):
+    """hitchhiker_split of one family with k capped at the number of models below its target."""
+    n_smaller = rows["model"].nunique() - 1
+    return hitchhiker_split(rows, k=min(k, n_smaller), target_fraction=q, test_from=test_from, min_tokens=min_tokens)
+
+
+def _score(test: pd.DataFrame, draws: np.ndarray | None, predicted: np.ndarray, cell: dict):
+    """Cell row and per-point rows for predictions of ``test`` (draws: (sample, point) or None for a point fit)."""
+    y = test["loss"].to_numpy(dtype=float)
+    points = test[["family", "model", "run", "params", "tokens", "loss"]].reset_index(drop=True).assign(
+        **{k: v for k, v in cell.items() if k in ("case", "k", "q", "method")}, predicted=predicted)
+    row = {**cell, "target": test["model"].iloc[0], "test_points": len(test), "are": are(y, predicted)}
+    if draws is None:
+        row.update(crps=float(np.mean(np.abs(predicted - y))), coverage50=np.nan, coverage90=np.nan,
+                   width50=np.nan, width90=np.nan)
+        return row, points
+    q05, q25, q75, q95 = np.quantile(draws, [0.05, 0.25, 0.75, 0.95], axis=0)
+    points = points.assign(q05=q05, q25=q25, q75=q75, q95=q95)
+    row.update(crps=float(np.mean(crps(draws, y))),
+               coverage50=float(np.mean((y >= q25) & (y <= q75))), coverage90=float(np.mean((y >= q05) & (y <= q95))),
+               width50=float(np.mean(q75 - q25)), width90=float(np.mean(q95 - q05)))
+    return row, points
+
+
+def _point_job(job: dict):
+    """One point fit: a family's training rows (or, for transfer, A and alpha borrowed from the others)."""
+    start = time.perf_counter()
+    starts = job["starts"] if job["method"] == "epoch" else None
+    fixed = None
+    if job.get("borrow_from") is not None:
+        # the Hitchhiker's transfer baseline: A and alpha from one fit of all other families
+        donor = fit_point(job["borrow_from"], method=job["method"], starts=starts)
+        fixed = {"a": donor.theta["a"], "alpha": donor.theta["alpha"]}
+    result = fit_point(job["train"], method=job["method"], starts=starts, fixed=fixed)
+    test = job["test"]
+    predicted = result.predict(test["params"].to_numpy(), test["tokens"].to_numpy())
+    cell = {**job["cell"], "train_points": len(job["train"]), "wall_s": time.perf_counter() - start,
+            "converged": result.converged, "max_rhat": np.nan, "divergences": np.nan}
+    row, points = _score(test, None, predicted, cell)
+    return [row], [points]
+
+
+def _bayes_job(job: dict):
+    """One NUTS fit of every family's training rows together; scores each family's target."""
+    start = time.perf_counter()
+    result = fit(job["train"], pooling=job["pooling"], seed=job["seed"], min_tokens=None, thin=None,
+                 **job["fit_options"])
+    diagnostics = result.diagnostics(warn=False)
+    wall = time.perf_counter() - start
+    rows, points = [], []
+    for family, test in job["tests"].items():
+        test = test.reset_index(drop=True)
+        targets = test[["family", "run", "params", "tokens"]]
+        draws = result.predict(targets, kind="new_run", seed=job["seed"]).draws.values
+        cell = {**job["cells"][family], "train_points": int((job["train"]["family"] == family).sum()),
+                "wall_s": wall, "converged": diagnostics.max_rhat <= 1.01 and diagnostics.divergences == 0,
+                "max_rhat": diagnostics.max_rhat, "divergences": diagnostics.divergences}
+        row, pts = _score(test, draws, np.median(draws, axis=0), cell)
+        rows.append(row)
+        points.append(pts)
+    # each fit compiles its own sampler; XLA does not give the code memory back on its own
+    jax.clear_caches()
+    return rows, points
+
+
+def _run(job: dict):
+    return _bayes_job(job) if job["kind"] == "bayes" else _point_job(job)
+
+
+def backtest(
+    df: pd.DataFrame,
+    *,
+    ks: tuple[int, ...] | None = None,
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
+    methods: tuple[str, ...] = ("epoch", "hitchhiker"),
+    poolings: tuple[str, ...] = ("hierarchical", "none"),
+    transfer: bool = True,
+    families: list[str] | None = None,
+    min_sizes: int = 3,
+    min_tokens: float | None = DEFAULT_MIN_TOKENS,
+    test_from: float = 0.7,
+    thin: int | None = 8,
+    point_grid: str = "coarse",
+    fit_options: dict | None = None,
+    compare: bool = True,
+    workers: int = 1,
+    seed: int = 0,
+    progress: bool = True,
+) -> Backtest:
+    """The Hitchhiker's Guide backtest with uncertainty, point fits and Bayesian fits side by side.
+
+    For every family with at least ``min_sizes`` model sizes: the target is its largest model and
+    the test points its checkpoints with tokens >= ``test_from`` x the run's last. Each cell (k, q)
+    trains on the family's k smallest models (k capped at the number below the target) plus the
+    first fraction q of the target's run, all after the early cut at ``min_tokens`` and thinned to
+    ``thin`` log-spaced checkpoints per run; every method sees the same training rows.
+
+    - point fits (``methods``): one per family and cell, on that family's rows alone;
+    - Bayesian fits (``poolings``): one NUTS fit per cell of all families' rows together (the
+      hierarchy borrows across families), scored per family with the ``new_run`` predictive
+      (posterior median for ARE, 50%/90% central intervals, CRPS);
+    - ``transfer``: the family seen through one model (the largest below the target) while
+      every other family is seen in full. Point baseline: A and alpha from a fit of the other
+      families, E, B, beta fitted on the one model (the Hitchhiker's trick); ours: the
+      hierarchical posterior.
+
+    ``ks`` defaults to 2 .. min(5, the most models below any target). ``point_grid="coarse"`` starts the
+    ``epoch`` fits from 243 of the published grid's 4500 starts (a 3^5 subset: the study runs
+    hundreds of fits; ``"full"`` uses all). ``fit_options`` go to :func:`bayeslaw.fit` (chains,
+    draws, warmup, ...). ``compare`` adds the PSIS-LOO comparison of ``poolings`` on all rows.
+    ``workers`` > 1 runs independent fits in that many processes.
+    """
+    fit_options = {"chains": 2, "draws": 500, "warmup": 500, "progress": False, **(fit_options or {})}
+    if point_grid not in ("coarse", "full"):
+        raise ValueError(f"point_grid={point_grid!r}; use 'coarse' or 'full'")
+    law = get_law("chinchilla")
+    starts = (np.stack(np.meshgrid(*[np.asarray(COARSE_GRID[n]) for n in law.theta_names], indexing="ij"), -1)
+              .reshape(-1, len(law.theta_names)) if point_grid == "coarse" else None)
+    sizes = df.groupby("family")["params"].nunique()
+    eligible = sorted(sizes.index[sizes >= min_sizes]) if families is None else list(families)
+    unknown = sorted(set(eligible) - set(sizes.index))
+    if unknown:
+        raise ValueError(f"backtest: unknown family(ies) {unknown}; the data has {sorted(sizes.index)}")
+    too_small = [f for f in eligible if sizes[f] < min_sizes]
+    if too_small:
+        raise ValueError(f"backtest: family(ies) {too_small} have fewer than min_sizes={min_sizes} model sizes")
+    if not eligible:
+        raise ValueError(f"backtest: no family has at least min_sizes={min_sizes} model sizes")
+    by_family = {f: df[df["family"] == f] for f in eligible}
+    n_models = {f: rows["model"].nunique() for f, rows in by_family.items()}
+    ks = tuple(range(2, min(max(n_models.values()), MAX_DEFAULT_K + 1))) if ks is None else tuple(ks)
+
+    def thinned(rows):
+        return rows if thin is None or rows.empty else thin_checkpoints(rows, per_run=thin)
+
+    jobs = []
+    for k in ks:
+        for q in fractions:
+            trains, tests, cells = [], {}, {}
+            for f, rows in by_family.items():
+                split = _family_split(rows, k, q, min_tokens=min_tokens, test_from=test_from)
+                train = thinned(split.train)
+                trains.append(train)
+                if k > n_models[f] - 1 or train.empty:
+                    continue  # this family has fewer models than k below its target: not scored here
+                cell = {"case": "scaling", "family": f, "k": k, "q": q, "train_models": len(split.models[f])}
+                tests[f], cells[f] = split.test, cell
+                for method in methods:
+                    jobs.append({"kind": "point", "method": method, "train": train, "test": split.test,
+                                 "starts": starts, "cell": {**cell, "method": method}})
+            for pooling in poolings:
+                if tests:
+                    jobs.append({"kind": "bayes", "pooling": pooling, "train": pd.concat(trains), "tests": tests,
+                                 "cells": {f: {**c, "method": f"bayes-{pooling}"} for f, c in cells.items()},
+                                 "seed": seed, "fit_options": fit_options})
+    if transfer:
+        for f, rows in by_family.items():
+            split = _family_split(rows, 1, 0.0, min_tokens=min_tokens, test_from=test_from)
+            one = split.models[f][-1:]  # the largest model below the target
+            own = thinned(cut_early(rows[rows["model"].isin(one)], min_tokens=min_tokens))
+            others = thinned(cut_early(df[df["family"].isin([g for g in eligible if g != f])], min_tokens=min_tokens))
+            cell = {"case": "transfer", "family": f, "k": 1, "q": 0.0, "train_models": 1}
+            for method in methods:
+                jobs.append({"kind": "point", "method": method, "train": own, "test": split.test, "starts": starts,
+                             "borrow_from": others, "cell": {**cell, "method": method}})
+            if "hierarchical" in poolings:
+                jobs.append({"kind": "bayes", "pooling": "hierarchical", "train": pd.concat([others, own]),
+                             "tests": {f: split.test}, "cells": {f: {**cell, "method": "bayes-hierarchical"}},
+                             "seed": seed, "fit_options": fit_options})
+
+    start = time.perf_counter()
+    rows, points = [], []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc="backtest fits")
+    if workers > 1:
+        # spawn, not fork: JAX's runtime threads do not survive a fork
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_run, job) for job in jobs]
+            for future in as_completed(futures):
+                r, p = future.result()
+                rows += r
+                points += p
+                if bar is not None:
+                    bar.update()
+    else:
+        for job in jobs:
+            r, p = _run(job)
+            rows += r
+            points += p
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - start
+    order = ["case", "family", "k", "q", "method"]
+    cells = pd.DataFrame(rows).sort_values(order, kind="stable").reset_index(drop=True)
+    predictions = pd.concat(points, ignore_index=True).sort_values(order, kind="stable").reset_index(drop=True)
+    comparison = None
+    compare_wall = 0.0
+    if compare and len(poolings) > 1:
+        t0 = time.perf_counter()
+        all_rows = thinned(cut_early(df[df["family"].isin(eligible)], min_tokens=min_tokens))
+        comparison = compare_poolings(all_rows, poolings=poolings, seed=seed, fit_options=fit_options)
+        compare_wall = time.perf_counter() - t0
+    settings = {"ks": list(ks), "fractions": list(fractions), "methods": list(methods), "poolings": list(poolings),
+                "transfer": transfer, "families": eligible, "min_sizes": min_sizes, "min_tokens": min_tokens,
+                "test_from": test_from, "thin": thin, "point_grid": point_grid, "fit_options": fit_options,
+                "workers": workers, "seed": seed}
+    timing = {"fits": len(jobs), "wall_s": wall, "compare_wall_s": compare_wall,
+              "fit_s_sum": float(cells.drop_duplicates(["case", "k", "q", "method", "wall_s"])["wall_s"].sum())}
+    return Backtest(cells, predictions, comparison, settings, timing)
+
+
+def compare_poolings(
+    df: pd.DataFrame,
+    *,
+    poolings: tuple[str, ...] = ("hierarchical", "none", "complete"),
+    seed: int = 0,
+    fit_options: dict | None = None,
+) -> pd.DataFrame:
+    """PSIS-LOO comparison (``arviz.compare``) of pooling variants fitted to the same rows (no cut, no thinning here)."""
+    fit_options = {"chains": 2, "draws": 500, "warmup": 500, "progress": False, **(fit_options or {})}
+    fits = {}
+    for pooling in poolings:
+        fits[pooling] = fit(df, pooling=pooling, seed=seed, min_tokens=None, thin=None, **fit_options).idata
+        jax.clear_caches()
+    table = az.compare(fits, round_to="none")
+    return table.reset_index().rename(columns={"index": "model"})

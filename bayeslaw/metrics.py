@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["are"]
+__all__ = ["are", "crps"]
 
 
 def are(y_true, y_pred) -> float:
@@ -18,3 +18,21 @@ def are(y_true, y_pred) -> float:
     if np.any(y_true <= 0):
         raise ValueError("are: y_true must be positive (losses)")
     return float(np.mean(np.abs(y_true - y_pred) / y_true))
+
+
+def crps(draws, y) -> np.ndarray:
+    """Continuous ranked probability score of predictive draws (sample, target) at observations y (target,).
+
+    CRPS = E|X - y| - E|X - X'| / 2, in the units of y (nats); for a point prediction it is |x - y|.
+    Computed exactly on the empirical distribution of the draws, from their order statistics:
+    sum_ij |x_i - x_j| = 2 sum_i (2i - S - 1) x_(i).
+    """
+    draws = np.asarray(draws, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if draws.ndim == 1:
+        draws = draws[:, None]
+    if draws.shape[1:] != y.shape[-1:] and not (y.ndim == 0 and draws.shape[1] == 1):
+        raise ValueError(f"crps: draws have shape {draws.shape}, observations {y.shape}")
+    s = draws.shape[0]
+    spread = np.sum((2 * np.arange(1, s + 1) - s - 1)[:, None] * np.sort(draws, axis=0), axis=0) / s**2
+    return np.mean(np.abs(draws - y), axis=0) - spread

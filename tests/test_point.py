@@ -83,3 +83,19 @@ def test_epoch_method_reproduces_besiroglu_et_al(data_root):
     # and it is far from Hoffmann et al.'s own (E 1.69, beta 0.28), which the replication corrected
     assert abs(p["beta"] - 0.2849) > 0.05
     assert isinstance(fit.to_series(), pd.Series)
+
+
+def test_fixed_parameters_are_held_and_the_rest_fitted(clean_sim):
+    truth = clean_sim.truth["families"]["fam0"]["natural"]
+    fixed = {"a": float(np.log(truth["A"])), "alpha": truth["alpha"]}
+    for method in ("epoch", "hitchhiker"):
+        fit = fit_point(clean_sim.data, method=method, fixed=fixed, **({"starts": SMALL_GRID[:, [1, 2, 4]]}
+                                                                           if method == "epoch" else {}))
+        assert fit.theta["a"] == fixed["a"] and fit.theta["alpha"] == fixed["alpha"]
+        assert fit.details["fixed"] == fixed
+        assert fit.params["E"] == pytest.approx(truth["E"], rel=0.02)
+        assert fit.params["beta"] == pytest.approx(truth["beta"], abs=0.01)
+        rows = clean_sim.data
+        np.testing.assert_allclose(fit.predict(rows["params"], rows["tokens"]), rows["true_law"], rtol=0.003)
+    with pytest.raises(ValueError, match=r"no parameter\(s\) \['A'\]"):
+        fit_point(clean_sim.data, method="hitchhiker", fixed={"A": 400.0})

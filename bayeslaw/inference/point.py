@@ -14,7 +14,7 @@ Two methods, each the published protocol:
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import jax
@@ -274,6 +274,7 @@ def fit_point(
     delta: float = HUBER_DELTA,
     max_iter: int = 1000,
     starts=None,
+    fixed: dict[str, float] | None = None,
 ) -> PointFit:
     """Fit one law to all rows of ``df`` by a published point-estimate protocol.
 
@@ -288,6 +289,10 @@ def fit_point(
     delta, max_iter, starts
         ``epoch`` only: Huber delta on log residuals, L-BFGS iteration cap, and starting
         points (rows in ``law.theta_names`` order; default the published grid).
+    fixed : dict, optional
+        Parameters held at these values (fitting space, e.g. ``{"a": 6.2, "alpha": 0.34}``)
+        while the rest are fitted: the Hitchhiker's Guide's way to fit a family seen through
+        one model with A and alpha borrowed from other families.
 
     Returns
     -------
@@ -295,6 +300,12 @@ def fit_point(
         ``.params`` (E, A, B, alpha, beta), ``.predict(params, tokens)``.
     """
     law = get_law(form)
+    if fixed:
+        free = law.fix(fixed)
+        result = fit_point(df, free, method, delta=delta, max_iter=max_iter, starts=starts)
+        theta = {**result.theta, **{k: float(v) for k, v in fixed.items()}}
+        return replace(result, form=law.name, theta={n: theta[n] for n in law.theta_names},
+                       details={**result.details, "fixed": dict(fixed)})
     data = _inputs(df, law)
     if method == "epoch":
         return _fit_epoch(law, data, delta=delta, max_iter=max_iter, starts=starts)

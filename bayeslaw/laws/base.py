@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jax.numpy as jnp
 import numpy as np
@@ -55,3 +55,25 @@ class Law:
     def unpack(self, vector) -> dict:
         """A flat vector (last axis in ``theta_names`` order) as a dict of arrays."""
         return {n: vector[..., i] for i, n in enumerate(self.theta_names)}
+
+    def fix(self, values: Mapping[str, float]) -> Law:
+        """The same law with some parameters held at ``values`` (fitting space): fits see only the rest.
+
+        Used by the Hitchhiker's transfer baseline (A and alpha borrowed from other families).
+        """
+        unknown = sorted(set(values) - set(self.theta_names))
+        if unknown:
+            raise ValueError(f"{self.name} law has no parameter(s) {unknown}; its parameters: {list(self.theta_names)}")
+        fixed = {k: float(v) for k, v in values.items()}
+        parent = self
+
+        def log_loss(theta, **inputs):
+            return parent.log_loss({**theta, **fixed}, **inputs)
+
+        return replace(
+            self,
+            theta_names=tuple(n for n in self.theta_names if n not in fixed),
+            log_loss=log_loss,
+            natural=lambda theta: parent.natural({**theta, **fixed}),
+            init_grid={k: v for k, v in self.init_grid.items() if k not in fixed},
+        )

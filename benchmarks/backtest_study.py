@@ -1,0 +1,67 @@
+"""The full backtest study on the shared data: point fits vs Bayesian fits, the report folder, wall time.
+
+Families: every shared family with at least 3 model sizes (the selection of ``fit_all_families.py``:
+datablations single-epoch runs, PolyPythias lineage A without flagged outliers). For each family,
+k = 2 .. all models below the target, q in {0, 0.1, 0.2, 0.3, 0.5}, the transfer case, and the
+PSIS-LOO comparison of the pooling variants.
+
+    BAYESLAW_DATA=../shared/data python benchmarks/backtest_study.py --out backtest-report [--workers 2]
+    BAYESLAW_DATA=../shared/data python benchmarks/backtest_study.py --speedup   # 1 vs 2 processes, point cells
+
+Prints the aggregate table (median ARE and coverage, point vs Bayes) and the wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from fit_all_families import shared_families
+
+from bayeslaw.evaluation import backtest
+from bayeslaw.plots import backtest_report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="backtest-report")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--draws", type=int, default=500)
+    parser.add_argument("--chains", type=int, default=2)
+    parser.add_argument("--thin", type=int, default=8)
+    parser.add_argument("--ks", type=int, nargs="*", default=None, help="default 2 .. 5")
+    parser.add_argument("--fractions", type=float, nargs="*", default=[0.0, 0.1, 0.2, 0.3, 0.5])
+    parser.add_argument("--no-transfer", action="store_true")
+    parser.add_argument("--no-compare", action="store_true")
+    parser.add_argument("--speedup", action="store_true",
+                        help="time the point-fit cells (k=2, q=0 and 0.3) with 1 and 2 worker processes, then stop")
+    args = parser.parse_args(argv)
+    df = shared_families()
+
+    if args.speedup:
+        walls = {}
+        for workers in (1, 2):
+            start = time.perf_counter()
+            backtest(df, ks=(2,), fractions=(0.0, 0.3), poolings=(), transfer=False, compare=False,
+                     workers=workers, progress=False)
+            walls[workers] = time.perf_counter() - start
+        print(f"point cells, 1 process {walls[1]:.0f} s, 2 processes {walls[2]:.0f} s: speedup {walls[1] / walls[2]:.2f}x")
+        return
+
+    start = time.perf_counter()
+    result = backtest(df, ks=tuple(args.ks) if args.ks else None, fractions=tuple(args.fractions),
+                      transfer=not args.no_transfer, compare=not args.no_compare, thin=args.thin,
+                      workers=args.workers, fit_options={"chains": args.chains, "draws": args.draws,
+                                                         "warmup": args.draws})
+    report = backtest_report(result, args.out)
+    wall = time.perf_counter() - start
+    table = result.aggregate(("case", "method"))
+    print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    print(f"\n{result.timing['fits']} fits; wall time {wall:.0f} s ({wall / 60:.1f} min) with {args.workers} "
+          f"worker(s); report: {report}")
+    if result.comparison is not None:
+        print(result.comparison.to_string())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The backtest harness on the demo data, in quick mode (small NUTS runs)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from bayeslaw.cli import app
+from bayeslaw.evaluation import backtest
+from bayeslaw.plots import backtest_report
+from bayeslaw.simulation import load_demo
+
+
+@pytest.fixture(scope="module")
+def quick():
+    df = load_demo().data
+    return backtest(df, ks=(2,), fractions=(0.0, 0.3), methods=("hitchhiker",), poolings=("hierarchical",),
+                    transfer=True, families=["fam0", "fam1"], thin=6, compare=False, progress=False,
+                    fit_options={"chains": 1, "draws": 150, "warmup": 150})
+
+
+def test_cells_cover_every_family_k_q_and_method(quick):
+    cells = quick.cells
+    scaling = cells[cells["case"] == "scaling"]
+    assert set(scaling["method"]) == {"hitchhiker", "bayes-hierarchical"}
+    assert len(scaling) == 2 * 2 * 2  # families x q x methods
+    transfer = cells[cells["case"] == "transfer"]
+    assert set(transfer["family"]) == {"fam0", "fam1"} and set(transfer["method"]) == {"hitchhiker", "bayes-hierarchical"}
+    assert (cells["train_models"][cells["case"] == "scaling"] == 2).all()
+    # the demo's laws are smooth: every method predicts the target within 10%
+    assert (cells["are"] < 0.1).all()
+    bayes = cells[cells["method"].str.startswith("bayes")]
+    assert bayes["coverage90"].between(0, 1).all() and (bayes["width90"] > bayes["width50"]).all()
+    assert cells.loc[cells["method"] == "hitchhiker", "coverage90"].isna().all()
+
+
+def test_seeing_part_of_the_target_run_does_not_hurt_much(quick):
+    # q = 0.3 adds the target's early checkpoints (the bayes fit then uses that run's own offset)
+    b = quick.cells[(quick.cells["case"] == "scaling") & (quick.cells["method"] == "bayes-hierarchical")]
+    by_q = b.groupby("q")["are"].mean()
+    assert by_q[0.3] <= by_q[0.0] * 1.5
+
+
+def test_predictions_are_the_targets_late_checkpoints(quick):
+    demo = load_demo().data
+    p = quick.predictions
+    for family, rows in p.groupby("family"):
+        target = demo[demo["family"] == family].sort_values("params")["model"].iloc[-1]
+        assert (rows["model"] == target).all()
+        fraction = rows["tokens"] / demo[demo["model"] == target]["tokens"].max()
+        assert (fraction >= 0.7 - 1e-12).all()
+    b = p[p["method"] == "bayes-hierarchical"]
+    assert (b["q05"] <= b["predicted"]).all() and (b["predicted"] <= b["q95"]).all()
+
+
+def test_report_folder_has_tables_figures_and_markdown(quick, tmp_path):
+    report = backtest_report(quick, tmp_path / "report")
+    folder = report.parent
+    for name in ("cells.csv", "predictions.csv", "aggregate_by_family.csv", "aggregate_by_k.csv", "are_heatmap.png",
+                 "trajectories.png", "calibration.png", "transfer_trajectories.png"):
+        assert (folder / name).stat().st_size > 0, name
+    text = report.read_text()
+    assert "## Verdict" in text and "bayes-hierarchical: median ARE" in text
+    again = pd.read_csv(folder / "cells.csv")
+    assert len(again) == len(quick.cells)
+    assert not list(folder.glob(".*.tmp"))
+
+
+def test_backtest_refuses_families_it_cannot_score():
+    df = load_demo().data
+    with pytest.raises(ValueError, match=r"unknown family\(ies\) \['nope'\]"):
+        backtest(df, families=["nope"], progress=False)
+    small = df[df["params"] <= np.sort(df["params"].unique())[1]]
+    with pytest.raises(ValueError, match="no family has at least min_sizes=3"):
+        backtest(small, progress=False)
+
+
+def test_cli_backtest_quick_writes_report(tmp_path):
+    result = CliRunner().invoke(app, ["backtest", "demo", "--quick", "--q", "0", "--family", "fam2", "--out", str(tmp_path / "bt"),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "bt" / "report.md").exists()
+    assert '"aggregate"' in result.output
