@@ -7,7 +7,7 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 from scipy import stats
 
-from bayeslaw.models import D_REF, MODELS, N_REF, NU_MIN, PRIORS, SEED_N_REF, THETA, get_model, prepare
+from bayeslaw.models import D_REF, MODELS, N_REF, NU_MIN, PRIORS, SEED_N_REF, THETA, family_frame, get_model, prepare
 
 THREE_POINTS = pd.DataFrame({
     "family": ["f", "f", "f"],
@@ -124,3 +124,36 @@ def test_prior_predictive_plot(tmp_path):
     last = table[table["tokens"] == table["tokens"].max()].sort_values("params")
     assert np.all(np.diff(last["q50"]) < 0)
     assert table["q50"].between(1.0, 12.0).all()
+
+
+def test_family_frame_is_a_volume_preserving_bijection():
+    # the centred families are sampled in these coordinates: a wrong inverse or a Jacobian other
+    # than 1 would silently change the posterior
+    data = prepare(pd.concat([THREE_POINTS, THREE_POINTS.assign(family="g", run=["g1", "g1", "g2"], params=3e9)]))
+    frame = family_frame(data, np.array([1.0, 0.0]))
+    theta = jnp.asarray(np.random.default_rng(0).normal([0.5, -1.0, -1.5, -1.0, -1.0], 0.3, size=(2, 5)))
+    np.testing.assert_allclose(frame.inv(frame(theta)), theta, rtol=1e-12)
+    np.testing.assert_allclose(frame(theta)[1], theta[1])  # weight 0: identity
+    jac = jax.jacfwd(lambda t: frame(t.reshape(2, 5)).ravel())(theta.ravel())
+    assert float(jnp.linalg.det(jac)) == pytest.approx(1.0, rel=1e-12)
+    # phi's second coordinate is the log slope -dL/dlog N of the N-term at the family's mean log N
+    e, a_ref, b_ref, log_alpha, log_beta = np.asarray(theta[0])
+    alpha, log_n = np.exp(log_alpha), data.family_log_params[0]
+    slope = alpha * np.exp(a_ref + alpha * np.log(N_REF) - alpha * log_n)
+    assert float(frame(theta)[0, 1]) == pytest.approx(np.log(slope), rel=1e-12)
+
+
+def test_sigma_seed_is_a_latent_only_where_replicated_runs_pin_it():
+    # family f has two runs of one configuration (seeds); family g has one run per size: no offsets
+    seeds = pd.DataFrame({"family": "f", "run": ["s1", "s1", "s2", "s2"], "params": 1e8,
+                          "tokens": [2e10, 5e10, 2e10, 5e10], "loss": [3.1, 2.9, 3.12, 2.91]})
+    lone = pd.DataFrame({"family": "g", "run": ["g1", "g1", "g2", "g2"], "params": [1e8, 1e8, 4e8, 4e8],
+                         "tokens": [2e10, 5e10, 2e10, 5e10], "loss": [3.0, 2.8, 2.7, 2.5]})
+    data = prepare(pd.concat([seeds, lone]))
+    assert data.seeded_families.tolist() == [True, False]
+    trace = handlers.trace(handlers.seed(MODELS["hierarchical"], 0)).get_trace(data)
+    assert trace["log_sigma_seed"]["value"].shape == (1,)
+    shared = trace["sigma_seed_shared"]["value"]
+    sigma_seed = np.asarray(trace["sigma_seed"]["value"])
+    assert sigma_seed[1] == pytest.approx(float(shared))  # g: the population's median
+    assert sigma_seed[0] == pytest.approx(float(np.exp(trace["log_sigma_seed"]["value"][0])))

@@ -23,7 +23,8 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_value
 from bayeslaw.data.files import write_atomic
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.point import fit_point
-from bayeslaw.models import CENTERED_MIN_SIZES, D_REF, N_REF, PRIORS, SEED_N_REF, THETA, ModelData, get_model, law_log_mean, prepare, prior_vector
+from bayeslaw.models import (CENTERED_MIN_SIZES, D_REF, N_REF, PRIORS, SEED_N_REF, THETA, ModelData, family_frame, get_model,
+                             law_log_mean, prepare, prior_vector)
 
 __all__ = ["Diagnostics", "Fit", "Prediction", "fit", "load_fit"]
 
@@ -55,8 +56,10 @@ def _point_init(df: pd.DataFrame, data: ModelData, pooling: str) -> dict:
     elif pooling == "none":
         values = {"theta": np.tile(vector, (data.n_families, 1))}
     else:
-        centered = (data.family_sizes >= CENTERED_MIN_SIZES)[:, None]
-        values = {"mu": vector, "theta_raw": np.where(centered, vector, 0.0)}  # non-centred z_f = 0: theta_f = mu
+        centered = data.family_sizes >= CENTERED_MIN_SIZES
+        # centred families start at the point fit (in their FamilyFrame); non-centred ones at z_f = 0, theta_f = mu
+        start = np.asarray(family_frame(data, centered)(jnp.asarray(np.tile(vector, (data.n_families, 1)))))
+        values = {"mu": vector, "theta_raw": np.where(centered[:, None], start, 0.0)}
     # Every other site starts at a typical value too (numpyro would draw them uniformly in [-2, 2] on
     # the unconstrained scale, i.e. noise sds up to 7 nats, from which a large fit never recovers).
     n_f = data.n_families
@@ -72,8 +75,7 @@ def _point_init(df: pd.DataFrame, data: ModelData, pooling: str) -> dict:
     if pooling == "hierarchical":
         values.update({"tau": prior_vector("tau"), "corr_chol": np.eye(len(THETA)),
                        "tau_seed": 0.5 * PRIORS["tau_seed"],
-                       # centred families start at a typical sigma_seed, non-centred ones at z = 0
-                       "log_sigma_seed_decentered": np.where(data.seeded_families, np.log(0.5 * PRIORS["sigma_seed"]), 0.0)})
+                       "log_sigma_seed": np.full(int(data.seeded_families.sum()), np.log(0.5 * PRIORS["sigma_seed"]))})
     return {k: jnp.asarray(v) for k, v in values.items()}
 
 
@@ -88,8 +90,7 @@ def _dims(pooling: str) -> dict[str, list[str]]:
     }
     if pooling == "hierarchical":
         dims.update({"theta_raw": family_theta, "mu": ["theta_dim"], "tau": ["theta_dim"],
-                     "corr_chol": ["theta_dim", "theta_dim_bis"], "log_sigma_seed": ["family"],
-                     "log_sigma_seed_decentered": ["family"]})
+                     "corr_chol": ["theta_dim", "theta_dim_bis"], "log_sigma_seed": ["seeded_family"]})
     if pooling == "complete":
         dims["theta_shared"] = ["theta_dim"]
     # constant_data
@@ -192,7 +193,9 @@ def fit(
     ppc = Predictive(model, samples, return_sites=["obs"])(key_ppc, data, seed_scaling=seed_scaling)
     ppc = {"obs": np.asarray(ppc["obs"]).reshape(chains, draws, -1)}
     coords = {"family": list(data.families), "run": list(data.runs),
-              "seeded_run": [data.runs[i] for i in data.seeded_runs], "theta_dim": list(THETA),
+              "seeded_run": [data.runs[i] for i in data.seeded_runs],
+              "seeded_family": [f for f, seeded in zip(data.families, data.seeded_families) if seeded],
+              "theta_dim": list(THETA),
               "theta_dim_bis": list(THETA), "obs_id": np.arange(len(rows))}
     idata = az.from_numpyro(
         mcmc, posterior_predictive=ppc, constant_data=_constant_data(data, rows), log_likelihood=True,
@@ -275,7 +278,10 @@ class Fit:
                 f"draws={post.sizes['draw']}, rows={self.idata.attrs['bayeslaw_rows_fitted']})")
 
     def params(self) -> pd.DataFrame:
-        """Posterior mean and 90% interval of E, A, B, alpha, beta, sigma_seed, sigma_obs per family."""
+        """Posterior mean and 90% interval of E, A, B, alpha, beta, sigma_seed, sigma_obs per family.
+
+        In a hierarchical fit, a family without replicated runs shows the population's median sigma_seed.
+        """
         names = {"E": np.exp(self._draws("e")), "A": np.exp(self._draws("a")), "B": np.exp(self._draws("b")),
                  "alpha": self._draws("alpha"), "beta": self._draws("beta"),
                  "sigma_seed": self._draws("sigma_seed"), "sigma_obs": self._draws("sigma_obs")}
@@ -351,6 +357,10 @@ class Fit:
                       if "u" in self.idata.posterior else {})
             u_fitted = self._draws("u") if seeded else None
             pop_seed = self._population_sigma_seed(rng)
+            # hierarchical: a family without replicated runs has no sigma_seed of its own (see models)
+            own_seed = (set(family_pos) if self.pooling != "hierarchical" else
+                        {str(f) for f in self.idata.posterior["seeded_family"].values}
+                        if "log_sigma_seed" in self.idata.posterior else set())
             # a family the fit has not seen: the noise sd of a family drawn at random per sample
             pop_obs = sigma_obs_f[np.arange(n_samples), rng.integers(0, sigma_obs_f.shape[1], n_samples)]
             for j, (family, run) in enumerate(zip(families, runs, strict=True)):
@@ -358,7 +368,7 @@ class Fit:
                 if run is not None and run in seeded:
                     offset = u_fitted[:, seeded[run]]
                 else:
-                    sd = (sigma_seed_f[:, family_pos[family]] if known else pop_seed) * np.exp(
+                    sd = (sigma_seed_f[:, family_pos[family]] if family in own_seed else pop_seed) * np.exp(
                         -gamma * (log_params[j] - np.log(SEED_N_REF)))
                     offset = sd * rng.standard_normal(n_samples)
                 obs_sd = sigma_obs_f[:, family_pos[family]] if known else pop_obs
