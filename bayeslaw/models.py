@@ -199,8 +199,9 @@ def _likelihood(data: ModelData, theta, sigma_seed_family, gamma_seed, sigma_obs
     # next to nothing about its own tails, and its nu wandered over (2, 60) at ESS 1.
     nu = numpyro.sample("nu", dist.TransformedDistribution(
         dist.Gamma(*PRIORS["nu"]), dist.transforms.AffineTransform(NU_MIN, 1.0)))
-    # An offset u_r is told apart from the law only by a sibling run of the same size (another seed,
-    # or another token budget of the same model): a run seen at a single checkpoint (Chinchilla's)
+    # An offset u_r is told apart from the law only by a sibling run of the same configuration (size
+    # and token budget: another seed or a rerun; runs of other budgets differ by their learning-rate
+    # schedule, which the law does not model): a run seen at a single checkpoint (Chinchilla's)
     # trades its offset against checkpoint noise, and the only run of its size (T5-Pile's,
     # datablations') trades it against the law's size term. Both are ridges NUTS cannot cross
     # (measured on the shared data: chains settle on different sigma_seed, r-hat > 2), and sampling

@@ -40,13 +40,15 @@ def main(argv=None):
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--target-accept", type=float, default=0.95)
     parser.add_argument("--out", default=None, help="save the fit (netCDF)")
+    parser.add_argument("--min-fraction", type=float, default=None,
+                        help="also drop checkpoints before this fraction of each run (on top of the 10B-token cut)")
     parser.add_argument("--min-sizes", type=int, default=2,
                         help="only families seen at this many model sizes or more (4: those that pin their own law)")
     args = parser.parse_args(argv)
 
     df = shared_families(args.min_sizes)
     start = time.perf_counter()
-    result = fit(df, thin=args.thin, chains=args.chains, draws=args.draws, warmup=args.draws,
+    result = fit(df, thin=args.thin, min_fraction=args.min_fraction, chains=args.chains, draws=args.draws, warmup=args.draws,
                  target_accept=args.target_accept, progress=True)
     wall = time.perf_counter() - start
     diag = result.diagnostics(warn=False)

@@ -326,8 +326,8 @@ class Fit:
         ``kind="law"``: the law's loss of that configuration (parameter uncertainty only).
         ``kind="new_run"``: what one new training run shows at that checkpoint: parameter
         uncertainty, a fresh seed offset u ~ Normal(0, sigma_seed(N)), and Student-t checkpoint
-        noise. A target whose ``run`` the fit has seen at two or more checkpoints keeps that run's
-        fitted offset instead.
+        noise. A target whose ``run`` carries a fitted offset (seen at two or more checkpoints, with a
+        sibling run of the same size and token budget: see :mod:`bayeslaw.models`) keeps it instead.
         A family the fit has not seen (or no ``family``) gets the population's prediction.
         """
         if kind not in ("law", "new_run"):
