@@ -29,7 +29,8 @@ A 482, B 2085, alpha 0.348, beta 0.366, so that A/N_REF^alpha = 0.36 and B/D_REF
 see :data:`PRIORS`. ``bayeslaw.plots.prior_predictive`` (and the test of it) checks that they give
 losses between ~1.5 and ~10 nats at the scales of the data.
 
-Every variant has the same signature and site names (``theta``, ``sigma_seed``, ``u``, ``sigma_obs``,
+Every variant has the same signature (``seed_scaling``; ``nu``: None learns the Student-t degrees
+of freedom, a number > 2 fixes them) and site names (``theta``, ``sigma_seed``, ``u``, ``sigma_obs``,
 ``nu``, ``obs``); ``y=None`` samples from the model, so the same function serves ``Predictive``.
 """
 
@@ -189,16 +190,25 @@ def _natural_sites(theta) -> None:
     numpyro.deterministic("beta", beta)
 
 
-def _likelihood(data: ModelData, theta, sigma_seed_family, gamma_seed, sigma_obs_family, y):
-    """Run offsets and the Student-t likelihood, shared by every variant."""
+def _likelihood(data: ModelData, theta, sigma_seed_family, gamma_seed, sigma_obs_family, y, nu=None):
+    """Run offsets and the Student-t likelihood, shared by every variant (``nu``: a number fixes it)."""
     # One nu for all families, above the floor NU_MIN. A family whose trajectories the law cannot
     # follow (datablations' 8.7B runs sit above their 4.2B siblings until late in their schedule)
     # otherwise drives nu below 1 with sigma_obs collapsing onto the few points the law fits
     # (measured: nu 0.4, NUTS saturating its 1023-step trees); with nu > 2 such points are outliers
     # of a noise of finite variance. One nu, not one per family: a family of 15 final losses says
     # next to nothing about its own tails, and its nu wandered over (2, 60) at ESS 1.
-    nu = numpyro.sample("nu", dist.TransformedDistribution(
-        dist.Gamma(*PRIORS["nu"]), dist.transforms.AffineTransform(NU_MIN, 1.0)))
+    # A fixed nu (e.g. 2.5) is the other choice: on the shared data the posterior of nu sits at the
+    # floor, and its upper tail is a wall (the misfit points' gradients stiffen as nu grows) where
+    # NUTS diverges (measured on 11 shared families, 2 x 500: 15 divergences, 14 of 18 in the top
+    # 16% of nu; with nu fixed at 2.5, 2).
+    if nu is None:
+        nu = numpyro.sample("nu", dist.TransformedDistribution(
+            dist.Gamma(*PRIORS["nu"]), dist.transforms.AffineTransform(NU_MIN, 1.0)))
+    else:
+        if not nu > NU_MIN:
+            raise ValueError(f"nu={nu}: a fixed Student-t nu must be above NU_MIN={NU_MIN} (finite variance)")
+        nu = numpyro.deterministic("nu", jnp.asarray(float(nu)))
     # An offset u_r is told apart from the law only by a sibling run of the same configuration (size
     # and token budget: another seed or a rerun; runs of other budgets differ by their learning-rate
     # schedule, which the law does not model): a run seen at a single checkpoint (Chinchilla's)
@@ -302,17 +312,17 @@ def family_frame(data: ModelData, centered) -> FamilyFrame:
                        jnp.asarray(data.family_log_tokens - np.log(D_REF)), jnp.asarray(centered, dtype=float))
 
 
-def pooled(data: ModelData, y=None, *, seed_scaling: str = "constant"):
+def pooled(data: ModelData, y=None, *, seed_scaling: str = "constant", nu: float | None = None):
     """Complete pooling: one theta for every family; one sigma_seed; sigma_obs per family."""
     theta_shared = numpyro.sample("theta_shared", dist.Normal(prior_vector("center"), prior_vector("scale")).to_event(1))
     theta = numpyro.deterministic("theta", jnp.broadcast_to(theta_shared, (data.n_families, len(THETA))))
     _natural_sites(theta)
     gamma_seed = _seed_exponent(seed_scaling)
     sigma_seed, sigma_obs = _family_noise(data, shrink=False)
-    _likelihood(data, theta, sigma_seed, gamma_seed, sigma_obs, y)
+    _likelihood(data, theta, sigma_seed, gamma_seed, sigma_obs, y, nu)
 
 
-def unpooled(data: ModelData, y=None, *, seed_scaling: str = "constant"):
+def unpooled(data: ModelData, y=None, *, seed_scaling: str = "constant", nu: float | None = None):
     """No pooling: each family's theta and sigma_seed drawn from the prior independently."""
     with numpyro.plate("family", data.n_families):
         theta = numpyro.sample("theta", dist.Normal(prior_vector("center"), prior_vector("scale")).to_event(1))
@@ -320,10 +330,10 @@ def unpooled(data: ModelData, y=None, *, seed_scaling: str = "constant"):
         sigma_obs = numpyro.sample("sigma_obs", dist.HalfNormal(PRIORS["sigma_obs"]))
     _natural_sites(theta)
     gamma_seed = _seed_exponent(seed_scaling)
-    _likelihood(data, theta, sigma_seed, gamma_seed, sigma_obs, y)
+    _likelihood(data, theta, sigma_seed, gamma_seed, sigma_obs, y, nu)
 
 
-def hierarchical(data: ModelData, y=None, *, seed_scaling: str = "constant"):
+def hierarchical(data: ModelData, y=None, *, seed_scaling: str = "constant", nu: float | None = None):
     """Partial pooling: theta_f ~ MVN(mu, diag(tau) L L^T diag(tau)); log sigma_seed_f shrinks toward a shared value."""
     mu = numpyro.sample("mu", dist.Normal(prior_vector("center"), prior_vector("scale")).to_event(1))
     # Zero-avoiding Gamma(2, 2/s) (mean s, density 0 at 0; Chung et al. 2013): with a handful of
@@ -349,7 +359,7 @@ def hierarchical(data: ModelData, y=None, *, seed_scaling: str = "constant"):
     _natural_sites(theta)
     gamma_seed = _seed_exponent(seed_scaling)
     sigma_seed, sigma_obs = _family_noise(data, shrink=True)
-    _likelihood(data, theta, sigma_seed, gamma_seed, sigma_obs, y)
+    _likelihood(data, theta, sigma_seed, gamma_seed, sigma_obs, y, nu)
 
 
 MODELS = {"hierarchical": hierarchical, "none": unpooled, "complete": pooled}

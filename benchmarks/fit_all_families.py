@@ -8,7 +8,7 @@ how loss scales with N, and the one such family, datablations-code, is a data-mi
 10% .. 90%) at 4.2B whose runs differ by their data, not their seed; with it the fit does not mix
 (its law level and the mean of its nine run offsets trade off one for one: min ESS 1.5 in 300 draws).
 
-    BAYESLAW_DATA=../shared/data python benchmarks/fit_all_families.py [--thin 8] [--draws 1000] [--chains 4] [--min-sizes 2]
+    BAYESLAW_DATA=../shared/data python benchmarks/fit_all_families.py [--thin 8] [--draws 1000] [--chains 4] [--min-sizes 2] [--nu 2.5]
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def main(argv=None):
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--target-accept", type=float, default=0.95)
     parser.add_argument("--out", default=None, help="save the fit (netCDF)")
+    parser.add_argument("--nu", type=float, default=None,
+                        help="fix the Student-t nu at this value (> 2; default: learnt); 2.5 removes most divergences")
     parser.add_argument("--min-fraction", type=float, default=None,
                         help="also drop checkpoints before this fraction of each run (on top of the 10B-token cut)")
     parser.add_argument("--min-sizes", type=int, default=2,
@@ -48,7 +50,7 @@ def main(argv=None):
 
     df = shared_families(args.min_sizes)
     start = time.perf_counter()
-    result = fit(df, thin=args.thin, min_fraction=args.min_fraction, chains=args.chains, draws=args.draws, warmup=args.draws,
+    result = fit(df, thin=args.thin, min_fraction=args.min_fraction, nu=args.nu, chains=args.chains, draws=args.draws, warmup=args.draws,
                  target_accept=args.target_accept, progress=True)
     wall = time.perf_counter() - start
     diag = result.diagnostics(warn=False)

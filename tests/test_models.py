@@ -157,3 +157,14 @@ def test_sigma_seed_is_a_latent_only_where_replicated_runs_pin_it():
     sigma_seed = np.asarray(trace["sigma_seed"]["value"])
     assert sigma_seed[1] == pytest.approx(float(shared))  # g: the population's median
     assert sigma_seed[0] == pytest.approx(float(np.exp(trace["log_sigma_seed"]["value"][0])))
+
+
+@pytest.mark.parametrize("pooling", sorted(MODELS))
+def test_nu_is_learnt_or_fixed(pooling):
+    data = prepare(THREE_POINTS)
+    learnt = handlers.trace(handlers.seed(MODELS[pooling], 0)).get_trace(data)
+    assert learnt["nu"]["type"] == "sample" and float(learnt["nu"]["value"]) > NU_MIN
+    fixed = handlers.trace(handlers.seed(MODELS[pooling], 0)).get_trace(data, nu=3.0)
+    assert fixed["nu"]["type"] == "deterministic" and float(fixed["nu"]["value"]) == 3.0
+    with pytest.raises(ValueError, match="must be above NU_MIN"):
+        handlers.trace(handlers.seed(MODELS[pooling], 0)).get_trace(data, nu=1.5)

@@ -127,6 +127,7 @@ def fit(
     min_fraction: float | None = None,
     thin: int | None = 20,
     seed_scaling: str = "constant",
+    nu: float | None = None,
     target_accept: float = 0.95,
     chain_method: str | None = None,
     dense_mass: bool = True,
@@ -152,6 +153,10 @@ def fit(
         Keep about this many log-spaced checkpoints per run (None keeps all).
     seed_scaling : {"constant", "size"}
         Run-to-run sd constant, or sigma_seed (N / 1e8)^-gamma_seed.
+    nu : float, optional
+        Student-t degrees of freedom of the checkpoint noise: learnt (default, nu = 2 + Gamma(2, 0.1)),
+        or fixed at this number (> 2). Fixed (e.g. 2.5) where the learnt nu sits at its floor and
+        NUTS diverges at its upper tail (the shared families do: see :mod:`bayeslaw.models`).
     target_accept : float
         NUTS target acceptance probability.
     chain_method : {"parallel", "sequential", "vectorized"}, optional
@@ -188,9 +193,9 @@ def fit(
     mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method=chain_method,
                 progress_bar=progress)
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(seed))
-    mcmc.run(key_fit, data, y=y, seed_scaling=seed_scaling, extra_fields=EXTRA_FIELDS)
+    mcmc.run(key_fit, data, y=y, seed_scaling=seed_scaling, nu=nu, extra_fields=EXTRA_FIELDS)
     samples = mcmc.get_samples()
-    ppc = Predictive(model, samples, return_sites=["obs"])(key_ppc, data, seed_scaling=seed_scaling)
+    ppc = Predictive(model, samples, return_sites=["obs"])(key_ppc, data, seed_scaling=seed_scaling, nu=nu)
     ppc = {"obs": np.asarray(ppc["obs"]).reshape(chains, draws, -1)}
     coords = {"family": list(data.families), "run": list(data.runs),
               "seeded_run": [data.runs[i] for i in data.seeded_runs],
@@ -205,6 +210,7 @@ def fit(
     )
     idata.attrs.update({
         "bayeslaw_form": form, "bayeslaw_pooling": pooling, "bayeslaw_seed_scaling": seed_scaling,
+        "bayeslaw_nu": -1.0 if nu is None else float(nu),
         "bayeslaw_seed": seed, "bayeslaw_min_tokens": -1.0 if min_tokens is None else float(min_tokens),
         "bayeslaw_min_fraction": -1.0 if min_fraction is None else float(min_fraction),
         "bayeslaw_thin": -1 if thin is None else int(thin), "bayeslaw_rows_in": len(df), "bayeslaw_rows_fitted": len(rows),
