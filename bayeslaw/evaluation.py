@@ -213,13 +213,25 @@ class Backtest:
     settings: dict = field(default_factory=dict)
     timing: dict = field(default_factory=dict)
 
-    def aggregate(self, by: tuple[str, ...] = ("method",)) -> pd.DataFrame:
-        """ARE (median, mean), CRPS, coverage and width per group of cells (``by``: columns of ``cells``)."""
-        return self.cells.groupby(list(by), sort=True).agg(
+    def aggregate(self, by: tuple[str, ...] = ("method",), *, common: bool = True) -> pd.DataFrame:
+        """ARE (median, mean), CRPS, coverage and width per group of cells (``by``: columns of ``cells``).
+
+        ``common``: only the (case, family, k, q) cells that every method scored, so that methods are
+        compared on the same cells; ``unscored`` counts each group's cells left out for a method that
+        could not predict there (a point fit on fewer points than parameters).
+        """
+        cells = self.cells.assign(unscored=self.cells["are"].isna())
+        if common:
+            scored_by_all = cells.groupby(["case", "family", "k", "q"])["are"].transform(lambda a: a.notna().all())
+            cells = cells.assign(unscored=~scored_by_all.astype(bool))
+        cells_used = cells[~cells["unscored"]]
+        table = cells_used.groupby(list(by), sort=True).agg(
             cells=("are", "size"), are_median=("are", "median"), are_mean=("are", "mean"),
             crps_mean=("crps", "mean"), coverage50=("coverage50", "mean"), coverage90=("coverage90", "mean"),
             width90=("width90", "mean"), max_rhat=("max_rhat", "max"), divergences=("divergences", "sum"),
-        ).reset_index()
+        )
+        unscored = cells.groupby(list(by), sort=True)["unscored"].sum().rename("unscored")
+        return table.join(unscored, how="outer").fillna({"cells": 0, "unscored": 0}).reset_index()
 
 
 def _family_split(rows: pd.DataFrame, k: int, q: float, *, min_tokens, test_from):
@@ -255,11 +267,17 @@ def _point_job(job: dict):
         # the Hitchhiker's transfer baseline: A and alpha from one fit of all other families
         donor = fit_point(job["borrow_from"], method=job["method"], starts=starts)
         fixed = {"a": donor.theta["a"], "alpha": donor.theta["alpha"]}
-    result = fit_point(job["train"], method=job["method"], starts=starts, fixed=fixed)
     test = job["test"]
-    predicted = result.predict(test["params"].to_numpy(), test["tokens"].to_numpy())
+    free = len(get_law("chinchilla").theta_names) - len(fixed or {})
+    if len(job["train"]) < free:
+        # fewer points than free parameters (a final-loss family seen through k models): no point
+        # fit exists; the cell is kept with a NaN score so that the report counts it, not dropped
+        predicted, converged = np.full(len(test), np.nan), False
+    else:
+        result = fit_point(job["train"], method=job["method"], starts=starts, fixed=fixed)
+        predicted, converged = result.predict(test["params"].to_numpy(), test["tokens"].to_numpy()), result.converged
     cell = {**job["cell"], "train_points": len(job["train"]), "wall_s": time.perf_counter() - start,
-            "converged": result.converged, "max_rhat": np.nan, "divergences": np.nan}
+            "converged": converged, "max_rhat": np.nan, "divergences": np.nan}
     row, points = _score(test, None, predicted, cell)
     return [row], [points]
 
@@ -404,7 +422,12 @@ def backtest(
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_run, job) for job in jobs]
             for future in as_completed(futures):
-                r, p = future.result()
+                try:
+                    r, p = future.result()
+                except BaseException:
+                    # fail now, not after every queued fit has run
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
                 rows += r
                 points += p
                 if bar is not None:

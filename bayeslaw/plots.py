@@ -215,6 +215,11 @@ def backtest_report(result, out) -> Path:
     if result.comparison is not None:
         parts += ["## PSIS-LOO comparison of the pooling variants (all rows)", "",
                   _markdown(result.comparison.drop(columns=[c for c in ("warning",) if c in result.comparison])), ""]
+    unscored = cells[cells["are"].isna()]
+    if not unscored.empty:
+        parts += ["## Cells a method could not predict", "",
+                  "Left out of the tables above for every method (they compare methods on the same cells):", "",
+                  _markdown(unscored[["case", "family", "k", "q", "method", "train_points"]]), ""]
     parts += ["Columns: ARE = mean |y - y_hat| / y over the test points (posterior median for Bayes); CRPS in nats; "
               "coverage = share of test points inside the new_run interval (point fits have none); width in nats.", ""]
     report = out / "report.md"

@@ -81,3 +81,19 @@ def test_cli_backtest_quick_writes_report(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "bt" / "report.md").exists()
     assert '"aggregate"' in result.output
+
+
+def test_point_fit_on_fewer_points_than_parameters_is_counted_not_dropped():
+    # a final-loss family (one row per model): k = 2 smallest models give 2 points for 5 parameters
+    demo = load_demo().data
+    fam0 = demo[demo["family"] == "fam0"]
+    final = fam0.loc[fam0.groupby("model")["tokens"].idxmax()].assign(family="finals")
+    df = pd.concat([demo[demo["family"] == "fam1"], final], ignore_index=True)
+    result = backtest(df, ks=(2,), fractions=(0.0,), methods=("hitchhiker",), poolings=(), transfer=False,
+                      thin=6, compare=False, progress=False)
+    cells = result.cells.set_index("family")
+    assert np.isnan(cells.loc["finals", "are"]) and np.isfinite(cells.loc["fam1", "are"])
+    table = result.aggregate(("method",)).set_index("method")
+    assert table.loc["hitchhiker", "cells"] == 1 and table.loc["hitchhiker", "unscored"] == 1
+    everything = result.aggregate(("family", "method"), common=False).set_index("family")
+    assert everything.loc["finals", "unscored"] == 1 and everything.loc["fam1", "cells"] == 1

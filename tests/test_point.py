@@ -97,5 +97,8 @@ def test_fixed_parameters_are_held_and_the_rest_fitted(clean_sim):
         assert fit.params["beta"] == pytest.approx(truth["beta"], abs=0.01)
         rows = clean_sim.data
         np.testing.assert_allclose(fit.predict(rows["params"], rows["tokens"]), rows["true_law"], rtol=0.003)
+    # starts over all five parameters (what the backtest passes) give the same fit: fixed columns dropped
+    full = fit_point(clean_sim.data, method="epoch", fixed=fixed, starts=SMALL_GRID)
+    assert full.params["E"] == pytest.approx(truth["E"], rel=0.02)
     with pytest.raises(ValueError, match=r"no parameter\(s\) \['A'\]"):
         fit_point(clean_sim.data, method="hitchhiker", fixed={"A": 400.0})

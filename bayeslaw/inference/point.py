@@ -302,6 +302,11 @@ def fit_point(
     law = get_law(form)
     if fixed:
         free = law.fix(fixed)
+        starts = None if starts is None else np.asarray(starts, dtype=float)
+        if starts is not None and starts.shape[-1] == len(law.theta_names):
+            # starts over all of the law's parameters: keep the free columns, each distinct start once
+            keep = [law.theta_names.index(n) for n in free.theta_names]
+            starts = np.unique(starts[:, keep], axis=0)
         result = fit_point(df, free, method, delta=delta, max_iter=max_iter, starts=starts)
         theta = {**result.theta, **{k: float(v) for k, v in fixed.items()}}
         return replace(result, form=law.name, theta={n: theta[n] for n in law.theta_names},
