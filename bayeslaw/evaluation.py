@@ -19,7 +19,7 @@ import pandas as pd
 
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, hitchhiker_split, thin_checkpoints
 from bayeslaw.inference.nuts import fit
-from bayeslaw.inference.point import fit_point
+from bayeslaw.inference.point import TooFewPoints, fit_point
 from bayeslaw.laws import get_law
 from bayeslaw.metrics import are, crps
 from bayeslaw.simulation import simulate
@@ -220,10 +220,10 @@ class Backtest:
         compared on the same cells; ``unscored`` counts each group's cells left out for a method that
         could not predict there (a point fit on fewer points than parameters).
         """
-        cells = self.cells.assign(unscored=self.cells["are"].isna())
+        unscored = self.cells["are"].isna()
         if common:
-            scored_by_all = cells.groupby(["case", "family", "k", "q"])["are"].transform(lambda a: a.notna().all())
-            cells = cells.assign(unscored=~scored_by_all.astype(bool))
+            unscored = unscored.groupby([self.cells[c] for c in ("case", "family", "k", "q")]).transform("any")
+        cells = self.cells.assign(unscored=unscored)
         cells_used = cells[~cells["unscored"]]
         table = cells_used.groupby(list(by), sort=True).agg(
             cells=("are", "size"), are_median=("are", "median"), are_mean=("are", "mean"),
@@ -268,14 +268,13 @@ def _point_job(job: dict):
         donor = fit_point(job["borrow_from"], method=job["method"], starts=starts)
         fixed = {"a": donor.theta["a"], "alpha": donor.theta["alpha"]}
     test = job["test"]
-    free = len(get_law("chinchilla").theta_names) - len(fixed or {})
-    if len(job["train"]) < free:
+    try:
+        result = fit_point(job["train"], method=job["method"], starts=starts, fixed=fixed)
+        predicted, converged = result.predict(test["params"].to_numpy(), test["tokens"].to_numpy()), result.converged
+    except TooFewPoints:
         # fewer points than free parameters (a final-loss family seen through k models): no point
         # fit exists; the cell is kept with a NaN score so that the report counts it, not dropped
         predicted, converged = np.full(len(test), np.nan), False
-    else:
-        result = fit_point(job["train"], method=job["method"], starts=starts, fixed=fixed)
-        predicted, converged = result.predict(test["params"].to_numpy(), test["tokens"].to_numpy()), result.converged
     cell = {**job["cell"], "train_points": len(job["train"]), "wall_s": time.perf_counter() - start,
             "converged": converged, "max_rhat": np.nan, "divergences": np.nan}
     row, points = _score(test, None, predicted, cell)

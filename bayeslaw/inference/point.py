@@ -26,7 +26,7 @@ import scipy.optimize
 
 from bayeslaw.laws import Law, get_law
 
-__all__ = ["METHODS", "PointFit", "fit_point", "huber", "grid_lbfgs"]
+__all__ = ["METHODS", "PointFit", "TooFewPoints", "fit_point", "huber", "grid_lbfgs"]
 
 HUBER_DELTA = 1e-3
 LINESEARCH_STEPS = 20
@@ -84,12 +84,16 @@ class PointFit:
         )
 
 
+class TooFewPoints(ValueError):
+    """Fewer rows than the law's free parameters: no point fit exists."""
+
+
 def _inputs(df: pd.DataFrame, law: Law) -> dict[str, np.ndarray]:
     missing = [c for c in (*law.inputs, "loss") if c not in df.columns]
     if missing:
         raise ValueError(f"fit_point: table lacks column(s) {missing} needed by the {law.name} law")
     if len(df) < len(law.theta_names):
-        raise ValueError(
+        raise TooFewPoints(
             f"fit_point: found {len(df)} row(s) while the {law.name} law has {len(law.theta_names)} "
             f"parameters; need at least {len(law.theta_names)} points"
         )
