@@ -11,7 +11,7 @@ jax.config.update("jax_enable_x64", True)
 from bayeslaw import data, laws, metrics  # noqa: E402
 from bayeslaw.inference.nuts import Fit, Prediction, fit, load_fit  # noqa: E402
 from bayeslaw.inference.point import PointFit, fit_point  # noqa: E402
-from bayeslaw.simulation import Simulation, load_demo, simulate  # noqa: E402
+from bayeslaw.simulation import Simulation, load_demo, simulate, simulate_trajectories  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -28,4 +28,5 @@ __all__ = [
     "load_fit",
     "metrics",
     "simulate",
+    "simulate_trajectories",
 ]

@@ -24,9 +24,10 @@ import pandas as pd
 
 from bayeslaw.data import read_table, validate
 from bayeslaw.data.files import write_atomic
-from bayeslaw.laws import CHINCHILLA
+from bayeslaw.laws import CHINCHILLA, SU2024
 
-__all__ = ["DEMO_PATH", "DEMO_TRUTH_PATH", "SHARED_THETA", "Simulation", "load_demo", "simulate"]
+__all__ = ["DEMO_PATH", "DEMO_TRUTH_PATH", "SHARED_THETA", "SU2024_THETA", "Simulation", "load_demo", "simulate",
+           "simulate_trajectories"]
 
 #: Besiroglu et al. 2024's Chinchilla refit, in log space: E 1.817, A 482.0, B 2085, alpha 0.3478, beta 0.3658.
 SHARED_THETA = {"e": float(np.log(1.817)), "a": float(np.log(482.0)), "b": float(np.log(2085.0)), "alpha": 0.3478, "beta": 0.3658}
@@ -62,9 +63,15 @@ class Simulation:
         yield self.data
         yield self.truth
 
-    def true_loss(self, family: str | None, params, tokens) -> np.ndarray:
-        """The noise-free law L(N, D) of ``family`` (or of the shared parameters when None)."""
+    def true_loss(self, family: str | None, params, tokens, batch_size=None) -> np.ndarray:
+        """The noise-free law of ``family`` (or of the shared parameters when None): L(N, D), or for a
+        su2024 simulation L(N, S = D / B; B) with ``batch_size`` B in tokens per step."""
         theta = self.truth["shared"]["theta"] if family is None else self.truth["families"][family]["theta"]
+        if self.truth.get("form", "chinchilla") == "su2024":
+            if batch_size is None:
+                raise TypeError("true_loss of a su2024 simulation needs batch_size (tokens per step)")
+            return _su2024_loss(theta, params, np.asarray(tokens, dtype=float) / np.asarray(batch_size, dtype=float),
+                                batch_size)
         return _chinchilla_loss(theta, params, tokens)
 
 
@@ -72,6 +79,12 @@ def _chinchilla_loss(theta: dict, params, tokens) -> np.ndarray:
     as_array = lambda v: jnp.asarray(np.asarray(v, dtype=float))  # noqa: E731
     theta = {k: as_array(v) for k, v in theta.items()}
     return np.asarray(CHINCHILLA.loss(theta, params=as_array(params), tokens=as_array(tokens)))
+
+
+def _su2024_loss(theta: dict, params, steps, batch_size) -> np.ndarray:
+    as_array = lambda v: jnp.asarray(np.asarray(v, dtype=float))  # noqa: E731
+    return np.asarray(SU2024.loss({k: as_array(v) for k, v in theta.items()}, params=as_array(params),
+                                  steps=as_array(steps), batch_size=as_array(batch_size)))
 
 
 def _natural(theta: dict) -> dict:
@@ -201,3 +214,66 @@ def load_demo() -> Simulation:
         return Simulation(read_table(DEMO_PATH), json.loads(DEMO_TRUTH_PATH.read_text()))
     sim = simulate(**DEMO_SETTINGS)
     return Simulation(sim.data, {**sim.truth, "settings": DEMO_SETTINGS})
+
+
+#: Kaplan et al. 2020's constants, which Su et al. 2024 re-estimate: Nc 8.8e13, alphaN 0.076, Sc 2.1e3,
+#: alphaS 0.76, B* 2e8 tokens, alphaB 0.21 (fitting space of ``bayeslaw.laws.SU2024``).
+SU2024_THETA = {"log_nc": float(np.log(8.8e13)), "alpha_n": 0.076, "log_sc": float(np.log(2.1e3)), "alpha_s": 0.76,
+                "log_bstar": float(np.log(2e8)), "alpha_b": 0.21}
+#: sd across families of each su2024 constant: the levels move with the setup (data, tokenizer), the
+#: exponents and the batch constants are shared (Su et al. find the exponents stable across setups).
+SU2024_FAMILY_SCALE = {"log_nc": 0.5, "alpha_n": 0.0, "log_sc": 0.3, "alpha_s": 0.0, "log_bstar": 0.0, "alpha_b": 0.0}
+
+
+def simulate_trajectories(
+    *,
+    families: int | list[str] = 2,
+    sizes: tuple[float, ...] = (1e7, 3e7, 1e8, 3e8),
+    batch_sizes: tuple[float, ...] = (2.5e5, 1e6, 4e6),
+    seeds: int = 2,
+    first_steps: int = 200,
+    max_steps: int = 20000,
+    checkpoints: int = 12,
+    shared: dict | None = None,
+    family_scale: dict | None = None,
+    sigma_seed: float = 0.005,
+    sigma_obs: float = 0.003,
+    nu: float = 5.0,
+    seed: int = 0,
+) -> Simulation:
+    """Loss trajectories from the su2024 law (Su et al. 2024) with known truth, at several batch sizes.
+
+    Per family f: theta_f = shared + family_scale * z (see :data:`SU2024_FAMILY_SCALE`); per run
+    (family, size N, batch B tokens/step, seed): offset u_r ~ Normal(0, sigma_seed) on log loss; per
+    checkpoint at step S (``checkpoints`` log-spaced from ``first_steps`` to ``max_steps``):
+    log y = log L(N, S; B, theta_f) + u_r + sigma_obs t_nu. tokens = S B. ``true_law`` holds L.
+    """
+    rng = np.random.default_rng(seed)
+    names = [f"traj{i}" for i in range(families)] if isinstance(families, int) else list(families)
+    mu = dict(SU2024_THETA if shared is None else shared)
+    scale = dict(SU2024_FAMILY_SCALE if family_scale is None else family_scale)
+    truth = {"generator": "bayeslaw.simulate_trajectories", "seed": seed, "form": "su2024",
+             "shared": {"theta": mu, "natural": {k: float(v) for k, v in SU2024.natural(mu).items()}},
+             "family_scale": scale, "sigma_seed": sigma_seed, "seed_size_exponent": 0.0, "sigma_obs": sigma_obs,
+             "nu": nu, "families": {}, "runs": {}}
+    steps = np.unique(np.round(np.geomspace(first_steps, max_steps, checkpoints)).astype(int))
+    rows = []
+    for family in names:
+        theta = {k: float(mu[k] + scale.get(k, 0.0) * rng.standard_normal()) for k in SU2024.theta_names}
+        truth["families"][family] = {"theta": theta, "natural": {k: float(v) for k, v in SU2024.natural(theta).items()}}
+        for params in sizes:
+            for batch in batch_sizes:
+                model = f"{family}-{params / 1e6:.0f}M-b{batch / 1e6:g}M"
+                law = _su2024_loss(theta, params, steps.astype(float), batch)
+                for s in range(seeds):
+                    run = f"{model}-s{s}"
+                    offset = float(rng.normal(0.0, sigma_seed))
+                    truth["runs"][run] = {"offset": offset, "sigma_seed": sigma_seed}
+                    loss = np.exp(np.log(law) + offset + sigma_obs * rng.standard_t(nu, size=len(steps)))
+                    for step, value, mean in zip(steps, loss, law, strict=True):
+                        tokens = float(step * batch)
+                        rows.append({"family": family, "model": model, "run": run, "seed": s, "params": params,
+                                     "tokens": tokens, "step": int(step), "flops": 6.0 * params * tokens,
+                                     "loss": float(value), "loss_name": "simulated", "source": "simulated",
+                                     "batch_size": float(batch), "true_law": float(mean)})
+    return Simulation(validate(pd.DataFrame(rows), name="simulate_trajectories()"), truth)

@@ -64,7 +64,13 @@ class PointFit:
         return {k: float(v) for k, v in self.law.natural(self.theta).items()}
 
     def predict(self, params=None, tokens=None, **inputs) -> np.ndarray:
-        """Predicted loss L(N, D) in nats per token; arguments broadcast like numpy arrays."""
+        """Predicted loss L in nats per token; arguments broadcast like numpy arrays.
+
+        ``params`` may instead be a table: the law's inputs are then read (or derived, e.g. compute's
+        FLOPs, su2024's steps = tokens / batch_size) from its columns.
+        """
+        if isinstance(params, pd.DataFrame):
+            inputs, params = self.law.columns(params, where="predict"), None
         if params is not None:
             inputs["params"] = params
         if tokens is not None:
@@ -89,20 +95,19 @@ class TooFewPoints(ValueError):
 
 
 def _inputs(df: pd.DataFrame, law: Law) -> dict[str, np.ndarray]:
-    missing = [c for c in (*law.inputs, "loss") if c not in df.columns]
-    if missing:
-        raise ValueError(f"fit_point: table lacks column(s) {missing} needed by the {law.name} law")
     if len(df) < len(law.theta_names):
         raise TooFewPoints(
             f"fit_point: found {len(df)} row(s) while the {law.name} law has {len(law.theta_names)} "
             f"parameters; need at least {len(law.theta_names)} points"
         )
-    arrays = {c: df[c].to_numpy(dtype=float) for c in (*law.inputs, "loss")}
-    for c, v in arrays.items():
-        bad = np.flatnonzero(~np.isfinite(v) | (v <= 0))
-        if bad.size:
-            raise ValueError(f"fit_point: column '{c}' has non-positive or non-finite values at rows {bad[:5].tolist()}")
-    return arrays
+    if "loss" not in df.columns:
+        raise ValueError("fit_point: table lacks column 'loss'")
+    arrays = law.columns(df, where="fit_point")
+    loss = df["loss"].to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(loss) | (loss <= 0))
+    if bad.size:
+        raise ValueError(f"fit_point: column 'loss' has non-positive or non-finite values at rows {bad[:5].tolist()}")
+    return {**arrays, "loss": loss}
 
 
 def _lbfgs():
@@ -287,7 +292,8 @@ def fit_point(
     df : pandas.DataFrame
         Rows with the law's input columns (``params``, ``tokens`` for chinchilla) and ``loss``.
     form : str, default "chinchilla"
-        A law from :data:`bayeslaw.laws.LAWS`.
+        A law from :data:`bayeslaw.laws.LAWS` (chinchilla, kaplan, kaplan_e, compute, su2024); its
+        inputs are read or derived from the table by ``Law.columns``.
     method : {"epoch", "hitchhiker"}, default "epoch"
         See the module docstring.
     delta, max_iter, starts

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from bayeslaw.laws.base import Law
 from bayeslaw.laws.chinchilla import CHINCHILLA
+from bayeslaw.laws.compute import COMPUTE
+from bayeslaw.laws.kaplan import KAPLAN, KAPLAN_E
+from bayeslaw.laws.su2024 import SU2024
 
-LAWS: dict[str, Law] = {law.name: law for law in (CHINCHILLA,)}
+LAWS: dict[str, Law] = {law.name: law for law in (CHINCHILLA, KAPLAN, KAPLAN_E, COMPUTE, SU2024)}
 
 
 def get_law(form: str | Law) -> Law:
@@ -23,4 +26,4 @@ def get_law(form: str | Law) -> Law:
         raise ValueError(f"unknown form {form!r}; known forms: {sorted(LAWS)}") from None
 
 
-__all__ = ["CHINCHILLA", "LAWS", "Law", "get_law"]
+__all__ = ["CHINCHILLA", "COMPUTE", "KAPLAN", "KAPLAN_E", "LAWS", "SU2024", "Law", "get_law"]

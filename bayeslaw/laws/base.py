@@ -9,6 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 
 
+#: Columns a derived input is computed from (for error messages).
+_DERIVED_FROM = {"flops": ("params", "tokens"), "steps": ("tokens", "batch_size")}
+
+
 @dataclass(frozen=True, eq=False)  # hashed by identity: a static argument of jitted fits
 class Law:
     """A scaling law L(inputs; theta).
@@ -31,6 +35,9 @@ class Law:
         Inverse of ``natural``.
     init_grid : Mapping[str, array]
         Values per parameter whose Cartesian product starts the grid point fit.
+    derived : Mapping[str, callable]
+        Inputs computed from a table rather than read from a column of that name
+        (``df -> array``; e.g. ``compute``'s FLOPs where a source gives none).
     """
 
     name: str
@@ -41,6 +48,26 @@ class Law:
     natural: Callable[[Mapping], dict]
     from_natural: Callable[[Mapping], dict]
     init_grid: Mapping[str, np.ndarray] = field(default_factory=dict)
+    derived: Mapping[str, Callable] = field(default_factory=dict)
+
+    def columns(self, df, *, where: str = "table") -> dict[str, np.ndarray]:
+        """The law's inputs from a table, as float arrays; a missing column or a non-positive or
+        non-finite value raises with the column and the first bad rows (``where`` names the table)."""
+        out = {}
+        for name in self.inputs:
+            needs = _DERIVED_FROM.get(name, (name,)) if name in self.derived else (name,)
+            missing = [c for c in needs if c not in df.columns]
+            if missing:
+                raise ValueError(f"{where}: the {self.name} law needs column(s) {missing} (for its input {name!r})")
+            values = np.asarray(self.derived[name](df) if name in self.derived else df[name].to_numpy(dtype=float),
+                                dtype=float)
+            bad = np.flatnonzero(~np.isfinite(values) | (values <= 0))
+            if bad.size:
+                rows = [df.index[i].item() if hasattr(df.index[i], "item") else df.index[i] for i in bad[:5]]
+                raise ValueError(f"{where}: column {'/'.join(needs)!r} gives non-positive or missing {name} at "
+                                 f"row(s) {rows} ({bad.size} in all); the {self.name} law needs it positive")
+            out[name] = values
+        return out
 
     def loss(self, theta: Mapping, **inputs):
         """L = exp(log_loss), in nats per token."""
