@@ -9,6 +9,8 @@ how loss scales with N, and the one such family, datablations-code, is a data-mi
 (its law level and the mean of its nine run offsets trade off one for one: min ESS 1.5 in 300 draws).
 
     BAYESLAW_DATA=../shared/data python benchmarks/fit_all_families.py [--thin 8] [--draws 1000] [--chains 4] [--min-sizes 2] [--nu 2.5]
+
+Converged run (r-hat 1.0061, 0 divergences, 17 min on 2 busy cores): --nu 2.5 --target-accept 0.995 --draws 1500.
 """
 
 from __future__ import annotations
