@@ -63,7 +63,7 @@ class Law:
                                 dtype=float)
             bad = np.flatnonzero(~np.isfinite(values) | (values <= 0))
             if bad.size:
-                rows = [df.index[i].item() if hasattr(df.index[i], "item") else df.index[i] for i in bad[:5]]
+                rows = df.index[bad[:5]].tolist()
                 raise ValueError(f"{where}: column {'/'.join(needs)!r} gives non-positive or missing {name} at "
                                  f"row(s) {rows} ({bad.size} in all); the {self.name} law needs it positive")
             out[name] = values

@@ -33,7 +33,7 @@ NEWTON_TOL = 1e-12  # on the step in log L
 
 
 def _terms(theta, params, steps, batch_size):
-    """log of the N-term and a function x -> log of the S-term at loss e^x."""
+    """log of the N-term, a function x -> log of the S-term at loss e^x, and that S-term's log at Bcrit = 0 (Smin = S)."""
     log_n_term = theta["alpha_n"] * (theta["log_nc"] - jnp.log(params))
     log_s_over = theta["log_sc"] - jnp.log(steps)
 
@@ -41,15 +41,15 @@ def _terms(theta, params, steps, batch_size):
         log_bcrit = theta["log_bstar"] - x / theta["alpha_b"]
         return theta["alpha_s"] * (log_s_over + jax.nn.softplus(log_bcrit - jnp.log(batch_size)))
 
-    return log_n_term, log_s_term
+    return log_n_term, log_s_term, theta["alpha_s"] * log_s_over
 
 
 def su2024_log_loss(theta, *, params, steps, batch_size):
     """log L(N, S; B): the root of g(x) = x - logaddexp(log N-term, log S-term(x)), by Newton's method."""
     params, steps, batch_size = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=float) for v in (params, steps, batch_size)))
     theta = {k: jnp.asarray(v) for k, v in theta.items()}
-    log_n_term, log_s_term = _terms(theta, params, steps, batch_size)
-    lower = jnp.logaddexp(log_n_term, theta["alpha_s"] * (theta["log_sc"] - jnp.log(steps)))  # Bcrit -> 0
+    log_n_term, log_s_term, log_s_term_at_zero_bcrit = _terms(theta, params, steps, batch_size)
+    lower = jnp.logaddexp(log_n_term, log_s_term_at_zero_bcrit)  # the root's left bracket
 
     def residual(x):
         return x - jnp.logaddexp(log_n_term, log_s_term(x))
