@@ -12,6 +12,8 @@ from bayeslaw import data, laws, metrics  # noqa: E402
 from bayeslaw.inference.nuts import Fit, Prediction, fit, load_fit  # noqa: E402
 from bayeslaw.inference.point import PointFit, fit_point  # noqa: E402
 from bayeslaw.simulation import Simulation, load_demo, simulate, simulate_trajectories  # noqa: E402
+from bayeslaw import plan  # noqa: E402
+from bayeslaw.evaluation import compare_forms  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -20,6 +22,7 @@ __all__ = [
     "PointFit",
     "Prediction",
     "Simulation",
+    "compare_forms",
     "data",
     "fit",
     "fit_point",
@@ -27,6 +30,7 @@ __all__ = [
     "load_demo",
     "load_fit",
     "metrics",
+    "plan",
     "simulate",
     "simulate_trajectories",
 ]

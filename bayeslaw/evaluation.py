@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, hitchhiker_split, thin_checkpoints
-from bayeslaw.inference.nuts import fit
+from bayeslaw.inference.nuts import Fit, fit
 from bayeslaw.inference.point import TooFewPoints, fit_point
 from bayeslaw.laws import get_law
 from bayeslaw.metrics import are, crps
@@ -30,6 +30,8 @@ __all__ = [
     "backtest",
     "bayes_backtest",
     "calibration_study",
+    "FormComparison",
+    "compare_forms",
     "compare_poolings",
     "coverage_table",
     "point_backtest",
@@ -63,7 +65,7 @@ def point_backtest(
             raise ValueError(f"family {family!r}: no training rows left after the early cut (min_tokens={min_tokens})")
         for method in methods:
             fit = fit_point(train, form=form, method=method)
-            predicted = fit.predict(test["params"].to_numpy(), test["tokens"].to_numpy())
+            predicted = fit.predict(test)  # the law's inputs from the test rows (e.g. su2024's steps)
             fits.append({"family": family, "method": method, "points": len(train), **fit.params})
             predictions.append(
                 test[["family", "model", "run", "params", "tokens", "loss"]].assign(method=method, predicted=predicted)
@@ -80,6 +82,7 @@ def bayes_backtest(
     df: pd.DataFrame,
     *,
     pooling: str = "hierarchical",
+    form: str = "chinchilla",
     k: int | None = None,
     min_tokens: float | None = DEFAULT_MIN_TOKENS,
     train_fraction: float = 1.0,
@@ -93,13 +96,14 @@ def bayes_backtest(
     tables, the :class:`~bayeslaw.inference.nuts.Fit`).
     """
     split = hitchhiker_split(df, k=k, min_tokens=min_tokens, train_fraction=train_fraction)
-    result = fit(split.train, pooling=pooling, seed=seed, min_tokens=min_tokens, **(fit_options or {}))
+    result = fit(split.train, form=form, pooling=pooling, seed=seed, min_tokens=min_tokens, **(fit_options or {}))
     test = split.test.reset_index(drop=True)
-    prediction = result.predict(test[["family", "params", "tokens"]], kind="new_run", seed=seed)
+    columns = ["family", "params", "tokens", *(c for c in ("batch_size", "flops") if c in test.columns)]
+    prediction = result.predict(test[columns], kind="new_run", seed=seed)
     draws = prediction.draws.values
     lo50, hi50 = np.quantile(draws, [0.25, 0.75], axis=0)
     lo90, hi90 = np.quantile(draws, [0.05, 0.95], axis=0)
-    method = f"bayes-{pooling}"
+    method = f"bayes-{pooling}" if form == "chinchilla" else f"bayes-{pooling}-{form}"
     predictions = test[["family", "model", "run", "params", "tokens", "loss"]].assign(
         method=method, predicted=np.median(draws, axis=0), q05=lo90, q25=lo50, q75=hi50, q95=hi90)
     covered50 = (predictions["loss"] >= lo50) & (predictions["loss"] <= hi50)
@@ -475,3 +479,76 @@ def compare_poolings(
         jax.clear_caches()
     table = az.compare(fits, round_to="none")
     return table.reset_index().rename(columns={"index": "model"})
+
+
+@dataclass(frozen=True)
+class FormComparison:
+    """PSIS-LOO comparison of laws (and pooling variants) fitted to the same rows.
+
+    ``table``: ArviZ's comparison (rank, elpd, p, elpd_diff, weight, se, dse, warning), one row per
+    model, best first; ``by_family``: each model's LOO elpd summed over each family's rows, with the
+    family's ``best`` model and its margin over the runner-up (``margin``, ``margin_se``: the se of the
+    paired pointwise differences); ``pareto_k``: each model's largest Pareto k per family (above 0.7,
+    PSIS-LOO is unreliable for that family); ``fits``: the fits; ``rows``: the rows they were fitted to.
+    """
+
+    table: pd.DataFrame
+    by_family: pd.DataFrame
+    pareto_k: pd.DataFrame
+    fits: dict[str, Fit]
+    rows: pd.DataFrame
+
+
+def compare_forms(
+    df: pd.DataFrame,
+    forms: tuple[str, ...] = ("chinchilla", "kaplan_e", "compute"),
+    *,
+    poolings: tuple[str, ...] = ("hierarchical",),
+    min_tokens: float | None = DEFAULT_MIN_TOKENS,
+    thin: int | None = 8,
+    seed: int = 0,
+    fit_options: dict | None = None,
+) -> FormComparison:
+    """Fit each form (and pooling) by NUTS to the same rows and compare them by PSIS-LOO (``arviz.compare``).
+
+    Every model sees the same rows (the early cut and thinning are applied once, here) and the same
+    observations (log loss), so their elpds are comparable. Models are named ``form`` (or
+    ``form/pooling`` when several poolings are compared). ``fit_options`` go to :func:`bayeslaw.fit`
+    (default 2 chains x 500 draws, 500 warmup).
+    """
+    fit_options = {"chains": 2, "draws": 500, "warmup": 500, "progress": False, **(fit_options or {})}
+    rows = cut_early(df, min_tokens=min_tokens)
+    if thin is not None:
+        rows = thin_checkpoints(rows, per_run=thin)
+    rows = rows.reset_index(drop=True)
+    for form in forms:  # every law can read the rows, before any fit starts
+        get_law(form).columns(rows, where="compare_forms")
+    fits, loos = {}, {}
+    for form in forms:
+        for pooling in poolings:
+            name = form if len(poolings) == 1 else f"{form}/{pooling}"
+            fits[name] = fit(rows, form=form, pooling=pooling, seed=seed, min_tokens=None, thin=None, **fit_options)
+            loos[name] = az.loo(fits[name].idata, pointwise=True)
+            jax.clear_caches()  # each fit compiles its own sampler
+    table = az.compare({name: f.idata for name, f in fits.items()}, round_to="none")
+    table = table.reset_index().rename(columns={"index": "model"})
+    family = rows["family"].to_numpy()
+    pointwise = pd.DataFrame({name: np.asarray(loo.elpd_i).ravel() for name, loo in loos.items()})
+    pointwise["family"] = family
+    by_family = pointwise.groupby("family").sum()
+    pareto_k = pd.DataFrame({name: np.asarray(loo.pareto_k).ravel() for name, loo in loos.items()}).groupby(family).max()
+    names = list(fits)
+    best, margin, margin_se = [], [], []
+    for fam, elpd in by_family.iterrows():
+        order = elpd.sort_values(ascending=False).index.tolist()
+        best.append(order[0])
+        if len(order) < 2:
+            margin.append(np.nan)
+            margin_se.append(np.nan)
+            continue
+        diff = pointwise.loc[pointwise["family"] == fam, order[0]] - pointwise.loc[pointwise["family"] == fam, order[1]]
+        margin.append(float(diff.sum()))
+        margin_se.append(float(np.sqrt(len(diff)) * diff.std(ddof=1)) if len(diff) > 1 else np.nan)
+    by_family = by_family[names].assign(best=best, margin=margin, margin_se=margin_se,
+                                        rows=pointwise.groupby("family").size()).reset_index()
+    return FormComparison(table, by_family, pareto_k.rename_axis("family").reset_index(), fits, rows)

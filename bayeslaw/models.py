@@ -36,6 +36,7 @@ of freedom, a number > 2 fixes them) and site names (``theta``, ``sigma_seed``, 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import jax.numpy as jnp
@@ -47,16 +48,19 @@ from numpyro import handlers
 from numpyro.infer.reparam import LocScaleReparam
 import pandas as pd
 
-from bayeslaw.laws import CHINCHILLA
+from bayeslaw.laws import CHINCHILLA, COMPUTE, KAPLAN, KAPLAN_E, SU2024, Law, get_law
 
 __all__ = [
     "D_REF",
     "MODELS",
     "N_REF",
+    "PARAMETERIZATIONS",
     "PRIORS",
     "THETA",
     "ModelData",
+    "Parameterization",
     "get_model",
+    "get_parameterization",
     "hierarchical",
     "pooled",
     "prepare",
@@ -98,7 +102,8 @@ class ModelData:
     of its family has the same size and token budget) describe each run;
     ``family_sizes`` counts each family's distinct model sizes, ``family_log_params`` and
     ``family_log_tokens`` are the mean log N and log D of its rows (where its data sit);
-    ``seeded_runs`` lists the runs with an offset u_r.
+    ``seeded_runs`` lists the runs with an offset u_r. ``form`` names the law and ``inputs`` holds
+    its input columns per row (read or derived by ``Law.columns``: e.g. su2024's ``steps``).
     """
 
     log_params: np.ndarray
@@ -114,6 +119,8 @@ class ModelData:
     family_log_tokens: np.ndarray
     families: tuple[str, ...]
     runs: tuple[str, ...]
+    form: str = "chinchilla"
+    inputs: Mapping[str, np.ndarray] | None = None
 
     @property
     def seeded_runs(self) -> np.ndarray:
@@ -135,8 +142,10 @@ class ModelData:
         return len(self.runs)
 
 
-def prepare(df: pd.DataFrame) -> ModelData:
-    """Index a table's families and runs (sorted names) for the models."""
+def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
+    """Index a table's families and runs (sorted names) and read the law's inputs, for the models."""
+    law = get_parameterization(form).law
+    inputs = law.columns(df, where=f"{form} model data")
     families = tuple(sorted(df["family"].unique()))
     runs = tuple(sorted(df["run"].unique()))
     family_index = {f: i for i, f in enumerate(families)}
@@ -161,33 +170,25 @@ def prepare(df: pd.DataFrame) -> ModelData:
         family_log_tokens=np.log(df["tokens"].astype(float)).groupby(df["family"]).mean().loc[list(families)].to_numpy(),
         families=families,
         runs=runs,
+        form=law.name,
+        inputs=inputs,
     )
 
 
-def prior_vector(key: str) -> np.ndarray:
-    """``PRIORS[key]`` ("center", "scale" or "tau") as a vector in ``THETA`` order."""
-    return np.array([PRIORS[key][k] for k in THETA])
+def prior_vector(key: str, form: str = "chinchilla") -> np.ndarray:
+    """The prior "center", "scale" or "tau" of ``form``'s sampled coordinates, as a vector (``THETA`` order for chinchilla)."""
+    return get_parameterization(form).vector(key)
 
 
-def law_log_mean(theta, log_params, log_tokens):
-    """log L for sampled-coordinate theta rows (..., 5) at log N, log D (chinchilla law)."""
-    e, a_ref, b_ref, log_alpha, log_beta = (theta[..., i] for i in range(5))
-    alpha, beta = jnp.exp(log_alpha), jnp.exp(log_beta)
-    return CHINCHILLA.log_loss(
-        {"e": e, "a": a_ref + alpha * np.log(N_REF), "b": b_ref + beta * np.log(D_REF), "alpha": alpha, "beta": beta},
-        params=jnp.exp(log_params),
-        tokens=jnp.exp(log_tokens),
-    )
+def law_log_mean(theta, inputs: Mapping, form: str = "chinchilla"):
+    """log L for sampled-coordinate theta rows (..., K) at the law's ``inputs`` (arrays broadcasting against theta[..., 0])."""
+    return get_parameterization(form).log_mean(theta, inputs)
 
 
-def _natural_sites(theta) -> None:
-    """Record e, a, b, alpha, beta (the law's own parameters) per family."""
-    alpha, beta = jnp.exp(theta[:, 3]), jnp.exp(theta[:, 4])
-    numpyro.deterministic("e", theta[:, 0])
-    numpyro.deterministic("a", theta[:, 1] + alpha * np.log(N_REF))
-    numpyro.deterministic("b", theta[:, 2] + beta * np.log(D_REF))
-    numpyro.deterministic("alpha", alpha)
-    numpyro.deterministic("beta", beta)
+def _natural_sites(theta, spec: Parameterization) -> None:
+    """Record the law's own parameters (its ``theta_names``: chinchilla's e, a, b, alpha, beta) per family."""
+    for name, value in spec.to_law(theta).items():
+        numpyro.deterministic(name, value)
 
 
 def _likelihood(data: ModelData, theta, sigma_seed_family, gamma_seed, sigma_obs_family, y, nu=None):
@@ -230,7 +231,7 @@ def _likelihood(data: ModelData, theta, sigma_seed_family, gamma_seed, sigma_obs
                 numpyro.plate("seeded_run", len(seeded)):
             u = numpyro.sample("u", dist.Normal(0.0, run_sd))
         offset = offset.at[seeded].set(u)
-    mean = law_log_mean(theta[data.family], data.log_params, data.log_tokens) + offset[data.run]
+    mean = law_log_mean(theta[data.family], data.inputs, data.form) + offset[data.run]
     with numpyro.plate("obs_id", len(data.family)):
         numpyro.sample("obs", dist.StudentT(nu, mean, sigma_obs_family[data.family]), obs=y)
 
@@ -318,9 +319,10 @@ def family_frame(data: ModelData, centered) -> FamilyFrame:
 
 def pooled(data: ModelData, y=None, *, seed_scaling: str = "constant", nu: float | None = None):
     """Complete pooling: one theta for every family; one sigma_seed; sigma_obs per family."""
-    theta_shared = numpyro.sample("theta_shared", dist.Normal(prior_vector("center"), prior_vector("scale")).to_event(1))
-    theta = numpyro.deterministic("theta", jnp.broadcast_to(theta_shared, (data.n_families, len(THETA))))
-    _natural_sites(theta)
+    spec = get_parameterization(data.form)
+    theta_shared = numpyro.sample("theta_shared", dist.Normal(spec.vector("center"), spec.vector("scale")).to_event(1))
+    theta = numpyro.deterministic("theta", jnp.broadcast_to(theta_shared, (data.n_families, len(spec.names))))
+    _natural_sites(theta, spec)
     gamma_seed = _seed_exponent(seed_scaling)
     sigma_seed, sigma_obs = _family_noise(data, shrink=False)
     _likelihood(data, theta, sigma_seed, gamma_seed, sigma_obs, y, nu)
@@ -328,23 +330,26 @@ def pooled(data: ModelData, y=None, *, seed_scaling: str = "constant", nu: float
 
 def unpooled(data: ModelData, y=None, *, seed_scaling: str = "constant", nu: float | None = None):
     """No pooling: each family's theta and sigma_seed drawn from the prior independently."""
+    spec = get_parameterization(data.form)
     with numpyro.plate("family", data.n_families):
-        theta = numpyro.sample("theta", dist.Normal(prior_vector("center"), prior_vector("scale")).to_event(1))
+        theta = numpyro.sample("theta", dist.Normal(spec.vector("center"), spec.vector("scale")).to_event(1))
         sigma_seed = numpyro.sample("sigma_seed", dist.HalfNormal(PRIORS["sigma_seed"]))
         sigma_obs = numpyro.sample("sigma_obs", dist.HalfNormal(PRIORS["sigma_obs"]))
-    _natural_sites(theta)
+    _natural_sites(theta, spec)
     gamma_seed = _seed_exponent(seed_scaling)
     _likelihood(data, theta, sigma_seed, gamma_seed, sigma_obs, y, nu)
 
 
 def hierarchical(data: ModelData, y=None, *, seed_scaling: str = "constant", nu: float | None = None):
     """Partial pooling: theta_f ~ MVN(mu, diag(tau) L L^T diag(tau)); log sigma_seed_f shrinks toward a shared value."""
-    mu = numpyro.sample("mu", dist.Normal(prior_vector("center"), prior_vector("scale")).to_event(1))
+    spec = get_parameterization(data.form)
+    k = len(spec.names)
+    mu = numpyro.sample("mu", dist.Normal(spec.vector("center"), spec.vector("scale")).to_event(1))
     # Zero-avoiding Gamma(2, 2/s) (mean s, density 0 at 0; Chung et al. 2013): with a handful of
     # families a HalfNormal lets tau sink toward 0, where the centred theta below forms a funnel
     # that NUTS diverges in (measured on the demo: 71 divergences in 4000 draws).
-    tau = numpyro.sample("tau", dist.Gamma(2.0, 2.0 / prior_vector("tau")).to_event(1))
-    corr_chol = numpyro.sample("corr_chol", dist.LKJCholesky(len(THETA), PRIORS["lkj_concentration"]))
+    tau = numpyro.sample("tau", dist.Gamma(2.0, 2.0 / spec.vector("tau")).to_event(1))
+    corr_chol = numpyro.sample("corr_chol", dist.LKJCholesky(k, PRIORS["lkj_concentration"]))
     scale_tril = tau[:, None] * corr_chol
     # A family seen at three or more model sizes pins its own theta_f: sample it centred (non-centred
     # couples it to tau; measured on the demo, 4 x 1000 draws: min bulk ESS 81 non-centred vs 539
@@ -352,18 +357,161 @@ def hierarchical(data: ModelData, y=None, *, seed_scaling: str = "constant", nu:
     # non-centred in 300 draws). A family seen at one or two sizes leaves a, alpha and e on a ridge
     # that only the population constrains: centred, that ridge and tau form a funnel, so it is
     # sampled non-centred, theta_f = mu + scale_tril z_f.
-    # A centred family is sampled in its FamilyFrame (the slopes of its terms where its data sit).
+    # A centred chinchilla family is sampled in its FamilyFrame (the slopes of its terms where its data sit).
     centered = jnp.asarray(data.family_sizes >= CENTERED_MIN_SIZES, dtype=float)[:, None]
-    frame = family_frame(data, centered[:, 0])
+    base = dist.MultivariateNormal(
+        centered * mu, scale_tril=centered[..., None] * scale_tril + (1 - centered[..., None]) * jnp.eye(k))
     with numpyro.plate("family", data.n_families):
-        theta_raw = frame.inv(numpyro.sample("theta_raw", dist.TransformedDistribution(dist.MultivariateNormal(
-            centered * mu, scale_tril=centered[..., None] * scale_tril + (1 - centered[..., None]) * jnp.eye(len(THETA))),
-            frame)))
+        if spec.frame is None:
+            theta_raw = numpyro.sample("theta_raw", base)
+        else:
+            frame = spec.frame(data, centered[:, 0])
+            theta_raw = frame.inv(numpyro.sample("theta_raw", dist.TransformedDistribution(base, frame)))
     theta = numpyro.deterministic("theta", centered * theta_raw + (1 - centered) * (mu + theta_raw @ scale_tril.T))
-    _natural_sites(theta)
+    _natural_sites(theta, spec)
     gamma_seed = _seed_exponent(seed_scaling)
     sigma_seed, sigma_obs = _family_noise(data, shrink=True)
     _likelihood(data, theta, sigma_seed, gamma_seed, sigma_obs, y, nu)
+
+
+# --- the laws as the models sample them ---------------------------------------------------------
+S_REF = 1e4  # optimizer steps: su2024's reference
+C_REF = 6.0 * N_REF * D_REF  # FLOPs: the compute law's reference (6 N D at N_REF, D_REF)
+
+
+@dataclass(frozen=True, eq=False)
+class Parameterization:
+    """How the models sample one law: the coordinates NUTS moves in, their priors, and the map to the law.
+
+    ``names`` are the sampled coordinates of a family's theta_f; ``priors[name]`` = (centre, scale,
+    tau): the Normal prior of the coordinate (of mu in the hierarchy) and the prior mean of its
+    spread across families (Gamma(2)). ``to_law(theta)`` gives the law's own parameters (its
+    ``theta_names``) from theta (..., K); ``from_law`` inverts it (for starting values). ``frame``,
+    optional: (data, centered) -> the Transform a centred family is sampled in (chinchilla's
+    :class:`FamilyFrame`).
+
+    Every law is sampled the same way: the level of each power-law term at a reference scale (its log
+    loss there, which the data pin) and the log of its exponent, instead of the law's own constants
+    (log Nc with alphaN ~ 0.08 puts Nc's log 10 units away from the data and couples it to alphaN
+    along a ridge; measured for chinchilla's a and alpha: posterior correlation -0.97 to -1.0).
+    """
+
+    law: Law
+    names: tuple[str, ...]
+    priors: Mapping[str, tuple[float, float, float]]
+    to_law: Callable[..., dict]
+    from_law: Callable[[Mapping], np.ndarray]
+    frame: Callable | None = None
+
+    def vector(self, key: str) -> np.ndarray:
+        """Prior "center", "scale" or "tau" per coordinate, in ``names`` order."""
+        column = {"center": 0, "scale": 1, "tau": 2}[key]
+        return np.array([self.priors[n][column] for n in self.names])
+
+    def log_mean(self, theta, inputs: Mapping):
+        """log L at ``inputs`` for theta rows (..., K)."""
+        return self.law.log_loss(self.to_law(theta), **inputs)
+
+
+def _columns(theta, n: int):
+    return tuple(theta[..., i] for i in range(n))
+
+
+def _chinchilla_to_law(theta) -> dict:
+    """e, a_ref, b_ref, log alpha, log beta -> e, a = a_ref + alpha log N_REF, b = b_ref + beta log D_REF, alpha, beta."""
+    e, a_ref, b_ref, log_alpha, log_beta = _columns(theta, 5)
+    alpha, beta = jnp.exp(log_alpha), jnp.exp(log_beta)
+    return {"e": e, "a": a_ref + alpha * np.log(N_REF), "b": b_ref + beta * np.log(D_REF), "alpha": alpha, "beta": beta}
+
+
+def _chinchilla_from_law(t) -> np.ndarray:
+    return np.array([t["e"], t["a"] - t["alpha"] * np.log(N_REF), t["b"] - t["beta"] * np.log(D_REF),
+                     np.log(t["alpha"]), np.log(t["beta"])], dtype=float)
+
+
+def _kaplan_to_law(theta) -> dict:
+    """[e,] n_ref, d_ref, log alphaN, log alphaD -> [e,] log Nc = log N_REF + n_ref / alphaN, log Dc = log D_REF + d_ref / alphaD.
+
+    n_ref = alphaN log(Nc / N_REF): the log loss of an N_REF model on unlimited data (without E);
+    d_ref = alphaD log(Dc / D_REF): of an unlimited model on D_REF tokens.
+    """
+    *e, n_ref, d_ref, log_alpha_n, log_alpha_d = _columns(theta, theta.shape[-1])
+    alpha_n, alpha_d = jnp.exp(log_alpha_n), jnp.exp(log_alpha_d)
+    out = {"log_nc": np.log(N_REF) + n_ref / alpha_n, "log_dc": np.log(D_REF) + d_ref / alpha_d,
+           "alpha_n": alpha_n, "alpha_d": alpha_d}
+    return {"e": e[0], **out} if e else out
+
+
+def _kaplan_from_law(t) -> np.ndarray:
+    core = [t["alpha_n"] * (t["log_nc"] - np.log(N_REF)), t["alpha_d"] * (t["log_dc"] - np.log(D_REF)),
+            np.log(t["alpha_n"]), np.log(t["alpha_d"])]
+    return np.array(([t["e"]] if "e" in t else []) + core, dtype=float)
+
+
+def _compute_to_law(theta) -> dict:
+    """e, c_ref, log gamma -> e, log C0 = log C_REF + c_ref / gamma, gamma (c_ref: log of the power term at C_REF)."""
+    e, c_ref, log_gamma = _columns(theta, 3)
+    gamma = jnp.exp(log_gamma)
+    return {"e": e, "log_c0": np.log(C_REF) + c_ref / gamma, "gamma": gamma}
+
+
+def _compute_from_law(t) -> np.ndarray:
+    return np.array([t["e"], t["gamma"] * (t["log_c0"] - np.log(C_REF)), np.log(t["gamma"])], dtype=float)
+
+
+def _su2024_to_law(theta) -> dict:
+    """n_ref, s_ref, log alphaN, log alphaS, log B*, log alphaB -> the su2024 law's constants.
+
+    n_ref = alphaN log(Nc / N_REF) = log L_inf(N_REF), the minimum loss of an N_REF model;
+    s_ref = alphaS log(Sc / S_REF), the log of the step term after S_REF steps at infinite batch.
+    """
+    n_ref, s_ref, log_alpha_n, log_alpha_s, log_bstar, log_alpha_b = _columns(theta, 6)
+    alpha_n, alpha_s = jnp.exp(log_alpha_n), jnp.exp(log_alpha_s)
+    return {"log_nc": np.log(N_REF) + n_ref / alpha_n, "alpha_n": alpha_n, "log_sc": np.log(S_REF) + s_ref / alpha_s,
+            "alpha_s": alpha_s, "log_bstar": log_bstar, "alpha_b": jnp.exp(log_alpha_b)}
+
+
+def _su2024_from_law(t) -> np.ndarray:
+    return np.array([t["alpha_n"] * (t["log_nc"] - np.log(N_REF)), t["alpha_s"] * (t["log_sc"] - np.log(S_REF)),
+                     np.log(t["alpha_n"]), np.log(t["alpha_s"]), t["log_bstar"], np.log(t["alpha_b"])], dtype=float)
+
+
+# Priors of the other forms: centred on the published constants (Kaplan et al. 2020's for kaplan and
+# su2024, whose values Su et al. re-estimate; a Chinchilla-like E for kaplan_e and compute) with
+# scales of a factor ~e on each term's level and ~1.6 on each exponent.
+_KAPLAN_PRIORS = {  # Kaplan et al.: Nc 6.4e13, Dc 1.8e13, alphaN 0.076, alphaD 0.103
+    "n_ref": (0.076 * np.log(6.4e13 / N_REF), 0.5, 0.2), "d_ref": (0.103 * np.log(1.8e13 / D_REF), 1.0, 0.3),
+    "log_alpha_n": (np.log(0.076), 0.5, 0.3), "log_alpha_d": (np.log(0.103), 0.5, 0.3),
+}
+_KAPLAN_E_PRIORS = {  # with an irreducible term the power terms are smaller and steeper
+    "e": (np.log(1.5), 0.5, 0.2), "n_ref": (np.log(0.6), 1.0, 0.5), "d_ref": (np.log(0.4), 1.0, 0.5),
+    "log_alpha_n": (np.log(0.3), 0.5, 0.3), "log_alpha_d": (np.log(0.3), 0.5, 0.3),
+}
+_COMPUTE_PRIORS = {"e": (np.log(1.8), 0.5, 0.2), "c_ref": (np.log(0.5), 1.0, 0.5), "log_gamma": (np.log(0.15), 0.5, 0.3)}
+_SU2024_PRIORS = {  # Kaplan et al.'s Nc 8.8e13, alphaN 0.076, Sc 2.1e3, alphaS 0.76, B* 2e8 tokens, alphaB 0.21
+    "n_ref": (0.076 * np.log(8.8e13 / N_REF), 0.5, 0.2), "s_ref": (0.76 * np.log(2.1e3 / S_REF), 1.0, 0.5),
+    "log_alpha_n": (np.log(0.076), 0.5, 0.3), "log_alpha_s": (np.log(0.76), 0.5, 0.3),
+    "log_bstar": (np.log(2e8), 1.5, 0.5), "log_alpha_b": (np.log(0.21), 0.5, 0.3),
+}
+
+PARAMETERIZATIONS: dict[str, Parameterization] = {
+    "chinchilla": Parameterization(
+        CHINCHILLA, THETA, {n: (PRIORS["center"][n], PRIORS["scale"][n], PRIORS["tau"][n]) for n in THETA},
+        _chinchilla_to_law, _chinchilla_from_law, frame=lambda data, centered: family_frame(data, centered)),
+    "kaplan": Parameterization(KAPLAN, tuple(_KAPLAN_PRIORS), _KAPLAN_PRIORS, _kaplan_to_law, _kaplan_from_law),
+    "kaplan_e": Parameterization(KAPLAN_E, tuple(_KAPLAN_E_PRIORS), _KAPLAN_E_PRIORS, _kaplan_to_law, _kaplan_from_law),
+    "compute": Parameterization(COMPUTE, tuple(_COMPUTE_PRIORS), _COMPUTE_PRIORS, _compute_to_law, _compute_from_law),
+    "su2024": Parameterization(SU2024, tuple(_SU2024_PRIORS), _SU2024_PRIORS, _su2024_to_law, _su2024_from_law),
+}
+
+
+def get_parameterization(form: str | Law) -> Parameterization:
+    """How the models sample ``form``; a law without a model raises with the ones that have one."""
+    name = get_law(form).name
+    try:
+        return PARAMETERIZATIONS[name]
+    except KeyError:
+        raise ValueError(f"form {name!r} has no Bayesian model; forms with one: {sorted(PARAMETERIZATIONS)}") from None
 
 
 MODELS = {"hierarchical": hierarchical, "none": unpooled, "complete": pooled}

@@ -144,6 +144,10 @@ def test_datablations_runs_and_flops_column():
     first_run = src[src["model_args"] == src.loc[0, "model_args"]]
     assert first_run["flops"].is_monotonic_decreasing
     assert df.groupby("run").size().min() > 50
+    # 256 x 2048 tokens per step: every token count is a whole number of steps, and step counts up
+    assert (df["batch_size"] == 524_288).all()
+    np.testing.assert_array_equal(df["step"] * df["batch_size"], df["tokens"])
+    assert df.groupby("run")["step"].apply(lambda s: s.is_monotonic_increasing).all()
 
 
 def test_datablations_code_seed_column_is_the_loss_kind():

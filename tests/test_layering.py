@@ -1,4 +1,4 @@
-"""Imports flow one way: data -> laws -> simulation -> models -> inference -> evaluation -> planning -> cli/plots."""
+"""Imports flow one way: data -> laws -> simulation -> models -> inference -> evaluation -> plan -> cli/plots."""
 
 import ast
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bayeslaw"
-STAGES = ["data", "laws", "simulation", "models", "inference", "metrics", "evaluation", "planning", "plots", "cli"]
+STAGES = ["data", "laws", "simulation", "models", "inference", "metrics", "evaluation", "plan", "plots", "cli"]
 
 
 def stage_of(module: str) -> int | None:

@@ -120,8 +120,10 @@ def test_fit_refuses_bad_requests(sim):
         fit(sim.data, pooling="partial")
     with pytest.raises(ValueError, match="row\\(s\\) left after the early cut"):
         fit(sim.data, min_tokens=1e13)
-    with pytest.raises(ValueError, match="has no Bayesian model yet"):
-        fit(sim.data, form="kaplan")
+    with pytest.raises(ValueError, match="unknown"):
+        fit(sim.data, form="kaplan2020")
+    with pytest.raises(ValueError, match="batch_size"):  # su2024 reads the batch size and steps
+        fit(sim.data.drop(columns="batch_size"), form="su2024")
 
 
 def test_small_calibration_study_covers_near_nominal():

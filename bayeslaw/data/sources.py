@@ -152,6 +152,9 @@ def load_chinchilla(folder: Path, *, loss_name: str = "chinchilla_extracted") ->
 # --------------------------------------------------------------------------- datablations
 
 
+_DATABLATIONS_BATCH = 256 * 2048  # tokens per step (see load_datablations)
+
+
 def load_datablations(folder: Path, *, loss_name: str = "validation") -> pd.DataFrame:
     """Muennighoff et al. (2023) data-constrained runs: 48 loss trajectories (2.8B/4.2B/8.7B x C4/OSCAR x epochs).
 
@@ -159,7 +162,10 @@ def load_datablations(folder: Path, *, loss_name: str = "validation") -> pd.Data
     params = parse_count(num_params) (nominal: 2.8B, 4.2B, 8.7B); tokens = token_num;
     unique_tokens = tokens_per_epoch; epochs = the run's planned passes over its unique data.
     The file's ``flops`` column is NOT training FLOPs (flops x token_num is constant within a
-    run, so it falls as training goes on); flops = 6ND instead. Step unknown (-1).
+    run, so it falls as training goes on); flops = 6ND instead.
+    batch_size = 524,288 tokens per step (256 sequences of 2048 tokens: Muennighoff et al.'s Appendix
+    hyperparameters, as we read them; the file does not say. Consistent with the file: every token
+    count is a multiple of 104,857,600 = 200 steps of it); step = tokens / batch_size.
     Loss: the held-out validation loss in the file (nats).
     """
     notes = _Notes("datablations")
@@ -178,6 +184,8 @@ def load_datablations(folder: Path, *, loss_name: str = "validation") -> pd.Data
             "epochs": epochs,
             "unique_tokens": raw["tokens_per_epoch"].map(parse_count),
             "tensorboard": raw["model_args"].map(lambda s: _dict_field(s, "tensorboard")),
+            "batch_size": float(_DATABLATIONS_BATCH),
+            "step": (raw["token_num"].astype(float) / _DATABLATIONS_BATCH).round().astype(int),
         }
     )
     if df.groupby("tensorboard")["run"].nunique().max() != 1 or df.groupby("run")["tensorboard"].nunique().max() != 1:

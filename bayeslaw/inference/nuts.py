@@ -23,30 +23,29 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_value
 from bayeslaw.data.files import write_atomic
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.point import fit_point
-from bayeslaw.models import (CENTERED_MIN_SIZES, D_REF, N_REF, PRIORS, SEED_N_REF, THETA, ModelData, family_frame, get_model,
-                             law_log_mean, prepare, prior_vector)
+from bayeslaw.laws import get_law
+from bayeslaw.models import (CENTERED_MIN_SIZES, PRIORS, SEED_N_REF, ModelData, Parameterization, get_model,
+                             get_parameterization, prepare)
 
-__all__ = ["Diagnostics", "Fit", "Prediction", "fit", "load_fit"]
+__all__ = ["Diagnostics", "Fit", "Prediction", "fit", "load_fit", "summarize"]
 
 EXTRA_FIELDS = ("potential_energy", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "diverging")
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 RHAT_MAX = 1.01
 
 
-def _point_init(df: pd.DataFrame, data: ModelData, pooling: str) -> dict:
-    """Initial values from a least-squares point fit of all rows (fast, one start)."""
-    point = fit_point(df, method="hitchhiker")
-    theta = point.theta
-    vector = np.array([
-        theta["e"],
-        theta["a"] - theta["alpha"] * np.log(N_REF),
-        theta["b"] - theta["beta"] * np.log(D_REF),
-        np.log(max(theta["alpha"], 0.05)),
-        np.log(max(theta["beta"], 0.05)),
-    ])
-    center, scale = prior_vector("center"), prior_vector("scale")
-    if not (point.converged and np.all(np.isfinite(vector))):
-        vector = center
+def _point_init(df: pd.DataFrame, data: ModelData, pooling: str, spec: Parameterization) -> dict:
+    """Initial values from a point fit of all rows: chinchilla's least squares from one start (fast); the
+    other forms' Huber fit from their grid (their single-start least squares stops in local minima)."""
+    try:
+        point = (fit_point(df, method="hitchhiker") if spec.law.name == "chinchilla"
+                 else fit_point(df, form=spec.law, method="epoch"))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vector = spec.from_law(point.theta) if point.converged else None
+    except ValueError:  # e.g. fewer rows than the law has parameters: start at the prior centre
+        vector = None
+    center, scale = spec.vector("center"), spec.vector("scale")
+    vector = center if vector is None else np.where(np.isfinite(vector), vector, center)
     # A least-squares fit across many families can land in the law's degenerate corner (E -> 0 with
     # beta -> 0, B/D^beta standing in for E), far out in the prior's tail, where NUTS starts stuck:
     # keep the start inside the prior's bulk.
@@ -57,8 +56,10 @@ def _point_init(df: pd.DataFrame, data: ModelData, pooling: str) -> dict:
         values = {"theta": np.tile(vector, (data.n_families, 1))}
     else:
         centered = data.family_sizes >= CENTERED_MIN_SIZES
-        # centred families start at the point fit (in their FamilyFrame); non-centred ones at z_f = 0, theta_f = mu
-        start = np.asarray(family_frame(data, centered)(jnp.asarray(np.tile(vector, (data.n_families, 1)))))
+        # centred families start at the point fit (in their frame); non-centred ones at z_f = 0, theta_f = mu
+        start = np.tile(vector, (data.n_families, 1))
+        if spec.frame is not None:
+            start = np.asarray(spec.frame(data, centered)(jnp.asarray(start)))
         values = {"mu": vector, "theta_raw": np.where(centered[:, None], start, 0.0)}
     # Every other site starts at a typical value too (numpyro would draw them uniformly in [-2, 2] on
     # the unconstrained scale, i.e. noise sds up to 7 nats, from which a large fit never recovers).
@@ -73,17 +74,17 @@ def _point_init(df: pd.DataFrame, data: ModelData, pooling: str) -> dict:
     if pooling == "none":
         values["sigma_seed"] = np.full(n_f, 0.5 * PRIORS["sigma_seed"])
     if pooling == "hierarchical":
-        values.update({"tau": prior_vector("tau"), "corr_chol": np.eye(len(THETA)),
+        values.update({"tau": spec.vector("tau"), "corr_chol": np.eye(len(spec.names)),
                        "tau_seed": 0.5 * PRIORS["tau_seed"],
                        "log_sigma_seed": np.full(int(data.seeded_families.sum()), np.log(0.5 * PRIORS["sigma_seed"]))})
     return {k: jnp.asarray(v) for k, v in values.items()}
 
 
-def _dims(pooling: str) -> dict[str, list[str]]:
+def _dims(pooling: str, spec: Parameterization) -> dict[str, list[str]]:
     family_theta = ["family", "theta_dim"]
     dims = {
         "theta": family_theta,
-        "e": ["family"], "a": ["family"], "b": ["family"], "alpha": ["family"], "beta": ["family"],
+        **{name: ["family"] for name in spec.law.theta_names},  # the law's own parameters
         "sigma_seed": ["family"], "sigma_obs": ["family"],
         "u": ["seeded_run"], "u_decentered": ["seeded_run"],
         "obs": ["obs_id"],
@@ -94,7 +95,8 @@ def _dims(pooling: str) -> dict[str, list[str]]:
     if pooling == "complete":
         dims["theta_shared"] = ["theta_dim"]
     # constant_data
-    dims.update({k: ["obs_id"] for k in ("log_params", "log_tokens", "obs_family", "obs_run", "step")})
+    dims.update({k: ["obs_id"] for k in ("log_params", "log_tokens", "obs_family", "obs_run", "step",
+                                        *(f"input_{name}" for name in spec.law.inputs))})
     dims.update({k: ["run"] for k in ("run_family", "run_log_params", "run_points")})
     dims["family_sizes"] = ["family"]
     return dims
@@ -111,6 +113,7 @@ def _constant_data(data: ModelData, rows: pd.DataFrame) -> dict:
         "run_points": data.run_points,
         "family_sizes": data.family_sizes,
         "step": rows["step"].to_numpy(),
+        **{f"input_{name}": np.asarray(values) for name, values in data.inputs.items()},
     }
 
 
@@ -140,7 +143,9 @@ def fit(
     df : pandas.DataFrame
         A table in the bayeslaw schema (``family, run, params, tokens, loss`` are read).
     form : str, default "chinchilla"
-        The law (only ``chinchilla`` has a Bayesian model so far).
+        The law: ``chinchilla``, ``kaplan``, ``kaplan_e``, ``compute`` or ``su2024`` (which reads
+        ``batch_size``, tokens per step, and fits the whole loss curve). Each is sampled with the same
+        family hierarchy and seed offsets (see :class:`bayeslaw.models.Parameterization`).
     pooling : {"hierarchical", "none", "complete"}
         Partial pooling across families, none, or one law for all (see :mod:`bayeslaw.models`).
     seed : int
@@ -166,19 +171,20 @@ def fit(
     progress : bool
         Progress bar on stderr.
     """
-    if form != "chinchilla":
-        raise ValueError(f"form {form!r} has no Bayesian model yet; available: ['chinchilla']")
+    spec = get_parameterization(form)
+    form = spec.law.name
     model = get_model(pooling)
+    n_theta = len(spec.names)
     rows = cut_early(df, min_tokens=min_tokens, min_fraction=min_fraction)
-    if len(rows) >= len(THETA) and thin is not None:
+    if len(rows) >= n_theta and thin is not None:
         rows = thin_checkpoints(rows, per_run=thin)
-    if len(rows) < len(THETA):
+    if len(rows) < n_theta:
         raise ValueError(
             f"fit: {len(rows)} row(s) left after the early cut (min_tokens={min_tokens}, "
-            f"min_fraction={min_fraction}) of {len(df)}; need at least {len(THETA)}"
+            f"min_fraction={min_fraction}) of {len(df)}; need at least {n_theta}"
         )
     rows = rows.reset_index(drop=True)
-    data = prepare(rows)
+    data = prepare(rows, form)
     y = jnp.log(jnp.asarray(rows["loss"].to_numpy(dtype=float)))
     if chain_method is None:
         chain_method = "parallel" if jax.local_device_count() >= chains else "sequential"
@@ -188,7 +194,7 @@ def fit(
         # dense: each run's offset u_r trades off against its family's intercept (a ridge that a
         # diagonal mass matrix crosses slowly); a few hundred latents keep the dense matrix cheap
         dense_mass=dense_mass,
-        init_strategy=init_to_value(values=_point_init(rows, data, pooling)),
+        init_strategy=init_to_value(values=_point_init(rows, data, pooling, spec)),
     )
     mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method=chain_method,
                 progress_bar=progress)
@@ -200,13 +206,13 @@ def fit(
     coords = {"family": list(data.families), "run": list(data.runs),
               "seeded_run": [data.runs[i] for i in data.seeded_runs],
               "seeded_family": [f for f, seeded in zip(data.families, data.seeded_families) if seeded],
-              "theta_dim": list(THETA),
-              "theta_dim_bis": list(THETA), "obs_id": np.arange(len(rows))}
+              "theta_dim": list(spec.names),
+              "theta_dim_bis": list(spec.names), "obs_id": np.arange(len(rows))}
     idata = az.from_numpyro(
         mcmc, posterior_predictive=ppc, constant_data=_constant_data(data, rows), log_likelihood=True,
         # pred_dims given: arviz-base 1.3's inference of them fails (numpyro.infer.initialization via a lazy module)
         pred_dims={"obs": ["obs_id"]},
-        coords=coords, dims=_dims(pooling),
+        coords=coords, dims=_dims(pooling, spec),
     )
     idata.attrs.update({
         "bayeslaw_form": form, "bayeslaw_pooling": pooling, "bayeslaw_seed_scaling": seed_scaling,
@@ -220,11 +226,29 @@ def fit(
 
 @dataclass(frozen=True)
 class Prediction:
-    """Posterior predictive loss of targets: ``draws`` (sample x target) and a ``summary`` table."""
+    """Posterior draws of a quantity per target: ``draws`` (sample x target) and a ``summary`` table
+    (the targets with mean, sd and quantiles; loss in nats per token unless ``draws.attrs["units"]`` says)."""
 
     draws: xr.DataArray
     summary: pd.DataFrame
     kind: str
+
+
+def summarize(values: np.ndarray, targets: pd.DataFrame, *, kind: str, quantiles=DEFAULT_QUANTILES,
+              name: str = "loss", units: str = "nats per token") -> Prediction:
+    """A :class:`Prediction` from draws (sample, target) of one quantity for the rows of ``targets``."""
+    values = np.asarray(values, dtype=float)
+    draws = xr.DataArray(values, dims=("sample", "target"), name=name, attrs={"kind": kind, "units": units})
+    summary = targets.reset_index(drop=True).copy()
+    with np.errstate(invalid="ignore"):  # inf draws (a loss no run reaches) give an inf mean and a NaN sd
+        summary["mean"] = values.mean(axis=0)
+        summary["sd"] = values.std(axis=0)
+    # inf draws: quantiles without interpolation (between two inf draws linear interpolation gives NaN)
+    method = "linear" if np.isfinite(values).all() else "inverted_cdf"
+    for q in quantiles:
+        summary[f"q{100 * q:g}"] = np.quantile(values, q, axis=0, method=method)
+    summary["kind"] = kind
+    return Prediction(draws, summary, kind)
 
 
 @dataclass
@@ -261,6 +285,15 @@ class Fit:
         return str(self.idata.attrs["bayeslaw_pooling"])
 
     @property
+    def form(self) -> str:
+        return str(self.idata.attrs["bayeslaw_form"])
+
+    @property
+    def spec(self) -> Parameterization:
+        """How the fitted law was sampled (its coordinates and the map to the law's parameters)."""
+        return get_parameterization(self.form)
+
+    @property
     def seed_scaling(self) -> str:
         return str(self.idata.attrs["bayeslaw_seed_scaling"])
 
@@ -279,36 +312,50 @@ class Fit:
 
     def __repr__(self) -> str:
         post = self.idata.posterior
-        return (f"Fit(form={self.idata.attrs['bayeslaw_form']!r}, pooling={self.pooling!r}, "
+        return (f"Fit(form={self.form!r}, pooling={self.pooling!r}, "
                 f"families={len(self.families)}, runs={len(self.runs)}, chains={post.sizes['chain']}, "
                 f"draws={post.sizes['draw']}, rows={self.idata.attrs['bayeslaw_rows_fitted']})")
 
     def params(self) -> pd.DataFrame:
-        """Posterior mean and 90% interval of E, A, B, alpha, beta, sigma_seed, sigma_obs per family.
+        """Posterior mean and 90% interval of the law's parameters (chinchilla: E, A, B, alpha, beta), sigma_seed
+        and sigma_obs per family.
 
         In a hierarchical fit, a family without replicated runs shows the population's median sigma_seed.
         """
-        names = {"E": np.exp(self._draws("e")), "A": np.exp(self._draws("a")), "B": np.exp(self._draws("b")),
-                 "alpha": self._draws("alpha"), "beta": self._draws("beta"),
-                 "sigma_seed": self._draws("sigma_seed"), "sigma_obs": self._draws("sigma_obs")}
         rows = []
         for i, family in enumerate(self.families):
-            for name, draws in names.items():
-                d = draws[:, i]
+            natural = self.spec.law.natural({n: self._draws(n)[:, i] for n in self.spec.law.theta_names})
+            natural.update(sigma_seed=self._draws("sigma_seed")[:, i], sigma_obs=self._draws("sigma_obs")[:, i])
+            for name, d in natural.items():
+                d = np.asarray(d)
                 rows.append({"family": family, "parameter": name, "mean": d.mean(), "q05": np.quantile(d, 0.05),
                              "median": np.median(d), "q95": np.quantile(d, 0.95)})
         return pd.DataFrame(rows)
 
     # --- prediction ------------------------------------------------------------------------
     def _population_theta(self, rng: np.random.Generator) -> np.ndarray:
-        """theta of a family the fit has not seen, per draw: (sample, 5)."""
+        """theta of a family the fit has not seen, per draw: (sample, K)."""
         if self.pooling == "hierarchical":
             mu, tau, chol = self._draws("mu"), self._draws("tau"), self._draws("corr_chol")
             z = rng.standard_normal(mu.shape)
             return mu + tau * np.einsum("sij,sj->si", chol, z)
         if self.pooling == "complete":
             return self._draws("theta_shared")
-        return prior_vector("center") + prior_vector("scale") * rng.standard_normal((self._draws("theta").shape[0], len(THETA)))
+        return self.spec.vector("center") + self.spec.vector("scale") * rng.standard_normal(
+            (self._draws("theta").shape[0], len(self.spec.names)))
+
+    def _theta(self, families, rng: np.random.Generator) -> np.ndarray:
+        """Sampled-coordinate theta per draw and target: (sample, target, K); unseen families (or None) from the population."""
+        theta_f = self._draws("theta")  # (S, F, K)
+        family_pos = {f: i for i, f in enumerate(self.families)}
+        population = self._population_theta(rng)
+        return np.stack([theta_f[:, family_pos[f]] if f in family_pos else population for f in families], axis=1)
+
+    def law_theta(self, family: str | None = None, *, seed: int = 0) -> dict[str, np.ndarray]:
+        """Posterior draws of the law's own parameters (its ``theta_names``, fitting space) for ``family``,
+        each of shape (sample,); a family the fit has not seen (or None) gets the population's draws."""
+        theta = self._theta([family], np.random.default_rng(seed))[:, 0]
+        return {k: np.asarray(v) for k, v in self.spec.to_law(jnp.asarray(theta)).items()}
 
     def _population_sigma_seed(self, rng: np.random.Generator) -> np.ndarray:
         if self.pooling == "hierarchical":
@@ -328,7 +375,8 @@ class Fit:
     ) -> Prediction:
         """Posterior predictive loss (nats per token) for each row of ``targets``.
 
-        ``targets`` has ``params`` and ``tokens``, optionally ``family`` and ``run``.
+        ``targets`` has ``params`` and the law's other inputs (``tokens``; ``batch_size`` for su2024;
+        ``flops`` optional for compute), optionally ``family`` and ``run``.
         ``kind="law"``: the law's loss of that configuration (parameter uncertainty only).
         ``kind="new_run"``: what one new training run shows at that checkpoint: parameter
         uncertainty, a fresh seed offset u ~ Normal(0, sigma_seed(N)), and Student-t checkpoint
@@ -342,17 +390,15 @@ class Fit:
         if missing:
             raise ValueError(f"predict: targets lack column(s) {missing}")
         targets = targets.reset_index(drop=True)
+        inputs = self.spec.law.columns(targets, where="predict: targets")
         rng = np.random.default_rng(seed)
-        theta_f = self._draws("theta")  # (S, F, 5)
-        n_samples = theta_f.shape[0]
         family_pos = {f: i for i, f in enumerate(self.families)}
         families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))
         runs = targets["run"] if "run" in targets.columns else pd.Series([None] * len(targets))
-        population = self._population_theta(rng)
-        theta = np.stack([theta_f[:, family_pos[f]] if f in family_pos else population for f in families], axis=1)
-        log_params = np.log(targets["params"].to_numpy(dtype=float))
-        log_tokens = np.log(targets["tokens"].to_numpy(dtype=float))
-        log_loss = np.array(law_log_mean(jnp.asarray(theta), jnp.asarray(log_params), jnp.asarray(log_tokens)))
+        theta = self._theta(families, rng)
+        n_samples = theta.shape[0]
+        log_params = np.log(inputs["params"] if "params" in inputs else targets["params"].to_numpy(dtype=float))
+        log_loss = np.array(self.spec.log_mean(jnp.asarray(theta), {k: jnp.asarray(v) for k, v in inputs.items()}))
 
         if kind == "new_run":
             sigma_seed_f, sigma_obs_f = self._draws("sigma_seed"), self._draws("sigma_obs")
@@ -379,16 +425,7 @@ class Fit:
                     offset = sd * rng.standard_normal(n_samples)
                 obs_sd = sigma_obs_f[:, family_pos[family]] if known else pop_obs
                 log_loss[:, j] += offset + obs_sd * rng.standard_t(nu)
-        loss = np.exp(log_loss)
-        draws = xr.DataArray(loss, dims=("sample", "target"), name="loss",
-                             attrs={"kind": kind, "units": "nats per token"})
-        summary = targets.copy()
-        summary["mean"] = loss.mean(axis=0)
-        summary["sd"] = loss.std(axis=0)
-        for q in quantiles:
-            summary[f"q{100 * q:g}"] = np.quantile(loss, q, axis=0)
-        summary["kind"] = kind
-        return Prediction(draws, summary, kind)
+        return summarize(np.exp(log_loss), targets, kind=kind, quantiles=quantiles)
 
     # --- diagnostics -----------------------------------------------------------------------
     def diagnostics(self, *, warn: bool = True) -> Diagnostics:
@@ -406,9 +443,13 @@ class Fit:
         table = table[[c for c in ("ess_bulk", "ess_tail", "r_hat", "mcse_mean", "mcse_sd") if c in table.columns]]
         divergences = int(self.idata.sample_stats["diverging"].values.sum())
         bfmi = np.asarray(bfmi.to_dataset()["energy"].values if isinstance(bfmi, xr.DataTree) else bfmi).ravel()
-        r_hat = table["r_hat"].fillna(np.inf)  # NaN r-hat: a chain that never moved
-        max_rhat = float(r_hat.max())
         messages = []
+        if posterior.sizes["chain"] < 2:  # ArviZ gives NaN: r-hat compares chains
+            max_rhat = float("nan")
+            messages.append("one chain: r-hat needs two or more chains to compare; run chains=4")
+        else:
+            r_hat = table["r_hat"].fillna(np.inf)  # NaN r-hat with several chains: a chain that never moved
+            max_rhat = float(r_hat.max())
         if max_rhat > RHAT_MAX:
             worst = r_hat.idxmax()
             messages.append(f"r-hat {max_rhat:.3f} > {RHAT_MAX} (worst: {worst}): chains disagree; run longer "
