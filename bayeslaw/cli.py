@@ -216,6 +216,15 @@ def demo(
     write_atomic(out / "scores.csv", lambda p: scores.to_csv(p, index=False))
     write_atomic(out / "fits.csv", lambda p: pd.concat([point.fits, bayes.fits]).to_csv(p, index=False))
     result.save(out / "fit.nc")
+    with status("fit report: posterior predictive curves, forest, seed variance, trace and rank plots..."):
+        from bayeslaw.inference.point import fit_point
+        from bayeslaw.plots import fit_report
+
+        train = result.training_rows()
+        # least squares from one start per family (seconds) for the point-fit overlay; the epoch grid fits
+        # of every family are already in fits.csv
+        point_fits = {f: fit_point(train[train["family"] == f], method="hitchhiker") for f in result.families}
+        fit_report(result, out / "report", data=train, point_fits=point_fits)
     if as_json:
         typer.echo(json.dumps({"scores": scores.to_dict(orient="records"), "diagnostics": str(diagnostics),
                                "out": str(out)}, indent=1, default=float))
@@ -223,7 +232,8 @@ def demo(
     console.print(_table(headline, "demo: each family's largest model, last 30% of its run (loss in nats; "
                                    "q05..q95 = 90% interval of a new run)"))
     console.print(f"NUTS diagnostics: {diagnostics}", highlight=False, markup=False)  # keeps 'tau[e]' whole
-    console.print(f"report written to {out}/ (fits.csv, predictions.csv, scores.csv, fit.nc)")
+    console.print(f"report written to {out}/ (fits.csv, predictions.csv, scores.csv, fit.nc; plots and "
+                  f"diagnostics in report/report.md)")
 
 
 @app.command()
@@ -272,6 +282,383 @@ def backtest(
     console.print(_table(table[["case", "method", "cells", "are_median", "are_mean", "crps_mean", "coverage50",
                                 "coverage90"]], "backtest: ARE (fraction) and interval coverage on held-out targets"))
     console.print(f"{result.timing['fits']} fits in {result.timing['wall_s']:.0f} s; report written to {report}")
+
+
+# --- Bayesian fits: fit, predict, diagnose, report, plan -------------------------------------------
+
+POOLINGS = ("hierarchical", "none", "complete")
+FitArgument = Annotated[Path, typer.Argument(metavar="FIT", help="A fit file written by `bayeslaw fit` (netCDF).")]
+ValuesHelp = "several: comma-separated or the option repeated; every combination is predicted"
+
+
+def _json(payload) -> str:
+    """JSON text with non-finite numbers (NaN, inf) as null: strict JSON, which every parser reads."""
+
+    def clean(value):
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        if isinstance(value, (np.ndarray, pd.Series)):
+            return [clean(v) for v in value.tolist()]
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if isinstance(value, (int, np.integer)):
+            return int(value)
+        if isinstance(value, (float, np.floating)):
+            return float(value) if np.isfinite(value) else None
+        if value is None or isinstance(value, str):
+            return value
+        return str(value)
+
+    return json.dumps(clean(payload), indent=1)
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return df.astype(object).where(df.notna(), None).to_dict(orient="records")
+
+
+def _numbers(values: list[str] | None, option: str) -> list[float]:
+    """The positive numbers of a repeatable, comma-separated option (``--params 1e9,7e9 --params 3e10``)."""
+    numbers = []
+    for text in (part.strip() for value in values or [] for part in value.split(",")):
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"{option}: {text!r} is not a number; give e.g. {option} 7e9 or {option} 1e9,7e9"
+                             ) from None
+        if not np.isfinite(number) or number <= 0:
+            raise ValueError(f"{option}: {text!r} must be a positive finite number")
+        numbers.append(number)
+    return numbers
+
+
+def _names(values: list[str] | None) -> list[str]:
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+def _check_choice(value: str, option: str, known) -> None:
+    if value not in known:
+        raise ValueError(f"{option}: unknown value {value!r}; known: {', '.join(known)}")
+
+
+PointMethodOption = Annotated[str, typer.Option(
+    help="The point fit compared with the posterior: epoch (4500-start grid, robust; tens of seconds) or "
+         "hitchhiker (least squares from one start; fast).")]
+
+
+def _point_fits(fit, method: str, families) -> dict | None:
+    """Point fits (``method``) of the fit's own training rows per family; None for epoch, the library default."""
+    _check_choice(method, "--point-method", ("epoch", "hitchhiker"))
+    if method == "epoch":
+        return None
+    if fit.form != "chinchilla":
+        raise ValueError(f"--point-method {method} fits the chinchilla form only; this fit's form is {fit.form!r}: "
+                         f"use --point-method epoch")
+    from bayeslaw.inference.point import fit_point
+
+    return {family: fit_point(fit.training_rows(family), form=fit.form, method=method) for family in families}
+
+
+def _load_fit(path: Path):
+    """A fit file; a missing file, a file that is not netCDF, or a netCDF file without bayeslaw's
+    attributes end in one line naming the file."""
+    from bayeslaw.inference.nuts import load_fit
+
+    if not path.exists():
+        raise FileNotFoundError(f"fit file {str(path)!r} does not exist; write one with "
+                                f"`bayeslaw fit DATA --out {path}`")
+    try:
+        return load_fit(path)
+    except OSError as err:  # h5netcdf: a directory, a CSV, an empty or truncated file
+        raise ValueError(f"{str(path)!r} is not a fit file (a netCDF file written by `bayeslaw fit`): {err}") from None
+
+
+def _check_families(fit, families: list[str], *, new_family_hint: bool = True) -> None:
+    unknown = sorted(set(families) - set(fit.families))
+    if unknown:
+        hint = "; --new-family predicts a family the fit has not seen" if new_family_hint else ""
+        raise ValueError(f"unknown family {unknown}; the fit has families {fit.families}{hint}")
+
+
+def _diagnostics_record(diagnostics) -> dict:
+    return {"max_rhat": diagnostics.max_rhat, "min_ess_bulk": diagnostics.min_ess_bulk,
+            "min_ess_tail": diagnostics.min_ess_tail, "divergences": diagnostics.divergences,
+            "bfmi": diagnostics.bfmi, "warning": diagnostics.warning, "messages": list(diagnostics.messages)}
+
+
+def _print_diagnostics(diagnostics) -> None:
+    """The diagnostics line on stdout, each warning (with its remedy) on stderr."""
+    console.print(f"NUTS diagnostics: {str(diagnostics).splitlines()[0]}", highlight=False, markup=False,
+                  soft_wrap=True)
+    for message in diagnostics.messages:  # markup off: keeps names such as 'tau[e]' whole
+        err_console.print(f"warning: {message}", highlight=False, markup=False, style="yellow", soft_wrap=True)
+
+
+@app.command("fit")
+@_friendly_errors
+def fit_command(
+    data: Annotated[str, typer.Argument(help="CSV/parquet in the bayeslaw schema, a source name, or 'demo'.")],
+    out: Annotated[Path, typer.Option(help="Fit file to write (netCDF, written atomically).")],
+    family: Annotated[list[str] | None, typer.Option(help="Fit only these families (repeatable or "
+                                                           "comma-separated).")] = None,
+    form: Annotated[str, typer.Option(help="The law: chinchilla, kaplan, kaplan_e, compute or su2024.")] = "chinchilla",
+    pooling: Annotated[str, typer.Option(help="hierarchical (partial pooling across families), none, or complete "
+                                              "(one law for all).")] = "hierarchical",
+    chains: Annotated[int, typer.Option(min=1, help="NUTS chains.")] = 4,
+    draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 1000,
+    warmup: Annotated[int | None, typer.Option(min=1, help="Warmup iterations per chain (default: = draws).")] = None,
+    min_tokens: Annotated[float, typer.Option(help="Drop checkpoints with tokens <= this (0: keep all).")] = 1e10,
+    thin: Annotated[int, typer.Option(min=0, help="Log-spaced checkpoints kept per run (0: keep all).")] = 20,
+    seed: Annotated[int, typer.Option(help="PRNG seed (equal seeds, identical draws).")] = 0,
+    nu: Annotated[float | None, typer.Option(help="Fix the Student-t degrees of freedom of the checkpoint noise "
+                                                  "(> 2; default: learnt).")] = None,
+    target_accept: Annotated[float, typer.Option(min=0.5, max=0.999, help="NUTS target acceptance probability "
+                                                                         "(raise it when NUTS diverges).")] = 0.95,
+    progress: Annotated[bool, typer.Option(help="NUTS progress bar on stderr.")] = True,
+    root: RootOption = None,
+    loss_name: Annotated[str | None, typer.Option(help="Which loss metric, for a source name.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Fit a Bayesian scaling law by NUTS and save it; prints the diagnostics and the parameters.
+
+    The law L = E + A/N^alpha + B/D^beta (chinchilla; see --form for the others) per family, loss in
+    nats per token. Use the fit file with `bayeslaw predict`, `diagnose`, `report` and `plan`.
+    """
+    from bayeslaw.inference.nuts import fit as run_fit
+    from bayeslaw.laws import LAWS
+
+    _check_choice(form, "--form", list(LAWS))
+    _check_choice(pooling, "--pooling", POOLINGS)
+    if nu is not None and not nu > 2:  # checked before the data are read and NUTS compiles
+        raise ValueError(f"--nu {nu}: a fixed Student-t nu must be above 2 (finite variance); omit it to learn nu")
+    if out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a folder; give the fit file's name, e.g. {str(out / 'fit.nc')!r}")
+    df = _select_families(_read_data(data, root, loss_name), _names(family))
+    fitted = run_fit(df, form=form, pooling=pooling, chains=chains, draws=draws,
+                     warmup=draws if warmup is None else warmup, min_tokens=min_tokens or None, thin=thin or None,
+                     seed=seed, nu=nu, target_accept=target_accept, progress=progress)
+    path = fitted.save(out)
+    diagnostics = fitted.diagnostics(warn=False)
+    params = fitted.params()
+    if as_json:
+        typer.echo(_json({"out": str(path), "form": fitted.form, "pooling": fitted.pooling,
+                          "families": fitted.families, "runs": len(fitted.runs),
+                          "rows": int(fitted.idata.attrs["bayeslaw_rows_fitted"]), "chains": chains, "draws": draws,
+                          "diagnostics": _diagnostics_record(diagnostics), "params": _records(params)}))
+        return
+    console.print(f"{fitted.form} law, {fitted.pooling} pooling: {len(fitted.families)} families, {len(fitted.runs)} "
+                  f"runs, {fitted.idata.attrs['bayeslaw_rows_fitted']} rows; {chains} chain(s) x {draws} draws",
+                  highlight=False, markup=False, soft_wrap=True)
+    _print_diagnostics(diagnostics)
+    console.print(_table(params[["family", "parameter", "median", "q05", "q95"]],
+                         f"{fitted.spec.law.formula}: posterior median and 90% interval"))
+    console.print(f"wrote {path}", highlight=False, markup=False)
+
+
+@app.command()
+@_friendly_errors
+def predict(
+    fit_file: FitArgument,
+    params: Annotated[list[str], typer.Option("--params", help=f"Model size N, parameters ({ValuesHelp}).")],
+    tokens: Annotated[list[str], typer.Option("--tokens", help=f"Training tokens D ({ValuesHelp}).")],
+    family: Annotated[list[str] | None, typer.Option(help="Families to predict (repeatable or comma-separated; "
+                                                           "default: every family of the fit).")] = None,
+    new_family: Annotated[bool, typer.Option(help="Predict a family the fit has not seen (the population's "
+                                                  "prediction; meaningful for hierarchical fits).")] = False,
+    batch_size: Annotated[list[str] | None, typer.Option(help=f"Tokens per step, su2024 fits only "
+                                                               f"({ValuesHelp}).")] = None,
+    kind: Annotated[str, typer.Option(help="new_run: what one new training run shows (+ seed and checkpoint "
+                                           "noise); law: the law's loss (parameter uncertainty only).")] = "new_run",
+    seed: Annotated[int, typer.Option(help="Seed of the predictive draws.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Predict the loss (nats per token) of models of --params parameters trained on --tokens tokens.
+
+    Prints the posterior quantiles (q5 ... q95: the 90% interval) for every combination of family,
+    params, tokens (and batch size). Several values: comma-separated or the option repeated, e.g.
+    `bayeslaw predict fit.nc --params 1e9,7e9 --tokens 1.4e12` = `--params 1e9 --params 7e9 --tokens 1.4e12`.
+    """
+    _check_choice(kind, "--kind", ("new_run", "law"))
+    fit = _load_fit(fit_file)
+    sizes, token_counts, batches = _numbers(params, "--params"), _numbers(tokens, "--tokens"), _numbers(
+        batch_size, "--batch-size")
+    if fit.form == "su2024" and not batches:
+        raise ValueError("--batch-size (tokens per step) is needed: this fit's law is su2024, whose loss depends on it")
+    if fit.form != "su2024" and batches:
+        raise ValueError(f"--batch-size applies to su2024 fits only; this fit's form is {fit.form!r}")
+    families = _names(family)
+    _check_families(fit, families)
+    families = (families or ([] if new_family else fit.families)) + ([None] if new_family else [])
+    columns = {"family": families, "params": sizes, "tokens": token_counts,
+               **({"batch_size": batches} if batches else {})}
+    targets = pd.MultiIndex.from_product(list(columns.values()), names=list(columns)).to_frame(index=False)
+    summary = fit.predict(targets, kind=kind, seed=seed).summary
+    summary["family"] = summary["family"].astype(object).fillna("(new family)")
+    quantile_columns = [c for c in summary.columns if c.startswith("q")]
+    summary = summary[[*columns, *quantile_columns, "mean", "sd"]]
+    if as_json:
+        typer.echo(_json({"form": fit.form, "kind": kind, "units": "nats per token", "predictions": _records(summary)}))
+        return
+    what = ("one new training run (parameters, seed offset, checkpoint noise)" if kind == "new_run"
+            else "the law (parameter uncertainty only)")
+    console.print(_table(summary.drop(columns=["mean", "sd"]),  # in --json; the quantiles fit 80 columns
+                         f"predicted loss, nats per token, of {what}; q5..q95 = 90% interval"))
+
+
+@app.command()
+@_friendly_errors
+def diagnose(
+    fit_file: FitArgument,
+    strict: Annotated[bool, typer.Option(help="Exit with code 1 when the diagnostics fail (for scripts).")] = False,
+    worst: Annotated[int, typer.Option(min=0, help="Show this many sites with the lowest bulk ESS.")] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """Convergence of a fit: max r-hat, min bulk/tail ESS, divergences, BFMI, and a warning with a remedy.
+
+    Exit code 0 even when they fail (the warning is printed), unless --strict.
+    """
+    fit = _load_fit(fit_file)
+    diagnostics = fit.diagnostics(warn=False)
+    table = (diagnostics.table.sort_values("ess_bulk").head(worst).reset_index(names="site")
+             [["site", *(c for c in ("r_hat", "ess_bulk", "ess_tail") if c in diagnostics.table)]])
+    if as_json:
+        typer.echo(_json({**_diagnostics_record(diagnostics), "chains": fit.idata.posterior.sizes["chain"],
+                          "draws": fit.idata.posterior.sizes["draw"], "worst": _records(table)}))
+    else:
+        console.print(repr(fit), highlight=False, markup=False, soft_wrap=True)
+        _print_diagnostics(diagnostics)
+        if worst:
+            console.print(_table(table, f"the {len(table)} sites with the lowest bulk ESS"))
+        if not diagnostics.warning:
+            console.print("diagnostics pass: r-hat <= 1.01, no divergences, BFMI >= 0.3")
+    if strict and diagnostics.warning:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+@_friendly_errors
+def report(
+    fit_file: FitArgument,
+    out: Annotated[Path, typer.Option(help="Report folder (PNG figures, params.csv, report.md).")] = Path(
+        "bayeslaw-report"),
+    data: Annotated[str | None, typer.Option(help="Data to draw against the fit: CSV/parquet, a source name, or "
+                                                  "'demo' (default: the fitted rows only).")] = None,
+    point_method: PointMethodOption = "epoch",
+    root: RootOption = None,
+    loss_name: Annotated[str | None, typer.Option(help="Which loss metric, for a source name.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a report folder for a fit: figures, the parameter table and report.md."""
+    fit = _load_fit(fit_file)
+    try:
+        from bayeslaw.plots import fit_report
+    except ImportError:
+        raise ValueError("this installation of bayeslaw has no bayeslaw.plots.fit_report") from None
+    df = None if data is None else _read_data(data, root, loss_name)
+    point_fits = _point_fits(fit, point_method, fit.families)
+    written = Path(fit_report(fit, out, data=df, **({} if point_fits is None else {"point_fits": point_fits})))
+    folder = written if written.is_dir() else written.parent  # fit_report returns report.md
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    if as_json:
+        typer.echo(_json({"report": str(written), "folder": str(folder), "files": files}))
+        return
+    console.print(f"report written to {folder}/: {', '.join(files)}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _allocation_tables(summary: pd.DataFrame, family: str | None) -> list[tuple[pd.DataFrame, str]]:
+    """One small table per FLOP budget: each quantity's 90% interval and median, and the point fit's split."""
+    quantities = {"params_opt": ("N* (parameters)", "point_params"),
+                  "tokens_opt": ("D* (tokens)", "point_tokens"),
+                  "tokens_per_param": ("D* / N*", "point_tokens_per_param"),
+                  "loss_law": ("loss of the law, nats", "expected_loss_at_point"),
+                  "loss_new_run": ("loss of a new run, nats", None),
+                  "regret": ("regret of the point split", "expected_regret")}
+    tables = []
+    for _, row in summary.iterrows():
+        row = row.copy()
+        row["point_tokens_per_param"] = row.get("point_tokens", np.nan) / row.get("point_params", np.nan)
+        rows = [{"quantity": label, "q5": row.get(f"{key}_q5"), "q50": row.get(f"{key}_q50"),
+                 "q95": row.get(f"{key}_q95"), "point fit": row[point] if point in row else np.nan}
+                for key, (label, point) in quantities.items() if f"{key}_q50" in row]
+        who = f"family {family}" if family is not None else "the population (a new family)"
+        tables.append((pd.DataFrame(rows), f"compute-optimal allocation of C = {row['flops']:.3g} FLOPs (C = 6 N D), "
+                                           f"{who}; 'point fit': the point estimate's split and its expected loss, "
+                                           f"regret"))
+    return tables
+
+
+@app.command()
+@_friendly_errors
+def plan(
+    fit_file: FitArgument,
+    flops: Annotated[list[str] | None, typer.Option(help="Compute budgets, FLOPs: the loss-optimal parameters and "
+                                                         "tokens for each (repeatable or comma-separated).")] = None,
+    loss: Annotated[list[str] | None, typer.Option(help="su2024 fits: target losses, nats per token (tokens and "
+                                                        "steps to reach each; needs --params).")] = None,
+    params: Annotated[list[str] | None, typer.Option(help="su2024 fits with --loss: model sizes, parameters.")] = None,
+    batch_size: Annotated[float | None, typer.Option(help="su2024 fits: tokens per step (required with --flops; with "
+                                                          "--loss the default is Emin, the fewest tokens, at a batch "
+                                                          "far below critical).")] = None,
+    family: Annotated[str | None, typer.Option(help="The family to plan for (default: the population, a family "
+                                                    "the fit has not seen).")] = None,
+    point_method: PointMethodOption = "epoch",
+    as_json: JsonOption = False,
+) -> None:
+    """Plan a training run from a fit: the compute-optimal split of a FLOP budget, or tokens to a loss.
+
+    --flops C: the parameters N* and tokens D* (C = 6 N D) that minimise the loss, per posterior draw, and
+    the regret of the point fit's split. --loss L --params N (su2024 fits): tokens and steps to reach L,
+    the minimum loss L_inf(N) and the critical batch size.
+    """
+    fit = _load_fit(fit_file)
+    budgets, losses, sizes = _numbers(flops, "--flops"), _numbers(loss, "--loss"), _numbers(params, "--params")
+    if not budgets and not losses:
+        raise ValueError("nothing to plan: give --flops (compute budgets) or, for a su2024 fit, --loss and --params")
+    if losses and not sizes:
+        raise ValueError("--loss needs --params: the model sizes to reach that loss with")
+    if batch_size is not None and not (np.isfinite(batch_size) and batch_size > 0):
+        raise ValueError(f"--batch-size must be a positive number of tokens per step, got {batch_size}")
+    if family is not None:
+        _check_families(fit, [family], new_family_hint=False)
+    payload, tables = {"form": fit.form, "family": family}, []
+    if budgets:
+        try:
+            from bayeslaw.plan import optimal_allocation
+        except ImportError:
+            raise ValueError("this installation of bayeslaw has no bayeslaw.plan.optimal_allocation") from None
+        point = _point_fits(fit, point_method, [family])
+        allocation = optimal_allocation(fit, flops=budgets, family=family, batch_size=batch_size,
+                                        point=None if point is None else point[family])
+        payload["allocation"] = allocation.to_dict()
+        tables.extend(_allocation_tables(allocation.summary, family))
+    if losses:
+        from bayeslaw.plan import critical_batch_size, minimum_loss, steps_to_loss, tokens_to_loss
+
+        grid = pd.MultiIndex.from_product([sizes, losses], names=["params", "loss"]).to_frame(index=False)
+        args = (fit, grid["params"].to_numpy(), grid["loss"].to_numpy())
+        answers = {"tokens": tokens_to_loss(*args, batch_size=batch_size, family=family),
+                   "steps": steps_to_loss(*args, batch_size=batch_size, family=family),
+                   "minimum_loss": minimum_loss(fit, np.asarray(sizes), family=family),
+                   "critical_batch_size": critical_batch_size(fit, np.asarray(losses), family=family)}
+        titles = {"tokens": "training tokens to reach the loss" + (" at the batch size" if batch_size else
+                                                                     " (Emin: the fewest, at a small batch)"),
+                  "steps": "optimizer steps to reach the loss" + (" at the batch size" if batch_size else
+                                                                  " (Smin: the fewest, at a large batch)"),
+                  "minimum_loss": "minimum loss L_inf(N) after unlimited steps",
+                  "critical_batch_size": "critical batch size Bcrit(L)"}
+        payload["trajectory"] = {}
+        for quantity, answer in answers.items():
+            summary = answer.summary
+            keep = [c for c in ("params", "loss", "batch_size", "q5", "q50", "q95", "p_reachable") if c in summary]
+            payload["trajectory"][quantity] = _records(summary.drop(columns=["family", "kind"], errors="ignore"))
+            reachable = " (p_reachable: posterior probability the loss is reached)" if "p_reachable" in summary else ""
+            tables.append((summary[keep], f"su2024: {titles[quantity]}, {answer.draws.attrs['units']}{reachable}"))
+    if as_json:
+        typer.echo(_json(payload))
+        return
+    for table, title in tables:
+        console.print(_table(table, title))
 
 
 def main() -> None:

@@ -310,6 +310,30 @@ class Fit:
         values = self.idata.posterior[name].values
         return values.reshape(-1, *values.shape[2:])
 
+    def training_rows(self, family: str | None = None) -> pd.DataFrame:
+        """The rows the fit was trained on (after its early cut and thinning), rebuilt from its DataTree:
+        family, run, params, tokens, step, the law's inputs as fitted (batch_size, flops, ...) and loss
+        (nats per token, from ``observed_data``); only ``family``'s rows when one is named."""
+        const = self.idata.constant_data
+        families = np.asarray(const["family"].values).astype(str)
+        runs = np.asarray(const["run"].values).astype(str)
+        rows = pd.DataFrame({
+            "family": families[const["obs_family"].values],
+            "run": runs[const["obs_run"].values],
+            "params": np.exp(const["log_params"].values),
+            "tokens": np.exp(const["log_tokens"].values),
+            "step": const["step"].values,
+            "loss": np.exp(self.idata.observed_data["obs"].values),
+        })
+        for name in self.spec.law.inputs:
+            if f"input_{name}" in const and name not in rows:
+                rows[name] = const[f"input_{name}"].values
+        if family is None:
+            return rows
+        if family not in self.families:
+            raise ValueError(f"training_rows: family {family!r} is not one of the fit's families {self.families}")
+        return rows[rows["family"] == family].reset_index(drop=True)
+
     def __repr__(self) -> str:
         post = self.idata.posterior
         return (f"Fit(form={self.form!r}, pooling={self.pooling!r}, "

@@ -1,6 +1,6 @@
-"""Plan stage: the answers a training plan needs, as posterior draws with bands.
+"""Loss trajectories with a critical batch size: the su2024 questions, as posterior draws with bands.
 
-Loss trajectories with a critical batch size (a ``su2024`` fit; Su et al. 2024). For a model of N
+From a ``su2024`` fit (Su et al. 2024). For a model of N
 parameters trained S steps at B tokens per step, with the fitted law's draws of its constants:
 
 1. :func:`minimum_loss`         L_inf(N) = (Nc / N)^alphaN, the loss after unlimited steps (nats per token);

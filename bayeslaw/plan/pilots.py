@@ -1,0 +1,413 @@
+"""Pilot-run design: which small runs sharpen the forecast of a big one most, per FLOP.
+
+Given a posterior (a :class:`~bayeslaw.inference.nuts.Fit`), a target (family, N parameters, D
+tokens) and candidate pilot runs (N, D, seeds; cost 6 N D x seeds FLOPs unless given),
+:func:`rank_pilots` ranks the candidates by the expected reduction of the target's predictive
+variance of log loss per FLOP.
+
+``method="laplace"`` (default): a linear-Gaussian update. Over the family's posterior (its draws of
+the sampled coordinates theta, ``fit.spec.names``; a hierarchical fit's draws already carry what the
+population says about the family), with R the pilot's observation covariance (checkpoint noise on
+the diagonal, the seed offset's variance shared by the rows of one run: a block per run):
+
+- ``linearize="mean"``: the textbook Laplace step. m, S the mean and covariance of the draws, J the
+  Jacobian of log L at the pilot's rows and g its gradient at the target (``jax.jacfwd`` at m):
+
+      S_new = (S^-1 + J^T R^-1 J)^-1 = S - S J^T (J S J^T + R)^-1 J S     (Woodbury; no S^-1 needed)
+      var_law(target) = g^T S_new g
+
+- ``linearize="draws"`` (default): the same update with log L linearised statistically over the
+  draws instead of at m (the Bayes linear adjustment; an ensemble Kalman step):
+
+      var_law(target) = Var(y_t) - c^T (C + R)^-1 c
+
+  with y_t the draws of log L at the target, C the covariance of the draws of log L at the pilot's
+  rows and c their covariance with y_t. It starts from the draws' own variance (what
+  ``fit.predict`` reports) and is the expected squared error of the best linear estimate of y_t
+  from the pilot's data, so it bounds the expected posterior variance from above. A small fit's
+  posterior lies on a curved ridge (a and alpha, e and the size term) where the Jacobian at m is a
+  poor guide: on ``benchmarks/pilot_design.py`` (3 sizes, a 2.8B target, 5 candidates) "mean"
+  overstated the current sd 1.6x (0.049 against the draws' 0.031) and ranked the candidates against
+  NUTS refits with Spearman -0.2 / +0.1, "draws" +0.9 (median variance ratio to the refit 1.3 with
+  ``offsets="as_fit"``).
+
+New-run variance adds the target's seed variance sigma_seed(N)^2 and checkpoint noise
+sigma_obs^2 nu / (nu - 2). In a linear-Gaussian model the posterior variance does not depend on
+what the pilot will show, so no outcome is simulated: the expected posterior variance is exact
+there, and here as good as the linearisation. The noise scales are fixed at their posterior means
+(of the variances), the Student-t checkpoint noise enters R as the Gaussian of equal Fisher
+information for its location, s^2 (nu + 3) / (nu + 1), and the pilot updates neither the noise nor
+the population of a hierarchical fit.
+
+``method="refit"``: the reference. It simulates the pilot's outcomes from the current posterior
+predictive, appends them to the fit's training rows, refits with the same form and pooling by NUTS
+and measures the target's predictive variance from the draws, averaged over ``outcomes``
+simulations. Slow (one NUTS fit per candidate and outcome): for checking the Laplace ranking.
+
+Variances are of log loss (log nats per token; an sd of 0.01 is about 1% of the loss); costs in
+FLOPs; ``reduction_per_eflop`` is the variance removed per 1e18 FLOPs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import scipy.linalg
+
+from bayeslaw.inference import nuts
+from bayeslaw.inference.nuts import Fit
+from bayeslaw.models import SEED_N_REF
+
+__all__ = ["EFLOP", "pilot_rows", "rank_pilots"]
+
+EFLOP = 1e18  # FLOPs: the unit of reduction_per_eflop
+PILOT_FAMILY = "pilot"  # the family name of pilots (and target) when the target names none (the population)
+
+
+def _target_table(target, family: str | None) -> tuple[pd.DataFrame, str | None]:
+    table = pd.DataFrame([dict(target)]) if isinstance(target, Mapping) else pd.DataFrame(target).reset_index(drop=True)
+    if len(table) != 1:
+        raise ValueError(f"rank_pilots: target has {len(table)} rows; give one (a dict or a one-row DataFrame)")
+    if family is None and "family" in table.columns and pd.notna(table["family"].iloc[0]):
+        family = str(table["family"].iloc[0])
+    return table, family
+
+
+def _check_candidates(candidates: pd.DataFrame, law_inputs: tuple[str, ...], family: str | None) -> pd.DataFrame:
+    """Positive finite params, tokens, seeds, checkpoints and cost_flops; whole seeds and checkpoints."""
+    if not isinstance(candidates, pd.DataFrame) or candidates.empty:
+        raise ValueError("rank_pilots: candidates must be a non-empty DataFrame with columns params, tokens "
+                         "(optional: seeds, checkpoints, cost_flops)")
+    if not candidates.index.is_unique:
+        repeated = candidates.index[candidates.index.duplicated()].unique().tolist()
+        raise ValueError(f"rank_pilots: candidates' index repeats {repeated[:5]}; each candidate needs its own "
+                         f"label (candidates.reset_index(drop=True))")
+    needed = ["params", "tokens", *(c for c in law_inputs if c not in ("params", "tokens", "steps", "flops"))]
+    missing = [c for c in needed if c not in candidates.columns]
+    if missing:
+        raise ValueError(f"rank_pilots: candidates lack column(s) {missing}; found {list(candidates.columns)}; "
+                         f"each candidate needs {needed}")
+    if "family" in candidates.columns:
+        other = candidates.index[candidates["family"].astype(object) != family].tolist()
+        if other:
+            raise ValueError(f"rank_pilots: candidate row(s) {other[:5]} name a family other than the target's "
+                             f"({family!r}); pilots are runs of the target's family: drop the column or fix those rows")
+    for column in ("params", "tokens", "seeds", "checkpoints", "cost_flops", *needed):
+        if column not in candidates.columns:
+            continue
+        values = pd.to_numeric(candidates[column], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values) | (values <= 0)
+        if column in ("seeds", "checkpoints"):
+            bad |= np.isfinite(values) & (values != np.round(values))
+        if bad.any():
+            rows = candidates.index[bad].tolist()
+            what = "a whole number >= 1" if column in ("seeds", "checkpoints") else "positive and finite"
+            raise ValueError(f"rank_pilots: candidates column {column!r} is not {what} at row(s) {rows[:5]} "
+                             f"({len(rows)} in all; values {candidates[column][bad].tolist()[:5]})")
+    return candidates
+
+
+def _resolve_min_tokens(fit: Fit, min_tokens) -> float | None:
+    if isinstance(min_tokens, str):
+        if min_tokens != "fit":
+            raise ValueError(f"min_tokens={min_tokens!r}: use 'fit' (the fit's own cut), None or a number of tokens")
+        recorded = float(fit.idata.attrs.get("bayeslaw_min_tokens", -1.0))
+        return None if recorded < 0 else recorded
+    return None if min_tokens is None else float(min_tokens)
+
+
+def pilot_rows(candidate: Mapping, *, checkpoints: int = 1, first_fraction: float = 0.1,
+               min_tokens: float | None = None, family: str | None = None, name: str = "pilot") -> pd.DataFrame:
+    """The rows a pilot run adds to the data: ``seeds`` runs, each seen at ``checkpoints`` token counts.
+
+    Checkpoints are log-spaced from max(``first_fraction`` x D, just above ``min_tokens``) to D (one
+    checkpoint: D alone), so that a fit with that early cut keeps them all. Extra columns of the
+    candidate (e.g. ``batch_size``) are carried to every row. Runs are named ``{name}-s{seed}``.
+    """
+    tokens = float(candidate["tokens"])
+    if min_tokens is not None and tokens <= min_tokens:
+        raise ValueError(f"pilot {name}: its {tokens:.3g} tokens are at or below the early cut min_tokens="
+                         f"{min_tokens:.3g}, which would drop every checkpoint; train it longer or pass a smaller "
+                         f"min_tokens (None: no cut)")
+    if not 0 < first_fraction <= 1:
+        raise ValueError(f"first_fraction={first_fraction} must lie in (0, 1]")
+    k = int(candidate.get("checkpoints", checkpoints))
+    first = first_fraction * tokens if min_tokens is None else max(first_fraction * tokens, min_tokens * (1 + 1e-6))
+    grid = np.geomspace(first, tokens, k) if k > 1 else np.array([tokens])
+    seeds = int(candidate.get("seeds", 1))
+    extra = {c: candidate[c] for c in candidate.keys()
+             if c not in ("params", "tokens", "seeds", "checkpoints", "cost_flops", "family", "run")}
+    table = pd.DataFrame({
+        "run": np.repeat([f"{name}-s{s}" for s in range(seeds)], len(grid)),
+        "seed": np.repeat(np.arange(seeds), len(grid)),
+        "params": float(candidate["params"]),
+        "tokens": np.tile(grid, seeds),
+        **extra,
+    })
+    return table.assign(family=family) if family is not None else table
+
+
+def _noise_draws(fit: Fit, family: str | None, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Per draw: sigma_seed (at SEED_N_REF), gamma_seed, sigma_obs and nu of ``family``, as in ``Fit.predict``."""
+    known = {f: i for i, f in enumerate(fit.families)}
+    sigma_seed_f, sigma_obs_f = fit._draws("sigma_seed"), fit._draws("sigma_obs")
+    own_seed = (set(known) if fit.pooling != "hierarchical" else
+                {str(f) for f in fit.idata.posterior["seeded_family"].values}
+                if "log_sigma_seed" in fit.idata.posterior else set())
+    n = sigma_obs_f.shape[0]
+    sigma_seed = sigma_seed_f[:, known[family]] if family in own_seed else fit._population_sigma_seed(rng)
+    sigma_obs = (sigma_obs_f[:, known[family]] if family in known
+                 else sigma_obs_f[np.arange(n), rng.integers(0, sigma_obs_f.shape[1], n)])
+    return {"sigma_seed": sigma_seed, "gamma_seed": fit._draws("gamma_seed"), "sigma_obs": sigma_obs,
+            "nu": fit._draws("nu")}
+
+
+def _seed_variance(noise: Mapping[str, np.ndarray], params: float) -> float:
+    """E[sigma_seed(N)^2], sigma_seed(N) = sigma_seed (N / 1e8)^-gamma_seed: the variance of a run's offset."""
+    sd = noise["sigma_seed"] * np.exp(-noise["gamma_seed"] * (np.log(params) - np.log(SEED_N_REF)))
+    return float(np.mean(sd**2))
+
+
+def _inputs(fit: Fit, table: pd.DataFrame, where: str) -> dict:
+    return {k: jnp.asarray(v) for k, v in fit.spec.law.columns(table, where=where).items()}
+
+
+def _jacobian(fit: Fit, m: np.ndarray, inputs: Mapping) -> np.ndarray:
+    """d log L / d theta at theta = m for each row of ``inputs``: (rows, K)."""
+    return np.asarray(jax.jacfwd(lambda theta: fit.spec.log_mean(theta, inputs))(jnp.asarray(m)))
+
+
+def _laplace_variance(S: np.ndarray, g: np.ndarray, J: np.ndarray, R: np.ndarray) -> float:
+    """g^T S_new g with S_new = S - S J^T (J S J^T + R)^-1 J S, through the Cholesky factor of J S J^T + R."""
+    chol = np.linalg.cholesky(J @ S @ J.T + R)
+    v = scipy.linalg.solve_triangular(chol, J @ S @ g, lower=True)
+    return float(max(g @ S @ g - v @ v, 0.0))
+
+
+def _bayes_linear_variance(target_draws: np.ndarray, pilot_draws: np.ndarray, R: np.ndarray) -> float:
+    """Var(y_t) - c^T (C + R)^-1 c from the draws: y_t the target's log L, C the covariance of the pilot
+    rows' log L, c their covariance with y_t (the expected squared error of the best linear estimate of
+    y_t from the pilot's data: an upper bound on the expected posterior variance)."""
+    centred_t = target_draws - target_draws.mean()
+    centred_p = pilot_draws - pilot_draws.mean(axis=0)
+    n = len(target_draws) - 1
+    chol = np.linalg.cholesky(centred_p.T @ centred_p / n + R)
+    v = scipy.linalg.solve_triangular(chol, centred_p.T @ centred_t / n, lower=True)
+    return float(max(centred_t @ centred_t / n - v @ v, 0.0))
+
+
+def _replicated_configs(rows: pd.DataFrame) -> set:
+    """(family, params, budget to 1%) of the runs in ``rows``: a new run of one of them has a sibling."""
+    per_run = rows.groupby("run").agg(family=("family", "first"), params=("params", "first"),
+                                      budget=("tokens", "max"))
+    return {(f, float(p), int(np.round(np.log(b) / 0.01))) for f, p, b in per_run.itertuples(index=False)}
+
+
+def rank_pilots(
+    fit: Fit,
+    target,
+    candidates: pd.DataFrame,
+    *,
+    family: str | None = None,
+    method: str = "laplace",
+    kind: str = "law",
+    checkpoints: int = 1,
+    first_fraction: float = 0.1,
+    min_tokens: float | str | None = "fit",
+    offsets: str = "all",
+    linearize: str = "draws",
+    data: pd.DataFrame | None = None,
+    outcomes: int = 3,
+    refit_options: Mapping | None = None,
+    baseline: str = "refit",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Rank candidate pilot runs by the expected reduction of the target's predictive variance of log loss per FLOP.
+
+    Parameters
+    ----------
+    fit : Fit
+        The current posterior (any form and pooling).
+    target : dict or one-row DataFrame
+        ``params``, ``tokens`` (and the law's other inputs, e.g. ``batch_size`` for su2024), optionally
+        ``family`` (none: a family the fit has not seen, i.e. the population's prediction).
+    candidates : DataFrame
+        One row per pilot: ``params``, ``tokens`` (and the law's other inputs); optional ``seeds``
+        (runs, default 1), ``checkpoints`` (per run, default the keyword) and ``cost_flops``
+        (default 6 N D x seeds). Pilots are runs of the target's family.
+    family : str, optional
+        The family of target and pilots (overrides the target's ``family``).
+    method : {"laplace", "refit"}
+        The linear-Gaussian update (fast; see the module docstring) or the NUTS refit on simulated
+        outcomes (the reference, slow).
+    kind : {"law", "new_run"}
+        Variance of the law's log loss at the target, or of one new run's (+ seed and checkpoint
+        noise). With ``laplace`` the noise is not updated by the pilot, so both rank alike.
+    checkpoints, first_fraction : int, float
+        Each pilot run is seen at ``checkpoints`` token counts log-spaced from ``first_fraction`` x D
+        (or just above ``min_tokens``) to D; 1: its final loss only.
+    min_tokens : "fit", float or None
+        The early cut the pilot's checkpoints must clear: "fit" takes the fit's own (10B tokens by
+        default: a pilot at or below it raises; the simulator's runs are shorter, so pass a smaller
+        cut, or None, when the fit was made with one).
+    offsets : {"all", "as_fit"}
+        "all": every pilot run's rows share a seed offset of variance sigma_seed(N)^2 (what the runs
+        will show). "as_fit": only runs ``bayeslaw.fit`` gives an offset (a sibling of the same size
+        and budget, two or more checkpoints); the others' rows count as independent, which is what a
+        refit will claim (use it to compare with ``method="refit"``).
+    linearize : {"draws", "mean"}
+        ``laplace`` only: "draws" (default), log L linearised statistically over the posterior draws
+        (the Bayes linear adjustment Var(y_t) - c^T (C + R)^-1 c, with C, c the draws' covariances of
+        log L at the pilot's rows and with the target); "mean", linearised at the posterior mean
+        (Jacobians by ``jax.jacfwd``, the textbook Laplace update). See the module docstring for why
+        "draws" is the default.
+    data : DataFrame, optional
+        ``refit`` only: the table the fit was made from (refit with its cut and thinning); default:
+        the fitted rows, rebuilt from ``fit.idata``.
+    outcomes : int
+        ``refit`` only: simulated pilot outcomes averaged per candidate.
+    refit_options : mapping, optional
+        ``refit`` only: NUTS settings for ``bayeslaw.fit`` (default 1 chain, 200 draws, 200 warmup).
+    baseline : {"refit", "fit"}
+        ``refit`` only: the current variance from refits of the data without the pilot (same NUTS
+        settings and seeds as the refits with it, so that their MCMC noise compares alike; default)
+        or from ``fit`` itself (saves ``outcomes`` refits).
+    seed : int
+        Seed of the draws used (population draws, simulated outcomes, refits).
+
+    Returns
+    -------
+    DataFrame
+        One row per candidate (its index kept), sorted by rank: ``params, tokens, seeds, checkpoints,
+        cost_flops``; ``sd_now`` and ``sd_after`` (sd of the target's log loss now and expected after
+        the pilot), ``variance_reduction`` (= sd_now^2 - sd_after^2, (log nats)^2),
+        ``fraction_removed``, ``reduction_per_eflop`` (variance_reduction per 1e18 FLOPs) and
+        ``rank`` (1: most per FLOP); ``laplace`` adds ``sd_now_draws`` (the draws' sd, a check on the
+        linearisation), ``refit`` adds ``sd_after_se`` (the spread over outcomes / sqrt(outcomes)).
+        ``attrs`` record method, kind and units.
+    """
+    if method not in ("laplace", "refit"):
+        raise ValueError(f"unknown method {method!r}; use 'laplace' or 'refit'")
+    if kind not in ("law", "new_run"):
+        raise ValueError(f"unknown kind {kind!r}; use 'law' or 'new_run'")
+    if linearize not in ("mean", "draws"):
+        raise ValueError(f"unknown linearize {linearize!r}; use 'mean' or 'draws'")
+    if baseline not in ("refit", "fit"):
+        raise ValueError(f"unknown baseline {baseline!r}; use 'refit' or 'fit'")
+    if offsets not in ("all", "as_fit"):
+        raise ValueError(f"unknown offsets {offsets!r}; use 'all' or 'as_fit'")
+    target_table, family = _target_table(target, family)
+    candidates = _check_candidates(candidates, fit.spec.law.inputs, family)
+    cut = _resolve_min_tokens(fit, min_tokens)
+    seeds = pd.to_numeric(candidates["seeds"]).astype(int) if "seeds" in candidates else pd.Series(1, candidates.index)
+    ks = (pd.to_numeric(candidates["checkpoints"]).astype(int) if "checkpoints" in candidates
+          else pd.Series(int(checkpoints), candidates.index))
+    cost = (pd.to_numeric(candidates["cost_flops"]).astype(float) if "cost_flops" in candidates
+            else 6.0 * candidates["params"].astype(float) * candidates["tokens"].astype(float) * seeds)
+    pilots = {i: pilot_rows(row, checkpoints=checkpoints, first_fraction=first_fraction, min_tokens=cut,
+                            name=f"pilot{i}") for i, row in candidates.iterrows()}
+    run_family = family if family is not None else PILOT_FAMILY
+
+    rng = np.random.default_rng(seed)
+    theta = fit._theta([family], rng)[:, 0]  # (S, K): the family's draws, or the population's
+    noise = _noise_draws(fit, family, rng)
+    target_params = float(target_table["params"].iloc[0])
+    noise_var_new_run = _seed_variance(noise, target_params) + float(
+        np.mean(noise["sigma_obs"] ** 2 * noise["nu"] / (noise["nu"] - 2.0)))  # Var(Student-t) = s^2 nu / (nu - 2)
+    extra_var = noise_var_new_run if kind == "new_run" else 0.0
+    target_inputs = _inputs(fit, target_table, "rank_pilots: target")
+
+    out = pd.DataFrame({"params": candidates["params"].astype(float), "tokens": candidates["tokens"].astype(float),
+                        "seeds": seeds, "checkpoints": ks, "cost_flops": cost}, index=candidates.index)
+    if method == "laplace":
+        m, S = theta.mean(axis=0), np.atleast_2d(np.cov(theta, rowvar=False))
+        g = _jacobian(fit, m, target_inputs)[0]
+        target_draws = np.asarray(fit.spec.log_mean(jnp.asarray(theta), target_inputs))  # (S,)
+        # Student-t checkpoint noise enters as the Gaussian of equal Fisher information for its location:
+        # variance s^2 (nu + 3) / (nu + 1) (its own variance, s^2 nu / (nu - 2), would undercount a t's information)
+        obs_var = float(np.mean(noise["sigma_obs"] ** 2 * (noise["nu"] + 3.0) / (noise["nu"] + 1.0)))
+        known = _replicated_configs(fit.training_rows()) if offsets == "as_fit" else set()
+        sd_after = {}
+        for i, rows in pilots.items():
+            inputs = _inputs(fit, rows, f"rank_pilots: candidate {i!r}")
+            J = _jacobian(fit, m, inputs) if linearize == "mean" else None
+            R = obs_var * np.eye(len(rows))
+            seed_var = _seed_variance(noise, float(rows["params"].iloc[0]))
+            n_seeds, k = int(seeds[i]), len(rows) // int(seeds[i])
+            budget = (run_family, float(rows["params"].iloc[0]), int(np.round(np.log(rows["tokens"].max()) / 0.01)))
+            has_offset = offsets == "all" or (k >= 2 and (n_seeds >= 2 or budget in known))
+            if has_offset:  # rows of one run share its offset: a block of seed_var
+                R += np.kron(np.eye(n_seeds), np.full((k, k), seed_var))
+            if linearize == "mean":
+                sd_after[i] = np.sqrt(_laplace_variance(S, g, J, R) + extra_var)
+            else:
+                pilot_draws = np.asarray(jax.vmap(lambda th: fit.spec.log_mean(th, inputs))(jnp.asarray(theta)))
+                sd_after[i] = np.sqrt(_bayes_linear_variance(target_draws, pilot_draws, R) + extra_var)
+        sd_draws = np.sqrt(float(np.var(target_draws, ddof=1)) + extra_var)
+        out["sd_now"] = np.sqrt(float(g @ S @ g) + extra_var) if linearize == "mean" else sd_draws
+        out["sd_after"] = pd.Series(sd_after)
+        out["sd_now_draws"] = sd_draws
+    else:
+        out["sd_now"], out["sd_after"], out["sd_after_se"] = _refit_variances(
+            fit, target_table, pilots, family, run_family, theta, noise, kind=kind, data=data, outcomes=outcomes,
+            refit_options=refit_options, baseline=baseline, rng=rng, seed=seed)
+    out["variance_reduction"] = out["sd_now"] ** 2 - out["sd_after"] ** 2
+    out["fraction_removed"] = out["variance_reduction"] / out["sd_now"] ** 2
+    out["reduction_per_eflop"] = out["variance_reduction"] / (out["cost_flops"] / EFLOP)
+    out["rank"] = out["reduction_per_eflop"].rank(ascending=False, method="min").astype(int)
+    out = out.sort_values(["rank", "cost_flops"], kind="stable")
+    out.attrs.update({"method": method, "kind": kind, "family": family, "units": "sd of log loss (log nats per "
+                      "token); variance_reduction in (log nats)^2; reduction_per_eflop per 1e18 FLOPs"})
+    return out
+
+
+def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise, *, kind, data, outcomes,
+                     refit_options, baseline, rng, seed):
+    """Per candidate: the current sd, the sd after the pilot (root of the mean variance over simulated
+    outcomes, each a NUTS refit) and its standard error, from the draws of log loss at the target."""
+    if outcomes < 1:
+        raise ValueError(f"outcomes={outcomes}: need at least one simulated pilot outcome")
+    options = {"chains": 1, "draws": 200, "warmup": 200, "progress": False, **(refit_options or {})}
+    attrs = fit.idata.attrs
+    settings = {"form": fit.form, "pooling": fit.pooling, "seed_scaling": fit.seed_scaling,
+                "nu": None if float(attrs["bayeslaw_nu"]) < 0 else float(attrs["bayeslaw_nu"])}
+    if data is None:  # the fitted rows: already cut and thinned
+        base, settings = fit.training_rows(), {**settings, "min_tokens": None, "thin": None}
+    else:
+        base = data
+        settings.update({k: (None if float(attrs[f"bayeslaw_{k}"]) < 0 else attrs[f"bayeslaw_{k}"])
+                         for k in ("min_tokens", "min_fraction", "thin")})
+    refit_target = target_table.assign(family=run_family)
+
+    def target_variance(posterior: Fit) -> float:
+        draws = posterior.predict(refit_target, kind=kind, seed=seed).draws.values[:, 0]
+        return float(np.var(np.log(draws)))
+
+    if baseline == "refit":  # the same NUTS settings and seeds without the pilot: MCMC noise alike on both sides
+        now = np.sqrt(np.mean([target_variance(nuts.fit(base, seed=seed + 1 + o, **settings, **options))
+                               for o in range(outcomes)]))
+    else:
+        now = np.sqrt(target_variance(fit))
+    after, se = {}, {}
+    for i, rows in pilots.items():
+        variances = []
+        inputs = _inputs(fit, rows, f"rank_pilots: candidate {i!r}")
+        for o in range(outcomes):
+            d = rng.integers(theta.shape[0])  # one posterior draw: law, noise scales and offsets
+            log_law = np.asarray(fit.spec.log_mean(jnp.asarray(theta[d]), inputs))
+            run_sd = noise["sigma_seed"][d] * np.exp(
+                -noise["gamma_seed"][d] * (np.log(rows["params"].to_numpy(float)) - np.log(SEED_N_REF)))
+            offset = run_sd * rng.standard_normal(int(rows["seed"].max()) + 1)[rows["seed"].to_numpy()]
+            log_loss = log_law + offset + noise["sigma_obs"][d] * rng.standard_t(noise["nu"][d], len(rows))
+            batch = rows["batch_size"].to_numpy(float) if "batch_size" in rows else 1.0
+            pilot = rows.assign(family=run_family, run=[f"{run_family}-{r}-o{o}" for r in rows["run"]],
+                                loss=np.exp(log_loss), step=np.round(rows["tokens"].to_numpy(float) / batch))
+            refit = nuts.fit(pd.concat([base, pilot], ignore_index=True), seed=seed + 1 + o, **settings, **options)
+            variances.append(target_variance(refit))
+        after[i] = np.sqrt(np.mean(variances))
+        se[i] = np.std(variances) / np.sqrt(len(variances)) / (2 * after[i])  # delta method: se of the sd
+    return now, pd.Series(after), pd.Series(se)

@@ -1,0 +1,244 @@
+"""The everyday plots of a fitted posterior and the fit report (bayeslaw.plots)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from bayeslaw import plots  # noqa: E402
+from bayeslaw.inference.nuts import fit  # noqa: E402
+from bayeslaw.inference.point import fit_point  # noqa: E402
+from bayeslaw.simulation import simulate, simulate_trajectories  # noqa: E402
+
+# small and fast, not converged: nu fixed and a diagonal mass matrix keep NUTS' trees short
+QUICK = {"chains": 2, "draws": 150, "warmup": 100, "thin": 5, "min_tokens": 5e9, "nu": 5.0,
+         "target_accept": 0.8, "dense_mass": False, "progress": False}
+PNGS = ("predictive_curves.png", "forest.png", "seed_variance.png", "point_vs_posterior.png", "trace.png", "rank.png")
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate(families=2, sizes=(1e8, 4e8, 1.6e9), seeds=2, checkpoints=8, seed=11)
+
+
+@pytest.fixture(scope="module")
+def fitted(sim):
+    return fit(sim.data, seed=0, **QUICK)
+
+
+@pytest.fixture(scope="module")
+def hitchhiker(sim):
+    """Point fits per family (the Hitchhiker's single start: fast; epoch's 4500-start grid is the default)."""
+    return {f: fit_point(rows, method="hitchhiker") for f, rows in sim.data.groupby("family")}
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _by_gid(ax, prefix):
+    artists = [*ax.lines, *ax.collections]
+    return {a.get_gid().split(":", 1)[1]: a for a in artists if (a.get_gid() or "").startswith(prefix)}
+
+
+def _band_at(band, x):
+    """The (low, high) of a fill_between polygon at x."""
+    vertices = band.get_paths()[0].vertices
+    ys = vertices[np.isclose(vertices[:, 0], x, rtol=1e-9), 1]
+    return ys.min(), ys.max()
+
+
+def _check_bands(ax):
+    medians, band50, band90 = _by_gid(ax, "median:"), _by_gid(ax, "band50:"), _by_gid(ax, "band90:")
+    assert medians and set(medians) == set(band50) == set(band90)
+    for run, line in medians.items():
+        for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True):
+            lo50, hi50 = _band_at(band50[run], x)
+            lo90, hi90 = _band_at(band90[run], x)
+            assert lo90 <= lo50 <= y <= hi50 <= hi90, (run, x)
+    return medians
+
+
+def test_predictive_curves_panels_runs_and_bands(fitted, sim):
+    figure = plots.predictive_curves(fitted, sim.data, max_runs=3)
+    assert isinstance(figure, Figure)
+    assert [ax.get_title() for ax in figure.axes] == ["fam0", "fam1"]
+    for ax in figure.axes:
+        medians = _check_bands(ax)
+        assert len(medians) == 3  # spread over sizes: the smallest and the largest model among them
+        sizes = {float(sim.data.loc[sim.data["run"] == run, "params"].iloc[0]) for run in medians}
+        assert min(sizes) == 1e8 and max(sizes) == 1.6e9
+        assert ax.get_xscale() == ax.get_yscale() == "log"
+        assert len(ax.get_legend().get_texts()) == 3
+
+
+def test_predictive_curves_from_the_fit_alone(fitted):
+    """Without data, the rows come from the DataTree: every fitted point is drawn, at its observed loss."""
+    figure = plots.predictive_curves(fitted)  # 6 runs per family: all of them
+    dots = [line for ax in figure.axes for line in ax.lines if line.get_marker() == "o"]
+    assert sum(len(line.get_xdata()) for line in dots) == fitted.idata.attrs["bayeslaw_rows_fitted"]
+    observed = np.sort(np.exp(fitted.idata.observed_data["obs"].values))
+    np.testing.assert_allclose(np.sort(np.concatenate([line.get_ydata() for line in dots])), observed)
+    for ax in figure.axes:
+        assert len(_check_bands(ax)) == 6
+
+
+def test_bands_are_the_fits_prediction_of_each_run(fitted, sim):
+    """kind="law": the bands are fit.predict(kind="law") at the run's own checkpoints (a fitted run in
+    kind="new_run" keeps its fitted offset, whose trade-off with the law can make its band the narrower one)."""
+    ax = plots.predictive_curves(fitted, sim.data, families="fam0", max_runs=2, kind="law").axes[0]
+    for run, band in _by_gid(ax, "band90:").items():
+        targets = sim.data[sim.data["run"] == run].sort_values("tokens").drop(columns="loss")
+        expected = fitted.predict(targets, kind="law").summary
+        limits = np.array([_band_at(band, x) for x in expected["tokens"]])
+        np.testing.assert_allclose(limits, expected[["q5", "q95"]].to_numpy(), rtol=1e-9)
+        np.testing.assert_allclose(_by_gid(ax, "median:")[run].get_ydata(), expected["q50"], rtol=1e-9)
+
+
+def test_predictive_curves_of_a_family_the_fit_has_not_seen(fitted, sim):
+    """A held-out family, named: the population's prediction, wider than that of the fitted family it copies."""
+    fam0 = sim.data[sim.data["family"] == "fam0"]
+    heldout = fam0.assign(family="heldout", run="heldout-" + fam0["run"])
+    figure = plots.predictive_curves(fitted, pd.concat([fam0, heldout]), families=["fam0", "heldout"], max_runs=2)
+    assert "not fitted" in figure.axes[1].get_title() and "not fitted" not in figure.axes[0].get_title()
+
+    def width(ax):
+        return np.mean([np.subtract(*_band_at(band, x)[::-1]) for run, band in _by_gid(ax, "band90:").items()
+                        for x in _by_gid(ax, "median:")[run].get_xdata()])
+    assert width(figure.axes[1]) > width(figure.axes[0])
+    assert len(_check_bands(figure.axes[1])) == 2
+
+
+def test_predictive_curves_bad_input(fitted, sim):
+    with pytest.raises(ValueError, match="kind"):
+        plots.predictive_curves(fitted, kind="median")
+    with pytest.raises(ValueError, match="loss"):
+        plots.predictive_curves(fitted, sim.data.drop(columns="loss"))
+    with pytest.raises(ValueError, match="fam9"):
+        plots.predictive_curves(fitted, sim.data, families=["fam9"])
+
+
+def test_forest_rows_are_the_families_and_the_population(fitted):
+    figure = plots.forest(fitted)
+    names = list(fitted.spec.law.natural(fitted.law_theta("fam0")))
+    assert [ax.get_title() for ax in figure.axes] == names == ["E", "A", "B", "alpha", "beta"]
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert labels == ["fam0", "fam1", "population mean (mu)", "new family"]
+    medians = fitted.params().set_index(["family", "parameter"])["median"]
+    for ax, name in zip(figure.axes, names, strict=True):
+        dots = [line for line in ax.lines if line.get_marker() == "o"]
+        assert len(dots) == len(labels)
+        for family, dot in zip(fitted.families, dots, strict=False):
+            np.testing.assert_allclose(dot.get_xdata()[0], medians[(family, name)], rtol=1e-5)
+    assert figure.axes[1].get_xscale() == "log" and figure.axes[3].get_xscale() == "linear"  # A spans decades
+
+
+def test_seed_variance_against_the_spread_across_seeds(fitted, sim):
+    figure = plots.seed_variance(fitted, sim.data)
+    assert [ax.get_title() for ax in figure.axes] == ["fam0", "fam1"]
+    final = sim.data.sort_values("tokens").groupby("run").agg(family=("family", "first"), params=("params", "first"),
+                                                              loss=("loss", "last"))
+    sigma_seed = fitted._draws("sigma_seed")
+    for i, (ax, family) in enumerate(zip(figure.axes, fitted.families, strict=True)):
+        empirical = final[final["family"] == family].groupby("params")["loss"].agg(lambda v: np.log(v).std(ddof=1))
+        points = next(line for line in ax.lines if line.get_marker() == "o")
+        np.testing.assert_allclose(points.get_xdata(), empirical.index)
+        np.testing.assert_allclose(points.get_ydata(), empirical.to_numpy())
+        median = ax.lines[0].get_ydata()  # constant seed_scaling: a flat line at sigma_seed's posterior median
+        np.testing.assert_allclose(median, np.median(sigma_seed[:, i]))
+    assert any("sigma_seed" in t.get_text() for t in figure.legends[0].get_texts())
+
+
+def test_trace_and_rank_of_the_main_sites(fitted):
+    figure = plots.trace(fitted)
+    assert isinstance(figure, Figure)
+    labels = {ax.get_ylabel() for ax in figure.axes} - {""}
+    assert {"e", "alpha", "beta", "sigma_obs", "sigma_seed"} <= labels
+    assert not labels & {"u", "u_decentered", "nu", "theta_raw"}  # per-run sites, and nu fixed in this fit
+    one = plots.trace(fitted, var_names="alpha")
+    assert {ax.get_ylabel() for ax in one.axes} - {""} == {"alpha"}
+
+    figure = plots.rank(fitted, var_names=["alpha", "sigma_obs"])
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert sorted(titles) == sorted(f"{v}\n{f}" for v in ("alpha", "sigma_obs") for f in fitted.families)
+    with pytest.raises(ValueError, match="no posterior site"):
+        plots.rank(fitted, var_names=["alpha", "Alpha"])
+
+
+def test_point_vs_posterior_marks_each_point_fit(fitted, sim, hitchhiker):
+    figure = plots.point_vs_posterior(fitted, hitchhiker)
+    assert [ax.get_title() for ax in figure.axes] == ["E", "A", "B", "alpha", "beta"]
+    assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == fitted.families
+    for ax in figure.axes:
+        marks = [line for line in ax.lines if line.get_marker() == "x"]
+        expected = [hitchhiker[f].params[ax.get_title()] for f in fitted.families]
+        np.testing.assert_allclose([m.get_xdata()[0] for m in marks], expected)
+        assert len(ax.collections) >= len(fitted.families)  # a density per family
+    with pytest.raises(ValueError, match="fam9"):
+        plots.point_vs_posterior(fitted, {"fam9": hitchhiker["fam0"]})
+
+
+def test_point_vs_posterior_says_which_family_has_no_point_fit(fitted, sim):
+    """Point fits made here; a family with fewer rows than parameters gets none, and the figure says why."""
+    fam1 = sim.data.index[sim.data["family"] == "fam1"]
+    rows = sim.data[(sim.data["family"] == "fam0") | sim.data.index.isin(fam1[:3])]
+    figure = plots.point_vs_posterior(fitted, data=rows, method="hitchhiker")
+    assert "no point fit for fam1" in figure.get_suptitle()
+    assert len([line for line in figure.axes[0].lines if line.get_marker() == "x"]) == 1
+
+
+def test_fit_report_writes_every_file(fitted, sim, hitchhiker, tmp_path):
+    report = plots.fit_report(fitted, tmp_path / "report", data=sim.data, point_fits=hitchhiker)
+    assert report == tmp_path / "report" / "report.md"
+    files = {p.name for p in report.parent.iterdir()}
+    assert files == {*PNGS, "params.csv", "diagnostics.csv", "diagnostics.txt", "report.md"}  # no temporary left
+    text = report.read_text()
+    for png in PNGS:
+        assert f"]({png})" in text
+        assert (report.parent / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "chains x 150 draws" in text and "hierarchical" in text and "fam0, fam1" in text
+    assert f"divergences {fitted.diagnostics(warn=False).divergences}" in text
+    params = pd.read_csv(report.parent / "params.csv")
+    assert len(params) == len(fitted.params()) and set(params["family"]) == set(fitted.families)
+    assert "r_hat" in pd.read_csv(report.parent / "diagnostics.csv").columns
+    assert not plt.get_fignums()  # every figure closed
+
+
+def test_fit_report_fails_cleanly(fitted, hitchhiker, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="cannot make the report folder"):
+        plots.fit_report(fitted, blocker / "report", point_fits=hitchhiker)
+    assert blocker.read_text() == "not a folder"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("rank plot failed")
+
+    for name in ("predictive_curves", "forest", "seed_variance", "point_vs_posterior", "trace"):  # cheap stand-ins
+        monkeypatch.setattr(plots, name, lambda *args, **kwargs: plt.figure())
+    monkeypatch.setattr(plots, "rank", broken)  # the last figure drawn
+    out = tmp_path / "half"
+    with pytest.raises(RuntimeError, match="rank plot failed"):
+        plots.fit_report(fitted, out, point_fits=hitchhiker)
+    assert list(out.iterdir()) == []  # figures are drawn before anything is written: no PNG, no report.md
+    assert not plt.get_fignums()
+
+
+@pytest.mark.slow  # ~35 s of CPU, nearly all of it compiling su2024's Newton solve into NUTS and the point fit
+def test_predictive_curves_of_a_su2024_fit():
+    """A trajectory law: the bands need each run's batch size, read from the data or from the fit's DataTree."""
+    sim = simulate_trajectories(families=1, sizes=(1e7, 1e8), batch_sizes=(2.5e5, 4e6), seeds=1, checkpoints=5, seed=0)
+    posterior = fit(sim.data, form="su2024", pooling="complete", seed=0, chains=1, draws=30, warmup=30,
+                    min_tokens=None, thin=None, nu=5.0, target_accept=0.8, dense_mass=False, progress=False)
+    for data in (sim.data, None):
+        figure = plots.predictive_curves(posterior, data)
+        (ax,) = figure.axes
+        assert len(_check_bands(ax)) == sim.data["run"].nunique() == 4
+    with pytest.raises(ValueError, match="batch_size"):
+        plots.predictive_curves(posterior, sim.data.drop(columns="batch_size"))
