@@ -360,6 +360,11 @@ def _point_fits(fit, method: str, families) -> dict | None:
     return {family: fit_point(fit.training_rows(family), form=fit.form, method=method) for family in families}
 
 
+def _working(text: str):
+    """A spinner on stderr while something slow runs (stdout stays clean for --json)."""
+    return err_console.status(text, spinner="dots")
+
+
 def _load_fit(path: Path):
     """A fit file; a missing file, a file that is not netCDF, or a netCDF file without bayeslaw's
     attributes end in one line naming the file."""
@@ -556,8 +561,9 @@ def report(
     except ImportError:
         raise ValueError("this installation of bayeslaw has no bayeslaw.plots.fit_report") from None
     df = None if data is None else _read_data(data, root, loss_name)
-    point_fits = _point_fits(fit, point_method, fit.families)
-    written = Path(fit_report(fit, out, data=df, **({} if point_fits is None else {"point_fits": point_fits})))
+    with _working(f"point fits ({point_method}) and the report's figures..."):
+        point_fits = _point_fits(fit, point_method, fit.families)
+        written = Path(fit_report(fit, out, data=df, **({} if point_fits is None else {"point_fits": point_fits})))
     folder = written if written.is_dir() else written.parent  # fit_report returns report.md
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     if as_json:
@@ -627,9 +633,10 @@ def plan(
             from bayeslaw.plan import optimal_allocation
         except ImportError:
             raise ValueError("this installation of bayeslaw has no bayeslaw.plan.optimal_allocation") from None
-        point = _point_fits(fit, point_method, [family])
-        allocation = optimal_allocation(fit, flops=budgets, family=family, batch_size=batch_size,
-                                        point=None if point is None else point[family])
+        with _working("point fit and the compute-optimal split of each budget..."):
+            point = _point_fits(fit, point_method, [family])
+            allocation = optimal_allocation(fit, flops=budgets, family=family, batch_size=batch_size,
+                                            point=None if point is None else point[family])
         payload["allocation"] = allocation.to_dict()
         tables.extend(_allocation_tables(allocation.summary, family))
     if losses:
