@@ -65,6 +65,7 @@ __all__ = [
     "pooled",
     "prepare",
     "prior_vector",
+    "seed_sd",
     "unpooled",
 ]
 
@@ -191,6 +192,12 @@ def _natural_sites(theta, spec: Parameterization) -> None:
         numpyro.deterministic(name, value)
 
 
+def seed_sd(sigma_seed, gamma_seed, log_params):
+    """sigma_seed(N) = sigma_seed (N / SEED_N_REF)^-gamma_seed: the sd of a run's offset in log loss, at
+    log N = ``log_params`` (arrays broadcasting; a jax array, which numpy callers wrap in np.asarray)."""
+    return sigma_seed * jnp.exp(-gamma_seed * (log_params - np.log(SEED_N_REF)))
+
+
 def _likelihood(data: ModelData, theta, sigma_seed_family, gamma_seed, sigma_obs_family, y, nu=None):
     """Run offsets and the Student-t likelihood, shared by every variant (``nu``: a number fixes it)."""
     # One nu for all families, above the floor NU_MIN. A family whose trajectories the law cannot
@@ -221,8 +228,7 @@ def _likelihood(data: ModelData, theta, sigma_seed_family, gamma_seed, sigma_obs
     seeded = data.seeded_runs
     offset = jnp.zeros(data.n_runs)
     if len(seeded):
-        run_sd = sigma_seed_family[data.run_family[seeded]] * jnp.exp(
-            -gamma_seed * (data.run_log_params[seeded] - np.log(SEED_N_REF)))
+        run_sd = seed_sd(sigma_seed_family[data.run_family[seeded]], gamma_seed, data.run_log_params[seeded])
         # A run with a trajectory pins its own offset far more tightly than sigma_seed does: sample it
         # centred (non-centred couples it to sigma_seed; slow mixing, measured on the demo). A run with
         # two points says little about its offset: non-centred avoids the funnel.

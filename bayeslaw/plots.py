@@ -18,7 +18,7 @@ from scipy.stats import gaussian_kde  # noqa: E402
 
 from bayeslaw.data.files import write_atomic  # noqa: E402
 from bayeslaw.inference.point import fit_point  # noqa: E402
-from bayeslaw.models import SEED_N_REF, get_model, prepare  # noqa: E402
+from bayeslaw.models import get_model, prepare, seed_sd  # noqa: E402
 
 __all__ = [
     "allocation_frontier", "are_heatmap", "backtest_report", "calibration_plot", "fit_report", "forest", "form_curves",
@@ -357,7 +357,7 @@ def seed_variance(fit, data: pd.DataFrame | None = None):
         i = fit.families.index(family)
         sizes = rows.loc[rows["family"] == family, "params"].to_numpy(dtype=float)
         grid = np.geomspace(sizes.min() / 1.5, sizes.max() * 1.5, 40)
-        run_sd = sigma_seed[:, i, None] * np.exp(-gamma[:, None] * (np.log(grid) - np.log(SEED_N_REF)))
+        run_sd = np.asarray(seed_sd(sigma_seed[:, i, None], gamma[:, None], np.log(grid)))
         q05, q50, q95 = np.quantile(run_sd, [0.05, 0.5, 0.95], axis=0)
         label = "sigma_seed(N)" if family in informed else "sigma_seed(N), no replicated runs to inform it"
         ax.fill_between(grid, q05, q95, color="C0", alpha=0.2, lw=0)

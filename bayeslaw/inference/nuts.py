@@ -23,9 +23,8 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_value
 from bayeslaw.data.files import write_atomic
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.point import fit_point
-from bayeslaw.laws import get_law
-from bayeslaw.models import (CENTERED_MIN_SIZES, PRIORS, SEED_N_REF, ModelData, Parameterization, get_model,
-                             get_parameterization, prepare)
+from bayeslaw.models import (CENTERED_MIN_SIZES, PRIORS, ModelData, Parameterization, get_model,
+                             get_parameterization, prepare, seed_sd)
 
 __all__ = ["Diagnostics", "Fit", "Prediction", "fit", "load_fit", "summarize"]
 
@@ -389,6 +388,25 @@ class Fit:
             return self._draws("sigma_seed_shared")
         return np.abs(rng.normal(0.0, PRIORS["sigma_seed"], self._draws("sigma_seed").shape[0]))
 
+    def _noise_scales(self, families, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """sigma_seed (at SEED_N_REF) and sigma_obs per draw for a new run of each of ``families``: (sample, family).
+
+        A family's own where the fit learnt them; otherwise (hierarchical: a family without replicated runs
+        has no sigma_seed of its own, see models; an unseen family or None) the population's sigma_seed, and
+        for an unseen family the sigma_obs of a family drawn at random per sample (shared by every unseen one).
+        """
+        sigma_seed_f, sigma_obs_f = self._draws("sigma_seed"), self._draws("sigma_obs")
+        n_samples = sigma_obs_f.shape[0]
+        family_pos = {f: i for i, f in enumerate(self.families)}
+        pop_seed = self._population_sigma_seed(rng)
+        own_seed = (set(family_pos) if self.pooling != "hierarchical" else
+                    {str(f) for f in self.idata.posterior["seeded_family"].values}
+                    if "log_sigma_seed" in self.idata.posterior else set())
+        pop_obs = sigma_obs_f[np.arange(n_samples), rng.integers(0, sigma_obs_f.shape[1], n_samples)]
+        sigma_seed = np.stack([sigma_seed_f[:, family_pos[f]] if f in own_seed else pop_seed for f in families], axis=1)
+        sigma_obs = np.stack([sigma_obs_f[:, family_pos[f]] if f in family_pos else pop_obs for f in families], axis=1)
+        return sigma_seed, sigma_obs
+
     def predict(
         self,
         targets: pd.DataFrame,
@@ -416,7 +434,6 @@ class Fit:
         targets = targets.reset_index(drop=True)
         inputs = self.spec.law.columns(targets, where="predict: targets")
         rng = np.random.default_rng(seed)
-        family_pos = {f: i for i, f in enumerate(self.families)}
         families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))
         runs = targets["run"] if "run" in targets.columns else pd.Series([None] * len(targets))
         theta = self._theta(families, rng)
@@ -425,30 +442,20 @@ class Fit:
         log_loss = np.array(self.spec.log_mean(jnp.asarray(theta), {k: jnp.asarray(v) for k, v in inputs.items()}))
 
         if kind == "new_run":
-            sigma_seed_f, sigma_obs_f = self._draws("sigma_seed"), self._draws("sigma_obs")
             gamma = self._draws("gamma_seed")
             nu = self._draws("nu")
             # only runs seen at two or more checkpoints carry a fitted offset
             seeded = ({str(r): i for i, r in enumerate(self.idata.posterior["seeded_run"].values)}
                       if "u" in self.idata.posterior else {})
             u_fitted = self._draws("u") if seeded else None
-            pop_seed = self._population_sigma_seed(rng)
-            # hierarchical: a family without replicated runs has no sigma_seed of its own (see models)
-            own_seed = (set(family_pos) if self.pooling != "hierarchical" else
-                        {str(f) for f in self.idata.posterior["seeded_family"].values}
-                        if "log_sigma_seed" in self.idata.posterior else set())
-            # a family the fit has not seen: the noise sd of a family drawn at random per sample
-            pop_obs = sigma_obs_f[np.arange(n_samples), rng.integers(0, sigma_obs_f.shape[1], n_samples)]
-            for j, (family, run) in enumerate(zip(families, runs, strict=True)):
-                known = family in family_pos
+            sigma_seed, sigma_obs = self._noise_scales(families, rng)
+            for j, run in enumerate(runs):
                 if run is not None and run in seeded:
                     offset = u_fitted[:, seeded[run]]
                 else:
-                    sd = (sigma_seed_f[:, family_pos[family]] if family in own_seed else pop_seed) * np.exp(
-                        -gamma * (log_params[j] - np.log(SEED_N_REF)))
-                    offset = sd * rng.standard_normal(n_samples)
-                obs_sd = sigma_obs_f[:, family_pos[family]] if known else pop_obs
-                log_loss[:, j] += offset + obs_sd * rng.standard_t(nu)
+                    offset = np.asarray(seed_sd(sigma_seed[:, j], gamma, log_params[j])) * rng.standard_normal(
+                        n_samples)
+                log_loss[:, j] += offset + sigma_obs[:, j] * rng.standard_t(nu)
         return summarize(np.exp(log_loss), targets, kind=kind, quantiles=quantiles)
 
     # --- diagnostics -----------------------------------------------------------------------

@@ -60,7 +60,7 @@ import scipy.linalg
 
 from bayeslaw.inference import nuts
 from bayeslaw.inference.nuts import Fit
-from bayeslaw.models import SEED_N_REF
+from bayeslaw.models import seed_sd
 
 __all__ = ["EFLOP", "pilot_rows", "rank_pilots"]
 
@@ -153,22 +153,14 @@ def pilot_rows(candidate: Mapping, *, checkpoints: int = 1, first_fraction: floa
 
 def _noise_draws(fit: Fit, family: str | None, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Per draw: sigma_seed (at SEED_N_REF), gamma_seed, sigma_obs and nu of ``family``, as in ``Fit.predict``."""
-    known = {f: i for i, f in enumerate(fit.families)}
-    sigma_seed_f, sigma_obs_f = fit._draws("sigma_seed"), fit._draws("sigma_obs")
-    own_seed = (set(known) if fit.pooling != "hierarchical" else
-                {str(f) for f in fit.idata.posterior["seeded_family"].values}
-                if "log_sigma_seed" in fit.idata.posterior else set())
-    n = sigma_obs_f.shape[0]
-    sigma_seed = sigma_seed_f[:, known[family]] if family in own_seed else fit._population_sigma_seed(rng)
-    sigma_obs = (sigma_obs_f[:, known[family]] if family in known
-                 else sigma_obs_f[np.arange(n), rng.integers(0, sigma_obs_f.shape[1], n)])
-    return {"sigma_seed": sigma_seed, "gamma_seed": fit._draws("gamma_seed"), "sigma_obs": sigma_obs,
+    sigma_seed, sigma_obs = fit._noise_scales([family], rng)
+    return {"sigma_seed": sigma_seed[:, 0], "gamma_seed": fit._draws("gamma_seed"), "sigma_obs": sigma_obs[:, 0],
             "nu": fit._draws("nu")}
 
 
 def _seed_variance(noise: Mapping[str, np.ndarray], params: float) -> float:
     """E[sigma_seed(N)^2], sigma_seed(N) = sigma_seed (N / 1e8)^-gamma_seed: the variance of a run's offset."""
-    sd = noise["sigma_seed"] * np.exp(-noise["gamma_seed"] * (np.log(params) - np.log(SEED_N_REF)))
+    sd = np.asarray(seed_sd(noise["sigma_seed"], noise["gamma_seed"], np.log(params)))
     return float(np.mean(sd**2))
 
 
@@ -399,8 +391,8 @@ def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise
         for o in range(outcomes):
             d = rng.integers(theta.shape[0])  # one posterior draw: law, noise scales and offsets
             log_law = np.asarray(fit.spec.log_mean(jnp.asarray(theta[d]), inputs))
-            run_sd = noise["sigma_seed"][d] * np.exp(
-                -noise["gamma_seed"][d] * (np.log(rows["params"].to_numpy(float)) - np.log(SEED_N_REF)))
+            run_sd = np.asarray(seed_sd(noise["sigma_seed"][d], noise["gamma_seed"][d],
+                                        np.log(rows["params"].to_numpy(float))))
             offset = run_sd * rng.standard_normal(int(rows["seed"].max()) + 1)[rows["seed"].to_numpy()]
             log_loss = log_law + offset + noise["sigma_obs"][d] * rng.standard_t(noise["nu"][d], len(rows))
             batch = rows["batch_size"].to_numpy(float) if "batch_size" in rows else 1.0
