@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bayeslaw.data.files import write_atomic
+from bayeslaw.data.files import jsonable, write_atomic
 
 app = typer.Typer(
     name="bayeslaw",
@@ -217,14 +217,12 @@ def demo(
     write_atomic(out / "fits.csv", lambda p: pd.concat([point.fits, bayes.fits]).to_csv(p, index=False))
     result.save(out / "fit.nc")
     with status("fit report: posterior predictive curves, forest, seed variance, trace and rank plots..."):
-        from bayeslaw.inference.point import fit_point
         from bayeslaw.plots import fit_report
 
-        train = result.training_rows()
         # least squares from one start per family (seconds) for the point-fit overlay; the epoch grid fits
         # of every family are already in fits.csv
-        point_fits = {f: fit_point(train[train["family"] == f], method="hitchhiker") for f in result.families}
-        fit_report(result, out / "report", data=train, point_fits=point_fits)
+        fit_report(result, out / "report", data=result.training_rows(),
+                   point_fits=_point_fits(result, "hitchhiker", result.families))
     if as_json:
         typer.echo(json.dumps({"scores": scores.to_dict(orient="records"), "diagnostics": str(diagnostics),
                                "out": str(out)}, indent=1, default=float))
@@ -293,25 +291,7 @@ ValuesHelp = "several: comma-separated or the option repeated; every combination
 
 def _json(payload) -> str:
     """JSON text with non-finite numbers (NaN, inf) as null: strict JSON, which every parser reads."""
-
-    def clean(value):
-        if isinstance(value, dict):
-            return {str(k): clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        if isinstance(value, (np.ndarray, pd.Series)):
-            return [clean(v) for v in value.tolist()]
-        if isinstance(value, (bool, np.bool_)):
-            return bool(value)
-        if isinstance(value, (int, np.integer)):
-            return int(value)
-        if isinstance(value, (float, np.floating)):
-            return float(value) if np.isfinite(value) else None
-        if value is None or isinstance(value, str):
-            return value
-        return str(value)
-
-    return json.dumps(clean(payload), indent=1)
+    return json.dumps(jsonable(payload), indent=1)
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -555,16 +535,14 @@ def report(
     as_json: JsonOption = False,
 ) -> None:
     """Write a report folder for a fit: figures, the parameter table and report.md."""
+    from bayeslaw.plots import fit_report
+
     fit = _load_fit(fit_file)
-    try:
-        from bayeslaw.plots import fit_report
-    except ImportError:
-        raise ValueError("this installation of bayeslaw has no bayeslaw.plots.fit_report") from None
     df = None if data is None else _read_data(data, root, loss_name)
     with _working(f"point fits ({point_method}) and the report's figures..."):
         point_fits = _point_fits(fit, point_method, fit.families)
-        written = Path(fit_report(fit, out, data=df, **({} if point_fits is None else {"point_fits": point_fits})))
-    folder = written if written.is_dir() else written.parent  # fit_report returns report.md
+        written = fit_report(fit, out, data=df, point_fits=point_fits)
+    folder = written.parent  # fit_report returns report.md
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     if as_json:
         typer.echo(_json({"report": str(written), "folder": str(folder), "files": files}))
@@ -629,10 +607,8 @@ def plan(
         _check_families(fit, [family], new_family_hint=False)
     payload, tables = {"form": fit.form, "family": family}, []
     if budgets:
-        try:
-            from bayeslaw.plan import optimal_allocation
-        except ImportError:
-            raise ValueError("this installation of bayeslaw has no bayeslaw.plan.optimal_allocation") from None
+        from bayeslaw.plan import optimal_allocation
+
         with _working("point fit and the compute-optimal split of each budget..."):
             point = _point_fits(fit, point_method, [family])
             allocation = optimal_allocation(fit, flops=budgets, family=family, batch_size=batch_size,

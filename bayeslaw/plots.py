@@ -73,31 +73,26 @@ def form_curves(comparison, *, families=None, max_runs: int = 6, seed: int = 0):
     """
     rows = comparison.rows
     families = sorted(rows["family"].unique()) if families is None else list(families)
-    ncols = min(3, max(1, len(families)))
-    nrows = int(np.ceil(len(families) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+    fig, axes = _panel_grid(len(families))
     elpd = comparison.by_family.set_index("family")
     styles = ["-", "--", ":", "-."]
-    for ax, family in zip(axes.ravel(), families, strict=False):
+    for ax, family in zip(axes, families, strict=True):
         fam = rows[rows["family"] == family]
-        runs = fam.groupby("run")["params"].first().sort_values()
-        runs = runs.iloc[np.unique(np.linspace(0, len(runs) - 1, min(max_runs, len(runs))).round().astype(int))]
+        runs = _spread_runs(fam, max_runs)
         colors = plt.cm.viridis(np.linspace(0, 0.9, len(runs)))
-        for color, run in zip(colors, runs.index, strict=True):
+        for color, run in zip(colors, runs, strict=True):
             points = fam[fam["run"] == run].sort_values("tokens")
             ax.plot(points["tokens"], points["loss"], "o", ms=2.5, color=color)
             for style, (name, fitted) in zip(styles * 4, comparison.fits.items(), strict=False):
                 targets = points.drop(columns=["run", "loss"])  # the law at the run's checkpoints
                 summary = fitted.predict(targets, kind="law", seed=seed).summary
-                label = f"{name} (elpd {elpd.loc[family, name]:.0f})" if run == runs.index[0] else None
+                label = f"{name} (elpd {elpd.loc[family, name]:.0f})" if run == runs[0] else None
                 ax.plot(points["tokens"], summary["q50"], style, lw=1, color=color, label=label)
                 ax.fill_between(points["tokens"], summary["q5"], summary["q95"], color=color, alpha=0.08, lw=0)
         ax.set(xscale="log", yscale="log", xlabel="tokens", ylabel="loss (nats per token)",
                title=f"{family}: best {elpd.loc[family, 'best']}")
         ax.title.set_fontsize(9)
         ax.legend(fontsize=6)
-    for ax in axes.ravel()[len(families):]:
-        ax.axis("off")
     fig.tight_layout()
     return fig
 

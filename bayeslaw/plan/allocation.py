@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from bayeslaw.data.files import jsonable
 from bayeslaw.inference.nuts import DEFAULT_QUANTILES, Fit
 from bayeslaw.inference.point import PointFit, fit_point
 from bayeslaw.laws import Law, get_law
@@ -181,31 +182,19 @@ class Allocation:
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (plain floats, non-finite values as None): the settings, the point fit and the summary."""
-        def plain(value):
-            if isinstance(value, (np.floating, float)):
-                return float(value) if np.isfinite(value) else None
-            if isinstance(value, np.integer):
-                return int(value)
-            if isinstance(value, np.bool_):
-                return bool(value)
-            return value
-
-        return {
+        return jsonable({
             "form": self.form,
             "family": self.family,
             "population": self.population,
-            "batch_size": plain(self.batch_size),
+            "batch_size": self.batch_size,
             "flops_convention": "C = 6 N D (N parameters, D tokens)",
             "units": {"params": "parameters", "tokens": "tokens", "loss": "nats per token", "flops": "FLOPs",
                       "batch_size": "tokens per step"},
-            "quantiles": [float(q) for q in self.quantiles],
-            "point": {"method": self.point.method, "params": {k: plain(v) for k, v in self.point.params.items()},
-                      "converged": bool(self.point.converged)},
-            "summary": [{k: plain(v) for k, v in row.items()} for row in self.summary.to_dict(orient="records")],
-        }
+            "quantiles": self.quantiles,
+            "point": {"method": self.point.method, "params": self.point.params, "converged": self.point.converged},
+            "summary": self.summary.to_dict(orient="records"),
+        })
 
-
-# --- the point fit ------------------------------------------------------------------------------
 
 # --- the allocation -----------------------------------------------------------------------------
 
