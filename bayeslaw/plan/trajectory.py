@@ -26,10 +26,14 @@ from bayeslaw.laws import su2024
 __all__ = ["critical_batch_size", "loss_curve", "minimum_loss", "steps_to_loss", "tokens_to_loss"]
 
 
-def _su2024_theta(fit: Fit, family: str | None, seed: int) -> dict:
+def _require_su2024(fit: Fit) -> None:
     if fit.form != "su2024":
         raise ValueError(f"this answer needs a fit of the su2024 form (bayeslaw.fit(df, form='su2024')); "
                          f"this fit's form is {fit.form!r}")
+
+
+def _su2024_theta(fit: Fit, family: str | None, seed: int) -> dict:
+    _require_su2024(fit)
     return {k: jnp.asarray(v)[:, None] for k, v in fit.law_theta(family, seed=seed).items()}  # (sample, 1)
 
 
@@ -93,7 +97,7 @@ def loss_curve(fit: Fit, params: float, batch_size: float, steps, *, family: str
                quantiles=DEFAULT_QUANTILES, seed: int = 0) -> Prediction:
     """(4) The loss curve L(N, S; B) of a model of ``params`` parameters at ``batch_size`` tokens per step,
     at each of ``steps`` (``kind="new_run"`` adds a new run's seed offset and checkpoint noise)."""
-    _su2024_theta(fit, family, seed)  # the form check
+    _require_su2024(fit)
     targets = _targets(family, params=params, batch_size=batch_size, steps=steps)
     targets["tokens"] = targets["steps"] * targets["batch_size"]
     return fit.predict(targets, kind=kind, quantiles=quantiles, seed=seed)
