@@ -1,11 +1,28 @@
 """bayeslaw: hierarchical Bayesian scaling laws with honest uncertainty.
 
 Importing bayeslaw switches JAX to float64: NUTS on these laws gets stuck chains in
-float32 (see the project notes), and the point fits need the precision too.
+float32 (see the project notes), and the point fits need the precision too. If JAX has not started
+yet, it also gives the CPU at least four host devices, so that NUTS chains run in parallel
+(``bayeslaw.fit`` warns when it finds fewer devices than chains).
 """
+
+import os
 
 import jax
 
+
+def _host_devices(wanted: int = 4) -> None:
+    """Ask XLA for ``wanted`` CPU devices, unless JAX has started (then it is too late) or the user chose."""
+    from jax._src import xla_bridge
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if xla_bridge.backends_are_initialized() or "xla_force_host_platform_device_count" in flags:
+        return
+    count = max(wanted, os.cpu_count() or 1)
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
+_host_devices()
 jax.config.update("jax_enable_x64", True)
 
 from bayeslaw import data, laws, metrics  # noqa: E402

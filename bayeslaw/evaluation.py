@@ -38,6 +38,20 @@ __all__ = [
 ]
 
 
+COARSE_GRID = {"a": (0.0, 10.0, 20.0), "b": (0.0, 10.0, 20.0), "e": (-1.0, 0.0, 1.0), "alpha": (0.0, 0.5, 1.0),
+               "beta": (0.0, 0.5, 1.0)}  # 243 of the published grid's 4500 starts (see ``backtest``)
+
+
+def coarse_starts(form: str = "chinchilla") -> np.ndarray | None:
+    """The 3^5 subset of the published 4500-start grid (``COARSE_GRID``), for studies that run many point
+    fits; None (the form's full grid) for a form other than chinchilla."""
+    law = get_law(form)
+    if law.name != get_law("chinchilla").name:
+        return None
+    return (np.stack(np.meshgrid(*[np.asarray(COARSE_GRID[n]) for n in law.theta_names], indexing="ij"), -1)
+            .reshape(-1, len(law.theta_names)))
+
+
 @dataclass(frozen=True)
 class PointBacktest:
     """Per (family, method): fitted parameters, per-checkpoint predictions, and ARE on the test points."""
@@ -55,8 +69,14 @@ def point_backtest(
     k: int | None = None,
     min_tokens: float | None = DEFAULT_MIN_TOKENS,
     train_fraction: float = 1.0,
+    point_grid: str = "full",
 ) -> PointBacktest:
-    """Hitchhiker protocol, per family: fit the smaller models, predict the target's last 30%, score ARE."""
+    """Hitchhiker protocol, per family: fit the smaller models, predict the target's last 30%, score ARE.
+
+    ``point_grid="coarse"`` starts the ``epoch`` fits from :func:`coarse_starts` instead of the full grid."""
+    if point_grid not in ("coarse", "full"):
+        raise ValueError(f"point_grid={point_grid!r}; use 'coarse' or 'full'")
+    starts = coarse_starts(form) if point_grid == "coarse" else None
     split = hitchhiker_split(df, k=k, min_tokens=min_tokens, train_fraction=train_fraction)
     fits, predictions, scores = [], [], []
     for family, test in split.test.groupby("family", sort=True):
@@ -64,7 +84,7 @@ def point_backtest(
         if train.empty:
             raise ValueError(f"family {family!r}: no training rows left after the early cut (min_tokens={min_tokens})")
         for method in methods:
-            fit = fit_point(train, form=form, method=method)
+            fit = fit_point(train, form=form, method=method, starts=starts if method == "epoch" else None)
             predicted = fit.predict(test)  # the law's inputs from the test rows (e.g. su2024's steps)
             fits.append({"family": family, "method": method, "points": len(train), **fit.params})
             predictions.append(
@@ -98,7 +118,8 @@ def bayes_backtest(
     split = hitchhiker_split(df, k=k, min_tokens=min_tokens, train_fraction=train_fraction)
     result = fit(split.train, form=form, pooling=pooling, seed=seed, min_tokens=min_tokens, **(fit_options or {}))
     test = split.test.reset_index(drop=True)
-    columns = ["family", "params", "tokens", *(c for c in ("batch_size", "flops") if c in test.columns)]
+    columns = ["family", "run", "params", "tokens",
+               *(c for c in ("batch_size", "flops", "run_tokens") if c in test.columns)]
     prediction = result.predict(test[columns], kind="new_run", seed=seed)
     draws = prediction.draws.values
     lo50, hi50 = np.quantile(draws, [0.25, 0.75], axis=0)
@@ -176,7 +197,7 @@ def calibration_study(
         jax.clear_caches()
         test = df.loc[held_out]
         test = test.loc[test["tokens"] >= 0.7 * test.groupby("run")["tokens"].transform("max")]
-        targets = test[["family", "params", "tokens"]]  # runs unseen by the fit: fresh seed offsets
+        targets = test[["family", "run", "params", "tokens"]]  # runs unseen by the fit: fresh offsets, their shape
         prediction = result.predict(targets, kind="new_run", seed=seed + i)
         for j, observed in enumerate(test["loss"].to_numpy()):
             for prob in probs:
@@ -198,8 +219,6 @@ def coverage_table(study: pd.DataFrame) -> pd.DataFrame:
 
 DEFAULT_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.5)
 MAX_DEFAULT_K = 5  # default ks: 2 .. 5; bounds the study (Chinchilla alone has 105 models below its target)
-COARSE_GRID = {"a": (0.0, 10.0, 20.0), "b": (0.0, 10.0, 20.0), "e": (-1.0, 0.0, 1.0), "alpha": (0.0, 0.5, 1.0),
-               "beta": (0.0, 0.5, 1.0)}  # 243 of the published grid's 4500 starts (see ``backtest``)
 
 
 @dataclass(frozen=True)
@@ -295,7 +314,7 @@ def _bayes_job(job: dict):
     rows, points = [], []
     for family, test in job["tests"].items():
         test = test.reset_index(drop=True)
-        targets = test[["family", "run", "params", "tokens"]]
+        targets = test[["family", "run", "params", "tokens", *(c for c in ("run_tokens",) if c in test.columns)]]
         draws = result.predict(targets, kind="new_run", seed=job["seed"]).draws.values
         cell = {**job["cells"][family], "train_points": int((job["train"]["family"] == family).sum()),
                 "wall_s": wall, "converged": diagnostics.max_rhat <= 1.01 and diagnostics.divergences == 0,
@@ -358,9 +377,7 @@ def backtest(
     fit_options = {"chains": 2, "draws": 500, "warmup": 500, "progress": False, **(fit_options or {})}
     if point_grid not in ("coarse", "full"):
         raise ValueError(f"point_grid={point_grid!r}; use 'coarse' or 'full'")
-    law = get_law("chinchilla")
-    starts = (np.stack(np.meshgrid(*[np.asarray(COARSE_GRID[n]) for n in law.theta_names], indexing="ij"), -1)
-              .reshape(-1, len(law.theta_names)) if point_grid == "coarse" else None)
+    starts = coarse_starts() if point_grid == "coarse" else None
     sizes = df.groupby("family")["params"].nunique()
     eligible = sorted(sizes.index[sizes >= min_sizes]) if families is None else list(families)
     unknown = sorted(set(eligible) - set(sizes.index))
@@ -532,7 +549,9 @@ def compare_forms(
             jax.clear_caches()  # each fit compiles its own sampler
     table = az.compare({name: f.idata for name, f in fits.items()}, round_to="none")
     table = table.reset_index().rename(columns={"index": "model"})
-    family = rows["family"].to_numpy()
+    # the likelihood factorises over runs: one pointwise elpd per run (leave one run out)
+    first = next(iter(fits.values()))
+    family = np.asarray(first.families)[first.idata.constant_data["run_family"].values]
     pointwise = pd.DataFrame({name: np.asarray(loo.elpd_i).ravel() for name, loo in loos.items()})
     pointwise["family"] = family
     by_family = pointwise.groupby("family").sum()

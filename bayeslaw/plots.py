@@ -44,8 +44,9 @@ def prior_predictive(
     grid = pd.DataFrame([(n, d) for n in sizes for d in tokens], columns=["params", "tokens"])
     grid["family"] = "prior"
     grid["run"] = [f"N{n:.0e}" for n in grid["params"]]
-    draws = Predictive(get_model(pooling), num_samples=num_samples)(jax.random.PRNGKey(seed), prepare(grid))["obs"]
-    loss = np.exp(np.asarray(draws)).reshape(num_samples, len(sizes), len(tokens))
+    data = prepare(grid)
+    draws = Predictive(get_model(pooling), num_samples=num_samples)(jax.random.PRNGKey(seed), data)["obs"]
+    loss = np.exp(data.per_row(draws)).reshape(num_samples, len(sizes), len(tokens))
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 4.2))
     rows = []
@@ -335,11 +336,10 @@ def seed_variance(fit, data: pd.DataFrame | None = None):
     posterior = fit.idata.posterior
     sigma_seed, sigma_obs = fit._draws("sigma_seed"), fit._draws("sigma_obs")
     gamma = fit._draws("gamma_seed") if "gamma_seed" in posterior else np.zeros(sigma_seed.shape[0])
-    # families whose replicated runs inform their own sigma_seed (the runs with an offset u_r)
-    run_family = dict(zip(fit.idata.constant_data["run"].values.astype(str),
-                          np.asarray(fit.families)[fit.idata.constant_data["run_family"].values], strict=True))
-    seeded_runs = posterior["seeded_run"].values.astype(str) if "seeded_run" in posterior.coords else []
-    informed = {run_family[run] for run in seeded_runs}
+    # families whose replicated runs (seeds, reruns of one configuration) pin their own sigma_seed
+    const = fit.idata.constant_data
+    informed = ({fit.families[i] for i in const["run_family"].values[const["run_replicated"].values.astype(bool)]}
+                if "run_replicated" in const else set())
     # each run's final loss; runs of one configuration: same family, size and token budget (to 1%), as the models
     final = rows.sort_values("tokens").groupby("run").agg(family=("family", "first"), params=("params", "first"),
                                                           budget=("tokens", "last"), loss=("loss", "last"))
@@ -354,7 +354,7 @@ def seed_variance(fit, data: pd.DataFrame | None = None):
         grid = np.geomspace(sizes.min() / 1.5, sizes.max() * 1.5, 40)
         run_sd = np.asarray(seed_sd(sigma_seed[:, i, None], gamma[:, None], np.log(grid)))
         q05, q50, q95 = np.quantile(run_sd, [0.05, 0.5, 0.95], axis=0)
-        label = "sigma_seed(N)" if family in informed else "sigma_seed(N), no replicated runs to inform it"
+        label = "sigma_seed(N)" if family in informed else "sigma_seed(N), no replicated runs to pin it"
         ax.fill_between(grid, q05, q95, color="C0", alpha=0.2, lw=0)
         ax.plot(grid, q50, color="C0", label=f"{label}: median, 90%")
         with_obs = np.median(np.sqrt(run_sd**2 + sigma_obs[:, i, None] ** 2), axis=0)
@@ -380,7 +380,7 @@ def seed_variance(fit, data: pd.DataFrame | None = None):
 
 def _main_sites(fit, var_names, *, where: str) -> list[str]:
     """Sites for the trace and rank plots: ``var_names``, or the law's parameters and the noise scales
-    (sigma_obs, sigma_seed, nu, gamma_seed where sampled), not the per-run offsets or per-row sites."""
+    (sigma_obs, sigma_dev, sigma_seed, gamma_seed where sampled), not the per-row sites."""
     posterior = fit.idata.posterior
     if var_names is not None:
         var_names = [var_names] if isinstance(var_names, str) else list(var_names)
@@ -388,8 +388,8 @@ def _main_sites(fit, var_names, *, where: str) -> list[str]:
         if unknown:
             raise ValueError(f"{where}: no posterior site(s) {unknown}; the fit has {sorted(posterior.data_vars)}")
         return var_names
-    candidates = [*fit.spec.law.theta_names, "sigma_obs", "sigma_seed", "nu", "gamma_seed"]
-    # a site fixed in the model (nu given, gamma_seed with constant scaling) has no trace worth drawing
+    candidates = [*fit.spec.law.theta_names, "sigma_obs", "sigma_dev", "sigma_seed", "gamma_seed"]
+    # a site fixed in the model (gamma_seed with constant scaling) has no trace worth drawing
     return [v for v in candidates if v in posterior.data_vars and float(posterior[v].std()) > 0]
 
 

@@ -5,11 +5,17 @@ against the truth:
 
 1. shared Chinchilla parameters mu = (e, a, b, alpha, beta) (default: Besiroglu et al. 2024);
 2. per family f: theta_f = mu + diag(scale) L z_f, z_f ~ Normal(0, I), L L^T a correlation matrix;
-3. per training run r (family f, size N, seed s): u_r ~ Normal(0, sigma_seed(N)) on log loss, with
-   sigma_seed(N) = sigma_seed * (N / 1e8)^(-seed_size_exponent);
-4. per checkpoint i of run r (tokens D_i): log y_i = log L(N, D_i; theta_f) + u_r + sigma_obs * t_nu.
+3. per family f: schedule-shape weights w_f = shape + shape_scale z_f
+   (g_f(x) = sum_k w_fk (-log x)^k / k!, x = D / the run's final tokens; g_f(1) = 0: the law is the law of
+   final losses);
+4. per training run r (family f, size N, seed s): u_r ~ Normal(0, sigma_seed(N)) on log loss, with
+   sigma_seed(N) = sigma_seed * (N / 1e8)^(-seed_size_exponent), and a smooth deviation along the run
+   d_r ~ GP(0, sigma_dev^2 k), the Ornstein-Uhlenbeck bridge pinned to 0 at x = 1 (correlation length ell);
+5. per checkpoint i of run r (tokens D_i): log y_i = log L(N, D_i; theta_f) + g_f(x_i) + u_r + d_r(x_i)
+   + sigma_obs * z_i.
 
-Losses in nats per token; tokens per checkpoint log-spaced up to the run's budget.
+Losses in nats per token; tokens per checkpoint log-spaced up to the run's budget. This is the run-level
+model of :mod:`bayeslaw.models`, so fits can be checked against the truth.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import pandas as pd
 from bayeslaw.data import read_table, validate
 from bayeslaw.data.files import write_atomic
 from bayeslaw.laws import CHINCHILLA, SU2024
+from bayeslaw.models.runs import ELL, SHAPE_DEGREE, bridge_kernel, shape_basis
 
 __all__ = ["DEMO_PATH", "DEMO_TRUTH_PATH", "SHARED_THETA", "SU2024_THETA", "Simulation", "load_demo", "simulate",
            "simulate_trajectories"]
@@ -45,6 +52,9 @@ FAMILY_CORRELATION = np.array(
     ]
 )
 THETA_ORDER = ("e", "a", "b", "alpha", "beta")
+#: Population schedule shape w (g(x) = sum_k w_k (-log x)^k / k!): mid-run checkpoints sit ~0.7% above the
+#: law of final losses, as a cosine run's do, and the last stretch bends down to it.
+SHAPE = (0.01, 0.0, 0.0)
 
 _ROOT = Path(__file__).resolve().parent.parent
 DEMO_PATH = _ROOT / "data" / "demo.csv"
@@ -105,8 +115,11 @@ def simulate(
     family_correlation: np.ndarray | None = None,
     sigma_seed: float = 0.01,
     seed_size_exponent: float = 0.0,
-    sigma_obs: float = 0.004,
-    nu: float = 5.0,
+    sigma_obs: float = 0.003,
+    shape: tuple[float, ...] = SHAPE,
+    shape_scale: float = 0.005,
+    sigma_dev: float = 0.004,
+    ell: float = ELL,
     seed: int = 0,
 ) -> Simulation:
     """Draw a data set with known truth (see the module docstring for the generative story).
@@ -128,8 +141,12 @@ def simulate(
         mu, the sd of each component across families, and their correlation (defaults above).
     sigma_seed, seed_size_exponent : float
         Run-to-run sd of log loss at N = 1e8, and its decay with size.
-    sigma_obs, nu : float
-        Scale and degrees of freedom of the Student-t checkpoint noise on log loss.
+    sigma_obs : float
+        sd of the Gaussian checkpoint noise on log loss.
+    shape, shape_scale : tuple of float, float
+        The population's schedule-shape weights (``SHAPE_DEGREE`` of them) and their sd across families.
+    sigma_dev, ell : float
+        sd of a run's smooth deviation along the run and its correlation length (fraction of the run).
     seed : int
         Seed of the random generator: equal seeds give identical data.
 
@@ -157,17 +174,28 @@ def simulate(
         "sigma_seed": sigma_seed,
         "seed_size_exponent": seed_size_exponent,
         "sigma_obs": sigma_obs,
-        "nu": nu,
+        "shape": list(shape),
+        "shape_scale": shape_scale,
+        "sigma_dev": sigma_dev,
+        "ell": ell,
         "families": {},
         "runs": {},
     }
+    if len(shape) != SHAPE_DEGREE:
+        raise ValueError(f"shape has {len(shape)} weights; the schedule shape has {SHAPE_DEGREE}")
     steps = np.round(np.geomspace(first_tokens, max_tokens, checkpoints) / batch_size).astype(int)
     token_grid = steps * batch_size
+    fraction = token_grid / token_grid[-1]
+    basis = np.asarray(shape_basis(fraction))
+    dev_cov = sigma_dev**2 * np.asarray(bridge_kernel(fraction[:, None], fraction[None, :], ell))
+    # the bridge is 0 at x = 1: factor it on the checkpoints before the last
+    dev_chol = np.linalg.cholesky(dev_cov[:-1, :-1] + 1e-14 * np.eye(checkpoints - 1)) if checkpoints > 1 else None
     rows = []
     for family in names:
         theta_vec = mu_vec + scale_vec * (chol @ rng.standard_normal(len(THETA_ORDER)))
         theta = {k: float(v) for k, v in zip(THETA_ORDER, theta_vec, strict=True)}
-        truth["families"][family] = {"theta": theta, "natural": _natural(theta)}
+        w = np.asarray(shape) + shape_scale * rng.standard_normal(SHAPE_DEGREE)
+        truth["families"][family] = {"theta": theta, "natural": _natural(theta), "shape": w.tolist()}
         for params in sizes:
             model = f"{family}-{params / 1e6:.0f}M"
             run_sd = sigma_seed * (params / 1e8) ** (-seed_size_exponent)
@@ -176,8 +204,11 @@ def simulate(
                 run = f"{model}-s{s}"
                 offset = float(rng.normal(0.0, run_sd))
                 truth["runs"][run] = {"offset": offset, "sigma_seed": run_sd}
-                noise = sigma_obs * rng.standard_t(nu, size=checkpoints)
-                loss = np.exp(np.log(law) + offset + noise)
+                deviation = np.zeros(checkpoints)
+                if dev_chol is not None:
+                    deviation[:-1] = dev_chol @ rng.standard_normal(checkpoints - 1)
+                noise = sigma_obs * rng.standard_normal(checkpoints)
+                loss = np.exp(np.log(law) + basis @ w + offset + deviation + noise)
                 for tokens, step, value, mean in zip(token_grid, steps, loss, law, strict=True):
                     rows.append(
                         {
@@ -238,7 +269,6 @@ def simulate_trajectories(
     family_scale: dict | None = None,
     sigma_seed: float = 0.005,
     sigma_obs: float = 0.003,
-    nu: float = 5.0,
     seed: int = 0,
 ) -> Simulation:
     """Loss trajectories from the su2024 law (Su et al. 2024) with known truth, at several batch sizes.
@@ -246,7 +276,7 @@ def simulate_trajectories(
     Per family f: theta_f = shared + family_scale * z (see :data:`SU2024_FAMILY_SCALE`); per run
     (family, size N, batch B tokens/step, seed): offset u_r ~ Normal(0, sigma_seed) on log loss; per
     checkpoint at step S (``checkpoints`` log-spaced from ``first_steps`` to ``max_steps``):
-    log y = log L(N, S; B, theta_f) + u_r + sigma_obs t_nu. tokens = S B. ``true_law`` holds L.
+    log y = log L(N, S; B, theta_f) + u_r + sigma_obs z (Gaussian). tokens = S B. ``true_law`` holds L.
     """
     rng = np.random.default_rng(seed)
     names = [f"traj{i}" for i in range(families)] if isinstance(families, int) else list(families)
@@ -255,7 +285,7 @@ def simulate_trajectories(
     truth = {"generator": "bayeslaw.simulate_trajectories", "seed": seed, "form": "su2024",
              "shared": {"theta": mu, "natural": {k: float(v) for k, v in SU2024.natural(mu).items()}},
              "family_scale": scale, "sigma_seed": sigma_seed, "seed_size_exponent": 0.0, "sigma_obs": sigma_obs,
-             "nu": nu, "families": {}, "runs": {}}
+             "families": {}, "runs": {}}
     steps = np.unique(np.round(np.geomspace(first_steps, max_steps, checkpoints)).astype(int))
     rows = []
     for family in names:
@@ -269,7 +299,7 @@ def simulate_trajectories(
                     run = f"{model}-s{s}"
                     offset = float(rng.normal(0.0, sigma_seed))
                     truth["runs"][run] = {"offset": offset, "sigma_seed": sigma_seed}
-                    loss = np.exp(np.log(law) + offset + sigma_obs * rng.standard_t(nu, size=len(steps)))
+                    loss = np.exp(np.log(law) + offset + sigma_obs * rng.standard_normal(len(steps)))
                     for step, value, mean in zip(steps, loss, law, strict=True):
                         tokens = float(step * batch)
                         rows.append({"family": family, "model": model, "run": run, "seed": s, "params": params,

@@ -29,8 +29,6 @@ def main(argv=None):
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--thin", type=int, default=8)
-    parser.add_argument("--nu", type=float, default=None,
-                        help="fix the Student-t nu of the Bayesian fits (default: learnt, bayeslaw.fit's default)")
     parser.add_argument("--ks", type=int, nargs="*", default=None, help="default 2 .. 5")
     parser.add_argument("--fractions", type=float, nargs="*", default=[0.0, 0.1, 0.2, 0.3, 0.5])
     parser.add_argument("--no-transfer", action="store_true")
@@ -54,7 +52,7 @@ def main(argv=None):
     result = backtest(df, ks=tuple(args.ks) if args.ks else None, fractions=tuple(args.fractions),
                       transfer=not args.no_transfer, compare=not args.no_compare, thin=args.thin,
                       workers=args.workers, fit_options={"chains": args.chains, "draws": args.draws,
-                                                         "warmup": args.draws, "nu": args.nu})
+                                                         "warmup": args.draws})
     report = backtest_report(result, args.out)
     wall = time.perf_counter() - start
     table = result.aggregate(("case", "method"))

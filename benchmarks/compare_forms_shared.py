@@ -32,15 +32,13 @@ def main(argv=None):
     parser.add_argument("--thin", type=int, default=6)
     parser.add_argument("--draws", type=int, default=300)
     parser.add_argument("--chains", type=int, default=1)
-    parser.add_argument("--nu", type=float, default=2.5)
     parser.add_argument("--out", default="compare_forms_out")
     args = parser.parse_args(argv)
 
     df = trajectory_families()
     start = time.perf_counter()
     comparison = compare_forms(df, forms=tuple(args.forms), poolings=(args.pooling,), thin=args.thin,
-                               fit_options={"chains": args.chains, "draws": args.draws, "warmup": args.draws,
-                                            "nu": args.nu, "target_accept": 0.95})
+                               fit_options={"chains": args.chains, "draws": args.draws, "warmup": args.draws})
     print(f"{len(comparison.rows)} rows, {comparison.rows['family'].nunique()} families, "
           f"{time.perf_counter() - start:.0f} s")
     for name, fitted in comparison.fits.items():

@@ -45,8 +45,6 @@ def main(argv=None):
     parser.add_argument("--thin", type=int, default=12, help="log-spaced checkpoints kept per run (train rows)")
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--chains", type=int, default=2)
-    parser.add_argument("--nu", type=float, default=2.5)
-    parser.add_argument("--target-accept", type=float, default=0.95)
     parser.add_argument("--out", default=None, help="write scores.csv and predictions.csv here")
     args = parser.parse_args(argv)
 
@@ -68,8 +66,8 @@ def main(argv=None):
     for form in args.bayes_forms:
         start = time.perf_counter()
         result, fitted = bayes_backtest(rows, form=form, fit_options={
-            "chains": args.chains, "draws": args.draws, "warmup": args.draws, "thin": args.thin, "nu": args.nu,
-            "target_accept": args.target_accept, "progress": False})
+            "chains": args.chains, "draws": args.draws, "warmup": args.draws, "thin": args.thin,
+            "progress": False})
         wall = time.perf_counter() - start
         diag = fitted.diagnostics(warn=False)
         scores.append(result.scores.assign(form=form, kind="bayes", wall_s=wall, max_rhat=diag.max_rhat,

@@ -41,16 +41,19 @@ def _fit_from_draws(form, theta, *, families=("fam0",), pooling="complete", sigm
         "sigma_obs": (("chain", "draw", "family"), np.full((1, n, f), sigma_obs)),
         "sigma_seed_shared": (("chain", "draw"), np.full((1, n), sigma_seed)),
         "gamma_seed": (("chain", "draw"), np.zeros((1, n))),
-        "nu": (("chain", "draw"), np.full((1, n), 5.0)),
+        "sigma_dev": (("chain", "draw", "family"), np.zeros((1, n, f))),
+        "shape": (("chain", "draw", "family", "shape_dim"), np.zeros((1, n, f, 3))),
     }
     if pooling == "complete":
         posterior["theta_shared"] = (("chain", "draw", "theta_dim"), theta[None])
+        posterior["shape_shared"] = (("chain", "draw", "shape_dim"), np.zeros((1, n, 3)))
     elif pooling == "hierarchical":
         posterior.update({"mu": (("chain", "draw", "theta_dim"), theta[None]),
                           "tau": (("chain", "draw", "theta_dim"), np.full((1, n, k), hierarchical_tau)),
                           "corr_chol": (("chain", "draw", "theta_dim", "theta_dim_bis"),
                                         np.broadcast_to(np.eye(k), (1, n, k, k)).copy()),
-                          "tau_seed": (("chain", "draw"), np.full((1, n), 0.1))})
+                          "tau_seed": (("chain", "draw"), np.full((1, n), 0.1)),
+                          "shape_mu": (("chain", "draw", "shape_dim"), np.zeros((1, n, 3)))})
     coords = {"chain": [0], "draw": np.arange(n), "family": list(families), "theta_dim": list(spec.names),
               "theta_dim_bis": list(spec.names)}
     used = {dim for dims, _ in posterior.values() for dim in dims}

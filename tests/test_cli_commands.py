@@ -25,7 +25,7 @@ def fitted(tmp_path_factory):
     result = runner.invoke(app, ["simulate", "--out", str(data), "--families", "2", "--seeds", "1", "--seed", "3"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["fit", str(data), "--out", str(fit_path), "--pooling", "complete", "--chains", "1",
-                                 "--draws", "100", "--thin", "4", "--nu", "5", "--json"])  # progress bar on stderr
+                                 "--draws", "100", "--thin", "4", "--json"])  # progress bar on stderr
     assert result.exit_code == 0, result.output
     return {"data": data, "fit": fit_path, "summary": json.loads(result.stdout)}
 
@@ -63,7 +63,7 @@ def test_fit_writes_a_loadable_fit_and_json_summary(fitted):
 
 def test_fit_prints_diagnostics_and_parameter_table(fitted, tmp_path):
     result = runner.invoke(app, ["fit", str(fitted["data"]), "--out", str(tmp_path / "f.nc"), "--pooling",
-                                 "complete", "--chains", "1", "--draws", "20", "--thin", "3", "--nu", "5",
+                                 "complete", "--chains", "1", "--draws", "20", "--thin", "3",
                                  "--family", "fam0", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "NUTS diagnostics: max r-hat" in result.stdout and "alpha" in result.stdout
@@ -122,7 +122,6 @@ def test_diagnose_json_table_and_strict(fitted):
         (["fit", "demo", "--out", "x.nc", "--form", "cubic"], "--form: unknown value 'cubic'; known: chinchilla"),
         (["fit", "demo", "--out", "x.nc", "--pooling", "partial"], "--pooling: unknown value 'partial'"),
         (["fit", "demo", "--out", "x.nc", "--family", "famX"], "unknown family ['famX']; the data has ['fam0'"),
-        (["fit", "demo", "--out", "x.nc", "--nu", "1.5"], "--nu 1.5: a fixed Student-t nu must be above 2"),
         (["fit", "demo", "--out", "."], "--out '.' is a folder"),
         (["predict", "nofit.nc", "--params", "1e9", "--tokens", "1e11"], "fit file 'nofit.nc' does not exist"),
         (["diagnose", "nofit.nc"], "does not exist"),
@@ -211,3 +210,15 @@ def test_report_writes_folder(fitted, tmp_path):
     assert "report.md" in out["files"] and "params.csv" in out["files"]
     assert any(name.endswith(".png") for name in out["files"])
     assert (tmp_path / "rep" / "report.md").read_text().strip()
+
+
+def test_fit_refuses_a_restart_logged_twice_and_leaves_no_file(fitted, tmp_path):
+    df = pd.read_csv(fitted["data"])
+    twice = pd.concat([df, df.iloc[[3]].assign(loss=df["loss"].iloc[3] + 0.1)], ignore_index=True)
+    path = tmp_path / "twice.csv"
+    twice.to_csv(path, index=False)
+    result = runner.invoke(app, ["fit", str(path), "--out", str(tmp_path / "f.nc"), "--chains", "1", "--draws", "5"])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.stderr.split())
+    assert f"run '{df['run'].iloc[3]}' has two or more rows at the same tokens" in message and "duplicates='last'" in message
+    assert not (tmp_path / "f.nc").exists()

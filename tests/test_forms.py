@@ -141,7 +141,7 @@ def test_bayesian_fit_recovers_each_form(form):
 
     law, df = _noisy_runs(form)
     fit = bayeslaw.fit(df, form=form, pooling="complete", chains=1, draws=200, warmup=200, min_tokens=None,
-                       thin=None, nu=5.0, progress=False, seed=1)
+                       thin=None, progress=False, seed=1)
     assert fit.form == form and fit.idata.posterior["theta"].sizes["theta_dim"] == len(get_parameterization(form).names)
     # the posterior of the law's loss at every row holds the truth and is far narrower than the noise
     prediction = fit.predict(df[["family", "params", "tokens"]], kind="law")
@@ -176,7 +176,7 @@ def su2024_fit():
     sim = simulate_trajectories(families=1, sizes=(1e7, 4e7, 1.6e8), seeds=1, checkpoints=7, shared=SU_TRUTH,
                                 sigma_seed=0.0, sigma_obs=0.003, seed=2)
     fit = bayeslaw.fit(sim.data, form="su2024", pooling="complete", chains=1, draws=200, warmup=200,
-                       min_tokens=None, thin=None, nu=5.0, progress=False, seed=0)
+                       min_tokens=None, thin=None, progress=False, seed=0)
     return sim, fit
 
 
@@ -250,7 +250,7 @@ def test_compare_forms_prefers_the_true_law_and_plots_the_curves(tmp_path):
     # Chinchilla truth: loss falls with N and D separately; the compute law sees only 6ND and cannot follow it
     df = simulate(families=2, sizes=(7e7, 4e8, 2.8e9), seeds=2, checkpoints=5, seed=5).data
     result = bayeslaw.compare_forms(df, forms=("chinchilla", "compute"), poolings=("none",), min_tokens=None,
-                                    thin=None, fit_options={"chains": 1, "draws": 200, "warmup": 200, "nu": 5.0})
+                                    thin=None, fit_options={"chains": 1, "draws": 200, "warmup": 200})
     table = result.table.set_index("model")
     assert table.index[0] == "chinchilla" and table.loc["chinchilla", "rank"] == 0
     assert abs(table.loc["compute", "elpd_diff"]) > 2 * table.loc["compute", "dse"]  # ArviZ 1.x: elpd_diff <= 0

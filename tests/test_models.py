@@ -7,7 +7,9 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 from scipy import stats
 
-from bayeslaw.models import D_REF, MODELS, N_REF, NU_MIN, PRIORS, SEED_N_REF, THETA, family_frame, get_model, prepare
+from bayeslaw.models import (D_REF, MODELS, N_REF, PRIORS, SEED_N_REF, SHAPE_DEGREE, THETA, family_frame, get_model,
+                             pooled_view, prepare)
+from bayeslaw.models.runs import JITTER, RunMarginal, bridge_kernel, run_basis, shape_basis
 
 THREE_POINTS = pd.DataFrame({
     "family": ["f", "f", "f"],
@@ -27,25 +29,55 @@ def hand_log_mean(theta, params, tokens):
     return np.log(np.exp(e) + A / params**alpha + B / tokens**beta)
 
 
-def test_trajectory_runs_get_centred_offsets():
-    data = prepare(pd.concat([THREE_POINTS, THREE_POINTS.assign(run="r3", tokens=[2e10, 3e10, 5e10])]))
-    assert data.run_replicated.tolist() == [True, True, True]  # all three runs share a size
-    trace = handlers.trace(handlers.seed(MODELS["complete"], 0)).get_trace(data)
-    # offsets only for runs seen twice or more: r1 (2 checkpoints, scaled from a standard normal)
-    # and r3 (3 checkpoints, sampled as is: centred); r2, seen once, has none
-    assert data.seeded_runs.tolist() == [0, 2]
-    u, u_dec = np.asarray(trace["u"]["value"]), np.asarray(trace["u_decentered"]["value"])
-    assert u.shape == (2,) and u[1] == u_dec[1] and u[0] != u_dec[0]
+def test_every_run_is_laid_out_by_tokens_with_its_fraction_of_the_run():
+    table = pd.concat([THREE_POINTS, THREE_POINTS.assign(run="r3", tokens=[4e10, 2e10, 5e10])])
+    data = prepare(table)
+    assert data.runs == ("r1", "r2", "r3") and data.run_points.tolist() == [2, 1, 3]
+    assert data.run_mask.tolist() == [[True, True, False], [True, False, False], [True, True, True]]
+    # r3's rows (3, 4, 5 in the table) ordered by tokens: 2e10 (row 4), 4e10 (row 3), 5e10 (row 5)
+    assert data.run_index[2].tolist() == [4, 3, 5]
+    np.testing.assert_allclose(data.fraction, [0.4, 1.0, 1.0, 0.8, 0.4, 1.0])
+    assert data.curve_families.tolist() == [True] and data.replicated_families.tolist() == [True]
+    # a stated run_tokens (a run seen only in part) sets the fractions
+    np.testing.assert_allclose(prepare(THREE_POINTS.assign(run_tokens=1e11)).fraction, [0.2, 0.5, 0.5])
+    with pytest.raises(ValueError, match="beyond their run's run_tokens"):
+        prepare(THREE_POINTS.assign(run_tokens=3e10))
 
 
-def test_the_only_run_of_its_size_carries_no_offset():
-    # its offset would trade off against the law's size term: nothing tells them apart
-    lone = THREE_POINTS.assign(run="big", params=4e8, tokens=[2e10, 3e10, 5e10])
-    data = prepare(pd.concat([THREE_POINTS, lone]))
-    assert data.runs == ("big", "r1", "r2") and data.run_replicated.tolist() == [False, True, True]
-    assert data.seeded_runs.tolist() == [1]  # r1 only: r2 is seen once, "big" has no sibling
-    trace = handlers.trace(handlers.seed(MODELS["hierarchical"], 0)).get_trace(data)
-    assert trace["u"]["value"].shape == (1,)
+def test_run_marginal_matches_a_dense_gaussian_per_run():
+    """The Sherman-Morrison evaluation in the eigenbasis equals the dense N(loc, C_r) of each run's real checkpoints."""
+    rng = np.random.default_rng(0)
+    mask = np.ones((5, 7), dtype=bool)
+    mask[1, 3:] = False
+    mask[2, 1:] = False
+    x = np.ones((5, 7))
+    for r in range(5):
+        k = int(mask[r].sum())
+        x[r, :k] = np.append(np.sort(rng.uniform(0.05, 0.99, k - 1)), 1.0)
+    eigvals, eigvecs = run_basis(x, mask)
+    a, b, c = rng.uniform(1e-4, 1e-3, 5), rng.uniform(1e-5, 1e-4, 5), rng.uniform(1e-6, 1e-5, 5)
+    loc = rng.normal(0, 0.01, (5, 7)) * mask
+    y = (loc + rng.normal(0, 0.02, (5, 7))) * mask
+    got = np.asarray(RunMarginal(jnp.asarray(loc), eigvals, eigvecs, mask, a, b, c).log_prob(jnp.asarray(y)))
+    for r in range(5):
+        k = int(mask[r].sum())
+        cov = (a[r] + b[r] * np.asarray(bridge_kernel(x[r, :k, None], x[r, None, :k]))
+               + (c[r] + JITTER) * np.eye(k))
+        assert got[r] == pytest.approx(stats.multivariate_normal(loc[r, :k], cov).logpdf(y[r, :k]), rel=1e-10)
+    # its draws have that covariance on the real checkpoints and are 0 on the padded ones
+    draws = np.asarray(RunMarginal(jnp.asarray(loc), eigvals, eigvecs, mask, a, b, c).sample(
+        jax.random.PRNGKey(0), (100_000,)))
+    assert np.all(draws[:, ~mask] == 0)
+    cov0 = a[0] + b[0] * np.asarray(bridge_kernel(x[0, :, None], x[0, None, :])) + (c[0] + JITTER) * np.eye(7)
+    np.testing.assert_allclose(np.cov(draws[:, 0].T), cov0, rtol=0.03)
+
+
+def test_the_deviation_along_a_run_vanishes_at_its_end():
+    x = np.array([0.2, 0.5, 0.9, 1.0])
+    k = np.asarray(bridge_kernel(x[:, None], x[None, :]))
+    assert k[-1].tolist() == [0.0, 0.0, 0.0, 0.0] and np.all(np.diag(k)[:-1] > 0)
+    assert np.all(np.linalg.eigvalsh(k) > -1e-12)  # a covariance
+    assert shape_basis(1.0).tolist() == [0.0] * SHAPE_DEGREE  # g_f(1) = 0: the law of final losses
 
 
 def test_pooled_log_density_matches_a_hand_computation():
@@ -53,45 +85,53 @@ def test_pooled_log_density_matches_a_hand_computation():
     y = np.log(THREE_POINTS["loss"].to_numpy())
     values = {
         "theta_shared": np.array([0.55, -1.1, -1.5, np.log(0.33), np.log(0.37)]),
-        "sigma_seed_shared": 0.015, "sigma_obs": np.array([0.01]), "nu": np.array([6.0]),
-        # r1 (2 points) has an offset, sampled non-centred: u = sigma_seed * u_decentered; r2 (1 point) none
-        "u_decentered": np.array([0.004]) / 0.015,
+        "sigma_seed_shared": 0.015, "sigma_obs_curve": np.array([0.01]), "sigma_dev_curve": np.array([0.02]),
+        "shape_shared": np.array([0.03, -0.01, 0.005]),
     }
+    frame = family_frame(pooled_view(data), np.ones(()))  # the pooled theta is sampled in the data's frame
+    values["theta_shared"] = np.asarray(frame(jnp.asarray(values["theta_shared"])))
     got, _ = log_density(MODELS["complete"], (data,), {"y": jnp.asarray(y)}, {k: jnp.asarray(v) for k, v in values.items()})
 
+    theta = np.asarray(frame.inv(jnp.asarray(values["theta_shared"])))
     center = np.array([PRIORS["center"][k] for k in THETA])
     scale = np.array([PRIORS["scale"][k] for k in THETA])
-    expected = stats.norm.logpdf(values["theta_shared"], center, scale).sum()
+    expected = stats.norm.logpdf(theta, center, scale).sum()  # the frame's Jacobian is 1
     expected += stats.halfnorm.logpdf(0.015, scale=PRIORS["sigma_seed"])
     expected += stats.halfnorm.logpdf(0.01, scale=PRIORS["sigma_obs"])
-    shape, rate = PRIORS["nu"]
-    expected += stats.gamma.logpdf(6.0, shape, loc=NU_MIN, scale=1 / rate)  # nu = NU_MIN + Gamma
-    expected += stats.norm.logpdf(values["u_decentered"], 0.0, 1.0).sum()  # gamma_seed = 0: constant sigma_seed
-    mean = hand_log_mean(values["theta_shared"], THREE_POINTS["params"].to_numpy(), THREE_POINTS["tokens"].to_numpy())
-    mean = mean + np.array([0.004, 0.004, 0.0])  # r2 is seen once: no offset in its mean
-    expected += stats.t.logpdf(y, df=6.0, loc=mean, scale=0.01).sum()
+    expected += stats.halfnorm.logpdf(0.02, scale=PRIORS["sigma_dev"])
+    expected += stats.norm.logpdf(values["shape_shared"], 0.0, PRIORS["shape"]).sum()
+    x = np.array([0.4, 1.0, 1.0])  # r1 at 2e10 and 5e10 of its 5e10 tokens; r2 at its end
+    mean = hand_log_mean(theta, THREE_POINTS["params"].to_numpy(), THREE_POINTS["tokens"].to_numpy())
+    mean = mean + sum(w * (1 - x) ** (k + 1) for k, w in enumerate(values["shape_shared"]))
+    # per run: offset (sigma_seed^2, constant seed scaling), deviation along the run, checkpoint noise
+    for rows in ([0, 1], [2]):
+        xr = x[rows]
+        cov = (0.015**2 + 0.02**2 * np.asarray(bridge_kernel(xr[:, None], xr[None, :]))
+               + (0.01**2 + JITTER) * np.eye(len(rows)))
+        expected += stats.multivariate_normal(mean[rows], cov).logpdf(y[rows])
     assert float(got) == pytest.approx(expected, rel=1e-10)
 
 
-def test_size_dependent_seed_sd_enters_the_run_offsets():
-    data = prepare(THREE_POINTS)
-    values = {"theta_shared": jnp.zeros(5), "sigma_seed_shared": 0.02, "sigma_obs": jnp.array([0.01]), "nu": jnp.array([5.0]),
-              "u_decentered": jnp.array([1.0]), "gamma_seed": 0.3}
+def test_size_dependent_seed_sd_enters_the_run_covariance():
+    data = prepare(THREE_POINTS.assign(params=[1e8, 1e8, 4e8]).assign(run=["r1", "r1", "r2"]))
+    values = {"theta_shared": jnp.zeros(5), "sigma_seed_shared": 0.02, "sigma_obs_curve": jnp.array([0.01]),
+              "sigma_dev_curve": jnp.array([0.0]), "shape_shared": jnp.zeros(3), "gamma_seed": 0.3}
     model = handlers.substitute(handlers.seed(MODELS["complete"], 0), data=values)
     trace = handlers.trace(model).get_trace(data, y=None, seed_scaling="size")
-    sd = np.asarray(trace["u"]["value"])  # one sd away: u = sd * 1
-    expected = 0.02 * (np.exp(data.run_log_params[data.seeded_runs]) / SEED_N_REF) ** -0.3
-    np.testing.assert_allclose(sd, expected, rtol=1e-12)
+    marginal = trace["obs"]["fn"]
+    expected = (0.02 * (np.exp(data.run_log_params) / SEED_N_REF) ** -0.3) ** 2
+    np.testing.assert_allclose(np.asarray(marginal.seed_var), expected, rtol=1e-12)
 
 
 @pytest.mark.parametrize("pooling", sorted(MODELS))
 def test_variants_share_sites_and_sample_positive_exponents(pooling):
     data = prepare(pd.concat([THREE_POINTS, THREE_POINTS.assign(family="g", run=["s1", "s1", "s2"])]))
     trace = handlers.trace(handlers.seed(get_model(pooling), jax.random.PRNGKey(1))).get_trace(data)
-    for site in ("theta", "alpha", "beta", "sigma_seed", "sigma_obs", "u", "nu", "obs"):
+    for site in ("theta", "alpha", "beta", "sigma_seed", "sigma_obs", "sigma_dev", "shape", "obs"):
         assert site in trace, f"{pooling} lacks site {site}"
     assert trace["theta"]["value"].shape == (2, 5)
-    assert trace["obs"]["value"].shape == (6,)
+    assert trace["shape"]["value"].shape == (2, SHAPE_DEGREE)
+    assert trace["obs"]["value"].shape == (4, 2)  # (run, checkpoint): s1, s2 and r1, r2, padded
     assert np.all(np.asarray(trace["alpha"]["value"]) > 0) and np.all(np.asarray(trace["beta"]["value"]) > 0)
 
 
@@ -106,8 +146,9 @@ def test_prior_predictive_losses_are_plausible():
 
     grid = pd.DataFrame({"family": "f", "run": [f"r{i}" for i in range(9)],
                          "params": np.repeat([1e8, 1e9, 1e10], 3), "tokens": np.tile([1e10, 1e11, 1e12], 3)})
-    draws = Predictive(MODELS["hierarchical"], num_samples=2000)(jax.random.PRNGKey(0), prepare(grid))["obs"]
-    loss = np.exp(np.asarray(draws))
+    data = prepare(grid)
+    draws = Predictive(MODELS["hierarchical"], num_samples=2000)(jax.random.PRNGKey(0), data)["obs"]
+    loss = np.exp(data.per_row(draws))
     assert 1.5 < np.median(loss) < 4.0
     assert np.quantile(loss, 0.05) > 1.0 and np.quantile(loss, 0.95) < 15.0
 
@@ -143,28 +184,22 @@ def test_family_frame_is_a_volume_preserving_bijection():
     assert float(frame(theta)[0, 1]) == pytest.approx(np.log(slope), rel=1e-12)
 
 
-def test_sigma_seed_is_a_latent_only_where_replicated_runs_pin_it():
-    # family f has two runs of one configuration (seeds); family g has one run per size: no offsets
+def test_sigma_seed_is_centred_where_replicated_runs_pin_it_and_curve_noise_only_where_runs_have_curves():
+    # family f has two runs of one configuration (seeds); family g has one run per size; h final losses only
     seeds = pd.DataFrame({"family": "f", "run": ["s1", "s1", "s2", "s2"], "params": 1e8,
                           "tokens": [2e10, 5e10, 2e10, 5e10], "loss": [3.1, 2.9, 3.12, 2.91]})
     lone = pd.DataFrame({"family": "g", "run": ["g1", "g1", "g2", "g2"], "params": [1e8, 1e8, 4e8, 4e8],
                          "tokens": [2e10, 5e10, 2e10, 5e10], "loss": [3.0, 2.8, 2.7, 2.5]})
-    data = prepare(pd.concat([seeds, lone]))
-    assert data.seeded_families.tolist() == [True, False]
+    finals = pd.DataFrame({"family": "h", "run": ["h1", "h2"], "params": [1e8, 4e8], "tokens": 5e10, "loss": [2.9, 2.6]})
+    data = prepare(pd.concat([seeds, lone, finals]))
+    assert data.replicated_families.tolist() == [True, False, False]
+    assert data.curve_families.tolist() == [True, True, False]
     trace = handlers.trace(handlers.seed(MODELS["hierarchical"], 0)).get_trace(data)
-    assert trace["log_sigma_seed"]["value"].shape == (1,)
-    shared = trace["sigma_seed_shared"]["value"]
-    sigma_seed = np.asarray(trace["sigma_seed"]["value"])
-    assert sigma_seed[1] == pytest.approx(float(shared))  # g: the population's median
-    assert sigma_seed[0] == pytest.approx(float(np.exp(trace["log_sigma_seed"]["value"][0])))
-
-
-@pytest.mark.parametrize("pooling", sorted(MODELS))
-def test_nu_is_learnt_or_fixed(pooling):
-    data = prepare(THREE_POINTS)
-    learnt = handlers.trace(handlers.seed(MODELS[pooling], 0)).get_trace(data)
-    assert learnt["nu"]["type"] == "sample" and float(learnt["nu"]["value"]) > NU_MIN
-    fixed = handlers.trace(handlers.seed(MODELS[pooling], 0)).get_trace(data, nu=3.0)
-    assert fixed["nu"]["type"] == "deterministic" and float(fixed["nu"]["value"]) == 3.0
-    with pytest.raises(ValueError, match="must be above NU_MIN"):
-        handlers.trace(handlers.seed(MODELS[pooling], 0)).get_trace(data, nu=1.5)
+    decentered = np.asarray(trace["log_sigma_seed_decentered"]["value"])
+    log_sigma_seed = np.asarray(trace["log_sigma_seed"]["value"])
+    assert decentered[0] == pytest.approx(log_sigma_seed[0])  # centred
+    assert decentered[1] != pytest.approx(log_sigma_seed[1])  # non-centred
+    assert trace["sigma_obs_curve"]["value"].shape == (2,)
+    assert float(trace["sigma_obs"]["value"][2]) == 0.0 and float(trace["sigma_dev"]["value"][2]) == 0.0
+    # a family without curves carries the population's shape (it never enters its likelihood: x = 1)
+    np.testing.assert_allclose(trace["shape"]["value"][2], trace["shape_mu"]["value"])

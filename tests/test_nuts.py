@@ -7,6 +7,7 @@ import xarray as xr
 
 from bayeslaw.evaluation import calibration_study, coverage_table
 from bayeslaw.inference.nuts import fit, load_fit
+from bayeslaw.models.runs import shape_basis
 from bayeslaw.simulation import simulate
 
 QUICK = {"chains": 2, "draws": 150, "warmup": 150, "thin": 6, "min_tokens": 5e9, "progress": False}
@@ -30,13 +31,19 @@ def test_datatree_has_every_group_with_named_coords(fitted, sim):
     post = idata.posterior
     assert list(post["family"].values) == ["fam0", "fam1"]
     assert set(idata.constant_data["run"].values) == set(sim.data["run"])
-    assert set(post["seeded_run"].values) <= set(sim.data["run"])  # offsets only for replicated runs
+    assert list(post["curve_family"].values) == ["fam0", "fam1"]
     assert post["theta"].dims == ("chain", "draw", "family", "theta_dim")
     assert post.sizes["chain"] == 2 and post.sizes["draw"] == 150
     assert "energy" in idata.sample_stats and "diverging" in idata.sample_stats
     n_obs = idata.observed_data.sizes["obs_id"]
-    assert idata.log_likelihood["obs"].shape == (2, 150, n_obs)
+    # the likelihood factorises over runs: one pointwise log likelihood per run; predictive draws per row
+    assert idata.log_likelihood["obs"].dims == ("chain", "draw", "run")
+    assert idata.log_likelihood["obs"].shape == (2, 150, sim.data["run"].nunique())
+    assert idata.posterior_predictive["obs"].shape == (2, 150, n_obs)
     assert n_obs == fitted.idata.attrs["bayeslaw_rows_fitted"] < len(sim.data)  # cut and thinned
+    rows = fitted.training_rows()
+    np.testing.assert_allclose(np.exp(idata.observed_data["obs"].values), rows["loss"])
+    assert idata.attrs["bayeslaw_sampled_sites"]  # what the diagnostics read
 
 
 def test_same_seed_same_draws(sim, fitted):
@@ -69,15 +76,31 @@ def test_law_mean_never_rises_with_params_or_tokens(fitted):
     assert np.all(np.diff(draws, axis=1) <= 0) and np.all(np.diff(draws, axis=2) <= 0)  # every draw, not just the mean
 
 
-def test_known_run_keeps_its_fitted_offset(fitted, sim):
-    """A run seen in training (e.g. a partly trained target) is predicted with its own offset."""
+def test_known_run_is_conditioned_on_its_own_checkpoints(fitted, sim):
+    """A run seen in training (e.g. a partly trained target) is predicted from its own offset and deviation."""
     run = max(sim.truth["runs"], key=lambda r: abs(sim.truth["runs"][r]["offset"]))  # the most unusual seed
     rows = sim.data[(sim.data["run"] == run)].iloc[[-1]]
-    own = fitted.predict(rows[["family", "params", "tokens"]].assign(run=run), kind="new_run", seed=3).draws.values[:, 0]
-    fresh = fitted.predict(rows[["family", "params", "tokens"]], kind="new_run", seed=3).draws.values[:, 0]
+    targets = rows[["family", "params", "tokens"]].assign(run_tokens=rows["tokens"].max())
+    own = fitted.predict(targets.assign(run=run), kind="new_run", seed=3).draws.values[:, 0]
+    fresh = fitted.predict(targets, kind="new_run", seed=3).draws.values[:, 0]
     observed = rows["loss"].iloc[0]
     assert abs(np.median(own) - observed) < abs(np.median(fresh) - observed)
     assert np.std(own) < np.std(fresh)
+
+
+def test_new_run_predictive_follows_the_schedule_shape_and_has_finite_moments(fitted):
+    """Mid-run checkpoints carry the family's shape g_f(x) and the deviation's variance; the end of a run neither."""
+    end = pd.DataFrame({"family": ["fam0"], "params": [1e9], "tokens": [1e11]})
+    mid = end.assign(tokens=5e10, run_tokens=1e11)
+    law, at_end, at_mid = (fitted.predict(t, kind=k, seed=0).draws.values[:, 0]
+                           for t, k in ((mid, "law"), (end, "new_run"), (mid, "new_run")))
+    shape = fitted._draws("shape")[:, 0]  # (sample, K) of fam0
+    g_mid = shape @ np.asarray(shape_basis(0.5))
+    # the shift from the law at x = 0.5 is the shape term, up to the noise's Monte Carlo error
+    assert np.mean(np.log(at_mid) - np.log(law)) == pytest.approx(np.mean(g_mid), abs=0.003)
+    # Gaussian in log loss: the loss itself has finite moments (no heavy tails)
+    for draws in (at_end, at_mid):
+        assert np.isfinite(draws).all() and draws.max() / np.median(draws) < 1.5
 
 
 def test_save_load_round_trip_is_exact(fitted, tmp_path):
@@ -124,11 +147,35 @@ def test_fit_refuses_bad_requests(sim):
         fit(sim.data, form="kaplan2020")
     with pytest.raises(ValueError, match="batch_size"):  # su2024 reads the batch size and steps
         fit(sim.data.drop(columns="batch_size"), form="su2024")
+    # a restart logged twice: refused naming the run and rows, unless the last is kept
+    twice = pd.concat([sim.data, sim.data.iloc[[5]].assign(loss=sim.data["loss"].iloc[5] * 1.01)])
+    run = sim.data["run"].iloc[5]
+    with pytest.raises(ValueError, match=f"run '{run}' has two or more rows at the same tokens .*different losses"):
+        fit(twice)
+    # a family seen at one size: refused alone, a warning naming it beside others
+    one_size = sim.data[(sim.data["family"] == "fam0") & (sim.data["params"] == 1e8)]
+    with pytest.raises(ValueError, match=r"\['fam0'\] seen at a single model size cannot be extrapolated"):
+        fit(one_size)
+
+
+def test_duplicates_last_keeps_the_restart_and_single_size_families_warn(sim):
+    from bayeslaw.inference.nuts import check_checkpoints
+
+    twice = pd.concat([sim.data, sim.data.iloc[[5]].assign(loss=9.9)], ignore_index=True)
+    with pytest.warns(UserWarning, match="1 repeated checkpoint row"):
+        kept = check_checkpoints(twice, "last")
+    assert len(kept) == len(sim.data) and 9.9 in kept["loss"].values
+    assert kept.groupby("run")["tokens"].apply(lambda t: t.is_monotonic_increasing).all()
+    mixed = pd.concat([sim.data[sim.data["family"] == "fam1"],
+                       sim.data[(sim.data["family"] == "fam0") & (sim.data["params"] == 1e8)]])
+    with pytest.warns(UserWarning, match=r"\['fam0'\] seen at a single model size: their size exponent is the population's"):
+        fit(mixed, chains=1, draws=5, warmup=5, thin=3, progress=False)
 
 
 def test_small_calibration_study_covers_near_nominal():
     """A small version of benchmarks/calibration.py: intervals cover the truth near their nominal rate."""
     study = calibration_study(3, seed=100, fit_options={"draws": 250, "warmup": 250})
+    assert set(study["dataset"]) == {0, 1, 2}
     table = coverage_table(study)
     assert set(table["quantity"]) == {"E", "alpha", "beta", "sigma_seed", "target_loss"}
     overall = study.groupby("prob")["covered"].mean()

@@ -90,7 +90,7 @@ def test_laplace_agrees_with_a_refit(fitted):
     one = pd.DataFrame({"params": [1e9], "tokens": [1e11], "seeds": [1]})
     refit = rank_pilots(fitted, TARGET, one, method="refit", outcomes=1,
                         refit_options={"draws": 150, "warmup": 150}, baseline="fit")
-    laplace = rank_pilots(fitted, TARGET, one, linearize="draws", offsets="as_fit")
+    laplace = rank_pilots(fitted, TARGET, one, linearize="draws")
     ratio = laplace["sd_after"].iloc[0] ** 2 / refit["sd_after"].iloc[0] ** 2
     assert 0.5 < ratio < 2.0, f"laplace / refit expected variance {ratio:.2f}"
     assert refit["sd_after"].iloc[0] < refit["sd_now"].iloc[0]

@@ -31,7 +31,8 @@ def test_shape_and_truth_structure():
 
 
 def test_seed_offsets_carry_the_seed_variance():
-    sim = simulate(families=1, sizes=(1e8,), seeds=400, checkpoints=3, sigma_seed=0.02, sigma_obs=1e-4, seed=2)
+    sim = simulate(families=1, sizes=(1e8,), seeds=400, checkpoints=3, sigma_seed=0.02, sigma_obs=1e-4, seed=2,
+                   shape=(0.0, 0.0, 0.0), shape_scale=0.0, sigma_dev=0.0)
     offsets = np.array([r["offset"] for r in sim.truth["runs"].values()])
     assert abs(offsets.std() - 0.02) < 0.003
     # the run-level offset shows up in the data: log loss minus law is constant within a run up to checkpoint noise
@@ -39,6 +40,24 @@ def test_seed_offsets_carry_the_seed_variance():
     within = resid.groupby(sim.data["run"]).std()
     assert within.median() < 0.001
     assert abs(resid.groupby(sim.data["run"]).mean().std() - 0.02) < 0.003
+
+
+def test_runs_follow_their_family_shape_and_a_deviation_pinned_at_the_end():
+    sim = simulate(families=1, sizes=(1e8,), seeds=600, checkpoints=6, sigma_seed=0.01, sigma_obs=1e-4,
+                   sigma_dev=0.004, shape=(0.01, 0.0, -0.002), shape_scale=0.0, first_tokens=1e10, seed=4)
+    df = sim.data
+    resid = np.log(df["loss"] / df["true_law"]).to_numpy().reshape(600, 6)
+    offset = np.array([sim.truth["runs"][r]["offset"] for r in df["run"].unique()])
+    x = (df["tokens"] / df["tokens"].max()).to_numpy()[:6]
+    g = 0.01 * -np.log(x) - 0.002 * (-np.log(x)) ** 3 / 6
+    # at the run's end: the offset alone (g(1) = 0, the deviation is pinned at 0), up to checkpoint noise
+    np.testing.assert_allclose(resid[:, -1], offset, atol=5e-4)
+    # before it: the family's shape on average, and the bridge's spread, sd_dev (1 - exp(-2 (1 - x) / ell))^(1/2)
+    deviation = resid - offset[:, None]
+    np.testing.assert_allclose(deviation.mean(axis=0), g, atol=0.0006)
+    sd = deviation.std(axis=0)
+    np.testing.assert_allclose(sd[:-1], 0.004 * np.sqrt(1 - np.exp(-2 * (1 - x[:-1]) / 0.2)), rtol=0.15)
+    assert sim.truth["families"]["fam0"]["shape"] == [0.01, 0.0, -0.002]
 
 
 def test_size_dependent_seed_variance():

@@ -82,12 +82,17 @@ def hitchhiker_split(
       x the run's last (``<=``: the paper's code used ``<`` and lost the final checkpoint);
     - plus the target's own checkpoints with tokens <= ``target_fraction`` x its last
       (and before the test window), after the same early cut: a partially trained target.
+
+    Train and test rows carry ``run_tokens``, each run's last tokens in ``df``, so that a partly
+    seen run keeps its fractions of the whole run.
     """
     if not 0.0 < train_fraction <= 1.0:
         raise ValueError(f"train_fraction={train_fraction} must lie in (0, 1]")
     if not 0.0 <= target_fraction < test_from:
         raise ValueError(f"target_fraction={target_fraction} must lie in [0, test_from={test_from})")
     train_parts, test_parts, chosen = [], [], {}
+    if "run_tokens" not in df.columns:
+        df = df.assign(run_tokens=_run_max_tokens(df))
     for family, rows in df.groupby("family", sort=True):
         sizes = rows.groupby("model")["params"].max().sort_values(kind="stable")
         if len(sizes) < 2:
@@ -102,7 +107,7 @@ def hitchhiker_split(
                 raise ValueError(f"family {family!r}: k={k} but only {len(smaller)} model(s) below the target {target!r}")
             smaller = smaller[:k]
         chosen[family] = smaller
-        fraction = rows["tokens"] / _run_max_tokens(rows)
+        fraction = rows["tokens"] / rows["run_tokens"]
         is_target = rows["model"] == target
         test_parts.append(rows.loc[is_target & (fraction >= test_from)])
         early_ok = cut_early(rows, min_tokens=min_tokens, min_fraction=min_fraction).index

@@ -19,7 +19,9 @@ source     str     where the row comes from (a name of ``bayeslaw.data.sources()
 ========== ======= =========================================================
 
 Optional columns where a source has them: ``batch_size`` (tokens per step),
-``lr``, ``epochs``, ``unique_tokens``, ``outlier`` (bool), ``lineage``.
+``lr``, ``epochs``, ``unique_tokens``, ``outlier`` (bool), ``lineage``, ``run_tokens`` (the run's final
+tokens, where a table holds only part of a run: the fraction of the run a checkpoint sits at is
+tokens / run_tokens; default: the run's last checkpoint in the table).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "unique_tokens": "float",
     "outlier": "bool",
     "lineage": "str",
+    "run_tokens": "float",
 }
 _POSITIVE = ("params", "tokens", "flops", "loss")
 _SHOW = 5  # how many offending rows an error message lists

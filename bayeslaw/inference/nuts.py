@@ -8,6 +8,7 @@ constant_data; coordinates are named after the table's families and runs.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,15 +19,17 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import xarray as xr
-from numpyro.infer import MCMC, NUTS, Predictive, init_to_value
+from numpyro import handlers
+from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
 
 from bayeslaw.data.files import write_atomic
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.point import fit_point
-from bayeslaw.models import (CENTERED_MIN_SIZES, PRIORS, ModelData, Parameterization, get_model,
-                             get_parameterization, prepare, seed_sd)
+from bayeslaw.models import (CENTERED_MIN_SIZES, PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
+                             get_parameterization, pooled_view, prepare, run_fractions, seed_sd)
+from bayeslaw.models.runs import bridge_kernel, run_covariance, shape_basis
 
-__all__ = ["Diagnostics", "Fit", "Prediction", "fit", "load_fit", "summarize"]
+__all__ = ["Diagnostics", "Fit", "Prediction", "check_checkpoints", "fit", "load_fit", "summarize"]
 
 EXTRA_FIELDS = ("potential_energy", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "diverging")
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -50,9 +53,12 @@ def _point_init(df: pd.DataFrame, data: ModelData, pooling: str, spec: Parameter
     # keep the start inside the prior's bulk.
     vector = np.clip(vector, center - 2 * scale, center + 2 * scale)
     if pooling == "complete":
-        values = {"theta_shared": vector}
+        values = {"theta_shared": (vector if spec.frame is None else
+                                   np.asarray(spec.frame(pooled_view(data), np.ones(()))(jnp.asarray(vector))))}
     elif pooling == "none":
-        values = {"theta": np.tile(vector, (data.n_families, 1))}
+        start = np.tile(vector, (data.n_families, 1))
+        values = ({"theta": start} if spec.frame is None else
+                  {"theta_raw": np.asarray(spec.frame(data, np.ones(data.n_families))(jnp.asarray(start)))})
     else:
         centered = data.family_sizes >= CENTERED_MIN_SIZES
         # centred families start at the point fit (in their frame); non-centred ones at z_f = 0, theta_f = mu
@@ -62,58 +68,116 @@ def _point_init(df: pd.DataFrame, data: ModelData, pooling: str, spec: Parameter
         values = {"mu": vector, "theta_raw": np.where(centered[:, None], start, 0.0)}
     # Every other site starts at a typical value too (numpyro would draw them uniformly in [-2, 2] on
     # the unconstrained scale, i.e. noise sds up to 7 nats, from which a large fit never recovers).
-    n_f = data.n_families
+    n_f, n_c = data.n_families, int(data.curve_families.sum())
+    sigma_seed = 0.5 * PRIORS["sigma_seed"]
     values.update({
-        "u_decentered": np.zeros(len(data.seeded_runs)),
-        "sigma_seed_shared": 0.5 * PRIORS["sigma_seed"],
-        "sigma_obs": np.full(n_f, 0.5 * PRIORS["sigma_obs"]),
-        "nu": 5.0,
+        "sigma_seed_shared": sigma_seed,
+        "sigma_obs_curve": np.full(n_c, 0.5 * PRIORS["sigma_obs"]),
+        "sigma_dev_curve": np.full(n_c, 0.5 * PRIORS["sigma_dev"]),
         "gamma_seed": 0.0,  # used only when seed_scaling="size"
+        "shape_shared": np.zeros(SHAPE_DEGREE), "shape_mu": np.zeros(SHAPE_DEGREE),
+        "shape_curve": np.zeros((n_c, SHAPE_DEGREE)),
+        "shape_z": np.zeros((n_c, SHAPE_DEGREE)),
     })
     if pooling == "none":
-        values["sigma_seed"] = np.full(n_f, 0.5 * PRIORS["sigma_seed"])
+        values["sigma_seed"] = np.full(n_f, sigma_seed)
     if pooling == "hierarchical":
         values.update({"tau": spec.vector("tau"), "corr_chol": np.eye(len(spec.names)),
-                       "tau_seed": 0.5 * PRIORS["tau_seed"],
-                       "log_sigma_seed": np.full(int(data.seeded_families.sum()), np.log(0.5 * PRIORS["sigma_seed"]))})
+                       "tau_seed": PRIORS["tau_seed"],
+                       # centred families at log sigma_seed, non-centred ones at z = 0 (the shared value)
+                       "log_sigma_seed_decentered": np.where(data.replicated_families, np.log(sigma_seed), 0.0)})
     return {k: jnp.asarray(v) for k, v in values.items()}
 
 
 def _dims(pooling: str, spec: Parameterization) -> dict[str, list[str]]:
     family_theta = ["family", "theta_dim"]
     dims = {
-        "theta": family_theta,
+        "theta": family_theta, "theta_raw": family_theta,
         **{name: ["family"] for name in spec.law.theta_names},  # the law's own parameters
-        "sigma_seed": ["family"], "sigma_obs": ["family"],
-        "u": ["seeded_run"], "u_decentered": ["seeded_run"],
-        "obs": ["obs_id"],
+        "sigma_seed": ["family"], "sigma_obs": ["family"], "sigma_dev": ["family"],
+        "sigma_obs_curve": ["curve_family"], "sigma_dev_curve": ["curve_family"],
+        "shape": ["family", "shape_dim"], "shape_curve": ["curve_family", "shape_dim"], "shape_z": ["curve_family", "shape_dim"],
+        "shape_mu": ["shape_dim"], "shape_shared": ["shape_dim"],
+        "obs": ["run", "checkpoint"],
     }
     if pooling == "hierarchical":
         dims.update({"theta_raw": family_theta, "mu": ["theta_dim"], "tau": ["theta_dim"],
-                     "corr_chol": ["theta_dim", "theta_dim_bis"], "log_sigma_seed": ["seeded_family"]})
+                     "corr_chol": ["theta_dim", "theta_dim_bis"], "log_sigma_seed": ["family"],
+                     "log_sigma_seed_decentered": ["family"]})
     if pooling == "complete":
         dims["theta_shared"] = ["theta_dim"]
-    # constant_data
-    dims.update({k: ["obs_id"] for k in ("log_params", "log_tokens", "obs_family", "obs_run", "step",
-                                        *(f"input_{name}" for name in spec.law.inputs))})
-    dims.update({k: ["run"] for k in ("run_family", "run_log_params", "run_points")})
-    dims["family_sizes"] = ["family"]
     return dims
 
 
-def _constant_data(data: ModelData, rows: pd.DataFrame) -> dict:
-    return {
+def _constant_data(data: ModelData, rows: pd.DataFrame) -> xr.Dataset:
+    per_row = {
         "log_params": data.log_params,
         "log_tokens": data.log_tokens,
+        "fraction": data.fraction,
         "obs_family": data.family,
         "obs_run": data.run,
-        "run_family": data.run_family,
-        "run_log_params": data.run_log_params,
-        "run_points": data.run_points,
-        "family_sizes": data.family_sizes,
         "step": rows["step"].to_numpy(),
         **{f"input_{name}": np.asarray(values) for name, values in data.inputs.items()},
     }
+    per_run = {"run_family": data.run_family, "run_log_params": data.run_log_params, "run_points": data.run_points,
+               "run_replicated": data.run_replicated}
+    return xr.Dataset(
+        {**{k: ("obs_id", v) for k, v in per_row.items()}, **{k: ("run", v) for k, v in per_run.items()},
+         "family_sizes": ("family", data.family_sizes)},
+        coords={"obs_id": np.arange(len(rows)), "run": list(data.runs), "family": list(data.families)})
+
+
+def check_checkpoints(df: pd.DataFrame, duplicates: str = "error") -> pd.DataFrame:
+    """Rows sorted by tokens within each run; two rows of one run at the same tokens are refused, naming the
+    run and rows (``duplicates="last"`` keeps the last logged one, a restart's, and warns with the count)."""
+    if duplicates not in ("error", "last"):
+        raise ValueError(f"duplicates={duplicates!r}; use 'error' or 'last'")
+    repeated = df.duplicated(["run", "tokens"], keep="last")
+    if repeated.any():
+        first = df.loc[df.duplicated(["run", "tokens"], keep=False)]
+        run = first["run"].iloc[0]
+        rows = first.index[first["run"] == run].tolist()[:5]
+        if duplicates == "error":
+            same = first.groupby(["run", "tokens"])["loss"].nunique().max() == 1
+            raise ValueError(
+                f"run {run!r} has two or more rows at the same tokens (rows {rows}; {int(repeated.sum())} repeated "
+                f"row(s) in {first['run'].nunique()} run(s){', equal losses' if same else ', different losses'}): "
+                f"a restart logged twice? pass duplicates='last' (CLI: --duplicates last) to keep the last logged row of each")
+        warnings.warn(f"fit: {int(repeated.sum())} repeated checkpoint row(s) in {first['run'].nunique()} run(s) "
+                      f"(first: run {run!r}, rows {rows}): kept the last of each (duplicates='last')", stacklevel=3)
+        df = df.loc[~repeated]
+    return df.sort_values(["run", "tokens"], kind="stable")
+
+
+def _check_sizes(rows: pd.DataFrame, pooling: str) -> None:
+    """A family seen at one model size has no size exponent of its own: say where it comes from."""
+    sizes = rows.groupby("family")["params"].nunique()
+    single = sorted(sizes.index[sizes < 2])
+    if not single:
+        return
+    if len(sizes) == 1 or pooling == "none":
+        raise ValueError(f"fit: family(ies) {single} seen at a single model size cannot be extrapolated in N "
+                         f"{'on their own' if len(sizes) > 1 else 'and no other family lends a size exponent'}; "
+                         f"add model sizes{'' if len(sizes) == 1 else ' or use pooling=\'hierarchical\''}")
+    source = "the population's" if pooling == "hierarchical" else "the one shared law's"
+    warnings.warn(f"fit: family(ies) {single} seen at a single model size: their size exponent is {source}",
+                  UserWarning, stacklevel=3)
+
+
+def _deterministic_sites(model, data: ModelData, seed_scaling: str) -> set[str]:
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(data, seed_scaling=seed_scaling)
+    return {name for name, site in trace.items() if site["type"] == "deterministic"}
+
+
+def _chain_method(chains: int, chain_method: str | None) -> str:
+    if chain_method is not None:
+        return chain_method
+    if chains > 1 and jax.local_device_count() < chains:
+        warnings.warn(f"fit: {chains} chains run one after another: JAX has {jax.local_device_count()} device(s). "
+                      f"JAX started before bayeslaw could set the host device count; import bayeslaw first, or "
+                      f"call numpyro.set_host_device_count({chains}) before JAX runs anything", UserWarning, stacklevel=3)
+        return "sequential"
+    return "parallel"
 
 
 def fit(
@@ -129,24 +193,27 @@ def fit(
     min_fraction: float | None = None,
     thin: int | None = 20,
     seed_scaling: str = "constant",
-    nu: float | None = None,
     target_accept: float = 0.95,
     chain_method: str | None = None,
     dense_mass: bool = True,
-    progress: bool = True,
+    duplicates: str = "error",
+    progress: bool | None = None,
 ) -> Fit:
     """Fit a scaling law by NUTS, initialised from the point fit.
 
     Parameters
     ----------
     df : pandas.DataFrame
-        A table in the bayeslaw schema (``family, run, params, tokens, loss`` are read).
+        A table in the bayeslaw schema (``family, run, params, tokens, loss`` are read; ``run_tokens``, a
+        run's final tokens, where the table holds only part of a run).
     form : str, default "chinchilla"
         The law: ``chinchilla``, ``kaplan``, ``kaplan_e``, ``compute`` or ``su2024`` (which reads
-        ``batch_size``, tokens per step, and fits the whole loss curve). Each is sampled with the same
-        family hierarchy and seed offsets (see :class:`bayeslaw.models.Parameterization`).
+        ``batch_size``, tokens per step). Each is sampled with the same family hierarchy and run-level
+        likelihood (see :mod:`bayeslaw.models`).
     pooling : {"hierarchical", "none", "complete"}
-        Partial pooling across families, none, or one law for all (see :mod:`bayeslaw.models`).
+        Partial pooling across families, none, or one law for all (see :mod:`bayeslaw.models`). A
+        hierarchical fit of a single family is its unpooled fit (``Fit.pooling`` says "none"): one
+        family tells nothing about a population.
     seed : int
         PRNG seed: equal seeds give identical draws.
     chains, draws, warmup : int
@@ -154,27 +221,27 @@ def fit(
     min_tokens, min_fraction : float or None
         Early-checkpoint cut (default: drop tokens <= 10B, as the Hitchhiker's Guide).
     thin : int or None, default 20
-        Keep about this many log-spaced checkpoints per run (None keeps all).
+        Keep about this many log-spaced checkpoints per run (None keeps all): the run-level likelihood
+        costs one Cholesky factorisation of each run's checkpoints per gradient.
     seed_scaling : {"constant", "size"}
         Run-to-run sd constant, or sigma_seed (N / 1e8)^-gamma_seed.
-    nu : float, optional
-        Student-t degrees of freedom of the checkpoint noise: learnt (default, nu = 2 + Gamma(2, 0.1)),
-        or fixed at this number (> 2). Fixed (e.g. 2.5) where the learnt nu sits at its floor and
-        NUTS diverges at its upper tail (the shared families do: see :mod:`bayeslaw.models`).
     target_accept : float
         NUTS target acceptance probability.
     chain_method : {"parallel", "sequential", "vectorized"}, optional
-        Default: "parallel" when JAX sees at least ``chains`` devices, else "sequential".
+        Default: "parallel" when JAX has at least ``chains`` devices (importing bayeslaw first sets the
+        CPU's host device count), else "sequential" with a warning.
     dense_mass : bool, default True
-        Adapt a dense mass matrix (False: diagonal, cheaper per step for thousands of runs).
-    progress : bool
-        Progress bar on stderr.
+        Adapt a dense mass matrix.
+    duplicates : {"error", "last"}
+        Two rows of one run at the same tokens: refused, or the last logged kept.
+    progress : bool, optional
+        Progress bar on stderr (default: when stderr is a terminal).
     """
     spec = get_parameterization(form)
     form = spec.law.name
-    model = get_model(pooling)
+    get_model(pooling)  # an unknown pooling fails before the data are read
     n_theta = len(spec.names)
-    rows = cut_early(df, min_tokens=min_tokens, min_fraction=min_fraction)
+    rows = cut_early(check_checkpoints(df, duplicates), min_tokens=min_tokens, min_fraction=min_fraction)
     if len(rows) >= n_theta and thin is not None:
         rows = thin_checkpoints(rows, per_run=thin)
     if len(rows) < n_theta:
@@ -182,40 +249,58 @@ def fit(
             f"fit: {len(rows)} row(s) left after the early cut (min_tokens={min_tokens}, "
             f"min_fraction={min_fraction}) of {len(df)}; need at least {n_theta}"
         )
+    # fractions of each run as given (before the cut and thinning), unless the table states the run's end
+    last = df.groupby("run")["tokens"].max().reindex(rows["run"]).to_numpy()
+    rows = rows.assign(run_tokens=rows["run_tokens"].fillna(pd.Series(last, rows.index)) if "run_tokens" in rows
+                       else last)
     rows = rows.reset_index(drop=True)
+    _check_sizes(rows, pooling)
     data = prepare(rows, form)
+    if pooling == "hierarchical" and data.n_families == 1:
+        # one family says nothing about a population: its mu, tau would be the prior's, and a centred
+        # family under them a funnel. The hierarchical model of one family is the unpooled one.
+        pooling = "none"
+    model = get_model(pooling)
     y = jnp.log(jnp.asarray(rows["loss"].to_numpy(dtype=float)))
-    if chain_method is None:
-        chain_method = "parallel" if jax.local_device_count() >= chains else "sequential"
+    chain_method = _chain_method(chains, chain_method)
     kernel = NUTS(
         model,
         target_accept_prob=target_accept,
-        # dense: each run's offset u_r trades off against its family's intercept (a ridge that a
-        # diagonal mass matrix crosses slowly); a few hundred latents keep the dense matrix cheap
+        # dense: the law's level and exponents, and the schedule shape, trade off along linear ridges
         dense_mass=dense_mass,
         init_strategy=init_to_value(values=_point_init(rows, data, pooling, spec)),
     )
+    progress = sys.stderr.isatty() if progress is None else progress
     mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method=chain_method,
                 progress_bar=progress)
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(seed))
-    mcmc.run(key_fit, data, y=y, seed_scaling=seed_scaling, nu=nu, extra_fields=EXTRA_FIELDS)
+    mcmc.run(key_fit, data, y=y, seed_scaling=seed_scaling, extra_fields=EXTRA_FIELDS)
     samples = mcmc.get_samples()
-    ppc = Predictive(model, samples, return_sites=["obs"])(key_ppc, data, seed_scaling=seed_scaling, nu=nu)
-    ppc = {"obs": np.asarray(ppc["obs"]).reshape(chains, draws, -1)}
+    ppc = Predictive(model, samples, return_sites=["obs"])(key_ppc, data, seed_scaling=seed_scaling)["obs"]
+    log_lik = log_likelihood(model, samples, data, y=y, seed_scaling=seed_scaling)["obs"]
     coords = {"family": list(data.families), "run": list(data.runs),
-              "seeded_run": [data.runs[i] for i in data.seeded_runs],
-              "seeded_family": [f for f, seeded in zip(data.families, data.seeded_families) if seeded],
-              "theta_dim": list(spec.names),
-              "theta_dim_bis": list(spec.names), "obs_id": np.arange(len(rows))}
-    idata = az.from_numpyro(
-        mcmc, posterior_predictive=ppc, constant_data=_constant_data(data, rows), log_likelihood=True,
-        # pred_dims given: arviz-base 1.3's inference of them fails (numpyro.infer.initialization via a lazy module)
-        pred_dims={"obs": ["obs_id"]},
-        coords=coords, dims=_dims(pooling, spec),
-    )
+              "curve_family": [f for f, c in zip(data.families, data.curve_families) if c],
+              "theta_dim": list(spec.names), "theta_dim_bis": list(spec.names),
+              "shape_dim": [f"(-log x)^{k}/{k}!" for k in range(1, SHAPE_DEGREE + 1)],
+              "checkpoint": np.arange(data.run_mask.shape[1])}
+    idata = az.from_numpyro(mcmc, coords=coords, dims=_dims(pooling, spec))
+    # observations, their posterior predictive and the constant data per row; the log likelihood per run
+    # (the unit the likelihood factorises over: PSIS-LOO leaves one run out)
+    per_row = data.per_row(ppc)
+    chain_draw = {"chain": np.arange(chains), "draw": np.arange(draws)}
+    idata["observed_data"] = xr.DataTree(xr.Dataset({"obs": ("obs_id", np.asarray(y))}, coords={"obs_id": np.arange(len(rows))}))
+    idata["posterior_predictive"] = xr.DataTree(xr.Dataset(
+        {"obs": (("chain", "draw", "obs_id"), per_row.reshape(chains, draws, -1))},
+        coords={**chain_draw, "obs_id": np.arange(len(rows))}))
+    idata["log_likelihood"] = xr.DataTree(xr.Dataset(
+        {"obs": (("chain", "draw", "run"), np.asarray(log_lik).reshape(chains, draws, -1))},
+        coords={**chain_draw, "run": list(data.runs)}))
+    idata["constant_data"] = xr.DataTree(_constant_data(data, rows))
     idata.attrs.update({
         "bayeslaw_form": form, "bayeslaw_pooling": pooling, "bayeslaw_seed_scaling": seed_scaling,
-        "bayeslaw_nu": -1.0 if nu is None else float(nu),
+        "bayeslaw_likelihood": "run",
+        "bayeslaw_sampled_sites": ",".join(sorted(mcmc.get_samples(group_by_chain=False).keys() - _deterministic_sites(
+            model, data, seed_scaling))),
         "bayeslaw_seed": seed, "bayeslaw_min_tokens": -1.0 if min_tokens is None else float(min_tokens),
         "bayeslaw_min_fraction": -1.0 if min_fraction is None else float(min_fraction),
         "bayeslaw_thin": -1 if thin is None else int(thin), "bayeslaw_rows_in": len(df), "bayeslaw_rows_fitted": len(rows),
@@ -302,7 +387,7 @@ class Fit:
 
     @property
     def runs(self) -> list[str]:
-        return [str(r) for r in self.idata.constant_data["run"].values]  # every fitted run; offsets only for seeded_run
+        return [str(r) for r in self.idata.constant_data["run"].values]
 
     def _draws(self, name: str) -> np.ndarray:
         """Posterior draws of a site, chains stacked: shape (sample, ...)."""
@@ -311,7 +396,7 @@ class Fit:
 
     def training_rows(self, family: str | None = None) -> pd.DataFrame:
         """The rows the fit was trained on (after its early cut and thinning), rebuilt from its DataTree:
-        family, run, params, tokens, step, the law's inputs as fitted (batch_size, flops, ...) and loss
+        family, run, params, tokens, step, run_tokens, the law's inputs as fitted (batch_size, flops, ...) and loss
         (nats per token, from ``observed_data``); only ``family``'s rows when one is named."""
         const = self.idata.constant_data
         families = np.asarray(const["family"].values).astype(str)
@@ -324,6 +409,8 @@ class Fit:
             "step": const["step"].values,
             "loss": np.exp(self.idata.observed_data["obs"].values),
         })
+        if "fraction" in const:  # the run's final tokens, as fitted
+            rows["run_tokens"] = rows["tokens"] / const["fraction"].values
         for name in self.spec.law.inputs:
             if f"input_{name}" in const and name not in rows:
                 rows[name] = const[f"input_{name}"].values
@@ -340,15 +427,13 @@ class Fit:
                 f"draws={post.sizes['draw']}, rows={self.idata.attrs['bayeslaw_rows_fitted']})")
 
     def params(self) -> pd.DataFrame:
-        """Posterior mean and 90% interval of the law's parameters (chinchilla: E, A, B, alpha, beta), sigma_seed
-        and sigma_obs per family.
-
-        In a hierarchical fit, a family without replicated runs shows the population's median sigma_seed.
-        """
+        """Posterior mean and 90% interval of the law's parameters (chinchilla: E, A, B, alpha, beta), and of
+        sigma_seed, sigma_obs and sigma_dev per family (the last two are 0 for a family seen only through
+        final losses: its runs' spread around the law is sigma_seed)."""
         rows = []
         for i, family in enumerate(self.families):
             natural = self.spec.law.natural({n: self._draws(n)[:, i] for n in self.spec.law.theta_names})
-            natural.update(sigma_seed=self._draws("sigma_seed")[:, i], sigma_obs=self._draws("sigma_obs")[:, i])
+            natural.update({name: self._draws(name)[:, i] for name in ("sigma_seed", "sigma_obs", "sigma_dev")})
             for name, d in natural.items():
                 d = np.asarray(d)
                 rows.append({"family": family, "parameter": name, "mean": d.mean(), "q05": np.quantile(d, 0.05),
@@ -388,24 +473,59 @@ class Fit:
             return self._draws("sigma_seed_shared")
         return np.abs(rng.normal(0.0, PRIORS["sigma_seed"], self._draws("sigma_seed").shape[0]))
 
-    def _noise_scales(self, families, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """sigma_seed (at SEED_N_REF) and sigma_obs per draw for a new run of each of ``families``: (sample, family).
+    def _population_shape(self, rng: np.random.Generator) -> np.ndarray:
+        """Schedule-shape weights of a family the fit has not seen (or one without curves), per draw: (sample, K)."""
+        if self.pooling == "hierarchical":
+            mu = self._draws("shape_mu")
+            return mu + PRIORS["tau_shape"] * rng.standard_normal(mu.shape)
+        if self.pooling == "complete":
+            return self._draws("shape_shared")
+        return PRIORS["shape"] * rng.standard_normal((self._draws("shape").shape[0], SHAPE_DEGREE))
 
-        A family's own where the fit learnt them; otherwise (hierarchical: a family without replicated runs
-        has no sigma_seed of its own, see models; an unseen family or None) the population's sigma_seed, and
-        for an unseen family the sigma_obs of a family drawn at random per sample (shared by every unseen one).
+    @property
+    def curve_families(self) -> list[str]:
+        """The families whose runs were seen at two or more checkpoints (they have their own curve noise and shape)."""
+        post = self.idata.posterior
+        return [str(f) for f in post["curve_family"].values] if "curve_family" in post.coords else []
+
+    def noise_draws(self, families, *, seed: int | np.random.Generator = 0) -> dict[str, np.ndarray]:
+        """Per draw, the run-level noise of a new run of each of ``families`` (see :mod:`bayeslaw.models.runs`).
+
+        ``sigma_seed`` (at SEED_N_REF), ``sigma_obs``, ``sigma_dev`` and ``shape`` (the schedule-shape
+        weights, (sample, family, K)) per family; ``gamma_seed`` (sample,). A family's own where
+        the fit learnt them; an unseen family (or None) gets the population's sigma_seed and shape, and the
+        curve noise of a family with curves drawn at random per sample (shared by every unseen one); a seen
+        family without curves (final losses only) gets the population's shape and that curve deviation.
         """
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         sigma_seed_f, sigma_obs_f = self._draws("sigma_seed"), self._draws("sigma_obs")
-        n_samples = sigma_obs_f.shape[0]
-        family_pos = {f: i for i, f in enumerate(self.families)}
-        pop_seed = self._population_sigma_seed(rng)
-        own_seed = (set(family_pos) if self.pooling != "hierarchical" else
-                    {str(f) for f in self.idata.posterior["seeded_family"].values}
-                    if "log_sigma_seed" in self.idata.posterior else set())
-        pop_obs = sigma_obs_f[np.arange(n_samples), rng.integers(0, sigma_obs_f.shape[1], n_samples)]
-        sigma_seed = np.stack([sigma_seed_f[:, family_pos[f]] if f in own_seed else pop_seed for f in families], axis=1)
-        sigma_obs = np.stack([sigma_obs_f[:, family_pos[f]] if f in family_pos else pop_obs for f in families], axis=1)
-        return sigma_seed, sigma_obs
+        sigma_dev_f, shape_f = self._draws("sigma_dev"), self._draws("shape")
+        n = sigma_obs_f.shape[0]
+        pos = {f: i for i, f in enumerate(self.families)}
+        curves = [pos[f] for f in self.curve_families]
+        pick = np.asarray(curves)[rng.integers(0, len(curves), n)] if curves else None
+        pop_obs = sigma_obs_f[np.arange(n), pick] if curves else np.zeros(n)
+        pop_dev = sigma_dev_f[np.arange(n), pick] if curves else np.zeros(n)
+        pop_seed, pop_shape = self._population_sigma_seed(rng), self._population_shape(rng)
+        own_curve = set(self.curve_families)
+        out = {"sigma_seed": [], "sigma_obs": [], "sigma_dev": [], "shape": []}
+        for f in families:
+            i = pos.get(f)
+            out["sigma_seed"].append(sigma_seed_f[:, i] if i is not None else pop_seed)
+            out["sigma_obs"].append(sigma_obs_f[:, i] if i is not None else pop_obs)
+            out["sigma_dev"].append(sigma_dev_f[:, i] if f in own_curve else pop_dev)
+            out["shape"].append(shape_f[:, i] if f in own_curve else pop_shape)
+        out = {k: np.stack(v, axis=1) for k, v in out.items()}
+        out["gamma_seed"] = self._draws("gamma_seed")
+        return out
+
+    def _run_rows(self) -> dict[str, np.ndarray]:
+        """The training rows of each run (indices into obs_id, by tokens)."""
+        const = self.idata.constant_data
+        runs = np.asarray(const["run"].values).astype(str)
+        obs_run = const["obs_run"].values
+        order = np.lexsort((const["log_tokens"].values, obs_run))
+        return {run: idx for run, idx in zip(runs, np.split(order, np.cumsum(np.bincount(obs_run, minlength=len(runs)))[:-1]))}
 
     def predict(
         self,
@@ -418,13 +538,16 @@ class Fit:
         """Posterior predictive loss (nats per token) for each row of ``targets``.
 
         ``targets`` has ``params`` and the law's other inputs (``tokens``; ``batch_size`` for su2024;
-        ``flops`` optional for compute), optionally ``family`` and ``run``.
+        ``flops`` optional for compute), optionally ``family``, ``run`` and ``run_tokens`` (the run's
+        final tokens; default: the last tokens of each ``run`` among the targets, and without ``run``
+        each row is a run's final checkpoint).
         ``kind="law"``: the law's loss of that configuration (parameter uncertainty only).
-        ``kind="new_run"``: what one new training run shows at that checkpoint: parameter
-        uncertainty, a fresh seed offset u ~ Normal(0, sigma_seed(N)), and Student-t checkpoint
-        noise. A target whose ``run`` carries a fitted offset (seen at two or more checkpoints, with a
-        sibling run of the same size and token budget: see :mod:`bayeslaw.models`) keeps it instead.
-        A family the fit has not seen (or no ``family``) gets the population's prediction.
+        ``kind="new_run"``: what one training run shows at that checkpoint: the law plus the family's
+        schedule shape g_f(x) at the row's fraction x of its run, parameter uncertainty, and the run's
+        Gaussian noise (offset, deviation along the run, checkpoint noise). A target whose ``run`` the fit
+        was trained on is conditioned on that run's observed checkpoints (its offset and deviation so
+        far). A family the fit has not seen (or no ``family``) gets the population's prediction.
+        Draws are per row (the marginal predictive of each checkpoint).
         """
         if kind not in ("law", "new_run"):
             raise ValueError(f"unknown kind {kind!r}; use 'law' or 'new_run'")
@@ -435,28 +558,53 @@ class Fit:
         inputs = self.spec.law.columns(targets, where="predict: targets")
         rng = np.random.default_rng(seed)
         families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))
-        runs = targets["run"] if "run" in targets.columns else pd.Series([None] * len(targets))
         theta = self._theta(families, rng)
-        n_samples = theta.shape[0]
-        log_params = np.log(inputs["params"] if "params" in inputs else targets["params"].to_numpy(dtype=float))
         log_loss = np.array(self.spec.log_mean(jnp.asarray(theta), {k: jnp.asarray(v) for k, v in inputs.items()}))
+        if kind == "law":
+            return summarize(np.exp(log_loss), targets, kind=kind, quantiles=quantiles)
 
-        if kind == "new_run":
-            gamma = self._draws("gamma_seed")
-            nu = self._draws("nu")
-            # only runs seen at two or more checkpoints carry a fitted offset
-            seeded = ({str(r): i for i, r in enumerate(self.idata.posterior["seeded_run"].values)}
-                      if "u" in self.idata.posterior else {})
-            u_fitted = self._draws("u") if seeded else None
-            sigma_seed, sigma_obs = self._noise_scales(families, rng)
-            for j, run in enumerate(runs):
-                if run is not None and run in seeded:
-                    offset = u_fitted[:, seeded[run]]
-                else:
-                    offset = np.asarray(seed_sd(sigma_seed[:, j], gamma, log_params[j])) * rng.standard_normal(
-                        n_samples)
-                log_loss[:, j] += offset + sigma_obs[:, j] * rng.standard_t(nu)
-        return summarize(np.exp(log_loss), targets, kind=kind, quantiles=quantiles)
+        if "run_tokens" in targets.columns or "run" in targets.columns:
+            fraction = run_fractions(targets)
+        else:
+            fraction = np.ones(len(targets))
+        noise = self.noise_draws(list(families), seed=rng)
+        log_params = np.log(targets["params"].to_numpy(dtype=float))
+        sd_seed = np.asarray(seed_sd(noise["sigma_seed"], noise["gamma_seed"][:, None], log_params))
+        mean = log_loss + np.einsum("tk,stk->st", np.asarray(shape_basis(fraction)), noise["shape"])
+        var = (sd_seed**2 + noise["sigma_dev"] ** 2 * np.asarray(bridge_kernel(fraction, fraction))
+               + noise["sigma_obs"] ** 2)
+        runs = targets["run"].astype(object).to_numpy() if "run" in targets.columns else [None] * len(targets)
+        trained = self._run_rows()
+        for run in {r for r in runs if r is not None and str(r) in trained}:
+            cols = np.flatnonzero(np.asarray([r == run for r in runs]))
+            c_mean, c_var = self._condition_on_run(theta[:, cols[0]], noise, cols, fraction[cols],
+                                                   sd_seed[:, cols], trained[str(run)])
+            mean[:, cols] += c_mean
+            var[:, cols] -= c_var
+        draws = mean + np.sqrt(np.maximum(var, 0.0)) * rng.standard_normal(mean.shape)
+        return summarize(np.exp(draws), targets, kind=kind, quantiles=quantiles)
+
+    def _condition_on_run(self, theta, noise, cols, fraction, sd_seed, rows):
+        """Conditional mean shift and variance reduction (sample, len(cols)) of a trained run's target rows,
+        given the run's observed residuals: Gaussian conditioning on its marginalised offset and deviation."""
+        const = self.idata.constant_data
+        inputs = {name: jnp.asarray(const[f"input_{name}"].values[rows]) for name in self.spec.law.inputs}
+        x_obs = const["fraction"].values[rows]
+        y_obs = self.idata.observed_data["obs"].values[rows]
+        j = cols[0]
+        shape = noise["shape"][:, j]  # the run's family's: the same for every row of one run
+        law_obs = np.asarray(self.spec.log_mean(jnp.asarray(theta)[:, None, :], inputs))  # (S, n)
+        resid = y_obs - law_obs - np.einsum("nk,sk->sn", np.asarray(shape_basis(x_obs)), shape)
+        sd_seed_obs = sd_seed[:, 0]  # the run's offset sd: its size is the target rows' size
+        cov = np.asarray(run_covariance(jnp.asarray(x_obs)[None], np.ones((1, len(rows)), bool), jnp.asarray(sd_seed_obs)[:, None],
+                                        jnp.asarray(noise["sigma_dev"][:, j])[:, None],
+                                        jnp.asarray(noise["sigma_obs"][:, j])[:, None]))[:, 0]
+        cross = (sd_seed_obs[:, None, None] ** 2
+                 + noise["sigma_dev"][:, j, None, None] ** 2 * np.asarray(bridge_kernel(fraction[:, None], x_obs[None, :])))
+        solved = np.linalg.solve(cov, np.concatenate([resid[..., None], np.swapaxes(cross, 1, 2)], axis=2))
+        shift = np.einsum("stn,sn->st", cross, solved[..., 0])
+        reduction = np.einsum("stn,snt->st", cross, solved[..., 1:])
+        return shift, reduction
 
     # --- diagnostics -----------------------------------------------------------------------
     def diagnostics(self, *, warn: bool = True) -> Diagnostics:
@@ -465,8 +613,11 @@ class Fit:
         Over every sampled site (deterministic transforms share their diagnostics).
         """
         posterior = self.idata.posterior
+        sampled = self.idata.attrs.get("bayeslaw_sampled_sites")
+        sampled = set(sampled.split(",")) if sampled else set(posterior.data_vars)
+        # the sampled sites (deterministic ones are functions of them, some constant where they are fixed)
         varying = [name for name in posterior.data_vars
-                   if float(posterior[name].std()) > 0 and name not in ("corr_chol",)]  # constants have no r-hat
+                   if name in sampled and float(posterior[name].std()) > 0 and name not in ("corr_chol",)]
         with warnings.catch_warnings():  # 0/0 inside ArviZ for a site stuck in a chain: r-hat comes back NaN/inf
             warnings.simplefilter("ignore", RuntimeWarning)
             table = az.summary(self.idata, var_names=varying, kind="diagnostics", round_to="none")

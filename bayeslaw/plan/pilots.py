@@ -8,7 +8,8 @@ variance of log loss per FLOP.
 ``method="laplace"`` (default): a linear-Gaussian update. Over the family's posterior (its draws of
 the sampled coordinates theta, ``fit.spec.names``; a hierarchical fit's draws already carry what the
 population says about the family), with R the pilot's observation covariance (checkpoint noise on
-the diagonal, the seed offset's variance shared by the rows of one run: a block per run):
+the diagonal, plus each run's offset and deviation along the run: one block per run, as in
+:mod:`bayeslaw.models.runs`):
 
 - ``linearize="mean"``: the textbook Laplace step. m, S the mean and covariance of the draws, J the
   Jacobian of log L at the pilot's rows and g its gradient at the target (``jax.jacfwd`` at m):
@@ -28,15 +29,13 @@ the diagonal, the seed offset's variance shared by the rows of one run: a block 
   posterior lies on a curved ridge (a and alpha, e and the size term) where the Jacobian at m is a
   poor guide: on ``benchmarks/pilot_design.py`` (3 sizes, a 2.8B target, 5 candidates) "mean"
   overstated the current sd 1.6x (0.049 against the draws' 0.031) and ranked the candidates against
-  NUTS refits with Spearman -0.2 / +0.1, "draws" +0.9 (median variance ratio to the refit 1.3 with
-  ``offsets="as_fit"``).
+  NUTS refits with Spearman -0.2 / +0.1, "draws" +0.9.
 
-New-run variance adds the target's seed variance sigma_seed(N)^2 and checkpoint noise
-sigma_obs^2 nu / (nu - 2). In a linear-Gaussian model the posterior variance does not depend on
-what the pilot will show, so no outcome is simulated: the expected posterior variance is exact
-there, and here as good as the linearisation. The noise scales are fixed at their posterior means
-(of the variances), the Student-t checkpoint noise enters R as the Gaussian of equal Fisher
-information for its location, s^2 (nu + 3) / (nu + 1), and the pilot updates neither the noise nor
+New-run variance adds the target's seed variance sigma_seed(N)^2 and checkpoint noise sigma_obs^2
+(a final checkpoint: the deviation along the run is 0 there). In a linear-Gaussian model the
+posterior variance does not depend on what the pilot will show, so no outcome is simulated: the
+expected posterior variance is exact there, and here as good as the linearisation. The noise scales
+are fixed at their posterior means (of the variances), and the pilot updates neither the noise nor
 the population of a hierarchical fit.
 
 ``method="refit"``: the reference. It simulates the pilot's outcomes from the current posterior
@@ -61,6 +60,7 @@ import scipy.linalg
 from bayeslaw.inference import nuts
 from bayeslaw.inference.nuts import Fit
 from bayeslaw.models import seed_sd
+from bayeslaw.models.runs import bridge_kernel, shape_basis
 
 __all__ = ["EFLOP", "pilot_rows", "rank_pilots"]
 
@@ -152,10 +152,22 @@ def pilot_rows(candidate: Mapping, *, checkpoints: int = 1, first_fraction: floa
 
 
 def _noise_draws(fit: Fit, family: str | None, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Per draw: sigma_seed (at SEED_N_REF), gamma_seed, sigma_obs and nu of ``family``, as in ``Fit.predict``."""
-    sigma_seed, sigma_obs = fit._noise_scales([family], rng)
-    return {"sigma_seed": sigma_seed[:, 0], "gamma_seed": fit._draws("gamma_seed"), "sigma_obs": sigma_obs[:, 0],
-            "nu": fit._draws("nu")}
+    """Per draw: sigma_seed (at SEED_N_REF), gamma_seed, sigma_obs, sigma_dev and shape of ``family``, as in ``Fit.predict``."""
+    noise = fit.noise_draws([family], seed=rng)
+    return {"sigma_seed": noise["sigma_seed"][:, 0], "gamma_seed": noise["gamma_seed"], "sigma_obs": noise["sigma_obs"][:, 0],
+            "sigma_dev": noise["sigma_dev"][:, 0], "shape": noise["shape"][:, 0]}
+
+
+def _run_noise(noise: Mapping[str, np.ndarray], rows: pd.DataFrame) -> np.ndarray:
+    """E over the draws of each run's noise covariance (offset + deviation along the run + checkpoint noise),
+    block-diagonal over the pilot's runs: (rows, rows), rows in ``rows``' order."""
+    R = np.zeros((len(rows), len(rows)))
+    seed_var = _seed_variance(noise, float(rows["params"].iloc[0]))
+    for _, idx in rows.groupby("run", sort=False).indices.items():
+        x = rows["tokens"].to_numpy(float)[idx] / rows["tokens"].to_numpy(float)[idx].max()
+        kernel = np.mean(noise["sigma_dev"] ** 2) * np.asarray(bridge_kernel(x[:, None], x[None, :]))
+        R[np.ix_(idx, idx)] = seed_var + kernel + np.mean(noise["sigma_obs"] ** 2) * np.eye(len(idx))
+    return R
 
 
 def _seed_variance(noise: Mapping[str, np.ndarray], params: float) -> float:
@@ -192,13 +204,6 @@ def _bayes_linear_variance(target_draws: np.ndarray, pilot_draws: np.ndarray, R:
     return float(max(centred_t @ centred_t / n - v @ v, 0.0))
 
 
-def _replicated_configs(rows: pd.DataFrame) -> set:
-    """(family, params, budget to 1%) of the runs in ``rows``: a new run of one of them has a sibling."""
-    per_run = rows.groupby("run").agg(family=("family", "first"), params=("params", "first"),
-                                      budget=("tokens", "max"))
-    return {(f, float(p), int(np.round(np.log(b) / 0.01))) for f, p, b in per_run.itertuples(index=False)}
-
-
 def rank_pilots(
     fit: Fit,
     target,
@@ -210,7 +215,6 @@ def rank_pilots(
     checkpoints: int = 1,
     first_fraction: float = 0.1,
     min_tokens: float | str | None = "fit",
-    offsets: str = "all",
     linearize: str = "draws",
     data: pd.DataFrame | None = None,
     outcomes: int = 3,
@@ -246,11 +250,6 @@ def rank_pilots(
         The early cut the pilot's checkpoints must clear: "fit" takes the fit's own (10B tokens by
         default: a pilot at or below it raises; the simulator's runs are shorter, so pass a smaller
         cut, or None, when the fit was made with one).
-    offsets : {"all", "as_fit"}
-        "all": every pilot run's rows share a seed offset of variance sigma_seed(N)^2 (what the runs
-        will show). "as_fit": only runs ``bayeslaw.fit`` gives an offset (a sibling of the same size
-        and budget, two or more checkpoints); the others' rows count as independent, which is what a
-        refit will claim (use it to compare with ``method="refit"``).
     linearize : {"draws", "mean"}
         ``laplace`` only: "draws" (default), log L linearised statistically over the posterior draws
         (the Bayes linear adjustment Var(y_t) - c^T (C + R)^-1 c, with C, c the draws' covariances of
@@ -290,8 +289,6 @@ def rank_pilots(
         raise ValueError(f"unknown linearize {linearize!r}; use 'mean' or 'draws'")
     if baseline not in ("refit", "fit"):
         raise ValueError(f"unknown baseline {baseline!r}; use 'refit' or 'fit'")
-    if offsets not in ("all", "as_fit"):
-        raise ValueError(f"unknown offsets {offsets!r}; use 'all' or 'as_fit'")
     target_table, family = _target_table(target, family)
     candidates = _check_candidates(candidates, fit.spec.law.inputs, family)
     cut = _resolve_min_tokens(fit, min_tokens)
@@ -308,8 +305,7 @@ def rank_pilots(
     theta = fit._theta([family], rng)[:, 0]  # (S, K): the family's draws, or the population's
     noise = _noise_draws(fit, family, rng)
     target_params = float(target_table["params"].iloc[0])
-    noise_var_new_run = _seed_variance(noise, target_params) + float(
-        np.mean(noise["sigma_obs"] ** 2 * noise["nu"] / (noise["nu"] - 2.0)))  # Var(Student-t) = s^2 nu / (nu - 2)
+    noise_var_new_run = _seed_variance(noise, target_params) + float(np.mean(noise["sigma_obs"] ** 2))
     extra_var = noise_var_new_run if kind == "new_run" else 0.0
     target_inputs = _inputs(fit, target_table, "rank_pilots: target")
 
@@ -319,21 +315,11 @@ def rank_pilots(
         m, S = theta.mean(axis=0), np.atleast_2d(np.cov(theta, rowvar=False))
         g = _jacobian(fit, m, target_inputs)[0]
         target_draws = np.asarray(fit.spec.log_mean(jnp.asarray(theta), target_inputs))  # (S,)
-        # Student-t checkpoint noise enters as the Gaussian of equal Fisher information for its location:
-        # variance s^2 (nu + 3) / (nu + 1) (its own variance, s^2 nu / (nu - 2), would undercount a t's information)
-        obs_var = float(np.mean(noise["sigma_obs"] ** 2 * (noise["nu"] + 3.0) / (noise["nu"] + 1.0)))
-        known = _replicated_configs(fit.training_rows()) if offsets == "as_fit" else set()
         sd_after = {}
         for i, rows in pilots.items():
             inputs = _inputs(fit, rows, f"rank_pilots: candidate {i!r}")
             J = _jacobian(fit, m, inputs) if linearize == "mean" else None
-            R = obs_var * np.eye(len(rows))
-            seed_var = _seed_variance(noise, float(rows["params"].iloc[0]))
-            n_seeds, k = int(seeds[i]), len(rows) // int(seeds[i])
-            budget = (run_family, float(rows["params"].iloc[0]), int(np.round(np.log(rows["tokens"].max()) / 0.01)))
-            has_offset = offsets == "all" or (k >= 2 and (n_seeds >= 2 or budget in known))
-            if has_offset:  # rows of one run share its offset: a block of seed_var
-                R += np.kron(np.eye(n_seeds), np.full((k, k), seed_var))
+            R = _run_noise(noise, rows)
             if linearize == "mean":
                 sd_after[i] = np.sqrt(_laplace_variance(S, g, J, R) + extra_var)
             else:
@@ -365,8 +351,7 @@ def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise
         raise ValueError(f"outcomes={outcomes}: need at least one simulated pilot outcome")
     options = {"chains": 1, "draws": 200, "warmup": 200, "progress": False, **(refit_options or {})}
     attrs = fit.idata.attrs
-    settings = {"form": fit.form, "pooling": fit.pooling, "seed_scaling": fit.seed_scaling,
-                "nu": None if float(attrs["bayeslaw_nu"]) < 0 else float(attrs["bayeslaw_nu"])}
+    settings = {"form": fit.form, "pooling": fit.pooling, "seed_scaling": fit.seed_scaling}
     if data is None:  # the fitted rows: already cut and thinned
         base, settings = fit.training_rows(), {**settings, "min_tokens": None, "thin": None}
     else:
@@ -389,12 +374,12 @@ def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise
         variances = []
         inputs = _inputs(fit, rows, f"rank_pilots: candidate {i!r}")
         for o in range(outcomes):
-            d = rng.integers(theta.shape[0])  # one posterior draw: law, noise scales and offsets
+            d = rng.integers(theta.shape[0])  # one posterior draw: law and noise scales
             log_law = np.asarray(fit.spec.log_mean(jnp.asarray(theta[d]), inputs))
-            run_sd = np.asarray(seed_sd(noise["sigma_seed"][d], noise["gamma_seed"][d],
-                                        np.log(rows["params"].to_numpy(float))))
-            offset = run_sd * rng.standard_normal(int(rows["seed"].max()) + 1)[rows["seed"].to_numpy()]
-            log_loss = log_law + offset + noise["sigma_obs"][d] * rng.standard_t(noise["nu"][d], len(rows))
+            one = {k: v[d:d + 1] for k, v in noise.items()}  # the run-level noise of that draw
+            fraction = rows["tokens"].to_numpy(float) / rows.groupby("run")["tokens"].transform("max").to_numpy(float)
+            log_loss = (log_law + np.asarray(shape_basis(fraction)) @ noise["shape"][d]
+                        + np.linalg.cholesky(_run_noise(one, rows)) @ rng.standard_normal(len(rows)))
             batch = rows["batch_size"].to_numpy(float) if "batch_size" in rows else 1.0
             pilot = rows.assign(family=run_family, run=[f"{run_family}-{r}-o{o}" for r in rows["run"]],
                                 loss=np.exp(log_loss), step=np.round(rows["tokens"].to_numpy(float) / batch))

@@ -1,37 +1,42 @@
-"""Models stage: the Chinchilla scaling law as NumPyro models, one function per pooling variant.
+"""Models stage: scaling laws as NumPyro models, one function per pooling variant.
 
-For rows i (family f, training run r, parameters N_i, tokens D_i, observed loss y_i):
+For rows i (family f, training run r, law inputs such as N_i parameters and D_i tokens, observed loss
+y_i in nats per token, x_i = D_i / D_r the fraction of its run):
 
-    mean_i   = logsumexp(e_f, a_f - alpha_f log N_i, b_f - beta_f log D_i)     (L = E + A/N^alpha + B/D^beta)
-    u_r      ~ Normal(0, sigma_seed_f (N_r / 1e8)^(-gamma_seed))             (run-to-run, "seed" offset, for runs
-                                                                              seen at >= 2 checkpoints with a
-                                                                              sibling of the same size and budget)
-    log y_i  ~ StudentT(nu, mean_i + u_r, sigma_obs_f),  nu > 2              (checkpoint noise, robust to spikes)
+    log y_ri = log L(theta_f; inputs_ri) + g_f(x_ri) + u_r + d_r(x_ri) + eps_ri
 
-The three variants differ only in theta_f = (e, a, b, alpha, beta)_f, like NumPyro's
-``examples/baseball.py``:
+    g_f(x)  = sum_k w_fk (-log x)^k / k!        schedule shape of the family's runs, g_f(1) = 0
+    u_r     ~ Normal(0, sigma_seed_f (N_r / 1e8)^(-gamma_seed))    run offset (seed), every run
+    d_r     ~ GP(0, sigma_dev_f^2 k)            smooth deviation along the run, pinned to 0 at x = 1
+    eps_ri  ~ Normal(0, sigma_obs_f^2)          checkpoint noise
 
-``pooled``        (``pooling="complete"``) one theta for all families;
-``unpooled``      (``pooling="none"``)     each family's theta from the prior, independently;
+u_r, d_r and eps are marginalised per run in closed form (:mod:`bayeslaw.models.runs`): NUTS moves
+only in theta, the noise scales and the shape weights w. The noise is Gaussian in log loss, so a
+new run's loss has a finite mean and variance. A family whose runs are each seen at one checkpoint
+(final losses) has no sigma_obs, sigma_dev or w of its own: its runs' spread around the law is sigma_seed.
+
+The three variants differ in how families share theta_f (the law's sampled coordinates), the shape
+weights w_f and sigma_seed_f, like NumPyro's ``examples/baseball.py``:
+
+``pooled``        (``pooling="complete"``) one theta, one w and one sigma_seed for all families;
+``unpooled``      (``pooling="none"``)     each family's from the prior, independently;
 ``hierarchical``  (``pooling="hierarchical"``) theta_f ~ MVN(mu, diag(tau) L L^T diag(tau)),
-                  L ~ LKJCholesky(5, 2), tau ~ Gamma(2, 2 / s): families shrink toward shared values,
-                  and the five parameters' correlation across families is modelled (centred for
-                  families seen at >= 3 sizes, non-centred for the others).
+                  L ~ LKJCholesky(2), tau ~ Gamma(2, 2 / s); w_f ~ Normal(w, tau_w) (tau_w a constant);
+                  log sigma_seed_f ~ Normal(log sigma_seed, tau_seed).
 
 Sampling coordinates. a and alpha (b and beta) are nearly collinear when N is large (a - alpha log N
-with log N ~ 20), which makes NUTS slow. The models therefore sample ``a_ref = a - alpha log N_REF``
-and ``b_ref = b - beta log D_REF``, the log of each term at a reference size (N_REF = 1e9 parameters,
+with log N ~ 20). The models therefore sample ``a_ref = a - alpha log N_REF`` and
+``b_ref = b - beta log D_REF``, the log of each term at a reference size (N_REF = 1e9 parameters,
 D_REF = 1e11 tokens), and the exponents as ``log_alpha``, ``log_beta`` (positive by construction, so
 more parameters or tokens never raise the loss); e, a, b, alpha, beta are recorded as deterministic sites.
 
 Priors (weakly informative, centred on Besiroglu et al. 2024's refit of Chinchilla, E 1.817,
-A 482, B 2085, alpha 0.348, beta 0.366, so that A/N_REF^alpha = 0.36 and B/D_REF^beta = 0.20):
-see :data:`PRIORS`. ``bayeslaw.plots.prior_predictive`` (and the test of it) checks that they give
-losses between ~1.5 and ~10 nats at the scales of the data.
+A 482, B 2085, alpha 0.348, beta 0.366): see :data:`PRIORS`. ``bayeslaw.plots.prior_predictive``
+checks that they give losses between ~1.5 and ~10 nats at the scales of the data.
 
-Every variant has the same signature (``seed_scaling``; ``nu``: None learns the Student-t degrees
-of freedom, a number > 2 fixes them) and site names (``theta``, ``sigma_seed``, ``u``, ``sigma_obs``,
-``nu``, ``obs``); ``y=None`` samples from the model, so the same function serves ``Predictive``.
+Every variant has the same signature (``seed_scaling``) and site names (``theta``, ``sigma_seed``,
+``sigma_obs``, ``sigma_dev``, ``shape``, ``obs``); ``y=None`` samples from the model, so the
+same function serves ``Predictive``. ``obs`` is one padded vector per run (see :mod:`bayeslaw.models.runs`).
 """
 
 from __future__ import annotations
@@ -49,12 +54,14 @@ from numpyro.infer.reparam import LocScaleReparam
 import pandas as pd
 
 from bayeslaw.laws import CHINCHILLA, COMPUTE, KAPLAN, KAPLAN_E, SU2024, Law, get_law
+from bayeslaw.models.runs import MAX_CHECKPOINTS, SHAPE_DEGREE, RunMarginal, run_basis, run_layout, shape_basis
 
 __all__ = [
     "D_REF",
     "MODELS",
     "N_REF",
     "PARAMETERIZATIONS",
+    "SHAPE_DEGREE",
     "PRIORS",
     "THETA",
     "ModelData",
@@ -69,12 +76,10 @@ __all__ = [
     "unpooled",
 ]
 
-CENTERED_MIN_POINTS = 3  # runs with at least this many checkpoints get a centred offset u_r
 CENTERED_MIN_SIZES = 3  # families with at least this many model sizes get a centred theta_f
 N_REF = 1e9  # parameters
 D_REF = 1e11  # tokens
 SEED_N_REF = 1e8  # parameters: sigma_seed is quoted at this size
-NU_MIN = 2.0  # Student-t degrees of freedom are above this: the checkpoint noise has a finite variance
 THETA = ("e", "a_ref", "b_ref", "log_alpha", "log_beta")
 
 #: Prior centre and scale of each sampled parameter (Normal), and the prior mean of the family spread tau (Gamma(2)).
@@ -88,9 +93,9 @@ PRIORS = {
     "tau_seed": 0.5,  # prior mean of the family spread of log sigma_seed (Gamma(2), zero-avoiding like tau)
     "gamma_seed": 0.5,  # Normal scale of the size exponent of sigma_seed (seed_scaling="size")
     "sigma_obs": 0.02,  # HalfNormal scale of the checkpoint noise sd of log loss
-    # Student-t degrees of freedom (one for all families): NU_MIN + Gamma(shape, rate) (Juarez & Steel
-    # 2010's Gamma(2, 0.1), shifted so that the noise keeps a finite variance; see _likelihood)
-    "nu": (2.0, 0.1),
+    "sigma_dev": 0.02,  # HalfNormal scale of the sd of a run's smooth deviation along the run
+    "shape": 0.05,  # Normal scale of the population's schedule-shape weights w_k (log loss)
+    "tau_shape": 0.02,  # sd of each w_k across families (a constant: see _shape)
 }
 
 
@@ -98,19 +103,25 @@ PRIORS = {
 class ModelData:
     """Arrays a model reads, built from a table by :func:`prepare`.
 
-    ``family``/``run`` index rows into ``families``/``runs``; ``run_family``,
-    ``run_log_params``, ``run_points`` (its number of rows) and ``run_replicated`` (another run
-    of its family has the same size and token budget) describe each run;
-    ``family_sizes`` counts each family's distinct model sizes, ``family_log_params`` and
-    ``family_log_tokens`` are the mean log N and log D of its rows (where its data sit);
-    ``seeded_runs`` lists the runs with an offset u_r. ``form`` names the law and ``inputs`` holds
-    its input columns per row (read or derived by ``Law.columns``: e.g. su2024's ``steps``).
+    ``family``/``run`` index rows into ``families``/``runs``; ``fraction`` is each row's fraction of its
+    run (tokens over the run's ``run_tokens``, default its last checkpoint); ``run_index``/``run_mask``
+    (run, checkpoint) list each run's rows by tokens, padded. ``run_family``, ``run_log_params``,
+    ``run_points`` (its number of rows) and ``run_replicated`` (another run of its family has the same
+    size and token budget) describe each run; ``family_sizes`` counts each family's distinct model
+    sizes, ``family_log_params`` and ``family_log_tokens`` are the mean log N and log D of its rows
+    (where its data sit). ``form`` names the law and ``inputs`` holds its input columns per row (read
+    or derived by ``Law.columns``: e.g. su2024's ``steps``).
     """
 
     log_params: np.ndarray
     log_tokens: np.ndarray
+    fraction: np.ndarray
     family: np.ndarray
     run: np.ndarray
+    run_index: np.ndarray
+    run_mask: np.ndarray
+    run_eigvals: np.ndarray
+    run_eigvecs: np.ndarray
     run_family: np.ndarray
     run_log_params: np.ndarray
     run_points: np.ndarray
@@ -124,23 +135,42 @@ class ModelData:
     inputs: Mapping[str, np.ndarray] | None = None
 
     @property
-    def seeded_runs(self) -> np.ndarray:
-        """Indices of the runs that carry an offset u_r: seen at two or more checkpoints, with a sibling run
-        of the same configuration (family, size, token budget): another seed or a rerun."""
-        return np.flatnonzero((self.run_points >= 2) & self.run_replicated)
+    def curve_families(self) -> np.ndarray:
+        """Per family: is one of its runs seen at two or more checkpoints? Only then do its data tell the
+        checkpoint noise, the deviation along a run and the schedule shape apart from the run offsets."""
+        return np.bincount(self.run_family[self.run_points >= 2], minlength=self.n_families) > 0
 
     @property
-    def seeded_families(self) -> np.ndarray:
-        """Per family: does it have a run with an offset (so that the data pin its sigma_seed)?"""
-        return np.bincount(self.run_family[self.seeded_runs], minlength=self.n_families) > 0
+    def replicated_families(self) -> np.ndarray:
+        """Per family: does it have runs of one configuration (size and token budget), whose spread pins sigma_seed?"""
+        return np.bincount(self.run_family[self.run_replicated], minlength=self.n_families) > 0
 
     @property
     def n_families(self) -> int:
         return len(self.families)
 
+    def per_row(self, values) -> np.ndarray:
+        """Padded per-run values (..., run, checkpoint), e.g. draws of ``obs``, as (..., row) in the table's order."""
+        values = np.asarray(values)
+        out = np.zeros(values.shape[:-2] + (len(self.family),))
+        out[..., self.run_index[self.run_mask]] = values[..., self.run_mask]
+        return out
+
     @property
     def n_runs(self) -> int:
         return len(self.runs)
+
+
+def run_fractions(df: pd.DataFrame) -> np.ndarray:
+    """tokens / the run's final tokens: the ``run_tokens`` column where given, else the run's last checkpoint."""
+    tokens = df["tokens"].to_numpy(dtype=float)
+    final = (df["run_tokens"].to_numpy(dtype=float) if "run_tokens" in df.columns
+             else df.groupby("run")["tokens"].transform("max").to_numpy(dtype=float))
+    bad = np.flatnonzero(~(tokens <= final * (1 + 1e-9)))
+    if len(bad):
+        raise ValueError(f"run_tokens: rows {bad[:5].tolist()} have tokens beyond their run's run_tokens "
+                         f"(runs {sorted(set(df['run'].iloc[bad[:5]]))})")
+    return tokens / final
 
 
 def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
@@ -153,15 +183,31 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
     run_index = {r: i for i, r in enumerate(runs)}
     per_run = df.groupby("run").agg(family=("family", "first"), params=("params", "first"),
                                     budget=("tokens", "max")).loc[list(runs)]
+    if "run_tokens" in df.columns:
+        per_run["budget"] = df.groupby("run")["run_tokens"].max().loc[list(runs)]
     # runs of one configuration: same family, same size, same token budget (to 1%): seeds (or reruns)
     per_run["budget"] = np.round(np.log(per_run["budget"].to_numpy(dtype=float)) / 0.01)
     if (df.groupby("run")["family"].nunique() > 1).any():
         raise ValueError("a run belongs to more than one family; run names must be unique across families")
+    run = df["run"].map(run_index).to_numpy(dtype=np.int32)
+    order = np.lexsort((df["tokens"].to_numpy(dtype=float), run))
+    index, mask = run_layout(run, order, len(runs))
+    if mask.shape[1] > MAX_CHECKPOINTS:
+        longest = runs[int(np.argmax(mask.sum(axis=1)))]
+        raise ValueError(f"run {longest!r} has {mask.shape[1]} checkpoints; the run-level likelihood takes at most "
+                         f"{MAX_CHECKPOINTS} per run: thin the runs (fit(thin=20), thin_checkpoints)")
+    fraction = run_fractions(df)
+    eigvals, eigvecs = run_basis(np.where(mask, fraction[index], 1.0), mask)
     return ModelData(
         log_params=np.log(df["params"].to_numpy(dtype=float)),
         log_tokens=np.log(df["tokens"].to_numpy(dtype=float)),
+        fraction=fraction,
         family=df["family"].map(family_index).to_numpy(dtype=np.int32),
-        run=df["run"].map(run_index).to_numpy(dtype=np.int32),
+        run=run,
+        run_index=index,
+        run_mask=mask,
+        run_eigvals=eigvals,
+        run_eigvecs=eigvecs,
         run_family=per_run["family"].map(family_index).to_numpy(dtype=np.int32),
         run_log_params=np.log(per_run["params"].to_numpy(dtype=float)),
         run_points=df.groupby("run").size().loc[list(runs)].to_numpy(dtype=np.int32),
@@ -198,48 +244,21 @@ def seed_sd(sigma_seed, gamma_seed, log_params):
     return sigma_seed * jnp.exp(-gamma_seed * (log_params - np.log(SEED_N_REF)))
 
 
-def _likelihood(data: ModelData, theta, sigma_seed_family, gamma_seed, sigma_obs_family, y, nu=None):
-    """Run offsets and the Student-t likelihood, shared by every variant (``nu``: a number fixes it)."""
-    # One nu for all families, above the floor NU_MIN. A family whose trajectories the law cannot
-    # follow (datablations' 8.7B runs sit above their 4.2B siblings until late in their schedule)
-    # otherwise drives nu below 1 with sigma_obs collapsing onto the few points the law fits
-    # (measured: nu 0.4, NUTS saturating its 1023-step trees); with nu > 2 such points are outliers
-    # of a noise of finite variance. One nu, not one per family: a family of 15 final losses says
-    # next to nothing about its own tails, and its nu wandered over (2, 60) at ESS 1.
-    # A fixed nu (e.g. 2.5) is the other choice: on the shared data the posterior of nu sits at the
-    # floor, and its upper tail is a wall (the misfit points' gradients stiffen as nu grows) where
-    # NUTS diverges (measured on 11 shared families, 2 x 500: 15 divergences, 14 of 18 in the top
-    # 16% of nu; with nu fixed at 2.5, 2).
-    if nu is None:
-        nu = numpyro.sample("nu", dist.TransformedDistribution(
-            dist.Gamma(*PRIORS["nu"]), dist.transforms.AffineTransform(NU_MIN, 1.0)))
-    else:
-        if not nu > NU_MIN:
-            raise ValueError(f"nu={nu}: a fixed Student-t nu must be above NU_MIN={NU_MIN} (finite variance)")
-        nu = numpyro.deterministic("nu", jnp.asarray(float(nu)))
-    # An offset u_r is told apart from the law only by a sibling run of the same configuration (size
-    # and token budget: another seed or a rerun; runs of other budgets differ by their learning-rate
-    # schedule, which the law does not model): a run seen at a single checkpoint (Chinchilla's)
-    # trades its offset against checkpoint noise, and the only run of its size (T5-Pile's,
-    # datablations') trades it against the law's size term. Both are ridges NUTS cannot cross
-    # (measured on the shared data: chains settle on different sigma_seed, r-hat > 2), and sampling
-    # such offsets from their prior only adds dimensions. Such runs carry no offset: their spread
-    # is absorbed by sigma_obs and the law, and sigma_seed is learnt from the replicated runs.
-    seeded = data.seeded_runs
-    offset = jnp.zeros(data.n_runs)
-    if len(seeded):
-        run_sd = seed_sd(sigma_seed_family[data.run_family[seeded]], gamma_seed, data.run_log_params[seeded])
-        # A run with a trajectory pins its own offset far more tightly than sigma_seed does: sample it
-        # centred (non-centred couples it to sigma_seed; slow mixing, measured on the demo). A run with
-        # two points says little about its offset: non-centred avoids the funnel.
-        centered = jnp.asarray(data.run_points[seeded] >= CENTERED_MIN_POINTS, dtype=float)
-        with handlers.reparam(config={"u": LocScaleReparam(centered=centered)}), \
-                numpyro.plate("seeded_run", len(seeded)):
-            u = numpyro.sample("u", dist.Normal(0.0, run_sd))
-        offset = offset.at[seeded].set(u)
-    mean = law_log_mean(theta[data.family], data.inputs, data.form) + offset[data.run]
-    with numpyro.plate("obs_id", len(data.family)):
-        numpyro.sample("obs", dist.StudentT(nu, mean, sigma_obs_family[data.family]), obs=y)
+def _likelihood(data: ModelData, theta, shape_w, noise: Mapping, y):
+    """The run-level likelihood shared by every variant (:mod:`bayeslaw.models.runs`).
+
+    ``shape_w`` (family, K) are the schedule-shape weights; ``noise`` holds sigma_seed, sigma_obs,
+    sigma_dev (family,) and gamma_seed.
+    """
+    mean = (law_log_mean(theta[data.family], data.inputs, data.form)
+            + jnp.sum(shape_basis(data.fraction) * shape_w[data.family], axis=-1))
+    index, mask = data.run_index, data.run_mask
+    sd_seed = seed_sd(noise["sigma_seed"][data.run_family], noise["gamma_seed"], data.run_log_params)
+    value = None if y is None else jnp.where(mask, y[index], 0.0)
+    marginal = RunMarginal(jnp.where(mask, mean[index], 0.0), data.run_eigvals, data.run_eigvecs, mask, sd_seed**2,
+                           noise["sigma_dev"][data.run_family] ** 2, noise["sigma_obs"][data.run_family] ** 2)
+    with numpyro.plate("run", data.n_runs):
+        numpyro.sample("obs", marginal, obs=value)
 
 
 def _seed_exponent(seed_scaling: str):
@@ -250,32 +269,67 @@ def _seed_exponent(seed_scaling: str):
     raise ValueError(f"unknown seed_scaling {seed_scaling!r}; use 'constant' or 'size'")
 
 
-def _family_noise(data: ModelData, *, shrink: bool):
-    """Per-family sigma_seed (shrunk toward a shared one when ``shrink``) and sigma_obs."""
-    sigma_seed_shared = numpyro.sample("sigma_seed_shared", dist.HalfNormal(PRIORS["sigma_seed"]))
-    with numpyro.plate("family", data.n_families):
-        sigma_obs = numpyro.sample("sigma_obs", dist.HalfNormal(PRIORS["sigma_obs"]))
-    if shrink:
-        # Zero-avoiding Gamma(2, 2 / s), as for tau: the shared data have two families with replicated
-        # runs (PolyPythias, the OLMo ladder's reruns), too few to pin a spread, and under a HalfNormal
-        # tau_seed sank toward 0 where the centred log sigma_seed_f below forms a funnel (measured on
-        # 11 shared families, 4 x 1000 at nu 2.5: the divergent draws sat at tau_seed's 2nd percentile).
-        tau_seed = numpyro.sample("tau_seed", dist.Gamma(2.0, 2.0 / PRIORS["tau_seed"]))
-        # log sigma_seed_f ~ Normal(log sigma_seed_shared, tau_seed), sampled (centred) only for the
-        # families whose replicated runs pin it. For the others nothing in the data touches it: a
-        # latent there would be a pure prior draw that NUTS must still traverse (measured on the
-        # shared data: ESS 2-4 of those latents in 300 draws). Their sigma_seed is recorded as the
-        # population's median, and Fit.predict draws a new run's from the population.
-        log_sigma_seed = jnp.full(data.n_families, jnp.log(sigma_seed_shared))
-        seeded_families = np.flatnonzero(data.seeded_families)
-        if len(seeded_families):
-            with numpyro.plate("seeded_family", len(seeded_families)):
-                log_sigma_seed_f = numpyro.sample("log_sigma_seed", dist.Normal(jnp.log(sigma_seed_shared), tau_seed))
-            log_sigma_seed = log_sigma_seed.at[seeded_families].set(log_sigma_seed_f)
-        sigma_seed = numpyro.deterministic("sigma_seed", jnp.exp(log_sigma_seed))
-    else:
-        sigma_seed = numpyro.deterministic("sigma_seed", jnp.broadcast_to(sigma_seed_shared, (data.n_families,)))
-    return sigma_seed, sigma_obs
+def _curve_noise(data: ModelData) -> dict:
+    """sigma_obs, sigma_dev (family,): sampled for the families with curves, 0 for the others (a run seen
+    once has one residual: its spread is the run offset's)."""
+    curves = np.flatnonzero(data.curve_families)
+    sigma_obs = jnp.zeros(data.n_families)
+    sigma_dev = jnp.zeros(data.n_families)
+    if len(curves):
+        with numpyro.plate("curve_family", len(curves)):
+            sigma_obs = sigma_obs.at[curves].set(numpyro.sample("sigma_obs_curve", dist.HalfNormal(PRIORS["sigma_obs"])))
+            sigma_dev = sigma_dev.at[curves].set(numpyro.sample("sigma_dev_curve", dist.HalfNormal(PRIORS["sigma_dev"])))
+    return {"sigma_obs": numpyro.deterministic("sigma_obs", sigma_obs),
+            "sigma_dev": numpyro.deterministic("sigma_dev", sigma_dev)}
+
+
+def _shape(data: ModelData, pooling: str):
+    """Schedule-shape weights w (family, K): sampled for the families with curves; the others (whose runs
+    all end at x = 1, where g_f = 0) carry the population's (hierarchical, complete) or 0 (none)."""
+    scale = PRIORS["shape"]
+    curves = np.flatnonzero(data.curve_families)
+    if pooling == "complete":
+        w = numpyro.sample("shape_shared", dist.Normal(0.0, scale).expand([SHAPE_DEGREE]).to_event(1))
+        return numpyro.deterministic("shape", jnp.broadcast_to(w, (data.n_families, SHAPE_DEGREE)))
+    if pooling == "hierarchical":
+        # w_f = w + tau_w z_f with a constant spread tau_w: with a handful of families the spread is the
+        # prior's either way, and learnt it forms a funnel with z_f that multiplies NUTS' tree sizes
+        w_pop = numpyro.sample("shape_mu", dist.Normal(0.0, scale).expand([SHAPE_DEGREE]).to_event(1))
+        base = jnp.broadcast_to(w_pop, (data.n_families, SHAPE_DEGREE))
+        if len(curves):
+            with numpyro.plate("curve_family", len(curves)):
+                z = numpyro.sample("shape_z", dist.Normal(0.0, 1.0).expand([SHAPE_DEGREE]).to_event(1))
+            base = base.at[curves].set(w_pop + PRIORS["tau_shape"] * z)
+        return numpyro.deterministic("shape", base)
+    base = jnp.zeros((data.n_families, SHAPE_DEGREE))
+    if len(curves):
+        with numpyro.plate("curve_family", len(curves)):
+            base = base.at[curves].set(numpyro.sample("shape_curve", dist.Normal(0.0, scale).expand([SHAPE_DEGREE]).to_event(1)))
+    return numpyro.deterministic("shape", base)
+
+
+def _seed_scales(data: ModelData, pooling: str):
+    """sigma_seed per family: shared (complete), independent HalfNormal (none), or shrunk toward a shared
+    value on the log scale (hierarchical)."""
+    if pooling == "none":
+        with numpyro.plate("family", data.n_families):
+            return numpyro.sample("sigma_seed", dist.HalfNormal(PRIORS["sigma_seed"]))
+    shared = numpyro.sample("sigma_seed_shared", dist.HalfNormal(PRIORS["sigma_seed"]))
+    if pooling == "complete":
+        return numpyro.deterministic("sigma_seed", jnp.broadcast_to(shared, (data.n_families,)))
+    # Zero-avoiding Gamma(2) spread, as for tau: few families pin their own sigma_seed. Families with
+    # replicated runs (seeds, reruns) pin it: centred; the others' run offsets trade against the law's
+    # size term: non-centred, so that they do not form a funnel with tau_seed.
+    tau_seed = numpyro.sample("tau_seed", dist.Gamma(2.0, 2.0 / PRIORS["tau_seed"]))
+    centered = jnp.asarray(data.replicated_families, dtype=float)
+    with handlers.reparam(config={"log_sigma_seed": LocScaleReparam(centered=centered)}), \
+            numpyro.plate("family", data.n_families):
+        log_sigma_seed = numpyro.sample("log_sigma_seed", dist.Normal(jnp.log(shared), tau_seed))
+    return numpyro.deterministic("sigma_seed", jnp.exp(log_sigma_seed))
+
+
+def _noise(data: ModelData, pooling: str, seed_scaling: str) -> dict:
+    return {"sigma_seed": _seed_scales(data, pooling), "gamma_seed": _seed_exponent(seed_scaling), **_curve_noise(data)}
 
 
 class FamilyFrame(dist.transforms.Transform):
@@ -317,53 +371,62 @@ class FamilyFrame(dist.transforms.Transform):
         return (self.shift_params, self.shift_tokens, self.weight), (("shift_params", "shift_tokens", "weight"), {})
 
 
+def pooled_view(data: ModelData) -> ModelData:
+    """``data`` seen as one family (where all its rows sit): the frame of a completely pooled theta."""
+    from dataclasses import replace
+
+    return replace(data, family_log_params=np.asarray(data.log_params.mean()),
+                   family_log_tokens=np.asarray(data.log_tokens.mean()))
+
+
 def family_frame(data: ModelData, centered) -> FamilyFrame:
     """The :class:`FamilyFrame` of each family of ``data`` (identity where ``centered`` is 0)."""
     return FamilyFrame(jnp.asarray(data.family_log_params - np.log(N_REF)),
                        jnp.asarray(data.family_log_tokens - np.log(D_REF)), jnp.asarray(centered, dtype=float))
 
 
-def pooled(data: ModelData, y=None, *, seed_scaling: str = "constant", nu: float | None = None):
-    """Complete pooling: one theta for every family; one sigma_seed; sigma_obs per family."""
+def pooled(data: ModelData, y=None, *, seed_scaling: str = "constant"):
+    """Complete pooling: one theta, one schedule shape and one sigma_seed for every family."""
     spec = get_parameterization(data.form)
-    theta_shared = numpyro.sample("theta_shared", dist.Normal(spec.vector("center"), spec.vector("scale")).to_event(1))
+    prior = dist.Normal(spec.vector("center"), spec.vector("scale")).to_event(1)
+    if spec.frame is None:
+        theta_shared = numpyro.sample("theta_shared", prior)
+    else:  # sampled in the frame of all the data
+        frame = spec.frame(pooled_view(data), jnp.ones(()))
+        theta_shared = frame.inv(numpyro.sample("theta_shared", dist.TransformedDistribution(prior, frame)))
     theta = numpyro.deterministic("theta", jnp.broadcast_to(theta_shared, (data.n_families, len(spec.names))))
     _natural_sites(theta, spec)
-    gamma_seed = _seed_exponent(seed_scaling)
-    sigma_seed, sigma_obs = _family_noise(data, shrink=False)
-    _likelihood(data, theta, sigma_seed, gamma_seed, sigma_obs, y, nu)
+    _likelihood(data, theta, _shape(data, "complete"), _noise(data, "complete", seed_scaling), y)
 
 
-def unpooled(data: ModelData, y=None, *, seed_scaling: str = "constant", nu: float | None = None):
-    """No pooling: each family's theta and sigma_seed drawn from the prior independently."""
+def unpooled(data: ModelData, y=None, *, seed_scaling: str = "constant"):
+    """No pooling: each family's theta, schedule shape and sigma_seed drawn from the prior independently."""
     spec = get_parameterization(data.form)
+    prior = dist.Normal(spec.vector("center"), spec.vector("scale")).to_event(1)
     with numpyro.plate("family", data.n_families):
-        theta = numpyro.sample("theta", dist.Normal(spec.vector("center"), spec.vector("scale")).to_event(1))
-        sigma_seed = numpyro.sample("sigma_seed", dist.HalfNormal(PRIORS["sigma_seed"]))
-        sigma_obs = numpyro.sample("sigma_obs", dist.HalfNormal(PRIORS["sigma_obs"]))
+        if spec.frame is None:
+            theta = numpyro.sample("theta", prior)
+        else:  # each family in its own frame
+            frame = spec.frame(data, jnp.ones(data.n_families))
+            theta = frame.inv(numpyro.sample("theta_raw", dist.TransformedDistribution(prior, frame)))
+    theta = numpyro.deterministic("theta", theta) if spec.frame is not None else theta
     _natural_sites(theta, spec)
-    gamma_seed = _seed_exponent(seed_scaling)
-    _likelihood(data, theta, sigma_seed, gamma_seed, sigma_obs, y, nu)
+    _likelihood(data, theta, _shape(data, "none"), _noise(data, "none", seed_scaling), y)
 
 
-def hierarchical(data: ModelData, y=None, *, seed_scaling: str = "constant", nu: float | None = None):
-    """Partial pooling: theta_f ~ MVN(mu, diag(tau) L L^T diag(tau)); log sigma_seed_f shrinks toward a shared value."""
+def hierarchical(data: ModelData, y=None, *, seed_scaling: str = "constant"):
+    """Partial pooling: theta_f ~ MVN(mu, diag(tau) L L^T diag(tau)); w_f and log sigma_seed_f shrink toward shared values."""
     spec = get_parameterization(data.form)
     k = len(spec.names)
     mu = numpyro.sample("mu", dist.Normal(spec.vector("center"), spec.vector("scale")).to_event(1))
     # Zero-avoiding Gamma(2, 2/s) (mean s, density 0 at 0; Chung et al. 2013): with a handful of
-    # families a HalfNormal lets tau sink toward 0, where the centred theta below forms a funnel
-    # that NUTS diverges in (measured on the demo: 71 divergences in 4000 draws).
+    # families a HalfNormal lets tau sink toward 0, where the centred theta below forms a funnel.
     tau = numpyro.sample("tau", dist.Gamma(2.0, 2.0 / spec.vector("tau")).to_event(1))
     corr_chol = numpyro.sample("corr_chol", dist.LKJCholesky(k, PRIORS["lkj_concentration"]))
     scale_tril = tau[:, None] * corr_chol
-    # A family seen at three or more model sizes pins its own theta_f: sample it centred (non-centred
-    # couples it to tau; measured on the demo, 4 x 1000 draws: min bulk ESS 81 non-centred vs 539
-    # centred; on the shared data, datablations' three-size families: min ESS 58 centred vs 1.6
-    # non-centred in 300 draws). A family seen at one or two sizes leaves a, alpha and e on a ridge
-    # that only the population constrains: centred, that ridge and tau form a funnel, so it is
-    # sampled non-centred, theta_f = mu + scale_tril z_f.
-    # A centred chinchilla family is sampled in its FamilyFrame (the slopes of its terms where its data sit).
+    # A family seen at three or more model sizes pins its own theta_f: centred (in its FamilyFrame, for
+    # chinchilla). One seen at one or two sizes leaves a, alpha and e on a ridge that only the population
+    # constrains: non-centred, theta_f = mu + scale_tril z_f, so that the ridge and tau form no funnel.
     centered = jnp.asarray(data.family_sizes >= CENTERED_MIN_SIZES, dtype=float)[:, None]
     base = dist.MultivariateNormal(
         centered * mu, scale_tril=centered[..., None] * scale_tril + (1 - centered[..., None]) * jnp.eye(k))
@@ -375,9 +438,7 @@ def hierarchical(data: ModelData, y=None, *, seed_scaling: str = "constant", nu:
             theta_raw = frame.inv(numpyro.sample("theta_raw", dist.TransformedDistribution(base, frame)))
     theta = numpyro.deterministic("theta", centered * theta_raw + (1 - centered) * (mu + theta_raw @ scale_tril.T))
     _natural_sites(theta, spec)
-    gamma_seed = _seed_exponent(seed_scaling)
-    sigma_seed, sigma_obs = _family_noise(data, shrink=True)
-    _likelihood(data, theta, sigma_seed, gamma_seed, sigma_obs, y, nu)
+    _likelihood(data, theta, _shape(data, "hierarchical"), _noise(data, "hierarchical", seed_scaling), y)
 
 
 # --- the laws as the models sample them ---------------------------------------------------------

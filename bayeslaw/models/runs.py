@@ -1,0 +1,140 @@
+"""The run-level likelihood: a training run's residuals from the law, marginalised in closed form.
+
+For run r of family f, with checkpoints at fractions x_i = D_i / D_r of the run (tokens seen over the
+run's final tokens), the residual of log loss from the law is
+
+    log y_ri - log L(theta_f; inputs_ri) = g_f(x_ri) + u_r + d_r(x_ri) + eps_ri
+
+    g_f(x)  = sum_k w_fk (-log x)^k / k!, k = 1..K   the family's schedule shape; g_f(1) = 0, so that the
+                                                     law stays the law of final losses
+    u_r     ~ Normal(0, s_seed^2)                    the run's offset (its seed)
+    d_r     ~ GP(0, s_dev^2 k)                       a smooth deviation along the run
+    eps_ri  ~ Normal(0, s_obs^2)                     checkpoint noise
+
+with k(x, x') = exp(-|x - x'| / ELL) - exp(-(2 - x - x') / ELL), the Ornstein-Uhlenbeck kernel
+conditioned on d_r(1) = 0 (a bridge): the run's deviation at its end is its offset u_r alone, so u_r is
+told apart from d_r. The Gaussian parts are marginalised per run: the run's residual vector is
+Normal(g_f(x), C_r), C_r = s_seed^2 11^T + s_dev^2 K + s_obs^2 I, and NUTS moves only in the law's and
+the noise model's parameters; every run carries an offset at no cost in dimensions.
+
+The correlation length ELL is a constant (a fifth of a run), not learnt: with K fixed, each run's
+eigenbasis K = U diag(lambda) U^T is computed once, s_dev^2 K + s_obs^2 I is diagonal in it, and the
+offset is a rank-one update (Sherman-Morrison), so a gradient costs two (n x n) matrix-vector products
+per run and no factorisation. Runs are laid out as a padded (run, checkpoint) matrix; a padded slot
+has value 0, no correlation with the rest, and its constant is taken back out of the log density.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+
+__all__ = ["ELL", "SHAPE_DEGREE", "RunMarginal", "bridge_kernel", "run_basis", "run_covariance", "run_layout",
+           "shape_basis"]
+
+SHAPE_DEGREE = 3  # K: terms of the schedule shape g_f(x) = sum_k w_k (-log x)^k / k!
+ELL = 0.2  # correlation length of a run's deviation, in fractions of the run
+JITTER = 1e-8  # variance added to every checkpoint (an sd of 0.01% of the loss): keeps C_r well conditioned
+MAX_CHECKPOINTS = 400  # per run: the eigenbasis is (run, n, n); thin longer runs (fit's thin=)
+
+
+def shape_basis(fraction):
+    """(-log x)^k / k! for k = 1..SHAPE_DEGREE at fractions x of the run: shape (..., K); 0 at x = 1.
+
+    In log x, like the law's token term: early in a run (x -> 0) the shape can follow the law's
+    curvature, so a run's curve does not have to be explained by the law of final losses."""
+    log_x = -jnp.log(jnp.asarray(fraction))[..., None]
+    k = jnp.arange(1, SHAPE_DEGREE + 1)
+    return log_x**k / jnp.exp(jax.scipy.special.gammaln(k + 1.0))
+
+
+def bridge_kernel(x1, x2, ell=ELL):
+    """k(x, x') = exp(-|x - x'| / ell) - exp(-(2 - x - x') / ell): an OU process pinned to 0 at x = 1.
+
+    ``x1`` (..., n, 1) and ``x2`` (..., 1, m) broadcast; ``ell`` broadcasts against the result."""
+    return jnp.exp(-jnp.abs(x1 - x2) / ell) - jnp.exp(-(2.0 - x1 - x2) / ell)
+
+
+def run_covariance(fraction, mask, sd_seed, sd_dev, sd_obs, ell=ELL):
+    """C_r = s_seed^2 11^T + s_dev^2 K_ell + s_obs^2 I for padded runs, (..., R, n, n).
+
+    ``fraction`` and ``mask`` are (R, n); the scales are (..., R) (``ell`` (...) or scalar). Padded
+    slots get a unit variance and no covariance.
+    """
+    x = jnp.asarray(fraction)
+    m = jnp.asarray(mask, dtype=x.dtype)
+    kernel = bridge_kernel(x[..., :, None], x[..., None, :], jnp.asarray(ell)[..., None, None, None])
+    cov = (sd_seed[..., None, None] ** 2 + sd_dev[..., None, None] ** 2 * kernel
+           + (sd_obs[..., None, None] ** 2 + JITTER) * jnp.eye(x.shape[-1]))
+    pair = m[..., :, None] * m[..., None, :]
+    return pair * cov + (1.0 - m[..., :, None]) * jnp.eye(x.shape[-1])
+
+
+def run_basis(fraction: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenbasis of each padded run's bridge kernel K (zero on padded slots): (lambda (R, n), U (R, n, n))."""
+    x = np.where(mask, fraction, 1.0)
+    pair = mask[:, :, None] & mask[:, None, :]
+    kernel = np.where(pair, np.asarray(bridge_kernel(x[:, :, None], x[:, None, :])), 0.0)
+    values, vectors = np.linalg.eigh(kernel)
+    return np.clip(values, 0.0, None), vectors
+
+
+class RunMarginal(dist.Distribution):
+    """Each run's padded residual vector y_r ~ Normal(loc_r, C_r), C_r = a_r m m^T + b_r K_r + c_r I on its
+    real checkpoints (m, the run's mask); batch (run,), event (checkpoint,).
+
+    ``eigvals``, ``eigvecs``: :func:`run_basis` of the runs; ``seed_var`` a (offset variance),
+    ``dev_var`` b, ``obs_var`` c, each (run,). With D = b diag(lambda) + c, z = U^T (y - loc), w = U^T m:
+    r^T C^-1 r = sum z^2 / D - a (sum z w / D)^2 / (1 + a sum w^2 / D) and
+    log det C = sum log D + log(1 + a sum w^2 / D) (Sherman-Morrison, matrix determinant lemma);
+    a padded slot adds log N(0 | 0, c), which ``log_prob`` takes back out.
+    """
+
+    arg_constraints = {}
+    support = dist.constraints.real_vector
+    pytree_data_fields = ("loc", "eigvals", "eigvecs", "run_mask", "seed_var", "dev_var", "obs_var")
+
+    def __init__(self, loc, eigvals, eigvecs, mask, seed_var, dev_var, obs_var, *, validate_args=None):
+        self.loc, self.eigvals, self.eigvecs = loc, eigvals, eigvecs
+        self.run_mask = jnp.asarray(mask, dtype=jnp.result_type(float))
+        self.seed_var, self.dev_var, self.obs_var = seed_var, dev_var, obs_var + JITTER
+        super().__init__(batch_shape=jnp.shape(loc)[:-1], event_shape=jnp.shape(loc)[-1:], validate_args=validate_args)
+
+    def log_prob(self, value):
+        a, b, c = self.seed_var[..., None], self.dev_var[..., None], self.obs_var[..., None]
+        d = b * self.eigvals + c
+        z = jnp.einsum("...ji,...j->...i", self.eigvecs, (value - self.loc) * self.run_mask)
+        w = jnp.einsum("...ji,...j->...i", self.eigvecs, self.run_mask)
+        zz, zw, ww = jnp.sum(z * z / d, -1), jnp.sum(z * w / d, -1), jnp.sum(w * w / d, -1)
+        a = a[..., 0]
+        quad = zz - a * zw**2 / (1.0 + a * ww)
+        log_det = jnp.sum(jnp.log(d), -1) + jnp.log1p(a * ww)
+        n, padding = self.run_mask.shape[-1], jnp.sum(1.0 - self.run_mask, -1)
+        return -0.5 * (quad + log_det + n * np.log(2 * np.pi)) + 0.5 * padding * (np.log(2 * np.pi) + jnp.log(c[..., 0]))
+
+    def sample(self, key, sample_shape=()):
+        # y = loc + U (sqrt(D) e1) + sqrt(a) m e2: the two independent parts of C_r
+        shape = sample_shape + self.batch_shape + self.event_shape
+        k1, k2 = jax.random.split(key)
+        d = self.dev_var[..., None] * self.eigvals + self.obs_var[..., None]
+        diag_part = jnp.einsum("...ij,...j->...i", self.eigvecs, jnp.sqrt(d) * jax.random.normal(k1, shape))
+        offset = jnp.sqrt(self.seed_var)[..., None] * jax.random.normal(k2, shape[:-1])[..., None] * self.run_mask
+        return (self.loc + diag_part + offset) * self.run_mask
+
+
+def run_layout(run: np.ndarray, order: np.ndarray, n_runs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of each run's checkpoints in ``order`` (tokens), padded: (index (R, n), mask (R, n)).
+
+    ``run`` is each row's run index; ``order`` the rows sorted by (run, tokens).
+    """
+    counts = np.bincount(run, minlength=n_runs)
+    width = max(int(counts.max(initial=1)), 1)
+    ordered_runs = run[order]
+    position = np.arange(len(order)) - np.searchsorted(ordered_runs, ordered_runs)  # rank within its run
+    index = np.zeros((n_runs, width), dtype=np.int32)
+    mask = np.zeros((n_runs, width), dtype=bool)
+    index[ordered_runs, position] = order
+    mask[ordered_runs, position] = True
+    return index, mask
