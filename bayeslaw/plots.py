@@ -36,14 +36,14 @@ def prior_predictive(
     seed: int = 0,
     ax=None,
 ):
-    """Prior predictive loss curves L(N, D) for a new run at several sizes: median and 50%/90% bands.
+    """Prior predictive final losses L(N, D) of new runs at several sizes: median and 50%/90% bands.
 
     Checks that the priors of :mod:`bayeslaw.models` describe language-model losses (a few nats
     per token falling with N and D), not any curve. Returns the matplotlib Axes and the quantiles table.
     """
     grid = pd.DataFrame([(n, d) for n in sizes for d in tokens], columns=["params", "tokens"])
     grid["family"] = "prior"
-    grid["run"] = [f"N{n:.0e}" for n in grid["params"]]
+    grid["run"] = [f"N{n:.0e}-D{d:.0e}" for n, d in zip(grid["params"], grid["tokens"])]  # each a run's final loss
     data = prepare(grid)
     draws = Predictive(get_model(pooling), num_samples=num_samples)(jax.random.PRNGKey(seed), data)["obs"]
     loss = np.exp(data.per_row(draws)).reshape(num_samples, len(sizes), len(tokens))

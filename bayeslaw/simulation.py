@@ -31,7 +31,7 @@ import pandas as pd
 from bayeslaw.data import read_table, validate
 from bayeslaw.data.files import write_atomic
 from bayeslaw.laws import CHINCHILLA, SU2024
-from bayeslaw.models.runs import ELL, SHAPE_DEGREE, bridge_kernel, shape_basis
+from bayeslaw.laws.runs import ELL, SHAPE_DEGREE, bridge_kernel, shape_basis
 
 __all__ = ["DEMO_PATH", "DEMO_TRUTH_PATH", "SHARED_THETA", "SU2024_THETA", "Simulation", "load_demo", "simulate",
            "simulate_trajectories"]

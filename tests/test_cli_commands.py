@@ -214,7 +214,7 @@ def test_report_writes_folder(fitted, tmp_path):
 
 def test_fit_refuses_a_restart_logged_twice_and_leaves_no_file(fitted, tmp_path):
     df = pd.read_csv(fitted["data"])
-    twice = pd.concat([df, df.iloc[[3]].assign(loss=df["loss"].iloc[3] + 0.1)], ignore_index=True)
+    twice = pd.concat([df, df.iloc[[3]].assign(loss=df["loss"].iloc[3] + 0.1, step=-1)], ignore_index=True)
     path = tmp_path / "twice.csv"
     twice.to_csv(path, index=False)
     result = runner.invoke(app, ["fit", str(path), "--out", str(tmp_path / "f.nc"), "--chains", "1", "--draws", "5"])

@@ -102,7 +102,7 @@ def test_pooled_log_density_matches_a_hand_computation():
     expected += stats.norm.logpdf(values["shape_shared"], 0.0, PRIORS["shape"]).sum()
     x = np.array([0.4, 1.0, 1.0])  # r1 at 2e10 and 5e10 of its 5e10 tokens; r2 at its end
     mean = hand_log_mean(theta, THREE_POINTS["params"].to_numpy(), THREE_POINTS["tokens"].to_numpy())
-    mean = mean + sum(w * (1 - x) ** (k + 1) for k, w in enumerate(values["shape_shared"]))
+    mean = mean + sum(w * (-np.log(x)) ** (k + 1) / np.prod(np.arange(1, k + 2)) for k, w in enumerate(values["shape_shared"]))
     # per run: offset (sigma_seed^2, constant seed scaling), deviation along the run, checkpoint noise
     for rows in ([0, 1], [2]):
         xr = x[rows]

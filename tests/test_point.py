@@ -20,7 +20,7 @@ def test_huber_is_quadratic_then_linear():
 @pytest.fixture(scope="module")
 def clean_sim():
     """One family, eight sizes, little noise: a law both methods must recover."""
-    return simulate(families=1, sizes=tuple(np.geomspace(5e7, 5e9, 8)), seeds=1, sigma_seed=0.0,
+    return simulate(families=1, sizes=tuple(np.geomspace(5e7, 5e9, 8)), seeds=1, sigma_seed=0.0, sigma_dev=0.0, shape=(0.0, 0.0, 0.0), shape_scale=0.0,
                     sigma_obs=0.001, first_tokens=2e9, max_tokens=2e11, seed=3)
 
 

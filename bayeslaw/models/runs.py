@@ -31,30 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
+from bayeslaw.laws.runs import ELL, SHAPE_DEGREE, bridge_kernel, shape_basis
+
 __all__ = ["ELL", "SHAPE_DEGREE", "RunMarginal", "bridge_kernel", "run_basis", "run_covariance", "run_layout",
            "shape_basis"]
 
-SHAPE_DEGREE = 3  # K: terms of the schedule shape g_f(x) = sum_k w_k (-log x)^k / k!
-ELL = 0.2  # correlation length of a run's deviation, in fractions of the run
 JITTER = 1e-8  # variance added to every checkpoint (an sd of 0.01% of the loss): keeps C_r well conditioned
 MAX_CHECKPOINTS = 400  # per run: the eigenbasis is (run, n, n); thin longer runs (fit's thin=)
-
-
-def shape_basis(fraction):
-    """(-log x)^k / k! for k = 1..SHAPE_DEGREE at fractions x of the run: shape (..., K); 0 at x = 1.
-
-    In log x, like the law's token term: early in a run (x -> 0) the shape can follow the law's
-    curvature, so a run's curve does not have to be explained by the law of final losses."""
-    log_x = -jnp.log(jnp.asarray(fraction))[..., None]
-    k = jnp.arange(1, SHAPE_DEGREE + 1)
-    return log_x**k / jnp.exp(jax.scipy.special.gammaln(k + 1.0))
-
-
-def bridge_kernel(x1, x2, ell=ELL):
-    """k(x, x') = exp(-|x - x'| / ell) - exp(-(2 - x - x') / ell): an OU process pinned to 0 at x = 1.
-
-    ``x1`` (..., n, 1) and ``x2`` (..., 1, m) broadcast; ``ell`` broadcasts against the result."""
-    return jnp.exp(-jnp.abs(x1 - x2) / ell) - jnp.exp(-(2.0 - x1 - x2) / ell)
 
 
 def run_covariance(fraction, mask, sd_seed, sd_dev, sd_obs, ell=ELL):
