@@ -96,7 +96,7 @@ def test_pooled_log_density_matches_a_hand_computation():
     center = np.array([PRIORS["center"][k] for k in THETA])
     scale = np.array([PRIORS["scale"][k] for k in THETA])
     expected = stats.norm.logpdf(theta, center, scale).sum()  # the frame's Jacobian is 1
-    expected += stats.halfnorm.logpdf(0.015, scale=PRIORS["sigma_seed"])
+    expected += stats.lognorm.logpdf(0.015, s=PRIORS["sigma_seed"][1], scale=PRIORS["sigma_seed"][0])
     expected += stats.halfnorm.logpdf(0.01, scale=PRIORS["sigma_obs"])
     expected += stats.halfnorm.logpdf(0.02, scale=PRIORS["sigma_dev"])
     expected += stats.norm.logpdf(values["shape_shared"], 0.0, PRIORS["shape"]).sum()
@@ -176,15 +176,24 @@ def test_family_frame_is_a_volume_preserving_bijection():
     np.testing.assert_allclose(frame.inv(frame(theta)), theta, rtol=1e-12)
     np.testing.assert_allclose(frame(theta)[1], theta[1])  # weight 0: identity
     jac = jax.jacfwd(lambda t: frame(t.reshape(2, 5)).ravel())(theta.ravel())
-    assert float(jnp.linalg.det(jac)) == pytest.approx(1.0, rel=1e-12)
-    # phi's second coordinate is the log slope -dL/dlog N of the N-term at the family's mean log N
+    assert abs(float(jnp.linalg.det(jac))) == pytest.approx(1.0, rel=1e-12)
+    assert np.all(np.asarray(frame.log_abs_det_jacobian(theta, frame(theta))) == 0.0)
+    # psi's first coordinates: the law's log loss at the family's mean log N and log D, and the log slope
+    # -dL/dlog N of its N-term there
     e, a_ref, b_ref, log_alpha, log_beta = np.asarray(theta[0])
-    alpha, log_n = np.exp(log_alpha), data.family_log_params[0]
-    slope = alpha * np.exp(a_ref + alpha * np.log(N_REF) - alpha * log_n)
-    assert float(frame(theta)[0, 1]) == pytest.approx(np.log(slope), rel=1e-12)
+    alpha, beta = np.exp(log_alpha), np.exp(log_beta)
+    log_n, log_d = data.family_log_params[0], data.family_log_tokens[0]
+    t_a = np.exp(a_ref + alpha * np.log(N_REF) - alpha * log_n)
+    t_b = np.exp(b_ref + beta * np.log(D_REF) - beta * log_d)
+    psi = np.asarray(frame(theta)[0])
+    assert psi[0] == pytest.approx(np.log(np.exp(e) + t_a + t_b), rel=1e-12)
+    assert psi[1] == pytest.approx(np.log(alpha * t_a), rel=1e-12)
+    # and it maps the E -> 0 corner to finite coordinates (no bound: E > 0 is built in)
+    corner = theta.at[0, 0].set(-30.0)
+    assert np.all(np.isfinite(np.asarray(frame(corner)))) and float(frame.inv(frame(corner))[0, 0]) == pytest.approx(-30.0)
 
 
-def test_sigma_seed_is_centred_where_replicated_runs_pin_it_and_curve_noise_only_where_runs_have_curves():
+def test_sigma_seed_is_a_familys_own_only_where_replicated_runs_measure_it_and_curve_noise_only_where_runs_have_curves():
     # family f has two runs of one configuration (seeds); family g has one run per size; h final losses only
     seeds = pd.DataFrame({"family": "f", "run": ["s1", "s1", "s2", "s2"], "params": 1e8,
                           "tokens": [2e10, 5e10, 2e10, 5e10], "loss": [3.1, 2.9, 3.12, 2.91]})
@@ -195,10 +204,12 @@ def test_sigma_seed_is_centred_where_replicated_runs_pin_it_and_curve_noise_only
     assert data.replicated_families.tolist() == [True, False, False]
     assert data.curve_families.tolist() == [True, True, False]
     trace = handlers.trace(handlers.seed(MODELS["hierarchical"], 0)).get_trace(data)
-    decentered = np.asarray(trace["log_sigma_seed_decentered"]["value"])
-    log_sigma_seed = np.asarray(trace["log_sigma_seed"]["value"])
-    assert decentered[0] == pytest.approx(log_sigma_seed[0])  # centred
-    assert decentered[1] != pytest.approx(log_sigma_seed[1])  # non-centred
+    sigma_seed = np.asarray(trace["sigma_seed"]["value"])
+    assert trace["log_sigma_seed"]["value"].shape == (1,)  # f alone has its own
+    assert sigma_seed[0] == pytest.approx(np.exp(float(trace["log_sigma_seed"]["value"][0])))
+    shared = float(trace["sigma_seed_shared"]["value"])
+    assert sigma_seed[0] != pytest.approx(shared)
+    np.testing.assert_allclose(sigma_seed[1:], shared)  # g and h: the shared value
     assert trace["sigma_obs_curve"]["value"].shape == (2,)
     assert float(trace["sigma_obs"]["value"][2]) == 0.0 and float(trace["sigma_dev"]["value"][2]) == 0.0
     # a family without curves carries the population's shape (it never enters its likelihood: x = 1)

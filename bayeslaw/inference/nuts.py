@@ -69,7 +69,7 @@ def _point_init(df: pd.DataFrame, data: ModelData, pooling: str, spec: Parameter
     # Every other site starts at a typical value too (numpyro would draw them uniformly in [-2, 2] on
     # the unconstrained scale, i.e. noise sds up to 7 nats, from which a large fit never recovers).
     n_f, n_c = data.n_families, int(data.curve_families.sum())
-    sigma_seed = 0.5 * PRIORS["sigma_seed"]
+    sigma_seed = PRIORS["sigma_seed"][0]
     values.update({
         "sigma_seed_shared": sigma_seed,
         "sigma_obs_curve": np.full(n_c, 0.5 * PRIORS["sigma_obs"]),
@@ -84,8 +84,7 @@ def _point_init(df: pd.DataFrame, data: ModelData, pooling: str, spec: Parameter
     if pooling == "hierarchical":
         values.update({"tau": spec.vector("tau"), "corr_chol": np.eye(len(spec.names)),
                        "tau_seed": PRIORS["tau_seed"],
-                       # centred families at log sigma_seed, non-centred ones at z = 0 (the shared value)
-                       "log_sigma_seed_decentered": np.where(data.replicated_families, np.log(sigma_seed), 0.0)})
+                       "log_sigma_seed": np.full(int(data.replicated_families.sum()), np.log(sigma_seed))})
     return {k: jnp.asarray(v) for k, v in values.items()}
 
 
@@ -102,8 +101,7 @@ def _dims(pooling: str, spec: Parameterization) -> dict[str, list[str]]:
     }
     if pooling == "hierarchical":
         dims.update({"theta_raw": family_theta, "mu": ["theta_dim"], "tau": ["theta_dim"],
-                     "corr_chol": ["theta_dim", "theta_dim_bis"], "log_sigma_seed": ["family"],
-                     "log_sigma_seed_decentered": ["family"]})
+                     "corr_chol": ["theta_dim", "theta_dim_bis"], "log_sigma_seed": ["replicated_family"]})
     if pooling == "complete":
         dims["theta_shared"] = ["theta_dim"]
     return dims
@@ -280,6 +278,7 @@ def fit(
     log_lik = log_likelihood(model, samples, data, y=y, seed_scaling=seed_scaling)["obs"]
     coords = {"family": list(data.families), "run": list(data.runs),
               "curve_family": [f for f, c in zip(data.families, data.curve_families) if c],
+              "replicated_family": [f for f, c in zip(data.families, data.replicated_families) if c],
               "theta_dim": list(spec.names), "theta_dim_bis": list(spec.names),
               "shape_dim": [f"(-log x)^{k}/{k}!" for k in range(1, SHAPE_DEGREE + 1)],
               "checkpoint": np.arange(data.run_mask.shape[1])}
@@ -466,12 +465,11 @@ class Fit:
         return {k: np.asarray(v) for k, v in self.spec.to_law(jnp.asarray(theta)).items()}
 
     def _population_sigma_seed(self, rng: np.random.Generator) -> np.ndarray:
-        if self.pooling == "hierarchical":
-            shared, tau_seed = self._draws("sigma_seed_shared"), self._draws("tau_seed")
-            return shared * np.exp(tau_seed * rng.standard_normal(shared.shape))
-        if self.pooling == "complete":
+        if self.pooling in ("hierarchical", "complete"):
+            # a new family's runs are unreplicated until it is trained: the shared value (see models._seed_scales)
             return self._draws("sigma_seed_shared")
-        return np.abs(rng.normal(0.0, PRIORS["sigma_seed"], self._draws("sigma_seed").shape[0]))
+        median, spread = PRIORS["sigma_seed"]
+        return median * np.exp(spread * rng.standard_normal(self._draws("sigma_seed").shape[0]))
 
     def _population_shape(self, rng: np.random.Generator) -> np.ndarray:
         """Schedule-shape weights of a family the fit has not seen (or one without curves), per draw: (sample, K)."""

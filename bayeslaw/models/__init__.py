@@ -21,8 +21,9 @@ weights w_f and sigma_seed_f, like NumPyro's ``examples/baseball.py``:
 ``pooled``        (``pooling="complete"``) one theta, one w and one sigma_seed for all families;
 ``unpooled``      (``pooling="none"``)     each family's from the prior, independently;
 ``hierarchical``  (``pooling="hierarchical"``) theta_f ~ MVN(mu, diag(tau) L L^T diag(tau)),
-                  L ~ LKJCholesky(2), tau ~ Gamma(2, 2 / s); w_f ~ Normal(w, tau_w) (tau_w a constant);
-                  log sigma_seed_f ~ Normal(log sigma_seed, tau_seed).
+                  L ~ LKJCholesky(2), tau ~ Gamma(10, 10 / s); w_f ~ Normal(w, tau_w) (tau_w a constant);
+                  log sigma_seed_f ~ Normal(log sigma_seed, tau_seed) for families with replicated runs,
+                  sigma_seed for the others (see ``_seed_scales``).
 
 Sampling coordinates. a and alpha (b and beta) are nearly collinear when N is large (a - alpha log N
 with log N ~ 20). The models therefore sample ``a_ref = a - alpha log N_REF`` and
@@ -44,13 +45,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 from numpyro import handlers
-from numpyro.infer.reparam import LocScaleReparam
 import pandas as pd
 
 from bayeslaw.laws import CHINCHILLA, COMPUTE, KAPLAN, KAPLAN_E, SU2024, Law, get_law
@@ -72,6 +73,7 @@ __all__ = [
     "pooled",
     "prepare",
     "prior_vector",
+    "seed_prior",
     "seed_sd",
     "unpooled",
 ]
@@ -82,15 +84,18 @@ D_REF = 1e11  # tokens
 SEED_N_REF = 1e8  # parameters: sigma_seed is quoted at this size
 THETA = ("e", "a_ref", "b_ref", "log_alpha", "log_beta")
 
-#: Prior centre and scale of each sampled parameter (Normal), and the prior mean of the family spread tau (Gamma(2)).
+#: Prior centre and scale of each sampled parameter (Normal), and the prior mean of the family spread tau (Gamma, see hierarchical).
 PRIORS = {
     "center": {"e": float(np.log(1.817)), "a_ref": -1.0, "b_ref": -1.6, "log_alpha": float(np.log(0.35)),
                "log_beta": float(np.log(0.35))},
     "scale": {"e": 0.5, "a_ref": 1.0, "b_ref": 1.0, "log_alpha": 0.4, "log_beta": 0.4},
     "tau": {"e": 0.2, "a_ref": 0.5, "b_ref": 0.5, "log_alpha": 0.3, "log_beta": 0.3},  # prior mean of tau
+    "tau_concentration": 10.0,  # Gamma shape of tau's prior (see hierarchical)
     "lkj_concentration": 2.0,
-    "sigma_seed": 0.02,  # HalfNormal scale of the run-to-run sd of log loss (2% of loss)
-    "tau_seed": 0.5,  # prior mean of the family spread of log sigma_seed (Gamma(2), zero-avoiding like tau)
+    # LogNormal(log median, sd) of the run-to-run (seed) sd of final log loss at SEED_N_REF: seeds differ
+    # by 0.5-1.2% of the loss at 70M-410M (PolyPythias, OLMo reruns; docs/run_likelihood.md)
+    "sigma_seed": (0.008, 0.35),
+    "tau_seed": 0.5,  # prior mean of the family spread of log sigma_seed (Gamma(2), zero-avoiding)
     "gamma_seed": 0.5,  # Normal scale of the size exponent of sigma_seed (seed_scaling="size")
     "sigma_obs": 0.02,  # HalfNormal scale of the checkpoint noise sd of log loss
     "sigma_dev": 0.02,  # HalfNormal scale of the sd of a run's smooth deviation along the run
@@ -308,24 +313,34 @@ def _shape(data: ModelData, pooling: str):
     return numpyro.deterministic("shape", base)
 
 
+def seed_prior() -> dist.Distribution:
+    """Prior of sigma_seed (the sd of a run's offset in log loss at SEED_N_REF): LogNormal, :data:`PRIORS`."""
+    median, spread = PRIORS["sigma_seed"]
+    return dist.LogNormal(np.log(median), spread)
+
+
 def _seed_scales(data: ModelData, pooling: str):
-    """sigma_seed per family: shared (complete), independent HalfNormal (none), or shrunk toward a shared
-    value on the log scale (hierarchical)."""
+    """sigma_seed per family: shared (complete), one per family (none), or shrunk toward a shared value on
+    the log scale (hierarchical).
+
+    Only runs of one configuration (seeds, reruns) measure seed noise; the spread of unreplicated runs
+    around the law is the law's misfit as much as seed noise, and an offset per run free to take it lets
+    the law leave the final losses (a mode at E ~ 1.1 with 4% offsets on OLMo's ladder, measured). So
+    the prior is informative (seed spreads are 0.5-1.2% of the loss at 1e8 parameters) and, in the
+    hierarchy, a family without replicated runs takes the shared value rather than one of its own.
+    """
     if pooling == "none":
         with numpyro.plate("family", data.n_families):
-            return numpyro.sample("sigma_seed", dist.HalfNormal(PRIORS["sigma_seed"]))
-    shared = numpyro.sample("sigma_seed_shared", dist.HalfNormal(PRIORS["sigma_seed"]))
-    if pooling == "complete":
+            return numpyro.sample("sigma_seed", seed_prior())
+    shared = numpyro.sample("sigma_seed_shared", seed_prior())
+    replicated = np.flatnonzero(data.replicated_families)
+    if pooling == "complete" or not len(replicated):
         return numpyro.deterministic("sigma_seed", jnp.broadcast_to(shared, (data.n_families,)))
-    # Zero-avoiding Gamma(2) spread, as for tau: few families pin their own sigma_seed. Families with
-    # replicated runs (seeds, reruns) pin it: centred; the others' run offsets trade against the law's
-    # size term: non-centred, so that they do not form a funnel with tau_seed.
+    # zero-avoiding Gamma(2) spread; the replicated families' runs pin their own value: centred
     tau_seed = numpyro.sample("tau_seed", dist.Gamma(2.0, 2.0 / PRIORS["tau_seed"]))
-    centered = jnp.asarray(data.replicated_families, dtype=float)
-    with handlers.reparam(config={"log_sigma_seed": LocScaleReparam(centered=centered)}), \
-            numpyro.plate("family", data.n_families):
-        log_sigma_seed = numpyro.sample("log_sigma_seed", dist.Normal(jnp.log(shared), tau_seed))
-    return numpyro.deterministic("sigma_seed", jnp.exp(log_sigma_seed))
+    with numpyro.plate("replicated_family", len(replicated)):
+        log_own = numpyro.sample("log_sigma_seed", dist.Normal(jnp.log(shared), tau_seed))
+    return numpyro.deterministic("sigma_seed", jnp.full(data.n_families, shared).at[replicated].set(jnp.exp(log_own)))
 
 
 def _noise(data: ModelData, pooling: str, seed_scaling: str) -> dict:
@@ -333,17 +348,19 @@ def _noise(data: ModelData, pooling: str, seed_scaling: str) -> dict:
 
 
 class FamilyFrame(dist.transforms.Transform):
-    """theta_f = (e, a_ref, b_ref, log alpha, log beta) -> the coordinates NUTS samples a centred family in.
+    """theta_f = (e, a_ref, b_ref, log alpha, log beta) -> psi_f = (log L_f, log s_A, log s_B, phi, psi).
 
-    phi_f = (e, a_f* + log alpha, b_f* + log beta, log alpha, log beta), where a_f* and b_f* are
-    the log of each term at the family's own data (N_f = exp(mean log N), D_f likewise):
-    a_f* = a_ref - alpha log(N_f / N_REF). a_f* + log alpha is the log of the N-term's slope,
-    -dL/dlog N, where the family's data sit: what its data pin. In theta's coordinates the level
-    a_ref and log alpha trade off along a curved ridge (posterior correlation -0.97 to -1.0 on
-    OLMo ladder and Chinchilla, measured), which a mass matrix cannot straighten; in phi it is
-    nearly straight (Chinchilla alone, 1 x 300 draws: 67 leapfrog steps and min ESS 131, against
-    127 and 37). The map is triangular with a unit diagonal: its Jacobian determinant is 1.
-    ``weight`` (per family, 0 or 1) switches the map off (identity) for non-centred families.
+    At the family's data (N_f = exp(mean log N) of its rows, D_f likewise) the law is
+    L_f = E + T_A + T_B with T_A = A / N_f^alpha, T_B = B / D_f^beta; s_A = alpha T_A and s_B = beta T_B
+    are its slopes -dL/dlog N and -dL/dlog D. phi = log((T_A + T_B) / E) weighs the reducible part
+    against the irreducible one, psi = log(T_A / T_B) splits the reducible part. The data pin L_f and
+    the slopes; phi and psi carry what they leave open. In theta the law's level and exponents trade
+    along curved ridges (posterior correlation of a_ref and log alpha -0.97 to -1.0 on OLMo's ladder and
+    Chinchilla), and E's scale changes by an order of magnitude between the data-pinned bulk and the
+    prior-held corner where E -> 0 with beta -> 0: NUTS needs deep trees and diverges there. Unlike a
+    frame with E = L_f - s_A / alpha - s_B / beta, no coordinate here is bounded (E > 0 is built in).
+    Measured: docs/run_likelihood.md. ``weight`` (per family, 0 or 1) switches the map off (identity)
+    for non-centred families.
     """
 
     domain = constraints.real_vector
@@ -352,19 +369,34 @@ class FamilyFrame(dist.transforms.Transform):
     def __init__(self, shift_params, shift_tokens, weight):
         self.shift_params, self.shift_tokens, self.weight = shift_params, shift_tokens, weight
 
-    def __call__(self, theta):
+    def _forward(self, theta):
         e, a_ref, b_ref, log_alpha, log_beta = (theta[..., i] for i in range(len(THETA)))
-        a = a_ref - self.weight * (jnp.exp(log_alpha) * self.shift_params - log_alpha)
-        b = b_ref - self.weight * (jnp.exp(log_beta) * self.shift_tokens - log_beta)
-        return jnp.stack([e, a, b, log_alpha, log_beta], axis=-1)
+        a = a_ref - jnp.exp(log_alpha) * self.shift_params  # log T_A
+        b = b_ref - jnp.exp(log_beta) * self.shift_tokens  # log T_B
+        reducible = jnp.logaddexp(a, b)
+        return jnp.stack([jnp.logaddexp(e, reducible), a + log_alpha, b + log_beta, reducible - e, a - b], axis=-1)
+
+    def _backward(self, phi):
+        log_l, log_sa, log_sb, frac, split = (phi[..., i] for i in range(len(THETA)))
+        reducible = log_l + jax.nn.log_sigmoid(frac)
+        e = log_l + jax.nn.log_sigmoid(-frac)
+        a = reducible + jax.nn.log_sigmoid(split)
+        b = reducible + jax.nn.log_sigmoid(-split)
+        log_alpha, log_beta = log_sa - a, log_sb - b
+        return jnp.stack([e, a + jnp.exp(log_alpha) * self.shift_params, b + jnp.exp(log_beta) * self.shift_tokens,
+                          log_alpha, log_beta], axis=-1)
+
+    def __call__(self, theta):
+        on = jnp.asarray(self.weight)[..., None] > 0.5
+        return jnp.where(on, self._forward(theta), theta)
 
     def _inverse(self, phi):
-        e, a, b, log_alpha, log_beta = (phi[..., i] for i in range(len(THETA)))
-        a_ref = a + self.weight * (jnp.exp(log_alpha) * self.shift_params - log_alpha)
-        b_ref = b + self.weight * (jnp.exp(log_beta) * self.shift_tokens - log_beta)
-        return jnp.stack([e, a_ref, b_ref, log_alpha, log_beta], axis=-1)
+        on = jnp.asarray(self.weight)[..., None] > 0.5
+        return jnp.where(on, self._backward(phi), phi)
 
     def log_abs_det_jacobian(self, x, y, intermediates=None):
+        # (e, a_ref, ...) -> (e, log T_A, log T_B, ...) is triangular with a unit diagonal; the rest has
+        # |det| = p_E + p_A + p_B = 1 (the softmax weights of L_f's terms): the map keeps volume
         return jnp.zeros(jnp.shape(x)[:-1])
 
     def tree_flatten(self):
@@ -419,9 +451,11 @@ def hierarchical(data: ModelData, y=None, *, seed_scaling: str = "constant"):
     spec = get_parameterization(data.form)
     k = len(spec.names)
     mu = numpyro.sample("mu", dist.Normal(spec.vector("center"), spec.vector("scale")).to_event(1))
-    # Zero-avoiding Gamma(2, 2/s) (mean s, density 0 at 0; Chung et al. 2013): with a handful of
-    # families a HalfNormal lets tau sink toward 0, where the centred theta below forms a funnel.
-    tau = numpyro.sample("tau", dist.Gamma(2.0, 2.0 / spec.vector("tau")).to_event(1))
+    # Gamma(k, k/s): mean s, zero-avoiding (Chung et al. 2013) and concentrated (k = 10: 90% in 0.5-1.6 s).
+    # A handful of families barely inform a spread; where tau wanders toward 0 the centred families
+    # below form a funnel with it (Gamma(2): 56 divergences on the demo, Gamma(10): 1; docs/run_likelihood.md).
+    k_tau = PRIORS["tau_concentration"]
+    tau = numpyro.sample("tau", dist.Gamma(k_tau, k_tau / spec.vector("tau")).to_event(1))
     corr_chol = numpyro.sample("corr_chol", dist.LKJCholesky(k, PRIORS["lkj_concentration"]))
     scale_tril = tau[:, None] * corr_chol
     # A family seen at three or more model sizes pins its own theta_f: centred (in its FamilyFrame, for
@@ -452,7 +486,7 @@ class Parameterization:
 
     ``names`` are the sampled coordinates of a family's theta_f; ``priors[name]`` = (centre, scale,
     tau): the Normal prior of the coordinate (of mu in the hierarchy) and the prior mean of its
-    spread across families (Gamma(2)). ``to_law(theta)`` gives the law's own parameters (its
+    spread across families (Gamma(10)). ``to_law(theta)`` gives the law's own parameters (its
     ``theta_names``) from theta (..., K); ``from_law`` inverts it (for starting values). ``frame``,
     optional: (data, centered) -> the Transform a centred family is sampled in (chinchilla's
     :class:`FamilyFrame`).
@@ -564,7 +598,8 @@ _SU2024_PRIORS = {  # Kaplan et al.'s Nc 8.8e13, alphaN 0.076, Sc 2.1e3, alphaS 
 PARAMETERIZATIONS: dict[str, Parameterization] = {
     "chinchilla": Parameterization(
         CHINCHILLA, THETA, {n: (PRIORS["center"][n], PRIORS["scale"][n], PRIORS["tau"][n]) for n in THETA},
-        _chinchilla_to_law, _chinchilla_from_law, frame=lambda data, centered: family_frame(data, centered)),
+        _chinchilla_to_law, _chinchilla_from_law,
+        frame=lambda data, centered: family_frame(data, centered)),
     "kaplan": Parameterization(KAPLAN, tuple(_KAPLAN_PRIORS), _KAPLAN_PRIORS, _kaplan_to_law, _kaplan_from_law),
     "kaplan_e": Parameterization(KAPLAN_E, tuple(_KAPLAN_E_PRIORS), _KAPLAN_E_PRIORS, _kaplan_to_law, _kaplan_from_law),
     "compute": Parameterization(COMPUTE, tuple(_COMPUTE_PRIORS), _COMPUTE_PRIORS, _compute_to_law, _compute_from_law),

@@ -60,7 +60,7 @@ import scipy.linalg
 from bayeslaw.inference import nuts
 from bayeslaw.inference.nuts import Fit
 from bayeslaw.models import seed_sd
-from bayeslaw.models.runs import bridge_kernel, shape_basis
+from bayeslaw.models.runs import run_covariance, shape_basis
 
 __all__ = ["EFLOP", "pilot_rows", "rank_pilots"]
 
@@ -162,11 +162,12 @@ def _run_noise(noise: Mapping[str, np.ndarray], rows: pd.DataFrame) -> np.ndarra
     """E over the draws of each run's noise covariance (offset + deviation along the run + checkpoint noise),
     block-diagonal over the pilot's runs: (rows, rows), rows in ``rows``' order."""
     R = np.zeros((len(rows), len(rows)))
-    seed_var = _seed_variance(noise, float(rows["params"].iloc[0]))
+    # the covariance is linear in the three variances: its mean over draws is the covariance at their means
+    sds = [np.sqrt(np.array([v])) for v in (_seed_variance(noise, float(rows["params"].iloc[0])),
+                                            np.mean(noise["sigma_dev"] ** 2), np.mean(noise["sigma_obs"] ** 2))]
     for _, idx in rows.groupby("run", sort=False).indices.items():
         x = rows["tokens"].to_numpy(float)[idx] / rows["tokens"].to_numpy(float)[idx].max()
-        kernel = np.mean(noise["sigma_dev"] ** 2) * np.asarray(bridge_kernel(x[:, None], x[None, :]))
-        R[np.ix_(idx, idx)] = seed_var + kernel + np.mean(noise["sigma_obs"] ** 2) * np.eye(len(idx))
+        R[np.ix_(idx, idx)] = np.asarray(run_covariance(x[None], np.ones((1, len(idx)), bool), *sds))[0]
     return R
 
 
