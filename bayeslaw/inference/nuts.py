@@ -26,7 +26,7 @@ from bayeslaw.data.files import write_atomic
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.point import fit_point
 from bayeslaw.models import (CENTERED_MIN_SIZES, PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
-                             get_parameterization, pooled_view, prepare, run_fractions, seed_sd)
+                             get_parameterization, pooled_view, prepare, run_fractions, seed_prior, seed_sd)
 from bayeslaw.models.runs import bridge_kernel, run_covariance, shape_basis
 
 __all__ = ["Diagnostics", "Fit", "Prediction", "check_checkpoints", "fit", "load_fit", "summarize"]
@@ -468,8 +468,8 @@ class Fit:
         if self.pooling in ("hierarchical", "complete"):
             # a new family's runs are unreplicated until it is trained: the shared value (see models._seed_scales)
             return self._draws("sigma_seed_shared")
-        median, spread = PRIORS["sigma_seed"]
-        return median * np.exp(spread * rng.standard_normal(self._draws("sigma_seed").shape[0]))
+        prior = seed_prior()  # a draw per sample from the model's own prior
+        return np.exp(float(prior.loc) + float(prior.scale) * rng.standard_normal(self._draws("sigma_seed").shape[0]))
 
     def _population_shape(self, rng: np.random.Generator) -> np.ndarray:
         """Schedule-shape weights of a family the fit has not seen (or one without curves), per draw: (sample, K)."""
