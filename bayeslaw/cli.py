@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated
 
@@ -196,12 +197,15 @@ def demo(
     sim = load_demo()
     status = (lambda text: console.status(text, spinner="dots")) if not as_json else (
         lambda text: contextlib.nullcontext())
-    # the epoch fits start from the grid's coarse 3^5 subset: the full 4500 starts take minutes per family
-    with status("point fits: epoch (243-start L-BFGS grid) and hitchhiker (least squares)..."):
-        point = point_backtest(sim.data, methods=("epoch", "hitchhiker"), point_grid="coarse")
-    with status(f"hierarchical NUTS fit ({chains} chains x {draws} draws)..."):
+    # The point fits run in a thread beside NUTS: both spend much of their time in XLA's compiler, which
+    # uses one core, so together they keep a 2-core machine busy. The epoch fits start from the grid's
+    # coarse 3^5 subset: the full 4500 starts take minutes per family.
+    with status(f"point fits (epoch from a 243-start L-BFGS grid, hitchhiker) and the hierarchical NUTS fit "
+                f"({chains} chains x {draws} draws)..."), ThreadPoolExecutor(max_workers=1) as pool:
+        point_job = pool.submit(point_backtest, sim.data, methods=("epoch", "hitchhiker"), point_grid="coarse")
         bayes, result = bayes_backtest(sim.data, fit_options={"chains": chains, "draws": draws, "warmup": draws,
                                                                "progress": False})
+        point = point_job.result()
     predictions = pd.concat([point.predictions, bayes.predictions], ignore_index=True)
     predictions["true_law"] = [float(sim.true_loss(f, p, t)) for f, p, t in
                                zip(predictions["family"], predictions["params"], predictions["tokens"], strict=True)]
@@ -457,6 +461,9 @@ def predict(
     kind: Annotated[str, typer.Option(help="new_run: what one new training run shows (+ seed and checkpoint "
                                            "noise); law: the law's loss (parameter uncertainty only).")] = "new_run",
     seed: Annotated[int, typer.Option(help="Seed of the predictive draws.")] = 0,
+    form_error: Annotated[float | None, typer.Option(
+        help="new_run: sd of log loss per e-fold of N beyond the family's fitted sizes (the law's form error; "
+             "default the library's, 0 for none).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Predict the loss (nats per token) of models of --params parameters trained on --tokens tokens.
@@ -479,14 +486,15 @@ def predict(
     columns = {"family": families, "params": sizes, "tokens": token_counts,
                **({"batch_size": batches} if batches else {})}
     targets = pd.MultiIndex.from_product(list(columns.values()), names=list(columns)).to_frame(index=False)
-    summary = fit.predict(targets, kind=kind, seed=seed).summary
+    summary = fit.predict(targets, kind=kind, seed=seed, form_error=form_error).summary
     summary["family"] = summary["family"].astype(object).fillna("(new family)")
     quantile_columns = [c for c in summary.columns if c.startswith("q")]
     summary = summary[[*columns, *quantile_columns, "mean", "sd"]]
     if as_json:
         typer.echo(_json({"form": fit.form, "kind": kind, "units": "nats per token", "predictions": _records(summary)}))
         return
-    what = ("one new training run (parameters, seed offset, checkpoint noise)" if kind == "new_run"
+    what = ("one new training run (parameters, seed offset, checkpoint noise, the law's form error beyond the "
+            "fitted sizes)" if kind == "new_run"
             else "the law (parameter uncertainty only)")
     console.print(_table(summary.drop(columns=["mean", "sd"]),  # in --json; the quantiles fit 80 columns
                          f"predicted loss, nats per token, of {what}; q5..q95 = 90% interval"))

@@ -184,9 +184,16 @@ def test_new_run_adds_noise_around_the_law_and_none_when_the_noise_is_zero():
     assert 0.03 < ratio.std() < 0.09  # sd of log loss about sqrt(0.05^2 + 0.02^2 * 5 / 3) = 0.056
     # the population of a hierarchical fit draws theta at random: the noise must still be only the noise
     quiet = _fit_from_draws("chinchilla", draws, pooling="hierarchical", sigma_seed=0.0, sigma_obs=0.0)
-    result = optimal_allocation(quiet, BUDGETS, family=None, point=point, seed=3)
+    result = optimal_allocation(quiet, BUDGETS, family=None, point=point, seed=3, form_error=0.0)
     assert result.population
     np.testing.assert_allclose(result.draws["loss_new_run"], result.draws["loss_law"], rtol=1e-12)
+    # by default a run beyond the fitted sizes also carries the law's form error there (at the median N*)
+    wide = optimal_allocation(quiet, BUDGETS, family=None, point=point, seed=3).draws
+    log_ratio = np.log(wide["loss_new_run"] / wide["loss_law"]).to_numpy().reshape(200, -1)
+    median_n = np.median(wide["params_opt"].to_numpy().reshape(200, -1), axis=0)
+    expected = quiet.form_error_sd([None] * len(median_n), np.log(median_n))
+    assert expected.max() > 0
+    np.testing.assert_allclose(log_ratio.std(axis=0), expected, rtol=0.25, atol=1e-12)
     # ... and it is the same population draw as Fit.law_theta(seed=3) (the law's loss there)
     theta = quiet.law_theta(None, seed=3)
     expected = al._loss_at(get_law("chinchilla"), theta, np.log(result.draws["params_opt"].to_numpy()).reshape(200, -1),

@@ -103,6 +103,20 @@ def test_new_run_predictive_follows_the_schedule_shape_and_has_finite_moments(fi
         assert np.isfinite(draws).all() and draws.max() / np.median(draws) < 1.5
 
 
+def test_forecast_beyond_the_fitted_sizes_carries_the_form_error(fitted):
+    """Outside its family's fitted sizes (1e8-1.6e9) a run's forecast widens by kappa per e-fold of N; inside it does not."""
+    targets = pd.DataFrame({"family": ["fam0", "fam0"], "params": [4e8, 1.6e10], "tokens": [1e11, 1e11]})
+    sd = fitted.form_error_sd(["fam0", "fam0"], np.log(targets["params"]), 0.03)
+    assert sd[0] == 0.0 and sd[1] == pytest.approx(0.03 * np.log(10.0))
+    default, none = (np.log(fitted.predict(targets, seed=2, form_error=k).draws.values) for k in (None, 0.0))
+    from bayeslaw.models import PRIORS
+    extra = PRIORS["form_error"] * np.log(10.0)
+    assert np.var(default[:, 0]) == pytest.approx(np.var(none[:, 0]), rel=1e-9)  # inside: unchanged
+    assert np.var(default[:, 1]) - np.var(none[:, 1]) == pytest.approx(extra**2, rel=0.15)
+    with pytest.raises(ValueError, match="form_error"):
+        fitted.predict(targets, form_error=-0.01)
+
+
 def test_save_load_round_trip_is_exact(fitted, tmp_path):
     path = fitted.save(tmp_path / "fit.nc")
     assert not list(tmp_path.glob("*.tmp"))

@@ -7,6 +7,7 @@ constant_data; coordinates are named after the table's families and runs.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import warnings
@@ -19,7 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import xarray as xr
-from numpyro import handlers
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
 
 from bayeslaw.data.files import write_atomic
@@ -34,6 +34,7 @@ __all__ = ["Diagnostics", "Fit", "Prediction", "check_checkpoints", "fit", "load
 EXTRA_FIELDS = ("potential_energy", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "diverging")
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 RHAT_MAX = 1.01
+MAX_TREE_DEPTH = 10  # NUTS' default: at most 1023 leapfrog steps per draw
 
 
 def _point_init(df: pd.DataFrame, data: ModelData, pooling: str, spec: Parameterization) -> dict:
@@ -162,9 +163,32 @@ def _check_sizes(rows: pd.DataFrame, pooling: str) -> None:
                   UserWarning, stacklevel=3)
 
 
-def _deterministic_sites(model, data: ModelData, seed_scaling: str) -> set[str]:
-    trace = handlers.trace(handlers.seed(model, 0)).get_trace(data, seed_scaling=seed_scaling)
-    return {name for name, site in trace.items() if site["type"] == "deterministic"}
+# numpyro's extra fields under ArviZ's sample_stats names (as arviz.from_numpyro names them)
+STAT_NAMES = {"potential_energy": "lp", "adapt_state.step_size": "step_size", "num_steps": "n_steps",
+              "accept_prob": "acceptance_rate", "energy": "energy", "diverging": "diverging"}
+
+
+def _posterior_tree(mcmc: MCMC, max_tree_depth: int, coords: dict, dims: dict) -> xr.DataTree:
+    """posterior and sample_stats of ``mcmc`` as a DataTree (arviz.from_dict).
+
+    Not ``arviz.from_numpyro``: it runs the model once more, op by op, to read its sites, and eager
+    JAX compiles every operation on its own: about 16 s of a one-family fit. Every site's dims are
+    known here (``_dims``), so nothing needs reading off the model.
+    """
+    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    stats = {STAT_NAMES[k]: np.asarray(v) for k, v in extra.items() if k in STAT_NAMES}
+    stats["lp"] = -stats["lp"]
+    stats["tree_depth"] = np.log2(stats["n_steps"]).astype(int) + 1
+    stats["reached_max_tree_depth"] = stats["tree_depth"] >= max_tree_depth
+    return az.from_dict({"posterior": samples, "sample_stats": stats}, coords=coords,
+                        dims={k: v for k, v in dims.items() if k in samples})
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_log_mean(spec: Parameterization):
+    """``spec.log_mean`` compiled as one function: run eagerly, each of its operations compiles on its own."""
+    return jax.jit(spec.log_mean)
 
 
 def _chain_method(chains: int, chain_method: str | None) -> str:
@@ -266,6 +290,7 @@ def fit(
         target_accept_prob=target_accept,
         # dense: the law's level and exponents, and the schedule shape, trade off along linear ridges
         dense_mass=dense_mass,
+        max_tree_depth=MAX_TREE_DEPTH,
         init_strategy=init_to_value(values=_point_init(rows, data, pooling, spec)),
     )
     progress = sys.stderr.isatty() if progress is None else progress
@@ -274,15 +299,17 @@ def fit(
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(seed))
     mcmc.run(key_fit, data, y=y, seed_scaling=seed_scaling, extra_fields=EXTRA_FIELDS)
     samples = mcmc.get_samples()
-    ppc = Predictive(model, samples, return_sites=["obs"])(key_ppc, data, seed_scaling=seed_scaling)["obs"]
-    log_lik = log_likelihood(model, samples, data, y=y, seed_scaling=seed_scaling)["obs"]
+    # jitted: run eagerly, each of the model's operations compiles on its own (seconds per call)
+    ppc = jax.jit(lambda s, key: Predictive(model, s, return_sites=["obs"])(key, data, seed_scaling=seed_scaling)[
+        "obs"])(samples, key_ppc)
+    log_lik = jax.jit(lambda s: log_likelihood(model, s, data, y=y, seed_scaling=seed_scaling)["obs"])(samples)
     coords = {"family": list(data.families), "run": list(data.runs),
               "curve_family": [f for f, c in zip(data.families, data.curve_families) if c],
               "replicated_family": [f for f, c in zip(data.families, data.replicated_families) if c],
               "theta_dim": list(spec.names), "theta_dim_bis": list(spec.names),
               "shape_dim": [f"(-log x)^{k}/{k}!" for k in range(1, SHAPE_DEGREE + 1)],
               "checkpoint": np.arange(data.run_mask.shape[1])}
-    idata = az.from_numpyro(mcmc, coords=coords, dims=_dims(pooling, spec))
+    idata = _posterior_tree(mcmc, MAX_TREE_DEPTH, coords, _dims(pooling, spec))
     # observations, their posterior predictive and the constant data per row; the log likelihood per run
     # (the unit the likelihood factorises over: PSIS-LOO leaves one run out)
     per_row = data.per_row(ppc)
@@ -298,8 +325,7 @@ def fit(
     idata.attrs.update({
         "bayeslaw_form": form, "bayeslaw_pooling": pooling, "bayeslaw_seed_scaling": seed_scaling,
         "bayeslaw_likelihood": "run",
-        "bayeslaw_sampled_sites": ",".join(sorted(mcmc.get_samples(group_by_chain=False).keys() - _deterministic_sites(
-            model, data, seed_scaling))),
+        "bayeslaw_sampled_sites": ",".join(sorted(mcmc.last_state.z)),  # the latent sites NUTS moved in
         "bayeslaw_seed": seed, "bayeslaw_min_tokens": -1.0 if min_tokens is None else float(min_tokens),
         "bayeslaw_min_fraction": -1.0 if min_fraction is None else float(min_fraction),
         "bayeslaw_thin": -1 if thin is None else int(thin), "bayeslaw_rows_in": len(df), "bayeslaw_rows_fitted": len(rows),
@@ -532,6 +558,7 @@ class Fit:
         kind: str = "new_run",
         quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
         seed: int = 0,
+        form_error: float | None = None,
     ) -> Prediction:
         """Posterior predictive loss (nats per token) for each row of ``targets``.
 
@@ -544,8 +571,10 @@ class Fit:
         schedule shape g_f(x) at the row's fraction x of its run, parameter uncertainty, and the run's
         Gaussian noise (offset, deviation along the run, checkpoint noise). A target whose ``run`` the fit
         was trained on is conditioned on that run's observed checkpoints (its offset and deviation so
-        far). A family the fit has not seen (or no ``family``) gets the population's prediction.
-        Draws are per row (the marginal predictive of each checkpoint).
+        far), and a row outside the range of model sizes its family was fitted on carries the law's
+        form error there (:meth:`form_error_sd`, ``form_error`` per e-fold of N; default
+        ``PRIORS["form_error"]``, 0 for none). A family the fit has not seen (or no ``family``) gets the
+        population's prediction. Draws are per row (the marginal predictive of each checkpoint).
         """
         if kind not in ("law", "new_run"):
             raise ValueError(f"unknown kind {kind!r}; use 'law' or 'new_run'")
@@ -557,7 +586,7 @@ class Fit:
         rng = np.random.default_rng(seed)
         families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))
         theta = self._theta(families, rng)
-        log_loss = np.array(self.spec.log_mean(jnp.asarray(theta), {k: jnp.asarray(v) for k, v in inputs.items()}))
+        log_loss = np.array(_jitted_log_mean(self.spec)(jnp.asarray(theta), {k: jnp.asarray(v) for k, v in inputs.items()}))
         if kind == "law":
             return summarize(np.exp(log_loss), targets, kind=kind, quantiles=quantiles)
 
@@ -570,7 +599,7 @@ class Fit:
         sd_seed = np.asarray(seed_sd(noise["sigma_seed"], noise["gamma_seed"][:, None], log_params))
         mean = log_loss + np.einsum("tk,stk->st", np.asarray(shape_basis(fraction)), noise["shape"])
         var = (sd_seed**2 + noise["sigma_dev"] ** 2 * np.asarray(bridge_kernel(fraction, fraction))
-               + noise["sigma_obs"] ** 2)
+               + noise["sigma_obs"] ** 2 + self.form_error_sd(families, log_params, form_error) ** 2)
         runs = targets["run"].astype(object).to_numpy() if "run" in targets.columns else [None] * len(targets)
         trained = self._run_rows()
         for run in {r for r in runs if r is not None and str(r) in trained}:
@@ -582,6 +611,32 @@ class Fit:
         draws = mean + np.sqrt(np.maximum(var, 0.0)) * rng.standard_normal(mean.shape)
         return summarize(np.exp(draws), targets, kind=kind, quantiles=quantiles)
 
+    def form_error_sd(self, families, log_params, per_efold: float | None = None) -> np.ndarray:
+        """sd of log loss that the law's form adds at log N = ``log_params`` (one per target row):
+        kappa * Delta, Delta the e-folds of N outside the range of model sizes of the row's family in
+        the fit (of all its rows for a family it has not seen), kappa = ``per_efold`` (default
+        ``PRIORS["form_error"]``).
+
+        The law is fitted where its runs are; beyond them its form is an assumption the fit cannot test.
+        Held out, the next size of a public family is missed by more than the posterior's spread, the
+        more the further it lies (docs/calibration.md): parameter uncertainty and seed noise are not
+        all of a forecast's error. Zero inside the fitted range, where the law's misfit is in the
+        residuals it was fitted to.
+        """
+        kappa = PRIORS["form_error"] if per_efold is None else float(per_efold)
+        if kappa < 0:
+            raise ValueError(f"form_error: {kappa} per e-fold of N is negative")
+        const = self.idata.constant_data
+        log_n = np.asarray(const["log_params"].values)
+        row_family = np.asarray(self.families)[np.asarray(const["obs_family"].values)]
+        lo, hi = np.full(len(log_params), log_n.min()), np.full(len(log_params), log_n.max())
+        for i, family in enumerate(families):
+            own = log_n[row_family == family]
+            if len(own):
+                lo[i], hi[i] = own.min(), own.max()
+        log_params = np.asarray(log_params, dtype=float)
+        return kappa * (np.maximum(log_params - hi, 0.0) + np.maximum(lo - log_params, 0.0))
+
     def _condition_on_run(self, theta, noise, cols, fraction, sd_seed, rows):
         """Conditional mean shift and variance reduction (sample, len(cols)) of a trained run's target rows,
         given the run's observed residuals: Gaussian conditioning on its marginalised offset and deviation."""
@@ -591,7 +646,7 @@ class Fit:
         y_obs = self.idata.observed_data["obs"].values[rows]
         j = cols[0]
         shape = noise["shape"][:, j]  # the run's family's: the same for every row of one run
-        law_obs = np.asarray(self.spec.log_mean(jnp.asarray(theta)[:, None, :], inputs))  # (S, n)
+        law_obs = np.asarray(_jitted_log_mean(self.spec)(jnp.asarray(theta)[:, None, :], inputs))  # (S, n)
         resid = y_obs - law_obs - np.einsum("nk,sk->sn", np.asarray(shape_basis(x_obs)), shape)
         sd_seed_obs = sd_seed[:, 0]  # the run's offset sd: its size is the target rows' size
         cov = np.asarray(run_covariance(jnp.asarray(x_obs)[None], np.ones((1, len(rows)), bool), jnp.asarray(sd_seed_obs)[:, None],

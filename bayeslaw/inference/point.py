@@ -177,8 +177,9 @@ def grid_lbfgs(law: Law, starts, data, *, delta=HUBER_DELTA, max_iter=1000, ftol
     All starts advance together in one ``jax.vmap``-ed computation. A vmapped loop runs
     until its slowest member stops, and most starts stop within a few dozen iterations
     while a few wander for hundreds; so the batch runs in rounds of ``round_iters``
-    iterations, and each round keeps only the starts still running (padded to a power of two
-    to bound recompilation).
+    iterations, and each round keeps only the starts still running, padded to a power of eight:
+    each batch size compiles the round anew (seconds each: the loop holds a zoom line search), and
+    powers of two made the compilations most of a small fit's time.
 
     Returns (final theta vectors, objective values, gradient norms, iterations), one per start.
     """
@@ -191,7 +192,7 @@ def grid_lbfgs(law: Law, starts, data, *, delta=HUBER_DELTA, max_iter=1000, ftol
     stop_at = 0
     while active.size and stop_at < max_iter:
         stop_at = min(stop_at + round_iters, max_iter)
-        size = min(n, 1 << int(np.ceil(np.log2(active.size))))
+        size = min(n, 8 ** int(np.ceil(np.log(active.size) / np.log(8) - 1e-9)))
         batch = np.concatenate([active, np.full(size - active.size, active[0])])
         sub = jax.tree.map(lambda leaf: leaf[batch], carry)
         sub, done = _lbfgs_round(law, sub, data, delta, stop_at, ftol, gtol)

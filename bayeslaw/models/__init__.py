@@ -94,6 +94,9 @@ PRIORS = {
     # LogNormal(log median, sd) of the run-to-run (seed) sd of final log loss at SEED_N_REF: seeds differ
     # by 0.5-1.2% of the loss at 70M-410M (PolyPythias, OLMo reruns; docs/run_likelihood.md)
     "sigma_seed": (0.008, 0.35),
+    # sd of log loss per e-fold of N beyond a family's fitted sizes: the law's form error there
+    # (Fit.form_error_sd; set from held-out targets of the public families, docs/calibration.md)
+    "form_error": 0.025,
     "tau_seed": 0.5,  # prior mean of the family spread of log sigma_seed (Gamma(2), zero-avoiding)
     "gamma_seed": 0.5,  # Normal scale of the size exponent of sigma_seed (seed_scaling="size")
     "sigma_obs": 0.02,  # HalfNormal scale of the checkpoint noise sd of log loss

@@ -237,15 +237,16 @@ def _check_inputs(fit: Fit, family, batch_size, point):
                          f"{law.name!r} (bayeslaw.fit_point(rows, form={law.name!r}))")
 
 
-def _new_run_noise(fit: Fit, family, params, tokens, batch_size, seed) -> np.ndarray:
+def _new_run_noise(fit: Fit, family, params, tokens, batch_size, seed, form_error=None) -> np.ndarray:
     """log(new-run loss / law loss) per draw (sample, budget), from ``Fit.predict`` at one target per budget.
 
     With the same seed, ``predict(kind="law")``, ``predict(kind="new_run")`` and ``law_theta`` draw the same
     theta per sample (each starts a fresh generator from ``seed`` and draws theta first), so the difference
-    of the two predictions is exactly the new run's seed offset plus checkpoint noise of sample s, aligned
-    with sample s's law and noise scales. That noise does not depend on where the run sits except through
-    sigma_seed (N / 1e8)^-gamma_seed: with ``seed_scaling="size"`` it is taken at the median N* (a
-    stated approximation; with the default constant scaling it is exact).
+    of the two predictions is exactly the new run's seed offset plus checkpoint noise of sample s (and the
+    law's form error beyond the fitted sizes, ``form_error``), aligned with sample s's law and noise scales.
+    That noise depends on where the run sits only through sigma_seed (N / 1e8)^-gamma_seed and the form
+    error's distance from the fitted sizes: both are taken at the median N* (a stated approximation; with
+    the default constant seed scaling the seed part is exact).
     """
     targets = pd.DataFrame({"params": params, "tokens": tokens})
     if batch_size is not None:
@@ -253,7 +254,7 @@ def _new_run_noise(fit: Fit, family, params, tokens, batch_size, seed) -> np.nda
     if family is not None:
         targets["family"] = family
     law = fit.predict(targets, kind="law", seed=seed).draws.values
-    new_run = fit.predict(targets, kind="new_run", seed=seed).draws.values
+    new_run = fit.predict(targets, kind="new_run", seed=seed, form_error=form_error).draws.values
     return np.log(new_run) - np.log(law)
 
 
@@ -263,7 +264,8 @@ def _quantile_columns(name: str, values: np.ndarray, quantiles) -> dict:
 
 
 def optimal_allocation(fit: Fit, flops, *, family: str | None = None, point: PointFit | None = None,
-                       batch_size: float | None = None, quantiles=DEFAULT_QUANTILES, seed: int = 0) -> Allocation:
+                       batch_size: float | None = None, quantiles=DEFAULT_QUANTILES, seed: int = 0,
+                       form_error: float | None = None) -> Allocation:
     """The compute-optimal split of each FLOP budget, per posterior draw, and what the point estimate's split costs.
 
     Parameters
@@ -285,10 +287,14 @@ def optimal_allocation(fit: Fit, flops, *, family: str | None = None, point: Poi
         Quantiles of the summary columns.
     seed : int
         Seed of the population draw and of the new-run noise (as in ``Fit.predict``).
+    form_error : float, optional
+        The law's form error per e-fold of N beyond the fitted sizes, in ``loss_new_run`` (``Fit.predict``;
+        default the library's, 0 for none).
 
     For each draw s: N*_s = argmin_N L(N, C / (6 N); theta_s), D*_s = C / (6 N*_s) (closed forms and the
     numeric search in :mod:`bayeslaw.plan.allocation`); ``loss_law`` = L(N*_s, D*_s; theta_s),
-    ``loss_new_run`` = that times the new run's exp(seed offset + checkpoint noise) (see ``Fit.predict``);
+    ``loss_new_run`` = that times the new run's exp(seed offset + checkpoint noise + form error) (see
+    ``Fit.predict``);
     ``regret`` = L(N_pt, D_pt; theta_s) - L(N*_s, D*_s; theta_s) >= 0, nats per token.
     """
     _check_inputs(fit, family, batch_size, point)
@@ -321,7 +327,8 @@ def optimal_allocation(fit: Fit, flops, *, family: str | None = None, point: Poi
 
     params_opt = np.exp(log_params)
     tokens_opt = budgets[None, :] / (FLOPS_PER_PARAM_TOKEN * params_opt)
-    noise = _new_run_noise(fit, family, np.median(params_opt, axis=0), np.median(tokens_opt, axis=0), batch_size, seed)
+    noise = _new_run_noise(fit, family, np.median(params_opt, axis=0), np.median(tokens_opt, axis=0), batch_size, seed,
+                           form_error)
     loss_new_run = loss_law * np.exp(noise)
     point_params = np.exp(log_point[0])
 
