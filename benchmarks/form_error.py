@@ -26,7 +26,7 @@ import numpy as np
 import bayeslaw as bl
 from bayeslaw.laws import CHINCHILLA
 from bayeslaw.models import PRIORS
-from real_targets import cases, shared_families, sizes
+from real_targets import cases, score, shared_families, sizes
 
 KAPPAS = (0.0, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04)
 
@@ -53,12 +53,10 @@ def fit_targets(out: Path, resume: bool, max_targets: int, seed: int) -> list[di
 
 
 def scores(t: dict, kappa: float, rng: np.random.Generator) -> tuple[float, float, float, float]:
-    """(50% coverage, 90% coverage, mean CRPS / loss, mean 90% half-width / loss) of one target."""
+    """(50% coverage, 90% coverage, mean CRPS / loss, mean 90% half-width / loss) of one target, as real_targets scores it."""
     draws = np.exp(t["log_draws"] + kappa * float(t["delta"]) * rng.standard_normal(t["log_draws"].shape))
-    y = t["y"]
-    q05, q25, q75, q95 = np.quantile(draws, [0.05, 0.25, 0.75, 0.95], axis=0)
-    return (float(np.mean((y >= q25) & (y <= q75))), float(np.mean((y >= q05) & (y <= q95))),
-            float(np.mean(bl.metrics.crps(draws, y) / y)), float(np.mean((q95 - q05) / 2 / y)))
+    s = score(t["y"], np.median(draws, axis=0), draws)
+    return s["cov50"], s["cov90"], s["crps_rel"], s["halfwidth90_rel"]
 
 
 def main(argv=None):

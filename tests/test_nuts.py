@@ -7,6 +7,7 @@ import xarray as xr
 
 from bayeslaw.evaluation import calibration_study, coverage_table
 from bayeslaw.inference.nuts import fit, load_fit
+from bayeslaw.models import PRIORS
 from bayeslaw.models.runs import shape_basis
 from bayeslaw.simulation import simulate
 
@@ -109,7 +110,6 @@ def test_forecast_beyond_the_fitted_sizes_carries_the_form_error(fitted):
     sd = fitted.form_error_sd(["fam0", "fam0"], np.log(targets["params"]), 0.03)
     assert sd[0] == 0.0 and sd[1] == pytest.approx(0.03 * np.log(10.0))
     default, none = (np.log(fitted.predict(targets, seed=2, form_error=k).draws.values) for k in (None, 0.0))
-    from bayeslaw.models import PRIORS
     extra = PRIORS["form_error"] * np.log(10.0)
     assert np.var(default[:, 0]) == pytest.approx(np.var(none[:, 0]), rel=1e-9)  # inside: unchanged
     assert np.var(default[:, 1]) - np.var(none[:, 1]) == pytest.approx(extra**2, rel=0.15)

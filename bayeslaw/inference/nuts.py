@@ -627,13 +627,11 @@ class Fit:
         if kappa < 0:
             raise ValueError(f"form_error: {kappa} per e-fold of N is negative")
         const = self.idata.constant_data
-        log_n = np.asarray(const["log_params"].values)
-        row_family = np.asarray(self.families)[np.asarray(const["obs_family"].values)]
-        lo, hi = np.full(len(log_params), log_n.min()), np.full(len(log_params), log_n.max())
-        for i, family in enumerate(families):
-            own = log_n[row_family == family]
-            if len(own):
-                lo[i], hi[i] = own.min(), own.max()
+        log_n = pd.Series(np.asarray(const["log_params"].values))
+        ranges = log_n.groupby(np.asarray(self.families)[np.asarray(const["obs_family"].values)]).agg(["min", "max"])
+        rows = pd.Series(list(families), dtype=object)
+        lo = rows.map(ranges["min"]).fillna(log_n.min()).to_numpy(dtype=float)
+        hi = rows.map(ranges["max"]).fillna(log_n.max()).to_numpy(dtype=float)
         log_params = np.asarray(log_params, dtype=float)
         return kappa * (np.maximum(log_params - hi, 0.0) + np.maximum(lo - log_params, 0.0))
 
