@@ -8,7 +8,7 @@ import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from bayeslaw.data.files import jsonable, write_atomic
+from bayeslaw.inference.config import Duplicates, Pooling
+from bayeslaw.laws import DEFAULT_FORM, forms
 
 app = typer.Typer(
     name="bayeslaw",
@@ -222,7 +224,7 @@ def demo(
     write_atomic(out / "fits.csv", lambda p: pd.concat([point.fits, bayes.fits]).to_csv(p, index=False))
     result.save(out / "fit.nc")
     with status("fit report: posterior predictive curves, forest, seed variance, trace and rank plots..."):
-        from bayeslaw.plots import fit_report
+        from bayeslaw.report import fit_report
 
         # least squares from one start per family (seconds) for the point-fit overlay; the epoch grid fits
         # of every family are already in fits.csv
@@ -265,7 +267,7 @@ def backtest(
     """The Hitchhiker's Guide backtest with uncertainty: point fits vs Bayesian fits, and a report folder."""
     from bayeslaw.evaluation import DEFAULT_FRACTIONS
     from bayeslaw.evaluation import backtest as run_backtest
-    from bayeslaw.plots import backtest_report
+    from bayeslaw.report import backtest_report
 
     df = _select_families(_read_data(data, root, loss_name), family)
     options = {"ks": tuple(k) if k else None, "fractions": tuple(q) if q else DEFAULT_FRACTIONS,
@@ -289,7 +291,7 @@ def backtest(
 
 # --- Bayesian fits: fit, predict, diagnose, report, plan -------------------------------------------
 
-POOLINGS = ("hierarchical", "none", "complete")
+POOLINGS = get_args(Pooling)
 FitArgument = Annotated[Path, typer.Argument(metavar="FIT", help="A fit file written by `bayeslaw fit` (netCDF).")]
 ValuesHelp = "several: comma-separated or the option repeated; every combination is predicted"
 
@@ -337,8 +339,9 @@ def _point_fits(fit, method: str, families) -> dict | None:
     _check_choice(method, "--point-method", ("epoch", "hitchhiker"))
     if method == "epoch":
         return None
-    if fit.form != "chinchilla":
-        raise ValueError(f"--point-method {method} fits the chinchilla form only; this fit's form is {fit.form!r}: "
+    if fit.spec.law.point_start is None:
+        raise ValueError(f"--point-method {method} needs a law with a least-squares start "
+                         f"({', '.join(forms(lambda law: law.point_start))}); this fit's form is {fit.form!r}: "
                          f"use --point-method epoch")
     from bayeslaw.inference.point import fit_point
 
@@ -392,7 +395,7 @@ def fit_command(
     out: Annotated[Path, typer.Option(help="Fit file to write (netCDF, written atomically).")],
     family: Annotated[list[str] | None, typer.Option(help="Fit only these families (repeatable or "
                                                            "comma-separated).")] = None,
-    form: Annotated[str, typer.Option(help="The law: chinchilla, kaplan, kaplan_e, compute or su2024.")] = "chinchilla",
+    form: Annotated[str, typer.Option(help=f"The law: {', '.join(forms())}.")] = DEFAULT_FORM,
     pooling: Annotated[str, typer.Option(help="hierarchical (partial pooling across families), none, or complete "
                                               "(one law for all).")] = "hierarchical",
     chains: Annotated[int, typer.Option(min=1, help="NUTS chains.")] = 4,
@@ -421,7 +424,7 @@ def fit_command(
 
     _check_choice(form, "--form", list(LAWS))
     _check_choice(pooling, "--pooling", POOLINGS)
-    _check_choice(duplicates, "--duplicates", ["error", "last"])
+    _check_choice(duplicates, "--duplicates", get_args(Duplicates))
     if out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a folder; give the fit file's name, e.g. {str(out / 'fit.nc')!r}")
     df = _select_families(_read_data(data, root, loss_name), _names(family))
@@ -476,10 +479,13 @@ def predict(
     fit = _load_fit(fit_file)
     sizes, token_counts, batches = _numbers(params, "--params"), _numbers(tokens, "--tokens"), _numbers(
         batch_size, "--batch-size")
-    if fit.form == "su2024" and not batches:
-        raise ValueError("--batch-size (tokens per step) is needed: this fit's law is su2024, whose loss depends on it")
-    if fit.form != "su2024" and batches:
-        raise ValueError(f"--batch-size applies to su2024 fits only; this fit's form is {fit.form!r}")
+    reads_batch = "batch_size" in fit.spec.law.columns_needed
+    if reads_batch and not batches:
+        raise ValueError(f"--batch-size (tokens per step) is needed: this fit's law is {fit.form}, whose loss depends "
+                         f"on it")
+    if batches and not reads_batch:
+        readers = " and ".join(forms(lambda law: "batch_size" in law.columns_needed))
+        raise ValueError(f"--batch-size applies to {readers} fits only; this fit's form is {fit.form!r}")
     families = _names(family)
     _check_families(fit, families)
     families = (families or ([] if new_family else fit.families)) + ([None] if new_family else [])
@@ -544,7 +550,7 @@ def report(
     as_json: JsonOption = False,
 ) -> None:
     """Write a report folder for a fit: figures, the parameter table and report.md."""
-    from bayeslaw.plots import fit_report
+    from bayeslaw.report import fit_report
 
     fit = _load_fit(fit_file)
     df = None if data is None else _read_data(data, root, loss_name)

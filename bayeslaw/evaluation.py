@@ -16,12 +16,14 @@ import arviz as az
 import jax
 import numpy as np
 import pandas as pd
+from numpyro.infer import Predictive
 
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, hitchhiker_split, thin_checkpoints
 from bayeslaw.inference.nuts import Fit, fit
-from bayeslaw.inference.point import TooFewPoints, fit_point
-from bayeslaw.laws import get_law
+from bayeslaw.inference.point import PointFit, TooFewPoints, fit_point
+from bayeslaw.laws import DEFAULT_FORM, get_law
 from bayeslaw.metrics import are, crps
+from bayeslaw.models import get_model, prepare
 from bayeslaw.simulation import simulate
 
 __all__ = [
@@ -34,22 +36,18 @@ __all__ = [
     "compare_forms",
     "compare_poolings",
     "coverage_table",
+    "fit_rows",
     "point_backtest",
+    "point_fits_by_family",
+    "prior_predictive_quantiles",
 ]
 
 
-COARSE_GRID = {"a": (0.0, 10.0, 20.0), "b": (0.0, 10.0, 20.0), "e": (-1.0, 0.0, 1.0), "alpha": (0.0, 0.5, 1.0),
-               "beta": (0.0, 0.5, 1.0)}  # 243 of the published grid's 4500 starts (see ``backtest``)
-
-
-def coarse_starts(form: str = "chinchilla") -> np.ndarray | None:
-    """The 3^5 subset of the published 4500-start grid (``COARSE_GRID``), for studies that run many point
-    fits; None (the form's full grid) for a form other than chinchilla."""
+def coarse_starts(form: str = DEFAULT_FORM) -> np.ndarray | None:
+    """The law's coarse start grid (``Law.coarse_grid``: chinchilla's 3^5 subset of the published
+    4500 starts), for studies that run many point fits; None (the full grid) for a law without one."""
     law = get_law(form)
-    if law.name != get_law("chinchilla").name:
-        return None
-    return (np.stack(np.meshgrid(*[np.asarray(COARSE_GRID[n]) for n in law.theta_names], indexing="ij"), -1)
-            .reshape(-1, len(law.theta_names)))
+    return None if law.coarse_grid is None else law.grid(coarse=True)
 
 
 @dataclass(frozen=True)
@@ -118,13 +116,14 @@ def bayes_backtest(
     split = hitchhiker_split(df, k=k, min_tokens=min_tokens, train_fraction=train_fraction)
     result = fit(split.train, form=form, pooling=pooling, seed=seed, min_tokens=min_tokens, **(fit_options or {}))
     test = split.test.reset_index(drop=True)
-    columns = ["family", "run", "params", "tokens",
-               *(c for c in ("batch_size", "flops", "run_tokens") if c in test.columns)]
+    law = get_law(form)
+    optional = [c for c in (*law.inputs, "run_tokens") if c in test.columns]  # e.g. a given flops column
+    columns = list(dict.fromkeys(["family", "run", "params", "tokens", *law.columns_needed, *optional]))
     prediction = result.predict(test[columns], kind="new_run", seed=seed)
     draws = prediction.draws.values
     lo50, hi50 = np.quantile(draws, [0.25, 0.75], axis=0)
     lo90, hi90 = np.quantile(draws, [0.05, 0.95], axis=0)
-    method = f"bayes-{pooling}" if form == "chinchilla" else f"bayes-{pooling}-{form}"
+    method = f"bayes-{pooling}" if form == DEFAULT_FORM else f"bayes-{pooling}-{form}"
     predictions = test[["family", "model", "run", "params", "tokens", "loss"]].assign(
         method=method, predicted=np.median(draws, axis=0), q05=lo90, q25=lo50, q75=hi50, q95=hi90)
     covered50 = (predictions["loss"] >= lo50) & (predictions["loss"] <= hi50)
@@ -181,8 +180,8 @@ def calibration_study(
         target_model = df.loc[df["family"] == first].sort_values("params")["model"].iloc[-1]
         held_out = df["model"] == target_model
         result = fit(df.loc[~held_out], pooling=pooling, seed=seed + i, **fit_opts)
-        post = {name: result._draws(name) for name in ("alpha", "beta", "sigma_seed")}
-        post["E"] = np.exp(result._draws("e"))
+        post = {name: result.site_draws(name) for name in ("alpha", "beta", "sigma_seed")}
+        post["E"] = np.exp(result.site_draws("e"))
         for f_index, family in enumerate(result.families):
             natural = sim.truth["families"][family]["natural"]
             truth = {"E": natural["E"], "alpha": natural["alpha"], "beta": natural["beta"],
@@ -573,3 +572,65 @@ def compare_forms(
     by_family = by_family[names].assign(best=best, margin=margin, margin_se=margin_se,
                                         rows=pointwise.groupby("family").size()).reset_index()
     return FormComparison(table, by_family, pareto_k.rename_axis("family").reset_index(), fits, rows)
+
+
+# --- what the plots draw but must not compute: point fits, prior draws, checked rows ------------------
+
+FIT_COLUMNS = ("family", "run", "params", "tokens", "loss")
+
+
+def fit_rows(fit: Fit, data: pd.DataFrame | None = None, *, where: str) -> pd.DataFrame:
+    """``data`` checked for the columns a picture of ``fit`` reads (:data:`FIT_COLUMNS` and the law's
+    inputs, e.g. su2024's ``batch_size``), index reset; None: the fit's own rows (after its early cut and
+    thinning). Raises a ValueError that names ``where`` and the missing column(s)."""
+    if data is None:
+        return fit.training_rows()
+    missing = [c for c in FIT_COLUMNS if c not in data.columns]
+    if missing:
+        raise ValueError(f"{where}: the table lacks column(s) {missing}; it needs {list(FIT_COLUMNS)} "
+                         f"(the bayeslaw schema), or pass data=None to use the fit's own rows")
+    fit.spec.law.columns(data, where=where)  # raises naming the column and rows the law cannot read
+    return data.reset_index(drop=True)
+
+
+def point_fits_by_family(fit: Fit, data: pd.DataFrame | None = None, *,
+                         method: str = "epoch") -> tuple[dict[str, PointFit], dict[str, str]]:
+    """Point fits beside a Bayesian fit: ``fit_point(rows, form=fit.form, method=method)`` on each of the
+    fit's families' rows of ``data`` (default: the fit's own rows).
+
+    Returns ``(point_fits, failures)``: family -> :class:`~bayeslaw.inference.point.PointFit`, and
+    family -> the reason its point fit failed (e.g. fewer rows than the law's parameters), so that a
+    picture can say which family has none rather than drop it silently.
+    """
+    rows = fit_rows(fit, data, where="point_fits_by_family: data")
+    point_fits, failures = {}, {}
+    for family in fit.families:
+        try:
+            point_fits[family] = fit_point(rows[rows["family"] == family], form=fit.form, method=method)
+        except ValueError as err:  # TooFewPoints among them
+            failures[family] = str(err)
+    return point_fits, failures
+
+
+def prior_predictive_quantiles(
+    *,
+    pooling: str = "hierarchical",
+    sizes=(1e8, 1e9, 1e10, 1e11),
+    tokens=np.geomspace(1e9, 1e13, 30),
+    num_samples: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Prior predictive final loss L(N, D) (nats per token) of a new run at each size N and token count D.
+
+    Each (N, D) is its own run's final loss, drawn from the ``pooling`` model's priors with no data
+    (``numpyro.infer.Predictive``, PRNG key ``seed``). Returns one row per (N, D), N-major: ``params``,
+    ``tokens`` and the quantiles ``q05, q25, q50, q75, q95`` over ``num_samples`` draws.
+    """
+    grid = pd.DataFrame([(n, d) for n in sizes for d in tokens], columns=["params", "tokens"])
+    grid["family"] = "prior"
+    grid["run"] = [f"N{n:.0e}-D{d:.0e}" for n, d in zip(grid["params"], grid["tokens"])]  # each a run's final loss
+    data = prepare(grid)
+    draws = Predictive(get_model(pooling), num_samples=num_samples)(jax.random.PRNGKey(seed), data)["obs"]
+    loss = np.exp(data.per_row(draws))  # (sample, N-major grid row)
+    quantiles = np.quantile(loss, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
+    return grid[["params", "tokens"]].assign(**dict(zip(("q05", "q25", "q50", "q75", "q95"), quantiles, strict=True)))

@@ -30,7 +30,7 @@ import pandas as pd
 
 from bayeslaw.data import read_table, validate
 from bayeslaw.data.files import write_atomic
-from bayeslaw.laws import CHINCHILLA, SU2024
+from bayeslaw.laws import CHINCHILLA, DEFAULT_FORM, SU2024, get_law
 from bayeslaw.laws.runs import ELL, SHAPE_DEGREE, bridge_kernel, shape_basis
 
 __all__ = ["DEMO_PATH", "DEMO_TRUTH_PATH", "SHARED_THETA", "SU2024_THETA", "Simulation", "load_demo", "simulate",
@@ -75,14 +75,15 @@ class Simulation:
 
     def true_loss(self, family: str | None, params, tokens, batch_size=None) -> np.ndarray:
         """The noise-free law of ``family`` (or of the shared parameters when None): L(N, D), or for a
-        su2024 simulation L(N, S = D / B; B) with ``batch_size`` B in tokens per step."""
+        law of steps (su2024) L(N, S = D / B; B) with ``batch_size`` B in tokens per step."""
         theta = self.truth["shared"]["theta"] if family is None else self.truth["families"][family]["theta"]
-        if self.truth.get("form", "chinchilla") == "su2024":
-            if batch_size is None:
-                raise TypeError("true_loss of a su2024 simulation needs batch_size (tokens per step)")
-            return _su2024_loss(theta, params, np.asarray(tokens, dtype=float) / np.asarray(batch_size, dtype=float),
-                                batch_size)
-        return _chinchilla_loss(theta, params, tokens)
+        law = get_law(self.truth.get("form", DEFAULT_FORM))
+        if "batch_size" in law.columns_needed and batch_size is None:
+            raise TypeError(f"true_loss of a {law.name} simulation needs batch_size (tokens per step)")
+        as_array = lambda v: jnp.asarray(np.asarray(v, dtype=float))  # noqa: E731
+        columns = {"params": params, "tokens": tokens, **({} if batch_size is None else {"batch_size": batch_size})}
+        inputs = law.inputs_from({k: as_array(v) for k, v in columns.items()})
+        return np.asarray(law.loss({k: as_array(v) for k, v in theta.items()}, **inputs))
 
 
 def _chinchilla_loss(theta: dict, params, tokens) -> np.ndarray:

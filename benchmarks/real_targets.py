@@ -40,13 +40,11 @@ import pandas as pd
 
 import bayeslaw as bl
 from bayeslaw.data.validation import OPTIONAL_COLUMNS
-from bayeslaw.evaluation import COARSE_GRID
 
 MIN_TOKENS, THIN, TEST_FROM = 1e10, 20, 0.7
 METHODS = ("epoch", "hitchhiker", "bayes")
 LAW = bl.laws.get_law("chinchilla")
-STARTS = np.stack(np.meshgrid(*[np.asarray(COARSE_GRID[n]) for n in LAW.theta_names], indexing="ij"),
-                  -1).reshape(-1, len(LAW.theta_names))
+STARTS = LAW.grid(coarse=True)
 COLUMNS = ["label", "case", "family", "target", "target_model", "method", "train_sizes", "train_rows",
            "test_runs", "test_points", "are", "crps_rel", "cov50", "cov90", "halfwidth90_rel", "max_rhat",
            "divergences", "min_ess_bulk", "min_ess_tail", "median_steps", "converged", "wall_s", "seed", "error"]

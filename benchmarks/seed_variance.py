@@ -33,9 +33,16 @@ def main(argv=None):
 
     df = bd.load("polypythias")
     df = df[(df["lineage"] == "A") & ~df["outlier"]]
-    final = df[df["step"] > 142000].groupby(["model", "run"]).agg(params=("params", "first"), loss=("loss", "mean"))
-    empirical = final.groupby("model").agg(params=("params", "first"), seeds=("loss", "size"),
-                                           empirical_sd=("loss", lambda v: float(np.std(np.log(v), ddof=1))))
+    # each run's final loss (mean over its last 1000 steps), and the spread across the runs of one
+    # configuration (bd.run_configurations: same family, size and token budget)
+    configs = bd.run_configurations(df)
+    final = (df[df["step"] > 142000].groupby("run").agg(model=("model", "first"), params=("params", "first"),
+                                                         loss=("loss", "mean"))
+             .join(configs[["configuration", "replicated"]]))
+    empirical = (final[final["replicated"]].groupby("configuration")
+                 .agg(model=("model", "first"), params=("params", "first"), seeds=("loss", "size"),
+                      empirical_sd=("loss", lambda v: float(np.std(np.log(v), ddof=1))))
+                 .set_index("model"))
 
     fits, times = {}, {}
     for scaling in ("size", "constant"):

@@ -10,6 +10,7 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from bayeslaw import plots  # noqa: E402
+from bayeslaw.evaluation import point_fits_by_family  # noqa: E402
 from bayeslaw.inference.nuts import fit  # noqa: E402
 from bayeslaw.inference.point import fit_point  # noqa: E402
 from bayeslaw.simulation import simulate, simulate_trajectories  # noqa: E402
@@ -144,7 +145,7 @@ def test_seed_variance_against_the_spread_across_seeds(fitted, sim):
     assert [ax.get_title() for ax in figure.axes] == ["fam0", "fam1"]
     final = sim.data.sort_values("tokens").groupby("run").agg(family=("family", "first"), params=("params", "first"),
                                                               loss=("loss", "last"))
-    sigma_seed = fitted._draws("sigma_seed")
+    sigma_seed = fitted.site_draws("sigma_seed")
     for i, (ax, family) in enumerate(zip(figure.axes, fitted.families, strict=True)):
         empirical = final[final["family"] == family].groupby("params")["loss"].agg(lambda v: np.log(v).std(ddof=1))
         points = next(line for line in ax.lines if line.get_marker() == "o")
@@ -185,10 +186,11 @@ def test_point_vs_posterior_marks_each_point_fit(fitted, sim, hitchhiker):
 
 
 def test_point_vs_posterior_says_which_family_has_no_point_fit(fitted, sim):
-    """Point fits made here; a family with fewer rows than parameters gets none, and the figure says why."""
+    """Point fits made by evaluation; a family with fewer rows than parameters gets none, and the figure says why."""
     fam1 = sim.data.index[sim.data["family"] == "fam1"]
     rows = sim.data[(sim.data["family"] == "fam0") | sim.data.index.isin(fam1[:3])]
-    figure = plots.point_vs_posterior(fitted, data=rows, method="hitchhiker")
+    point_fits, failures = point_fits_by_family(fitted, rows, method="hitchhiker")
+    figure = plots.point_vs_posterior(fitted, point_fits, failures=failures)
     assert "no point fit for fam1" in figure.get_suptitle()
     assert len([line for line in figure.axes[0].lines if line.get_marker() == "x"]) == 1
 
@@ -228,6 +230,31 @@ def test_fit_report_fails_cleanly(fitted, hitchhiker, tmp_path, monkeypatch):
         plots.fit_report(fitted, out, point_fits=hitchhiker)
     assert list(out.iterdir()) == []  # figures are drawn before anything is written: no PNG, no report.md
     assert not plt.get_fignums()
+
+
+def test_fit_report_makes_the_point_fits_it_is_not_given(fitted, sim, hitchhiker, tmp_path, monkeypatch):
+    """Without point_fits the report (not the plot) asks evaluation for them, and the figure says who has none."""
+    import bayeslaw.report
+
+    asked, drawn = [], []
+
+    def point_fits_by_family(fit, data, **options):  # the epoch grid is slow; the call is what is checked
+        asked.append((fit, data, options))
+        return {"fam0": hitchhiker["fam0"]}, {"fam1": "too few rows"}
+
+    def point_vs_posterior(*args, **kwargs):
+        drawn.append(real(*args, **kwargs))
+        return drawn[-1]
+
+    real = plots.point_vs_posterior
+    monkeypatch.setattr(bayeslaw.report, "point_fits_by_family", point_fits_by_family)
+    monkeypatch.setattr(plots, "point_vs_posterior", point_vs_posterior)
+    for name in ("predictive_curves", "forest", "seed_variance", "trace", "rank"):  # cheap stand-ins
+        monkeypatch.setattr(plots, name, lambda *args, **kwargs: plt.figure())
+    plots.fit_report(fitted, tmp_path / "report", data=sim.data)
+    assert len(asked) == 1 and asked[0][0] is fitted and asked[0][1] is sim.data
+    assert asked[0][2].get("method", "epoch") == "epoch"
+    assert "no point fit for fam1: too few rows" in drawn[0].get_suptitle()
 
 
 @pytest.mark.slow  # ~35 s of CPU, nearly all of it compiling su2024's Newton solve into NUTS and the point fit

@@ -241,8 +241,10 @@ def _chinchilla_fit_stub(fit):
     """The same posterior relabelled as another form: the plan functions must refuse it."""
     from bayeslaw.inference.nuts import Fit
 
+    import json
+
     idata = fit.idata.copy()
-    idata.attrs = {**idata.attrs, "bayeslaw_form": "chinchilla"}
+    idata.attrs = {**idata.attrs, "bayeslaw_config": json.dumps({**fit.config, "form": "chinchilla"})}
     return Fit(idata)
 
 

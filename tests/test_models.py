@@ -7,8 +7,10 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 from scipy import stats
 
-from bayeslaw.models import (D_REF, MODELS, N_REF, PRIORS, SEED_N_REF, SHAPE_DEGREE, THETA, family_frame, get_model,
-                             pooled_view, prepare)
+from bayeslaw.models import (D_REF, MODELS, N_REF, PRIORS, SEED_N_REF, SHAPE_DEGREE, get_model,
+                             get_parameterization, pooled_view, prepare, prior_vector)
+
+family_frame = get_parameterization("chinchilla").frame  # (data, centered) -> the family frame
 from bayeslaw.models.runs import JITTER, RunMarginal, bridge_kernel, run_basis, shape_basis
 
 THREE_POINTS = pd.DataFrame({
@@ -93,8 +95,7 @@ def test_pooled_log_density_matches_a_hand_computation():
     got, _ = log_density(MODELS["complete"], (data,), {"y": jnp.asarray(y)}, {k: jnp.asarray(v) for k, v in values.items()})
 
     theta = np.asarray(frame.inv(jnp.asarray(values["theta_shared"])))
-    center = np.array([PRIORS["center"][k] for k in THETA])
-    scale = np.array([PRIORS["scale"][k] for k in THETA])
+    center, scale = prior_vector("center"), prior_vector("scale")
     expected = stats.norm.logpdf(theta, center, scale).sum()  # the frame's Jacobian is 1
     expected += stats.lognorm.logpdf(0.015, s=PRIORS["sigma_seed"][1], scale=PRIORS["sigma_seed"][0])
     expected += stats.halfnorm.logpdf(0.01, scale=PRIORS["sigma_obs"])

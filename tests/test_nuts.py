@@ -6,7 +6,7 @@ import pytest
 import xarray as xr
 
 from bayeslaw.evaluation import calibration_study, coverage_table
-from bayeslaw.inference.nuts import fit, load_fit
+from bayeslaw.inference.nuts import Fit, fit, load_fit
 from bayeslaw.models import PRIORS
 from bayeslaw.models.runs import shape_basis
 from bayeslaw.simulation import simulate
@@ -95,7 +95,7 @@ def test_new_run_predictive_follows_the_schedule_shape_and_has_finite_moments(fi
     mid = end.assign(tokens=5e10, run_tokens=1e11)
     law, at_end, at_mid = (fitted.predict(t, kind=k, seed=0).draws.values[:, 0]
                            for t, k in ((mid, "law"), (end, "new_run"), (mid, "new_run")))
-    shape = fitted._draws("shape")[:, 0]  # (sample, K) of fam0
+    shape = fitted.site_draws("shape")[:, 0]  # (sample, K) of fam0
     g_mid = shape @ np.asarray(shape_basis(0.5))
     # the shift from the law at x = 0.5 is the shape term, up to the noise's Monte Carlo error
     assert np.mean(np.log(at_mid) - np.log(law)) == pytest.approx(np.mean(g_mid), abs=0.003)
@@ -117,13 +117,30 @@ def test_forecast_beyond_the_fitted_sizes_carries_the_form_error(fitted):
         fitted.predict(targets, form_error=-0.01)
 
 
+def test_an_unseen_family_is_drawn_by_the_model_from_the_population(fitted):
+    # theta_new ~ MVN(mu, diag(tau) L L^T diag(tau)) per draw: standardised, N(0, I) within Monte Carlo error
+    theta = fitted.sampled_theta("unseen", seed=1)
+    mu, tau, chol = fitted.site_draws("mu"), fitted.site_draws("tau"), fitted.site_draws("corr_chol")
+    z = np.linalg.solve(tau[:, :, None] * chol, (theta - mu)[..., None])[..., 0]
+    n = z.shape[0]
+    assert np.all(np.abs(z.mean(axis=0)) < 4 / np.sqrt(n)), z.mean(axis=0)
+    np.testing.assert_allclose(z.std(axis=0), 1.0, atol=0.2)
+    noise = fitted.noise_draws(["unseen"], seed=1)
+    # its runs are unreplicated: the shared seed spread; its shape weights around the population's
+    np.testing.assert_array_equal(noise["sigma_seed"][:, 0], fitted.site_draws("sigma_seed_shared"))
+    w = (noise["shape"][:, 0] - fitted.site_draws("shape_mu")) / PRIORS["tau_shape"]
+    assert np.all(np.abs(w.mean(axis=0)) < 4 / np.sqrt(n)) and np.allclose(w.std(axis=0), 1.0, atol=0.2)
+    # a fitted family keeps its own draws
+    np.testing.assert_array_equal(fitted.sampled_theta("fam0"), fitted.site_draws("theta")[:, 0])
+
+
 def test_save_load_round_trip_is_exact(fitted, tmp_path):
     path = fitted.save(tmp_path / "fit.nc")
     assert not list(tmp_path.glob("*.tmp"))
     back = load_fit(path)
     for group in ("posterior", "log_likelihood", "posterior_predictive", "observed_data", "constant_data", "sample_stats"):
         xr.testing.assert_identical(back.idata[group].to_dataset(), fitted.idata[group].to_dataset())
-    assert back.idata.attrs["bayeslaw_pooling"] == "hierarchical"
+    assert back.pooling == "hierarchical" and back.config == fitted.config
     targets = pd.DataFrame({"family": ["fam0"], "params": [1e9], "tokens": [1e11]})
     pd.testing.assert_frame_equal(back.predict(targets).summary, fitted.predict(targets).summary)
     with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -149,7 +166,29 @@ def test_other_poolings_fit_and_predict(sim, pooling):
         pred = result.predict(pd.DataFrame({"family": ["fam0", "new"], "params": [1e9, 1e9], "tokens": [1e11, 1e11]}))
     assert np.isfinite(pred.draws.values).all()
     if pooling == "complete":  # one law: every family predicts the same law
-        np.testing.assert_allclose(result._draws("alpha")[:, 0], result._draws("alpha")[:, 1])
+        np.testing.assert_allclose(result.site_draws("alpha")[:, 0], result.site_draws("alpha")[:, 1])
+
+
+def test_config_is_stored_once_and_refits_exactly(sim, fitted, tmp_path):
+    from bayeslaw.inference.config import FitConfig
+
+    assert fitted.config == {**FitConfig().to_dict(), "seed": 0, **{k: v for k, v in QUICK.items() if k != "progress"}}
+    again = fit(sim.data, **fitted.config)
+    np.testing.assert_array_equal(again.idata.posterior["theta"].values, fitted.idata.posterior["theta"].values)
+    # a fit saved before the configuration was recorded: rebuilt from the attributes it carries
+    legacy = fitted.idata.copy()
+    legacy.attrs = {k: v for k, v in legacy.attrs.items() if k != "bayeslaw_config"}
+    legacy.attrs.update({"bayeslaw_form": "chinchilla", "bayeslaw_pooling": "hierarchical",
+                         "bayeslaw_seed_scaling": "constant", "bayeslaw_seed": 0, "bayeslaw_min_tokens": -1.0,
+                         "bayeslaw_min_fraction": -1.0, "bayeslaw_thin": 20})
+    path = Fit(legacy).save(tmp_path / "legacy.nc")
+    old = load_fit(path)
+    assert old.pooling == "hierarchical" and old.config["min_tokens"] is None and old.config["thin"] == 20
+    assert old.config["chains"] == fitted.config["chains"] and old.config["draws"] == fitted.config["draws"]
+    with pytest.raises(ValueError, match="unknown seed_scaling 'linear'; valid: 'constant', 'size'"):
+        fit(sim.data, seed_scaling="linear")
+    with pytest.raises(ValueError, match="unknown chain_method"):
+        fit(sim.data, chain_method="threads")
 
 
 def test_fit_refuses_bad_requests(sim):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bayeslaw.data.runs import replicated_runs, run_configurations
 from bayeslaw.data.sources import SOURCES, Source
 from bayeslaw.data.split import cut_early, hitchhiker_split, thin_checkpoints
 from bayeslaw.data.validation import (
@@ -33,6 +34,8 @@ __all__ = [
     "load",
     "load_all",
     "read_table",
+    "replicated_runs",
+    "run_configurations",
     "sources",
     "thin_checkpoints",
     "validate",

@@ -11,7 +11,7 @@ import functools
 import os
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import arviz as az
@@ -24,9 +24,12 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
 
 from bayeslaw.data.files import write_atomic
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
+from bayeslaw.inference.config import ATTR as CONFIG_ATTR
+from bayeslaw.inference.config import FitConfig
 from bayeslaw.inference.point import fit_point
-from bayeslaw.models import (CENTERED_MIN_SIZES, PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
-                             get_parameterization, pooled_view, prepare, run_fractions, seed_prior, seed_sd)
+from bayeslaw.models import (NEW_FAMILY_SITES, PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
+                             get_parameterization, new_family, prepare, run_fractions, seed_sd, site_dims,
+                             start_values)
 from bayeslaw.models.runs import bridge_kernel, run_covariance, shape_basis
 
 __all__ = ["Diagnostics", "Fit", "Prediction", "check_checkpoints", "fit", "load_fit", "summarize"]
@@ -38,11 +41,11 @@ MAX_TREE_DEPTH = 10  # NUTS' default: at most 1023 leapfrog steps per draw
 
 
 def _point_init(df: pd.DataFrame, data: ModelData, pooling: str, spec: Parameterization) -> dict:
-    """Initial values from a point fit of all rows: chinchilla's least squares from one start (fast); the
-    other forms' Huber fit from their grid (their single-start least squares stops in local minima)."""
+    """Initial values from a point fit of all rows: least squares from the law's one start where it has
+    one (fast); otherwise the Huber fit from its grid (single-start least squares stops in local minima)."""
     try:
-        point = (fit_point(df, method="hitchhiker") if spec.law.name == "chinchilla"
-                 else fit_point(df, form=spec.law, method="epoch"))
+        method = "hitchhiker" if spec.law.point_start is not None else "epoch"
+        point = fit_point(df, form=spec.law, method=method)
         with np.errstate(divide="ignore", invalid="ignore"):
             vector = spec.from_law(point.theta) if point.converged else None
     except ValueError:  # e.g. fewer rows than the law has parameters: start at the prior centre
@@ -53,59 +56,7 @@ def _point_init(df: pd.DataFrame, data: ModelData, pooling: str, spec: Parameter
     # beta -> 0, B/D^beta standing in for E), far out in the prior's tail, where NUTS starts stuck:
     # keep the start inside the prior's bulk.
     vector = np.clip(vector, center - 2 * scale, center + 2 * scale)
-    if pooling == "complete":
-        values = {"theta_shared": (vector if spec.frame is None else
-                                   np.asarray(spec.frame(pooled_view(data), np.ones(()))(jnp.asarray(vector))))}
-    elif pooling == "none":
-        start = np.tile(vector, (data.n_families, 1))
-        values = ({"theta": start} if spec.frame is None else
-                  {"theta_raw": np.asarray(spec.frame(data, np.ones(data.n_families))(jnp.asarray(start)))})
-    else:
-        centered = data.family_sizes >= CENTERED_MIN_SIZES
-        # centred families start at the point fit (in their frame); non-centred ones at z_f = 0, theta_f = mu
-        start = np.tile(vector, (data.n_families, 1))
-        if spec.frame is not None:
-            start = np.asarray(spec.frame(data, centered)(jnp.asarray(start)))
-        values = {"mu": vector, "theta_raw": np.where(centered[:, None], start, 0.0)}
-    # Every other site starts at a typical value too (numpyro would draw them uniformly in [-2, 2] on
-    # the unconstrained scale, i.e. noise sds up to 7 nats, from which a large fit never recovers).
-    n_f, n_c = data.n_families, int(data.curve_families.sum())
-    sigma_seed = PRIORS["sigma_seed"][0]
-    values.update({
-        "sigma_seed_shared": sigma_seed,
-        "sigma_obs_curve": np.full(n_c, 0.5 * PRIORS["sigma_obs"]),
-        "sigma_dev_curve": np.full(n_c, 0.5 * PRIORS["sigma_dev"]),
-        "gamma_seed": 0.0,  # used only when seed_scaling="size"
-        "shape_shared": np.zeros(SHAPE_DEGREE), "shape_mu": np.zeros(SHAPE_DEGREE),
-        "shape_curve": np.zeros((n_c, SHAPE_DEGREE)),
-        "shape_z": np.zeros((n_c, SHAPE_DEGREE)),
-    })
-    if pooling == "none":
-        values["sigma_seed"] = np.full(n_f, sigma_seed)
-    if pooling == "hierarchical":
-        values.update({"tau": spec.vector("tau"), "corr_chol": np.eye(len(spec.names)),
-                       "tau_seed": PRIORS["tau_seed"],
-                       "log_sigma_seed": np.full(int(data.replicated_families.sum()), np.log(sigma_seed))})
-    return {k: jnp.asarray(v) for k, v in values.items()}
-
-
-def _dims(pooling: str, spec: Parameterization) -> dict[str, list[str]]:
-    family_theta = ["family", "theta_dim"]
-    dims = {
-        "theta": family_theta, "theta_raw": family_theta,
-        **{name: ["family"] for name in spec.law.theta_names},  # the law's own parameters
-        "sigma_seed": ["family"], "sigma_obs": ["family"], "sigma_dev": ["family"],
-        "sigma_obs_curve": ["curve_family"], "sigma_dev_curve": ["curve_family"],
-        "shape": ["family", "shape_dim"], "shape_curve": ["curve_family", "shape_dim"], "shape_z": ["curve_family", "shape_dim"],
-        "shape_mu": ["shape_dim"], "shape_shared": ["shape_dim"],
-        "obs": ["run", "checkpoint"],
-    }
-    if pooling == "hierarchical":
-        dims.update({"theta_raw": family_theta, "mu": ["theta_dim"], "tau": ["theta_dim"],
-                     "corr_chol": ["theta_dim", "theta_dim_bis"], "log_sigma_seed": ["replicated_family"]})
-    if pooling == "complete":
-        dims["theta_shared"] = ["theta_dim"]
-    return dims
+    return start_values(pooling, data, spec, vector)
 
 
 def _constant_data(data: ModelData, rows: pd.DataFrame) -> xr.Dataset:
@@ -148,8 +99,10 @@ def check_checkpoints(df: pd.DataFrame, duplicates: str = "error") -> pd.DataFra
     return df.sort_values(["run", "tokens"], kind="stable")
 
 
-def _check_sizes(rows: pd.DataFrame, pooling: str) -> None:
-    """A family seen at one model size has no size exponent of its own: say where it comes from."""
+def _check_sizes(rows: pd.DataFrame, pooling: str, law) -> None:
+    """A family seen at one model size has no size exponent of its own (in a law that reads N): say where it comes from."""
+    if "params" not in law.columns_needed:
+        return
     sizes = rows.groupby("family")["params"].nunique()
     single = sorted(sizes.index[sizes < 2])
     if not single:
@@ -183,6 +136,22 @@ def _posterior_tree(mcmc: MCMC, max_tree_depth: int, coords: dict, dims: dict) -
     stats["reached_max_tree_depth"] = stats["tree_depth"] >= max_tree_depth
     return az.from_dict({"posterior": samples, "sample_stats": stats}, coords=coords,
                         dims={k: v for k, v in dims.items() if k in samples})
+
+
+@functools.lru_cache(maxsize=None)
+def _new_family_sampler(spec: Parameterization, pooling: str, n_families: int, n_draws: int):
+    """(fitted sites, key) -> the model's draws of a new family, one per posterior draw; compiled once per
+    (law, pooling, families, draws)."""
+    sites = ["theta_new", "shape_new", "sigma_seed_new"]
+
+    def sample(fitted, key):
+        if fitted:
+            predictive = Predictive(new_family, posterior_samples=fitted, return_sites=sites)
+        else:  # no pooling: nothing fitted describes a new family, the prior does
+            predictive = Predictive(new_family, num_samples=n_draws, return_sites=sites)
+        return predictive(key, spec, pooling, n_families)
+
+    return jax.jit(sample)
 
 
 @functools.lru_cache(maxsize=None)
@@ -259,9 +228,12 @@ def fit(
     progress : bool, optional
         Progress bar on stderr (default: when stderr is a terminal).
     """
-    spec = get_parameterization(form)
-    form = spec.law.name
-    get_model(pooling)  # an unknown pooling fails before the data are read
+    config = FitConfig(form=form, pooling=pooling, seed=seed, chains=chains, draws=draws, warmup=warmup,
+                       min_tokens=min_tokens, min_fraction=min_fraction, thin=thin, seed_scaling=seed_scaling,
+                       target_accept=target_accept, chain_method=chain_method, dense_mass=dense_mass,
+                       duplicates=duplicates)  # every option checked before the data are read
+    spec = get_parameterization(config.form)
+    form = config.form
     n_theta = len(spec.names)
     rows = cut_early(check_checkpoints(df, duplicates), min_tokens=min_tokens, min_fraction=min_fraction)
     if len(rows) >= n_theta and thin is not None:
@@ -276,12 +248,13 @@ def fit(
     rows = rows.assign(run_tokens=rows["run_tokens"].fillna(pd.Series(last, rows.index)) if "run_tokens" in rows
                        else last)
     rows = rows.reset_index(drop=True)
-    _check_sizes(rows, pooling)
+    _check_sizes(rows, pooling, spec.law)
     data = prepare(rows, form)
     if pooling == "hierarchical" and data.n_families == 1:
         # one family says nothing about a population: its mu, tau would be the prior's, and a centred
         # family under them a funnel. The hierarchical model of one family is the unpooled one.
         pooling = "none"
+        config = replace(config, pooling=pooling)
     model = get_model(pooling)
     y = jnp.log(jnp.asarray(rows["loss"].to_numpy(dtype=float)))
     chain_method = _chain_method(chains, chain_method)
@@ -309,7 +282,7 @@ def fit(
               "theta_dim": list(spec.names), "theta_dim_bis": list(spec.names),
               "shape_dim": [f"(-log x)^{k}/{k}!" for k in range(1, SHAPE_DEGREE + 1)],
               "checkpoint": np.arange(data.run_mask.shape[1])}
-    idata = _posterior_tree(mcmc, MAX_TREE_DEPTH, coords, _dims(pooling, spec))
+    idata = _posterior_tree(mcmc, MAX_TREE_DEPTH, coords, site_dims(pooling, spec))
     # observations, their posterior predictive and the constant data per row; the log likelihood per run
     # (the unit the likelihood factorises over: PSIS-LOO leaves one run out)
     per_row = data.per_row(ppc)
@@ -323,12 +296,9 @@ def fit(
         coords={**chain_draw, "run": list(data.runs)}))
     idata["constant_data"] = xr.DataTree(_constant_data(data, rows))
     idata.attrs.update({
-        "bayeslaw_form": form, "bayeslaw_pooling": pooling, "bayeslaw_seed_scaling": seed_scaling,
-        "bayeslaw_likelihood": "run",
+        CONFIG_ATTR: config.to_json(), "bayeslaw_likelihood": "run",
         "bayeslaw_sampled_sites": ",".join(sorted(mcmc.last_state.z)),  # the latent sites NUTS moved in
-        "bayeslaw_seed": seed, "bayeslaw_min_tokens": -1.0 if min_tokens is None else float(min_tokens),
-        "bayeslaw_min_fraction": -1.0 if min_fraction is None else float(min_fraction),
-        "bayeslaw_thin": -1 if thin is None else int(thin), "bayeslaw_rows_in": len(df), "bayeslaw_rows_fitted": len(rows),
+        "bayeslaw_rows_in": len(df), "bayeslaw_rows_fitted": len(rows),
     })
     return Fit(idata)
 
@@ -387,15 +357,21 @@ class Fit:
 
     def __init__(self, idata: xr.DataTree):
         self.idata = idata
+        self._config = FitConfig.from_attrs(idata)
 
     # --- what the fit is -------------------------------------------------------------------
     @property
+    def config(self) -> dict:
+        """The options it was fitted with: ``bl.fit(rows, **fit.config)`` refits it exactly."""
+        return self._config.to_dict()
+
+    @property
     def pooling(self) -> str:
-        return str(self.idata.attrs["bayeslaw_pooling"])
+        return self._config.pooling
 
     @property
     def form(self) -> str:
-        return str(self.idata.attrs["bayeslaw_form"])
+        return self._config.form
 
     @property
     def spec(self) -> Parameterization:
@@ -404,7 +380,7 @@ class Fit:
 
     @property
     def seed_scaling(self) -> str:
-        return str(self.idata.attrs["bayeslaw_seed_scaling"])
+        return self._config.seed_scaling
 
     @property
     def families(self) -> list[str]:
@@ -414,7 +390,7 @@ class Fit:
     def runs(self) -> list[str]:
         return [str(r) for r in self.idata.constant_data["run"].values]
 
-    def _draws(self, name: str) -> np.ndarray:
+    def site_draws(self, name: str) -> np.ndarray:
         """Posterior draws of a site, chains stacked: shape (sample, ...)."""
         values = self.idata.posterior[name].values
         return values.reshape(-1, *values.shape[2:])
@@ -457,8 +433,8 @@ class Fit:
         final losses: its runs' spread around the law is sigma_seed)."""
         rows = []
         for i, family in enumerate(self.families):
-            natural = self.spec.law.natural({n: self._draws(n)[:, i] for n in self.spec.law.theta_names})
-            natural.update({name: self._draws(name)[:, i] for name in ("sigma_seed", "sigma_obs", "sigma_dev")})
+            natural = self.spec.law.natural({n: self.site_draws(n)[:, i] for n in self.spec.law.theta_names})
+            natural.update({name: self.site_draws(name)[:, i] for name in ("sigma_seed", "sigma_obs", "sigma_dev")})
             for name, d in natural.items():
                 d = np.asarray(d)
                 rows.append({"family": family, "parameter": name, "mean": d.mean(), "q05": np.quantile(d, 0.05),
@@ -466,45 +442,32 @@ class Fit:
         return pd.DataFrame(rows)
 
     # --- prediction ------------------------------------------------------------------------
-    def _population_theta(self, rng: np.random.Generator) -> np.ndarray:
-        """theta of a family the fit has not seen, per draw: (sample, K)."""
-        if self.pooling == "hierarchical":
-            mu, tau, chol = self._draws("mu"), self._draws("tau"), self._draws("corr_chol")
-            z = rng.standard_normal(mu.shape)
-            return mu + tau * np.einsum("sij,sj->si", chol, z)
-        if self.pooling == "complete":
-            return self._draws("theta_shared")
-        return self.spec.vector("center") + self.spec.vector("scale") * rng.standard_normal(
-            (self._draws("theta").shape[0], len(self.spec.names)))
+    def _new_family(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """A family the fit has not seen, per draw, drawn by the model (:func:`bayeslaw.models.new_family`):
+        ``theta_new`` (sample, K), ``shape_new`` (sample, K_shape), ``sigma_seed_new`` (sample,)."""
+        sites = {name: jnp.asarray(self.site_draws(name)) for name in NEW_FAMILY_SITES[self.pooling]}
+        n = self.site_draws("sigma_seed").shape[0]
+        key = jax.random.PRNGKey(int(rng.integers(2**31)))
+        draws = _new_family_sampler(self.spec, self.pooling, len(self.families), n)(sites, key)
+        return {k: np.asarray(v) for k, v in draws.items()}
 
     def _theta(self, families, rng: np.random.Generator) -> np.ndarray:
         """Sampled-coordinate theta per draw and target: (sample, target, K); unseen families (or None) from the population."""
-        theta_f = self._draws("theta")  # (S, F, K)
+        theta_f = self.site_draws("theta")  # (S, F, K)
         family_pos = {f: i for i, f in enumerate(self.families)}
-        population = self._population_theta(rng)
+        population = self._new_family(rng)["theta_new"]
         return np.stack([theta_f[:, family_pos[f]] if f in family_pos else population for f in families], axis=1)
+
+    def sampled_theta(self, family: str | None = None, *, seed: int | np.random.Generator = 0) -> np.ndarray:
+        """Posterior draws of ``family``'s sampled coordinates (``spec.names``), shape (sample, K); a family
+        the fit has not seen (or None) gets the population's draws."""
+        return self._theta([family], np.random.default_rng(seed))[:, 0]
 
     def law_theta(self, family: str | None = None, *, seed: int = 0) -> dict[str, np.ndarray]:
         """Posterior draws of the law's own parameters (its ``theta_names``, fitting space) for ``family``,
         each of shape (sample,); a family the fit has not seen (or None) gets the population's draws."""
         theta = self._theta([family], np.random.default_rng(seed))[:, 0]
         return {k: np.asarray(v) for k, v in self.spec.to_law(jnp.asarray(theta)).items()}
-
-    def _population_sigma_seed(self, rng: np.random.Generator) -> np.ndarray:
-        if self.pooling in ("hierarchical", "complete"):
-            # a new family's runs are unreplicated until it is trained: the shared value (see models._seed_scales)
-            return self._draws("sigma_seed_shared")
-        prior = seed_prior()  # a draw per sample from the model's own prior
-        return np.exp(float(prior.loc) + float(prior.scale) * rng.standard_normal(self._draws("sigma_seed").shape[0]))
-
-    def _population_shape(self, rng: np.random.Generator) -> np.ndarray:
-        """Schedule-shape weights of a family the fit has not seen (or one without curves), per draw: (sample, K)."""
-        if self.pooling == "hierarchical":
-            mu = self._draws("shape_mu")
-            return mu + PRIORS["tau_shape"] * rng.standard_normal(mu.shape)
-        if self.pooling == "complete":
-            return self._draws("shape_shared")
-        return PRIORS["shape"] * rng.standard_normal((self._draws("shape").shape[0], SHAPE_DEGREE))
 
     @property
     def curve_families(self) -> list[str]:
@@ -522,15 +485,16 @@ class Fit:
         family without curves (final losses only) gets the population's shape and that curve deviation.
         """
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        sigma_seed_f, sigma_obs_f = self._draws("sigma_seed"), self._draws("sigma_obs")
-        sigma_dev_f, shape_f = self._draws("sigma_dev"), self._draws("shape")
+        sigma_seed_f, sigma_obs_f = self.site_draws("sigma_seed"), self.site_draws("sigma_obs")
+        sigma_dev_f, shape_f = self.site_draws("sigma_dev"), self.site_draws("shape")
         n = sigma_obs_f.shape[0]
         pos = {f: i for i, f in enumerate(self.families)}
         curves = [pos[f] for f in self.curve_families]
         pick = np.asarray(curves)[rng.integers(0, len(curves), n)] if curves else None
         pop_obs = sigma_obs_f[np.arange(n), pick] if curves else np.zeros(n)
         pop_dev = sigma_dev_f[np.arange(n), pick] if curves else np.zeros(n)
-        pop_seed, pop_shape = self._population_sigma_seed(rng), self._population_shape(rng)
+        population = self._new_family(rng)
+        pop_seed, pop_shape = population["sigma_seed_new"], population["shape_new"]
         own_curve = set(self.curve_families)
         out = {"sigma_seed": [], "sigma_obs": [], "sigma_dev": [], "shape": []}
         for f in families:
@@ -540,7 +504,7 @@ class Fit:
             out["sigma_dev"].append(sigma_dev_f[:, i] if f in own_curve else pop_dev)
             out["shape"].append(shape_f[:, i] if f in own_curve else pop_shape)
         out = {k: np.stack(v, axis=1) for k, v in out.items()}
-        out["gamma_seed"] = self._draws("gamma_seed")
+        out["gamma_seed"] = self.site_draws("gamma_seed")
         return out
 
     def _run_rows(self) -> dict[str, np.ndarray]:
@@ -711,6 +675,6 @@ def load_fit(path: str | os.PathLike) -> Fit:
     if not path.exists():
         raise FileNotFoundError(f"fit file {str(path)!r} does not exist")
     idata = xr.open_datatree(path, engine="h5netcdf").load()
-    if "bayeslaw_pooling" not in idata.attrs:
+    if CONFIG_ATTR not in idata.attrs and "bayeslaw_pooling" not in idata.attrs:
         raise ValueError(f"{str(path)!r} is a netCDF file but not a bayeslaw fit (no bayeslaw_* attributes)")
     return Fit(idata)

@@ -24,13 +24,12 @@ import optax
 import pandas as pd
 import scipy.optimize
 
-from bayeslaw.laws import Law, get_law
+from bayeslaw.laws import Law, forms, get_law
 
 __all__ = ["METHODS", "PointFit", "TooFewPoints", "fit_point", "huber", "grid_lbfgs"]
 
 HUBER_DELTA = 1e-3
 LINESEARCH_STEPS = 20
-HITCHHIKER_START = {"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596, "beta": 0.3526596}
 
 
 def huber(r, delta=HUBER_DELTA):
@@ -232,9 +231,11 @@ def _fit_epoch(law: Law, data: dict, *, delta: float, max_iter: int, starts=None
 
 
 def _fit_hitchhiker(law: Law, data: dict, *, start=None, max_nfev: int | None = None) -> PointFit:
-    if law.name != "chinchilla":
-        raise ValueError("method='hitchhiker' is defined for the chinchilla form only")
-    start = dict(HITCHHIKER_START if start is None else start)
+    if law.point_start is None:
+        raise ValueError(f"method='hitchhiker' (least squares from one start) needs a law with a start; the "
+                         f"{law.name} law has none (forms with one: {forms(lambda law: law.point_start)}): use "
+                         f"method='epoch'")
+    start = dict(law.point_start if start is None else start)
     names = law.theta_names
     x = np.stack([data[k] for k in law.inputs])
     y = data["loss"]
@@ -243,7 +244,7 @@ def _fit_hitchhiker(law: Law, data: dict, *, start=None, max_nfev: int | None = 
         theta = {n: jnp.asarray(v) for n, v in zip(names, vector, strict=True)}
         return np.asarray(law.loss(theta, **dict(zip(law.inputs, jnp.asarray(x), strict=True))))
 
-    lower = [0.0 if n in ("alpha", "beta") else -np.inf for n in names]
+    lower = [law.lower_bounds.get(n, -np.inf) for n in names]
     p0 = [start[n] for n in names]
     method_used = "trf"
     with warnings.catch_warnings():

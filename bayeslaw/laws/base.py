@@ -1,4 +1,9 @@
-"""What a scaling law is to bayeslaw: a log-loss function of named parameters and data columns."""
+"""What a scaling law is to bayeslaw: a log-loss function of named parameters and data columns, and
+what else the law can answer (its Bayesian coordinates, a compute-optimal split, trajectory questions).
+
+Callers ask the law (``law.sampling``, ``law.split``, ``law.trajectory``, ``law.columns_needed``)
+rather than branching on its name, so a new law is its module and one registry line.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,60 @@ from dataclasses import dataclass, field, replace
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = ["C_REF", "D_REF", "N_REF", "S_REF", "Law", "Sampling", "Trajectory"]
 
-#: Columns a derived input is computed from (for error messages).
-_DERIVED_FROM = {"flops": ("params", "tokens"), "steps": ("tokens", "batch_size")}
+# Reference scales of the sampled coordinates: a power-law term is sampled as its log loss at the
+# reference (which the data pin), not as its constant (which sits far from the data on a ridge with
+# the exponent).
+N_REF = 1e9  # parameters
+D_REF = 1e11  # tokens
+S_REF = 1e4  # optimizer steps
+C_REF = 6.0 * N_REF * D_REF  # FLOPs: 6 N D at N_REF, D_REF
+
+
+@dataclass(frozen=True, eq=False)
+class Sampling:
+    """How the Bayesian models sample a law: the coordinates NUTS moves in, their priors, the map to the law.
+
+    ``priors[name]`` = (centre, scale, tau) per sampled coordinate, in order: the Normal prior of the
+    coordinate (of the population mean mu in the hierarchy) and the prior mean of its spread across
+    families (Gamma(10)). ``to_law(theta)`` gives the law's own parameters (its ``theta_names``) from
+    theta (..., K); ``from_law(params) -> (K,)`` inverts it (starting values). ``frame``, optional:
+    ``frame(log_params, log_tokens, centered)`` -> the bijection (a NumPyro Transform) a centred family
+    is sampled in, given the mean log N and log D of each family's rows and a 0/1 switch per family.
+    """
+
+    priors: Mapping[str, tuple[float, float, float]]
+    to_law: Callable[..., dict]
+    from_law: Callable[[Mapping], np.ndarray]
+    frame: Callable | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The sampled coordinates of a family's theta_f, in order."""
+        return tuple(self.priors)
+
+    def vector(self, key: str) -> np.ndarray:
+        """Prior "center", "scale" or "tau" per coordinate, in ``names`` order."""
+        column = {"center": 0, "scale": 1, "tau": 2}[key]
+        return np.array([self.priors[n][column] for n in self.names])
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Answers about a training trajectory (laws of steps and batch size): functions of the law's
+    parameters theta (a mapping of arrays) and N parameters, a loss L, B tokens per step."""
+
+    minimum_loss: Callable  # (theta, params) -> L_inf(N)
+    critical_batch_size: Callable  # (theta, loss) -> Bcrit(L), tokens per step
+    min_steps: Callable  # (theta, params, loss) -> fewest steps (infinite batch) to reach L
+    min_tokens: Callable  # (theta, params, loss) -> fewest tokens (small batch) to reach L
+    steps_to_loss: Callable  # (theta, params, loss, batch_size) -> steps at batch B to reach L
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: a static argument of jitted fits
 class Law:
-    """A scaling law L(inputs; theta).
+    """A scaling law L(inputs; theta) and what it can answer.
 
     Attributes
     ----------
@@ -26,7 +77,7 @@ class Law:
     theta_names : tuple of str
         Names of the fitted parameters, in the (log-)space the fits work in.
     inputs : tuple of str
-        Table columns the law reads (e.g. ``("params", "tokens")``).
+        What the law reads (e.g. ``("params", "tokens")``): table columns, or derived ones.
     log_loss : callable
         ``log_loss(theta: Mapping[str, Array], **inputs) -> Array``: log L in log-nats.
     natural : callable
@@ -35,9 +86,25 @@ class Law:
         Inverse of ``natural``.
     init_grid : Mapping[str, array]
         Values per parameter whose Cartesian product starts the grid point fit.
-    derived : Mapping[str, callable]
-        Inputs computed from a table rather than read from a column of that name
-        (``df -> array``; e.g. ``compute``'s FLOPs where a source gives none).
+    derived : Mapping[str, (columns, callable)]
+        Inputs computed from other columns rather than read from a column of their name:
+        ``name -> (columns it needs, f(mapping of column arrays) -> array)``; the input's own column
+        is passed too where the table has it (e.g. ``compute``'s FLOPs, 6 N D where a source gives none).
+    sampling : Sampling or None
+        The Bayesian models' coordinates and priors; None: point fits only.
+    coarse_grid : Mapping[str, tuple] or None
+        A subset of ``init_grid`` for studies that run many point fits; None: the full grid.
+    point_start : Mapping[str, float] or None
+        The one start of least squares (``method="hitchhiker"``); None: that method is not offered.
+    lower_bounds : Mapping[str, float]
+        Lower bounds of parameters in least squares (the others unbounded), e.g. exponents >= 0.
+    optimal_log_params : callable or None
+        Closed-form compute-optimal split: ``(theta, log(C / 6)) -> log N*`` (arrays broadcasting).
+    numeric_split : bool
+        The loss depends on how a FLOP budget C = 6 N D is split (it reads N and D, or steps), so
+        the optimum can be searched numerically where there is no closed form.
+    trajectory : Trajectory or None
+        Answers about training trajectories (steps, critical batch size); None: not offered.
     """
 
     name: str
@@ -48,19 +115,45 @@ class Law:
     natural: Callable[[Mapping], dict]
     from_natural: Callable[[Mapping], dict]
     init_grid: Mapping[str, np.ndarray] = field(default_factory=dict)
-    derived: Mapping[str, Callable] = field(default_factory=dict)
+    derived: Mapping[str, tuple[tuple[str, ...], Callable]] = field(default_factory=dict)
+    sampling: Sampling | None = None
+    coarse_grid: Mapping[str, tuple] | None = None
+    point_start: Mapping[str, float] | None = None
+    lower_bounds: Mapping[str, float] = field(default_factory=dict)
+    optimal_log_params: Callable | None = None
+    numeric_split: bool = False
+    trajectory: Trajectory | None = None
+
+    @property
+    def columns_needed(self) -> tuple[str, ...]:
+        """Table columns the law's inputs are read or derived from, in order."""
+        needed = [c for name in self.inputs for c in (self.derived[name][0] if name in self.derived else (name,))]
+        return tuple(dict.fromkeys(needed))
+
+    @property
+    def split(self) -> str | None:
+        """How the law splits a FLOP budget into parameters and tokens: "closed-form", "numerical" or None."""
+        if self.optimal_log_params is not None:
+            return "closed-form"
+        return "numerical" if self.numeric_split else None
+
+    def inputs_from(self, columns: Mapping) -> dict:
+        """The law's inputs from column arrays (numpy or jax), deriving those it does not read directly."""
+        return {name: (self.derived[name][1](columns) if name in self.derived else columns[name])
+                for name in self.inputs}
 
     def columns(self, df, *, where: str = "table") -> dict[str, np.ndarray]:
         """The law's inputs from a table, as float arrays; a missing column or a non-positive or
         non-finite value raises with the column and the first bad rows (``where`` names the table)."""
         out = {}
         for name in self.inputs:
-            needs = _DERIVED_FROM.get(name, (name,)) if name in self.derived else (name,)
+            needs = self.derived[name][0] if name in self.derived else (name,)
             missing = [c for c in needs if c not in df.columns]
             if missing:
                 raise ValueError(f"{where}: the {self.name} law needs column(s) {missing} (for its input {name!r})")
-            values = np.asarray(self.derived[name](df) if name in self.derived else df[name].to_numpy(dtype=float),
-                                dtype=float)
+            given = [*needs, *([name] if name in self.derived and name in df.columns else [])]
+            columns = {c: df[c].to_numpy(dtype=float) for c in given}
+            values = np.asarray(self.derived[name][1](columns) if name in self.derived else columns[name], dtype=float)
             bad = np.flatnonzero(~np.isfinite(values) | (values <= 0))
             if bad.size:
                 rows = df.index[bad[:5]].tolist()
@@ -73,9 +166,11 @@ class Law:
         """L = exp(log_loss), in nats per token."""
         return jnp.exp(self.log_loss(theta, **inputs))
 
-    def grid(self) -> np.ndarray:
-        """Cartesian product of ``init_grid``, shape (n_starts, n_theta), columns in ``theta_names`` order."""
-        axes = [np.asarray(self.init_grid[n], dtype=float) for n in self.theta_names]
+    def grid(self, coarse: bool = False) -> np.ndarray:
+        """Cartesian product of ``init_grid`` (of ``coarse_grid`` where asked and given), shape
+        (n_starts, n_theta), columns in ``theta_names`` order."""
+        values = self.coarse_grid if coarse and self.coarse_grid is not None else self.init_grid
+        axes = [np.asarray(values[n], dtype=float) for n in self.theta_names]
         mesh = np.meshgrid(*axes, indexing="ij")
         return np.stack([m.ravel() for m in mesh], axis=-1)
 
@@ -86,7 +181,8 @@ class Law:
     def fix(self, values: Mapping[str, float]) -> Law:
         """The same law with some parameters held at ``values`` (fitting space): fits see only the rest.
 
-        Used by the Hitchhiker's transfer baseline (A and alpha borrowed from other families).
+        Used by the Hitchhiker's transfer baseline (A and alpha borrowed from other families). The
+        result is for point fits: it has no Bayesian coordinates, split or trajectory answers.
         """
         unknown = sorted(set(values) - set(self.theta_names))
         if unknown:
@@ -97,10 +193,19 @@ class Law:
         def log_loss(theta, **inputs):
             return parent.log_loss({**theta, **fixed}, **inputs)
 
+        def free(grid):
+            return None if grid is None else {k: v for k, v in grid.items() if k not in fixed}
+
         return replace(
             self,
             theta_names=tuple(n for n in self.theta_names if n not in fixed),
             log_loss=log_loss,
             natural=lambda theta: parent.natural({**theta, **fixed}),
-            init_grid={k: v for k, v in self.init_grid.items() if k not in fixed},
+            init_grid=free(self.init_grid),
+            coarse_grid=free(self.coarse_grid),
+            point_start=free(self.point_start),
+            sampling=None,
+            optimal_log_params=None,
+            numeric_split=False,
+            trajectory=None,
         )

@@ -18,6 +18,10 @@ root-finding library would add a dependency for twenty lines.)
 
 Kaplan et al. 2020's values, which Su et al. re-estimate: Nc 8.8e13, alphaN 0.076, Sc 2.1e3,
 alphaS 0.76, B* 2e8 tokens, alphaB 0.21.
+
+Sampled (Bayesian models) as n_ref = alphaN log(Nc / N_REF), s_ref = alphaS log(Sc / S_REF) and the logs
+of the exponents and of B*. It answers trajectory questions (:class:`~bayeslaw.laws.base.Trajectory`),
+and its compute-optimal split is searched numerically at a given batch size.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayeslaw.laws.base import Law
+from bayeslaw.laws.base import N_REF, S_REF, Law, Sampling, Trajectory
 
 NEWTON_MAX_STEPS = 50  # from the left bracket: monotone, then quadratic; typically 4-8 steps to 1e-12
 NEWTON_TOL = 1e-12  # on the step in log L
@@ -72,9 +76,9 @@ def su2024_log_loss(theta, *, params, steps, batch_size):
     return jax.lax.custom_root(residual, lower, newton, lambda g, y: y / g(jnp.ones_like(y)))
 
 
-def steps_of(df) -> np.ndarray:
+def steps_of(columns) -> np.ndarray:
     """Optimizer steps per row: tokens / batch_size (tokens per step)."""
-    return df["tokens"].to_numpy(dtype=float) / df["batch_size"].to_numpy(dtype=float)
+    return columns["tokens"] / columns["batch_size"]
 
 
 def minimum_loss(theta, params):
@@ -106,6 +110,31 @@ def steps_to_loss(theta, params, loss, batch_size):
     return min_steps(theta, params, loss) * (1.0 + critical_batch_size(theta, loss) / batch_size)
 
 
+def to_law(theta) -> dict:
+    """n_ref, s_ref, log alphaN, log alphaS, log B*, log alphaB -> the law's constants.
+
+    n_ref = alphaN log(Nc / N_REF) = log L_inf(N_REF), the minimum loss of an N_REF model;
+    s_ref = alphaS log(Sc / S_REF), the log of the step term after S_REF steps at infinite batch.
+    """
+    n_ref, s_ref, log_alpha_n, log_alpha_s, log_bstar, log_alpha_b = (theta[..., i] for i in range(6))
+    alpha_n, alpha_s = jnp.exp(log_alpha_n), jnp.exp(log_alpha_s)
+    return {"log_nc": np.log(N_REF) + n_ref / alpha_n, "alpha_n": alpha_n, "log_sc": np.log(S_REF) + s_ref / alpha_s,
+            "alpha_s": alpha_s, "log_bstar": log_bstar, "alpha_b": jnp.exp(log_alpha_b)}
+
+
+def from_law(t) -> np.ndarray:
+    return np.array([t["alpha_n"] * (t["log_nc"] - np.log(N_REF)), t["alpha_s"] * (t["log_sc"] - np.log(S_REF)),
+                     np.log(t["alpha_n"]), np.log(t["alpha_s"]), t["log_bstar"], np.log(t["alpha_b"])], dtype=float)
+
+
+# Normal prior (centre, scale) per sampled coordinate and the prior mean of its family spread, centred
+# on Kaplan et al.'s Nc 8.8e13, alphaN 0.076, Sc 2.1e3, alphaS 0.76, B* 2e8 tokens, alphaB 0.21
+PRIORS = {
+    "n_ref": (0.076 * np.log(8.8e13 / N_REF), 0.5, 0.2), "s_ref": (0.76 * np.log(2.1e3 / S_REF), 1.0, 0.5),
+    "log_alpha_n": (np.log(0.076), 0.5, 0.3), "log_alpha_s": (np.log(0.76), 0.5, 0.3),
+    "log_bstar": (np.log(2e8), 1.5, 0.5), "log_alpha_b": (np.log(0.21), 0.5, 0.3),
+}
+
 SU2024 = Law(
     name="su2024",
     formula="L = (Nc / N)^alphaN + (Sc / Smin)^alphaS, Smin = S / (1 + Bcrit(L) / B), Bcrit = B* / L^(1 / alphaB)",
@@ -120,5 +149,8 @@ SU2024 = Law(
     init_grid={"log_nc": np.array([20.0, 30.0, 40.0]), "alpha_n": np.array([0.05, 0.15]),
                "log_sc": np.array([5.0, 9.0]), "alpha_s": np.array([0.5, 1.0]),
                "log_bstar": np.array([18.0]), "alpha_b": np.array([0.15, 0.3])},
-    derived={"steps": steps_of},
+    derived={"steps": (("tokens", "batch_size"), steps_of)},
+    sampling=Sampling(PRIORS, to_law, from_law),
+    numeric_split=True,
+    trajectory=Trajectory(minimum_loss, critical_batch_size, min_steps, min_tokens, steps_to_loss),
 )

@@ -31,8 +31,9 @@ with log N ~ 20). The models therefore sample ``a_ref = a - alpha log N_REF`` an
 D_REF = 1e11 tokens), and the exponents as ``log_alpha``, ``log_beta`` (positive by construction, so
 more parameters or tokens never raise the loss); e, a, b, alpha, beta are recorded as deterministic sites.
 
-Priors (weakly informative, centred on Besiroglu et al. 2024's refit of Chinchilla, E 1.817,
-A 482, B 2085, alpha 0.348, beta 0.366): see :data:`PRIORS`. ``bayeslaw.plots.prior_predictive``
+Priors of each law's coordinates live in its module (``law.sampling``; chinchilla's are weakly
+informative around Besiroglu et al. 2024's refit, E 1.817, A 482, B 2085, alpha 0.348, beta 0.366);
+those of the noise model and the hierarchy in :data:`PRIORS`. ``bayeslaw.plots.prior_predictive``
 checks that they give losses between ~1.5 and ~10 nats at the scales of the data.
 
 Every variant has the same signature (``seed_scaling``) and site names (``theta``, ``sigma_seed``,
@@ -42,10 +43,10 @@ same function serves ``Predictive``. ``obs`` is one padded vector per run (see :
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -53,12 +54,15 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 import pandas as pd
 
-from bayeslaw.laws import CHINCHILLA, COMPUTE, KAPLAN, KAPLAN_E, SU2024, Law, get_law
+from bayeslaw.data.runs import replicated_runs
+from bayeslaw.laws import D_REF, LAWS, N_REF, Law, get_law
+from bayeslaw.laws.chinchilla import THETA
 from bayeslaw.models.runs import MAX_CHECKPOINTS, SHAPE_DEGREE, RunMarginal, run_basis, run_layout, shape_basis
 
 __all__ = [
     "D_REF",
     "MODELS",
+    "NEW_FAMILY_SITES",
     "N_REF",
     "PARAMETERIZATIONS",
     "SHAPE_DEGREE",
@@ -69,26 +73,23 @@ __all__ = [
     "get_model",
     "get_parameterization",
     "hierarchical",
+    "new_family",
     "pooled",
     "prepare",
     "prior_vector",
     "seed_prior",
     "seed_sd",
+    "site_dims",
+    "start_values",
     "unpooled",
 ]
 
 CENTERED_MIN_SIZES = 3  # families with at least this many model sizes get a centred theta_f
-N_REF = 1e9  # parameters
-D_REF = 1e11  # tokens
 SEED_N_REF = 1e8  # parameters: sigma_seed is quoted at this size
-THETA = ("e", "a_ref", "b_ref", "log_alpha", "log_beta")
 
-#: Prior centre and scale of each sampled parameter (Normal), and the prior mean of the family spread tau (Gamma, see hierarchical).
+#: Priors of what every law shares: the family spread's shape, the noise model and the schedule shape.
+#: Each law's own coordinates and priors live in its module (``law.sampling``).
 PRIORS = {
-    "center": {"e": float(np.log(1.817)), "a_ref": -1.0, "b_ref": -1.6, "log_alpha": float(np.log(0.35)),
-               "log_beta": float(np.log(0.35))},
-    "scale": {"e": 0.5, "a_ref": 1.0, "b_ref": 1.0, "log_alpha": 0.4, "log_beta": 0.4},
-    "tau": {"e": 0.2, "a_ref": 0.5, "b_ref": 0.5, "log_alpha": 0.3, "log_beta": 0.3},  # prior mean of tau
     "tau_concentration": 10.0,  # Gamma shape of tau's prior (see hierarchical)
     "lkj_concentration": 2.0,
     # LogNormal(log median, sd) of the run-to-run (seed) sd of final log loss at SEED_N_REF: seeds differ
@@ -188,12 +189,8 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
     runs = tuple(sorted(df["run"].unique()))
     family_index = {f: i for i, f in enumerate(families)}
     run_index = {r: i for i, r in enumerate(runs)}
-    per_run = df.groupby("run").agg(family=("family", "first"), params=("params", "first"),
-                                    budget=("tokens", "max")).loc[list(runs)]
-    if "run_tokens" in df.columns:
-        per_run["budget"] = df.groupby("run")["run_tokens"].max().loc[list(runs)]
-    # runs of one configuration: same family, same size, same token budget (to 1%): seeds (or reruns)
-    per_run["budget"] = np.round(np.log(per_run["budget"].to_numpy(dtype=float)) / 0.01)
+
+    per_run = df.groupby("run").agg(family=("family", "first"), params=("params", "first")).loc[list(runs)]
     if (df.groupby("run")["family"].nunique() > 1).any():
         raise ValueError("a run belongs to more than one family; run names must be unique across families")
     run = df["run"].map(run_index).to_numpy(dtype=np.int32)
@@ -218,7 +215,7 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
         run_family=per_run["family"].map(family_index).to_numpy(dtype=np.int32),
         run_log_params=np.log(per_run["params"].to_numpy(dtype=float)),
         run_points=df.groupby("run").size().loc[list(runs)].to_numpy(dtype=np.int32),
-        run_replicated=(per_run.groupby(["family", "params", "budget"])["family"].transform("size") >= 2).to_numpy(),
+        run_replicated=replicated_runs(df).loc[list(runs)].to_numpy(dtype=bool),
         family_sizes=df.groupby("family")["params"].nunique().loc[list(families)].to_numpy(dtype=np.int32),
         family_log_params=np.log(df["params"].astype(float)).groupby(df["family"]).mean().loc[list(families)].to_numpy(),
         family_log_tokens=np.log(df["tokens"].astype(float)).groupby(df["family"]).mean().loc[list(families)].to_numpy(),
@@ -290,18 +287,22 @@ def _curve_noise(data: ModelData) -> dict:
             "sigma_dev": numpyro.deterministic("sigma_dev", sigma_dev)}
 
 
+def _shape_prior() -> dist.Distribution:
+    """Prior of a set of schedule-shape weights w (K,): Normal(0, PRIORS["shape"]) each."""
+    return dist.Normal(0.0, PRIORS["shape"]).expand([SHAPE_DEGREE]).to_event(1)
+
+
 def _shape(data: ModelData, pooling: str):
     """Schedule-shape weights w (family, K): sampled for the families with curves; the others (whose runs
     all end at x = 1, where g_f = 0) carry the population's (hierarchical, complete) or 0 (none)."""
-    scale = PRIORS["shape"]
     curves = np.flatnonzero(data.curve_families)
     if pooling == "complete":
-        w = numpyro.sample("shape_shared", dist.Normal(0.0, scale).expand([SHAPE_DEGREE]).to_event(1))
+        w = numpyro.sample("shape_shared", _shape_prior())
         return numpyro.deterministic("shape", jnp.broadcast_to(w, (data.n_families, SHAPE_DEGREE)))
     if pooling == "hierarchical":
         # w_f = w + tau_w z_f with a constant spread tau_w: with a handful of families the spread is the
         # prior's either way, and learnt it forms a funnel with z_f that multiplies NUTS' tree sizes
-        w_pop = numpyro.sample("shape_mu", dist.Normal(0.0, scale).expand([SHAPE_DEGREE]).to_event(1))
+        w_pop = numpyro.sample("shape_mu", _shape_prior())
         base = jnp.broadcast_to(w_pop, (data.n_families, SHAPE_DEGREE))
         if len(curves):
             with numpyro.plate("curve_family", len(curves)):
@@ -311,7 +312,7 @@ def _shape(data: ModelData, pooling: str):
     base = jnp.zeros((data.n_families, SHAPE_DEGREE))
     if len(curves):
         with numpyro.plate("curve_family", len(curves)):
-            base = base.at[curves].set(numpyro.sample("shape_curve", dist.Normal(0.0, scale).expand([SHAPE_DEGREE]).to_event(1)))
+            base = base.at[curves].set(numpyro.sample("shape_curve", _shape_prior()))
     return numpyro.deterministic("shape", base)
 
 
@@ -327,7 +328,7 @@ def _seed_scales(data: ModelData, pooling: str):
 
     Only runs of one configuration (seeds, reruns) measure seed noise; the spread of unreplicated runs
     around the law is the law's misfit as much as seed noise, and an offset per run free to take it lets
-    the law leave the final losses (a mode at E ~ 1.1 with 4% offsets on OLMo's ladder, measured). So
+    the law leave the final losses (docs/run_likelihood.md, "Run offsets"). So
     the prior is informative (seed spreads are 0.5-1.2% of the loss at 1e8 parameters) and, in the
     hierarchy, a family without replicated runs takes the shared value rather than one of its own.
     """
@@ -349,74 +350,12 @@ def _noise(data: ModelData, pooling: str, seed_scaling: str) -> dict:
     return {"sigma_seed": _seed_scales(data, pooling), "gamma_seed": _seed_exponent(seed_scaling), **_curve_noise(data)}
 
 
-class FamilyFrame(dist.transforms.Transform):
-    """theta_f = (e, a_ref, b_ref, log alpha, log beta) -> psi_f = (log L_f, log s_A, log s_B, phi, psi).
-
-    At the family's data (N_f = exp(mean log N) of its rows, D_f likewise) the law is
-    L_f = E + T_A + T_B with T_A = A / N_f^alpha, T_B = B / D_f^beta; s_A = alpha T_A and s_B = beta T_B
-    are its slopes -dL/dlog N and -dL/dlog D. phi = log((T_A + T_B) / E) weighs the reducible part
-    against the irreducible one, psi = log(T_A / T_B) splits the reducible part. The data pin L_f and
-    the slopes; phi and psi carry what they leave open. In theta the law's level and exponents trade
-    along curved ridges (posterior correlation of a_ref and log alpha -0.97 to -1.0 on OLMo's ladder and
-    Chinchilla), and E's scale changes by an order of magnitude between the data-pinned bulk and the
-    prior-held corner where E -> 0 with beta -> 0: NUTS needs deep trees and diverges there. Unlike a
-    frame with E = L_f - s_A / alpha - s_B / beta, no coordinate here is bounded (E > 0 is built in).
-    Measured: docs/run_likelihood.md. ``weight`` (per family, 0 or 1) switches the map off (identity)
-    for non-centred families.
-    """
-
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-
-    def __init__(self, shift_params, shift_tokens, weight):
-        self.shift_params, self.shift_tokens, self.weight = shift_params, shift_tokens, weight
-
-    def _forward(self, theta):
-        e, a_ref, b_ref, log_alpha, log_beta = (theta[..., i] for i in range(len(THETA)))
-        a = a_ref - jnp.exp(log_alpha) * self.shift_params  # log T_A
-        b = b_ref - jnp.exp(log_beta) * self.shift_tokens  # log T_B
-        reducible = jnp.logaddexp(a, b)
-        return jnp.stack([jnp.logaddexp(e, reducible), a + log_alpha, b + log_beta, reducible - e, a - b], axis=-1)
-
-    def _backward(self, phi):
-        log_l, log_sa, log_sb, frac, split = (phi[..., i] for i in range(len(THETA)))
-        reducible = log_l + jax.nn.log_sigmoid(frac)
-        e = log_l + jax.nn.log_sigmoid(-frac)
-        a = reducible + jax.nn.log_sigmoid(split)
-        b = reducible + jax.nn.log_sigmoid(-split)
-        log_alpha, log_beta = log_sa - a, log_sb - b
-        return jnp.stack([e, a + jnp.exp(log_alpha) * self.shift_params, b + jnp.exp(log_beta) * self.shift_tokens,
-                          log_alpha, log_beta], axis=-1)
-
-    def __call__(self, theta):
-        on = jnp.asarray(self.weight)[..., None] > 0.5
-        return jnp.where(on, self._forward(theta), theta)
-
-    def _inverse(self, phi):
-        on = jnp.asarray(self.weight)[..., None] > 0.5
-        return jnp.where(on, self._backward(phi), phi)
-
-    def log_abs_det_jacobian(self, x, y, intermediates=None):
-        # (e, a_ref, ...) -> (e, log T_A, log T_B, ...) is triangular with a unit diagonal; the rest has
-        # |det| = p_E + p_A + p_B = 1 (the softmax weights of L_f's terms): the map keeps volume
-        return jnp.zeros(jnp.shape(x)[:-1])
-
-    def tree_flatten(self):
-        return (self.shift_params, self.shift_tokens, self.weight), (("shift_params", "shift_tokens", "weight"), {})
-
-
 def pooled_view(data: ModelData) -> ModelData:
     """``data`` seen as one family (where all its rows sit): the frame of a completely pooled theta."""
     from dataclasses import replace
 
     return replace(data, family_log_params=np.asarray(data.log_params.mean()),
                    family_log_tokens=np.asarray(data.log_tokens.mean()))
-
-
-def family_frame(data: ModelData, centered) -> FamilyFrame:
-    """The :class:`FamilyFrame` of each family of ``data`` (identity where ``centered`` is 0)."""
-    return FamilyFrame(jnp.asarray(data.family_log_params - np.log(N_REF)),
-                       jnp.asarray(data.family_log_tokens - np.log(D_REF)), jnp.asarray(centered, dtype=float))
 
 
 def pooled(data: ModelData, y=None, *, seed_scaling: str = "constant"):
@@ -448,18 +387,23 @@ def unpooled(data: ModelData, y=None, *, seed_scaling: str = "constant"):
     _likelihood(data, theta, _shape(data, "none"), _noise(data, "none", seed_scaling), y)
 
 
+def _theta_population(spec: Parameterization):
+    """mu, and the Cholesky factor diag(tau) L of the families' covariance: the hierarchy's population of theta_f."""
+    mu = numpyro.sample("mu", dist.Normal(spec.vector("center"), spec.vector("scale")).to_event(1))
+    # Gamma(k, k/s): mean s, zero-avoiding (Chung et al. 2013) and concentrated (k = 10: 90% in 0.5-1.6 s):
+    # a handful of families barely inform a spread, and where tau wanders toward 0 the centred families
+    # form a funnel with it
+    k_tau = PRIORS["tau_concentration"]
+    tau = numpyro.sample("tau", dist.Gamma(k_tau, k_tau / spec.vector("tau")).to_event(1))
+    corr_chol = numpyro.sample("corr_chol", dist.LKJCholesky(len(spec.names), PRIORS["lkj_concentration"]))
+    return mu, tau[:, None] * corr_chol
+
+
 def hierarchical(data: ModelData, y=None, *, seed_scaling: str = "constant"):
     """Partial pooling: theta_f ~ MVN(mu, diag(tau) L L^T diag(tau)); w_f and log sigma_seed_f shrink toward shared values."""
     spec = get_parameterization(data.form)
     k = len(spec.names)
-    mu = numpyro.sample("mu", dist.Normal(spec.vector("center"), spec.vector("scale")).to_event(1))
-    # Gamma(k, k/s): mean s, zero-avoiding (Chung et al. 2013) and concentrated (k = 10: 90% in 0.5-1.6 s).
-    # A handful of families barely inform a spread; where tau wanders toward 0 the centred families
-    # below form a funnel with it (Gamma(2): 56 divergences on the demo, Gamma(10): 1; docs/run_likelihood.md).
-    k_tau = PRIORS["tau_concentration"]
-    tau = numpyro.sample("tau", dist.Gamma(k_tau, k_tau / spec.vector("tau")).to_event(1))
-    corr_chol = numpyro.sample("corr_chol", dist.LKJCholesky(k, PRIORS["lkj_concentration"]))
-    scale_tril = tau[:, None] * corr_chol
+    mu, scale_tril = _theta_population(spec)
     # A family seen at three or more model sizes pins its own theta_f: centred (in its FamilyFrame, for
     # chinchilla). One seen at one or two sizes leaves a, alpha and e on a ridge that only the population
     # constrains: non-centred, theta_f = mu + scale_tril z_f, so that the ridge and tau form no funnel.
@@ -478,143 +422,76 @@ def hierarchical(data: ModelData, y=None, *, seed_scaling: str = "constant"):
 
 
 # --- the laws as the models sample them ---------------------------------------------------------
-S_REF = 1e4  # optimizer steps: su2024's reference
-C_REF = 6.0 * N_REF * D_REF  # FLOPs: the compute law's reference (6 N D at N_REF, D_REF)
-
 
 @dataclass(frozen=True, eq=False)
 class Parameterization:
-    """How the models sample one law: the coordinates NUTS moves in, their priors, and the map to the law.
-
-    ``names`` are the sampled coordinates of a family's theta_f; ``priors[name]`` = (centre, scale,
-    tau): the Normal prior of the coordinate (of mu in the hierarchy) and the prior mean of its
-    spread across families (Gamma(10)). ``to_law(theta)`` gives the law's own parameters (its
-    ``theta_names``) from theta (..., K); ``from_law`` inverts it (for starting values). ``frame``,
-    optional: (data, centered) -> the Transform a centred family is sampled in (chinchilla's
-    :class:`FamilyFrame`).
-
-    Every law is sampled the same way: the level of each power-law term at a reference scale (its log
-    loss there, which the data pin) and the log of its exponent, instead of the law's own constants
-    (log Nc with alphaN ~ 0.08 puts Nc's log 10 units away from the data and couples it to alphaN
-    along a ridge; measured for chinchilla's a and alpha: posterior correlation -0.97 to -1.0).
-    """
+    """How the models sample ``law``: its :class:`~bayeslaw.laws.Sampling` (coordinates ``names``,
+    ``priors``, ``to_law``, ``from_law``), with the family frame read from :class:`ModelData`."""
 
     law: Law
-    names: tuple[str, ...]
-    priors: Mapping[str, tuple[float, float, float]]
-    to_law: Callable[..., dict]
-    from_law: Callable[[Mapping], np.ndarray]
-    frame: Callable | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.law.sampling.names
+
+    @property
+    def priors(self) -> Mapping[str, tuple[float, float, float]]:
+        return self.law.sampling.priors
 
     def vector(self, key: str) -> np.ndarray:
         """Prior "center", "scale" or "tau" per coordinate, in ``names`` order."""
-        column = {"center": 0, "scale": 1, "tau": 2}[key]
-        return np.array([self.priors[n][column] for n in self.names])
+        return self.law.sampling.vector(key)
+
+    def to_law(self, theta) -> dict:
+        """The law's own parameters (its ``theta_names``) from sampled coordinates theta (..., K)."""
+        return self.law.sampling.to_law(theta)
+
+    def from_law(self, params) -> np.ndarray:
+        return self.law.sampling.from_law(params)
+
+    @property
+    def frame(self):
+        """(data, centered) -> the Transform each family is sampled in, or None (sampled as theta)."""
+        frame = self.law.sampling.frame
+        if frame is None:
+            return None
+        return lambda data, centered: frame(data.family_log_params, data.family_log_tokens, centered)
 
     def log_mean(self, theta, inputs: Mapping):
         """log L at ``inputs`` for theta rows (..., K)."""
         return self.law.log_loss(self.to_law(theta), **inputs)
 
 
-def _columns(theta, n: int):
-    return tuple(theta[..., i] for i in range(n))
-
-
-def _chinchilla_to_law(theta) -> dict:
-    """e, a_ref, b_ref, log alpha, log beta -> e, a = a_ref + alpha log N_REF, b = b_ref + beta log D_REF, alpha, beta."""
-    e, a_ref, b_ref, log_alpha, log_beta = _columns(theta, 5)
-    alpha, beta = jnp.exp(log_alpha), jnp.exp(log_beta)
-    return {"e": e, "a": a_ref + alpha * np.log(N_REF), "b": b_ref + beta * np.log(D_REF), "alpha": alpha, "beta": beta}
-
-
-def _chinchilla_from_law(t) -> np.ndarray:
-    return np.array([t["e"], t["a"] - t["alpha"] * np.log(N_REF), t["b"] - t["beta"] * np.log(D_REF),
-                     np.log(t["alpha"]), np.log(t["beta"])], dtype=float)
-
-
-def _kaplan_to_law(theta) -> dict:
-    """[e,] n_ref, d_ref, log alphaN, log alphaD -> [e,] log Nc = log N_REF + n_ref / alphaN, log Dc = log D_REF + d_ref / alphaD.
-
-    n_ref = alphaN log(Nc / N_REF): the log loss of an N_REF model on unlimited data (without E);
-    d_ref = alphaD log(Dc / D_REF): of an unlimited model on D_REF tokens.
-    """
-    *e, n_ref, d_ref, log_alpha_n, log_alpha_d = _columns(theta, theta.shape[-1])
-    alpha_n, alpha_d = jnp.exp(log_alpha_n), jnp.exp(log_alpha_d)
-    out = {"log_nc": np.log(N_REF) + n_ref / alpha_n, "log_dc": np.log(D_REF) + d_ref / alpha_d,
-           "alpha_n": alpha_n, "alpha_d": alpha_d}
-    return {"e": e[0], **out} if e else out
-
-
-def _kaplan_from_law(t) -> np.ndarray:
-    core = [t["alpha_n"] * (t["log_nc"] - np.log(N_REF)), t["alpha_d"] * (t["log_dc"] - np.log(D_REF)),
-            np.log(t["alpha_n"]), np.log(t["alpha_d"])]
-    return np.array(([t["e"]] if "e" in t else []) + core, dtype=float)
-
-
-def _compute_to_law(theta) -> dict:
-    """e, c_ref, log gamma -> e, log C0 = log C_REF + c_ref / gamma, gamma (c_ref: log of the power term at C_REF)."""
-    e, c_ref, log_gamma = _columns(theta, 3)
-    gamma = jnp.exp(log_gamma)
-    return {"e": e, "log_c0": np.log(C_REF) + c_ref / gamma, "gamma": gamma}
-
-
-def _compute_from_law(t) -> np.ndarray:
-    return np.array([t["e"], t["gamma"] * (t["log_c0"] - np.log(C_REF)), np.log(t["gamma"])], dtype=float)
-
-
-def _su2024_to_law(theta) -> dict:
-    """n_ref, s_ref, log alphaN, log alphaS, log B*, log alphaB -> the su2024 law's constants.
-
-    n_ref = alphaN log(Nc / N_REF) = log L_inf(N_REF), the minimum loss of an N_REF model;
-    s_ref = alphaS log(Sc / S_REF), the log of the step term after S_REF steps at infinite batch.
-    """
-    n_ref, s_ref, log_alpha_n, log_alpha_s, log_bstar, log_alpha_b = _columns(theta, 6)
-    alpha_n, alpha_s = jnp.exp(log_alpha_n), jnp.exp(log_alpha_s)
-    return {"log_nc": np.log(N_REF) + n_ref / alpha_n, "alpha_n": alpha_n, "log_sc": np.log(S_REF) + s_ref / alpha_s,
-            "alpha_s": alpha_s, "log_bstar": log_bstar, "alpha_b": jnp.exp(log_alpha_b)}
-
-
-def _su2024_from_law(t) -> np.ndarray:
-    return np.array([t["alpha_n"] * (t["log_nc"] - np.log(N_REF)), t["alpha_s"] * (t["log_sc"] - np.log(S_REF)),
-                     np.log(t["alpha_n"]), np.log(t["alpha_s"]), t["log_bstar"], np.log(t["alpha_b"])], dtype=float)
-
-
-# Priors of the other forms: centred on the published constants (Kaplan et al. 2020's for kaplan and
-# su2024, whose values Su et al. re-estimate; a Chinchilla-like E for kaplan_e and compute) with
-# scales of a factor ~e on each term's level and ~1.6 on each exponent.
-_KAPLAN_PRIORS = {  # Kaplan et al.: Nc 6.4e13, Dc 1.8e13, alphaN 0.076, alphaD 0.103
-    "n_ref": (0.076 * np.log(6.4e13 / N_REF), 0.5, 0.2), "d_ref": (0.103 * np.log(1.8e13 / D_REF), 1.0, 0.3),
-    "log_alpha_n": (np.log(0.076), 0.5, 0.3), "log_alpha_d": (np.log(0.103), 0.5, 0.3),
-}
-_KAPLAN_E_PRIORS = {  # with an irreducible term the power terms are smaller and steeper
-    "e": (np.log(1.5), 0.5, 0.2), "n_ref": (np.log(0.6), 1.0, 0.5), "d_ref": (np.log(0.4), 1.0, 0.5),
-    "log_alpha_n": (np.log(0.3), 0.5, 0.3), "log_alpha_d": (np.log(0.3), 0.5, 0.3),
-}
-_COMPUTE_PRIORS = {"e": (np.log(1.8), 0.5, 0.2), "c_ref": (np.log(0.5), 1.0, 0.5), "log_gamma": (np.log(0.15), 0.5, 0.3)}
-_SU2024_PRIORS = {  # Kaplan et al.'s Nc 8.8e13, alphaN 0.076, Sc 2.1e3, alphaS 0.76, B* 2e8 tokens, alphaB 0.21
-    "n_ref": (0.076 * np.log(8.8e13 / N_REF), 0.5, 0.2), "s_ref": (0.76 * np.log(2.1e3 / S_REF), 1.0, 0.5),
-    "log_alpha_n": (np.log(0.076), 0.5, 0.3), "log_alpha_s": (np.log(0.76), 0.5, 0.3),
-    "log_bstar": (np.log(2e8), 1.5, 0.5), "log_alpha_b": (np.log(0.21), 0.5, 0.3),
-}
-
-PARAMETERIZATIONS: dict[str, Parameterization] = {
-    "chinchilla": Parameterization(
-        CHINCHILLA, THETA, {n: (PRIORS["center"][n], PRIORS["scale"][n], PRIORS["tau"][n]) for n in THETA},
-        _chinchilla_to_law, _chinchilla_from_law, frame=family_frame),
-    "kaplan": Parameterization(KAPLAN, tuple(_KAPLAN_PRIORS), _KAPLAN_PRIORS, _kaplan_to_law, _kaplan_from_law),
-    "kaplan_e": Parameterization(KAPLAN_E, tuple(_KAPLAN_E_PRIORS), _KAPLAN_E_PRIORS, _kaplan_to_law, _kaplan_from_law),
-    "compute": Parameterization(COMPUTE, tuple(_COMPUTE_PRIORS), _COMPUTE_PRIORS, _compute_to_law, _compute_from_law),
-    "su2024": Parameterization(SU2024, tuple(_SU2024_PRIORS), _SU2024_PRIORS, _su2024_to_law, _su2024_from_law),
-}
+@lru_cache(maxsize=None)
+def _parameterization(law: Law) -> Parameterization:
+    return Parameterization(law)  # one per law: jitted functions are cached on it
 
 
 def get_parameterization(form: str | Law) -> Parameterization:
     """How the models sample ``form``; a law without a model raises with the ones that have one."""
-    name = get_law(form).name
-    try:
-        return PARAMETERIZATIONS[name]
-    except KeyError:
-        raise ValueError(f"form {name!r} has no Bayesian model; forms with one: {sorted(PARAMETERIZATIONS)}") from None
+    law = get_law(form)
+    if law.sampling is None:
+        raise ValueError(f"form {law.name!r} has no Bayesian model; forms with one: {sorted(PARAMETERIZATIONS)}")
+    return _parameterization(law)
+
+
+class _Parameterizations(Mapping):
+    """The registered laws that have a Bayesian model, by name (a live view of ``bayeslaw.laws.LAWS``)."""
+
+    def __getitem__(self, name: str) -> Parameterization:
+        law = LAWS[name]
+        if law.sampling is None:
+            raise KeyError(name)
+        return _parameterization(law)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, law in LAWS.items() if law.sampling is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+PARAMETERIZATIONS: Mapping[str, Parameterization] = _Parameterizations()
 
 
 MODELS = {"hierarchical": hierarchical, "none": unpooled, "complete": pooled}
@@ -626,3 +503,101 @@ def get_model(pooling: str):
         return MODELS[pooling]
     except KeyError:
         raise ValueError(f"unknown pooling {pooling!r}; valid: {sorted(MODELS)}") from None
+
+
+# --- what each variant owns besides its density: start values, dims, a family it has not seen ----
+
+def start_values(pooling: str, data: ModelData, spec: Parameterization, theta) -> dict:
+    """Initial values of every latent site of the ``pooling`` variant, from a starting theta (K,) in sampled
+    coordinates: the law's sites at theta (centred families in their frame; non-centred ones at z_f = 0,
+    theta_f = mu), every other site at a typical value (NumPyro would draw them uniformly in [-2, 2] on
+    the unconstrained scale, i.e. noise sds up to 7 nats, from which a large fit never recovers)."""
+    theta = np.asarray(theta, dtype=float)
+    if pooling == "complete":
+        values = {"theta_shared": (theta if spec.frame is None else
+                                   np.asarray(spec.frame(pooled_view(data), np.ones(()))(jnp.asarray(theta))))}
+    elif pooling == "none":
+        start = np.tile(theta, (data.n_families, 1))
+        values = ({"theta": start} if spec.frame is None else
+                  {"theta_raw": np.asarray(spec.frame(data, np.ones(data.n_families))(jnp.asarray(start)))})
+    else:
+        centered = data.family_sizes >= CENTERED_MIN_SIZES
+        start = np.tile(theta, (data.n_families, 1))
+        if spec.frame is not None:
+            start = np.asarray(spec.frame(data, centered)(jnp.asarray(start)))
+        values = {"mu": theta, "theta_raw": np.where(centered[:, None], start, 0.0)}
+    n_f, n_c = data.n_families, int(data.curve_families.sum())
+    sigma_seed = PRIORS["sigma_seed"][0]
+    values.update({
+        "sigma_seed_shared": sigma_seed,
+        "sigma_obs_curve": np.full(n_c, 0.5 * PRIORS["sigma_obs"]),
+        "sigma_dev_curve": np.full(n_c, 0.5 * PRIORS["sigma_dev"]),
+        "gamma_seed": 0.0,  # used only when seed_scaling="size"
+        "shape_shared": np.zeros(SHAPE_DEGREE), "shape_mu": np.zeros(SHAPE_DEGREE),
+        "shape_curve": np.zeros((n_c, SHAPE_DEGREE)),
+        "shape_z": np.zeros((n_c, SHAPE_DEGREE)),
+    })
+    if pooling == "none":
+        values["sigma_seed"] = np.full(n_f, sigma_seed)
+    if pooling == "hierarchical":
+        values.update({"tau": spec.vector("tau"), "corr_chol": np.eye(len(spec.names)),
+                       "tau_seed": PRIORS["tau_seed"],
+                       "log_sigma_seed": np.full(int(data.replicated_families.sum()), np.log(sigma_seed))})
+    return {k: jnp.asarray(v) for k, v in values.items()}
+
+
+def site_dims(pooling: str, spec: Parameterization) -> dict[str, list[str]]:
+    """Named dimensions of each site of the ``pooling`` variant (beyond chain and draw), for the DataTree."""
+    family_theta = ["family", "theta_dim"]
+    dims = {
+        "theta": family_theta, "theta_raw": family_theta,
+        **{name: ["family"] for name in spec.law.theta_names},  # the law's own parameters
+        "sigma_seed": ["family"], "sigma_obs": ["family"], "sigma_dev": ["family"],
+        "sigma_obs_curve": ["curve_family"], "sigma_dev_curve": ["curve_family"],
+        "shape": ["family", "shape_dim"], "shape_curve": ["curve_family", "shape_dim"], "shape_z": ["curve_family", "shape_dim"],
+        "shape_mu": ["shape_dim"], "shape_shared": ["shape_dim"],
+        "obs": ["run", "checkpoint"],
+    }
+    if pooling == "hierarchical":
+        dims.update({"mu": ["theta_dim"], "tau": ["theta_dim"], "corr_chol": ["theta_dim", "theta_dim_bis"],
+                     "log_sigma_seed": ["replicated_family"]})
+    if pooling == "complete":
+        dims["theta_shared"] = ["theta_dim"]
+    return dims
+
+
+#: The fitted sites a family the fit has not seen depends on, per variant (what :func:`new_family` reads).
+NEW_FAMILY_SITES = {
+    "hierarchical": ("mu", "tau", "corr_chol", "shape_mu", "sigma_seed_shared"),
+    "complete": ("theta", "shape_shared", "sigma_seed_shared"),
+    "none": (),
+}
+
+
+def new_family(spec: Parameterization, pooling: str, n_families: int):
+    """A family the fit has not seen, drawn by the model: ``theta_new`` (K,) in sampled coordinates,
+    ``shape_new`` (K_shape,) schedule-shape weights and ``sigma_seed_new``.
+
+    Run under ``numpyro.infer.Predictive`` with a fit's draws of :data:`NEW_FAMILY_SITES`: the population
+    sites are conditioned on them and the new family is drawn from the population (hierarchical: theta
+    ~ MVN(mu, diag(tau) L L^T diag(tau)), w ~ Normal(w_pop, tau_w); a new family's runs are unreplicated,
+    so its sigma_seed is the shared value), is the one shared law (complete), or comes from the prior (none).
+    """
+    if pooling == "hierarchical":
+        mu, scale_tril = _theta_population(spec)
+        numpyro.sample("theta_new", dist.MultivariateNormal(mu, scale_tril=scale_tril))
+        w_pop = numpyro.sample("shape_mu", _shape_prior())
+        numpyro.sample("shape_new", dist.Normal(w_pop, PRIORS["tau_shape"]).to_event(1))
+        numpyro.deterministic("sigma_seed_new", numpyro.sample("sigma_seed_shared", seed_prior()))
+    elif pooling == "complete":
+        # the fitted families' theta (all equal): read from the draws, never sampled
+        fitted = numpyro.sample("theta", dist.ImproperUniform(constraints.real, (), (n_families, len(spec.names))))
+        numpyro.deterministic("theta_new", fitted[0])
+        numpyro.deterministic("shape_new", numpyro.sample("shape_shared", _shape_prior()))
+        numpyro.deterministic("sigma_seed_new", numpyro.sample("sigma_seed_shared", seed_prior()))
+    elif pooling == "none":
+        numpyro.sample("theta_new", dist.Normal(spec.vector("center"), spec.vector("scale")).to_event(1))
+        numpyro.sample("shape_new", _shape_prior())
+        numpyro.sample("sigma_seed_new", seed_prior())
+    else:
+        raise ValueError(f"unknown pooling {pooling!r}; valid: {sorted(MODELS)}")

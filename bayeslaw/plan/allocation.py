@@ -40,7 +40,7 @@ import pandas as pd
 from bayeslaw.data.files import jsonable
 from bayeslaw.inference.nuts import DEFAULT_QUANTILES, Fit
 from bayeslaw.inference.point import PointFit, fit_point
-from bayeslaw.laws import Law, get_law
+from bayeslaw.laws import Law, forms, get_law
 
 __all__ = ["Allocation", "FLOPS_PER_PARAM_TOKEN", "numeric_log_params", "optimal_allocation", "optimal_log_params"]
 
@@ -56,12 +56,11 @@ _INV_PHI = (math.sqrt(5.0) - 1.0) / 2.0
 # --- the optimum per draw -----------------------------------------------------------------------
 
 def _budget_inputs(law: Law, log_params, log_flops, batch_size) -> dict:
-    """The law's inputs at N = exp(log_params) on the budget's curve D = C / (6 N) (su2024: S = D / B)."""
+    """The law's inputs at N = exp(log_params) on the budget's curve D = C / (6 N), B = ``batch_size`` tokens
+    per step (for laws of steps: S = D / B), derived as the law derives them from a table's columns."""
     params = jnp.exp(log_params)
     tokens = jnp.exp(log_flops - log_params) / FLOPS_PER_PARAM_TOKEN
-    if law.name == "su2024":
-        return {"params": params, "steps": tokens / batch_size, "batch_size": batch_size}
-    return {"params": params, "tokens": tokens}
+    return law.inputs_from({"params": params, "tokens": tokens, "batch_size": batch_size})
 
 
 def log_loss_on_budget(law: Law, theta, log_params, log_flops, batch_size=None):
@@ -107,7 +106,7 @@ def _numeric_log_params(law: Law, theta, log_flops, batch_size):
 
 
 def numeric_log_params(law: Law | str, theta, flops, *, batch_size=None) -> tuple[np.ndarray, np.ndarray]:
-    """log N* minimising L(N, C / (6 N)) numerically, for any law with params and tokens (or su2024's steps).
+    """log N* minimising L(N, C / (6 N)) numerically, for any law of params and tokens (or of steps at a batch size).
 
     ``theta``: the law's parameters (its ``theta_names``, fitting space), arrays of shape (sample,);
     ``flops``: budgets C, shape (budget,). Returns log N* (sample, budget) and a flag, True where the
@@ -124,24 +123,19 @@ def numeric_log_params(law: Law | str, theta, flops, *, batch_size=None) -> tupl
 def optimal_log_params(law: Law | str, theta, flops, *, batch_size=None) -> tuple[np.ndarray, np.ndarray]:
     """log N*(C) per draw and budget, (sample, budget), and the at-the-edge flag (all False for closed forms).
 
-    chinchilla: log N* = (log(alpha / beta) + a - b + beta log(C / 6)) / (alpha + beta);
-    kaplan, kaplan_e: log N* = (log p + p log Nc - log Dc + log(C / 6)) / (1 + p), p = alphaN / alphaD;
-    su2024: :func:`numeric_log_params` at ``batch_size`` tokens per step.
+    The law's closed form where it has one (``Law.optimal_log_params``, e.g. chinchilla's
+    log N* = (log(alpha / beta) + a - b + beta log(C / 6)) / (alpha + beta)); else
+    :func:`numeric_log_params` (e.g. su2024, at ``batch_size`` tokens per step).
     """
     law = get_law(law)
+    if law.split is None:
+        raise ValueError(f"the {law.name} law has no split of a FLOP budget into parameters and tokens (it reads "
+                         f"{list(law.inputs)}); fit a form with one: {forms(lambda law: law.split)}")
+    if law.split == "numerical":
+        return numeric_log_params(law, theta, flops, batch_size=batch_size)
     log_c6 = np.log(np.asarray(flops, dtype=float) / FLOPS_PER_PARAM_TOKEN)[None, :]
     t = {k: np.asarray(v, dtype=float)[:, None] for k, v in theta.items()}
-    if law.name == "chinchilla":
-        log_params = (np.log(t["alpha"] / t["beta"]) + t["a"] - t["b"] + t["beta"] * log_c6) / (t["alpha"] + t["beta"])
-    elif law.name in ("kaplan", "kaplan_e"):
-        p = t["alpha_n"] / t["alpha_d"]
-        log_params = (np.log(p) + p * t["log_nc"] - t["log_dc"] + log_c6) / (1.0 + p)
-    elif law.name == "su2024":
-        return numeric_log_params(law, theta, flops, batch_size=batch_size)
-    else:
-        raise ValueError(f"the {law.name} law has no split of a FLOP budget into parameters and tokens "
-                         f"(it reads only C); fit a form with params and tokens: chinchilla, kaplan, kaplan_e "
-                         f"or su2024")
+    log_params = np.asarray(law.optimal_log_params(t, log_c6))
     return np.broadcast_to(log_params, (log_params.shape[0], log_c6.shape[1])).copy(), np.zeros(
         (log_params.shape[0], log_c6.shape[1]), dtype=bool)
 
@@ -209,22 +203,27 @@ def _flops_array(flops) -> np.ndarray:
     return values
 
 
+def _readers_of_batch_size() -> str:
+    readers = forms(lambda law: "batch_size" in law.columns_needed)
+    return f"{' and '.join(readers)} {'does' if len(readers) == 1 else 'do'}"
+
+
 def _check_inputs(fit: Fit, family, batch_size, point):
     law = fit.spec.law
-    if law.name == "compute":
-        raise ValueError("optimal_allocation: the fit's form is 'compute' (L = E + (C0 / C)^gamma), which reads only "
-                         "the FLOPs C and has no split into parameters and tokens; fit a form with params and tokens "
-                         "(chinchilla, kaplan, kaplan_e, or su2024 with a batch size)")
-    if law.name == "su2024":
+    if law.split is None:
+        raise ValueError(f"optimal_allocation: the fit's form is {law.name!r} ({law.formula}), which reads "
+                         f"{list(law.inputs)} and has no split into parameters and tokens of a FLOP budget; fit a "
+                         f"form with one: {forms(lambda law: law.split)}")
+    if "batch_size" in law.columns_needed:
         if batch_size is None:
-            raise ValueError("optimal_allocation: the su2024 law needs batch_size (tokens per optimizer step, "
+            raise ValueError(f"optimal_allocation: the {law.name} law needs batch_size (tokens per optimizer step, "
                              "steps = D / batch_size): the optimum depends on it; pass batch_size=, e.g. 2**21")
         if not (np.isfinite(batch_size) and batch_size > 0):
             raise ValueError(f"optimal_allocation: batch_size={batch_size!r}; need a positive number of tokens "
                              f"per step")
     elif batch_size is not None:
         raise ValueError(f"optimal_allocation: batch_size={batch_size!r} was given but the {law.name} law does not "
-                         f"read it (only su2024 does); leave it out")
+                         f"read it (only {_readers_of_batch_size()}); leave it out")
     if family is not None and not isinstance(family, str):
         raise ValueError(f"optimal_allocation: family={family!r}; need a family name (str) or None for the population")
     if family not in fit.families and fit.pooling == "none":
@@ -271,7 +270,8 @@ def optimal_allocation(fit: Fit, flops, *, family: str | None = None, point: Poi
     Parameters
     ----------
     fit : Fit
-        A posterior of the chinchilla, kaplan, kaplan_e or su2024 form (``compute`` is refused: no N/D split).
+        A posterior of a law with a compute-optimal split (``Law.split``: chinchilla, kaplan, kaplan_e,
+        su2024; ``compute`` is refused: it has no N/D split).
     flops : float or array of float
         Budgets C in FLOPs, C = 6 N D (N parameters, D training tokens).
     family : str, optional
@@ -282,7 +282,7 @@ def optimal_allocation(fit: Fit, flops, *, family: str | None = None, point: Poi
         The point estimate to compare (same form). Default: ``fit_point(method="epoch")`` on the fit's own
         training rows (that family's rows, or all rows for the population), rebuilt from ``fit.idata``.
     batch_size : float, optional
-        Tokens per optimizer step; su2024 only (steps S = D / batch_size), where it is required.
+        Tokens per optimizer step, for laws that read it (su2024: steps S = D / batch_size), where it is required.
     quantiles : tuple of float
         Quantiles of the summary columns.
     seed : int

@@ -77,7 +77,7 @@ def _target_table(target, family: str | None) -> tuple[pd.DataFrame, str | None]
     return table, family
 
 
-def _check_candidates(candidates: pd.DataFrame, law_inputs: tuple[str, ...], family: str | None) -> pd.DataFrame:
+def _check_candidates(candidates: pd.DataFrame, law_columns: tuple[str, ...], family: str | None) -> pd.DataFrame:
     """Positive finite params, tokens, seeds, checkpoints and cost_flops; whole seeds and checkpoints."""
     if not isinstance(candidates, pd.DataFrame) or candidates.empty:
         raise ValueError("rank_pilots: candidates must be a non-empty DataFrame with columns params, tokens "
@@ -86,7 +86,7 @@ def _check_candidates(candidates: pd.DataFrame, law_inputs: tuple[str, ...], fam
         repeated = candidates.index[candidates.index.duplicated()].unique().tolist()
         raise ValueError(f"rank_pilots: candidates' index repeats {repeated[:5]}; each candidate needs its own "
                          f"label (candidates.reset_index(drop=True))")
-    needed = ["params", "tokens", *(c for c in law_inputs if c not in ("params", "tokens", "steps", "flops"))]
+    needed = list(dict.fromkeys(["params", "tokens", *law_columns]))  # a pilot is N and D, plus what the law reads
     missing = [c for c in needed if c not in candidates.columns]
     if missing:
         raise ValueError(f"rank_pilots: candidates lack column(s) {missing}; found {list(candidates.columns)}; "
@@ -115,8 +115,7 @@ def _resolve_min_tokens(fit: Fit, min_tokens) -> float | None:
     if isinstance(min_tokens, str):
         if min_tokens != "fit":
             raise ValueError(f"min_tokens={min_tokens!r}: use 'fit' (the fit's own cut), None or a number of tokens")
-        recorded = float(fit.idata.attrs.get("bayeslaw_min_tokens", -1.0))
-        return None if recorded < 0 else recorded
+        return fit.config["min_tokens"]
     return None if min_tokens is None else float(min_tokens)
 
 
@@ -291,7 +290,7 @@ def rank_pilots(
     if baseline not in ("refit", "fit"):
         raise ValueError(f"unknown baseline {baseline!r}; use 'refit' or 'fit'")
     target_table, family = _target_table(target, family)
-    candidates = _check_candidates(candidates, fit.spec.law.inputs, family)
+    candidates = _check_candidates(candidates, fit.spec.law.columns_needed, family)
     cut = _resolve_min_tokens(fit, min_tokens)
     seeds = pd.to_numeric(candidates["seeds"]).astype(int) if "seeds" in candidates else pd.Series(1, candidates.index)
     ks = (pd.to_numeric(candidates["checkpoints"]).astype(int) if "checkpoints" in candidates
@@ -303,7 +302,7 @@ def rank_pilots(
     run_family = family if family is not None else PILOT_FAMILY
 
     rng = np.random.default_rng(seed)
-    theta = fit._theta([family], rng)[:, 0]  # (S, K): the family's draws, or the population's
+    theta = fit.sampled_theta(family, seed=rng)  # (S, K): the family's draws, or the population's
     noise = _noise_draws(fit, family, rng)
     target_params = float(target_table["params"].iloc[0])
     noise_var_new_run = _seed_variance(noise, target_params) + float(np.mean(noise["sigma_obs"] ** 2))
@@ -351,14 +350,11 @@ def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise
     if outcomes < 1:
         raise ValueError(f"outcomes={outcomes}: need at least one simulated pilot outcome")
     options = {"chains": 1, "draws": 200, "warmup": 200, "progress": False, **(refit_options or {})}
-    attrs = fit.idata.attrs
-    settings = {"form": fit.form, "pooling": fit.pooling, "seed_scaling": fit.seed_scaling}
+    settings = {k: fit.config[k] for k in ("form", "pooling", "seed_scaling", "min_tokens", "min_fraction", "thin")}
     if data is None:  # the fitted rows: already cut and thinned
-        base, settings = fit.training_rows(), {**settings, "min_tokens": None, "thin": None}
+        base, settings = fit.training_rows(), {**settings, "min_tokens": None, "min_fraction": None, "thin": None}
     else:
         base = data
-        settings.update({k: (None if float(attrs[f"bayeslaw_{k}"]) < 0 else attrs[f"bayeslaw_{k}"])
-                         for k in ("min_tokens", "min_fraction", "thin")})
     refit_target = target_table.assign(family=run_family)
 
     def target_variance(posterior: Fit) -> float:

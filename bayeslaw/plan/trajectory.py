@@ -1,6 +1,6 @@
 """Loss trajectories with a critical batch size: the su2024 questions, as posterior draws with bands.
 
-From a ``su2024`` fit (Su et al. 2024). For a model of N
+From a fit of a law that answers them (``Law.trajectory``: ``su2024``, Su et al. 2024). For a model of N
 parameters trained S steps at B tokens per step, with the fitted law's draws of its constants:
 
 1. :func:`minimum_loss`         L_inf(N) = (Nc / N)^alphaN, the loss after unlimited steps (nats per token);
@@ -21,19 +21,22 @@ import numpy as np
 import pandas as pd
 
 from bayeslaw.inference.nuts import DEFAULT_QUANTILES, Fit, Prediction, summarize
-from bayeslaw.laws import su2024
+from bayeslaw.laws import Trajectory, forms
 
 __all__ = ["critical_batch_size", "loss_curve", "minimum_loss", "steps_to_loss", "tokens_to_loss"]
 
 
-def _require_su2024(fit: Fit) -> None:
-    if fit.form != "su2024":
-        raise ValueError(f"this answer needs a fit of the su2024 form (bayeslaw.fit(df, form='su2024')); "
-                         f"this fit's form is {fit.form!r}")
+def _answers(fit: Fit) -> Trajectory:
+    """The fit's law's trajectory answers; a law without them raises naming the laws that have them."""
+    answers = fit.spec.law.trajectory
+    if answers is None:
+        able = forms(lambda law: law.trajectory)
+        raise ValueError(f"this answer needs a fit of a law of training trajectories ({', '.join(able)} form: "
+                         f"bayeslaw.fit(df, form={able[0]!r})); this fit's form is {fit.form!r}")
+    return answers
 
 
-def _su2024_theta(fit: Fit, family: str | None, seed: int) -> dict:
-    _require_su2024(fit)
+def _law_theta(fit: Fit, family: str | None, seed: int) -> dict:
     return {k: jnp.asarray(v)[:, None] for k, v in fit.law_theta(family, seed=seed).items()}  # (sample, 1)
 
 
@@ -46,33 +49,36 @@ def _targets(family: str | None, **columns) -> pd.DataFrame:
 
 def minimum_loss(fit: Fit, params, *, family: str | None = None, quantiles=DEFAULT_QUANTILES, seed: int = 0) -> Prediction:
     """(1) L_inf(N) = (Nc / N)^alphaN: the lowest loss a model of ``params`` parameters reaches (nats per token)."""
-    theta = _su2024_theta(fit, family, seed)
+    answers = _answers(fit)
+    theta = _law_theta(fit, family, seed)
     targets = _targets(family, params=params)
-    values = np.asarray(su2024.minimum_loss(theta, targets["params"].to_numpy()[None, :]))
+    values = np.asarray(answers.minimum_loss(theta, targets["params"].to_numpy()[None, :]))
     return summarize(values, targets, kind="law", quantiles=quantiles, name="minimum_loss")
 
 
 def critical_batch_size(fit: Fit, loss, *, family: str | None = None, quantiles=DEFAULT_QUANTILES,
                         seed: int = 0) -> Prediction:
     """(3) Bcrit(L) = B* / L^(1 / alphaB): the critical batch size at loss L, tokens per step."""
-    theta = _su2024_theta(fit, family, seed)
+    answers = _answers(fit)
+    theta = _law_theta(fit, family, seed)
     targets = _targets(family, loss=loss)
-    values = np.asarray(su2024.critical_batch_size(theta, targets["loss"].to_numpy()[None, :]))
+    values = np.asarray(answers.critical_batch_size(theta, targets["loss"].to_numpy()[None, :]))
     return summarize(values, targets, kind="law", quantiles=quantiles, name="critical_batch_size",
                      units="tokens per step")
 
 
 def _to_loss(fit, params, loss, batch_size, family, quantiles, seed, *, tokens: bool) -> Prediction:
-    theta = _su2024_theta(fit, family, seed)
+    answers = _answers(fit)
+    theta = _law_theta(fit, family, seed)
     columns = {"params": params, "loss": loss} if batch_size is None else {"params": params, "loss": loss,
                                                                             "batch_size": batch_size}
     targets = _targets(family, **columns)
     n, target = targets["params"].to_numpy()[None, :], targets["loss"].to_numpy()[None, :]
     if batch_size is None:
-        values = su2024.min_tokens(theta, n, target) if tokens else su2024.min_steps(theta, n, target)
+        values = answers.min_tokens(theta, n, target) if tokens else answers.min_steps(theta, n, target)
     else:
         batch = targets["batch_size"].to_numpy()[None, :]
-        values = su2024.steps_to_loss(theta, n, target, batch) * (batch if tokens else 1.0)
+        values = answers.steps_to_loss(theta, n, target, batch) * (batch if tokens else 1.0)
     values = np.asarray(values)
     prediction = summarize(values, targets, kind="law", quantiles=quantiles, name="tokens" if tokens else "steps",
                            units="tokens" if tokens else "optimizer steps")
@@ -97,7 +103,7 @@ def loss_curve(fit: Fit, params: float, batch_size: float, steps, *, family: str
                quantiles=DEFAULT_QUANTILES, seed: int = 0) -> Prediction:
     """(4) The loss curve L(N, S; B) of a model of ``params`` parameters at ``batch_size`` tokens per step,
     at each of ``steps`` (``kind="new_run"`` adds a new run's seed offset and checkpoint noise)."""
-    _require_su2024(fit)
+    _answers(fit)
     targets = _targets(family, params=params, batch_size=batch_size, steps=steps)
     targets["tokens"] = targets["steps"] * targets["batch_size"]
     return fit.predict(targets, kind=kind, quantiles=quantiles, seed=seed)

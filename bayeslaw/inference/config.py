@@ -1,0 +1,90 @@
+"""One frozen configuration of a Bayesian fit: every option of :func:`bayeslaw.fit` that changes its
+draws, checked in one place and stored with the fit (JSON in the DataTree's attrs), so that
+``bl.fit(rows, **fit.config)`` refits exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Literal, get_args, get_origin, get_type_hints
+
+import xarray as xr
+
+from bayeslaw.data.split import DEFAULT_MIN_TOKENS
+from bayeslaw.laws import DEFAULT_FORM, get_law
+
+__all__ = ["ChainMethod", "Duplicates", "FitConfig", "Pooling", "SeedScaling", "check_choice"]
+
+Pooling = Literal["hierarchical", "none", "complete"]
+SeedScaling = Literal["constant", "size"]
+ChainMethod = Literal["parallel", "sequential", "vectorized"]
+Duplicates = Literal["error", "last"]
+
+ATTR = "bayeslaw_config"  # the DataTree attribute holding the JSON
+
+
+def check_choice(value, choices, name: str) -> None:
+    """Raise a one-line ValueError listing the valid values when ``value`` is not one of ``choices``
+    (a Literal type or a sequence)."""
+    valid = get_args(choices) if get_origin(choices) is Literal else tuple(choices)
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(repr, valid))}")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """The options of :func:`bayeslaw.fit` that determine its draws (see its docstring for each)."""
+
+    form: str = DEFAULT_FORM
+    pooling: Pooling = "hierarchical"
+    seed: int = 0
+    chains: int = 4
+    draws: int = 1000
+    warmup: int = 1000
+    min_tokens: float | None = DEFAULT_MIN_TOKENS
+    min_fraction: float | None = None
+    thin: int | None = 20
+    seed_scaling: SeedScaling = "constant"
+    target_accept: float = 0.95
+    chain_method: ChainMethod | None = None
+    dense_mass: bool = True
+    duplicates: Duplicates = "error"
+
+    def __post_init__(self):
+        object.__setattr__(self, "form", get_law(self.form).name)  # unknown: raises with the known forms
+        hints = get_type_hints(FitConfig)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            literal = next((a for a in (hints[f.name], *get_args(hints[f.name])) if get_origin(a) is Literal), None)
+            if literal is not None and not (value is None and type(None) in get_args(hints[f.name])):
+                check_choice(value, literal, f.name)
+        for name in ("chains", "draws", "warmup"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"{name}={getattr(self, name)!r}: need a positive whole number")
+        if not 0 < self.target_accept < 1:
+            raise ValueError(f"target_accept={self.target_accept!r}: need a probability in (0, 1)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_attrs(cls, idata: xr.DataTree) -> FitConfig:
+        """The configuration a fit recorded; for fits saved before it was recorded, rebuilt from the
+        attributes they carry (their chains and draws from the posterior; warmup and the sampler's
+        settings unknown, so the defaults)."""
+        attrs = idata.attrs
+        if ATTR in attrs:
+            return cls(**json.loads(attrs[ATTR]))
+        legacy = {"form": str(attrs["bayeslaw_form"]), "pooling": str(attrs["bayeslaw_pooling"]),
+                  "seed_scaling": str(attrs.get("bayeslaw_seed_scaling", "constant"))}
+        for name, kind in (("seed", int), ("min_tokens", float), ("min_fraction", float), ("thin", int)):
+            if f"bayeslaw_{name}" in attrs:
+                value = float(attrs[f"bayeslaw_{name}"])
+                legacy[name] = None if name != "seed" and value < 0 else kind(value)
+        if "posterior" in idata.children:
+            legacy.update(chains=int(idata.posterior.sizes["chain"]), draws=int(idata.posterior.sizes["draw"]))
+        return cls(**legacy)

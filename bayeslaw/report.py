@@ -1,0 +1,225 @@
+"""Report writers: a fit's or a backtest's folder of figures, tables and a report.md.
+
+The report stage comes after plots: it asks :mod:`bayeslaw.evaluation` for what must be computed (point
+fits beside a posterior, a backtest's aggregates), has :mod:`bayeslaw.plots` draw, and writes every file
+atomically (:func:`bayeslaw.data.files.write_atomic`). Figures are drawn through the ``bayeslaw.plots``
+package's names, so a caller (or a test) that replaces one there changes the report too.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from bayeslaw import plots
+from bayeslaw.data.files import write_atomic
+from bayeslaw.evaluation import point_fits_by_family
+
+__all__ = ["backtest_report", "fit_report"]
+
+
+def fit_report(fit, out, *, data: pd.DataFrame | None = None, point_fits: dict | None = None) -> Path:
+    """Write a fit's report folder: its figures (:mod:`bayeslaw.plots.fit`) as PNGs, params.csv,
+    diagnostics.csv/.txt and report.md. Returns the path of report.md.
+
+    ``data``: rows to draw against the fit (default: its own rows). ``point_fits``: family -> PointFit for
+    the point-vs-posterior figure; default: epoch point fits of each family's rows of ``data``
+    (:func:`bayeslaw.evaluation.point_fits_by_family`), made while the figures are drawn.
+    Every figure is drawn before anything is written, and each file is written to a temporary name and
+    renamed, report.md last: a report that fails leaves no half-written file and no report.md of its own.
+    An unwritable ``out`` raises a ValueError naming it before any plotting.
+    """
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"fit_report: cannot make the report folder {str(out)!r} ({err}); "
+                         f"pass a folder that can be created and written") from err
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"fit_report: the report folder {str(out)!r} is not writable; pass a writable folder")
+
+    def point_figure():
+        # point fits given, else epoch fits made here: the report owns this convenience, the plot only draws
+        fits, failures = (point_fits, {}) if point_fits is not None else point_fits_by_family(fit, data)
+        return plots.point_vs_posterior(fit, fits, failures=failures)
+
+    figures = {
+        "predictive_curves.png": lambda: plots.predictive_curves(fit, data),
+        "forest.png": lambda: plots.forest(fit),
+        "seed_variance.png": lambda: plots.seed_variance(fit, data),
+        "point_vs_posterior.png": point_figure,
+        "trace.png": lambda: plots.trace(fit),
+        "rank.png": lambda: plots.rank(fit),
+    }
+    chains = fit.idata.posterior.sizes["chain"]
+    if chains < 2:  # a rank plot compares chains
+        del figures["rank.png"]
+    images = {}
+    for name, draw in figures.items():
+        figure = draw()
+        try:
+            buffer = io.BytesIO()
+            figure.savefig(buffer, dpi=110, format="png")
+            images[name] = buffer.getvalue()
+        finally:
+            plt.close(figure)
+    diagnostics = fit.diagnostics(warn=False)
+    params = fit.params()
+
+    for name, image in images.items():
+        write_atomic(out / name, lambda tmp, image=image: Path(tmp).write_bytes(image))
+    write_atomic(out / "params.csv", lambda tmp: params.to_csv(tmp, index=False))
+    write_atomic(out / "diagnostics.csv", lambda tmp: diagnostics.table.to_csv(tmp, index_label="site"))
+    write_atomic(out / "diagnostics.txt", lambda tmp: Path(tmp).write_text(str(diagnostics) + "\n"))
+
+    posterior = fit.idata.posterior
+    rhat = "n/a (one chain)" if not np.isfinite(diagnostics.max_rhat) and posterior.sizes["chain"] < 2 \
+        else f"{diagnostics.max_rhat:.4f}"
+    parts = [
+        f"# bayeslaw fit report: {fit.form}, {fit.pooling} pooling",
+        "",
+        f"- law: {fit.spec.law.formula}",
+        f"- families ({len(fit.families)}): {', '.join(fit.families)}",
+        f"- runs: {len(fit.runs)}; rows fitted: {fit.idata.attrs.get('bayeslaw_rows_fitted', '?')} "
+        f"(of {fit.idata.attrs.get('bayeslaw_rows_in', '?')})",
+        f"- NUTS: {posterior.sizes['chain']} chains x {posterior.sizes['draw']} draws; seed_scaling "
+        f"{fit.seed_scaling}",
+        f"- max r-hat {rhat}; divergences {diagnostics.divergences}; min bulk ESS {diagnostics.min_ess_bulk:.0f}, "
+        f"min tail ESS {diagnostics.min_ess_tail:.0f}",
+        *(f"- **warning**: {m}" for m in diagnostics.messages),
+        "",
+        "Files: `params.csv` (the law's parameters, sigma_seed and sigma_obs per family), `diagnostics.csv` "
+        "(r-hat, ESS, MCSE per site), `diagnostics.txt`.",
+        "",
+        "## Parameters (median and 90% interval)",
+        "",
+        _markdown(params[["family", "parameter", "median", "q05", "q95"]]),
+        "",
+        "## Posterior predictive against the data",
+        "",
+        "![Posterior predictive curves](predictive_curves.png)",
+        "",
+        "## Parameters per family",
+        "",
+        "![Forest](forest.png)",
+        "",
+        "![Point fits vs posterior](point_vs_posterior.png)",
+        "",
+        "## Seed variance",
+        "",
+        "![Seed variance](seed_variance.png)",
+        "",
+        "## Convergence",
+        "",
+        "![Trace](trace.png)",
+        "",
+        "![Rank](rank.png)" if chains >= 2 else "No rank plot: it compares chains, and this fit has one.",
+        "",
+    ]
+    report = out / "report.md"
+    write_atomic(report, lambda tmp: Path(tmp).write_text("\n".join(parts)))
+    return report
+
+
+def _markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
+    """A DataFrame as a GitHub markdown table (pandas' to_markdown needs tabulate; this does not)."""
+    def fmt(v):
+        return format(v, floatfmt) if isinstance(v, (float, np.floating)) else str(v)
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def backtest_report(result, out) -> Path:
+    """Write a backtest's report folder: cells.csv, predictions.csv, aggregate tables, PNG figures, report.md.
+
+    Every file is written to a temporary name and renamed, so an interrupted report leaves no half-written file.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cells, predictions = result.cells, result.predictions
+    by_method = result.aggregate(("case", "method"))
+    by_family = result.aggregate(("case", "family", "method"))
+    by_k = result.aggregate(("case", "k", "method"))
+    tables = {"cells.csv": cells, "predictions.csv": predictions, "aggregate_by_method.csv": by_method,
+              "aggregate_by_family.csv": by_family, "aggregate_by_k.csv": by_k}
+    if result.comparison is not None:
+        tables["loo_comparison.csv"] = result.comparison
+    for name, table in tables.items():
+        write_atomic(out / name, lambda tmp, table=table: table.to_csv(tmp, index=False))
+    figures = {"are_heatmap.png": plots.are_heatmap(cells), "trajectories.png": plots.trajectory_bands(predictions),
+               "calibration.png": plots.calibration_plot(cells)}
+    if (cells["case"] == "transfer").any():
+        figures["transfer_trajectories.png"] = plots.trajectory_bands(predictions, k=1, case="transfer")
+    for name, figure in figures.items():
+        write_atomic(out / name, lambda tmp, figure=figure: figure.savefig(tmp, dpi=110, format="png"))
+        plt.close(figure)
+
+    scaling = by_method[by_method["case"] == "scaling"].set_index("method")
+    verdict = []
+    point = scaling[scaling["coverage90"].isna()]
+    bayes = scaling[scaling["coverage90"].notna()]
+    if not point.empty and not bayes.empty:
+        best_point = point["are_median"].idxmin()
+        for method, row in bayes.iterrows():
+            ratio = row["are_median"] / point.loc[best_point, "are_median"]
+            word = "lower" if ratio < 1 else "higher"
+            verdict.append(f"- {method}: median ARE {100 * row['are_median']:.2f}% vs {100 * point.loc[best_point, 'are_median']:.2f}% "
+                           f"for the best point fit ({best_point}), {word} by a factor {max(ratio, 1 / ratio):.2f}; "
+                           f"90% intervals cover {100 * row['coverage90']:.0f}% of test points (50%: "
+                           f"{100 * row['coverage50']:.0f}%).")
+    s = result.settings
+    parts = [
+        "# bayeslaw backtest report",
+        "",
+        f"Families: {', '.join(s['families'])}. Target: each family's largest model; test points: its checkpoints "
+        f"with tokens >= {s['test_from']} x the run's last. Training: the k smallest models (k = {s['ks']}) "
+        f"and a fraction q of the target's run (q = {s['fractions']}), early checkpoints cut at "
+        f"{s['min_tokens']:g} tokens, thinned to {s['thin']} checkpoints per run; every method sees the same rows.",
+        "",
+        f"{result.timing['fits']} fits in {result.timing['wall_s']:.0f} s wall ({s['workers']} worker(s)); "
+        f"Bayesian fits: {s['fit_options']}.",
+        "",
+        "## Verdict (scaling cells)",
+        "",
+        *(verdict or ["- no Bayesian and point methods to compare"]),
+        "",
+        "## By method",
+        "",
+        _markdown(by_method),
+        "",
+        "## By k",
+        "",
+        _markdown(by_k),
+        "",
+        "## By family",
+        "",
+        _markdown(by_family),
+        "",
+        "![ARE heatmap](are_heatmap.png)",
+        "",
+        "![Target trajectories](trajectories.png)",
+        "",
+        "![Calibration](calibration.png)",
+        "",
+    ]
+    if "transfer_trajectories.png" in figures:
+        parts += ["## Transfer: a family seen through one model", "", "![Transfer](transfer_trajectories.png)", ""]
+    if result.comparison is not None:
+        parts += ["## PSIS-LOO comparison of the pooling variants (all rows)", "",
+                  _markdown(result.comparison.drop(columns=[c for c in ("warning",) if c in result.comparison])), ""]
+    unscored = cells[cells["are"].isna()]
+    if not unscored.empty:
+        parts += ["## Cells a method could not predict", "",
+                  "Left out of the tables above for every method (they compare methods on the same cells):", "",
+                  _markdown(unscored[["case", "family", "k", "q", "method", "train_points"]]), ""]
+    parts += ["Columns: ARE = mean |y - y_hat| / y over the test points (posterior median for Bayes); CRPS in nats; "
+              "coverage = share of test points inside the new_run interval (point fits have none); width in nats.", ""]
+    report = out / "report.md"
+    write_atomic(report, lambda tmp: Path(tmp).write_text("\n".join(parts)))
+    return report

@@ -1,0 +1,46 @@
+"""Runs of one configuration (bayeslaw.data.runs): the replication rule, in one place."""
+
+import numpy as np
+import pandas as pd
+
+import bayeslaw.data as bd
+from bayeslaw.models import prepare
+
+
+def _runs(rows):
+    """A table with one row per (run, tokens) checkpoint: (family, run, params, last tokens)."""
+    table = []
+    for family, run, params, budget in rows:
+        for tokens in (budget / 10, budget):
+            table.append({"family": family, "run": run, "params": params, "tokens": tokens, "loss": 3.0})
+    return pd.DataFrame(table)
+
+
+def test_two_seeds_of_one_configuration_are_replicated_and_a_different_budget_is_not():
+    df = _runs([
+        ("f", "f-s0", 1e8, 2e9),
+        ("f", "f-s1", 1e8, 2e9 * 1.004),  # the same budget to 1% in log tokens: a second seed
+        ("f", "f-long", 1e8, 4e9),  # the same size, twice the tokens: another configuration
+        ("f", "f-big", 4e8, 2e9),  # the same tokens, another size
+        ("g", "g-s0", 1e8, 2e9),  # the same size and tokens in another family
+    ])
+    replicated = bd.replicated_runs(df)
+    assert replicated.to_dict() == {"f-big": False, "f-long": False, "f-s0": True, "f-s1": True, "g-s0": False}
+    configs = bd.run_configurations(df)
+    assert configs.loc["f-s0", "configuration"] == configs.loc["f-s1", "configuration"]
+    assert configs["configuration"].nunique() == 4
+
+
+def test_the_budget_is_run_tokens_where_given():
+    """A table holding only part of a run: two runs cut at different tokens are one configuration if their
+    run_tokens agree, and two runs cut at the same tokens are not if theirs differ."""
+    df = _runs([("f", "a", 1e8, 1e9), ("f", "b", 1e8, 2e9), ("f", "c", 1e8, 2e9)])
+    df["run_tokens"] = df["run"].map({"a": 4e9, "b": 4e9, "c": 8e9})
+    assert bd.replicated_runs(df).to_dict() == {"a": True, "b": True, "c": False}
+
+
+def test_the_models_use_the_same_rule():
+    df = _runs([("f", "r0", 1e8, 2e9), ("f", "r1", 1e8, 2e9), ("f", "r2", 1e8, 4e9), ("g", "r3", 1e8, 2e9)])
+    data = prepare(df)
+    np.testing.assert_array_equal(data.run_replicated, bd.replicated_runs(df).loc[list(data.runs)].to_numpy())
+    assert data.replicated_families.tolist() == [True, False]
