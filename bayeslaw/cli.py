@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bayeslaw.data.files import jsonable, write_atomic
-from bayeslaw.inference.config import Duplicates, Pooling
+from bayeslaw.inference.config import Duplicates, PointMethod, Pooling, PredictionKind
 from bayeslaw.laws import DEFAULT_FORM, forms
 
 app = typer.Typer(
@@ -336,7 +336,7 @@ PointMethodOption = Annotated[str, typer.Option(
 
 def _point_fits(fit, method: str, families) -> dict | None:
     """Point fits (``method``) of the fit's own training rows per family; None for epoch, the library default."""
-    _check_choice(method, "--point-method", ("epoch", "hitchhiker"))
+    _check_choice(method, "--point-method", get_args(PointMethod))
     if method == "epoch":
         return None
     if fit.spec.law.point_start is None:
@@ -475,7 +475,7 @@ def predict(
     params, tokens (and batch size). Several values: comma-separated or the option repeated, e.g.
     `bayeslaw predict fit.nc --params 1e9,7e9 --tokens 1.4e12` = `--params 1e9 --params 7e9 --tokens 1.4e12`.
     """
-    _check_choice(kind, "--kind", ("new_run", "law"))
+    _check_choice(kind, "--kind", get_args(PredictionKind))
     fit = _load_fit(fit_file)
     sizes, token_counts, batches = _numbers(params, "--params"), _numbers(tokens, "--tokens"), _numbers(
         batch_size, "--batch-size")

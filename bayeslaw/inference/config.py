@@ -14,12 +14,15 @@ import xarray as xr
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS
 from bayeslaw.laws import DEFAULT_FORM, get_law
 
-__all__ = ["ChainMethod", "Duplicates", "FitConfig", "Pooling", "SeedScaling", "check_choice"]
+__all__ = ["ChainMethod", "Duplicates", "FitConfig", "PointMethod", "Pooling", "PredictionKind", "SeedScaling",
+           "check_choice"]
 
 Pooling = Literal["hierarchical", "none", "complete"]
 SeedScaling = Literal["constant", "size"]
 ChainMethod = Literal["parallel", "sequential", "vectorized"]
 Duplicates = Literal["error", "last"]
+PredictionKind = Literal["new_run", "law"]  # a new training run's loss, or the law's mean
+PointMethod = Literal["epoch", "hitchhiker"]  # grid of starts with Huber loss, or least squares from one start
 
 ATTR = "bayeslaw_config"  # the DataTree attribute holding the JSON
 

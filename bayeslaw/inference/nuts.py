@@ -25,7 +25,8 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
 from bayeslaw.data.files import write_atomic
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.config import ATTR as CONFIG_ATTR
-from bayeslaw.inference.config import FitConfig
+from bayeslaw.inference.config import (ChainMethod, Duplicates, FitConfig, Pooling, PredictionKind, SeedScaling,
+                                       check_choice)
 from bayeslaw.inference.point import fit_point
 from bayeslaw.models import (NEW_FAMILY_SITES, PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
                              get_parameterization, new_family, prepare, run_fractions, seed_sd, site_dims,
@@ -174,7 +175,7 @@ def _chain_method(chains: int, chain_method: str | None) -> str:
 def fit(
     df: pd.DataFrame,
     form: str = "chinchilla",
-    pooling: str = "hierarchical",
+    pooling: Pooling = "hierarchical",
     *,
     seed: int = 0,
     chains: int = 4,
@@ -183,11 +184,11 @@ def fit(
     min_tokens: float | None = DEFAULT_MIN_TOKENS,
     min_fraction: float | None = None,
     thin: int | None = 20,
-    seed_scaling: str = "constant",
+    seed_scaling: SeedScaling = "constant",
     target_accept: float = 0.95,
-    chain_method: str | None = None,
+    chain_method: ChainMethod | None = None,
     dense_mass: bool = True,
-    duplicates: str = "error",
+    duplicates: Duplicates = "error",
     progress: bool | None = None,
 ) -> Fit:
     """Fit a scaling law by NUTS, initialised from the point fit.
@@ -519,7 +520,7 @@ class Fit:
         self,
         targets: pd.DataFrame,
         *,
-        kind: str = "new_run",
+        kind: PredictionKind = "new_run",
         quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
         seed: int = 0,
         form_error: float | None = None,
@@ -540,8 +541,7 @@ class Fit:
         ``PRIORS["form_error"]``, 0 for none). A family the fit has not seen (or no ``family``) gets the
         population's prediction. Draws are per row (the marginal predictive of each checkpoint).
         """
-        if kind not in ("law", "new_run"):
-            raise ValueError(f"unknown kind {kind!r}; use 'law' or 'new_run'")
+        check_choice(kind, PredictionKind, "kind")
         missing = [c for c in ("params", "tokens") if c not in targets.columns]
         if missing:
             raise ValueError(f"predict: targets lack column(s) {missing}")

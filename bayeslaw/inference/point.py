@@ -16,6 +16,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import get_args
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +25,7 @@ import optax
 import pandas as pd
 import scipy.optimize
 
+from bayeslaw.inference.config import PointMethod
 from bayeslaw.laws import Law, forms, get_law
 
 __all__ = ["METHODS", "PointFit", "TooFewPoints", "fit_point", "huber", "grid_lbfgs"]
@@ -274,13 +276,13 @@ def _fit_hitchhiker(law: Law, data: dict, *, start=None, max_nfev: int | None = 
     )
 
 
-METHODS = ("epoch", "hitchhiker")
+METHODS = get_args(PointMethod)
 
 
 def fit_point(
     df: pd.DataFrame,
     form: str | Law = "chinchilla",
-    method: str = "epoch",
+    method: PointMethod = "epoch",
     *,
     delta: float = HUBER_DELTA,
     max_iter: int = 1000,

@@ -58,6 +58,7 @@ import pandas as pd
 import scipy.linalg
 
 from bayeslaw.inference import nuts
+from bayeslaw.inference.config import PredictionKind, check_choice
 from bayeslaw.inference.nuts import Fit
 from bayeslaw.models import seed_sd
 from bayeslaw.models.runs import run_covariance, shape_basis
@@ -211,7 +212,7 @@ def rank_pilots(
     *,
     family: str | None = None,
     method: str = "laplace",
-    kind: str = "law",
+    kind: PredictionKind = "law",
     checkpoints: int = 1,
     first_fraction: float = 0.1,
     min_tokens: float | str | None = "fit",
@@ -283,8 +284,7 @@ def rank_pilots(
     """
     if method not in ("laplace", "refit"):
         raise ValueError(f"unknown method {method!r}; use 'laplace' or 'refit'")
-    if kind not in ("law", "new_run"):
-        raise ValueError(f"unknown kind {kind!r}; use 'law' or 'new_run'")
+    check_choice(kind, PredictionKind, "kind")
     if linearize not in ("mean", "draws"):
         raise ValueError(f"unknown linearize {linearize!r}; use 'mean' or 'draws'")
     if baseline not in ("refit", "fit"):
