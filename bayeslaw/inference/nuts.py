@@ -452,22 +452,30 @@ class Fit:
         draws = _new_family_sampler(self.spec, self.pooling, len(self.families), n)(sites, key)
         return {k: np.asarray(v) for k, v in draws.items()}
 
-    def _theta(self, families, rng: np.random.Generator) -> np.ndarray:
-        """Sampled-coordinate theta per draw and target: (sample, target, K); unseen families (or None) from the population."""
+    def _population(self, families, rng: np.random.Generator) -> dict[str, np.ndarray] | None:
+        """One draw of a new family (:meth:`_new_family`) where ``families`` need one: a family the fit has
+        not seen, or a seen one without curves (its schedule shape is the population's); else None."""
+        own_curve = set(self.curve_families)
+        return self._new_family(rng) if any(f not in own_curve for f in families) else None
+
+    def _theta(self, families, population: dict | None) -> np.ndarray:
+        """Sampled-coordinate theta per draw and target: (sample, target, K); unseen families (or None) from
+        ``population`` (see :meth:`_population`)."""
         theta_f = self.site_draws("theta")  # (S, F, K)
         family_pos = {f: i for i, f in enumerate(self.families)}
-        population = self._new_family(rng)["theta_new"]
-        return np.stack([theta_f[:, family_pos[f]] if f in family_pos else population for f in families], axis=1)
+        return np.stack([theta_f[:, family_pos[f]] if f in family_pos else population["theta_new"] for f in families],
+                        axis=1)
 
     def sampled_theta(self, family: str | None = None, *, seed: int | np.random.Generator = 0) -> np.ndarray:
         """Posterior draws of ``family``'s sampled coordinates (``spec.names``), shape (sample, K); a family
         the fit has not seen (or None) gets the population's draws."""
-        return self._theta([family], np.random.default_rng(seed))[:, 0]
+        population = None if family in self.families else self._new_family(np.random.default_rng(seed))
+        return self._theta([family], population)[:, 0]
 
     def law_theta(self, family: str | None = None, *, seed: int = 0) -> dict[str, np.ndarray]:
         """Posterior draws of the law's own parameters (its ``theta_names``, fitting space) for ``family``,
         each of shape (sample,); a family the fit has not seen (or None) gets the population's draws."""
-        theta = self._theta([family], np.random.default_rng(seed))[:, 0]
+        theta = self.sampled_theta(family, seed=seed)
         return {k: np.asarray(v) for k, v in self.spec.to_law(jnp.asarray(theta)).items()}
 
     @property
@@ -486,6 +494,10 @@ class Fit:
         family without curves (final losses only) gets the population's shape and that curve deviation.
         """
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        return self._noise(families, rng, self._population(families, rng))
+
+    def _noise(self, families, rng: np.random.Generator, population: dict | None) -> dict[str, np.ndarray]:
+        """:meth:`noise_draws` with the new family's draw ``population`` given (see :meth:`_population`)."""
         sigma_seed_f, sigma_obs_f = self.site_draws("sigma_seed"), self.site_draws("sigma_obs")
         sigma_dev_f, shape_f = self.site_draws("sigma_dev"), self.site_draws("shape")
         n = sigma_obs_f.shape[0]
@@ -494,8 +506,8 @@ class Fit:
         pick = np.asarray(curves)[rng.integers(0, len(curves), n)] if curves else None
         pop_obs = sigma_obs_f[np.arange(n), pick] if curves else np.zeros(n)
         pop_dev = sigma_dev_f[np.arange(n), pick] if curves else np.zeros(n)
-        population = self._new_family(rng)
-        pop_seed, pop_shape = population["sigma_seed_new"], population["shape_new"]
+        pop_seed, pop_shape = (None, None) if population is None else (population["sigma_seed_new"],
+                                                                         population["shape_new"])
         own_curve = set(self.curve_families)
         out = {"sigma_seed": [], "sigma_obs": [], "sigma_dev": [], "shape": []}
         for f in families:
@@ -549,7 +561,8 @@ class Fit:
         inputs = self.spec.law.columns(targets, where="predict: targets")
         rng = np.random.default_rng(seed)
         families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))
-        theta = self._theta(families, rng)
+        population = self._population(families, rng)  # one draw of a new family, for its theta and noise
+        theta = self._theta(families, population)
         log_loss = np.array(_jitted_log_mean(self.spec)(jnp.asarray(theta), {k: jnp.asarray(v) for k, v in inputs.items()}))
         if kind == "law":
             return summarize(np.exp(log_loss), targets, kind=kind, quantiles=quantiles)
@@ -558,7 +571,7 @@ class Fit:
             fraction = run_fractions(targets)
         else:
             fraction = np.ones(len(targets))
-        noise = self.noise_draws(list(families), seed=rng)
+        noise = self._noise(list(families), rng, population)
         log_params = np.log(targets["params"].to_numpy(dtype=float))
         sd_seed = np.asarray(seed_sd(noise["sigma_seed"], noise["gamma_seed"][:, None], log_params))
         mean = log_loss + np.einsum("tk,stk->st", np.asarray(shape_basis(fraction)), noise["shape"])

@@ -145,21 +145,21 @@ class Law:
     def columns(self, df, *, where: str = "table") -> dict[str, np.ndarray]:
         """The law's inputs from a table, as float arrays; a missing column or a non-positive or
         non-finite value raises with the column and the first bad rows (``where`` names the table)."""
-        out = {}
-        for name in self.inputs:
-            needs = self.derived[name][0] if name in self.derived else (name,)
-            missing = [c for c in needs if c not in df.columns]
+        needs = {name: self.derived[name][0] if name in self.derived else (name,) for name in self.inputs}
+        for name, columns in needs.items():
+            missing = [c for c in columns if c not in df.columns]
             if missing:
                 raise ValueError(f"{where}: the {self.name} law needs column(s) {missing} (for its input {name!r})")
-            given = [*needs, *([name] if name in self.derived and name in df.columns else [])]
-            columns = {c: df[c].to_numpy(dtype=float) for c in given}
-            values = np.asarray(self.derived[name][1](columns) if name in self.derived else columns[name], dtype=float)
+        # a derived input's own column is passed too where the table has it (e.g. a given flops column)
+        present = [c for c in dict.fromkeys([*self.columns_needed, *self.inputs]) if c in df.columns]
+        out = {name: np.asarray(values, dtype=float)
+               for name, values in self.inputs_from({c: df[c].to_numpy(dtype=float) for c in present}).items()}
+        for name, values in out.items():
             bad = np.flatnonzero(~np.isfinite(values) | (values <= 0))
             if bad.size:
                 rows = df.index[bad[:5]].tolist()
-                raise ValueError(f"{where}: column {'/'.join(needs)!r} gives non-positive or missing {name} at "
+                raise ValueError(f"{where}: column {'/'.join(needs[name])!r} gives non-positive or missing {name} at "
                                  f"row(s) {rows} ({bad.size} in all); the {self.name} law needs it positive")
-            out[name] = values
         return out
 
     def loss(self, theta: Mapping, **inputs):
