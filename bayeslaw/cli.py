@@ -148,27 +148,36 @@ def fit_point_command(
     data: Annotated[str, typer.Argument(help="CSV/parquet in the bayeslaw schema, a source name, or 'demo'.")],
     method: Annotated[str, typer.Option(help="epoch (Huber + L-BFGS grid) or hitchhiker (least squares).")] = "epoch",
     family: Annotated[list[str] | None, typer.Option(help="Fit only these families (repeatable).")] = None,
-    min_tokens: Annotated[float, typer.Option(help="Drop checkpoints with tokens <= this (0: keep all).")] = 1e10,
+    form: Annotated[str, typer.Option(help="The law (bayeslaw.laws.LAWS), e.g. chinchilla, multipower, annealing.")] = "chinchilla",
+    min_tokens: Annotated[float, typer.Option(help="Drop checkpoints with tokens <= this (0: keep all); laws that "
+                                                   "read tokens only.")] = 1e10,
     root: RootOption = None,
     loss_name: Annotated[str | None, typer.Option(help="Which loss metric, for a source name.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Fit a Chinchilla law to each family by a published point-estimate method."""
+    """Fit a law to each family (each model of a family, for a law without a size term) by a published
+    point-estimate method."""
     from bayeslaw.data import cut_early
     from bayeslaw.inference.point import fit_point
+    from bayeslaw.laws import get_law
 
+    law = get_law(form)
     df = _read_data(data, root, loss_name)
     df = _select_families(df, family)
-    df = cut_early(df, min_tokens=min_tokens or None)
+    if "tokens" in law.columns_needed:
+        df = cut_early(df, min_tokens=min_tokens or None)
+    # a law without a size term (a schedule law) describes one model: fit each model apart
+    keys = ["family"] if "params" in law.columns_needed else ["family", "model"]
     rows = []
-    for fam, rows_f in df.groupby("family", sort=True):
-        fit = fit_point(rows_f, method=method)
-        rows.append({"family": fam, "points": len(rows_f), **fit.params, "objective": fit.objective})
+    for key, rows_f in df.groupby(keys, sort=True):
+        fit = fit_point(rows_f, form=law, method=method)
+        rows.append({**dict(zip(keys, key, strict=True)), "points": len(rows_f), **fit.params,
+                     "objective": fit.objective})
     table = pd.DataFrame(rows)
     if as_json:
         typer.echo(table.to_json(orient="records", indent=1))
     else:
-        console.print(_table(table, f"{method} point fits, L = E + A/N^alpha + B/D^beta"))
+        console.print(_table(table, f"{method} point fits, {law.formula}"))
 
 
 def _select_families(df: pd.DataFrame, families: list[str] | None) -> pd.DataFrame:
@@ -657,6 +666,81 @@ def plan(
         return
     for table, title in tables:
         console.print(_table(table, title))
+
+
+def _run_numbers(values: list[str] | None, option: str) -> dict[str, float] | float | None:
+    """``RUN=N`` pairs of a repeatable option as {run: N} (N may read '124M'); a bare N (one value) applies to all."""
+    from bayeslaw.data.sources import parse_count
+
+    if not values:
+        return None
+    pairs: dict[str, float] = {}
+    for text in values:
+        run, sep, number = text.rpartition("=")
+        if not sep and len(values) == 1 and option == "--tokens-per-step":
+            run, number = None, text
+        elif not sep or not run.strip():
+            raise ValueError(f"{option}: {text!r} is not RUN=N; give e.g. {option} my-run=124M")
+        try:
+            value = parse_count(number)
+        except ValueError:
+            raise ValueError(f"{option}: {text!r}: {number!r} is not a number (e.g. 1.2e8 or 124M)") from None
+        if not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{option}: {text!r} must be positive")
+        if run is None:
+            return value
+        pairs[run.strip()] = value
+    return pairs
+
+
+@app.command("import")
+@_friendly_errors
+def import_command(
+    paths: Annotated[list[Path], typer.Argument(
+        help="W&B run exports (.json, or a folder of them), W&B chart exports (.csv), TensorBoard event files or "
+             "folders, or minimal tables (run, params, tokens, loss as .csv/.parquet); the format is detected per "
+             "path.")],
+    out: Annotated[Path, typer.Option(help="The long table to write (.parquet or .csv), atomically.")],
+    params: Annotated[list[str] | None, typer.Option(
+        "--params", help="RUN=N: parameters of a run (chart exports, TensorBoard); repeat per run.")] = None,
+    sidecar: Annotated[Path | None, typer.Option(
+        help="CSV run,params[,tokens_per_step,family]: parameters (and tokens per step, family) per run.")] = None,
+    tokens_per_step: Annotated[list[str] | None, typer.Option(
+        "--tokens-per-step", help="Tokens per optimizer step: N for every run, or RUN=N repeated.")] = None,
+    family: Annotated[str | None, typer.Option(
+        help="Family of the runs: for chart exports, TensorBoard and tables without a family (a sidecar's family "
+             "wins); replaces W&B JSON exports' '<dataset>-<schedule shape>'.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Import real training logs into the bayeslaw long table, reporting what was read, converted and left out."""
+    from bayeslaw.data.importers import import_paths
+
+    if out.suffix not in (".parquet", ".pq", ".csv"):
+        raise ValueError(f"--out {str(out)!r}: unknown file type {out.suffix!r}; use .parquet or .csv")
+    df = import_paths(paths, params=_run_numbers(params, "--params"), sidecar=sidecar,
+                      tokens_per_step=_run_numbers(tokens_per_step, "--tokens-per-step"), family=family)
+    report = list(df.attrs.get("import_report", []))
+    writer = (lambda p: df.to_parquet(p, index=False)) if out.suffix in (".parquet", ".pq") else (
+        lambda p: df.to_csv(p, index=False))
+    write_atomic(out, writer)
+    flags = df["schedule_flag"].astype(bool) if "schedule_flag" in df.columns else pd.Series(False, df.index)
+    summary = (
+        df.assign(flagged_run=df["run"].where(flags))
+        .groupby(["family", "model"], sort=False)
+        .agg(params=("params", "max"), runs=("run", "nunique"), rows=("loss", "size"), max_tokens=("tokens", "max"),
+             min_loss=("loss", "min"), schedule_flagged=("flagged_run", "nunique"))
+        .reset_index()
+        .sort_values(["family", "params"], kind="stable")
+    )
+    flagged = sorted(df.loc[flags, "run"].unique())
+    if as_json:
+        typer.echo(_json({"out": str(out), "rows": len(df), "runs": int(df["run"].nunique()), "report": report,
+                          "schedule_flagged": flagged, "models": _records(summary)}))
+        return
+    console.print(_table(summary, f"imported {df['run'].nunique()} runs, {len(df)} rows"))
+    for line in report:
+        console.print(f"[dim]{escape(line)}[/]", highlight=False, soft_wrap=True)
+    console.print(f"wrote {escape(str(out))}")
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from bayeslaw.cli import app
 
 runner = CliRunner()
-COMMANDS = ["sources", "load", "simulate", "fit-point", "demo", "backtest"]
+COMMANDS = ["sources", "load", "simulate", "fit-point", "demo", "backtest", "import"]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
@@ -21,7 +21,7 @@ def test_sources_json_lists_every_source():
     result = runner.invoke(app, ["sources", "--json"])
     assert result.exit_code == 0
     names = {row["name"] for row in json.loads(result.output)}
-    assert {"chinchilla", "polypythias", "olmo_ladder", "t5_pile"} <= names
+    assert {"chinchilla", "polypythias", "olmo_ladder", "t5_pile", "multipower", "wsd_horizons"} <= names
 
 
 def test_simulate_writes_data_and_truth(tmp_path):

@@ -49,7 +49,11 @@ EXPECTED = {
     "overtrain": (104, 104, 3, "c4_val", (2, 7), (5e7, 1e12), (1e7, 7e9)),
     "polypythias": (62920, 44, 1, "train_loss", (2, 11), (2e8, 3.1e11), (1.4e7, 4.1e8)),
     "olmo_ladder": (3569, 30, 1, "c4_en-validation", (2.5, 9), (2e7, 7e11), (1.9e8, 3.2e9)),
+    # learning-rate-schedule sources (left out of load_all by default); multipower has no tokens per step
+    "multipower": (4162, 18, 1, "train_loss", (2.8, 4.2), None, (2.5e7, 1e8)),
+    "wsd_horizons": (38333, 213, 8, "val_loss", (2.7, 7.8), (2e7, 2.1e10), (3.3e7, 2.1e8)),
 }
+SCHEDULE_SOURCES = ("multipower", "wsd_horizons")
 
 
 def test_parse_count():
@@ -87,16 +91,19 @@ def test_shape_units_and_schema(name):
     assert set(df["source"]) == {name}
     assert list(df.columns[: len(bd.REQUIRED_COLUMNS)]) == list(bd.REQUIRED_COLUMNS)
     assert df["loss"].between(*loss_range).all()
-    assert df["tokens"].between(*token_range).all()
+    if token_range is None:
+        assert df["tokens"].isna().all() and (df["step"] > 0).all()
+    else:
+        assert df["tokens"].between(*token_range).all()
     assert df["params"].between(*param_range).all()
     assert (df.groupby("run")["params"].nunique() == 1).all()
     assert (df.groupby("run")["model"].nunique() == 1).all()
-    assert not df.duplicated(["run", "tokens"]).any()
+    assert not df.duplicated(["run", "tokens" if token_range is not None else "step"]).any()
     assert isinstance(df.attrs["filtering"], list)
     assert isinstance(df.attrs["corrections"], list)
 
 
-@pytest.mark.parametrize("name", [n for n in EXPECTED if n != "olmo_ladder"])
+@pytest.mark.parametrize("name", [n for n in EXPECTED if n not in ("olmo_ladder", "multipower")])
 def test_flops_are_6nd(name):
     df = load(name)
     np.testing.assert_allclose(df["flops"], 6 * df["params"] * df["tokens"], rtol=1e-9)
@@ -257,7 +264,28 @@ def test_ladder_reruns_and_loss_option():
 
 
 def test_load_all_concatenates_every_source():
+    scaling = {name: expected for name, expected in EXPECTED.items() if name not in SCHEDULE_SOURCES}
     everything = bd.load_all(ROOT)
-    assert len(everything) == sum(rows for rows, *_ in EXPECTED.values())
-    assert set(everything["source"]) == set(EXPECTED)
+    assert len(everything) == sum(rows for rows, *_ in scaling.values())
+    assert set(everything["source"]) == set(scaling)
     assert everything.groupby("run")["source"].nunique().max() == 1  # run ids do not collide across sources
+    with_schedules = bd.load_all(ROOT, schedules=True)
+    assert set(with_schedules["source"]) == set(EXPECTED)
+    assert with_schedules.groupby("run")["source"].nunique().max() == 1
+
+
+def test_multipower_schedules_rebuild_the_logged_lr():
+    from bayeslaw.data.schedules import run_schedules
+
+    df = load("multipower")
+    schedules = run_schedules(df)
+    assert len(schedules) == 18
+    for run, rows in df.groupby("run"):
+        np.testing.assert_allclose(schedules[run].lr(rows["step"]), rows["lr"], rtol=1e-12)
+    shapes = {run.split("-", 2)[2]: s.shape for run, s in schedules.items()}
+    assert shapes["cosine_24000"] == "cosine" and shapes["wsdcon_9"] == "two_stage"
+    assert schedules["multipower-25M-wsd_20000_24000"].decay_type == "exponential"
+    assert schedules["multipower-25M-wsdld_20000_24000"].decay_type == "linear"
+    # tokens are not known: a cut in tokens refuses the rows instead of dropping them
+    with pytest.raises(ValueError, match="column 'tokens' is missing"):
+        bd.cut_early(df)

@@ -22,5 +22,5 @@ def test_published_grid_has_4500_starts():
 
 
 def test_unknown_form_lists_known_ones():
-    with pytest.raises(ValueError, match=r"unknown form 'kaplam'; known forms: \['chinchilla', 'compute', 'kaplan', 'kaplan_e', 'su2024'\]"):
+    with pytest.raises(ValueError, match=r"unknown form 'kaplam'; known forms: \['annealing', 'chinchilla', 'compute', 'kaplan', 'kaplan_e', 'multipower', 'su2024'\]"):
         get_law("kaplam")

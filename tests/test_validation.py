@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -48,11 +49,21 @@ def test_missing_column_is_named():
     ],
 )
 def test_bad_values_name_column_and_row(column, value, pattern):
-    df = table()
+    df = table().assign(step=-1)  # steps unknown: tokens are required
     df[column] = df[column].astype(object)
     df.loc[2, column] = value
     with pytest.raises(DataValidationError, match=pattern):
         validate(df, name="mine.csv")
+
+
+def test_tokens_may_be_missing_only_where_the_step_is_known():
+    df = table()
+    df.loc[[1, 2], ["tokens", "flops"]] = np.nan
+    out = validate(df)
+    assert out["tokens"].isna().sum() == 2 and out["flops"].isna().sum() == 2
+    df.loc[2, "step"] = -1
+    with pytest.raises(DataValidationError, match=r"column 'tokens'.*1 missing \(NaN\).*rows 2"):
+        validate(df)
 
 
 def test_error_lists_first_rows_and_counts_the_rest():

@@ -12,7 +12,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from bayeslaw.data.importers import (
+    ImportFormatError,
+    MissingExtraError,
+    complete_minimal,
+    detect_format,
+    import_paths,
+    loss_to_nats,
+    read_tensorboard,
+    read_wandb_csv,
+    read_wandb_json,
+)
 from bayeslaw.data.runs import replicated_runs, run_configurations
+from bayeslaw.data.schedules import Schedule, run_schedules
 from bayeslaw.data.sources import SOURCES, Source
 from bayeslaw.data.split import cut_early, hitchhiker_split, thin_checkpoints
 from bayeslaw.data.validation import (
@@ -26,16 +38,28 @@ __all__ = [
     "DATA_ENV",
     "DataNotFoundError",
     "DataValidationError",
+    "ImportFormatError",
+    "MissingExtraError",
     "OPTIONAL_COLUMNS",
     "REQUIRED_COLUMNS",
+    "Schedule",
+    "Source",
+    "complete_minimal",
     "cut_early",
     "data_root",
+    "detect_format",
     "hitchhiker_split",
+    "import_paths",
     "load",
     "load_all",
+    "loss_to_nats",
     "read_table",
+    "read_tensorboard",
+    "read_wandb_csv",
+    "read_wandb_json",
     "replicated_runs",
     "run_configurations",
+    "run_schedules",
     "sources",
     "thin_checkpoints",
     "validate",
@@ -74,7 +98,8 @@ def sources() -> pd.DataFrame:
     """The known data sources: name, folder, files and a one-line description."""
     return pd.DataFrame(
         [
-            {"name": s.name, "folder": s.folder, "files": ", ".join(s.files), "description": s.description}
+            {"name": s.name, "folder": s.folder, "files": ", ".join(s.files), "description": s.description,
+             "schedules": s.schedules}
             for s in SOURCES.values()
         ]
     )
@@ -95,14 +120,18 @@ def load(name: str, root: str | os.PathLike | None = None, **options) -> pd.Data
     return validate(source.loader(folder, **options), name=f"source {name!r}")
 
 
-def load_all(root: str | os.PathLike | None = None) -> pd.DataFrame:
+def load_all(root: str | os.PathLike | None = None, *, schedules: bool = False) -> pd.DataFrame:
     """All sources concatenated (each with its default ``loss_name``).
 
-    The sources' ``attrs`` notes (``filtering``, ``corrections``) are kept, each prefixed by its source.
+    The learning-rate-schedule sources (``multipower``, ``wsd_horizons``: curves of a few sizes under
+    many schedules, some without tokens per step) are for the schedule laws and join only with
+    ``schedules=True``. The sources' ``attrs`` notes (``filtering``, ``corrections``) are kept, each
+    prefixed by its source.
     """
-    frames = [load(name, root) for name in SOURCES]
+    names = [name for name, source in SOURCES.items() if schedules or not source.schedules]
+    frames = [load(name, root) for name in names]
     notes: dict[str, list[str]] = {}
-    for name, frame in zip(SOURCES, frames, strict=True):
+    for name, frame in zip(names, frames, strict=True):
         for key, sentences in frame.attrs.items():
             notes.setdefault(key, []).extend(f"{name}: {s}" for s in sentences)
     for frame in frames:

@@ -53,6 +53,8 @@ class Source:
     files: tuple[str, ...]
     description: str
     loader: Callable[..., pd.DataFrame]
+    # curves under many learning-rate schedules, for the schedule laws: left out of load_all() by default
+    schedules: bool = False
 
 
 SOURCES: dict[str, Source] = {}
@@ -585,11 +587,66 @@ def load_olmo_ladder(folder: Path, *, loss_name: str = "c4_en-validation") -> pd
     return _finish(df, notes, loss_name=loss_name)
 
 
+# --------------------------------------------------------------------------- multi-power law schedules
+
+_MULTIPOWER_PEAK, _MULTIPOWER_FINAL, _MULTIPOWER_WARMUP = 3e-4, 3e-5, 2160
+_MULTIPOWER_PARAMS = {"25M": 25e6, "100M": 100e6}  # nominal: the repository gives no exact counts
+
+
+def _multipower_schedule(name: str):
+    """The published schedule of a multipower run from its file name (the repository's src/data_loader.py)."""
+    from bayeslaw.data.schedules import Schedule
+
+    peak, final, warmup = _MULTIPOWER_PEAK, _MULTIPOWER_FINAL, _MULTIPOWER_WARMUP
+    kind, *numbers = name.split("_")
+    if kind == "constant":
+        return Schedule("constant", peak, int(numbers[0]), warmup)
+    if kind == "cosine":
+        return Schedule("cosine", peak, int(numbers[0]), warmup, final)
+    if kind in ("wsd", "wsdld"):  # stable to the first number, then exponential (wsd) or linear decay to the second
+        return Schedule("wsd", peak, int(numbers[1]), warmup, final, int(numbers[0]),
+                        "exponential" if kind == "wsd" else "linear")
+    if kind == "wsdcon":  # peak to step 8000, then K x 1e-5 to step 16000
+        return Schedule("two_stage", peak, 16000, warmup, 0.0, 8000, second_lr=int(numbers[0]) * 1e-5)
+    raise ValueError(f"multipower: no published schedule for run file {name!r}.csv")
+
+
+def load_multipower(folder: Path, *, loss_name: str = "train_loss") -> pd.DataFrame:
+    """Luo et al. 2025's loss curves: 25M and 100M models under 9 learning-rate schedules each.
+
+    family 'multipower', model = size, run 'multipower-<size>-<schedule>'; params nominal (25e6,
+    100e6); step and lr as logged (every 128 steps after the 2,160 warmup steps); tokens and flops
+    unknown (NaN: the source gives no tokens per step); loss = training loss (nats). Each run's
+    schedule is rebuilt from its name (``schedule``, JSON) and checked against the logged lr.
+    """
+    notes = _Notes("multipower")
+    _check_loss_name(notes.source, loss_name, ("train_loss",))
+    frames = []
+    for size, params in _MULTIPOWER_PARAMS.items():
+        for path in sorted((folder / size).glob("*.csv")):
+            raw = pd.read_csv(path)
+            schedule = _multipower_schedule(path.stem)
+            error = np.abs(schedule.lr(raw["step"].to_numpy()) / raw["lr"].to_numpy() - 1.0)
+            if not error.max(initial=0.0) <= 1e-9:
+                row = int(np.argmax(error))
+                raise ValueError(f"multipower: {path}: the rebuilt schedule ({schedule.describe()}) differs from the "
+                                 f"logged lr by {error[row]:.2e} at step {raw['step'].iloc[row]} (row {row})")
+            frames.append(pd.DataFrame({
+                "family": "multipower", "model": size, "run": f"multipower-{size}-{path.stem}", "seed": 0,
+                "params": params, "tokens": np.nan, "flops": np.nan, "step": raw["step"].astype(int),
+                "lr": raw["lr"].astype(float), "loss": raw["loss"].astype(float), "schedule": schedule.to_json()}))
+    if not frames:
+        raise ValueError(f"multipower: no <size>/<schedule>.csv files under {folder}")
+    df = pd.concat(frames, ignore_index=True)
+    df = notes.drop(df, df["loss"].isna(), "no loss logged")
+    return _finish(df, notes, loss_name=loss_name)
+
+
 # --------------------------------------------------------------------------- registry
 
 
-def _register(name: str, folder: str, files: tuple[str, ...], description: str, loader) -> None:
-    SOURCES[name] = Source(name, folder, files, description, loader)
+def _register(name: str, folder: str, files: tuple[str, ...], description: str, loader, *, schedules: bool = False) -> None:
+    SOURCES[name] = Source(name, folder, files, description, loader, schedules)
 
 
 _register(
@@ -654,4 +711,50 @@ _register(
     _LADDER_FILES,
     "OLMo model ladder, 190M-3B x 0.5-10x Chinchilla tokens + 1xC reruns (30 runs)",
     load_olmo_ladder,
+)
+_register(
+    "multipower",
+    "lr_schedules/multipower",
+    tuple(f"{size}/{name}.csv" for size in _MULTIPOWER_PARAMS for name in (
+        "constant_24000", "constant_72000", "cosine_24000", "cosine_72000", "wsd_20000_24000", "wsdld_20000_24000",
+        "wsdcon_3", "wsdcon_9", "wsdcon_18")),
+    "Luo et al. 2025 loss curves, 25M and 100M x 9 learning-rate schedules, with per-step lr (18 runs)",
+    load_multipower,
+    schedules=True,
+)
+
+
+# --------------------------------------------------------------------------- learning-rate schedules
+
+
+def load_wsd_horizons(folder: Path, *, loss_name: str = "val_loss") -> pd.DataFrame:
+    """WSD and cosine runs across sizes and horizons (Hagele et al. 2024; Schaipp et al. 2025), 213 W&B exports.
+
+    Every ``*.json`` of the folder and of ``horizon_transfer/`` through
+    :func:`bayeslaw.data.importers.read_wandb_json`: params = summary.parameters, tokens = val iter x
+    102,400 (50 x 2 sequences of 512 tokens x world size 2), loss = val_loss (nats), a rebuilt
+    ``schedule`` per run checked against the logged lr, restarts deduplicated (last attempt kept),
+    cooldown branches joined to their stable-LR parent (the parent's checkpoints before the branch point
+    copied, ``copied`` = True). The importer's report goes to ``attrs["filtering"]`` (what was left
+    out) and ``attrs["corrections"]`` (the rest: conversions, joins, the schedule check).
+    """
+    from bayeslaw.data.importers import read_wandb_json
+
+    _check_loss_name("wsd_horizons", loss_name, {"val_loss"})
+    df = read_wandb_json(folder, source="wsd_horizons")
+    report = df.attrs.pop("import_report")
+    df.attrs.pop("schedule_check", None)  # the same numbers are the schedule_error column
+    df.attrs["filtering"] = [f"wsd_horizons: {line}" for line in report if "left out" in line or "dropped" in line]
+    df.attrs["corrections"] = [f"wsd_horizons: {line}" for line in report
+                               if not ("left out" in line or "dropped" in line)]
+    return df
+
+
+_register(
+    "wsd_horizons",
+    "lr_schedules/wsd_horizons",
+    ("SOURCE.txt",),
+    "Hagele et al. 2024 / Schaipp et al. 2025 WSD and cosine runs, 33M-209M, horizons 3k-200k steps (213 runs)",
+    load_wsd_horizons,
+    schedules=True,
 )

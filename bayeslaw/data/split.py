@@ -25,6 +25,13 @@ def cut_early(
     whole runs under ``min_tokens``: that is the protocol, and the caller sees it in the row count.
     """
     keep = np.ones(len(df), dtype=bool)
+    if min_tokens is not None or min_fraction is not None:
+        unknown = np.flatnonzero(df["tokens"].isna().to_numpy())
+        if unknown.size:
+            runs = sorted(set(df["run"].iloc[unknown]))[:3]
+            raise ValueError(f"cut_early: column 'tokens' is missing at rows {df.index[unknown[:5]].tolist()} "
+                             f"({unknown.size} in all; runs {runs}); a cut in tokens needs them (min_tokens=None, "
+                             f"min_fraction=None to keep every row)")
     if min_tokens is not None:
         keep &= df["tokens"].to_numpy() > min_tokens
     if min_fraction is not None:

@@ -21,7 +21,10 @@ source     str     where the row comes from (a name of ``bayeslaw.data.sources()
 Optional columns where a source has them: ``batch_size`` (tokens per step),
 ``lr``, ``epochs``, ``unique_tokens``, ``outlier`` (bool), ``lineage``, ``run_tokens`` (the run's final
 tokens, where a table holds only part of a run: the fraction of the run a checkpoint sits at is
-tokens / run_tokens; default: the run's last checkpoint in the table).
+tokens / run_tokens; default: the run's last checkpoint in the table), ``schedule`` (the run's learning-rate
+schedule as JSON: :mod:`bayeslaw.data.schedules`). ``tokens`` and ``flops`` may be missing (NaN) on rows
+whose ``step`` is known, for sources that log steps but not tokens per step; laws that read tokens
+refuse those rows.
 """
 
 from __future__ import annotations
@@ -57,8 +60,10 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "outlier": "bool",
     "lineage": "str",
     "run_tokens": "float",
+    "schedule": "str",
 }
 _POSITIVE = ("params", "tokens", "flops", "loss")
+_KNOWN_FROM_STEP = ("tokens", "flops")  # may be missing (NaN) on rows whose step is known
 _SHOW = 5  # how many offending rows an error message lists
 
 
@@ -117,6 +122,9 @@ def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0) -
             continue
         values = out[column]
         missing_rows = out.index[values.isna()]
+        if column in _KNOWN_FROM_STEP and "step" in out.columns:
+            # a source that logs steps but not tokens per step (laws of steps and learning-rate sums need none)
+            missing_rows = missing_rows[pd.to_numeric(out.loc[missing_rows, "step"], errors="coerce").fillna(-1) < 0]
         if len(missing_rows) and column in REQUIRED_COLUMNS:
             raise DataValidationError(
                 f"column '{column}'{_where(name)}: {len(missing_rows)} missing (NaN) value(s) "

@@ -32,6 +32,9 @@ __all__ = ["METHODS", "PointFit", "TooFewPoints", "fit_point", "huber", "grid_lb
 
 HUBER_DELTA = 1e-3
 LINESEARCH_STEPS = 20
+# the smallest batch a round runs: each batch size compiles the round anew (seconds), and a round of
+# 64 starts costs about what one of 1 does, so the last few stragglers share the 64-wide compilation
+MIN_BATCH = 64
 
 
 def huber(r, delta=HUBER_DELTA):
@@ -163,7 +166,9 @@ def _pad_points(data: dict) -> dict:
     """Pad the points to a power of two (>= 64) with zero weight, so fits of different sizes share compilations."""
     n = len(data["loss"])
     size = max(64, 1 << int(np.ceil(np.log2(n))))
-    padded = {k: np.concatenate([np.asarray(v, dtype=float), np.ones(size - n)]) for k, v in data.items()}
+    # padded rows hold ones (a feature matrix's padded row a row of ones): finite, and weighted out
+    padded = {k: np.concatenate([np.asarray(v, dtype=float), np.ones((size - n,) + np.shape(v)[1:])])
+              for k, v in data.items()}
     padded["weight"] = np.concatenate([np.ones(n), np.zeros(size - n)])
     return {k: jnp.asarray(v) for k, v in padded.items()}
 
@@ -178,9 +183,9 @@ def grid_lbfgs(law: Law, starts, data, *, delta=HUBER_DELTA, max_iter=1000, ftol
     All starts advance together in one ``jax.vmap``-ed computation. A vmapped loop runs
     until its slowest member stops, and most starts stop within a few dozen iterations
     while a few wander for hundreds; so the batch runs in rounds of ``round_iters``
-    iterations, and each round keeps only the starts still running, padded to a power of eight:
-    each batch size compiles the round anew (seconds each: the loop holds a zoom line search), and
-    powers of two made the compilations most of a small fit's time.
+    iterations, and each round keeps only the starts still running, padded to a power of eight of at
+    least ``MIN_BATCH``: each batch size compiles the round anew (seconds each: the loop holds a zoom
+    line search), and powers of two made the compilations most of a small fit's time.
 
     Returns (final theta vectors, objective values, gradient norms, iterations), one per start.
     """
@@ -193,7 +198,7 @@ def grid_lbfgs(law: Law, starts, data, *, delta=HUBER_DELTA, max_iter=1000, ftol
     stop_at = 0
     while active.size and stop_at < max_iter:
         stop_at = min(stop_at + round_iters, max_iter)
-        size = min(n, 8 ** int(np.ceil(np.log(active.size) / np.log(8) - 1e-9)))
+        size = min(n, max(MIN_BATCH, 8 ** int(np.ceil(np.log(active.size) / np.log(8) - 1e-9))))
         batch = np.concatenate([active, np.full(size - active.size, active[0])])
         sub = jax.tree.map(lambda leaf: leaf[batch], carry)
         sub, done = _lbfgs_round(law, sub, data, delta, stop_at, ftol, gtol)
@@ -239,12 +244,15 @@ def _fit_hitchhiker(law: Law, data: dict, *, start=None, max_nfev: int | None = 
                          f"method='epoch'")
     start = dict(law.point_start if start is None else start)
     names = law.theta_names
-    x = np.stack([data[k] for k in law.inputs])
+    # curve_fit's x is the row index: the inputs may be matrices per row (a schedule law's design)
+    inputs = {k: jnp.asarray(data[k]) for k in law.inputs}
+    x = np.arange(len(data["loss"]))
     y = data["loss"]
 
-    def model(x, *vector):
+    def model(rows, *vector):
         theta = {n: jnp.asarray(v) for n, v in zip(names, vector, strict=True)}
-        return np.asarray(law.loss(theta, **dict(zip(law.inputs, jnp.asarray(x), strict=True))))
+        rows = np.asarray(rows, dtype=int)  # curve_fit passes x as floats
+        return np.asarray(law.loss(theta, **{k: v[rows] for k, v in inputs.items()}))
 
     lower = [law.lower_bounds.get(n, -np.inf) for n in names]
     p0 = [start[n] for n in names]

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bayeslaw.laws.annealing import ANNEALING
 from bayeslaw.laws.base import C_REF, D_REF, N_REF, S_REF, Law, Sampling, Trajectory
 from bayeslaw.laws.chinchilla import CHINCHILLA
 from bayeslaw.laws.compute import COMPUTE
 from bayeslaw.laws.kaplan import KAPLAN, KAPLAN_E
+from bayeslaw.laws.multipower import MULTIPOWER
 from bayeslaw.laws.su2024 import SU2024
 
 DEFAULT_FORM = "chinchilla"  # the law a fit, a backtest or a plan uses unless told otherwise
@@ -31,7 +33,7 @@ def register(law: Law, *, replace: bool = False) -> Law:
     return law
 
 
-for _law in (CHINCHILLA, KAPLAN, KAPLAN_E, COMPUTE, SU2024):
+for _law in (CHINCHILLA, KAPLAN, KAPLAN_E, COMPUTE, SU2024, MULTIPOWER, ANNEALING):
     register(_law)
 
 
@@ -50,5 +52,5 @@ def forms(where: Callable[[Law], object] = lambda law: True) -> list[str]:
     return sorted(name for name, law in LAWS.items() if where(law))
 
 
-__all__ = ["CHINCHILLA", "COMPUTE", "C_REF", "DEFAULT_FORM", "D_REF", "KAPLAN", "KAPLAN_E", "LAWS", "N_REF",
+__all__ = ["ANNEALING", "CHINCHILLA", "COMPUTE", "MULTIPOWER", "C_REF", "DEFAULT_FORM", "D_REF", "KAPLAN", "KAPLAN_E", "LAWS", "N_REF",
            "SU2024", "S_REF", "Law", "Sampling", "Trajectory", "forms", "get_law", "register"]

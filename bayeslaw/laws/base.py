@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
 __all__ = ["C_REF", "D_REF", "N_REF", "S_REF", "Law", "Sampling", "Trajectory"]
 
@@ -105,6 +106,9 @@ class Law:
         the optimum can be searched numerically where there is no closed form.
     trajectory : Trajectory or None
         Answers about training trajectories (steps, critical batch size); None: not offered.
+    features : tuple of str
+        Inputs that may be zero or hold an array per row (e.g. a schedule law's loss-drop design,
+        (row, bin)): checked finite only. Every other input must be positive.
     """
 
     name: str
@@ -123,6 +127,7 @@ class Law:
     optimal_log_params: Callable | None = None
     numeric_split: bool = False
     trajectory: Trajectory | None = None
+    features: tuple[str, ...] = ()
 
     @property
     def columns_needed(self) -> tuple[str, ...]:
@@ -152,10 +157,13 @@ class Law:
                 raise ValueError(f"{where}: the {self.name} law needs column(s) {missing} (for its input {name!r})")
         # a derived input's own column is passed too where the table has it (e.g. a given flops column)
         present = [c for c in dict.fromkeys([*self.columns_needed, *self.inputs]) if c in df.columns]
-        out = {name: np.asarray(values, dtype=float)
-               for name, values in self.inputs_from({c: df[c].to_numpy(dtype=float) for c in present}).items()}
+        # numeric columns as floats; text ones (a schedule's JSON) as they are, for the derived inputs
+        arrays = {c: df[c].to_numpy(dtype=float) if pd.api.types.is_numeric_dtype(df[c]) else df[c].to_numpy(dtype=object)
+                  for c in present}
+        out = {name: np.asarray(values, dtype=float) for name, values in self.inputs_from(arrays).items()}
         for name, values in out.items():
-            bad = np.flatnonzero(~np.isfinite(values) | (values <= 0))
+            invalid = ~np.isfinite(values) if name in self.features else ~np.isfinite(values) | (values <= 0)
+            bad = np.flatnonzero(invalid.reshape(len(values), -1).any(axis=1))
             if bad.size:
                 rows = df.index[bad[:5]].tolist()
                 raise ValueError(f"{where}: column {'/'.join(needs[name])!r} gives non-positive or missing {name} at "

@@ -1,0 +1,895 @@
+"""Importers for real training logs: each returns the long table of :mod:`bayeslaw.data.validation`.
+
+=================================  ====================================================================
+reader                             input
+=================================  ====================================================================
+:func:`read_wandb_json`            Weights & Biases run exports ``{"name", "config", "summary", "history"}``
+                                   (the llm-baselines format of ``lr_schedules/wsd_horizons``)
+:func:`read_wandb_csv`             a W&B chart export: a step column and ``"<run> - <metric>"`` columns
+:func:`read_tensorboard`           TensorBoard event files (needs ``pip install 'bayeslaw[tb]'``)
+:func:`complete_minimal`           a table ``run, params, tokens, loss`` completed with defaults
+:func:`import_paths`               any of the above, the format detected per path (``bayeslaw import``)
+=================================  ====================================================================
+
+Every importer reports what it read, converted and left out in ``df.attrs["import_report"]`` (a list of
+lines, like the loaders' ``df.attrs["filtering"]``); nothing is dropped silently. Losses are converted
+to nats per token by the metric's name (:func:`loss_to_nats`). The W&B JSON importer also rebuilds each
+run's learning-rate schedule (:class:`bayeslaw.data.schedules.Schedule`, JSON in a ``schedule`` column)
+and checks it against the logged learning rate (``schedule_error``, ``schedule_flag`` columns).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bayeslaw.data.schedules import Schedule
+from bayeslaw.data.validation import validate
+
+__all__ = [
+    "SCHEDULE_TOLERANCE",
+    "ImportFormatError",
+    "MissingExtraError",
+    "complete_minimal",
+    "detect_format",
+    "import_paths",
+    "loss_to_nats",
+    "read_params_sidecar",
+    "read_tensorboard",
+    "read_wandb_csv",
+    "read_wandb_json",
+]
+
+SCHEDULE_TOLERANCE = 1e-3  # max relative error between a rebuilt schedule and the logged lr before a run is flagged
+
+
+class ImportFormatError(ValueError):
+    """An input file is not in the format its importer reads; the message names file, run, column, rows."""
+
+
+class MissingExtraError(ImportError, ValueError):
+    """An optional dependency is not installed; the message names the extra that installs it."""
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def _label(params: float) -> str:
+    """A parameter count as a size label, 3 significant digits: 123,587,328 -> '124M'."""
+    for suffix, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if params >= scale:
+            return f"{params / scale:.3g}{suffix}"
+    return f"{params:.3g}"
+
+
+def _short(names, limit: int = 5) -> str:
+    names = list(names)
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(str(n) for n in names[:limit]) + more
+
+
+_PER_BYTE = re.compile(r"bpb|per[_ -]?byte|bits[_ -]?per[_ -]?char|bpc", re.IGNORECASE)
+_PERPLEXITY = re.compile(r"perplexity|(^|[^a-z])ppl([^a-z]|$)", re.IGNORECASE)
+_BITS = re.compile(r"bits|log2|(^|[^a-z])bpt([^a-z]|$)", re.IGNORECASE)
+
+
+def loss_to_nats(values, metric: str, *, where: str = "") -> tuple[np.ndarray, str]:
+    """Loss values in nats per token, by the metric's name; returns (values, the rule applied).
+
+    Rule (by name, case-insensitive): a name with 'perplexity' or 'ppl' is a perplexity -> ln(ppl);
+    'bits', 'log2' or 'bpt' is bits per token -> x ln 2; 'bpb'/'per byte'/'bpc' is per byte or
+    character, which no table of tokens can use -> error; anything else is taken as nats per token
+    (the cross-entropy PyTorch and JAX report).
+    """
+    values = np.asarray(values, dtype=float)
+    if _PER_BYTE.search(metric):
+        raise ImportFormatError(f"{where}metric {metric!r} is per byte or character, not per token; "
+                                "convert it to nats per token first (bytes per token are not in the log)")
+    if _PERPLEXITY.search(metric):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(values), f"{metric!r} is a perplexity: loss = ln(ppl)"
+    if _BITS.search(metric):
+        return values * math.log(2.0), f"{metric!r} is in bits: loss = bits x ln 2"
+    return values, f"{metric!r} taken as nats per token (no 'perplexity', 'ppl', 'bits' or 'log2' in the name)"
+
+
+def _keep_last_per_step(steps, columns: Mapping[str, Iterable]) -> tuple[pd.DataFrame, int, int]:
+    """One row per step, the last logged attempt's; returns (rows sorted by step, dropped, dropped that differ).
+
+    A restart re-logs steps after resuming from a checkpoint, and an export lists the attempts
+    (runs of increasing steps) in no reliable order (most W&B exports list the final attempt first).
+    A restart resumes from a checkpoint at or after the previous attempt's start, so attempts are
+    ordered in time by (first step, last step); the latest attempt's value is kept for every step.
+    """
+    frame = pd.DataFrame({"step": np.asarray(steps, dtype=float), **{k: list(v) for k, v in columns.items()}})
+    if frame.empty:
+        return frame, 0, 0
+    attempt = np.concatenate([[0], np.cumsum(np.diff(frame["step"].to_numpy()) <= 0)])
+    frame["_attempt"] = attempt
+    frame["_first"] = frame.groupby("_attempt")["step"].transform("first")
+    frame["_last"] = frame.groupby("_attempt")["step"].transform("last")
+    frame["_pos"] = np.arange(len(frame))
+    ordered = frame.sort_values(["_first", "_last", "_attempt", "_pos"], kind="stable")
+    kept = ordered.drop_duplicates("step", keep="last")
+    dropped = ordered.loc[~ordered.index.isin(kept.index)]
+    differ = 0
+    if len(dropped) and columns:
+        first_col = next(iter(columns))
+        final = kept.set_index("step")[first_col]
+        differ = int((dropped[first_col].to_numpy() != final.loc[dropped["step"]].to_numpy()).sum())
+    out = kept.sort_values("step").drop(columns=["_attempt", "_first", "_last", "_pos"]).reset_index(drop=True)
+    return out, len(dropped), differ
+
+
+# --------------------------------------------------------------------------- W&B JSON run exports
+
+_DECAY_TYPES = {None: "linear", "linear": "linear", "sqrt": "1-sqrt", "1-sqrt": "1-sqrt", "cosine": "cosine",
+                "exp": "exponential", "exponential": "exponential"}
+_SHAPE_FAMILY = {"cosine": "cosine", "wsd": "wsd", "constant": "constant", "two_stage": "wsd_twostage"}
+_WORLD = re.compile(r"(?:^|_)ws(\d+)(?:_|$)")
+_JOIN_KEYS = ("n_layer", "n_embd", "n_head", "lr", "dataset", "batch_size", "acc_steps", "sequence_length",
+              "warmup_steps", "model", "vocab_size")
+
+
+def _schedule_from_config(config: Mapping, where: str) -> tuple[Schedule, str | None]:
+    """The run's Schedule from an llm-baselines config, and a note where it is approximate.
+
+    Rules (llm-baselines, src/optim/schedule.py and torch's OneCycleLR as it calls it):
+    - 'cos': cosine from ``lr`` at step warmup_steps - 1 to the final lr at iterations - 1 (torch's
+      OneCycleLR counts from 0; the logs match this to 1e-12, and Schedule(warmup, iterations) only to 1e-2
+      near the end of a cosine to zero); final lr =
+      ``cos_final_lr`` where it is >= 0 (an absolute lr: the logs end at 1e-7 for 1e-7 at every peak),
+      else (-1 or absent) lr / 10 (OneCycleLR's div_factor 1e2 and final_div_factor 0.1).
+    - 'wsd': stable at ``lr``, cooldown over the last int(wsd_fract_decay x iterations) steps (floor,
+      as llm-baselines computes it) to wsd_final_lr_scale x lr, ``decay_type`` linear (default) or
+      sqrt (= 1-sqrt); a cooldown fraction of 0 is a constant lr.
+    - 'wsd_twostage': stable, a linear transition over ``wsd_twostage_transition_steps`` to
+      ``wsd_twostage_factor`` x lr, then a WSD cooldown; Schedule has no such shape, so it is
+      approximated by 'two_stage' (second_lr = factor x lr from transition_after) and flagged by the check.
+    Warmup: linear from lr/100 in llm-baselines (cosine-shaped for 'cos'), linear from 0 in Schedule;
+    the check therefore starts after the warmup.
+    """
+    try:
+        peak, total, warmup = float(config["lr"]), int(config["iterations"]), int(config.get("warmup_steps", 0))
+        scheduler = config.get("scheduler", "cos")
+    except (KeyError, TypeError, ValueError) as error:
+        raise ImportFormatError(f"{where}: config lacks lr/iterations ({error})") from None
+    if scheduler == "cos":
+        final = config.get("cos_final_lr")
+        final = peak / 10.0 if final is None or float(final) < 0 else float(final)
+        # OneCycleLR(total_steps=iterations) ends its warmup at step warmup - 1 and its cosine at
+        # iterations - 1 (phase ends pct_start x total - 1 and total - 1): one step earlier than WSD's lambda
+        return Schedule("cosine", peak, total - 1, max(warmup - 1, 0), final_lr=final), None
+    if scheduler in ("wsd", "wsd_twostage"):
+        fraction = float(config.get("wsd_fract_decay", 0.1))
+        final = float(config.get("wsd_final_lr_scale", 0.0) or 0.0) * peak
+        decay = config.get("decay_type")
+        if decay not in _DECAY_TYPES:
+            known = sorted(k for k in _DECAY_TYPES if k)
+            raise ImportFormatError(f"{where}: unknown decay_type {decay!r}; known: {known}")
+        cooldown = int(fraction * total)  # llm-baselines: n_anneal_steps = int(fract_decay * n_iterations)
+        if scheduler == "wsd_twostage":
+            factor = float(config.get("wsd_twostage_factor", 1.0))
+            after = int(config.get("wsd_twostage_transition_after", total - cooldown))
+            after = min(max(after, warmup), total)
+            note = (f"wsd_twostage (stable, {config.get('wsd_twostage_transition_steps')}-step transition to "
+                    f"{factor:g} x lr at step {after}, then a {fraction:g} cooldown) has no Schedule shape: "
+                    f"approximated as two_stage")
+            return Schedule("two_stage", peak, total, warmup, decay_start=after, second_lr=factor * peak), note
+        if cooldown == 0:
+            return Schedule("constant", peak, total, warmup), None
+        return Schedule("wsd", peak, total, warmup, final_lr=final, decay_start=max(total - cooldown, warmup),
+                        decay_type=_DECAY_TYPES[decay]), None
+    raise ImportFormatError(f"{where}: unknown scheduler {scheduler!r}; known: cos, wsd, wsd_twostage")
+
+
+def _schedule_error(schedule: Schedule, steps: np.ndarray, logged: np.ndarray) -> tuple[float, float]:
+    """Max relative error of the rebuilt lr against the logged lr: (after warmup, during warmup).
+
+    Compared at the logged steps t (the lr logged at iteration t against ``schedule.lr(t)``), except the
+    value logged at the last iteration (the rate after the last step, never used: 0 for a constant run).
+    Relative to the larger of the two values (0 where both are 0).
+    """
+    keep = (steps >= 1) & (steps < schedule.total_steps) & np.isfinite(logged)
+    steps, logged = steps[keep], logged[keep]
+    rebuilt = schedule.lr(steps)
+    scale = np.maximum(np.abs(rebuilt), np.abs(logged))
+    error = np.where(scale > 0, np.abs(rebuilt - logged) / np.where(scale > 0, scale, 1.0), 0.0)
+    after = steps > schedule.warmup_steps
+    return (float(error[after].max()) if after.any() else float("nan"),
+            float(error[~after].max()) if (~after).any() else float("nan"))
+
+
+def _json_files(paths) -> list[Path]:
+    files: list[Path] = []
+    for path in [paths] if isinstance(paths, (str, os.PathLike)) else list(paths):
+        path = Path(path)
+        if path.is_dir():
+            found = sorted(path.rglob("*.json"))
+            if not found:
+                raise ImportFormatError(f"folder {str(path)!r} holds no .json W&B run exports")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"file {str(path)!r} does not exist")
+    return files
+
+
+def _read_export(file: Path) -> dict:
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ImportFormatError(f"{str(file)!r}: not a JSON file ({error})") from None
+    missing = [k for k in ("config", "summary", "history") if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise ImportFormatError(f"{str(file)!r}: not a W&B run export, missing key(s) {missing} "
+                                "(expected {'name', 'config', 'summary', 'history'})")
+    return data
+
+
+def _history_block(history: Mapping, block: str, value_key: str | None, file: Path):
+    """(steps, values, value key) of a history block such as val/val_loss; None when absent."""
+    part = history.get(block)
+    if not isinstance(part, Mapping) or "iter" not in part:
+        return None
+    if value_key is None:
+        return part["iter"], None, None
+    if value_key not in part:
+        return None
+    if len(part[value_key]) != len(part["iter"]):
+        raise ImportFormatError(f"{str(file)!r}: history.{block}.{value_key} has {len(part[value_key])} values "
+                                f"for {len(part['iter'])} iterations")
+    return part["iter"], part[value_key], value_key
+
+
+def _val_loss(history: Mapping, file: Path):
+    """The validation loss block: val_loss (nats), else val_perplexity (converted to nats by its name)."""
+    for key in ("val_loss", "val_perplexity"):
+        found = _history_block(history, "val", key, file)
+        if found:
+            return found
+    val = history.get("val", {})
+    keys = [k for k in val if k != "iter"] if isinstance(val, Mapping) else []
+    raise ImportFormatError(f"{str(file)!r}: no validation loss in history.val (found {keys}; need val_loss "
+                            "or val_perplexity)")
+
+
+def read_wandb_json(paths, *, params: Mapping[str, float] | None = None, family: str | None = None,
+                    source: str = "wandb_json", join_branches: bool = True) -> pd.DataFrame:
+    """W&B run exports (one JSON per run, or folders of them, searched recursively) as a long table.
+
+    Per run (``run`` = the file name without .json): params = summary.parameters (or ``params[run]``);
+    tokens per step = batch_size x acc_steps x sequence_length x world size (world size from 'ws<N>' in
+    the file name, else config.world_size); step = history.val.iter, tokens = step x tokens per step;
+    loss = history.val.val_loss (nats; a perplexity is converted, :func:`loss_to_nats`); seed = config.seed;
+    family = '<dataset>-<schedule shape>' (or ``family``), model = the size label of params (e.g. '124M');
+    lr = the logged learning rate at the step (history.train.train_lr), else the rebuilt schedule's;
+    batch_size = tokens per step; run_tokens = iterations x tokens per step (the planned end of the
+    schedule); ``schedule`` = the run's Schedule as JSON, checked against the logged lr
+    (``schedule_error``: max relative error after warmup; ``schedule_flag``: error > 1e-3 or unchecked).
+
+    Restarts: the last logged attempt's value is kept per step (:func:`_keep_last_per_step`), the dropped
+    duplicates counted per run. Cooldown branches (config.resume_from = '<...>/<parent>/ckpts/<N>', parent
+    another run's file name or W&B name, same model, data, peak lr and batch): the parent's checkpoints
+    before step N (after the parent's own join) are copied into the branch, marked ``copied`` with
+    ``parent_run`` set, so each branch is a whole run; a branch without its parent keeps its own rows.
+    Dropped: checkpoints at step 0 (0 tokens), NaN losses, the one 'final-val' evaluation per run.
+    """
+    files = _json_files(paths)
+    report: list[str] = [f"read {len(files)} W&B run export(s) (JSON)"]
+    runs: dict[str, dict] = {}
+    by_name: dict[str, str] = {}
+    for file in files:
+        data = _read_export(file)
+        run = file.stem
+        if run in runs:
+            raise ImportFormatError(f"two exports are named {run!r}: {str(runs[run]['file'])!r} and {str(file)!r}; "
+                                    "rename one (the file name is the run id)")
+        runs[run] = {"file": file, "data": data}
+        by_name.setdefault(run, run)
+    for run, info in runs.items():  # W&B names second: a file name wins over another run's W&B name
+        name = info["data"].get("name")
+        if isinstance(name, str):
+            by_name.setdefault(name, run)
+
+    per_run: dict[str, dict] = {}
+    conversions: dict[str, int] = {}
+    world_notes: dict[str, int] = {}
+    tokens_notes: dict[str, int] = {}
+    notes: list[str] = []
+    unread: dict[str, int] = {}
+    for run, info in runs.items():
+        file, data = info["file"], info["data"]
+        where = f"{str(file)!r} (run {run!r})"
+        config, summary, history = data["config"], data["summary"], data["history"]
+        value = (params or {}).get(run, summary.get("parameters") if isinstance(summary, Mapping) else None)
+        try:
+            value = None if value is None else float(value)
+        except (TypeError, ValueError):
+            raise ImportFormatError(f"{where}: summary.parameters {value!r} is not a number") from None
+        if value is None or not np.isfinite(value) or value <= 0:
+            raise ImportFormatError(f"{where}: no parameter count (summary.parameters); pass params={{'{run}': N}}")
+        match = _WORLD.search(file.stem)
+        if match:
+            world, origin = int(match.group(1)), f"the file name ('ws{match.group(1)}')"
+            if "world_size" in config and int(config["world_size"]) != world:
+                raise ImportFormatError(f"{where}: world size {world} in the file name but {config['world_size']} "
+                                        "in config.world_size")
+        elif "world_size" in config:
+            world, origin = int(config["world_size"]), "config.world_size (no 'ws<N>' in the file name)"
+        else:
+            world, origin = 1, "neither file name nor config: taken as 1"
+        try:
+            parts = [int(config[k]) for k in ("batch_size", "acc_steps", "sequence_length")]
+        except KeyError as error:
+            raise ImportFormatError(f"{where}: config lacks {error.args[0]!r}, needed for tokens per step") from None
+        per_step = float(np.prod(parts) * world)
+        world_notes[origin] = world_notes.get(origin, 0) + 1
+        tokens_notes[f"{parts[0]} x {parts[1]} x {parts[2]} x {world} = {per_step:,.0f}"] = (
+            tokens_notes.get(f"{parts[0]} x {parts[1]} x {parts[2]} x {world} = {per_step:,.0f}", 0) + 1)
+
+        steps, values, key = _val_loss(history, file)
+        val, dup, differ = _keep_last_per_step(steps, {"value": values})
+        loss, rule = loss_to_nats(val["value"].to_numpy(dtype=float), key, where=f"{where}: ")
+        conversions[rule] = conversions.get(rule, 0) + 1
+        val = val.assign(loss=loss).drop(columns="value")
+        key_used = {"val": key, "train": "train_lr"} | {b: None for b in history if b not in ("val", "train")}
+        train = _history_block(history, "train", "train_lr", file)
+        if train:
+            lr_log, lr_dup, _ = _keep_last_per_step(train[0], {"lr": train[1]})
+        else:
+            lr_log, lr_dup = pd.DataFrame({"step": [], "lr": []}), 0
+        for block, part in history.items():  # what else the export holds, reported as not read
+            if block != "final-val" and isinstance(part, Mapping):
+                for key, values in part.items():
+                    if key not in ("iter", key_used[block]) and isinstance(values, list) and len(values):
+                        unread[f"history.{block}.{key}"] = unread.get(f"history.{block}.{key}", 0) + 1
+        final_val = history.get("final-val", {})
+        n_final = len(final_val.get("iter", [])) if isinstance(final_val, Mapping) else 0
+        schedule, note = _schedule_from_config(config, where)
+        if note:
+            notes.append(f"{run}: {note}")
+        shape_family = _SHAPE_FAMILY[schedule.shape]
+        per_run[run] = {
+            "file": file, "config": config, "params": float(value), "per_step": per_step, "val": val,
+            "iterations": int(config["iterations"]),
+            "lr_log": lr_log, "dup": dup, "differ": differ, "lr_dup": lr_dup, "final_val": n_final,
+            "schedule": schedule, "family": family or f"{config.get('dataset', 'unknown')}-{shape_family}",
+            "seed": int(config.get("seed", 0) or 0), "name": data.get("name"),
+        }
+
+    # ---- cooldown branches: join each to its parent (parents first, so a chain is joined whole)
+    joined, zero, unjoined, restarts, mismatched = [], [], [], [], []
+    parent_of: dict[str, tuple[str, int]] = {}
+    for run, info in per_run.items():
+        resume = info["config"].get("resume_from")
+        if not resume or not isinstance(resume, str):
+            continue
+        parts = resume.rstrip("/").split("/")
+        try:
+            point = int(parts[-1])
+            folder = parts[-3] if parts[-2] == "ckpts" else parts[-2]
+        except (ValueError, IndexError):
+            unjoined.append(f"{run} (resume_from {resume!r} not '<...>/<run>/ckpts/<step>')")
+            continue
+        if folder in (run, info["name"]):
+            restarts.append(run)
+            continue
+        parent = by_name.get(folder)
+        if parent is None:
+            unjoined.append(f"{run} (parent {folder!r} not among the files)")
+            continue
+        differs = [k for k in _JOIN_KEYS if per_run[parent]["config"].get(k) != info["config"].get(k)]
+        if differs:
+            mismatched.append(f"{run} (parent {parent!r} differs in {differs})")
+            continue
+        parent_of[run] = (parent, point)
+
+    done: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+
+    def whole(run: str, seen: tuple = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(val rows, logged lr) of ``run`` with its ancestors' rows before each branch point."""
+        if run in done:
+            return done[run]
+        if run in seen:
+            raise ImportFormatError(f"runs {list(seen)} resume from each other in a cycle")
+        info = per_run[run]
+        val = info["val"].assign(copied=False, parent_run=None)
+        lr_log = info["lr_log"]
+        if run in parent_of:
+            parent, point = parent_of[run]
+            pval, plr = whole(parent, (*seen, run))
+            first = val["step"].min() if len(val) else np.inf
+            take = pval.loc[(pval["step"] < point) & (pval["step"] < first)].assign(copied=True, parent_run=parent)
+            if point == 0:
+                zero.append(run)
+            else:
+                joined.append((run, parent, point, len(take)))
+            val = pd.concat([take, val], ignore_index=True)
+            val["parent_run"] = parent
+            lr_first = lr_log["step"].min() if len(lr_log) else np.inf
+            lr_log = pd.concat([plr.loc[(plr["step"] <= point) & (plr["step"] < lr_first)], lr_log], ignore_index=True)
+        done[run] = (val, lr_log)
+        return done[run]
+
+    frames, lr_filled = [], 0
+    check: dict[str, tuple[float, float]] = {}
+    for run, info in per_run.items():
+        val, lr_log = whole(run) if join_branches else (info["val"].assign(copied=False, parent_run=None),
+                                                       info["lr_log"])
+        schedule = info["schedule"]
+        logged = lr_log.set_index("step")["lr"].astype(float) if len(lr_log) else pd.Series(dtype=float)
+        check[run] = (_schedule_error(schedule, logged.index.to_numpy(dtype=float), logged.to_numpy(dtype=float))
+                      if len(logged) else (float("nan"), float("nan")))
+        lr = np.array(logged.reindex(val["step"]).to_numpy(dtype=float), copy=True)
+        fill = ~np.isfinite(lr)
+        lr[fill] = schedule.lr(val["step"].to_numpy(dtype=float)[fill])
+        lr_filled += int(fill.sum())
+        per_step = info["per_step"]
+        frames.append(pd.DataFrame({
+            "family": info["family"], "model": _label(info["params"]), "run": run, "seed": info["seed"],
+            "params": info["params"], "tokens": val["step"].to_numpy(dtype=float) * per_step,
+            "step": val["step"].astype(int), "loss": val["loss"].to_numpy(dtype=float), "loss_name": "val_loss",
+            "source": source, "batch_size": per_step, "lr": lr, "run_tokens": info["iterations"] * per_step,
+            "schedule": schedule.to_json(), "peak_lr": schedule.peak_lr,
+            "schedule_error": check[run][0], "schedule_flag": not check[run][0] <= SCHEDULE_TOLERANCE,
+            "copied": val["copied"].to_numpy(dtype=bool), "parent_run": val["parent_run"].to_numpy(dtype=object),
+        }))
+    df = pd.concat(frames, ignore_index=True)
+    df["flops"] = 6.0 * df["params"] * df["tokens"]
+
+    # ---- what was left out
+    at_zero = df["tokens"] <= 0
+    nan_loss = ~np.isfinite(df["loss"].to_numpy(dtype=float))
+    left = []
+    if at_zero.any():
+        left.append(f"left out {int(at_zero.sum())} checkpoint(s) at step 0 in {df.loc[at_zero, 'run'].nunique()} "
+                    "run(s): 0 tokens (the initial model), and the table needs tokens > 0")
+    if (nan_loss & ~at_zero).any():
+        bad = nan_loss & ~at_zero
+        left.append(f"left out {int(bad.sum())} checkpoint(s) with a missing/NaN loss (runs "
+                    f"{_short(df.loc[bad, 'run'].unique())})")
+    df = df.loc[~at_zero & ~nan_loss].reset_index(drop=True)
+    n_final = sum(i["final_val"] for i in per_run.values())
+    if n_final:
+        left.append(f"left out {n_final} 'final-val' evaluation(s) (at a run's last iteration, on a larger "
+                    "evaluation set than val_loss's, so not the same metric; repeated after restarts)")
+
+    # ---- report
+    report.append(f"{df['run'].nunique()} runs, {len(df)} rows; families: "
+                  + ", ".join(f"{k} ({v} runs)" for k, v in df.groupby("family")["run"].nunique().items()))
+    report.append("params from summary.parameters" + (" (or the params= given)" if params else "")
+                  + f": {_short(df.groupby('model')['params'].first().sort_values().index, 12)}")
+    report.append("tokens per step = batch_size x acc_steps x sequence_length x world size: "
+                  + "; ".join(f"{k} ({v} runs)" for k, v in tokens_notes.items())
+                  + "; world size from " + "; ".join(f"{k} ({v} runs)" for k, v in world_notes.items()))
+    report.extend(f"loss: {rule} ({n} runs)" for rule, n in conversions.items())
+    dups = {r: (i["dup"], i["differ"]) for r, i in per_run.items() if i["dup"]}
+    if dups:
+        report.append(f"restarts: {len(dups)} run(s) log some steps more than once; kept the last logged attempt per "
+                      f"step and dropped {sum(d for d, _ in dups.values())} duplicate checkpoint(s) "
+                      f"({sum(x for _, x in dups.values())} with a different loss than the kept one); per run:")
+        report.extend(f"  {r}: {d} duplicate(s) dropped ({x} differing)" for r, (d, x) in dups.items())
+    lr_dups = sum(i["lr_dup"] for i in per_run.values())
+    if lr_dups:
+        report.append(f"restarts: {lr_dups} duplicated logged-lr value(s) dropped the same way (last attempt kept)")
+    if restarts:
+        report.append(f"{len(restarts)} run(s) resume from their own checkpoint (a restart, nothing to join): "
+                      f"{_short(restarts)}")
+    copied = df.loc[df["copied"]].groupby("run").size()  # counted after the step-0 rows are left out
+    joined = [(r, p, k, int(copied.get(r, 0))) for r, p, k, _ in joined]
+    if joined:
+        report.append(f"cooldown branches joined to their parent: {len(joined)}, {sum(n for *_, n in joined)} parent "
+                      "checkpoint(s) copied before the branch point (column copied = True, parent_run = the parent); "
+                      "each branch keeps its own run name:")
+        report.extend(f"  {r} <- {p} before step {k}: {n} checkpoint(s)" for r, p, k, n in joined)
+    if zero:
+        report.append(f"{len(zero)} branch(es) resume from their parent's step-0 checkpoint and log from step 0: "
+                      f"nothing copied ({_short(zero)})")
+    for text, group in (("no parent file", unjoined), ("parent config differs", mismatched)):
+        if group:
+            report.append(f"{len(group)} branch(es) not joined ({text}); kept with their own rows only, run_tokens = "
+                          "their final tokens: " + "; ".join(group))
+    if not join_branches:
+        report.append("branches not joined (join_branches=False)")
+    report.extend(left)
+    if unread:
+        report.append("not read (other metrics): " + ", ".join(f"{k} ({v} runs)" for k, v in sorted(unread.items())))
+    report.append(f"lr: the logged train_lr at each checkpoint's step; the rebuilt schedule's at {lr_filled} "
+                  "checkpoint(s) without a logged lr")
+    errors = {r: e for r, (e, _) in check.items()}
+    flagged = {r: e for r, e in errors.items() if not e <= SCHEDULE_TOLERANCE}
+    ok = [e for e in errors.values() if e <= SCHEDULE_TOLERANCE]
+    report.append(f"schedule check (rebuilt Schedule vs logged lr after warmup, relative): {len(ok)} of {len(errors)} "
+                  f"run(s) within {SCHEDULE_TOLERANCE:g} (max {max(ok) if ok else float('nan'):.2g})"
+                  + (f"; {len(flagged)} flagged (schedule_flag = True):" if flagged else ""))
+    report.extend(f"  FLAGGED {r}: max relative error {e:.3g}" + ("" if np.isfinite(e) else " (no logged lr)")
+                  for r, e in flagged.items())
+    warm = [w for _, w in check.values() if np.isfinite(w)]
+    if warm:
+        report.append(f"warmup not checked: logged warmup starts at lr/100 (cosine-shaped for 'cos'), Schedule's at 0 "
+                      f"(max relative difference in warmup {max(warm):.2g})")
+    report.extend(notes)
+    df.attrs["import_report"] = report
+    df.attrs["schedule_check"] = {r: (None if not np.isfinite(e) else e) for r, e in errors.items()}
+    return validate(df, name=f"W&B export(s) {_short(str(p) for p in files[:1])}" + (" ..." if len(files) > 1 else ""))
+
+
+# --------------------------------------------------------------------------- params for CSV / TensorBoard
+
+
+def read_params_sidecar(path: str | os.PathLike) -> pd.DataFrame:
+    """A small CSV ``run,params[,tokens_per_step,family]`` (one row per run) for chart exports and TensorBoard."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sidecar file {str(path)!r} does not exist")
+    table = pd.read_csv(path)
+    missing = [c for c in ("run", "params") if c not in table.columns]
+    if missing:
+        raise ImportFormatError(f"sidecar {str(path)!r}: missing column(s) {missing}; need run,params"
+                                "[,tokens_per_step,family]")
+    table["run"] = table["run"].astype(str)
+    dup = table.index[table["run"].duplicated()]
+    if len(dup):
+        raise ImportFormatError(f"sidecar {str(path)!r}: run {table.loc[dup[0], 'run']!r} listed twice (lines "
+                                f"{[int(i) + 2 for i in dup[:5]]})")
+    for column in ("params", "tokens_per_step"):
+        if column in table.columns:
+            numbers = pd.to_numeric(table[column], errors="coerce")
+            bad = table.index[~(numbers > 0)]
+            if len(bad):
+                raise ImportFormatError(f"sidecar {str(path)!r}, column {column!r}: need positive numbers (lines "
+                                        f"{[int(i) + 2 for i in bad[:5]]})")
+            table[column] = numbers.astype(float)
+    return table.set_index("run")
+
+
+def _run_settings(runs, where: str, params, sidecar, tokens_per_step, family) -> dict[str, dict]:
+    """params, tokens per step and family of each run: ``params``/``tokens_per_step`` dicts, then the sidecar."""
+    side = read_params_sidecar(sidecar) if sidecar is not None and not isinstance(sidecar, pd.DataFrame) else sidecar
+    out, missing, no_tokens = {}, [], []
+    for run in runs:
+        row = side.loc[run] if side is not None and run in side.index else None
+        value = (params or {}).get(run, None if row is None else row["params"])
+        if isinstance(tokens_per_step, Mapping):
+            per_step = tokens_per_step.get(run)
+        else:
+            per_step = tokens_per_step
+        if per_step is None and row is not None and "tokens_per_step" in row.index and pd.notna(row["tokens_per_step"]):
+            per_step = row["tokens_per_step"]
+        fam = row["family"] if row is not None and "family" in row.index and pd.notna(row["family"]) else family
+        if value is None:
+            missing.append(run)
+        if per_step is None:
+            no_tokens.append(run)
+        out[run] = {"params": value, "per_step": per_step, "family": fam or "default"}
+    if missing:
+        raise ImportFormatError(f"{where}: no parameter count for run(s) {_short(missing)}; give --params RUN=N "
+                                "(params={'RUN': N}) or a sidecar CSV run,params[,tokens_per_step,family]")
+    if no_tokens:
+        raise ImportFormatError(f"{where}: no tokens per step for run(s) {_short(no_tokens)}; give --tokens-per-step "
+                                "(tokens_per_step=) or a tokens_per_step column in the sidecar")
+    return out
+
+
+def _long_from_curves(curves: pd.DataFrame, settings: dict, where: str, source: str,
+                      report: list[str]) -> pd.DataFrame:
+    """curves (run, metric, step, value, [lr]) -> the long table: dedup steps, convert units, drop step 0/NaN."""
+    frames, dup_lines, rules = [], [], {}
+    for (run, metric), group in curves.groupby(["run", "metric"], sort=False):
+        kept, dup, differ = _keep_last_per_step(group["step"], {"value": group["value"]})
+        if dup:
+            dup_lines.append(f"  {run} / {metric}: {dup} duplicate step(s) dropped ({differ} differing), last kept")
+        loss, rule = loss_to_nats(kept["value"].to_numpy(dtype=float), metric, where=f"{where}, run {run!r}: ")
+        rules[rule] = rules.get(rule, 0) + 1
+        info = settings[run]
+        frames.append(pd.DataFrame({
+            "family": info["family"], "model": _label(float(info["params"])), "run": run, "seed": 0,
+            "params": float(info["params"]), "tokens": kept["step"].to_numpy(dtype=float) * float(info["per_step"]),
+            "step": kept["step"].astype(int), "loss": loss, "loss_name": metric, "source": source,
+            "batch_size": float(info["per_step"]),
+        }))
+    df = pd.concat(frames, ignore_index=True)
+    df["flops"] = 6.0 * df["params"] * df["tokens"]
+    if dup_lines:
+        report.append(f"restarts: {len(dup_lines)} curve(s) log a step more than once; last logged kept:")
+        report.extend(dup_lines)
+    report.extend(f"loss: {rule} ({n} curve(s))" for rule, n in rules.items())
+    at_zero = df["tokens"] <= 0
+    bad = ~np.isfinite(df["loss"].to_numpy(dtype=float)) & ~at_zero
+    if at_zero.any():
+        report.append(f"left out {int(at_zero.sum())} checkpoint(s) at step <= 0 (no tokens seen yet)")
+    if bad.any():
+        report.append(f"left out {int(bad.sum())} checkpoint(s) with a NaN or non-positive-perplexity loss (runs "
+                      f"{_short(df.loc[bad, 'run'].unique())})")
+    df = df.loc[~at_zero & ~bad].reset_index(drop=True)
+    report.append(f"{df['run'].nunique()} run(s), {len(df)} rows; tokens = step x tokens per step; flops = 6ND; seed 0")
+    return df
+
+
+# --------------------------------------------------------------------------- W&B CSV chart export
+
+_STEP_NAMES = ("step", "_step", "global_step", "trainer/global_step", "iter", "iteration")
+
+
+def read_wandb_csv(path: str | os.PathLike, *, params: Mapping[str, float] | None = None, sidecar=None,
+                   tokens_per_step: float | Mapping[str, float] | None = None, family: str | None = None,
+                   source: str | None = None) -> pd.DataFrame:
+    """A W&B chart export (wide CSV) as a long table.
+
+    Columns: a step column ('Step', '_step', 'global_step', ...) and one per run and metric named
+    ``"<run> - <metric>"``; the ``__MIN``/``__MAX`` columns W&B adds (the band of a smoothed or sampled
+    chart) are left out and counted. No model size is in the file: params come from ``params={run: N}``
+    or the ``sidecar`` CSV (run,params[,tokens_per_step,family]); tokens = step x tokens per step. Each
+    metric becomes its own ``loss_name``, in nats (:func:`loss_to_nats`). Empty cells (steps a run did not
+    log) are skipped, duplicated steps keep the last row; both are reported in ``attrs["import_report"]``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"file {str(path)!r} does not exist")
+    where = f"{str(path)!r}"
+    raw = pd.read_csv(path)
+    lower = {c.lower(): c for c in raw.columns}
+    step_col = next((lower[n] for n in _STEP_NAMES if n in lower), None)
+    if step_col is None:
+        raise ImportFormatError(f"{where}: no step column (looked for {list(_STEP_NAMES)}, any case); "
+                                f"columns: {_short(raw.columns, 8)}")
+    steps = pd.to_numeric(raw[step_col], errors="coerce")
+    if steps.isna().any():
+        rows = [int(i) + 2 for i in raw.index[steps.isna()][:5]]
+        raise ImportFormatError(f"{where}, column {step_col!r}: non-numeric or empty step(s) (lines {rows})")
+    report = [f"read {where}: W&B chart export, {len(raw)} rows, step column {step_col!r}"]
+    bands = [c for c in raw.columns if c.endswith(("__MIN", "__MAX"))]
+    other = [c for c in raw.columns if c != step_col and c not in bands and " - " not in c]
+    curves_cols = [c for c in raw.columns if c != step_col and c not in bands and " - " in c]
+    if bands:
+        report.append(f"left out {len(bands)} __MIN/__MAX column(s) (W&B's band around a smoothed or sampled curve, "
+                      "not a logged value)")
+    if other:
+        report.append(f"left out {len(other)} column(s) not named '<run> - <metric>': {_short(other)}")
+    if not curves_cols:
+        raise ImportFormatError(f"{where}: no '<run> - <metric>' columns (columns: {_short(raw.columns, 8)})")
+    long, empty = [], 0
+    for column in curves_cols:
+        run, metric = column.rsplit(" - ", 1)
+        values = pd.to_numeric(raw[column], errors="coerce")
+        text_bad = raw.index[values.isna() & raw[column].notna() & (raw[column].astype(str).str.strip() != "")]
+        if len(text_bad):
+            raise ImportFormatError(f"{where}, column {column!r}: non-numeric value(s) (lines "
+                                    f"{[int(i) + 2 for i in text_bad[:5]]})")
+        present = values.notna()
+        empty += int((~present).sum())
+        long.append(pd.DataFrame({"run": run.strip(), "metric": metric.strip(), "step": steps[present],
+                                  "value": values[present]}))
+    if empty:
+        report.append(f"skipped {empty} empty cell(s) (steps at which a run logged nothing)")
+    curves = pd.concat(long, ignore_index=True)
+    settings = _run_settings(curves["run"].unique(), where, params, sidecar, tokens_per_step, family)
+    df = _long_from_curves(curves, settings, where, source or path.name, report)
+    df.attrs["import_report"] = report
+    return validate(df, name=where)
+
+
+# --------------------------------------------------------------------------- TensorBoard
+
+
+def _event_accumulator():
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        raise MissingExtraError("reading TensorBoard event files needs the 'tb' extra: pip install 'bayeslaw[tb]' "
+                                "(installs tensorboard)") from None
+    return EventAccumulator
+
+
+_LOSS_TAG = re.compile(r"loss|perplexity|ppl|cross[_-]?entropy", re.IGNORECASE)
+_LR_TAG = re.compile(r"(^|[/_])(lr|learning[_-]?rate)", re.IGNORECASE)
+
+
+def _event_files(path: Path) -> list[Path]:
+    if path.is_file():
+        if "tfevents" not in path.name:
+            raise ImportFormatError(f"{str(path)!r}: not a TensorBoard event file (no 'tfevents' in the name)")
+        return [path]
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*tfevents*") if p.is_file())
+        if not found:
+            raise ImportFormatError(f"folder {str(path)!r} holds no TensorBoard event files (*tfevents*)")
+        return found
+    raise FileNotFoundError(f"file {str(path)!r} does not exist")
+
+
+def read_tensorboard(path: str | os.PathLike, *, tags: Iterable[str] | None = None,
+                     params: Mapping[str, float] | None = None, sidecar=None,
+                     tokens_per_step: float | Mapping[str, float] | None = None, family: str | None = None,
+                     source: str | None = None) -> pd.DataFrame:
+    """TensorBoard event files (a file, or a folder searched recursively) as a long table.
+
+    A run is the folder holding its event files (relative to ``path``; several files in one folder,
+    e.g. after a restart, are one run, ordered by wall time, the last logged value per step kept).
+    Loss curves: the scalar ``tags`` given, else every tag with 'loss', 'perplexity', 'ppl' or
+    'cross_entropy' in its name (each its own ``loss_name``, in nats); a learning-rate tag ('lr',
+    'learning_rate') fills the ``lr`` column; other tags are left out and listed. Params and tokens per
+    step as for :func:`read_wandb_csv`. Reads through tensorboard's EventAccumulator (extra ``[tb]``).
+    """
+    accumulator = _event_accumulator()
+    path = Path(path)
+    files = _event_files(path)
+    base = path if path.is_dir() else path.parent
+    report = [f"read {len(files)} TensorBoard event file(s) under {str(path)!r}"]
+    rows, lr_rows, skipped = [], [], set()
+    for file in files:
+        rel = file.parent.relative_to(base).as_posix() if file.parent != base else (base.name or "run")
+        acc = accumulator(str(file), size_guidance={"scalars": 0, "tensors": 0})
+        try:
+            acc.Reload()
+        except Exception as error:  # a corrupt or truncated file: name it
+            raise ImportFormatError(f"{str(file)!r}: cannot read TensorBoard events ({error})") from None
+        scalars = {t: [(e.wall_time, e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags().get("scalars", [])}
+        for tag in acc.Tags().get("tensors", []):  # TF2 writes scalars as 0-d tensors
+            from tensorboard.util import tensor_util
+            events = []
+            for e in acc.Tensors(tag):
+                value = tensor_util.make_ndarray(e.tensor_proto)
+                if value.size == 1:
+                    events.append((e.wall_time, e.step, float(value.reshape(-1)[0])))
+            if events:
+                scalars.setdefault(tag, events)
+        for tag, events in scalars.items():
+            wanted = tag in set(tags) if tags is not None else bool(_LOSS_TAG.search(tag))
+            target = rows if wanted else (lr_rows if _LR_TAG.search(tag) else None)
+            if target is None:
+                skipped.add(tag)
+                continue
+            target.extend({"run": rel, "metric": tag, "wall": w, "step": s, "value": v} for w, s, v in events)
+    if tags is not None:
+        found = {r["metric"] for r in rows}
+        missing = [t for t in tags if t not in found]
+        if missing:
+            raise ImportFormatError(f"{str(path)!r}: tag(s) {missing} not found; scalar tags: "
+                                    f"{_short(sorted(found | skipped | {r['metric'] for r in lr_rows}), 12)}")
+    if not rows:
+        raise ImportFormatError(f"{str(path)!r}: no loss tags (names with 'loss', 'perplexity', 'ppl'); scalar tags: "
+                                f"{_short(sorted(skipped | {r['metric'] for r in lr_rows}), 12)}; pass tags=[...]")
+    if skipped:
+        report.append(f"left out {len(skipped)} non-loss scalar tag(s): {_short(sorted(skipped), 8)}")
+    curves = pd.DataFrame(rows).sort_values(["run", "metric", "wall"], kind="stable")
+    settings = _run_settings(curves["run"].unique(), f"{str(path)!r}", params, sidecar, tokens_per_step, family)
+    df = _long_from_curves(curves, settings, f"{str(path)!r}", source or "tensorboard", report)
+    if lr_rows:
+        lr = pd.DataFrame(lr_rows).sort_values(["run", "wall"], kind="stable").drop_duplicates(["run", "step"],
+                                                                                             keep="last")
+        df = df.merge(lr[["run", "step", "value"]].rename(columns={"value": "lr"}), on=["run", "step"], how="left")
+        report.append(f"lr from tag(s) {_short(sorted({r['metric'] for r in lr_rows}))} at "
+                      f"{int(df['lr'].notna().sum())} of {len(df)} checkpoints")
+    df.attrs["import_report"] = report
+    return validate(df, name=f"{str(path)!r}")
+
+
+# --------------------------------------------------------------------------- minimal tables
+
+
+def complete_minimal(df: pd.DataFrame, *, source: str = "user", family: str = "default",
+                     name: str | None = None) -> pd.DataFrame:
+    """A minimal table ``run, params, tokens, loss`` (optionally family, step, ...) completed to the schema.
+
+    Defaults for the columns it lacks: family 'default', model = size label of params (e.g. '124M'),
+    seed 0, step -1, flops = 6 N D, loss_name 'loss' (taken as nats), source ``source`` (family ``family``
+    where given). Columns it has
+    are kept; the filled ones are listed in ``attrs["import_report"]``.
+    """
+    missing = [c for c in ("run", "params", "tokens", "loss") if c not in df.columns]
+    where = f" in {name}" if name else ""
+    if missing:
+        raise ImportFormatError(f"missing column(s) {missing}{where}; a minimal table needs run, params, tokens, loss "
+                                "(optionally family, step)")
+    out = df.copy()
+    params = pd.to_numeric(out["params"], errors="coerce")
+    tokens = pd.to_numeric(out["tokens"], errors="coerce")
+    defaults = {
+        "family": lambda: family,
+        "model": lambda: params.map(lambda p: _label(p) if np.isfinite(p) and p > 0 else "unknown"),
+        "seed": lambda: 0, "step": lambda: -1, "flops": lambda: 6.0 * params * tokens,
+        "loss_name": lambda: "loss", "source": lambda: source,
+    }
+    filled = []
+    for column, make in defaults.items():
+        if column not in out.columns:
+            out[column] = make()
+            filled.append(column)
+    report = [f"minimal table{where}: {len(out)} rows, {out['run'].nunique()} run(s)",
+              "filled with defaults: " + (", ".join(filled) if filled else "nothing (all columns given)")
+              + f" (family {family!r}, model = size label, seed 0, step -1, flops 6ND, loss_name 'loss', source "
+              f"{source!r})"]
+    out = validate(out, name=name)
+    out.attrs["import_report"] = report
+    return out
+
+
+# --------------------------------------------------------------------------- format detection
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """'wandb_json', 'wandb_csv', 'tensorboard' or 'table' (a minimal/complete CSV or parquet) for ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        has_json = next(path.rglob("*.json"), None) is not None
+        has_tb = next((p for p in path.rglob("*tfevents*") if p.is_file()), None) is not None
+        if has_json and has_tb:
+            raise ImportFormatError(f"folder {str(path)!r} holds both .json exports and TensorBoard events; "
+                                    "give the subfolders one at a time")
+        if has_json:
+            return "wandb_json"
+        if has_tb:
+            return "tensorboard"
+        raise ImportFormatError(f"folder {str(path)!r} holds neither .json W&B exports nor TensorBoard event files")
+    if not path.exists():
+        raise FileNotFoundError(f"file {str(path)!r} does not exist")
+    if "tfevents" in path.name:
+        return "tensorboard"
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return "wandb_json"
+    if suffix in (".parquet", ".pq"):
+        return "table"
+    if suffix in (".csv", ".gz", ".txt"):
+        header = pd.read_csv(path, nrows=0).columns
+        if any(" - " in str(c) for c in header):
+            return "wandb_csv"
+        return "table"
+    raise ImportFormatError(f"{str(path)!r}: unknown input type {suffix!r}; give a W&B .json export (or a folder of "
+                            "them), a W&B chart .csv, a TensorBoard events file/folder, or a .csv/.parquet table")
+
+
+def _read_table_file(path: Path, source: str | None, family: str | None) -> pd.DataFrame:
+    raw = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+    return complete_minimal(raw, source=source or path.name, family=family or "default", name=f"file {str(path)!r}")
+
+
+def import_paths(paths, *, params: Mapping[str, float] | None = None, sidecar=None,
+                 tokens_per_step: float | Mapping[str, float] | None = None, family: str | None = None,
+                 source: str | None = None) -> pd.DataFrame:
+    """Import every path (format detected per path, :func:`detect_format`) into one validated table.
+
+    W&B JSON paths are read together, so that a cooldown branch finds its parent in another path.
+    ``attrs["import_report"]`` holds every importer's lines, each prefixed by its format.
+    """
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+    if not paths:
+        raise ImportFormatError("no input paths given")
+    formats = {p: detect_format(p) for p in paths}
+    side = read_params_sidecar(sidecar) if sidecar is not None else None
+    frames = []
+    json_paths = [p for p in paths if formats[p] == "wandb_json"]
+    if json_paths:
+        frames.append(("wandb_json", read_wandb_json(json_paths, params=params, family=family,
+                                                     source=source or "wandb_json")))
+    for p in paths:
+        kind = formats[p]
+        if kind == "wandb_csv":
+            frames.append((kind, read_wandb_csv(p, params=params, sidecar=side, tokens_per_step=tokens_per_step,
+                                                family=family, source=source)))
+        elif kind == "tensorboard":
+            frames.append((kind, read_tensorboard(p, params=params, sidecar=side, tokens_per_step=tokens_per_step,
+                                                  family=family, source=source)))
+        elif kind == "table":
+            frames.append((kind, _read_table_file(p, source, family)))
+    report = [f"{kind}: {line}" for kind, frame in frames for line in frame.attrs.get("import_report", [])]
+    for _, frame in frames:
+        frame.attrs = {}
+    table = pd.concat([f for _, f in frames], ignore_index=True)
+    dup_runs = table.groupby("run")["source"].nunique()
+    if (dup_runs > 1).any():
+        raise ImportFormatError(f"run name(s) {_short(dup_runs.index[dup_runs > 1])} appear in more than one input; "
+                                "rename the runs (e.g. a sidecar per input)")
+    out = validate(table, name="the imported table")
+    out.attrs["import_report"] = report
+    return out

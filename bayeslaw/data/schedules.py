@@ -1,0 +1,142 @@
+"""Learning-rate schedules: a run's learning rate at every optimizer step, rebuilt from a short description.
+
+A :class:`Schedule` is stored in a table as JSON in a ``schedule`` column (the same string on every
+row of a run), so that a table of checkpoints carries what schedule-aware laws need without a row per
+step. Shapes, with W warmup steps (linear from 0 to the peak), T total steps, peak lr eta_max and final
+lr eta_min, for steps t = 1..T:
+
+    constant    eta_max after warmup
+    cosine      eta_min + (eta_max - eta_min) (1 + cos(pi (t - W) / (T - W))) / 2
+    linear      eta_max + (eta_min - eta_max) (t - W) / (T - W)
+    wsd         eta_max until the cooldown starts at step T_d, then decays to eta_min at T by ``decay_type``:
+                linear, exponential (eta_max (eta_min / eta_max)^u), cosine, or 1-sqrt
+                (eta_min + (eta_max - eta_min)(1 - sqrt(u))), u = (t - T_d) / (T - T_d)
+    two_stage   eta_max until step T_d, then ``second_lr`` to the end
+
+The cooldown start is ``decay_start`` (the first step at the decayed rate) or, for WSD, derived from a
+cooldown fraction: T_d = T - round(fraction T).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Literal, get_args
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["DecayType", "Schedule", "ScheduleShape", "run_schedules"]
+
+ScheduleShape = Literal["constant", "cosine", "linear", "wsd", "two_stage"]
+DecayType = Literal["linear", "exponential", "cosine", "1-sqrt"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A learning-rate schedule: ``lr(steps)`` for steps 1..``total_steps`` (see the module docstring)."""
+
+    shape: ScheduleShape
+    peak_lr: float
+    total_steps: int
+    warmup_steps: int = 0
+    final_lr: float = 0.0
+    decay_start: int | None = None
+    decay_type: DecayType = "linear"
+    second_lr: float | None = None
+
+    def __post_init__(self):
+        if self.shape not in get_args(ScheduleShape):
+            raise ValueError(f"schedule: unknown shape {self.shape!r}; valid: {list(get_args(ScheduleShape))}")
+        if self.decay_type not in get_args(DecayType):
+            raise ValueError(f"schedule: unknown decay_type {self.decay_type!r}; valid: {list(get_args(DecayType))}")
+        if not (self.peak_lr > 0 and self.final_lr >= 0):
+            raise ValueError(f"schedule: need peak_lr > 0 and final_lr >= 0, found {self.peak_lr}, {self.final_lr}")
+        if not 0 <= self.warmup_steps < self.total_steps:
+            raise ValueError(f"schedule: need 0 <= warmup_steps < total_steps, found {self.warmup_steps}, {self.total_steps}")
+        if self.shape in ("wsd", "two_stage"):
+            if self.decay_start is None or not self.warmup_steps <= self.decay_start <= self.total_steps:
+                raise ValueError(f"schedule: a {self.shape} schedule needs decay_start between warmup_steps "
+                                 f"({self.warmup_steps}) and total_steps ({self.total_steps}), found {self.decay_start}")
+        if self.shape == "two_stage" and not (self.second_lr is not None and self.second_lr >= 0):
+            raise ValueError("schedule: a two_stage schedule needs second_lr >= 0")
+        if self.shape == "wsd" and self.decay_type == "exponential" and self.final_lr <= 0:
+            raise ValueError("schedule: an exponential cooldown needs final_lr > 0")
+
+    @classmethod
+    def wsd(cls, peak_lr: float, total_steps: int, cooldown_fraction: float, *, warmup_steps: int = 0,
+            final_lr: float = 0.0, decay_type: DecayType = "linear") -> Schedule:
+        """Warmup-stable-decay with the last ``cooldown_fraction`` of the steps in the cooldown."""
+        if not 0.0 <= cooldown_fraction <= 1.0:
+            raise ValueError(f"schedule: cooldown_fraction must be in [0, 1], found {cooldown_fraction}")
+        start = max(total_steps - int(round(cooldown_fraction * total_steps)), warmup_steps)
+        return cls("wsd", peak_lr, total_steps, warmup_steps, final_lr, start, decay_type)
+
+    def lr(self, steps) -> np.ndarray:
+        """The learning rate at optimizer steps ``steps`` (1-based; beyond ``total_steps`` the last value)."""
+        t = np.minimum(np.asarray(steps, dtype=float), self.total_steps)
+        w, total, top, low = self.warmup_steps, self.total_steps, self.peak_lr, self.final_lr
+        if self.shape == "constant":
+            after = np.full_like(t, top)
+        elif self.shape == "cosine":
+            after = low + (top - low) * 0.5 * (1.0 + np.cos(np.pi * (t - w) / (total - w)))
+        elif self.shape == "linear":
+            after = top + (low - top) * (t - w) / (total - w)
+        elif self.shape == "two_stage":
+            after = np.where(t < self.decay_start, top, self.second_lr)
+        else:  # wsd
+            start = self.decay_start
+            u = np.clip((t - start) / max(total - start, 1), 0.0, 1.0)
+            decayed = {"linear": lambda: top + (low - top) * u,
+                       "exponential": lambda: top * (low / top) ** u,
+                       "cosine": lambda: low + (top - low) * 0.5 * (1.0 + np.cos(np.pi * u)),
+                       "1-sqrt": lambda: low + (top - low) * (1.0 - np.sqrt(u))}[self.decay_type]()
+            after = np.where(t < start, top, decayed)
+        warm = top * t / max(w, 1)
+        return np.where(t <= w, warm, after)
+
+    def per_step(self, last_step: int | None = None) -> np.ndarray:
+        """lr at steps 1..``last_step`` (default ``total_steps``): index i holds step i + 1."""
+        return self.lr(np.arange(1, (self.total_steps if last_step is None else last_step) + 1))
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Schedule:
+        try:
+            fields = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as error:
+            raise ValueError(f"schedule: not a JSON schedule description: {str(text)[:80]!r}") from error
+        return cls(**fields)
+
+    def describe(self) -> str:
+        """One line, e.g. ``wsd 3e-4 -> 3e-5 over 24000 steps (warmup 2160, exponential cooldown from 20000)``."""
+        text = f"{self.shape} {self.peak_lr:g}"
+        if self.shape in ("cosine", "linear", "wsd"):
+            text += f" -> {self.final_lr:g}"
+        if self.shape == "two_stage":
+            text += f" then {self.second_lr:g} from step {self.decay_start}"
+        text += f" over {self.total_steps} steps (warmup {self.warmup_steps}"
+        if self.shape == "wsd":
+            text += f", {self.decay_type} cooldown from {self.decay_start}"
+        return text + ")"
+
+
+def run_schedules(df: pd.DataFrame, *, where: str = "table") -> dict[str, Schedule]:
+    """Each run's :class:`Schedule` from the ``schedule`` column; a run with two descriptions, or one
+    that does not parse, raises naming the run and rows."""
+    if "schedule" not in df.columns:
+        raise ValueError(f"{where}: no 'schedule' column (a JSON learning-rate schedule per run; see bayeslaw.data.schedules)")
+    out = {}
+    for run, text in df.groupby("run", sort=False)["schedule"]:
+        values = text.unique()
+        if len(values) != 1:
+            rows = text.index[text != values[0]][:5].tolist()
+            raise ValueError(f"{where}: run {run!r} has {len(values)} different schedules (rows {rows})")
+        try:
+            out[run] = Schedule.from_json(values[0])
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{where}: run {run!r}, column 'schedule' (rows {text.index[:3].tolist()}...): {error}") from None
+    return out
+

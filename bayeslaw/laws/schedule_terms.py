@@ -1,0 +1,163 @@
+"""What schedule-aware laws read of a learning-rate schedule, precomputed per checkpoint.
+
+For a run with learning rate eta_k at step k (k = 1..t, warmup included) and a checkpoint at step t:
+
+    S1(t)  = sum_{k<=t} eta_k                                  the area under the schedule
+    S2(t)  = sum_{k<=t} m_k,  m_k = lam m_{k-1} + (eta_{k-1} - eta_k)     the annealing area (Tissue et al.
+             2024: the decreases of the rate, smoothed by momentum lam)
+    LD(t)  = B sum_{k<=t} d_k G(eta_k^-gamma S_k(t)),  d_k = eta_{k-1} - eta_k > 0,  S_k(t) = sum_{k<=j<=t} eta_j
+             the multi-power law's loss drop (Luo et al. 2025), G(x) = 1 - (C x + 1)^-beta
+
+S1 and S2 do not depend on the law's parameters: one number per checkpoint. LD's summand does (gamma,
+C, beta sit inside a power), and the sum has a term per step where the rate falls: about 10^8 terms
+over the multipower data, too many per NUTS gradient. So it is a quadrature over bins of at most
+``bin_steps`` steps in which log eta falls by at most MAX_LOG_CHANGE: within bin j, the steps k <= t are summed as one term with weight W_j = sum d_k and the
+decrease-weighted means of eta_k and of S_k(t),
+
+    LD(t) ~ B sum_j W_j(t) G(etabar_j(t)^-gamma Sbar_j(t)),
+
+exact where a bin holds one decrease (a step change of the rate) and second order in the bin width
+elsewhere (``benchmarks/schedule_laws.py`` reports the error against the per-step sum). Bins start
+after the warmup (where the rate rises, d_k < 0, which the law does not count). The design is a
+(checkpoint, bin) matrix per input; padded bins have W = 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from bayeslaw.data.schedules import Schedule
+
+__all__ = ["ANNEALING_MOMENTUM", "BIN_STEPS", "annealing_area", "drop_design", "drop_exact", "lr_area",
+           "schedule_inputs"]
+
+BIN_STEPS = 200  # at most this many steps per quadrature bin of the loss-drop sum
+MAX_LOG_CHANGE = 0.01  # and at most this fall of log eta within a bin (a jump is a bin of its own: exact)
+RATE_FLOOR = 1e-6  # of the peak: the smallest rate the loss-drop design uses (eta^-gamma stays finite)
+ANNEALING_MOMENTUM = 0.999  # lam of Tissue et al. 2024's annealing area (their value)
+
+
+def lr_area(schedule: Schedule, steps) -> np.ndarray:
+    """S1(t) = sum of eta_k over k = 1..t, warmup included."""
+    steps = np.asarray(steps, dtype=int)
+    cumulative = np.concatenate([[0.0], np.cumsum(schedule.per_step(int(steps.max(initial=1))))])
+    return cumulative[steps]
+
+
+def annealing_area(schedule: Schedule, steps, momentum: float = ANNEALING_MOMENTUM) -> np.ndarray:
+    """S2(t) = sum_{k<=t} m_k, m_k = lam m_{k-1} + (eta_{k-1} - eta_k), counting decreases after the warmup."""
+    steps = np.asarray(steps, dtype=int)
+    eta = schedule.per_step(int(steps.max(initial=1)))
+    drop = np.concatenate([[0.0], eta[:-1] - eta[1:]])
+    drop[: schedule.warmup_steps + 1] = 0.0
+    # m = lam m + d is a linear recurrence: an exponentially weighted cumulative sum (scipy.signal.lfilter
+    # computes it in C; the closed form lam^k cumsum(d / lam^k) overflows over 10^5 steps)
+    from scipy.signal import lfilter
+
+    m = lfilter([1.0], [1.0, -momentum], drop)
+    return np.concatenate([[0.0], np.cumsum(m)])[steps]
+
+
+def _decreases(schedule: Schedule, last: int):
+    eta = schedule.per_step(last)
+    drop = np.concatenate([[0.0], eta[:-1] - eta[1:]])  # d_k for k = 1..last (index k - 1)
+    drop[: schedule.warmup_steps + 1] = 0.0
+    drop = np.where(drop > 0, drop, 0.0)
+    area = np.concatenate([[0.0], np.cumsum(eta)])  # A(k) = sum_{j<=k} eta_j, A(0) = 0
+    return eta, drop, area
+
+
+def _bin_starts(eta: np.ndarray, warmup: int, bin_steps: int, max_change: float = MAX_LOG_CHANGE) -> np.ndarray:
+    """First step of each bin after the warmup: a new bin every ``bin_steps`` steps and wherever the log
+    learning rate has fallen by ``max_change`` since the bin began (so a jump starts a bin of its own)."""
+    k = np.arange(warmup + 1, len(eta) + 1)
+    if not len(k):
+        return k
+    log_eta = np.log(np.maximum(eta, RATE_FLOOR * eta.max()))  # a cooldown to 0 ends at the floor
+    fall = np.concatenate([[0.0], np.maximum(log_eta[k[:-1] - 1] - log_eta[k[1:] - 1], 0.0)])
+    key = np.floor(np.cumsum(fall) / max_change) * (len(eta) + 1) + (k - k[0]) // bin_steps
+    return k[np.flatnonzero(np.diff(key, prepend=-1.0))]
+
+
+def drop_design(schedule: Schedule, steps, bin_steps: int = BIN_STEPS) -> dict[str, np.ndarray]:
+    """The binned loss-drop design of checkpoints at ``steps``: ``drop_weight`` W, ``drop_lr`` etabar and
+    ``drop_area`` Sbar, each (checkpoint, bin); bins without a decrease are left out (at least one column)."""
+    steps = np.asarray(steps, dtype=int)
+    last = int(steps.max(initial=1))
+    eta, drop, area = _decreases(schedule, last)
+    k = np.arange(1, last + 1)
+    # prefix sums over k of d_k, d_k eta_k and d_k A(k - 1): a bin's part up to t is a difference of two
+    p0 = np.concatenate([[0.0], np.cumsum(drop)])
+    p1 = np.concatenate([[0.0], np.cumsum(drop * eta)])
+    p2 = np.concatenate([[0.0], np.cumsum(drop * area[k - 1])])
+    starts = _bin_starts(eta, schedule.warmup_steps, bin_steps)
+    ends = np.append(starts[1:] - 1, last)
+    live = p0[ends] - p0[starts - 1] > 0
+    starts, ends = starts[live], ends[live]
+    if not len(starts):
+        zeros = np.zeros((len(steps), 1))
+        return {"drop_weight": zeros, "drop_lr": np.ones_like(zeros), "drop_area": np.ones_like(zeros)}
+    upper = np.minimum(ends[None, :], steps[:, None])  # the bin's steps up to the checkpoint
+    lower = starts[None, :] - 1
+    weight = np.where(upper > lower, p0[np.maximum(upper, lower)] - p0[lower], 0.0)
+    safe = np.where(weight > 0, weight, 1.0)
+    lr = np.where(weight > 0, (p1[np.maximum(upper, lower)] - p1[lower]) / safe, 1.0)
+    # eta^-gamma at a rate of 0 (the last step of a cooldown to 0) is infinite: floor it, G saturates there
+    lr = np.maximum(lr, RATE_FLOOR * eta.max())
+    mean_before = (p2[np.maximum(upper, lower)] - p2[lower]) / safe
+    s_bar = np.where(weight > 0, area[steps][:, None] - mean_before, 1.0)
+    return {"drop_weight": weight, "drop_lr": lr, "drop_area": np.maximum(s_bar, 0.0)}
+
+
+def drop_exact(schedule: Schedule, steps, *, gamma: float, c: float, beta: float) -> np.ndarray:
+    """sum_k d_k G(eta_k^-gamma S_k(t)) per checkpoint, step by step (the reference the bins are checked against)."""
+    steps = np.asarray(steps, dtype=int)
+    eta, drop, area = _decreases(schedule, int(steps.max(initial=1)))
+    where = np.flatnonzero(drop > 0) + 1  # steps k with a decrease
+    out = np.zeros(len(steps))
+    for i, t in enumerate(steps):
+        k = where[where <= t]
+        s_k = area[t] - area[k - 1]
+        out[i] = np.sum(drop[k - 1] * (1.0 - (c * eta[k - 1] ** -gamma * s_k + 1.0) ** -beta))
+    return out
+
+
+_CACHE: dict = {}  # the last tables' inputs: a law derives each of its inputs from the same columns
+
+
+def schedule_inputs(columns: Mapping, bin_steps: int = BIN_STEPS) -> dict[str, np.ndarray]:
+    """Per-row schedule inputs from ``step`` and ``schedule`` (JSON) columns: ``lr_area`` (S1),
+    ``annealing_area`` (S2) and the loss-drop design, padded to a common number of bins."""
+    steps = np.asarray(columns["step"], dtype=float)
+    texts = np.asarray(columns["schedule"], dtype=object)
+    key = (steps.tobytes(), "\n".join(map(str, texts)), bin_steps)
+    if key not in _CACHE:
+        if len(_CACHE) >= 4:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = _schedule_inputs(steps, texts, bin_steps)
+    return _CACHE[key]
+
+
+def _schedule_inputs(steps: np.ndarray, texts: np.ndarray, bin_steps: int) -> dict[str, np.ndarray]:
+    bad = np.flatnonzero(~(steps >= 1) | (steps != np.round(steps)))
+    if bad.size:
+        raise ValueError(f"column 'step' has values that are not steps >= 1 at rows {bad[:5].tolist()} ({bad.size} in all); "
+                         f"schedule laws need each checkpoint's optimizer step")
+    out = {"lr_area": np.zeros(len(steps)), "annealing_area": np.zeros(len(steps))}
+    designs = []
+    for text in dict.fromkeys(texts.tolist()):
+        rows = np.flatnonzero(texts == text)
+        schedule = Schedule.from_json(text)
+        t = steps[rows].astype(int)
+        out["lr_area"][rows] = lr_area(schedule, t)
+        out["annealing_area"][rows] = annealing_area(schedule, t)
+        designs.append((rows, drop_design(schedule, t, bin_steps)))
+    width = max(d["drop_weight"].shape[1] for _, d in designs)
+    for name, fill in (("drop_weight", 0.0), ("drop_lr", 1.0), ("drop_area", 1.0)):
+        matrix = np.full((len(steps), width), fill)
+        for rows, design in designs:
+            matrix[rows, : design[name].shape[1]] = design[name]
+        out[name] = matrix
+    return out

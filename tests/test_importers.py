@@ -1,0 +1,353 @@
+"""Importers of real training logs (bayeslaw.data.importers) and the `bayeslaw import` command.
+
+Synthetic W&B exports, chart CSVs and TensorBoard files are written to tmp_path; one test reads the real
+wsd_horizons folder from $BAYESLAW_DATA and skips without it.
+"""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import bayeslaw.data as bd
+from bayeslaw.cli import app
+from bayeslaw.data.importers import (
+    ImportFormatError,
+    MissingExtraError,
+    complete_minimal,
+    detect_format,
+    import_paths,
+    loss_to_nats,
+    read_tensorboard,
+    read_wandb_csv,
+    read_wandb_json,
+)
+from bayeslaw.data.schedules import Schedule
+
+runner = CliRunner()
+PER_STEP = 4 * 1 * 8 * 2  # batch_size x acc_steps x sequence_length x world size ('ws2' in the names)
+
+
+# --------------------------------------------------------------------------- synthetic W&B exports
+
+
+def llm_baselines_lr(t, peak, total, warmup, scheduler="wsd", fraction=0.0, final=None):
+    """The lr llm-baselines logs at iteration t (written out here, independent of Schedule)."""
+    t = np.asarray(t, dtype=float)
+    if scheduler == "cos":  # torch OneCycleLR(total_steps=total, pct_start=warmup/total, div 1e2, final_div 0.1)
+        final = peak / 10 if final is None else final
+        pct = np.clip((t - (warmup - 1)) / ((total - 1) - (warmup - 1)), 0, 1)
+        decay = final + (peak - final) / 2 * (1 + np.cos(np.pi * pct))
+        warm = peak / 100 + (peak - peak / 100) / 2 * (1 - np.cos(np.pi * t / (warmup - 1)))
+        return np.where(t < warmup - 1, warm, decay)
+    n_anneal = int(fraction * total)
+    hold = total - n_anneal
+    warm = t / warmup + (1 - t / warmup) / 100
+    cool = 1 - (t - hold) / max(n_anneal, 1)
+    return peak * np.where(t < warmup, warm, np.where(t < hold, 1.0, np.where(t < total, cool, 0.0)))
+
+
+def export(folder: Path, stem: str, *, val_iters, val_loss=None, lr_iters=None, lr=None, params=1.2e6,
+           config=None, val_key="val_loss") -> Path:
+    """Write one W&B run export {"name", "config", "summary", "history"} like lr_schedules/wsd_horizons."""
+    cfg = {"lr": 1e-3, "iterations": 1000, "warmup_steps": 100, "scheduler": "wsd", "wsd_fract_decay": 0.0,
+           "decay_type": "linear", "batch_size": 4, "acc_steps": 1, "sequence_length": 8, "world_size": 2,
+           "dataset": "toy", "seed": 0, "n_layer": 2, "n_embd": 8, "n_head": 2, "model": "llama", "resume_from": None}
+    cfg.update(config or {})
+    if val_loss is None:
+        val_loss = [4.0 - 0.001 * i for i in val_iters]
+    if lr_iters is None:
+        lr_iters = list(range(50, cfg["iterations"] + 1, 50))
+    if lr is None:
+        lr = llm_baselines_lr(lr_iters, cfg["lr"], cfg["iterations"], cfg["warmup_steps"], cfg["scheduler"],
+                              cfg["wsd_fract_decay"]).tolist()
+    history = {"val": {"iter": list(val_iters), val_key: list(val_loss)},
+               "train": {"iter": list(lr_iters), "train_lr": list(lr)},
+               "final-val": {"iter": [cfg["iterations"]], "final_val_loss": [3.0]}}
+    summary = {} if params is None else {"parameters": params}
+    path = folder / f"{stem}.json"
+    path.write_text(json.dumps({"name": stem, "config": cfg, "summary": summary, "history": history}))
+    return path
+
+
+def test_restart_keeps_the_last_attempt_and_counts_the_duplicates(tmp_path):
+    # attempt 1 logs 0..600, the restart from the 400 checkpoint relogs 400, 600 with other values;
+    # the export lists the final attempt first (as most wsd_horizons files do)
+    iters = [400, 600, 800, 1000, 0, 200, 400, 600]
+    losses = [3.40, 3.30, 3.20, 3.10, 9.0, 3.60, 3.45, 3.35]
+    export(tmp_path, "toy_run_iter1000_bs4x1_ws2", val_iters=iters, val_loss=losses)
+    df = read_wandb_json(tmp_path)
+    run = df[df["run"] == "toy_run_iter1000_bs4x1_ws2"].set_index("step")
+    assert list(run.index) == [200, 400, 600, 800, 1000]  # step 0 (0 tokens) left out
+    assert run.loc[400, "loss"] == 3.40 and run.loc[600, "loss"] == 3.30  # the restart's values
+    report = "\n".join(df.attrs["import_report"])
+    assert "dropped 2 duplicate checkpoint(s) (2 with a different loss" in report
+    assert "toy_run_iter1000_bs4x1_ws2: 2 duplicate(s) dropped" in report
+    assert "left out 1 checkpoint(s) at step 0" in report
+    assert run.loc[200, "tokens"] == 200 * PER_STEP and run.loc[200, "batch_size"] == PER_STEP
+    assert run.loc[200, "flops"] == pytest.approx(6 * 1.2e6 * 200 * PER_STEP)
+    assert (run["run_tokens"] == 1000 * PER_STEP).all()
+    assert "world size from the file name ('ws2')" in report
+
+
+def test_cooldown_branch_is_joined_to_its_parent(tmp_path):
+    stable = "toy_stable_iter1000_bs4x1_ws2"
+    export(tmp_path, stable, val_iters=range(0, 1001, 100))  # constant lr after warmup
+    branch_cfg = {"wsd_fract_decay": 0.4, "resume_from": f"/scratch/exps/{stable}/ckpts/600"}
+    export(tmp_path, "ann0.4_toy_iter1000_bs4x1_ws2", val_iters=range(600, 1001, 100),
+           val_loss=[3.0, 2.9, 2.8, 2.7, 2.6], lr_iters=list(range(650, 1001, 50)),
+           lr=llm_baselines_lr(range(650, 1001, 50), 1e-3, 1000, 100, "wsd", 0.4).tolist(), config=branch_cfg)
+    orphan_cfg = {"wsd_fract_decay": 0.2, "resume_from": "/scratch/exps/not_here/ckpts/800"}
+    export(tmp_path, "ann0.2_orphan_iter1000_bs4x1_ws2", val_iters=[800, 900, 1000], lr_iters=[850, 900, 950, 1000],
+           lr=llm_baselines_lr([850, 900, 950, 1000], 1e-3, 1000, 100, "wsd", 0.2).tolist(), config=orphan_cfg)
+    df = read_wandb_json(tmp_path)
+    branch = df[df["run"] == "ann0.4_toy_iter1000_bs4x1_ws2"].set_index("step")
+    assert list(branch.index) == list(range(100, 1001, 100))  # parent's 100..500 + its own 600..1000
+    assert branch.loc[100:500, "copied"].all() and not branch.loc[600:, "copied"].any()
+    assert set(branch["parent_run"]) == {stable}
+    parent = df[df["run"] == stable].set_index("step")
+    np.testing.assert_allclose(branch.loc[100:500, "loss"], parent.loc[100:500, "loss"])
+    assert branch.loc[700, "loss"] == 2.9
+    schedule = Schedule.from_json(branch["schedule"].iloc[0])
+    assert (schedule.shape, schedule.decay_start, schedule.total_steps) == ("wsd", 600, 1000)
+    assert branch["schedule_error"].iloc[0] < 1e-12  # parent's logged lr before 600 + its own after
+    orphan = df[df["run"] == "ann0.2_orphan_iter1000_bs4x1_ws2"]
+    assert list(orphan["step"]) == [800, 900, 1000] and (orphan["run_tokens"] == 1000 * PER_STEP).all()
+    report = "\n".join(df.attrs["import_report"])
+    assert "cooldown branches joined to their parent: 1, 5 parent checkpoint(s) copied" in report
+    assert "1 branch(es) not joined (no parent file)" in report and "ann0.2_orphan" in report
+    assert Schedule.from_json(parent["schedule"].iloc[0]).shape == "constant"
+    assert set(df["family"]) == {"toy-constant", "toy-wsd"}
+
+
+def test_schedule_check_matches_cosine_and_wsd_and_flags_a_mismatch(tmp_path):
+    cos = {"scheduler": "cos", "cos_final_lr": -1, "iterations": 2000, "warmup_steps": 300}
+    export(tmp_path, "toy_cos_iter2000_bs4x1_ws2", val_iters=range(200, 2001, 200), config=cos)
+    zero = {"scheduler": "cos", "cos_final_lr": 1e-7, "iterations": 2000, "warmup_steps": 300}
+    lr_iters = list(range(50, 2001, 50))
+    export(tmp_path, "toy_coszero_iter2000_bs4x1_ws2", val_iters=range(200, 2001, 200), config=zero,
+           lr_iters=lr_iters, lr=llm_baselines_lr(lr_iters, 1e-3, 2000, 300, "cos", final=1e-7).tolist())
+    sqrt = {"wsd_fract_decay": 0.3, "decay_type": "sqrt", "iterations": 1000}
+    lr_iters = list(range(50, 1001, 50))
+    hold = 1000 - int(0.3 * 1000)
+    lr_sqrt = [1e-3 if t < hold else 1e-3 * (1 - math.sqrt((t - hold) / 300)) for t in lr_iters]
+    lr_sqrt[0] = llm_baselines_lr(50, 1e-3, 1000, 100)[()]
+    export(tmp_path, "toy_sqrt_iter1000_bs4x1_ws2", val_iters=range(200, 1001, 200), config=sqrt,
+           lr_iters=lr_iters, lr=lr_sqrt)
+    wrong = {"scheduler": "cos", "iterations": 1000}  # config says cosine, the log is constant
+    export(tmp_path, "toy_wrong_iter1000_bs4x1_ws2", val_iters=range(200, 1001, 200), config=wrong,
+           lr_iters=list(range(50, 1001, 50)), lr=[1e-3] * 20)
+    df = read_wandb_json(tmp_path)
+    error = df.groupby("run")["schedule_error"].first()
+    flag = df.groupby("run")["schedule_flag"].first()
+    for run in ("toy_cos_iter2000_bs4x1_ws2", "toy_coszero_iter2000_bs4x1_ws2", "toy_sqrt_iter1000_bs4x1_ws2"):
+        assert error[run] < 1e-9 and not flag[run], (run, error[run])
+    assert error["toy_wrong_iter1000_bs4x1_ws2"] > 0.5 and flag["toy_wrong_iter1000_bs4x1_ws2"]
+    report = "\n".join(df.attrs["import_report"])
+    assert "3 of 4 run(s) within 0.001" in report and "FLAGGED toy_wrong_iter1000_bs4x1_ws2" in report
+    assert df.attrs["schedule_check"]["toy_wrong_iter1000_bs4x1_ws2"] > 0.5
+    assert Schedule.from_json(df.loc[df["run"] == "toy_cos_iter2000_bs4x1_ws2", "schedule"].iloc[0]).final_lr == 1e-4
+    sqrt_schedule = Schedule.from_json(df.loc[df["run"] == "toy_sqrt_iter1000_bs4x1_ws2", "schedule"].iloc[0])
+    assert sqrt_schedule.decay_type == "1-sqrt"
+
+
+def test_perplexity_and_bits_are_converted_to_nats(tmp_path):
+    export(tmp_path, "toy_ppl_iter1000_bs4x1_ws2", val_iters=[500, 1000], val_loss=[math.e ** 3.5, math.e ** 3.2],
+           val_key="val_perplexity")
+    df = read_wandb_json(tmp_path)
+    np.testing.assert_allclose(df["loss"], [3.5, 3.2])
+    assert any("is a perplexity: loss = ln(ppl)" in line for line in df.attrs["import_report"])
+    values, rule = loss_to_nats([2.0], "eval/loss_bits")
+    assert values[0] == pytest.approx(2.0 * math.log(2)) and "bits" in rule
+    assert loss_to_nats([20.0], "val/ppl")[0][0] == pytest.approx(math.log(20.0))
+    assert loss_to_nats([3.0], "val/loss")[0][0] == 3.0
+    with pytest.raises(ImportFormatError, match="per byte"):
+        loss_to_nats([1.0], "eval/bpb")
+
+
+def test_wandb_json_errors_name_the_file(tmp_path):
+    path = export(tmp_path, "toy_noparams_iter1000_bs4x1_ws2", val_iters=[500, 1000], params=None)
+    with pytest.raises(ImportFormatError, match=r"toy_noparams.*no parameter count.*params="):
+        read_wandb_json(path)
+    assert read_wandb_json(path, params={"toy_noparams_iter1000_bs4x1_ws2": 5e6})["params"].iloc[0] == 5e6
+    bad = tmp_path / "broken.json"
+    bad.write_text("{not json")
+    with pytest.raises(ImportFormatError, match="broken.json.*not a JSON file"):
+        read_wandb_json(bad)
+
+
+# --------------------------------------------------------------------------- chart CSV, TensorBoard, minimal
+
+
+def chart(path: Path) -> Path:
+    pd.DataFrame({
+        "Step": [0, 100, 200, 300, 300],
+        "small - val/loss": [9.0, 4.0, 3.5, 3.2, 3.1],
+        "small - val/loss__MIN": [9.0, 3.9, 3.4, 3.1, 3.0],
+        "small - val/loss__MAX": [9.0, 4.1, 3.6, 3.3, 3.2],
+        "big - val/perplexity": [None, math.e ** 3.8, math.e ** 3.3, None, math.e ** 3.0],
+    }).to_csv(path, index=False)
+    return path
+
+
+def test_wandb_csv_chart_export(tmp_path):
+    path = chart(tmp_path / "chart.csv")
+    df = read_wandb_csv(path, params={"small": 1e7, "big": 1.2e8}, tokens_per_step=1000)
+    small = df[df["run"] == "small"].set_index("step")
+    assert list(small.index) == [100, 200, 300] and small.loc[300, "loss"] == 3.1  # last row of step 300 kept
+    big = df[df["run"] == "big"].set_index("step")
+    np.testing.assert_allclose(big["loss"], [3.8, 3.3, 3.0])
+    assert set(df["model"]) == {"10M", "120M"} and (df["tokens"] == df["step"] * 1000).all()
+    report = "\n".join(df.attrs["import_report"])
+    assert "left out 2 __MIN/__MAX column(s)" in report and "skipped 2 empty cell(s)" in report
+    assert "small / val/loss: 1 duplicate step(s) dropped" in report
+    sidecar = tmp_path / "runs.csv"
+    sidecar.write_text("run,params,tokens_per_step,family\nsmall,1e7,2000,fam-a\nbig,1.2e8,2000,fam-b\n")
+    df = read_wandb_csv(path, sidecar=sidecar)
+    assert df.groupby("run")["family"].first().to_dict() == {"big": "fam-b", "small": "fam-a"}
+    assert (df["tokens"] == df["step"] * 2000).all()
+
+
+def test_wandb_csv_without_params_names_the_run(tmp_path):
+    path = chart(tmp_path / "chart.csv")
+    with pytest.raises(ImportFormatError, match=r"chart.csv.*no parameter count for run\(s\) big"):
+        read_wandb_csv(path, params={"small": 1e7}, tokens_per_step=1000)
+    with pytest.raises(ImportFormatError, match="no tokens per step"):
+        read_wandb_csv(path, params={"small": 1e7, "big": 1e8})
+
+
+def test_tensorboard_events(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    writer = EventFileWriter(str(tmp_path / "logs" / "runA"))
+    for wall, (step, loss) in enumerate([(0, 9.0), (100, 4.0), (200, 3.5), (100, 3.9)]):  # a restart relogs 100
+        values = [summary_pb2.Summary.Value(tag="val/loss", simple_value=loss),
+                  summary_pb2.Summary.Value(tag="train/lr", simple_value=1e-3),
+                  summary_pb2.Summary.Value(tag="grad_norm", simple_value=1.0)]
+        writer.add_event(event_pb2.Event(wall_time=1000.0 + wall, step=step, summary=summary_pb2.Summary(value=values)))
+    writer.close()
+    assert detect_format(tmp_path / "logs") == "tensorboard"
+    df = read_tensorboard(tmp_path / "logs", params={"runA": 3e7}, tokens_per_step=512)
+    run = df.set_index("step")
+    assert list(run.index) == [100, 200] and run.loc[100, "loss"] == pytest.approx(3.9)  # last logged kept
+    assert run.loc[200, "lr"] == pytest.approx(1e-3) and run.loc[200, "tokens"] == 200 * 512
+    report = "\n".join(df.attrs["import_report"])
+    assert "grad_norm" in report and "1 duplicate step(s) dropped" in report
+
+
+def test_tensorboard_missing_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard.backend.event_processing.event_accumulator", None)
+    (tmp_path / "events.out.tfevents.1.host").write_bytes(b"")
+    with pytest.raises(MissingExtraError, match=r"bayeslaw\[tb\]"):
+        read_tensorboard(tmp_path, params={"x": 1e6}, tokens_per_step=1)
+
+
+def test_complete_minimal_fills_defaults():
+    df = complete_minimal(pd.DataFrame({"run": ["a", "a", "b"], "params": [1e8, 1e8, 4e8],
+                                        "tokens": [1e9, 2e9, 2e9], "loss": [3.5, 3.2, 3.0]}))
+    assert list(df.columns[:11]) == list(bd.REQUIRED_COLUMNS)
+    row = df.iloc[0]
+    assert (row["family"], row["model"], row["seed"], row["step"], row["loss_name"], row["source"]) == (
+        "default", "100M", 0, -1, "loss", "user")
+    assert row["flops"] == 6 * 1e8 * 1e9
+    assert "filled with defaults: family, model, seed, step, flops, loss_name, source" in df.attrs["import_report"][1]
+    kept = complete_minimal(pd.DataFrame({"run": ["a"], "params": [1e8], "tokens": [1e9], "loss": [3.0],
+                                          "family": ["mine"], "step": [7]}))
+    assert (kept["family"].iloc[0], kept["step"].iloc[0]) == ("mine", 7)
+    with pytest.raises(ImportFormatError, match=r"missing column\(s\) \['tokens'\]"):
+        complete_minimal(pd.DataFrame({"run": ["a"], "params": [1e8], "loss": [3.0]}))
+
+
+def test_import_paths_combines_formats(tmp_path):
+    (tmp_path / "runs").mkdir()
+    export(tmp_path / "runs", "toy_run_iter1000_bs4x1_ws2", val_iters=[500, 1000])
+    minimal = pd.DataFrame({"run": ["m"], "params": [1e8], "tokens": [1e9], "loss": [3.0]})
+    minimal.to_csv(tmp_path / "m.csv", index=False)
+    chart(tmp_path / "chart.csv")
+    df = import_paths([tmp_path / "runs", tmp_path / "m.csv", tmp_path / "chart.csv"],
+                      params={"small": 1e7, "big": 1e8}, tokens_per_step=100, family="fam")
+    assert set(df["run"]) == {"toy_run_iter1000_bs4x1_ws2", "m", "small", "big"}
+    assert set(df["family"]) == {"fam"}
+    assert {line.split(":")[0] for line in df.attrs["import_report"]} == {"wandb_json", "table", "wandb_csv"}
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_import_writes_the_table_and_reports(tmp_path):
+    export(tmp_path, "toy_run_iter1000_bs4x1_ws2", val_iters=[0, 500, 1000, 500], val_loss=[9.0, 3.5, 3.2, 3.4])
+    out = tmp_path / "out" / "table.parquet"
+    result = runner.invoke(app, ["import", str(tmp_path / "toy_run_iter1000_bs4x1_ws2.json"), "--out", str(out),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["rows"] == 2 and payload["runs"] == 1 and payload["schedule_flagged"] == []
+    assert any("1 duplicate(s) dropped" in line for line in payload["report"])
+    table = pd.read_parquet(out)
+    assert list(table["loss"]) == [3.4, 3.2] and "schedule" in table.columns
+    result = runner.invoke(app, ["import", str(tmp_path), "--out", str(tmp_path / "t.csv")])
+    assert result.exit_code == 0, result.output
+    assert "imported 1 runs, 2 rows" in result.output and "wrote" in result.output
+
+
+def test_cli_import_chart_with_params_options(tmp_path):
+    path = chart(tmp_path / "chart.csv")
+    out = tmp_path / "t.parquet"
+    args = ["import", str(path), "--out", str(out), "--params", "small=10M", "--params", "big=1.2e8",
+            "--tokens-per-step", "1000", "--family", "mine"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(out)
+    assert set(table["family"]) == {"mine"} and table.groupby("run")["params"].first().to_dict() == {
+        "big": 1.2e8, "small": 1e7}
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "message"),
+    [
+        (lambda d: chart(d / "chart.csv"), ["--params", "small=1e7", "--tokens-per-step", "10"],
+         "no parameter count for run(s) big"),
+        (lambda d: (d / "broken.json").write_text("{oops") and d / "broken.json", [], "broken.json"),
+        (lambda d: chart(d / "chart.csv"), ["--params", "small"], "--params: 'small' is not RUN=N"),
+        (lambda d: d / "missing.json", [], "does not exist"),
+    ],
+)
+def test_cli_import_errors_are_one_line_and_write_nothing(tmp_path, make, extra, message):
+    path = make(tmp_path)
+    out = tmp_path / "out.parquet"
+    result = runner.invoke(app, ["import", str(path), "--out", str(out), *extra])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.glob(".out.parquet*"))
+
+
+# --------------------------------------------------------------------------- the real wsd_horizons folder
+
+
+def test_real_wsd_horizons(data_root):
+    folder = data_root / "lr_schedules" / "wsd_horizons"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found: the lr_schedules data is not in this BAYESLAW_DATA")
+    df = bd.load("wsd_horizons", data_root)
+    runs = df.groupby("run").first()
+    assert len(runs) == 213 and len(df) == 38333
+    assert runs["params"].between(33e6, 209e6).all() and runs["params"].nunique() == 8
+    assert set(df["source"]) == {"wsd_horizons"} and (df["batch_size"] == 102400).all()
+    # every rebuilt schedule matches the logged lr, or the run is flagged: only the wsd_twostage runs,
+    # whose shape Schedule cannot express
+    ok = runs["schedule_error"] <= 1e-3
+    assert (ok | runs["schedule_flag"]).all() and (ok != runs["schedule_flag"]).all()
+    assert set(runs.index[runs["schedule_flag"]]) == {r for r in runs.index if "wsd_twostage" in r}
+    assert runs.loc[ok, "schedule_error"].max() < 1e-9
+    notes = "\n".join(df.attrs["filtering"] + df.attrs["corrections"])
+    assert "dropped 2858 duplicate checkpoint(s)" in notes
+    assert "cooldown branches joined to their parent: 99" in notes
+    assert (df["tokens"] <= df["run_tokens"]).all() and df.loc[df["copied"], "parent_run"].notna().all()
