@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bayeslaw.data.files import jsonable, write_atomic
+from bayeslaw.data.schedules import DecayType
 from bayeslaw.inference.config import Duplicates, PointMethod, Pooling, PredictionKind
 from bayeslaw.laws import DEFAULT_FORM, forms
 
@@ -410,8 +411,10 @@ def fit_command(
     chains: Annotated[int, typer.Option(min=1, help="NUTS chains.")] = 4,
     draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 1000,
     warmup: Annotated[int | None, typer.Option(min=1, help="Warmup iterations per chain (default: = draws).")] = None,
-    min_tokens: Annotated[float, typer.Option(help="Drop checkpoints with tokens <= this (0: keep all).")] = 1e10,
-    thin: Annotated[int, typer.Option(min=0, help="Log-spaced checkpoints kept per run (0: keep all).")] = 20,
+    min_tokens: Annotated[float, typer.Option(help="Drop checkpoints with tokens <= this (0: keep all); a schedule "
+                                                   "law drops the warmup instead.")] = 1e10,
+    thin: Annotated[int, typer.Option(min=0, help="Checkpoints kept per run (0: keep all): log-spaced in tokens, "
+                                                  "evenly in steps for a schedule law.")] = 20,
     seed: Annotated[int, typer.Option(help="PRNG seed (equal seeds, identical draws).")] = 0,
     target_accept: Annotated[float, typer.Option(min=0.5, max=0.999, help="NUTS target acceptance probability "
                                                                          "(raise it when NUTS diverges).")] = 0.95,
@@ -666,6 +669,97 @@ def plan(
         return
     for table, title in tables:
         console.print(_table(table, title))
+
+
+@app.command()
+@_friendly_errors
+def schedule(
+    fit_file: FitArgument,
+    params: Annotated[float, typer.Option(help="Model size N, parameters.")],
+    total_steps: Annotated[int, typer.Option(min=1, help="The run's step budget.")],
+    peak_lr: Annotated[float, typer.Option(help="Peak (stable) learning rate.")],
+    warmup: Annotated[int, typer.Option(min=0, help="Linear warmup steps.")] = 0,
+    final_lr: Annotated[float, typer.Option(help="Learning rate at the end of the cooldown.")] = 0.0,
+    decay_type: Annotated[str, typer.Option(help="Cooldown shape: linear, exponential, cosine or 1-sqrt.")] = "linear",
+    cooldown: Annotated[list[str] | None, typer.Option(help="Cooldown fractions to compare (comma-separated or "
+                                                             "repeated; default 0.02-0.6).")] = None,
+    branch_step: Annotated[int | None, typer.Option(help="Instead: the drop a cooldown branch from this step of a "
+                                                         "constant-rate run gives (with --cooldown-steps).")] = None,
+    cooldown_steps: Annotated[int | None, typer.Option(help="Length of that branch's cooldown, steps.")] = None,
+    family: Annotated[str | None, typer.Option(help="The family (default: the fit's only one, else a new family).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the predictive draws.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Plan a WSD schedule with a schedule-law fit (multipower, annealing): the final loss per cooldown
+    fraction for a step budget (median and 90% band of a new run, and the probability that each fraction
+    is the best), or with --branch-step the drop a cooldown branch from a checkpoint will give.
+    """
+    from bayeslaw.plan.schedules import best_cooldown, cooldown_drop
+
+    _check_choice(decay_type, "--decay-type", get_args(DecayType))
+    fit = _load_fit(fit_file)
+    if family is not None:
+        _check_families(fit, [family])
+    if branch_step is not None:
+        if cooldown_steps is None:
+            raise ValueError("--branch-step needs --cooldown-steps (the length of the branch's cooldown)")
+        drop = cooldown_drop(fit, branch_step=branch_step, cooldown_steps=cooldown_steps, peak_lr=peak_lr, params=params,
+                             family=family, warmup_steps=warmup, final_lr=final_lr, decay_type=decay_type, seed=seed)
+        if as_json:
+            typer.echo(_json({"form": fit.form, "units": "nats per token", "cooldown_drop": drop}))
+            return
+        console.print(_table(pd.DataFrame([drop]), f"cooldown branch from step {branch_step}: loss at step "
+                                                   f"{drop['step']} (medians; drop with its 90% interval)"))
+        return
+    fractions = _numbers(cooldown, "--cooldown") or None
+    table = best_cooldown(fit, total_steps=total_steps, peak_lr=peak_lr, params=params, family=family,
+                          warmup_steps=warmup, final_lr=final_lr, decay_type=decay_type, fractions=fractions, seed=seed)
+    keep = ["cooldown_fraction", "cooldown_start", "loss", "q5", "q95", "p_best", "best"]
+    if as_json:
+        typer.echo(_json({"form": fit.form, "units": "nats per token", "cooldown": _records(table[keep])}))
+        return
+    console.print(_table(table[keep], f"final loss of a {total_steps}-step WSD run per cooldown fraction, nats per "
+                                      f"token (median, 90% band of a new run; p_best: probability it is the best)"))
+
+
+@app.command()
+@_friendly_errors
+def live(
+    data: Annotated[str, typer.Argument(help="CSV/parquet with the finished runs and the run in flight, each with "
+                                             "its schedule (a source name works too).")],
+    run: Annotated[str, typer.Option(help="The run in flight: its checkpoints so far; its schedule's total_steps "
+                                          "is where it will end.")],
+    form: Annotated[str, typer.Option(help="A schedule law: multipower or annealing.")] = "annealing",
+    out: Annotated[Path | None, typer.Option(help="CSV of the forecast (written atomically).")] = None,
+    chains: Annotated[int, typer.Option(min=1, help="NUTS chains.")] = 4,
+    draws: Annotated[int, typer.Option(min=1, help="Kept draws (and warmup) per chain.")] = 1000,
+    seed: Annotated[int, typer.Option(help="PRNG seed.")] = 0,
+    root: RootOption = None,
+    loss_name: Annotated[str | None, typer.Option(help="Which loss metric, for a source name.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Forecast the rest of a run in flight and its final loss, with 90% bands: a Bayesian fit of a schedule
+    law to the finished runs and the run's own checkpoints, conditioned on both."""
+    from bayeslaw.plan.schedules import live_forecast
+
+    df = _read_data(data, root, loss_name)
+    with _working(f"fitting {form} to {df['run'].nunique()} runs ({chains} chains x {draws} draws)..."):
+        table, fitted = live_forecast(df, run, form=form, chains=chains, draws=draws, warmup=draws, seed=seed)
+    diagnostics = fitted.diagnostics(warn=False)
+    if out is not None:
+        write_atomic(out, lambda tmp: table.to_csv(tmp, index=False))
+    final = table.iloc[-1]
+    if as_json:
+        typer.echo(_json({"run": run, "form": fitted.form, "units": "nats per token", "final_step": int(final["step"]),
+                          "final_loss": {k: float(final[k]) for k in ("loss", "q5", "q95")},
+                          "diagnostics": _diagnostics_record(diagnostics), "forecast": _records(table)}))
+        return
+    _print_diagnostics(diagnostics)
+    shown = table.iloc[np.unique(np.linspace(0, len(table) - 1, 11).round().astype(int))]
+    console.print(_table(shown[["step", "loss", "q5", "q95"]], f"run {run}: forecast to step {int(final['step'])}, "
+                                                            f"nats per token (median, 90% band)"))
+    console.print(f"final loss {final['loss']:.4f} (90%: {final['q5']:.4f}-{final['q95']:.4f})"
+                  + (f"; wrote {out}" if out is not None else ""), highlight=False, markup=False)
 
 
 def _run_numbers(values: list[str] | None, option: str) -> dict[str, float] | float | None:

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from bayeslaw.cli import app
 
 runner = CliRunner()
-COMMANDS = ["sources", "load", "simulate", "fit-point", "demo", "backtest", "import"]
+COMMANDS = ["sources", "load", "simulate", "fit-point", "demo", "backtest", "import", "schedule", "live"]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])

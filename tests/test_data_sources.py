@@ -289,3 +289,22 @@ def test_multipower_schedules_rebuild_the_logged_lr():
     # tokens are not known: a cut in tokens refuses the rows instead of dropping them
     with pytest.raises(ValueError, match="column 'tokens' is missing"):
         bd.cut_early(df)
+
+
+def test_multipower_branches_name_their_parent_and_mark_their_copies():
+    """The WSD and two-stage runs repeat a constant-rate run of their size before their decay: one branch
+    tree per size, rooted at that run; the copies are exactly the rows before the decay."""
+    from bayeslaw.data.runs import branch_roots, drop_copies
+    from bayeslaw.data.schedules import run_schedules
+
+    df = load("multipower")
+    roots = branch_roots(df)
+    assert roots["multipower-25M-wsdcon_9"] == "multipower-25M-constant_72000"
+    assert roots["multipower-100M-wsd_20000_24000"] == "multipower-100M-constant_24000"
+    assert roots["multipower-25M-cosine_72000"] == "multipower-25M-cosine_72000"
+    assert (roots != roots.index).sum() == 10
+    schedules = run_schedules(df)
+    copied = df[df["copied"].astype(bool)]
+    assert len(copied) == 834
+    assert (copied["step"] < copied["run"].map(lambda r: schedules[r].decay_start)).all()
+    assert len(drop_copies(df)) == len(df) - 834

@@ -74,6 +74,43 @@ def test_run_marginal_matches_a_dense_gaussian_per_run():
     np.testing.assert_allclose(np.cov(draws[:, 0].T), cov0, rtol=0.03)
 
 
+def test_runs_of_one_branch_tree_share_their_offset_in_the_joint_density_and_in_draws():
+    """Runs 0, 2, 3 form one tree (one offset u), run 1 its own: the summed per-run log densities equal the
+    dense Gaussian of all their checkpoints with covariance a between every two checkpoints of the tree."""
+    rng = np.random.default_rng(1)
+    mask = np.ones((4, 5), dtype=bool)
+    mask[2, 3:] = False
+    x = np.ones((4, 5))
+    for r in range(4):
+        k = int(mask[r].sum())
+        x[r, :k] = np.append(np.sort(rng.uniform(0.05, 0.99, k - 1)), 1.0)
+    eigvals, eigvecs = run_basis(x, mask)
+    a, b, c = np.full(4, 4e-4), rng.uniform(1e-5, 1e-4, 4), rng.uniform(1e-6, 1e-5, 4)
+    tree = np.array([0, 1, 0, 0])
+    before = ((tree[:, None] == tree[None, :]) & np.triu(np.ones((4, 4), bool), 1)).astype(float)
+    loc = rng.normal(0, 0.01, (4, 5)) * mask
+    y = (loc + rng.normal(0, 0.02, (4, 5))) * mask
+    marginal = RunMarginal(jnp.asarray(loc), eigvals, eigvecs, mask, a, b, c, before)
+    got = np.asarray(marginal.log_prob(jnp.asarray(y)))
+    slots = [(r, i) for r in range(4) for i in range(5) if mask[r, i]]
+    cov = np.zeros((len(slots), len(slots)))
+    for p_, (r, i) in enumerate(slots):
+        for q, (s_, j) in enumerate(slots):
+            cov[p_, q] = (a[r] if tree[r] == tree[s_] else 0.0) + (
+                b[r] * float(bridge_kernel(x[r, i], x[s_, j])) + (c[r] + JITTER) * (i == j) if r == s_ else 0.0)
+    dense = stats.multivariate_normal(np.array([loc[r, i] for r, i in slots]), cov).logpdf(
+        np.array([y[r, i] for r, i in slots]))
+    assert got.sum() == pytest.approx(dense, rel=1e-10)
+    # without the tree, runs 2 and 3 would carry offsets of their own: a different density
+    alone = np.asarray(RunMarginal(jnp.asarray(loc), eigvals, eigvecs, mask, a, b, c).log_prob(jnp.asarray(y)))
+    assert abs(alone.sum() - dense) > 1e-3
+    draws = np.asarray(marginal.sample(jax.random.PRNGKey(0), (40_000,)))
+    # the last checkpoints (x = 1: no deviation) of runs 0 and 3 covary by a; those of runs 0 and 1 do not
+    ends = draws[:, :, 4] - loc[:, 4]
+    assert np.cov(ends[:, 0], ends[:, 3])[0, 1] == pytest.approx(a[0], rel=0.05)
+    assert abs(np.corrcoef(ends[:, 0], ends[:, 1])[0, 1]) < 0.02
+
+
 def test_the_deviation_along_a_run_vanishes_at_its_end():
     x = np.array([0.2, 0.5, 0.9, 1.0])
     k = np.asarray(bridge_kernel(x[:, None], x[None, :]))

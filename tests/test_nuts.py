@@ -84,9 +84,9 @@ def test_known_run_is_conditioned_on_its_own_checkpoints(fitted, sim):
     targets = rows[["family", "params", "tokens"]].assign(run_tokens=rows["tokens"].max())
     own = fitted.predict(targets.assign(run=run), kind="new_run", seed=3).draws.values[:, 0]
     fresh = fitted.predict(targets, kind="new_run", seed=3).draws.values[:, 0]
-    observed = rows["loss"].iloc[0]
-    assert abs(np.median(own) - observed) < abs(np.median(fresh) - observed)
-    assert np.std(own) < np.std(fresh)
+    # the run's own checkpoints move its forecast the way its offset lies, and narrow it
+    assert np.sign(np.median(own) - np.median(fresh)) == np.sign(sim.truth["runs"][run]["offset"])
+    assert np.std(own) < 0.7 * np.std(fresh)
 
 
 def test_new_run_predictive_follows_the_schedule_shape_and_has_finite_moments(fitted):

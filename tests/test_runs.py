@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import bayeslaw.data as bd
 from bayeslaw.models import prepare
@@ -44,3 +45,18 @@ def test_the_models_use_the_same_rule():
     data = prepare(df)
     np.testing.assert_array_equal(data.run_replicated, bd.replicated_runs(df).loc[list(data.runs)].to_numpy())
     assert data.replicated_families.tolist() == [True, False]
+
+
+def test_branch_roots_follow_parent_runs_up_and_copies_count_once():
+    df = pd.DataFrame({
+        "run": ["root", "root", "b1", "b1", "b2", "b2", "orphan", "orphan"],
+        "parent_run": [None, None, "root", "root", "b1", "b1", "gone", "gone"],
+        "copied": [False, False, True, False, True, False, True, False],
+    })
+    roots = bd.runs.branch_roots(df)
+    assert roots.to_dict() == {"b1": "root", "b2": "root", "orphan": "gone", "root": "root"}
+    # b1's and b2's copies are their parents' rows; the orphan's parent is absent: its copy is its only record
+    assert bd.runs.drop_copies(df).index.tolist() == [0, 1, 3, 5, 6, 7]
+    cycle = df.assign(parent_run=["b2", "b2", "root", "root", "b1", "b1", None, None])
+    with pytest.raises(ValueError, match="cycle"):
+        bd.runs.branch_roots(cycle)

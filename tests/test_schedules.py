@@ -9,6 +9,8 @@ import pytest
 from bayeslaw.data.schedules import Schedule, run_schedules
 from bayeslaw.inference.point import fit_point
 from bayeslaw.laws import get_law
+from bayeslaw.laws.annealing import SIZE_SLOPES as ANNEALING_SLOPES
+from bayeslaw.laws.multipower import SIZE_SLOPES as MULTIPOWER_SLOPES
 from bayeslaw.laws.schedule_terms import annealing_area, drop_design, drop_exact, lr_area, schedule_inputs
 
 
@@ -101,16 +103,20 @@ def test_schedule_inputs_refuse_rows_without_a_step():
     text = Schedule("constant", 1e-3, 100).to_json()
     with pytest.raises(ValueError, match=r"column 'step'.*rows \[1\]"):
         schedule_inputs({"step": np.array([5.0, -1.0]), "schedule": np.array([text, text], dtype=object)})
-    table = pd.DataFrame({"run": ["r"] * 3, "step": [10, 20, 30], "loss": [3.0, 2.9, 2.8]})
+    table = pd.DataFrame({"run": ["r"] * 3, "params": 1e8, "step": [10, 20, 30], "loss": [3.0, 2.9, 2.8]})
     with pytest.raises(ValueError, match=r"the multipower law needs column\(s\) \['schedule'\]"):
         get_law("multipower").columns(table)
 
 
-def _curves(law_name, theta, schedules, every=100):
+SLOPES = {"multipower": MULTIPOWER_SLOPES, "annealing": ANNEALING_SLOPES}
+
+
+def _curves(law_name, theta, schedules, every=100, params=1e8):
     law = get_law(law_name)
     frames = [pd.DataFrame({"run": name, "step": np.arange(every, s.total_steps + 1, every), "schedule": s.to_json()})
               for name, s in schedules.items()]
-    df = pd.concat(frames, ignore_index=True)
+    df = pd.concat(frames, ignore_index=True).assign(params=params)
+    theta = {**SLOPES[law_name], **theta}
     loss = np.asarray(law.loss({k: np.asarray(v) for k, v in theta.items()}, **law.columns(df)))
     return df.assign(loss=loss)
 
@@ -126,12 +132,12 @@ SCHEDULES = {
 @pytest.mark.parametrize("law_name, truth", [
     ("multipower", {"l0": np.log(2.8), "a": np.log(0.5), "alpha": 0.45, "b": np.log(300.0), "c": np.log(2.0),
                     "beta": 0.55, "gamma": 0.6}),
-    ("annealing", {"l0": np.log(2.8), "a": np.log(0.5), "alpha": 0.45, "c": np.log(50.0)}),
+    ("annealing", {"l0": np.log(2.8), "a": np.log(0.5), "alpha": 0.45, "c": np.log(0.5)}),
 ])
 def test_point_fit_on_three_schedules_predicts_a_fourth(law_name, truth):
     df = _curves(law_name, truth, SCHEDULES)
     train, test = df[df["run"] != "wsd"], df[df["run"] == "wsd"]
-    fit = fit_point(train, form=law_name)
+    fit = fit_point(train, form=law_name, fixed=SLOPES[law_name])  # one size: no size slopes
     relative = np.abs(fit.predict(test) / test["loss"].to_numpy() - 1)
     assert relative.mean() < 5e-4
     # a law that ignored the cooldown (the constant schedule's curve) would miss the wsd run's end by more
@@ -139,14 +145,14 @@ def test_point_fit_on_three_schedules_predicts_a_fourth(law_name, truth):
     assert abs(constant["loss"].iloc[-1] / test["loss"].iloc[-1] - 1) > 10 * relative[-1]
 
 
-def test_cli_fits_a_schedule_law_per_model(tmp_path):
+def test_cli_fits_a_schedule_law_over_the_sizes_of_a_family(tmp_path):
     import json
 
     from typer.testing import CliRunner
 
     from bayeslaw.cli import app
 
-    truth = {"l0": np.log(2.8), "a": np.log(0.5), "alpha": 0.45, "c": np.log(50.0)}
+    truth = {"l0": np.log(2.8), "a": np.log(0.5), "alpha": 0.45, "c": np.log(0.5)}
     df = _curves("annealing", truth, SCHEDULES, every=200)
     df = pd.concat([df.assign(model="m1", params=1e8), df.assign(model="m2", params=2e8, loss=df["loss"] * 0.95)])
     df = df.assign(family="f", run=df["model"] + "-" + df["run"], tokens=df["step"] * 1e5, loss_name="loss")
@@ -154,10 +160,12 @@ def test_cli_fits_a_schedule_law_per_model(tmp_path):
     df.to_csv(path, index=False)
     result = CliRunner().invoke(app, ["fit-point", str(path), "--form", "annealing", "--json"])
     assert result.exit_code == 0, result.output
-    fits = {row["model"]: row for row in json.loads(result.output)}
-    assert set(fits) == {"m1", "m2"}
-    assert fits["m1"]["L0"] == pytest.approx(2.8, rel=1e-3)
-    assert fits["m2"]["L0"] == pytest.approx(2.8 * 0.95, rel=1e-3)
+    (fit,) = json.loads(result.output)
+    # 5% lower losses at twice the size: every log-constant falls by log(0.95) per doubling of N
+    assert fit["family"] == "f" and fit["L0"] == pytest.approx(2.8, rel=1e-3)
+    for slope in ("l0_n", "a_n", "c_n"):
+        assert fit[slope] == pytest.approx(np.log(0.95) / np.log(2.0), abs=2e-3)
+    assert fit["alpha_n"] == pytest.approx(0.0, abs=2e-3)
 
 
 MPL_TRUTH = {"l0": np.log(2.8), "a": np.log(0.5), "alpha": 0.45, "b": np.log(300.0), "c": np.log(2.0),
@@ -168,18 +176,221 @@ def test_schedule_planning_with_a_multipower_fit():
     from bayeslaw.inference.point import PointFit
     from bayeslaw.plan import best_cooldown, cooldown_drop, schedule_loss
 
-    fit = PointFit("multipower", "epoch", {k: float(v) for k, v in MPL_TRUTH.items()}, 0.0, 0, True)
+    fit = PointFit("multipower", "epoch", {k: float(v) for k, v in {**MULTIPOWER_SLOPES, **MPL_TRUTH}.items()},
+                   0.0, 0, True)
     plans = {"constant": Schedule("constant", 1e-3, 6000, 200), "cosine": Schedule("cosine", 1e-3, 6000, 200, 1e-4)}
-    final = schedule_loss(fit, plans).set_index("schedule")["loss"]
+    final = schedule_loss(fit, plans, params=1e8).set_index("schedule")["loss"]
     assert final["cosine"] < final["constant"]  # annealing pays off at the end of the run
-    curve = schedule_loss(fit, plans["cosine"], steps=[1000, 3000, 6000])
+    curve = schedule_loss(fit, plans["cosine"], steps=[1000, 3000, 6000], params=1e8)
     assert curve["loss"].is_monotonic_decreasing and len(curve) == 3
-    table = best_cooldown(fit, total_steps=6000, peak_lr=1e-3, warmup_steps=200, fractions=np.linspace(0.0, 0.9, 19))
+    table = best_cooldown(fit, total_steps=6000, peak_lr=1e-3, warmup_steps=200, params=1e8,
+                          fractions=np.linspace(0.0, 0.9, 19))
     best = table.loc[table["best"], "cooldown_fraction"].item()
     assert 0.0 < best < 0.9  # neither no cooldown nor a run that is almost all cooldown
     assert table["loss"].min() < final["constant"]
-    drop = cooldown_drop(fit, branch_step=4000, cooldown_steps=800, peak_lr=1e-3, warmup_steps=200)
+    drop = cooldown_drop(fit, branch_step=4000, cooldown_steps=800, peak_lr=1e-3, warmup_steps=200, params=1e8)
     assert drop["drop"] > 0 and drop["loss_cooldown"] < drop["loss_constant"]
+    with pytest.raises(ValueError, match="steps must lie in 1..6000"):
+        schedule_loss(fit, plans, steps=[7000], params=1e8)
     chinchilla = PointFit("chinchilla", "epoch", {"e": 0.5, "a": 6.0, "b": 7.0, "alpha": 0.3, "beta": 0.3}, 0.0, 0, True)
-    with pytest.raises(ValueError, match="reads a run's step and schedule; the chinchilla law reads"):
-        schedule_loss(chinchilla, plans)
+    with pytest.raises(ValueError, match="reads a run's step and schedule"):
+        schedule_loss(chinchilla, plans, params=1e8)
+
+
+# --- Bayesian schedule laws ----------------------------------------------------------------------
+
+ANNEALING_TRUTH = {"l0": np.log(2.8), "a": np.log(0.5), "alpha": 0.45, "c": np.log(0.5),
+                   "l0_n": -0.08, "a_n": 0.05, "alpha_n": -0.02, "c_n": 0.1}
+ROOT = Schedule("constant", 1e-3, 4000, 200)
+PLANS = {
+    "constant": (ROOT, None),
+    "cool2000": (Schedule.wsd(1e-3, 3000, 1 / 3, warmup_steps=200, final_lr=1e-5), "constant"),  # branch at 2000
+    "cosine": (Schedule("cosine", 1e-3, 4000, 200, 1e-4), None),
+    "cool3000": (Schedule.wsd(1e-3, 4000, 0.25, warmup_steps=200, final_lr=1e-5), "constant"),  # held out
+    "cosine3000": (Schedule("cosine", 1e-3, 3000, 200, 1e-4), None),  # held out: a run of its own
+}
+HELD_OUT = ("cool3000", "cosine3000")
+SIGMA_TREE, SIGMA_OBS = 0.004, 0.001
+
+
+def _noisy_runs(seed=0):
+    """Annealing-law curves of two sizes with a log-loss offset per branch tree and checkpoint noise; the
+    branches repeat their parent's checkpoints before the branch point (copied)."""
+    rng = np.random.default_rng(seed)
+    law = get_law("annealing")
+    frames = []
+    for params in (1e8, 3e8):
+        offsets = {name: rng.normal(0, SIGMA_TREE) for name, (_, parent) in PLANS.items() if parent is None}
+        root_rows = None
+        for name, (schedule, parent) in PLANS.items():
+            rows = pd.DataFrame({"run": f"{params:.0e}-{name}", "step": np.arange(300, schedule.total_steps + 1, 100),
+                                 "schedule": schedule.to_json(), "params": params})
+            mean = np.asarray(law.log_loss({k: np.asarray(v) for k, v in ANNEALING_TRUTH.items()}, **law.columns(rows)))
+            log_loss = mean + offsets[parent or name] + rng.normal(0, SIGMA_OBS, len(rows))
+            rows = rows.assign(true_law=np.exp(mean), loss=np.exp(log_loss), copied=False, parent_run=None)
+            if parent is not None:  # before the branch point the branch is its parent
+                before = rows["step"] < schedule.decay_start
+                rows.loc[before, "loss"] = root_rows.set_index("step").loc[rows.loc[before, "step"], "loss"].to_numpy()
+                rows = rows.assign(copied=before, parent_run=f"{params:.0e}-{parent}")
+            if name == "constant":
+                root_rows = rows
+            frames.append(rows)
+    df = pd.concat(frames, ignore_index=True)
+    return df.assign(family="f", model=df["params"].map(lambda p: f"{p:.0e}"), tokens=np.nan, seed=0,
+                     flops=np.nan, loss_name="loss", source="test")
+
+
+@pytest.fixture(scope="module")
+def schedule_fit():
+    from bayeslaw.inference.nuts import fit
+
+    df = _noisy_runs()
+    train = df[~df["run"].str.split("-").str[-1].isin(HELD_OUT)]
+    return df, fit(train, form="annealing", chains=2, draws=250, warmup=250, progress=False)
+
+
+def test_a_bayesian_schedule_law_counts_copies_once_and_recovers_the_law(schedule_fit):
+    df, fitted = schedule_fit
+    rows = fitted.training_rows()
+    # the branches' copies of the constant run are left out; each run thinned to 20 checkpoints in steps
+    assert not rows.duplicated(["step", "loss"]).any()
+    assert rows.groupby("run").size().max() <= 21
+    assert (fitted.site_draws("shape") == 0).all()  # the schedule law explains the run's shape: no g_f
+    roots = fitted._run_roots()
+    assert roots["1e+08-cool2000"] == "1e+08-constant" and roots["1e+08-cosine"] == "1e+08-cosine"
+    theta = fitted.site_draws("theta")[:, 0]
+    names = fitted.spec.names
+    for name, truth in (("l0", ANNEALING_TRUTH["l0"]), ("log_alpha", np.log(0.45)), ("l0_n", -0.08)):
+        draws = theta[:, names.index(name)]
+        assert np.quantile(draws, 0.005) < truth < np.quantile(draws, 0.995), name
+    assert fitted.diagnostics(warn=False).divergences == 0
+
+
+def test_a_branch_of_a_trained_run_shares_its_offset_and_a_run_of_its_own_does_not(schedule_fit):
+    df, fitted = schedule_fit
+    test = df[df["run"].str.split("-").str[-1].isin(HELD_OUT)].reset_index(drop=True)
+    prediction = fitted.predict(test, kind="new_run", seed=1)
+    draws = np.log(prediction.draws.values)
+    width = np.quantile(draws, 0.95, axis=0) - np.quantile(draws, 0.05, axis=0)
+    branch = test["run"].str.endswith("cool3000").to_numpy()
+    # the branch knows its tree's offset from the constant run; the new cosine run draws one of its own
+    assert np.median(width[branch]) < 0.6 * np.median(width[~branch])
+    inside = (test["loss"] >= prediction.summary["q5"]) & (test["loss"] <= prediction.summary["q95"])
+    assert inside[branch].mean() > 0.7 and inside[~branch].mean() > 0.7
+    # without parent_run the branch is a new run: as wide as the unrelated one
+    alone = np.log(fitted.predict(test.drop(columns="parent_run"), kind="new_run", seed=1).draws.values)
+    assert np.median(np.quantile(alone, 0.95, 0) - np.quantile(alone, 0.05, 0)) > 1.5 * np.median(width[branch])
+
+
+def test_tree_conditioning_equals_dense_gaussian_conditioning(schedule_fit):
+    """The closed-form conditioning of a trained run's late checkpoint on its tree (offset shared with its
+    parent, its own deviation) equals conditioning the dense joint Gaussian of the tree's training rows."""
+    from bayeslaw.models.runs import JITTER, bridge_kernel
+
+    df, fitted = schedule_fit
+    rows = fitted.training_rows()
+    run = "1e+08-cool2000"
+    tree = {r: np.flatnonzero(rows["run"].to_numpy() == r) for r in ("1e+08-constant", run)}
+    target = rows.loc[tree[run]].iloc[[3]].reset_index(drop=True)
+    x = float(target["step"].iloc[0] / PLANS["cool2000"][0].total_steps)
+    draws = slice(0, 5)
+    theta = fitted.site_draws("theta")[draws][:, [0]]
+    noise = {k: v[draws] for k, v in fitted.noise_draws(["f"]).items()}  # (sample, target row, ...)
+    a = noise["sigma_seed"][:, 0] ** 2
+    shift, reduction = fitted._condition_on_tree(theta[:, 0], noise, np.array([0]), np.array([x]),
+                                                 np.sqrt(a)[:, None], tree, run)
+    law = np.log(fitted.predict(rows, kind="law").draws.values[draws])  # seen family: the fit's draws in order
+    observed = np.log(rows["loss"].to_numpy())
+    fraction = fitted.idata.constant_data["fraction"].values
+    order = np.concatenate(list(tree.values()))
+    owner = np.concatenate([[r] * len(i) for r, i in tree.items()])
+    for s in range(5):
+        dev2, obs2 = noise["sigma_dev"][s, 0] ** 2, noise["sigma_obs"][s, 0] ** 2
+        same = owner[:, None] == owner[None, :]
+        k = np.asarray(bridge_kernel(fraction[order][:, None], fraction[order][None, :]))
+        cov = a[s] + same * (dev2 * k + (obs2 + JITTER) * np.eye(len(order)))
+        cross = a[s] + (owner == run) * dev2 * np.asarray(bridge_kernel(x, fraction[order]))
+        resid = observed[order] - law[s, order]
+        assert shift[s, 0] == pytest.approx(cross @ np.linalg.solve(cov, resid), rel=1e-6, abs=1e-9)
+        assert reduction[s, 0] == pytest.approx(cross @ np.linalg.solve(cov, cross), rel=1e-6)
+
+
+def test_schedule_questions_with_bands_from_a_bayesian_fit(schedule_fit):
+    from bayeslaw.plan import best_cooldown, cooldown_drop, schedule_loss
+
+    df, fitted = schedule_fit
+    plans = {"constant": Schedule("constant", 1e-3, 4000, 200), "cosine": Schedule("cosine", 1e-3, 4000, 200, 1e-4)}
+    final = schedule_loss(fitted, plans, params=2e8)
+    assert (final["q5"] < final["loss"]).all() and (final["loss"] < final["q95"]).all()
+    assert final.set_index("schedule").loc["cosine", "loss"] < final.set_index("schedule").loc["constant", "loss"]
+    # a branch of a trained run shares its offset: a narrower band than the same schedule as a new run
+    branch = schedule_loss(fitted, plans["constant"], params=1e8, parent_run="1e+08-constant")
+    fresh = schedule_loss(fitted, plans["constant"], params=1e8)
+    assert (branch["q95"] - branch["q5"]).item() < 0.6 * (fresh["q95"] - fresh["q5"]).item()
+    table = best_cooldown(fitted, total_steps=4000, peak_lr=1e-3, warmup_steps=200, final_lr=1e-5, params=2e8,
+                          fractions=[0.05, 0.2, 0.5])
+    assert table["p_best"].sum() == pytest.approx(1.0) and table.loc[table["best"], "p_best"].item() > 0.5
+    drop = cooldown_drop(fitted, branch_step=2500, cooldown_steps=800, peak_lr=1e-3, warmup_steps=200, params=2e8)
+    assert 0 < drop["drop_q5"] < drop["drop"] < drop["drop_q95"]
+
+
+def test_live_forecast_of_a_run_in_flight_is_conditioned_on_its_checkpoints():
+    """A cosine run seen to step 2000 of 4000: its forecast to the end covers the rest of the run, and is
+    narrower than the forecast of the same schedule as a run not yet started."""
+    from bayeslaw.plan import live_forecast
+
+    df = _noisy_runs(seed=2)
+    run = "3e+08-cosine"
+    in_flight = df[(df["run"] == run) & (df["step"] <= 2000)]
+    rest = df[(df["run"] == run) & (df["step"] > 2000)]
+    finished = df[~df["run"].str.split("-").str[-1].isin((*HELD_OUT, "cosine")) | (df["params"] == 1e8)]
+    table, fitted = live_forecast(pd.concat([finished, in_flight]), run, steps=rest["step"].to_numpy(),
+                                  chains=2, draws=250, warmup=250, progress=False)
+    inside = (rest["loss"].to_numpy() >= table["q5"].to_numpy()) & (rest["loss"].to_numpy() <= table["q95"].to_numpy())
+    assert inside.mean() > 0.7
+    not_started = fitted.predict(rest.drop(columns="run").assign(run="new"), kind="new_run").summary
+    assert np.median(table["q95"] - table["q5"]) < 0.7 * np.median(not_started["q95"] - not_started["q5"])
+    assert table["observed"].isna().all()  # steps after the last logged checkpoint
+    with pytest.raises(ValueError, match="run 'nope' is not in the table"):
+        live_forecast(df, "nope", fit=fitted)
+
+
+def test_cli_plans_a_schedule_and_forecasts_a_run_in_flight(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from bayeslaw.cli import app
+
+    runner = CliRunner()
+    df = _noisy_runs(seed=3)
+    run = "3e+08-cosine"
+    df = df[~df["run"].str.split("-").str[-1].isin(HELD_OUT) & ((df["run"] != run) | (df["step"] <= 2500))]
+    data = tmp_path / "runs.csv"
+    df.to_csv(data, index=False)
+    fit_file = tmp_path / "fit.nc"
+    result = runner.invoke(app, ["fit", str(data), "--form", "annealing", "--out", str(fit_file), "--chains", "2",
+                                 "--draws", "150", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["form"] == "annealing"
+    result = runner.invoke(app, ["report", str(fit_file), "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output  # curves against steps: the runs carry no tokens
+    assert (tmp_path / "report" / "predictive_curves.png").exists()
+    result = runner.invoke(app, ["schedule", str(fit_file), "--params", "2e8", "--total-steps", "4000", "--peak-lr", "1e-3",
+                                 "--warmup", "200", "--final-lr", "1e-5", "--cooldown", "0.05,0.2,0.5", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["cooldown"]
+    assert [r["cooldown_fraction"] for r in rows] == [0.05, 0.2, 0.5]
+    assert sum(r["p_best"] for r in rows) == pytest.approx(1.0) and all(r["q5"] < r["loss"] < r["q95"] for r in rows)
+    result = runner.invoke(app, ["schedule", str(fit_file), "--params", "2e8", "--total-steps", "4000", "--peak-lr",
+                                 "1e-3", "--branch-step", "2500"])
+    assert result.exit_code != 0 and "--branch-step needs --cooldown-steps" in result.output
+    out = tmp_path / "live.csv"
+    result = runner.invoke(app, ["live", str(data), "--run", run, "--chains", "2", "--draws", "150", "--out", str(out),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["final_step"] == 4000 and payload["final_loss"]["q5"] < payload["final_loss"]["q95"]
+    assert pd.read_csv(out)["step"].iloc[0] == 2500
+    result = runner.invoke(app, ["live", str(data), "--run", "nope", "--chains", "2", "--draws", "50"])
+    assert result.exit_code != 0 and "run 'nope' is not in the table" in result.output

@@ -6,6 +6,11 @@ the token budget to 1% in log tokens, round(ln(budget) / 0.01). A run's budget i
 where the table has that column (a table may hold only part of a run), else its last checkpoint's tokens.
 A run is *replicated* when another run shares its configuration: only such runs measure the run-to-run
 (seed) spread of loss, since runs that differ in N or D also differ by the law.
+
+Branches: a run resumed from another run's checkpoint (a cooldown branch of a WSD run) names it in
+``parent_run``; its rows before the branch point repeat the parent's and are marked ``copied``. Runs of
+one tree (a root and every branch below it) share their start, so they share one run offset (the
+models' u_r), and a fit counts a copied checkpoint once (:func:`drop_copies`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["BUDGET_LOG_TOLERANCE", "replicated_runs", "run_configurations"]
+__all__ = ["BUDGET_LOG_TOLERANCE", "drop_copies", "replicated_runs", "run_configurations", "branch_roots"]
 
 BUDGET_LOG_TOLERANCE = 0.01  # token budgets within 1% (in ln tokens) are one budget
 
@@ -39,3 +44,32 @@ def replicated_runs(df: pd.DataFrame) -> pd.Series:
     same token budget to 1% in log tokens (see the module's rule), i.e. the run is a seed or rerun of a
     configuration seen twice or more."""
     return run_configurations(df)["replicated"]
+
+
+def branch_roots(df: pd.DataFrame) -> pd.Series:
+    """Per run (index ``run``, sorted): the root of its branch tree, following ``parent_run`` up (the run
+    itself where it has no parent; a parent absent from the table still names the tree). A cycle raises."""
+    runs = sorted(df["run"].unique())
+    if "parent_run" not in df.columns:
+        return pd.Series(runs, index=pd.Index(runs, name="run"), name="root")
+    parents = df.groupby("run")["parent_run"].first()
+    parent = {run: p for run, p in parents.items() if isinstance(p, str) and p and p != run}
+    root = {}
+    for run in runs:
+        seen, top = [run], run
+        while top in parent:
+            top = parent[top]
+            if top in seen:
+                raise ValueError(f"parent_run: runs {seen} descend from each other in a cycle")
+            seen.append(top)
+        root[run] = top
+    return pd.Series(root, name="root").rename_axis("run").loc[runs]
+
+
+def drop_copies(df: pd.DataFrame) -> pd.DataFrame:
+    """The table without ``copied`` rows whose ``parent_run`` is in it: those checkpoints are the parent's
+    and counted there (a branch whose parent is absent keeps its copies: they are the only record)."""
+    if "copied" not in df.columns or "parent_run" not in df.columns:
+        return df
+    present = df["parent_run"].isin(set(df["run"]))
+    return df.loc[~(df["copied"].fillna(False).astype(bool) & present)]

@@ -26,7 +26,7 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
-__all__ = ["DecayType", "Schedule", "ScheduleShape", "run_schedules"]
+__all__ = ["DecayType", "Schedule", "ScheduleShape", "after_warmup", "run_schedules"]
 
 ScheduleShape = Literal["constant", "cosine", "linear", "wsd", "two_stage"]
 DecayType = Literal["linear", "exponential", "cosine", "1-sqrt"]
@@ -140,3 +140,9 @@ def run_schedules(df: pd.DataFrame, *, where: str = "table") -> dict[str, Schedu
             raise ValueError(f"{where}: run {run!r}, column 'schedule' (rows {text.index[:3].tolist()}...): {error}") from None
     return out
 
+
+def after_warmup(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows past their run's warmup (step > the schedule's warmup_steps): where the schedule laws describe
+    a run (their loss drop counts the rate's decreases after the warmup)."""
+    warmup = df["run"].map({run: s.warmup_steps for run, s in run_schedules(df).items()})
+    return df.loc[df["step"].to_numpy(dtype=float) > warmup.to_numpy(dtype=float)]

@@ -17,6 +17,7 @@ provenance and every judgment call.
 from __future__ import annotations
 
 import ast
+import json
 import logging
 import math
 import re
@@ -639,7 +640,36 @@ def load_multipower(folder: Path, *, loss_name: str = "train_loss") -> pd.DataFr
         raise ValueError(f"multipower: no <size>/<schedule>.csv files under {folder}")
     df = pd.concat(frames, ignore_index=True)
     df = notes.drop(df, df["loss"].isna(), "no loss logged")
+    df = _multipower_branches(df)
+    branches = df.loc[df["parent_run"].notna()].groupby("run")
+    notes.correct(f"{branches.ngroups} runs are branches of another run of their size (their first checkpoints are "
+                  f"bit-identical to it): parent_run names it and their {int(df['copied'].sum())} rows before the "
+                  f"branch point are marked copied")
     return _finish(df, notes, loss_name=loss_name)
+
+
+def _multipower_branches(df: pd.DataFrame) -> pd.DataFrame:
+    """Mark the runs that branch from another run of their size: those whose first logged checkpoint is
+    bit-identical to it (same step and loss) are one branch tree, rooted at its constant-rate run (the
+    stable phase the others leave) or else its longest run; a branch's rows equal to the root's at the same step
+    are ``copied``, and ``parent_run`` names the root."""
+    df = df.assign(copied=False, parent_run=None)
+    first = df.sort_values("step").groupby("run").first()
+    for _, tree in first.groupby(["model", "step", "loss"]):
+        if len(tree) < 2:
+            continue
+        runs = tree.index.tolist()
+        constant = [r for r in runs if json.loads(tree.loc[r, "schedule"])["shape"] == "constant"]
+        root = constant[0] if constant else max(runs, key=lambda r: int((df["run"] == r).sum()))
+        root_loss = df.loc[df["run"] == root].set_index("step")["loss"]
+        for run in runs:
+            if run == root:
+                continue
+            rows = df.index[df["run"] == run]
+            same = df.loc[rows, "step"].map(root_loss).to_numpy() == df.loc[rows, "loss"].to_numpy()
+            df.loc[rows, "copied"] = same
+            df.loc[rows, "parent_run"] = root
+    return df
 
 
 # --------------------------------------------------------------------------- registry

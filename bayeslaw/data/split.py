@@ -41,22 +41,26 @@ def cut_early(
     return df.loc[keep]
 
 
-def thin_checkpoints(df: pd.DataFrame, *, per_run: int = 20) -> pd.DataFrame:
-    """Keep about ``per_run`` checkpoints of each run, evenly spaced in log tokens, always the last one.
+def thin_checkpoints(df: pd.DataFrame, *, per_run: int = 20, by: str = "tokens") -> pd.DataFrame:
+    """Keep about ``per_run`` checkpoints of each run, always the last one: evenly spaced in log tokens
+    (``by="tokens"``), or in steps (``by="step"``, for laws that read the learning-rate schedule, whose
+    changes late in a run matter as much as the early fall).
 
     Long trajectories (thousands of checkpoints) make NUTS slow while adding little
     information: neighbouring checkpoints are nearly the same point of the law.
     """
     if per_run < 1:
         raise ValueError(f"per_run={per_run} must be >= 1")
+    if by not in ("tokens", "step"):
+        raise ValueError(f"thin_checkpoints: by={by!r}; use 'tokens' or 'step'")
 
     def pick(group: pd.DataFrame) -> np.ndarray:
         if len(group) <= per_run:
             return group.index.to_numpy()
-        log_tokens = np.log(group["tokens"].to_numpy())
-        wanted = np.linspace(log_tokens.min(), log_tokens.max(), per_run)
-        nearest = np.abs(log_tokens[None, :] - wanted[:, None]).argmin(axis=1)
-        return group.index.to_numpy()[np.unique(np.append(nearest, np.argmax(log_tokens)))]
+        axis = np.log(group["tokens"].to_numpy()) if by == "tokens" else group["step"].to_numpy(dtype=float)
+        wanted = np.linspace(axis.min(), axis.max(), per_run)
+        nearest = np.abs(axis[None, :] - wanted[:, None]).argmin(axis=1)
+        return group.index.to_numpy()[np.unique(np.append(nearest, np.argmax(axis)))]
 
     keep = np.concatenate([pick(g) for _, g in df.groupby("run", sort=False)])
     return df.loc[np.sort(keep)]

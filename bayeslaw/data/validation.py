@@ -61,6 +61,8 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "lineage": "str",
     "run_tokens": "float",
     "schedule": "str",
+    "parent_run": "str",
+    "copied": "bool",
 }
 _POSITIVE = ("params", "tokens", "flops", "loss")
 _KNOWN_FROM_STEP = ("tokens", "flops")  # may be missing (NaN) on rows whose step is known

@@ -23,6 +23,8 @@ import xarray as xr
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
 
 from bayeslaw.data.files import write_atomic
+from bayeslaw.data.runs import branch_roots, drop_copies
+from bayeslaw.data.schedules import after_warmup
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.config import ATTR as CONFIG_ATTR
 from bayeslaw.inference.config import (ChainMethod, Duplicates, FitConfig, Pooling, PredictionKind, SeedScaling,
@@ -31,7 +33,7 @@ from bayeslaw.inference.point import fit_point
 from bayeslaw.models import (NEW_FAMILY_SITES, PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
                              get_parameterization, new_family, prepare, run_fractions, seed_sd, site_dims,
                              start_values)
-from bayeslaw.models.runs import bridge_kernel, run_covariance, shape_basis
+from bayeslaw.models.runs import JITTER, bridge_kernel, shape_basis
 
 __all__ = ["Diagnostics", "Fit", "Prediction", "check_checkpoints", "fit", "load_fit", "summarize"]
 
@@ -68,41 +70,47 @@ def _constant_data(data: ModelData, rows: pd.DataFrame) -> xr.Dataset:
         "obs_family": data.family,
         "obs_run": data.run,
         "step": rows["step"].to_numpy(),
-        **{f"input_{name}": np.asarray(values) for name, values in data.inputs.items()},
+        **{f"input_{name}": np.asarray(values) for name, values in data.inputs.items() if np.ndim(values) == 1},
+        # a schedule law's per-row design is rebuilt from each run's schedule (not stored: (row, bin) each)
+        **({"schedule": rows["schedule"].to_numpy(dtype=str)} if "schedule" in rows.columns else {}),
     }
     per_run = {"run_family": data.run_family, "run_log_params": data.run_log_params, "run_points": data.run_points,
-               "run_replicated": data.run_replicated}
+               "run_replicated": data.run_replicated,
+               "run_root": branch_roots(rows).loc[list(data.runs)].to_numpy(dtype=str)}
     return xr.Dataset(
         {**{k: ("obs_id", v) for k, v in per_row.items()}, **{k: ("run", v) for k, v in per_run.items()},
          "family_sizes": ("family", data.family_sizes)},
         coords={"obs_id": np.arange(len(rows)), "run": list(data.runs), "family": list(data.families)})
 
 
-def check_checkpoints(df: pd.DataFrame, duplicates: str = "error") -> pd.DataFrame:
-    """Rows sorted by tokens within each run; two rows of one run at the same tokens are refused, naming the
-    run and rows (``duplicates="last"`` keeps the last logged one, a restart's, and warns with the count)."""
+def check_checkpoints(df: pd.DataFrame, duplicates: str = "error", *, by: str = "tokens") -> pd.DataFrame:
+    """Rows sorted by ``by`` (tokens, or step) within each run; two rows of one run at the same ``by`` are
+    refused, naming the run and rows (``duplicates="last"`` keeps the last logged one, a restart's, and
+    warns with the count)."""
     if duplicates not in ("error", "last"):
         raise ValueError(f"duplicates={duplicates!r}; use 'error' or 'last'")
-    repeated = df.duplicated(["run", "tokens"], keep="last")
+    repeated = df.duplicated(["run", by], keep="last")
     if repeated.any():
-        first = df.loc[df.duplicated(["run", "tokens"], keep=False)]
+        first = df.loc[df.duplicated(["run", by], keep=False)]
         run = first["run"].iloc[0]
         rows = first.index[first["run"] == run].tolist()[:5]
         if duplicates == "error":
-            same = first.groupby(["run", "tokens"])["loss"].nunique().max() == 1
+            same = first.groupby(["run", by])["loss"].nunique().max() == 1
             raise ValueError(
-                f"run {run!r} has two or more rows at the same tokens (rows {rows}; {int(repeated.sum())} repeated "
+                f"run {run!r} has two or more rows at the same {by} (rows {rows}; {int(repeated.sum())} repeated "
                 f"row(s) in {first['run'].nunique()} run(s){', equal losses' if same else ', different losses'}): "
                 f"a restart logged twice? pass duplicates='last' (CLI: --duplicates last) to keep the last logged row of each")
         warnings.warn(f"fit: {int(repeated.sum())} repeated checkpoint row(s) in {first['run'].nunique()} run(s) "
                       f"(first: run {run!r}, rows {rows}): kept the last of each (duplicates='last')", stacklevel=3)
         df = df.loc[~repeated]
-    return df.sort_values(["run", "tokens"], kind="stable")
+    return df.sort_values(["run", by], kind="stable")
 
 
 def _check_sizes(rows: pd.DataFrame, pooling: str, law) -> None:
-    """A family seen at one model size has no size exponent of its own (in a law that reads N): say where it comes from."""
-    if "params" not in law.columns_needed:
+    """A family seen at one model size has no size exponent of its own (in a law that reads N): say where it
+    comes from. A schedule law forecasts along runs of the sizes it saw; its size slopes are then the
+    prior's, which widen a forecast at another size, as they should."""
+    if "params" not in law.columns_needed or law.progress == "step":
         return
     sizes = rows.groupby("family")["params"].nunique()
     single = sorted(sizes.index[sizes < 2])
@@ -159,6 +167,27 @@ def _new_family_sampler(spec: Parameterization, pooling: str, n_families: int, n
 def _jitted_log_mean(spec: Parameterization):
     """``spec.log_mean`` compiled as one function: run eagerly, each of its operations compiles on its own."""
     return jax.jit(spec.log_mean)
+
+
+PREDICT_ELEMENTS = 2**24  # per chunk of target rows: draws x rows x (bins of a schedule law's design)
+
+
+def _log_mean_draws(spec: Parameterization, theta: np.ndarray, inputs: dict) -> np.ndarray:
+    """log L for theta (sample, row, K) at each row's inputs, in chunks of rows of equal size (one
+    compilation) so that memory stays bounded: a schedule law's design is (row, bin) per draw."""
+    n_rows = theta.shape[1]
+    width = max((int(np.prod(np.shape(v)[1:])) for v in inputs.values()), default=1)
+    chunk = max(1, PREDICT_ELEMENTS // (theta.shape[0] * width))
+    law = _jitted_log_mean(spec)
+    if chunk >= n_rows:
+        return np.asarray(law(jnp.asarray(theta), {k: jnp.asarray(v) for k, v in inputs.items()}))
+    out = np.empty(theta.shape[:2])
+    for start in range(0, n_rows, chunk):
+        rows = np.minimum(np.arange(start, start + chunk), n_rows - 1)  # the last chunk padded with its last row
+        part = np.asarray(law(jnp.asarray(theta[:, rows]), {k: jnp.asarray(np.asarray(v)[rows]) for k, v in inputs.items()}))
+        keep = min(chunk, n_rows - start)
+        out[:, start:start + keep] = part[:, :keep]
+    return out
 
 
 def _chain_method(chains: int, chain_method: str | None) -> str:
@@ -236,14 +265,19 @@ def fit(
     spec = get_parameterization(config.form)
     form = config.form
     n_theta = len(spec.names)
-    rows = cut_early(check_checkpoints(df, duplicates), min_tokens=min_tokens, min_fraction=min_fraction)
+    axis = spec.law.progress
+    rows = check_checkpoints(drop_copies(df), duplicates, by=axis)  # a branch's copy of its parent counts once
+    if axis == "step":
+        # a law of the schedule describes the whole run after its warmup: the token cut (the
+        # Hitchhiker's, for laws of final losses) does not apply
+        rows, cut = after_warmup(rows), "the warmup"
+    else:
+        rows, cut = cut_early(rows, min_tokens=min_tokens, min_fraction=min_fraction), (
+            f"the early cut (min_tokens={min_tokens}, min_fraction={min_fraction})")
     if len(rows) >= n_theta and thin is not None:
-        rows = thin_checkpoints(rows, per_run=thin)
+        rows = thin_checkpoints(rows, per_run=thin, by=axis)
     if len(rows) < n_theta:
-        raise ValueError(
-            f"fit: {len(rows)} row(s) left after the early cut (min_tokens={min_tokens}, "
-            f"min_fraction={min_fraction}) of {len(df)}; need at least {n_theta}"
-        )
+        raise ValueError(f"fit: {len(rows)} row(s) left after {cut} of {len(df)}; need at least {n_theta}")
     # fractions of each run as given (before the cut and thinning), unless the table states the run's end
     last = df.groupby("run")["tokens"].max().reindex(rows["run"]).to_numpy()
     rows = rows.assign(run_tokens=rows["run_tokens"].fillna(pd.Series(last, rows.index)) if "run_tokens" in rows
@@ -413,6 +447,8 @@ class Fit:
         })
         if "fraction" in const:  # the run's final tokens, as fitted
             rows["run_tokens"] = rows["tokens"] / const["fraction"].values
+        if "schedule" in const:
+            rows["schedule"] = np.asarray(const["schedule"].values).astype(str)
         for name in self.spec.law.inputs:
             if f"input_{name}" in const and name not in rows:
                 rows[name] = const[f"input_{name}"].values
@@ -521,11 +557,12 @@ class Fit:
         return out
 
     def _run_rows(self) -> dict[str, np.ndarray]:
-        """The training rows of each run (indices into obs_id, by tokens)."""
+        """The training rows of each run (indices into obs_id, along the run)."""
         const = self.idata.constant_data
         runs = np.asarray(const["run"].values).astype(str)
         obs_run = const["obs_run"].values
-        order = np.lexsort((const["log_tokens"].values, obs_run))
+        along = const["fraction"] if "fraction" in const else const["log_tokens"]
+        order = np.lexsort((along.values, obs_run))
         return {run: idx for run, idx in zip(runs, np.split(order, np.cumsum(np.bincount(obs_run, minlength=len(runs)))[:-1]))}
 
     def predict(
@@ -540,21 +577,24 @@ class Fit:
         """Posterior predictive loss (nats per token) for each row of ``targets``.
 
         ``targets`` has ``params`` and the law's other inputs (``tokens``; ``batch_size`` for su2024;
-        ``flops`` optional for compute), optionally ``family``, ``run`` and ``run_tokens`` (the run's
-        final tokens; default: the last tokens of each ``run`` among the targets, and without ``run``
-        each row is a run's final checkpoint).
+        ``flops`` optional for compute; ``step`` and ``schedule`` for a schedule law), optionally
+        ``family``, ``run`` and ``run_tokens`` (the run's final tokens; default: the last tokens of each
+        ``run`` among the targets, and without ``run`` each row is a run's final checkpoint; a schedule
+        law's runs end at their schedule's last step) and ``parent_run`` (the trained run a target run
+        branches from: it shares that run's offset).
         ``kind="law"``: the law's loss of that configuration (parameter uncertainty only).
         ``kind="new_run"``: what one training run shows at that checkpoint: the law plus the family's
         schedule shape g_f(x) at the row's fraction x of its run, parameter uncertainty, and the run's
         Gaussian noise (offset, deviation along the run, checkpoint noise). A target whose ``run`` the fit
         was trained on is conditioned on that run's observed checkpoints (its offset and deviation so
-        far), and a row outside the range of model sizes its family was fitted on carries the law's
-        form error there (:meth:`form_error_sd`, ``form_error`` per e-fold of N; default
-        ``PRIORS["form_error"]``, 0 for none). A family the fit has not seen (or no ``family``) gets the
+        far), a target in a trained run's branch tree on the tree's offset, and a row outside the range
+        of model sizes its family was fitted on carries the law's form error there
+        (:meth:`form_error_sd`, ``form_error`` per e-fold of N; default ``PRIORS["form_error"]``, 0 for
+        none). A family the fit has not seen (or no ``family``) gets the
         population's prediction. Draws are per row (the marginal predictive of each checkpoint).
         """
         check_choice(kind, PredictionKind, "kind")
-        missing = [c for c in ("params", "tokens") if c not in targets.columns]
+        missing = [c for c in ("params", self.spec.law.progress) if c not in targets.columns]
         if missing:
             raise ValueError(f"predict: targets lack column(s) {missing}")
         targets = targets.reset_index(drop=True)
@@ -563,12 +603,12 @@ class Fit:
         families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))
         population = self._population(families, rng)  # one draw of a new family, for its theta and noise
         theta = self._theta(families, population)
-        log_loss = np.array(_jitted_log_mean(self.spec)(jnp.asarray(theta), {k: jnp.asarray(v) for k, v in inputs.items()}))
+        log_loss = _log_mean_draws(self.spec, theta, inputs)
         if kind == "law":
             return summarize(np.exp(log_loss), targets, kind=kind, quantiles=quantiles)
 
-        if "run_tokens" in targets.columns or "run" in targets.columns:
-            fraction = run_fractions(targets)
+        if self.spec.law.progress == "step" or "run_tokens" in targets.columns or "run" in targets.columns:
+            fraction = run_fractions(targets, self.spec.law)
         else:
             fraction = np.ones(len(targets))
         noise = self._noise(list(families), rng, population)
@@ -578,11 +618,16 @@ class Fit:
         var = (sd_seed**2 + noise["sigma_dev"] ** 2 * np.asarray(bridge_kernel(fraction, fraction))
                + noise["sigma_obs"] ** 2 + self.form_error_sd(families, log_params, form_error) ** 2)
         runs = targets["run"].astype(object).to_numpy() if "run" in targets.columns else [None] * len(targets)
-        trained = self._run_rows()
-        for run in {r for r in runs if r is not None and str(r) in trained}:
+        trained, roots, tree_of = self._run_rows(), self._target_roots(targets), self._run_roots()
+        training = None if all(f"input_{k}" in self.idata.constant_data for k in self.spec.law.inputs) else (
+            self.training_rows())  # a schedule law's design is rebuilt from the rows' schedules
+        for run in {r for r in runs if r is not None}:
             cols = np.flatnonzero(np.asarray([r == run for r in runs]))
-            c_mean, c_var = self._condition_on_run(theta[:, cols[0]], noise, cols, fraction[cols],
-                                                   sd_seed[:, cols], trained[str(run)])
+            tree = [r for r, root in tree_of.items() if root == roots[cols[0]]]
+            if not tree:  # a run of its own: a new offset
+                continue
+            c_mean, c_var = self._condition_on_tree(theta[:, cols[0]], noise, cols, fraction[cols], sd_seed[:, cols],
+                                                    {r: trained[r] for r in tree}, str(run), training)
             mean[:, cols] += c_mean
             var[:, cols] -= c_var
         draws = mean + np.sqrt(np.maximum(var, 0.0)) * rng.standard_normal(mean.shape)
@@ -612,26 +657,71 @@ class Fit:
         log_params = np.asarray(log_params, dtype=float)
         return kappa * (np.maximum(log_params - hi, 0.0) + np.maximum(lo - log_params, 0.0))
 
-    def _condition_on_run(self, theta, noise, cols, fraction, sd_seed, rows):
-        """Conditional mean shift and variance reduction (sample, len(cols)) of a trained run's target rows,
-        given the run's observed residuals: Gaussian conditioning on its marginalised offset and deviation."""
+    def _run_roots(self) -> dict[str, str]:
+        """The root of each trained run's branch tree (runs of one tree share their offset)."""
         const = self.idata.constant_data
-        inputs = {name: jnp.asarray(const[f"input_{name}"].values[rows]) for name in self.spec.law.inputs}
-        x_obs = const["fraction"].values[rows]
-        y_obs = self.idata.observed_data["obs"].values[rows]
+        if "run_root" not in const:
+            return {run: run for run in self.runs}
+        return dict(zip(self.runs, np.asarray(const["run_root"].values).astype(str), strict=True))
+
+    def _target_roots(self, targets: pd.DataFrame) -> np.ndarray:
+        """Per target row, the branch tree its run belongs to: a trained run's, or, through ``parent_run``,
+        that of the run it branches from (None without a run)."""
+        if "run" not in targets.columns:
+            return np.full(len(targets), None, dtype=object)
+        trained = self._run_roots()
+        own = branch_roots(targets) if "parent_run" in targets.columns else None
+        out = []
+        for run in targets["run"].astype(object):
+            run = str(run)
+            top = own.get(run, run) if own is not None else run
+            out.append(trained.get(run, trained.get(top, top)))
+        return np.asarray(out, dtype=object)
+
+    def _condition_on_tree(self, theta, noise, cols, fraction, sd_seed, tree_rows: dict, run: str,
+                           training: pd.DataFrame | None = None):
+        """Conditional mean shift and variance reduction (sample, len(cols)) of a run's target rows given the
+        observed residuals of the trained runs of its branch tree (``tree_rows``: their rows), which share
+        its offset u; when the run itself was trained, also given its own deviation so far. ``training``:
+        the fit's rows, where the law's inputs are rebuilt from them rather than stored.
+
+        Per trained run r with D_r = s_dev^2 K_r + s_obs^2 I: the offset's posterior has precision
+        1/a + sum_r 1^T D_r^-1 1 and mean (sum_r 1^T D_r^-1 e_r) / precision (e_r the residuals). For the
+        run's own deviation, given u: k~ = D^-1 k(x), mean k~^T (e - u 1), variance s_dev^2 k(x, x) - k^T D^-1 k.
+        """
+        const = self.idata.constant_data
+        law = self.spec.law
         j = cols[0]
         shape = noise["shape"][:, j]  # the run's family's: the same for every row of one run
-        law_obs = np.asarray(_jitted_log_mean(self.spec)(jnp.asarray(theta)[:, None, :], inputs))  # (S, n)
-        resid = y_obs - law_obs - np.einsum("nk,sk->sn", np.asarray(shape_basis(x_obs)), shape)
-        sd_seed_obs = sd_seed[:, 0]  # the run's offset sd: its size is the target rows' size
-        cov = np.asarray(run_covariance(jnp.asarray(x_obs)[None], np.ones((1, len(rows)), bool), jnp.asarray(sd_seed_obs)[:, None],
-                                        jnp.asarray(noise["sigma_dev"][:, j])[:, None],
-                                        jnp.asarray(noise["sigma_obs"][:, j])[:, None]))[:, 0]
-        cross = (sd_seed_obs[:, None, None] ** 2
-                 + noise["sigma_dev"][:, j, None, None] ** 2 * np.asarray(bridge_kernel(fraction[:, None], x_obs[None, :])))
-        solved = np.linalg.solve(cov, np.concatenate([resid[..., None], np.swapaxes(cross, 1, 2)], axis=2))
-        shift = np.einsum("stn,sn->st", cross, solved[..., 0])
-        reduction = np.einsum("stn,snt->st", cross, solved[..., 1:])
+        a = sd_seed[:, 0] ** 2  # the offset variance: the tree's runs share the target rows' size
+        dev2, obs2 = noise["sigma_dev"][:, j] ** 2, noise["sigma_obs"][:, j] ** 2
+        precision, weighted, own = 1.0 / a, np.zeros_like(a), None
+        for name, rows in tree_rows.items():
+            if training is None:
+                inputs = {k: jnp.asarray(const[f"input_{k}"].values[rows]) for k in law.inputs}
+            else:
+                inputs = {k: jnp.asarray(v) for k, v in law.columns(training.iloc[rows], where="fit").items()}
+            x_obs = const["fraction"].values[rows]
+            law_obs = np.asarray(_jitted_log_mean(self.spec)(jnp.asarray(theta)[:, None, :], inputs))  # (S, n)
+            resid = self.idata.observed_data["obs"].values[rows] - law_obs - np.einsum(
+                "nk,sk->sn", np.asarray(shape_basis(x_obs)), shape)
+            kernel = np.asarray(bridge_kernel(x_obs[:, None], x_obs[None, :]))
+            cov = dev2[:, None, None] * kernel + (obs2[:, None, None] + JITTER) * np.eye(len(rows))  # D_r
+            ones = np.ones((len(a), len(rows), 1))
+            solved = np.linalg.solve(cov, np.concatenate([ones, resid[..., None]], axis=2))  # D^-1 [1, e]
+            precision = precision + solved[..., 0].sum(-1)
+            weighted = weighted + solved[..., 1].sum(-1)
+            if name == run:
+                own = (x_obs, cov, resid)
+        u_mean, u_var = weighted / precision, 1.0 / precision
+        if own is None:
+            return np.broadcast_to(u_mean[:, None], (len(a), len(cols))), np.broadcast_to((a - u_var)[:, None], (len(a), len(cols)))
+        x_obs, cov, resid = own
+        cross = dev2[:, None, None] * np.asarray(bridge_kernel(fraction[:, None], x_obs[None, :]))  # (S, t, n)
+        k_tilde = np.linalg.solve(cov, np.swapaxes(cross, 1, 2))  # D^-1 k, (S, n, t)
+        weight = 1.0 - k_tilde.sum(axis=1)  # 1 - k~^T 1
+        shift = u_mean[:, None] * weight + np.einsum("snt,sn->st", k_tilde, resid)
+        reduction = a[:, None] - u_var[:, None] * weight**2 + np.einsum("stn,snt->st", cross, k_tilde)
         return shift, reduction
 
     # --- diagnostics -----------------------------------------------------------------------

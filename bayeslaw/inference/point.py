@@ -25,6 +25,7 @@ import optax
 import pandas as pd
 import scipy.optimize
 
+from bayeslaw.data.runs import drop_copies
 from bayeslaw.inference.config import PointMethod
 from bayeslaw.laws import Law, forms, get_law
 
@@ -322,6 +323,7 @@ def fit_point(
         ``.params`` (E, A, B, alpha, beta), ``.predict(params, tokens)``.
     """
     law = get_law(form)
+    df = drop_copies(df)  # a branch's copy of its parent's checkpoints counts once
     if fixed:
         free = law.fix(fixed)
         starts = None if starts is None else np.asarray(starts, dtype=float)

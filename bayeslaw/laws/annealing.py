@@ -1,12 +1,17 @@
 """Scaling law with learning-rate annealing (Tissue et al. 2024, arXiv:2408.11029).
 
-    L(s) = L0 + A S1(s)^-alpha - C S2(s)
+    L(s; N) = L0(N) + A(N) S1(s)^-alpha(N) - C(N) S2(s)
+    log L0(N) = l0 + l0_n log(N / 1e8), likewise log A(N) (a, a_n), alpha(N) (alpha, alpha_n), log C(N) (c, c_n)
 
 s optimizer steps; S1 the summed learning rate up to s (the forward area, warmup included), S2 the
 annealing area sum_{k<=s} m_k with m_k = lam m_{k-1} + (eta_{k-1} - eta_k), lam = 0.999 (their value;
-:mod:`bayeslaw.laws.schedule_terms`); L in nats per token. One model size: its constants are the size's.
+:mod:`bayeslaw.laws.schedule_terms`); L in nats per token, N parameters. Tissue et al. fit one size at a
+time; over sizes the constants move with N (:func:`~bayeslaw.laws.schedule_terms.at_size`), and the
+Bayesian models pool them across sizes and families. A fit of one size holds the slopes at 0
+(``ANNEALING.fix(SIZE_SLOPES)``).
 
-Fitted as l0 = log L0, a = log A, alpha, c = log C. Reads a table's ``step`` and ``schedule`` columns.
+Fitted as l0 = log L0, a = log A, alpha, c = log C at 1e8 parameters and the slopes l0_n, a_n, alpha_n, c_n.
+Reads a table's ``params``, ``step`` and ``schedule`` columns.
 """
 
 from __future__ import annotations
@@ -15,37 +20,60 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayeslaw.laws.base import Law
-from bayeslaw.laws.schedule_terms import schedule_inputs
+from bayeslaw.laws.schedule_terms import at_size, schedule_inputs, size_sampling
+
+VARYING = ("l0", "a", "alpha", "c")  # the parameters that move with N
+SIZE_SLOPES = {f"{k}_n": 0.0 for k in VARYING}
 
 
-def annealing_log_loss(theta, *, lr_area, annealing_area):
-    """log L(s); a parameter set that drives L to 0 or below gets log(1e-3) (a finite, large misfit)."""
-    theta = {k: jnp.asarray(v) for k, v in theta.items()}
+def annealing_log_loss(theta, *, params, lr_area, annealing_area):
+    """log L(s; N); a parameter set that drives L to 0 or below gets log(1e-3) (a finite, large misfit)."""
+    theta = at_size({k: jnp.asarray(v) for k, v in theta.items()}, params, VARYING)
     loss = jnp.exp(theta["l0"]) + jnp.exp(theta["a"]) * lr_area ** -theta["alpha"] - jnp.exp(theta["c"]) * annealing_area
     return jnp.log(jnp.maximum(loss, 1e-3))
 
 
 def _natural(theta) -> dict:
-    return {"L0": np.exp(theta["l0"]), "A": np.exp(theta["a"]), "alpha": theta["alpha"], "C": np.exp(theta["c"])}
+    """L0, A, alpha, C at 1e8 parameters and the slopes of log L0, log A, alpha, log C in log N."""
+    return {"L0": np.exp(theta["l0"]), "A": np.exp(theta["a"]), "alpha": theta["alpha"], "C": np.exp(theta["c"]),
+            **{k: theta[k] for k in SIZE_SLOPES if k in theta}}
 
 
 def _from_natural(p) -> dict:
-    return {"l0": np.log(p["L0"]), "a": np.log(p["A"]), "alpha": p["alpha"], "c": np.log(p["C"])}
+    return {"l0": np.log(p["L0"]), "a": np.log(p["A"]), "alpha": p["alpha"], "c": np.log(p["C"]),
+            **{k: p.get(k, 0.0) for k in SIZE_SLOPES}}
+
+
+#: Normal prior (centre, scale) of each sampled coordinate and the prior mean of its spread across
+#: families: weakly informative around the point fits of Luo et al.'s 25M and 100M curves (L0 3.16 and
+#: 2.79, A 0.51 and 0.59, alpha 0.51 and 0.45, C 0.40 and 0.48, peak rate 3e-4); C scales as 1 / the
+#: learning rate's units, hence its wide prior.
+PRIORS = {
+    "l0": (float(np.log(2.8)), 0.5, 0.2),
+    "a": (float(np.log(0.5)), 1.0, 0.5),
+    "log_alpha": (float(np.log(0.5)), 0.5, 0.3),
+    "c": (float(np.log(0.5)), 2.0, 0.5),
+    "l0_n": (-0.05, 0.1, 0.05),
+    "a_n": (0.0, 0.3, 0.1),
+    "alpha_n": (0.0, 0.1, 0.05),
+    "c_n": (0.0, 0.5, 0.2),
+}
 
 
 ANNEALING = Law(
     name="annealing",
-    formula="L(s) = L0 + A S1^-alpha - C S2",
-    theta_names=("l0", "a", "alpha", "c"),
-    inputs=("lr_area", "annealing_area"),
+    formula="L(s; N) = L0(N) + A(N) S1^-alpha(N) - C(N) S2, parameters linear in log N",
+    theta_names=("l0", "a", "alpha", "c", *SIZE_SLOPES),
+    inputs=("params", "lr_area", "annealing_area"),
     log_loss=annealing_log_loss,
     natural=_natural,
     from_natural=_from_natural,
     init_grid={"l0": np.log([1.5, 2.5, 3.5]), "a": np.log([0.1, 0.5, 2.0]), "alpha": (0.2, 0.5, 0.8),
-               "c": np.log([10.0, 100.0, 1000.0])},
-    point_start={"l0": np.log(2.5), "a": np.log(0.5), "alpha": 0.5, "c": np.log(100.0)},
+               "c": np.log([0.1, 1.0, 10.0]), **{k: (0.0,) for k in SIZE_SLOPES}},
+    point_start={"l0": np.log(2.5), "a": np.log(0.5), "alpha": 0.5, "c": np.log(1.0), **SIZE_SLOPES},
     lower_bounds={"alpha": 0.0},
     derived={name: (("step", "schedule"), lambda columns, name=name: schedule_inputs(columns)[name])
              for name in ("lr_area", "annealing_area")},
     features=("annealing_area",),
+    sampling=size_sampling(PRIORS, ("l0", "a", "alpha", "c", *SIZE_SLOPES)),
 )

@@ -35,12 +35,15 @@ class Sampling:
     theta (..., K); ``from_law(params) -> (K,)`` inverts it (starting values). ``frame``, optional:
     ``frame(log_params, log_tokens, centered)`` -> the bijection (a NumPyro Transform) a centred family
     is sampled in, given the mean log N and log D of each family's rows and a 0/1 switch per family.
+    ``explains_shape``: the law itself describes how a run's loss moves along the run (it reads the
+    learning-rate schedule), so the models add no schedule shape g_f of their own (see :mod:`bayeslaw.models`).
     """
 
     priors: Mapping[str, tuple[float, float, float]]
     to_law: Callable[..., dict]
     from_law: Callable[[Mapping], np.ndarray]
     frame: Callable | None = None
+    explains_shape: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -134,6 +137,13 @@ class Law:
         """Table columns the law's inputs are read or derived from, in order."""
         needed = [c for name in self.inputs for c in (self.derived[name][0] if name in self.derived else (name,))]
         return tuple(dict.fromkeys(needed))
+
+    @property
+    def progress(self) -> str:
+        """The column that orders a run's checkpoints and measures how far along the run they are:
+        ``step`` for a law that reads the learning-rate schedule (a run's end is its schedule's last
+        step), ``tokens`` otherwise."""
+        return "step" if "schedule" in self.columns_needed else "tokens"
 
     @property
     def split(self) -> str | None:

@@ -28,15 +28,49 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from bayeslaw.data.schedules import Schedule
+import jax.numpy as jnp
 
-__all__ = ["ANNEALING_MOMENTUM", "BIN_STEPS", "annealing_area", "drop_design", "drop_exact", "lr_area",
+from bayeslaw.data.schedules import Schedule
+from bayeslaw.laws.base import Sampling
+
+__all__ = ["ANNEALING_MOMENTUM", "BIN_STEPS", "SIZE_REF", "annealing_area", "at_size", "drop_design", "drop_exact",
+           "lr_area", "size_sampling",
            "schedule_inputs"]
 
 BIN_STEPS = 200  # at most this many steps per quadrature bin of the loss-drop sum
 MAX_LOG_CHANGE = 0.01  # and at most this fall of log eta within a bin (a jump is a bin of its own: exact)
 RATE_FLOOR = 1e-6  # of the peak: the smallest rate the loss-drop design uses (eta^-gamma stays finite)
 ANNEALING_MOMENTUM = 0.999  # lam of Tissue et al. 2024's annealing area (their value)
+SIZE_REF = 1e8  # parameters: a schedule law's constants are quoted at this size (where its runs are)
+
+
+def at_size(theta, params, varying: tuple[str, ...]) -> dict:
+    """The law's log-constants at N parameters: k(N) = k + k_n log(N / SIZE_REF) for each k in ``varying``.
+
+    The published laws are fits of one size; over sizes their constants move with N. Linear in log N is
+    a local description, for sizes near the fitted ones (log L0 -> -inf as N -> inf): forecasting far
+    beyond them in N is the final-loss laws' job.
+    """
+    x = jnp.log(jnp.asarray(params) / SIZE_REF)
+    return {**theta, **{k: theta[k] + theta[f"{k}_n"] * x for k in varying}}
+
+
+def size_sampling(priors: Mapping[str, tuple[float, float, float]], theta_names: tuple[str, ...]) -> Sampling:
+    """How the Bayesian models sample a schedule law: its own parameters, each exponent x as ``log_x``
+    (positive: a longer or hotter schedule never raises the loss). ``priors`` is keyed by the coordinates."""
+    names = tuple(priors)
+    law_of = {name: name.removeprefix("log_") for name in names}
+    if sorted(law_of.values()) != sorted(theta_names):
+        raise ValueError(f"size_sampling: coordinates {names} do not cover the law's parameters {theta_names}")
+
+    def to_law(theta) -> dict:
+        return {law_of[n]: (jnp.exp(theta[..., i]) if n.startswith("log_") else theta[..., i])
+                for i, n in enumerate(names)}
+
+    def from_law(params) -> np.ndarray:
+        return np.array([np.log(params[law_of[n]]) if n.startswith("log_") else params[n] for n in names], dtype=float)
+
+    return Sampling(priors=dict(priors), to_law=to_law, from_law=from_law, explains_shape=True)
 
 
 def lr_area(schedule: Schedule, steps) -> np.ndarray:

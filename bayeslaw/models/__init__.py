@@ -54,7 +54,8 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 import pandas as pd
 
-from bayeslaw.data.runs import replicated_runs
+from bayeslaw.data.runs import branch_roots, replicated_runs
+from bayeslaw.data.schedules import run_schedules
 from bayeslaw.laws import D_REF, LAWS, N_REF, Law, get_law
 from bayeslaw.laws.chinchilla import THETA
 from bayeslaw.models.runs import MAX_CHECKPOINTS, SHAPE_DEGREE, RunMarginal, run_basis, run_layout, shape_basis
@@ -118,7 +119,9 @@ class ModelData:
     size and token budget) describe each run; ``family_sizes`` counts each family's distinct model
     sizes, ``family_log_params`` and ``family_log_tokens`` are the mean log N and log D of its rows
     (where its data sit). ``form`` names the law and ``inputs`` holds its input columns per row (read
-    or derived by ``Law.columns``: e.g. su2024's ``steps``).
+    or derived by ``Law.columns``: e.g. su2024's ``steps``). ``run_before`` (run, run) is 1 where run i
+    precedes run j in one branch tree (they share an offset: :func:`bayeslaw.data.runs.branch_roots`),
+    None where no two runs share one.
     """
 
     log_params: np.ndarray
@@ -141,6 +144,7 @@ class ModelData:
     runs: tuple[str, ...]
     form: str = "chinchilla"
     inputs: Mapping[str, np.ndarray] | None = None
+    run_before: np.ndarray | None = None
 
     @property
     def curve_families(self) -> np.ndarray:
@@ -169,8 +173,18 @@ class ModelData:
         return len(self.runs)
 
 
-def run_fractions(df: pd.DataFrame) -> np.ndarray:
-    """tokens / the run's final tokens: the ``run_tokens`` column where given, else the run's last checkpoint."""
+def run_fractions(df: pd.DataFrame, law: Law | None = None) -> np.ndarray:
+    """How far along its run each row is: tokens / the run's final tokens (the ``run_tokens`` column where
+    given, else the run's last checkpoint); for a law whose progress is ``step`` (it reads the schedule),
+    step / the last step of the run's schedule."""
+    if law is not None and law.progress == "step":
+        steps = df["step"].to_numpy(dtype=float)
+        total = df["run"].map({run: s.total_steps for run, s in run_schedules(df).items()}).to_numpy(dtype=float)
+        bad = np.flatnonzero(~((steps >= 1) & (steps <= total)))
+        if len(bad):
+            raise ValueError(f"step: rows {df.index[bad[:5]].tolist()} lie outside their run's schedule (steps 1 to its "
+                             f"total_steps; runs {sorted(set(df['run'].iloc[bad[:5]]))})")
+        return steps / total
     tokens = df["tokens"].to_numpy(dtype=float)
     final = (df["run_tokens"].to_numpy(dtype=float) if "run_tokens" in df.columns
              else df.groupby("run")["tokens"].transform("max").to_numpy(dtype=float))
@@ -194,14 +208,16 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
     if (df.groupby("run")["family"].nunique() > 1).any():
         raise ValueError("a run belongs to more than one family; run names must be unique across families")
     run = df["run"].map(run_index).to_numpy(dtype=np.int32)
-    order = np.lexsort((df["tokens"].to_numpy(dtype=float), run))
+    fraction = run_fractions(df, law)
+    order = np.lexsort((fraction, run))
     index, mask = run_layout(run, order, len(runs))
     if mask.shape[1] > MAX_CHECKPOINTS:
         longest = runs[int(np.argmax(mask.sum(axis=1)))]
         raise ValueError(f"run {longest!r} has {mask.shape[1]} checkpoints; the run-level likelihood takes at most "
                          f"{MAX_CHECKPOINTS} per run: thin the runs (fit(thin=20), thin_checkpoints)")
-    fraction = run_fractions(df)
     eigvals, eigvecs = run_basis(np.where(mask, fraction[index], 1.0), mask)
+    tree = pd.factorize(branch_roots(df).loc[list(runs)])[0]
+    before = (tree[:, None] == tree[None, :]) & np.triu(np.ones((len(runs), len(runs)), dtype=bool), k=1)
     return ModelData(
         log_params=np.log(df["params"].to_numpy(dtype=float)),
         log_tokens=np.log(df["tokens"].to_numpy(dtype=float)),
@@ -223,6 +239,7 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
         runs=runs,
         form=law.name,
         inputs=inputs,
+        run_before=before.astype(float) if before.any() else None,
     )
 
 
@@ -260,7 +277,8 @@ def _likelihood(data: ModelData, theta, shape_w, noise: Mapping, y):
     sd_seed = seed_sd(noise["sigma_seed"][data.run_family], noise["gamma_seed"], data.run_log_params)
     value = None if y is None else jnp.where(mask, y[index], 0.0)
     marginal = RunMarginal(jnp.where(mask, mean[index], 0.0), data.run_eigvals, data.run_eigvecs, mask, sd_seed**2,
-                           noise["sigma_dev"][data.run_family] ** 2, noise["sigma_obs"][data.run_family] ** 2)
+                           noise["sigma_dev"][data.run_family] ** 2, noise["sigma_obs"][data.run_family] ** 2,
+                           data.run_before)
     with numpyro.plate("run", data.n_runs):
         numpyro.sample("obs", marginal, obs=value)
 
@@ -296,6 +314,10 @@ def _shape(data: ModelData, pooling: str):
     """Schedule-shape weights w (family, K): sampled for the families with curves; the others (whose runs
     all end at x = 1, where g_f = 0) carry the population's (hierarchical, complete) or 0 (none)."""
     curves = np.flatnonzero(data.curve_families)
+    if get_parameterization(data.form).law.sampling.explains_shape:
+        # the law reads the learning-rate schedule: the mean shape along a run is the law's, and a g_f
+        # beside it would explain the same thing (the run deviation d_r keeps the residual wiggles)
+        return numpyro.deterministic("shape", jnp.zeros((data.n_families, SHAPE_DEGREE)))
     if pooling == "complete":
         w = numpyro.sample("shape_shared", _shape_prior())
         return numpyro.deterministic("shape", jnp.broadcast_to(w, (data.n_families, SHAPE_DEGREE)))

@@ -73,16 +73,23 @@ class RunMarginal(dist.Distribution):
     r^T C^-1 r = sum z^2 / D - a (sum z w / D)^2 / (1 + a sum w^2 / D) and
     log det C = sum log D + log(1 + a sum w^2 / D) (Sherman-Morrison, matrix determinant lemma);
     a padded slot adds log N(0 | 0, c), which ``log_prob`` takes back out.
+
+    Runs of one branch tree share one offset u (``before`` (run, run): 1 where run i precedes run j in
+    the same tree). Their joint density is the product of each run's density given the runs before it
+    (the chain rule): given those, u ~ Normal(a M / (1 + a W), a / (1 + a W)) with W and M the sums of
+    their w^T D^-1 w and w^T D^-1 z, so run j's formula holds with loc shifted by that mean and a by
+    that variance. Without ``before`` every run has its own offset.
     """
 
     arg_constraints = {}
     support = dist.constraints.real_vector
-    pytree_data_fields = ("loc", "eigvals", "eigvecs", "run_mask", "seed_var", "dev_var", "obs_var")
+    pytree_data_fields = ("loc", "eigvals", "eigvecs", "run_mask", "seed_var", "dev_var", "obs_var", "before")
 
-    def __init__(self, loc, eigvals, eigvecs, mask, seed_var, dev_var, obs_var, *, validate_args=None):
+    def __init__(self, loc, eigvals, eigvecs, mask, seed_var, dev_var, obs_var, before=None, *, validate_args=None):
         self.loc, self.eigvals, self.eigvecs = loc, eigvals, eigvecs
         self.run_mask = jnp.asarray(mask, dtype=jnp.result_type(float))
         self.seed_var, self.dev_var, self.obs_var = seed_var, dev_var, obs_var + JITTER
+        self.before = None if before is None else jnp.asarray(before, dtype=jnp.result_type(float))
         super().__init__(batch_shape=jnp.shape(loc)[:-1], event_shape=jnp.shape(loc)[-1:], validate_args=validate_args)
 
     def log_prob(self, value):
@@ -92,18 +99,26 @@ class RunMarginal(dist.Distribution):
         w = jnp.einsum("...ji,...j->...i", self.eigvecs, self.run_mask)
         zz, zw, ww = jnp.sum(z * z / d, -1), jnp.sum(z * w / d, -1), jnp.sum(w * w / d, -1)
         a = a[..., 0]
+        if self.before is not None:  # the shared offset given the earlier runs of the tree
+            shrink = 1.0 + a * (ww @ self.before)
+            mean, a = a * (zw @ self.before) / shrink, a / shrink
+            zz, zw = zz - 2.0 * mean * zw + mean**2 * ww, zw - mean * ww
         quad = zz - a * zw**2 / (1.0 + a * ww)
         log_det = jnp.sum(jnp.log(d), -1) + jnp.log1p(a * ww)
         n, padding = self.run_mask.shape[-1], jnp.sum(1.0 - self.run_mask, -1)
         return -0.5 * (quad + log_det + n * np.log(2 * np.pi)) + 0.5 * padding * (np.log(2 * np.pi) + jnp.log(c[..., 0]))
 
     def sample(self, key, sample_shape=()):
-        # y = loc + U (sqrt(D) e1) + sqrt(a) m e2: the two independent parts of C_r
+        # y = loc + U (sqrt(D) e1) + sqrt(a) m e2: the two independent parts of C_r (e2 one per tree)
         shape = sample_shape + self.batch_shape + self.event_shape
         k1, k2 = jax.random.split(key)
         d = self.dev_var[..., None] * self.eigvals + self.obs_var[..., None]
         diag_part = jnp.einsum("...ij,...j->...i", self.eigvecs, jnp.sqrt(d) * jax.random.normal(k1, shape))
-        offset = jnp.sqrt(self.seed_var)[..., None] * jax.random.normal(k2, shape[:-1])[..., None] * self.run_mask
+        e2 = jax.random.normal(k2, shape[:-1])
+        if self.before is not None:  # each run takes its tree's first run's draw
+            first = jnp.argmax(self.before + jnp.eye(self.before.shape[0]), axis=0)
+            e2 = e2[..., first]
+        offset = jnp.sqrt(self.seed_var)[..., None] * e2[..., None] * self.run_mask
         return (self.loc + diag_part + offset) * self.run_mask
 
 

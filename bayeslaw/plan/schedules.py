@@ -2,10 +2,14 @@
 
 - :func:`schedule_loss`: the loss a planned run reaches under given schedules (curve or final value);
 - :func:`best_cooldown`: the WSD cooldown fraction with the lowest final loss for a step budget;
-- :func:`cooldown_drop`: how much a cooldown branch from a checkpoint of a constant-rate run will gain.
+- :func:`cooldown_drop`: how much a cooldown branch from a checkpoint of a constant-rate run will gain;
+- :func:`live_forecast`: the rest of a run in flight, from its own checkpoints and the finished runs.
 
-They take a point fit (:func:`bayeslaw.fit_point`) of a law that reads a run's steps and schedule;
-the answers are the fit's, without a band.
+Each takes a point fit (:func:`bayeslaw.fit_point`: the fit's numbers) or a Bayesian fit
+(:func:`bayeslaw.fit`: the posterior median with quantile bands). With a Bayesian fit, a planned run is a
+new run (its loss carries a seed offset and the run's noise) unless it branches from a trained run
+(``parent_run``), whose offset it shares; comparisons between schedules of one run (the best cooldown,
+a branch's drop) are made on the law's draws, where the seed is common to both and cancels.
 """
 
 from __future__ import annotations
@@ -15,56 +19,140 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from bayeslaw.data.schedules import DecayType, Schedule
+from bayeslaw.data.schedules import DecayType, Schedule, run_schedules
+from bayeslaw.inference.nuts import fit as bayes_fit
 
-__all__ = ["best_cooldown", "cooldown_drop", "schedule_loss"]
+__all__ = ["best_cooldown", "cooldown_drop", "live_forecast", "schedule_loss"]
+
+BANDS = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
 def _check_schedule_law(fit) -> None:
-    needed = set(fit.law.columns_needed)
-    if not needed <= {"step", "schedule"} or "schedule" not in needed:
-        raise ValueError(f"schedule planning needs a fit of a law that reads a run's step and schedule; the {fit.form} "
-                         f"law reads {sorted(needed)}")
+    law = fit.law if hasattr(fit, "law") else fit.spec.law
+    if law.progress != "step":
+        raise ValueError(f"schedule planning needs a fit of a law that reads a run's step and schedule "
+                         f"(multipower, annealing); the {fit.form} law reads {sorted(law.columns_needed)}")
 
 
-def schedule_loss(fit, schedules: Schedule | Mapping[str, Schedule], steps=None) -> pd.DataFrame:
-    """The fitted law's loss (nats per token) under each schedule: at ``steps`` (default: the last step
-    of each schedule), one row per (schedule, step) with columns ``schedule``, ``step``, ``loss``."""
-    _check_schedule_law(fit)
-    if isinstance(schedules, Schedule):
-        schedules = {"planned": schedules}
+def _bayesian(fit) -> bool:
+    return hasattr(fit, "idata")
+
+
+def _targets(fit, schedules: Mapping[str, Schedule], steps, params: float, family: str | None,
+             parent_run: str | None) -> pd.DataFrame:
     frames = []
     for name, schedule in schedules.items():
         at = np.atleast_1d(np.asarray([schedule.total_steps] if steps is None else steps, dtype=int))
-        if (at < 1).any():
-            raise ValueError(f"schedule_loss: steps must be >= 1, found {at[at < 1][:3].tolist()}")
-        frames.append(pd.DataFrame({"schedule": name, "step": at, "description": schedule.describe(),
-                                    "schedule_json": schedule.to_json()}))
-    table = pd.concat(frames, ignore_index=True)
-    loss = fit.predict(table.rename(columns={"schedule": "name", "schedule_json": "schedule"}))
-    return table.drop(columns="schedule_json").assign(loss=np.asarray(loss, dtype=float))
+        if (at < 1).any() or (at > schedule.total_steps).any():
+            raise ValueError(f"schedule_loss: steps must lie in 1..{schedule.total_steps} (the schedule {name!r}), "
+                             f"found {at[(at < 1) | (at > schedule.total_steps)][:3].tolist()}")
+        frames.append(pd.DataFrame({"name": name, "step": at, "description": schedule.describe(),
+                                    "schedule": schedule.to_json()}))
+    table = pd.concat(frames, ignore_index=True).assign(params=float(params), tokens=np.nan)
+    if family is None and _bayesian(fit) and len(fit.families) == 1:
+        family = fit.families[0]  # a fit of one family: its runs (else a new family of the population)
+    if family is not None:
+        table["family"] = family
+    table["run"] = "planned-" + table["name"].astype(str)
+    if parent_run is not None:
+        table["parent_run"] = parent_run
+    return table
 
 
-def best_cooldown(fit, *, total_steps: int, peak_lr: float, warmup_steps: int = 0, final_lr: float = 0.0,
-                  decay_type: DecayType = "linear", fractions=None) -> pd.DataFrame:
+def _draws(fit, table: pd.DataFrame, kind: str, seed: int) -> np.ndarray:
+    """(sample, row) draws of the loss, or (1, row) the point fit's."""
+    if _bayesian(fit):
+        return fit.predict(table, kind=kind, seed=seed).draws.values
+    return np.asarray(fit.predict(table), dtype=float)[None, :]
+
+
+def schedule_loss(fit, schedules: Schedule | Mapping[str, Schedule], steps=None, *, params: float,
+                  family: str | None = None, parent_run: str | None = None, kind: str = "new_run",
+                  seed: int = 0) -> pd.DataFrame:
+    """The loss (nats per token) of a model of ``params`` parameters under each schedule, at ``steps``
+    (default: each schedule's last step): one row per (schedule, step) with ``loss`` (the point fit's, or
+    the posterior median) and, for a Bayesian fit, the quantiles ``q5``..``q95``. ``kind="law"`` leaves
+    out the run's own noise; ``parent_run`` makes the planned runs branches of that trained run."""
+    _check_schedule_law(fit)
+    if isinstance(schedules, Schedule):
+        schedules = {"planned": schedules}
+    table = _targets(fit, schedules, steps, params, family, parent_run)
+    draws = _draws(fit, table, kind, seed)
+    out = table[["name", "step", "description"]].rename(columns={"name": "schedule"})
+    out["loss"] = np.median(draws, axis=0)
+    if _bayesian(fit):
+        for q in BANDS:
+            out[f"q{100 * q:g}"] = np.quantile(draws, q, axis=0)
+    return out
+
+
+def best_cooldown(fit, *, total_steps: int, peak_lr: float, params: float, family: str | None = None,
+                  warmup_steps: int = 0, final_lr: float = 0.0, decay_type: DecayType = "linear",
+                  fractions=None, seed: int = 0) -> pd.DataFrame:
     """Final loss of a WSD run of ``total_steps`` for each cooldown fraction (default 0.02-0.6), with the
-    best marked (``best``). An exponential cooldown needs ``final_lr`` > 0."""
+    best marked (``best``, the lowest median). A Bayesian fit adds the bands of a new run's final loss and
+    ``p_best``, the posterior probability that the fraction is the best of those tried (on the law's draws:
+    the run's seed is common to every fraction). An exponential cooldown needs ``final_lr`` > 0."""
     fractions = np.linspace(0.02, 0.6, 30) if fractions is None else np.asarray(fractions, dtype=float)
     schedules = {f"{f:.4g}": Schedule.wsd(peak_lr, total_steps, float(f), warmup_steps=warmup_steps,
                                           final_lr=final_lr, decay_type=decay_type) for f in fractions}
-    table = schedule_loss(fit, schedules)
+    table = schedule_loss(fit, schedules, params=params, family=family, seed=seed)
     table.insert(1, "cooldown_fraction", fractions)
     table.insert(2, "cooldown_start", [s.decay_start for s in schedules.values()])
+    if _bayesian(fit):
+        law = _draws(fit, _targets(fit, schedules, None, params, family, None), "law", seed)
+        table["p_best"] = np.bincount(np.argmin(law, axis=1), minlength=len(fractions)) / law.shape[0]
     return table.assign(best=table["loss"] == table["loss"].min())
 
 
-def cooldown_drop(fit, *, branch_step: int, cooldown_steps: int, peak_lr: float, warmup_steps: int = 0,
-                  final_lr: float = 0.0, decay_type: DecayType = "linear") -> dict:
+def cooldown_drop(fit, *, branch_step: int, cooldown_steps: int, peak_lr: float, params: float,
+                  family: str | None = None, warmup_steps: int = 0, final_lr: float = 0.0,
+                  decay_type: DecayType = "linear", seed: int = 0) -> dict:
     """A cooldown branch from step ``branch_step`` of a constant-rate run, decaying over ``cooldown_steps``:
-    the loss at the branch's end with the cooldown and without (the constant run there), and the drop."""
+    the loss at the branch's end with the cooldown and without (the constant run there), and the drop.
+    A Bayesian fit adds ``drop_q5``/``drop_q95`` (the law's draws: one run, so its seed cancels)."""
     end = branch_step + cooldown_steps
     branch = Schedule("wsd", peak_lr, end, warmup_steps, final_lr, branch_step, decay_type)
     constant = Schedule("constant", peak_lr, end, warmup_steps)
-    table = schedule_loss(fit, {"cooldown": branch, "constant": constant})
-    with_cooldown, without = table["loss"].to_numpy()
-    return {"step": end, "loss_cooldown": with_cooldown, "loss_constant": without, "drop": without - with_cooldown}
+    schedules = {"cooldown": branch, "constant": constant}
+    law = _draws(fit, _targets(fit, schedules, None, params, family, None), "law", seed)
+    drop = law[:, 1] - law[:, 0]
+    out = {"step": end, "loss_cooldown": float(np.median(law[:, 0])), "loss_constant": float(np.median(law[:, 1])),
+           "drop": float(np.median(drop))}
+    if _bayesian(fit):
+        out.update(drop_q5=float(np.quantile(drop, 0.05)), drop_q95=float(np.quantile(drop, 0.95)))
+    return out
+
+
+def live_forecast(df: pd.DataFrame, run: str, *, form: str = "annealing", steps=None, fit=None,
+                  seed: int = 0, **fit_options):
+    """The rest of run ``run``, in flight: its loss at ``steps`` (default: 50 steps from its last logged
+    checkpoint to its schedule's end) with bands, and the fit it came from.
+
+    ``df`` holds the finished runs and the run in flight (its checkpoints so far and its ``schedule``,
+    whose ``total_steps`` is where the run will end). The Bayesian fit of all of them (``fit`` if given,
+    else :func:`bayeslaw.fit` of ``form`` with ``fit_options``) learns the law from the finished runs and
+    the run's offset and deviation from its own checkpoints, so its forecast is conditioned on both.
+    Returns (table of step, loss = median, q5..q95, observed where logged; the Fit).
+    """
+    own = df.loc[df["run"] == run]
+    if own.empty:
+        raise ValueError(f"live_forecast: run {run!r} is not in the table (runs: {sorted(df['run'].unique())[:5]}...)")
+    schedule = run_schedules(own, where=f"live_forecast: run {run!r}")[run]
+    last = int(own["step"].max())
+    if steps is None:
+        steps = np.unique(np.linspace(last, schedule.total_steps, 50).round().astype(int))
+    steps = np.atleast_1d(np.asarray(steps, dtype=int))
+    if fit is None:
+        fit = bayes_fit(df, form=form, seed=seed, **fit_options)
+    _check_schedule_law(fit)
+    first = own.iloc[0]
+    targets = pd.DataFrame({"run": run, "family": first["family"], "params": float(first["params"]),
+                            "step": steps, "tokens": np.nan, "schedule": schedule.to_json()})
+    draws = fit.predict(targets, kind="new_run", seed=seed).draws.values
+    out = pd.DataFrame({"run": run, "step": steps, "loss": np.median(draws, axis=0)})
+    for q in BANDS:
+        out[f"q{100 * q:g}"] = np.quantile(draws, q, axis=0)
+    observed = own.set_index("step")["loss"]
+    out["observed"] = out["step"].map(observed)
+    return out, fit

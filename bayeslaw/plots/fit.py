@@ -130,25 +130,27 @@ def predictive_curves(fit, data: pd.DataFrame | None = None, *, families=None, m
         raise ValueError(f"predictive_curves: max_runs={max_runs}; need at least 1 run per panel")
     rows = fit_rows(fit, data, where="predictive_curves: data")
     families = _families_of(fit, rows, families, where="predictive_curves")
+    x = fit.spec.law.progress  # tokens (log axis), or a schedule law's steps (linear: the schedule's shape)
     fig, axes = panel_grid(len(families))
     for ax, family in zip(axes, families, strict=True):
         fam = rows[rows["family"] == family]
         runs = _spread_runs(fam, max_runs)
-        targets = fam[fam["run"].isin(runs)].sort_values(["run", "tokens"])
+        targets = fam[fam["run"].isin(runs)].sort_values(["run", x])
         summary = fit.predict(targets.drop(columns="loss"), kind=kind, seed=seed).summary
         summary["loss"] = targets["loss"].to_numpy()
         for color, run in zip(plt.cm.viridis(np.linspace(0, 0.9, len(runs))), runs, strict=True):
             curve = summary[summary["run"] == run]
             n = float(curve["params"].iloc[0])
-            ax.fill_between(curve["tokens"], curve["q5"], curve["q95"], color=color, alpha=0.12, lw=0,
+            ax.fill_between(curve[x], curve["q5"], curve["q95"], color=color, alpha=0.12, lw=0,
                             gid=f"band90:{run}")
-            ax.fill_between(curve["tokens"], curve["q25"], curve["q75"], color=color, alpha=0.3, lw=0,
+            ax.fill_between(curve[x], curve["q25"], curve["q75"], color=color, alpha=0.3, lw=0,
                             gid=f"band50:{run}")
-            ax.plot(curve["tokens"], curve["q50"], "-", color=color, lw=1.2, gid=f"median:{run}",
+            ax.plot(curve[x], curve["q50"], "-", color=color, lw=1.2, gid=f"median:{run}",
                     label=f"{run} (N = {n:.3g})")
-            ax.plot(curve["tokens"], curve["loss"], "o", ms=3, color=color, mec="k", mew=0.3)
+            ax.plot(curve[x], curve["loss"], "o", ms=3, color=color, mec="k", mew=0.3)
         title = family if family in fit.families else f"{family} (not fitted: the population's prediction)"
-        ax.set(xscale="log", yscale="log", xlabel="tokens D", ylabel="loss (nats per token)", title=title)
+        ax.set(xscale="log" if x == "tokens" else "linear", yscale="log", xlabel="tokens D" if x == "tokens" else "step",
+               ylabel="loss (nats per token)", title=title)
         ax.legend(fontsize=6, title="dots observed; median, 50%/90% bands", title_fontsize=6)
     fig.suptitle(f"posterior predictive ({kind}) of the {fit.form} fit, {fit.pooling} pooling", fontsize=10)
     fig.tight_layout()
@@ -217,7 +219,7 @@ def seed_variance(fit, data: pd.DataFrame | None = None):
                 if "run_replicated" in const else set())
     # the spread of each replicated configuration's final log losses (the last checkpoint of each run)
     final = run_configurations(rows)
-    final["log_loss"] = np.log(rows.sort_values("tokens").groupby("run")["loss"].last().loc[final.index]
+    final["log_loss"] = np.log(rows.sort_values(fit.spec.law.progress).groupby("run")["loss"].last().loc[final.index]
                                .to_numpy(dtype=float))
     spread = (final[final["replicated"]].groupby(["family", "params", "configuration"])["log_loss"]
               .agg(["std", "size"]).reset_index())
