@@ -308,3 +308,18 @@ def test_multipower_branches_name_their_parent_and_mark_their_copies():
     assert len(copied) == 834
     assert (copied["step"] < copied["run"].map(lambda r: schedules[r].decay_start)).all()
     assert len(drop_copies(df)) == len(df) - 834
+
+
+def test_polypythias_carries_the_published_cosine_schedule_of_each_size():
+    from bayeslaw.data.schedules import run_schedules
+
+    df = load("polypythias")
+    standard = df[df["lineage"] == "A"]
+    schedules = run_schedules(standard)
+    s410 = schedules["pythia-410m-seed1"]
+    assert (s410.shape, s410.peak_lr, s410.final_lr, s410.total_steps, s410.warmup_steps) == (
+        "cosine", 3e-4, 3e-5, 143_000, 1_430)
+    assert schedules["pythia-14m-seed1"].peak_lr == 1e-3 and schedules["pythia-160m-seed0"].peak_lr == 6e-4
+    assert df.loc[df["lineage"] == "B", "schedule"].isna().all()
+    with pytest.raises(ValueError, match="run 'pythia-70m-seed1-B' has no schedule"):
+        run_schedules(df[df["run"] == "pythia-70m-seed1-B"])

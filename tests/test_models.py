@@ -46,17 +46,22 @@ def test_every_run_is_laid_out_by_tokens_with_its_fraction_of_the_run():
         prepare(THREE_POINTS.assign(run_tokens=3e10))
 
 
+def _padded_runs(rng, mask):
+    """Random fractions of each padded run's real checkpoints (sorted, the last at 1) and their eigenbasis."""
+    x = np.ones(mask.shape)
+    for r in range(mask.shape[0]):
+        k = int(mask[r].sum())
+        x[r, :k] = np.append(np.sort(rng.uniform(0.05, 0.99, k - 1)), 1.0)
+    return (x, *run_basis(x, mask))
+
+
 def test_run_marginal_matches_a_dense_gaussian_per_run():
     """The Sherman-Morrison evaluation in the eigenbasis equals the dense N(loc, C_r) of each run's real checkpoints."""
     rng = np.random.default_rng(0)
     mask = np.ones((5, 7), dtype=bool)
     mask[1, 3:] = False
     mask[2, 1:] = False
-    x = np.ones((5, 7))
-    for r in range(5):
-        k = int(mask[r].sum())
-        x[r, :k] = np.append(np.sort(rng.uniform(0.05, 0.99, k - 1)), 1.0)
-    eigvals, eigvecs = run_basis(x, mask)
+    x, eigvals, eigvecs = _padded_runs(rng, mask)
     a, b, c = rng.uniform(1e-4, 1e-3, 5), rng.uniform(1e-5, 1e-4, 5), rng.uniform(1e-6, 1e-5, 5)
     loc = rng.normal(0, 0.01, (5, 7)) * mask
     y = (loc + rng.normal(0, 0.02, (5, 7))) * mask
@@ -80,11 +85,7 @@ def test_runs_of_one_branch_tree_share_their_offset_in_the_joint_density_and_in_
     rng = np.random.default_rng(1)
     mask = np.ones((4, 5), dtype=bool)
     mask[2, 3:] = False
-    x = np.ones((4, 5))
-    for r in range(4):
-        k = int(mask[r].sum())
-        x[r, :k] = np.append(np.sort(rng.uniform(0.05, 0.99, k - 1)), 1.0)
-    eigvals, eigvecs = run_basis(x, mask)
+    x, eigvals, eigvecs = _padded_runs(rng, mask)
     a, b, c = np.full(4, 4e-4), rng.uniform(1e-5, 1e-4, 4), rng.uniform(1e-6, 1e-5, 4)
     tree = np.array([0, 1, 0, 0])
     before = ((tree[:, None] == tree[None, :]) & np.triu(np.ones((4, 4), bool), 1)).astype(float)

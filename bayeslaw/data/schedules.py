@@ -130,6 +130,9 @@ def run_schedules(df: pd.DataFrame, *, where: str = "table") -> dict[str, Schedu
         raise ValueError(f"{where}: no 'schedule' column (a JSON learning-rate schedule per run; see bayeslaw.data.schedules)")
     out = {}
     for run, text in df.groupby("run", sort=False)["schedule"]:
+        if text.isna().any():
+            rows = text.index[text.isna()][:5].tolist()
+            raise ValueError(f"{where}: run {run!r} has no schedule (rows {rows}); leave it out of a schedule law's fit")
         values = text.unique()
         if len(values) != 1:
             rows = text.index[text != values[0]][:5].tolist()

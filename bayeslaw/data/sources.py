@@ -487,6 +487,10 @@ def load_overtrain(folder: Path, *, loss_name: str = "c4_val") -> pd.DataFrame:
 # Total parameter counts from the Pythia README (embedding + non-embedding).
 _PYTHIA_PARAMS = {"14m": 14_067_712, "70m": 70_426_624, "160m": 162_322_944, "410m": 405_334_016}
 _PYTHIA_BATCH = 1024 * 2048  # tokens per optimizer step
+# The learning-rate schedule of each size (EleutherAI/pythia models/<size>/pythia-<size>.yml): Adam lr
+# and min_lr, warmup 0.01 x 143,000 train-iters, cosine decay to min_lr at lr-decay-iters 143,000.
+_PYTHIA_LR = {"14m": (1e-3, 1e-4), "70m": (1e-3, 1e-4), "160m": (6e-4, 6e-5), "410m": (3e-4, 3e-5)}
+_PYTHIA_STEPS, _PYTHIA_WARMUP = 143_000, 1_430
 
 
 def load_polypythias(folder: Path, *, loss_name: str = "train_loss") -> pd.DataFrame:
@@ -499,7 +503,11 @@ def load_polypythias(folder: Path, *, loss_name: str = "train_loss") -> pd.DataF
     outlier = the run has a flag in final_loss_last1000steps.csv: the two 410m runs that spike
     after a resume (seeds 3, 4) and every 70m lineage-B run (flagged there as the slower,
     non-standard config), so ``outlier & (lineage == 'A')`` selects the two spike runs.
+    schedule = the size's published Pythia schedule (lineage A; lineage B's config is not published:
+    missing).
     """
+    from bayeslaw.data.schedules import Schedule
+
     notes = _Notes("polypythias")
     _check_loss_name(notes.source, loss_name, ("train_loss",))
     raw = pd.read_csv(folder / "polypythias_trainloss_bin100.csv")
@@ -524,6 +532,8 @@ def load_polypythias(folder: Path, *, loss_name: str = "train_loss") -> pd.DataF
             "loss": raw["loss_mean"],
             "outlier": raw["outlier"].fillna(False).astype(bool),
             "lineage": raw["lineage"],
+            "schedule": raw["size"].map({size: Schedule("cosine", peak, _PYTHIA_STEPS, _PYTHIA_WARMUP, final).to_json()
+                                         for size, (peak, final) in _PYTHIA_LR.items()}).where(raw["lineage"] == "A"),
         }
     )
     df = notes.drop(df, df["loss"].isna(), "no training loss in the bin")
