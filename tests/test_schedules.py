@@ -297,8 +297,8 @@ def test_tree_conditioning_equals_dense_gaussian_conditioning(schedule_fit):
     theta = fitted.site_draws("theta")[draws][:, [0]]
     noise = {k: v[draws] for k, v in fitted.noise_draws(["f"]).items()}  # (sample, target row, ...)
     a = noise["sigma_seed"][:, 0] ** 2
-    shift, reduction = fitted._condition_on_tree(theta[:, 0], noise, np.array([0]), np.array([x]),
-                                                 np.sqrt(a)[:, None], tree, run)
+    residuals = fitted._tree_residuals(theta[:, 0], noise, 0, tree, rows)
+    shift, reduction = fitted._condition_on_tree(residuals, run, np.array([x]), a, noise["sigma_dev"][:, 0] ** 2)
     law = np.log(fitted.predict(rows, kind="law").draws.values[draws])  # seen family: the fit's draws in order
     observed = np.log(rows["loss"].to_numpy())
     fraction = fitted.idata.constant_data["fraction"].values

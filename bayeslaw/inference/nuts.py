@@ -76,7 +76,7 @@ def _constant_data(data: ModelData, rows: pd.DataFrame) -> xr.Dataset:
     }
     per_run = {"run_family": data.run_family, "run_log_params": data.run_log_params, "run_points": data.run_points,
                "run_replicated": data.run_replicated,
-               "run_root": branch_roots(rows).loc[list(data.runs)].to_numpy(dtype=str)}
+               "run_root": np.asarray(data.run_root, dtype=str)}
     return xr.Dataset(
         {**{k: ("obs_id", v) for k, v in per_row.items()}, **{k: ("run", v) for k, v in per_run.items()},
          "family_sizes": ("family", data.family_sizes)},
@@ -618,16 +618,24 @@ class Fit:
         var = (sd_seed**2 + noise["sigma_dev"] ** 2 * np.asarray(bridge_kernel(fraction, fraction))
                + noise["sigma_obs"] ** 2 + self.form_error_sd(families, log_params, form_error) ** 2)
         runs = targets["run"].astype(object).to_numpy() if "run" in targets.columns else [None] * len(targets)
-        trained, roots, tree_of = self._run_rows(), self._target_roots(targets), self._run_roots()
+        trained, roots = self._run_rows(), self._target_roots(targets)
+        trees: dict[str, list[str]] = {}
+        for name, root in self._run_roots().items():
+            trees.setdefault(root, []).append(name)
         training = None if all(f"input_{k}" in self.idata.constant_data for k in self.spec.law.inputs) else (
             self.training_rows())  # a schedule law's design is rebuilt from the rows' schedules
+        residuals = {}  # per (tree, family): its trained runs' residuals, shared by every target run of the tree
         for run in {r for r in runs if r is not None}:
             cols = np.flatnonzero(np.asarray([r == run for r in runs]))
-            tree = [r for r, root in tree_of.items() if root == roots[cols[0]]]
-            if not tree:  # a run of its own: a new offset
+            j = cols[0]
+            if roots[j] not in trees:  # a run of its own: a new offset
                 continue
-            c_mean, c_var = self._condition_on_tree(theta[:, cols[0]], noise, cols, fraction[cols], sd_seed[:, cols],
-                                                    {r: trained[r] for r in tree}, str(run), training)
+            key = (roots[j], families[j])
+            if key not in residuals:
+                residuals[key] = self._tree_residuals(theta[:, j], noise, j, {r: trained[r] for r in trees[roots[j]]},
+                                                      training)
+            c_mean, c_var = self._condition_on_tree(residuals[key], str(run), fraction[cols], sd_seed[:, j] ** 2,
+                                                    noise["sigma_dev"][:, j] ** 2)
             mean[:, cols] += c_mean
             var[:, cols] -= c_var
         draws = mean + np.sqrt(np.maximum(var, 0.0)) * rng.standard_normal(mean.shape)
@@ -678,24 +686,16 @@ class Fit:
             out.append(trained.get(run, trained.get(top, top)))
         return np.asarray(out, dtype=object)
 
-    def _condition_on_tree(self, theta, noise, cols, fraction, sd_seed, tree_rows: dict, run: str,
-                           training: pd.DataFrame | None = None):
-        """Conditional mean shift and variance reduction (sample, len(cols)) of a run's target rows given the
-        observed residuals of the trained runs of its branch tree (``tree_rows``: their rows), which share
-        its offset u; when the run itself was trained, also given its own deviation so far. ``training``:
-        the fit's rows, where the law's inputs are rebuilt from them rather than stored.
-
-        Per trained run r with D_r = s_dev^2 K_r + s_obs^2 I: the offset's posterior has precision
-        1/a + sum_r 1^T D_r^-1 1 and mean (sum_r 1^T D_r^-1 e_r) / precision (e_r the residuals). For the
-        run's own deviation, given u: k~ = D^-1 k(x), mean k~^T (e - u 1), variance s_dev^2 k(x, x) - k^T D^-1 k.
-        """
+    def _tree_residuals(self, theta, noise, j: int, tree_rows: dict, training: pd.DataFrame | None) -> dict:
+        """Per trained run of a branch tree (``tree_rows``: its rows): its fractions x, D_r = s_dev^2 K_r +
+        s_obs^2 I (sample, n, n), its residuals e_r from the law and shape (sample, n), and 1^T D_r^-1 1 and
+        1^T D_r^-1 e_r (sample,), at the draws ``theta`` and the noise of target column ``j``. ``training``:
+        the fit's rows, where the law's inputs are rebuilt from them rather than stored."""
         const = self.idata.constant_data
         law = self.spec.law
-        j = cols[0]
         shape = noise["shape"][:, j]  # the run's family's: the same for every row of one run
-        a = sd_seed[:, 0] ** 2  # the offset variance: the tree's runs share the target rows' size
         dev2, obs2 = noise["sigma_dev"][:, j] ** 2, noise["sigma_obs"][:, j] ** 2
-        precision, weighted, own = 1.0 / a, np.zeros_like(a), None
+        out = {}
         for name, rows in tree_rows.items():
             if training is None:
                 inputs = {k: jnp.asarray(const[f"input_{k}"].values[rows]) for k in law.inputs}
@@ -707,16 +707,28 @@ class Fit:
                 "nk,sk->sn", np.asarray(shape_basis(x_obs)), shape)
             kernel = np.asarray(bridge_kernel(x_obs[:, None], x_obs[None, :]))
             cov = dev2[:, None, None] * kernel + (obs2[:, None, None] + JITTER) * np.eye(len(rows))  # D_r
-            ones = np.ones((len(a), len(rows), 1))
+            ones = np.ones((len(theta), len(rows), 1))
             solved = np.linalg.solve(cov, np.concatenate([ones, resid[..., None]], axis=2))  # D^-1 [1, e]
-            precision = precision + solved[..., 0].sum(-1)
-            weighted = weighted + solved[..., 1].sum(-1)
-            if name == run:
-                own = (x_obs, cov, resid)
-        u_mean, u_var = weighted / precision, 1.0 / precision
-        if own is None:
-            return np.broadcast_to(u_mean[:, None], (len(a), len(cols))), np.broadcast_to((a - u_var)[:, None], (len(a), len(cols)))
-        x_obs, cov, resid = own
+            out[name] = (x_obs, cov, resid, solved[..., 0].sum(-1), solved[..., 1].sum(-1))
+        return out
+
+    @staticmethod
+    def _condition_on_tree(residuals: dict, run: str, fraction, a, dev2):
+        """Conditional mean shift and variance reduction (sample, len(fraction)) of run ``run``'s target rows
+        at ``fraction`` given its branch tree's trained runs (:meth:`_tree_residuals`), which share its
+        offset u of prior variance ``a`` (sample,); when the run itself was trained, also given its own
+        deviation so far (``dev2`` = s_dev^2).
+
+        The offset's posterior has precision 1/a + sum_r 1^T D_r^-1 1 and mean (sum_r 1^T D_r^-1 e_r) /
+        precision. For the run's own deviation, given u: k~ = D^-1 k(x), mean k~^T (e - u 1), variance
+        s_dev^2 k(x, x) - k^T D^-1 k.
+        """
+        precision = 1.0 / a + sum(part[3] for part in residuals.values())
+        u_mean, u_var = sum(part[4] for part in residuals.values()) / precision, 1.0 / precision
+        if run not in residuals:
+            shape = (len(a), len(fraction))
+            return np.broadcast_to(u_mean[:, None], shape), np.broadcast_to((a - u_var)[:, None], shape)
+        x_obs, cov, resid, _, _ = residuals[run]
         cross = dev2[:, None, None] * np.asarray(bridge_kernel(fraction[:, None], x_obs[None, :]))  # (S, t, n)
         k_tilde = np.linalg.solve(cov, np.swapaxes(cross, 1, 2))  # D^-1 k, (S, n, t)
         weight = 1.0 - k_tilde.sum(axis=1)  # 1 - k~^T 1

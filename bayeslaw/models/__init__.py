@@ -119,9 +119,8 @@ class ModelData:
     size and token budget) describe each run; ``family_sizes`` counts each family's distinct model
     sizes, ``family_log_params`` and ``family_log_tokens`` are the mean log N and log D of its rows
     (where its data sit). ``form`` names the law and ``inputs`` holds its input columns per row (read
-    or derived by ``Law.columns``: e.g. su2024's ``steps``). ``run_before`` (run, run) is 1 where run i
-    precedes run j in one branch tree (they share an offset: :func:`bayeslaw.data.runs.branch_roots`),
-    None where no two runs share one.
+    or derived by ``Law.columns``: e.g. su2024's ``steps``). ``run_root`` names the root of each run's
+    branch tree (runs of one tree share an offset: :func:`bayeslaw.data.runs.branch_roots`).
     """
 
     log_params: np.ndarray
@@ -144,7 +143,16 @@ class ModelData:
     runs: tuple[str, ...]
     form: str = "chinchilla"
     inputs: Mapping[str, np.ndarray] | None = None
-    run_before: np.ndarray | None = None
+    run_root: tuple[str, ...] | None = None
+
+    @property
+    def run_before(self) -> np.ndarray | None:
+        """(run, run): 1 where run i precedes run j in one branch tree; None where no two runs share a tree."""
+        if self.run_root is None:
+            return None
+        tree = pd.factorize(np.asarray(self.run_root))[0]
+        before = (tree[:, None] == tree[None, :]) & np.triu(np.ones((len(tree), len(tree)), dtype=bool), k=1)
+        return before.astype(float) if before.any() else None
 
     @property
     def curve_families(self) -> np.ndarray:
@@ -216,8 +224,6 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
         raise ValueError(f"run {longest!r} has {mask.shape[1]} checkpoints; the run-level likelihood takes at most "
                          f"{MAX_CHECKPOINTS} per run: thin the runs (fit(thin=20), thin_checkpoints)")
     eigvals, eigvecs = run_basis(np.where(mask, fraction[index], 1.0), mask)
-    tree = pd.factorize(branch_roots(df).loc[list(runs)])[0]
-    before = (tree[:, None] == tree[None, :]) & np.triu(np.ones((len(runs), len(runs)), dtype=bool), k=1)
     return ModelData(
         log_params=np.log(df["params"].to_numpy(dtype=float)),
         log_tokens=np.log(df["tokens"].to_numpy(dtype=float)),
@@ -239,7 +245,7 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
         runs=runs,
         form=law.name,
         inputs=inputs,
-        run_before=before.astype(float) if before.any() else None,
+        run_root=tuple(branch_roots(df).loc[list(runs)]),
     )
 
 
