@@ -251,12 +251,45 @@ def demo(
                   f"diagnostics in report/report.md)")
 
 
+SchedulerOption = Annotated[str | None, typer.Option(
+    help="Address of a running Dask scheduler (e.g. tcp://host:8786) to run the fits on.")]
+WorkersOption = Annotated[int, typer.Option(
+    help="Without --scheduler: fits run on a local Dask cluster of this many processes (1: here, one by one).")]
+ResumeOption = Annotated[bool, typer.Option(
+    help="Keep the cells already in the --out folder (same version and configuration) and run only the rest.")]
+
+
+def _run_study(df: pd.DataFrame, out: Path, options: dict, *, families, scheduler, resume, as_json: bool) -> None:
+    """Run a backtest study with its cells kept in ``out``/cells, write the report, print the summary."""
+    from bayeslaw.evaluation import backtest as run_backtest
+    from bayeslaw.report import backtest_report
+
+    result = run_backtest(df, families=families or None, progress=not as_json, scheduler=scheduler, folder=out,
+                          resume=resume, **options)
+    report = backtest_report(result, out)
+    table = result.aggregate(("case", "method"))
+    failed = result.failures
+    if as_json:
+        typer.echo(json.dumps({"aggregate": table.to_dict(orient="records"), "timing": result.timing,
+                               "failed": _records(failed[["case", "family", "k", "q", "method", "error"]]),
+                               "report": str(report)}, indent=1, default=float))
+        return
+    console.print(_table(table[["case", "method", "cells", "are_median", "are_mean", "crps_mean", "coverage50",
+                                "coverage90"]], "backtest: ARE (fraction) and interval coverage on held-out targets"))
+    if not failed.empty:
+        console.print(f"[yellow]{len(failed)} cell(s) failed (listed in the report; --resume retries them):[/]")
+        for _, row in failed.head(5).iterrows():
+            console.print(f"  {row['case']} {row['family']} k={row['k']} q={row['q']:g} {row['method']}: "
+                          f"{escape(str(row['error']))}", highlight=False)
+    console.print(f"{result.timing['fits']} fits in {result.timing['wall_s']:.0f} s; report written to {report}")
+
+
 @app.command()
 @_friendly_errors
 def backtest(
     data: Annotated[str, typer.Argument(help="CSV/parquet in the bayeslaw schema, a source name, or 'demo'.")],
-    out: Annotated[Path, typer.Option(help="Report folder (cells.csv, aggregates, PNG figures, report.md).")] = Path(
-        "bayeslaw-backtest"),
+    out: Annotated[Path, typer.Option(help="Report folder (cells.csv, aggregates, PNG figures, report.md; the "
+                                           "finished fits in cells/).")] = Path("bayeslaw-backtest"),
     family: Annotated[list[str] | None, typer.Option(help="Only these families (repeatable).")] = None,
     k: Annotated[list[int] | None, typer.Option("--k", help="Numbers of smallest models to train on (repeatable; "
                                                              "default 2 .. all below the target).")] = None,
@@ -267,7 +300,9 @@ def backtest(
     chains: Annotated[int, typer.Option(help="NUTS chains per Bayesian fit.")] = 2,
     draws: Annotated[int, typer.Option(help="NUTS draws (and warmup) per chain.")] = 500,
     thin: Annotated[int, typer.Option(help="Log-spaced checkpoints kept per run.")] = 8,
-    workers: Annotated[int, typer.Option(help="Processes running fits in parallel.")] = 1,
+    workers: WorkersOption = 1,
+    scheduler: SchedulerOption = None,
+    resume: ResumeOption = False,
     quick: Annotated[bool, typer.Option(help="Small study for a smoke test: k=2, q in {0, 0.3}, hierarchical "
                                              "only, 1 chain x 150 draws, no transfer or LOO.")] = False,
     root: RootOption = None,
@@ -276,8 +311,6 @@ def backtest(
 ) -> None:
     """The Hitchhiker's Guide backtest with uncertainty: point fits vs Bayesian fits, and a report folder."""
     from bayeslaw.evaluation import DEFAULT_FRACTIONS
-    from bayeslaw.evaluation import backtest as run_backtest
-    from bayeslaw.report import backtest_report
 
     df = _select_families(_read_data(data, root, loss_name), family)
     options = {"ks": tuple(k) if k else None, "fractions": tuple(q) if q else DEFAULT_FRACTIONS,
@@ -285,18 +318,41 @@ def backtest(
                "thin": thin, "workers": workers, "fit_options": {"chains": chains, "draws": draws, "warmup": draws}}
     if quick:
         options.update(ks=tuple(k) if k else (2,), fractions=tuple(q) if q else (0.0, 0.3),
-                       poolings=tuple(pooling) if pooling else ("hierarchical",), transfer=False,
+                       poolings=tuple(pooling) if pooling else ("hierarchical",), transfer=False, compare=False,
                        fit_options={"chains": 1, "draws": 150, "warmup": 150})
-    result = run_backtest(df, families=family or None, progress=not as_json, **options)
-    report = backtest_report(result, out)
-    table = result.aggregate(("case", "method"))
-    if as_json:
-        typer.echo(json.dumps({"aggregate": table.to_dict(orient="records"), "timing": result.timing,
-                               "report": str(report)}, indent=1, default=float))
-        return
-    console.print(_table(table[["case", "method", "cells", "are_median", "are_mean", "crps_mean", "coverage50",
-                                "coverage90"]], "backtest: ARE (fraction) and interval coverage on held-out targets"))
-    console.print(f"{result.timing['fits']} fits in {result.timing['wall_s']:.0f} s; report written to {report}")
+    _run_study(df, out, options, families=family, scheduler=scheduler, resume=resume, as_json=as_json)
+
+
+@app.command()
+@_friendly_errors
+def study(
+    data: Annotated[str, typer.Argument(help="'shared' (every shared family with >= 3 sizes), a CSV/parquet "
+                                             "file, a source name, or 'demo'.")] = "shared",
+    out: Annotated[Path, typer.Option(help="Study folder: the finished fits (cells/), study.json, the report.")] = Path(
+        "bayeslaw-study"),
+    workers: WorkersOption = 1,
+    scheduler: SchedulerOption = None,
+    resume: ResumeOption = False,
+    point_grid: Annotated[str, typer.Option(help="Start grid of the epoch point fits: coarse (243 starts) or "
+                                                 "full (the published 4,500).")] = "coarse",
+    chains: Annotated[int, typer.Option(help="NUTS chains per Bayesian fit.")] = 2,
+    draws: Annotated[int, typer.Option(help="NUTS draws (and warmup) per chain.")] = 500,
+    root: RootOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The thousand-law study: every eligible family x k x q x method, point and Bayes, resumable.
+
+    The backtest's full design (k = 2..5, q in 0..0.5, epoch and hitchhiker point fits, hierarchical
+    and unpooled NUTS fits, the transfer case and the PSIS-LOO comparison), with a progress bar and ETA;
+    each finished fit is kept in OUT/cells, so an interrupted study goes on with --resume.
+    """
+    from bayeslaw import data as bd
+
+    _check_choice(point_grid, "--point-grid", ("coarse", "full"))
+    df = bd.load_study(root) if data == "shared" else _read_data(data, root, None)
+    options = {"point_grid": point_grid, "workers": workers,
+               "fit_options": {"chains": chains, "draws": draws, "warmup": draws}}
+    _run_study(df, out, options, families=None, scheduler=scheduler, resume=resume, as_json=as_json)
 
 
 # --- Bayesian fits: fit, predict, diagnose, report, plan -------------------------------------------

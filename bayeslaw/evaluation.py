@@ -7,10 +7,10 @@ fit on the k smallest models (and a fraction q of the target's own run), predict
 
 from __future__ import annotations
 
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import arviz as az
 import jax
@@ -19,6 +19,7 @@ import pandas as pd
 from numpyro.infer import Predictive
 
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, hitchhiker_split, thin_checkpoints
+from bayeslaw.executor import CellError, StudyFolder, run_cells
 from bayeslaw.inference.nuts import Fit, fit
 from bayeslaw.inference.point import PointFit, TooFewPoints, fit_point
 from bayeslaw.laws import DEFAULT_FORM, get_law
@@ -154,6 +155,11 @@ def calibration_study(
     simulate_options: dict | None = None,
     fit_options: dict | None = None,
     progress: bool = False,
+    workers: int = 1,
+    client=None,
+    scheduler: str | None = None,
+    folder: str | Path | None = None,
+    resume: bool = False,
 ) -> pd.DataFrame:
     """Simulation-based check of the posterior's intervals against known truth.
 
@@ -161,55 +167,74 @@ def calibration_study(
     largest model of the first family, fit the rest, and record whether the central ``probs``
     intervals cover the true E, alpha, beta and sigma_seed of every family, and the held-out
     target's observed losses (``new_run`` predictive). Returns one row per (data set, quantity,
-    family, prob) with ``covered`` and ``width``; ``coverage_table`` aggregates it.
+    family, prob) with ``covered`` and ``width``; ``coverage_table`` aggregates it. A data set whose
+    fit raised gives one row with its ``error``. The data sets run through
+    :func:`bayeslaw.executor.run_cells` (``workers``, ``client``, ``scheduler``, ``folder``, ``resume``
+    as in :func:`backtest`).
     """
     sim_opts = {"families": 3, "sizes": (1e8, 3e8, 1e9, 3e9), "seeds": 2, "checkpoints": 8,
                 "first_tokens": 1e10, "max_tokens": 2e11, **(simulate_options or {})}
     fit_opts = {"chains": 2, "draws": 500, "warmup": 500, "thin": None, "min_tokens": None, "progress": False,
                 **(fit_options or {})}
+    jobs = {f"dataset={i}": {"i": i, "seed": seed + i, "probs": probs, "pooling": pooling, "simulate": sim_opts,
+                             "fit": fit_opts} for i in range(n_datasets)}
+    store = None
+    if folder is not None:
+        config = {"study": "calibration", "n_datasets": n_datasets, "seed": seed, "probs": list(probs),
+                  "pooling": pooling, "simulate": sim_opts, "fit": fit_opts}
+        store = StudyFolder(folder, config, resume=resume)
+    results = run_cells(_calibration_cell, jobs, workers=workers, client=client, scheduler=scheduler, folder=store,
+                        progress=progress, desc="calibration data sets")
     rows = []
-    iterator = range(n_datasets)
-    if progress:
-        from tqdm.auto import tqdm
+    for key, result in results.items():
+        rows += ([{"dataset": jobs[key]["i"], "error": result.error}] if isinstance(result, CellError) else result)
+    table = pd.DataFrame(rows)
+    return table.assign(error=None) if "error" not in table.columns else table
 
-        iterator = tqdm(iterator, desc="calibration data sets")
-    for i in iterator:
-        sim = simulate(seed=seed + i, **sim_opts)
-        df = sim.data
-        first = sorted(df["family"].unique())[0]
-        target_model = df.loc[df["family"] == first].sort_values("params")["model"].iloc[-1]
-        held_out = df["model"] == target_model
-        result = fit(df.loc[~held_out], pooling=pooling, seed=seed + i, **fit_opts)
-        post = {name: result.site_draws(name) for name in ("alpha", "beta", "sigma_seed")}
-        post["E"] = np.exp(result.site_draws("e"))
-        for f_index, family in enumerate(result.families):
-            natural = sim.truth["families"][family]["natural"]
-            truth = {"E": natural["E"], "alpha": natural["alpha"], "beta": natural["beta"],
-                     "sigma_seed": sim.truth["sigma_seed"]}
-            for quantity, value in truth.items():
-                for prob in probs:
-                    lo, hi = _interval(post[quantity][:, f_index], prob)
-                    rows.append({"dataset": i, "quantity": quantity, "family": family, "prob": prob,
-                                 "covered": lo <= value <= hi, "width": hi - lo})
-        # Each fit compiles its own sampler; XLA's code memory is not given back on its own, and a
-        # 50-data-set study died at data set 29 with "LLVM ERROR: Unable to allocate section memory".
-        jax.clear_caches()
-        test = df.loc[held_out]
-        test = test.loc[test["tokens"] >= 0.7 * test.groupby("run")["tokens"].transform("max")]
-        targets = test[["family", "run", "params", "tokens"]]  # runs unseen by the fit: fresh offsets, their shape
-        # the simulated law is exact (no form error): the study checks the inference, so the forecast
-        # carries none either (Fit.form_error_sd is set from real held-out targets instead)
-        prediction = result.predict(targets, kind="new_run", seed=seed + i, form_error=0.0)
-        for j, observed in enumerate(test["loss"].to_numpy()):
+
+def _calibration_cell(job: dict) -> list[dict]:
+    """One data set of :func:`calibration_study`: simulate, fit without the target, score the intervals."""
+    i, probs = job["i"], job["probs"]
+    sim = simulate(seed=job["seed"], **job["simulate"])
+    df = sim.data
+    first = sorted(df["family"].unique())[0]
+    target_model = df.loc[df["family"] == first].sort_values("params")["model"].iloc[-1]
+    held_out = df["model"] == target_model
+    result = fit(df.loc[~held_out], pooling=job["pooling"], seed=job["seed"], **job["fit"])
+    post = {name: result.site_draws(name) for name in ("alpha", "beta", "sigma_seed")}
+    post["E"] = np.exp(result.site_draws("e"))
+    rows = []
+    for f_index, family in enumerate(result.families):
+        natural = sim.truth["families"][family]["natural"]
+        truth = {"E": natural["E"], "alpha": natural["alpha"], "beta": natural["beta"],
+                 "sigma_seed": sim.truth["sigma_seed"]}
+        for quantity, value in truth.items():
             for prob in probs:
-                lo, hi = _interval(prediction.draws.values[:, j], prob)
-                rows.append({"dataset": i, "quantity": "target_loss", "family": first, "prob": prob,
-                             "covered": lo <= observed <= hi, "width": hi - lo})
-    return pd.DataFrame(rows)
+                lo, hi = _interval(post[quantity][:, f_index], prob)
+                rows.append({"dataset": i, "quantity": quantity, "family": family, "prob": prob,
+                             "covered": lo <= value <= hi, "width": hi - lo})
+    # Each fit compiles its own sampler; XLA's code memory is not given back on its own, and a
+    # 50-data-set study died at data set 29 with "LLVM ERROR: Unable to allocate section memory".
+    jax.clear_caches()
+    test = df.loc[held_out]
+    test = test.loc[test["tokens"] >= 0.7 * test.groupby("run")["tokens"].transform("max")]
+    targets = test[["family", "run", "params", "tokens"]]  # runs unseen by the fit: fresh offsets, their shape
+    # the simulated law is exact (no form error): the study checks the inference, so the forecast
+    # carries none either (Fit.form_error_sd is set from real held-out targets instead)
+    prediction = result.predict(targets, kind="new_run", seed=job["seed"], form_error=0.0)
+    for j, observed in enumerate(test["loss"].to_numpy()):
+        for prob in probs:
+            lo, hi = _interval(prediction.draws.values[:, j], prob)
+            rows.append({"dataset": i, "quantity": "target_loss", "family": first, "prob": prob,
+                         "covered": lo <= observed <= hi, "width": hi - lo})
+    return rows
 
 
 def coverage_table(study: pd.DataFrame) -> pd.DataFrame:
-    """Observed coverage by quantity and nominal probability, with its binomial standard error."""
+    """Observed coverage by quantity and nominal probability, with its binomial standard error
+    (data sets whose fit failed are left out: ``study["error"]`` names them)."""
+    if "error" in study.columns:
+        study = study[study["error"].isna()]
     table = study.groupby(["quantity", "prob"]).agg(n=("covered", "size"), coverage=("covered", "mean"),
                                                      median_width=("width", "median")).reset_index()
     table["se"] = np.sqrt(table["prob"] * (1 - table["prob"]) / table["n"])
@@ -226,7 +251,8 @@ MAX_DEFAULT_K = 5  # default ks: 2 .. 5; bounds the study (Chinchilla alone has 
 class Backtest:
     """Result of :func:`backtest`.
 
-    ``cells``: one row per (case, family, k, q, method) with ARE, CRPS, interval coverage and width;
+    ``cells``: one row per (case, family, k, q, method) with ARE, CRPS, interval coverage and width,
+    and ``error`` where its fit raised (then unscored);
     ``predictions``: one row per test checkpoint and cell; ``comparison``: the ArviZ LOO comparison
     of the pooling variants on all rows (or None); ``settings`` and ``timing`` say how it ran.
     """
@@ -236,6 +262,11 @@ class Backtest:
     comparison: pd.DataFrame | None
     settings: dict = field(default_factory=dict)
     timing: dict = field(default_factory=dict)
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        """The cells whose fit raised, with the error."""
+        return self.cells[self.cells["error"].notna()]
 
     def aggregate(self, by: tuple[str, ...] = ("method",), *, common: bool = True) -> pd.DataFrame:
         """ARE (median, mean), CRPS, coverage and width per group of cells (``by``: columns of ``cells``).
@@ -329,7 +360,28 @@ def _bayes_job(job: dict):
 
 
 def _run(job: dict):
-    return _bayes_job(job) if job["kind"] == "bayes" else _point_job(job)
+    return {"bayes": _bayes_job, "point": _point_job, "fit": _fit_cell}[job["kind"]](job)
+
+
+def _job_key(job: dict) -> str:
+    """The cell key of a job: case, k, q, method and (for a point fit or a transfer case) the family."""
+    if job["kind"] == "fit":
+        return f"loo/{job['pooling']}"
+    cell = job["cell"] if job["kind"] == "point" else next(iter(job["cells"].values()))
+    key = f"{cell['case']}/k={cell['k']}/q={cell['q']:g}/{cell['method']}"
+    return key + f"/{cell['family']}" if job["kind"] == "point" or cell["case"] == "transfer" else key
+
+
+def _failed(job: dict, failure: CellError):
+    """The cells of a job that raised: kept, unscored, with the error (the study goes on)."""
+    cells = [job["cell"]] if job["kind"] == "point" else list(job["cells"].values())
+    return [{**cell, "are": np.nan, "error": failure.error} for cell in cells], []
+
+
+def data_hash(df: pd.DataFrame) -> str:
+    """A hash of a table's values and column names (a study folder refuses a resume on other data)."""
+    values = pd.util.hash_pandas_object(df, index=False).to_numpy()
+    return f"{int(values.sum()) & (2**64 - 1):016x}-{len(df)}-{'|'.join(map(str, df.columns))}"
 
 
 def backtest(
@@ -349,6 +401,10 @@ def backtest(
     fit_options: dict | None = None,
     compare: bool = True,
     workers: int = 1,
+    client=None,
+    scheduler: str | None = None,
+    folder: str | Path | None = None,
+    resume: bool = False,
     seed: int = 0,
     progress: bool = True,
 ) -> Backtest:
@@ -373,7 +429,12 @@ def backtest(
     ``epoch`` fits from 243 of the published grid's 4500 starts (a 3^5 subset: the study runs
     hundreds of fits; ``"full"`` uses all). ``fit_options`` go to :func:`bayeslaw.fit` (chains,
     draws, warmup, ...). ``compare`` adds the PSIS-LOO comparison of ``poolings`` on all rows.
-    ``workers`` > 1 runs independent fits in that many processes.
+
+    Fits run through :func:`bayeslaw.executor.run_cells`: here one after another, or on a Dask
+    cluster (``client``, ``scheduler`` address, or a LocalCluster of ``workers`` > 1 processes). A fit
+    that raises leaves its cells unscored with the ``error`` and the study goes on. ``folder`` keeps
+    each fit's cells as they finish; ``resume=True`` runs only those not there yet (same version,
+    configuration and data, else refused naming the difference).
     """
     fit_options = {"chains": 2, "draws": 500, "warmup": 500, "progress": False, **(fit_options or {})}
     if point_grid not in ("coarse", "full"):
@@ -431,55 +492,69 @@ def backtest(
                              "tests": {f: split.test}, "cells": {f: {**cell, "method": "bayes-hierarchical"}},
                              "seed": seed, "fit_options": fit_options})
 
-    start = time.perf_counter()
-    rows, points = [], []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), desc="backtest fits")
-    if workers > 1:
-        # spawn, not fork: JAX's runtime threads do not survive a fork
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_run, job) for job in jobs]
-            for future in as_completed(futures):
-                try:
-                    r, p = future.result()
-                except BaseException:
-                    # fail now, not after every queued fit has run
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
-                rows += r
-                points += p
-                if bar is not None:
-                    bar.update()
-    else:
-        for job in jobs:
-            r, p = _run(job)
-            rows += r
-            points += p
-            if bar is not None:
-                bar.update()
-    if bar is not None:
-        bar.close()
-    wall = time.perf_counter() - start
-    order = ["case", "family", "k", "q", "method"]
-    cells = pd.DataFrame(rows).sort_values(order, kind="stable").reset_index(drop=True)
-    predictions = pd.concat(points, ignore_index=True).sort_values(order, kind="stable").reset_index(drop=True)
-    comparison = None
-    compare_wall = 0.0
-    if compare and len(poolings) > 1:
-        t0 = time.perf_counter()
-        all_rows = thinned(cut_early(df[df["family"].isin(eligible)], min_tokens=min_tokens))
-        comparison = compare_poolings(all_rows, poolings=poolings, seed=seed, fit_options=fit_options)
-        compare_wall = time.perf_counter() - t0
     settings = {"ks": list(ks), "fractions": list(fractions), "methods": list(methods), "poolings": list(poolings),
                 "transfer": transfer, "families": eligible, "min_sizes": min_sizes, "min_tokens": min_tokens,
                 "test_from": test_from, "thin": thin, "point_grid": point_grid, "fit_options": fit_options,
-                "workers": workers, "seed": seed}
-    timing = {"fits": len(jobs), "wall_s": wall, "compare_wall_s": compare_wall,
+                "seed": seed}
+    store = None
+    if folder is not None:
+        store = StudyFolder(folder, {**settings, "study": "backtest", "data": data_hash(df)}, resume=resume)
+    if compare and len(poolings) > 1:  # the PSIS-LOO comparison's fits are cells of the study too
+        all_rows = thinned(cut_early(df[df["family"].isin(eligible)], min_tokens=min_tokens))
+        jobs += [{"kind": "fit", "rows": all_rows, "form": DEFAULT_FORM, "pooling": pooling, "seed": seed,
+                  "fit_options": fit_options} for pooling in poolings]
+    keyed = {_job_key(job): job for job in jobs}
+    start = time.perf_counter()
+    results = run_cells(_run, keyed, workers=workers, client=client, scheduler=scheduler, folder=store,
+                        progress=progress, desc="backtest fits")
+    rows, points, loo_fits, loo_failed = [], [], {}, {}
+    for key, result in results.items():
+        job = keyed[key]
+        if job["kind"] == "fit":
+            if isinstance(result, CellError):
+                loo_failed[job["pooling"]] = result.error
+            else:
+                loo_fits[job["pooling"]] = result.idata
+            continue
+        r, p = _failed(job, result) if isinstance(result, CellError) else result
+        rows += r
+        points += p
+    wall = time.perf_counter() - start
+    order = ["case", "family", "k", "q", "method"]
+    cells = pd.DataFrame(rows)
+    if "error" not in cells.columns:
+        cells["error"] = None
+    cells = cells.sort_values(order, kind="stable").reset_index(drop=True)
+    predictions = (pd.concat(points, ignore_index=True).sort_values(order, kind="stable").reset_index(drop=True)
+                   if points else pd.DataFrame(columns=[*order, "params", "tokens", "loss", "predicted"]))
+    comparison = None
+    if len(loo_fits) > 1:
+        comparison = az.compare(loo_fits, round_to="none").reset_index().rename(columns={"index": "model"})
+    for pooling, error in loo_failed.items():
+        warnings.warn(f"backtest: the {pooling} fit of the LOO comparison failed and is left out ({error})",
+                      RuntimeWarning, stacklevel=2)
+    settings["workers"] = workers
+    timing = {"fits": len(jobs), "wall_s": wall,
               "fit_s_sum": float(cells.drop_duplicates(["case", "k", "q", "method", "wall_s"])["wall_s"].sum())}
     return Backtest(cells, predictions, comparison, settings, timing)
+
+
+def _fit_cell(job: dict) -> Fit:
+    """One NUTS fit of a comparison (``job``: rows, form, pooling, seed, fit options)."""
+    result = fit(job["rows"], form=job["form"], pooling=job["pooling"], seed=job["seed"], min_tokens=None, thin=None,
+                 **job["fit_options"])
+    jax.clear_caches()  # each fit compiles its own sampler; XLA does not give the code memory back on its own
+    return result
+
+
+def _fit_all(jobs: dict[str, dict], where: str, **executor) -> tuple[dict[str, Fit], dict[str, str]]:
+    """The fits of ``jobs`` through run_cells, and the errors of those that raised (at least one must not)."""
+    results = run_cells(_fit_cell, jobs, desc=f"{where} fits", **executor)
+    fits = {name: r for name, r in results.items() if not isinstance(r, CellError)}
+    failed = {name: r.error for name, r in results.items() if isinstance(r, CellError)}
+    if not fits:
+        raise RuntimeError(f"{where}: every fit failed: " + "; ".join(f"{n}: {e}" for n, e in failed.items()))
+    return fits, failed
 
 
 def compare_poolings(
@@ -488,14 +563,19 @@ def compare_poolings(
     poolings: tuple[str, ...] = ("hierarchical", "none", "complete"),
     seed: int = 0,
     fit_options: dict | None = None,
+    workers: int = 1,
+    client=None,
+    scheduler: str | None = None,
 ) -> pd.DataFrame:
-    """PSIS-LOO comparison (``arviz.compare``) of pooling variants fitted to the same rows (no cut, no thinning here)."""
+    """PSIS-LOO comparison (``arviz.compare``) of pooling variants fitted to the same rows (no cut, no
+    thinning here); a variant whose fit raised is left out with a warning naming its error."""
     fit_options = {"chains": 2, "draws": 500, "warmup": 500, "progress": False, **(fit_options or {})}
-    fits = {}
-    for pooling in poolings:
-        fits[pooling] = fit(df, pooling=pooling, seed=seed, min_tokens=None, thin=None, **fit_options).idata
-        jax.clear_caches()
-    table = az.compare(fits, round_to="none")
+    jobs = {pooling: {"rows": df, "form": DEFAULT_FORM, "pooling": pooling, "seed": seed, "fit_options": fit_options}
+            for pooling in poolings}
+    fits, failed = _fit_all(jobs, "compare_poolings", workers=workers, client=client, scheduler=scheduler)
+    for name, error in failed.items():
+        warnings.warn(f"compare_poolings: the {name} fit failed and is left out ({error})", RuntimeWarning, stacklevel=2)
+    table = az.compare({name: f.idata for name, f in fits.items()}, round_to="none")
     return table.reset_index().rename(columns={"index": "model"})
 
 
@@ -507,7 +587,8 @@ class FormComparison:
     model, best first; ``by_family``: each model's LOO elpd summed over each family's rows, with the
     family's ``best`` model and its margin over the runner-up (``margin``, ``margin_se``: the se of the
     paired pointwise differences); ``pareto_k``: each model's largest Pareto k per family (above 0.7,
-    PSIS-LOO is unreliable for that family); ``fits``: the fits; ``rows``: the rows they were fitted to.
+    PSIS-LOO is unreliable for that family); ``fits``: the fits; ``rows``: the rows they were fitted to;
+    ``failures``: model name -> error of each fit that raised (left out of the comparison).
     """
 
     table: pd.DataFrame
@@ -515,6 +596,7 @@ class FormComparison:
     pareto_k: pd.DataFrame
     fits: dict[str, Fit]
     rows: pd.DataFrame
+    failures: dict[str, str] = field(default_factory=dict)
 
 
 def compare_forms(
@@ -526,13 +608,17 @@ def compare_forms(
     thin: int | None = 8,
     seed: int = 0,
     fit_options: dict | None = None,
+    workers: int = 1,
+    client=None,
+    scheduler: str | None = None,
 ) -> FormComparison:
     """Fit each form (and pooling) by NUTS to the same rows and compare them by PSIS-LOO (``arviz.compare``).
 
     Every model sees the same rows (the early cut and thinning are applied once, here) and the same
     observations (log loss), so their elpds are comparable. Models are named ``form`` (or
     ``form/pooling`` when several poolings are compared). ``fit_options`` go to :func:`bayeslaw.fit`
-    (default 2 chains x 500 draws, 500 warmup).
+    (default 2 chains x 500 draws, 500 warmup). The fits run through :func:`bayeslaw.executor.run_cells`
+    (``workers``, ``client``, ``scheduler`` as in :func:`backtest`).
     """
     fit_options = {"chains": 2, "draws": 500, "warmup": 500, "progress": False, **(fit_options or {})}
     rows = cut_early(df, min_tokens=min_tokens)
@@ -541,13 +627,11 @@ def compare_forms(
     rows = rows.reset_index(drop=True)
     for form in forms:  # every law can read the rows, before any fit starts
         get_law(form).columns(rows, where="compare_forms")
-    fits, loos = {}, {}
-    for form in forms:
-        for pooling in poolings:
-            name = form if len(poolings) == 1 else f"{form}/{pooling}"
-            fits[name] = fit(rows, form=form, pooling=pooling, seed=seed, min_tokens=None, thin=None, **fit_options)
-            loos[name] = az.loo(fits[name].idata, pointwise=True)
-            jax.clear_caches()  # each fit compiles its own sampler
+    jobs = {form if len(poolings) == 1 else f"{form}/{pooling}":
+            {"rows": rows, "form": form, "pooling": pooling, "seed": seed, "fit_options": fit_options}
+            for form in forms for pooling in poolings}
+    fits, failed = _fit_all(jobs, "compare_forms", workers=workers, client=client, scheduler=scheduler)
+    loos = {name: az.loo(f.idata, pointwise=True) for name, f in fits.items()}
     table = az.compare({name: f.idata for name, f in fits.items()}, round_to="none")
     table = table.reset_index().rename(columns={"index": "model"})
     # the likelihood factorises over runs: one pointwise elpd per run (leave one run out)
@@ -571,7 +655,7 @@ def compare_forms(
         margin_se.append(float(np.sqrt(len(diff)) * diff.std(ddof=1)) if len(diff) > 1 else np.nan)
     by_family = by_family[names].assign(best=best, margin=margin, margin_se=margin_se,
                                         rows=pointwise.groupby("family").size()).reset_index()
-    return FormComparison(table, by_family, pareto_k.rename_axis("family").reset_index(), fits, rows)
+    return FormComparison(table, by_family, pareto_k.rename_axis("family").reset_index(), fits, rows, failed)
 
 
 # --- what the plots draw but must not compute: point fits, prior draws, checked rows ------------------

@@ -213,7 +213,11 @@ def backtest_report(result, out) -> Path:
     if result.comparison is not None:
         parts += ["## PSIS-LOO comparison of the pooling variants (all rows)", "",
                   _markdown(result.comparison.drop(columns=[c for c in ("warning",) if c in result.comparison])), ""]
-    unscored = cells[cells["are"].isna()]
+    failed = cells[cells["error"].notna()] if "error" in cells else cells.iloc[:0]
+    if not failed.empty:
+        parts += ["## Cells whose fit failed", "", "Unscored; the study went on without them (rerun with resume to retry):", "",
+                  _markdown(failed[["case", "family", "k", "q", "method", "error"]]), ""]
+    unscored = cells[cells["are"].isna() & (cells["error"].isna() if "error" in cells else True)]
     if not unscored.empty:
         parts += ["## Cells a method could not predict", "",
                   "Left out of the tables above for every method (they compare methods on the same cells):", "",

@@ -6,7 +6,7 @@ k = 2 .. all models below the target, q in {0, 0.1, 0.2, 0.3, 0.5}, the transfer
 PSIS-LOO comparison of the pooling variants.
 
     BAYESLAW_DATA=../shared/data python benchmarks/backtest_study.py --out backtest-report [--workers 2]
-    BAYESLAW_DATA=../shared/data python benchmarks/backtest_study.py --speedup   # 1 vs 2 processes, point cells
+    BAYESLAW_DATA=../shared/data python benchmarks/backtest_study.py --speedup   # 1 process vs 2 Dask workers
 
 Prints the aggregate table (median ARE and coverage, point vs Bayes) and the wall time.
 """
@@ -34,18 +34,24 @@ def main(argv=None):
     parser.add_argument("--no-transfer", action="store_true")
     parser.add_argument("--no-compare", action="store_true")
     parser.add_argument("--speedup", action="store_true",
-                        help="time the point-fit cells (k=2, q=0 and 0.3) with 1 and 2 worker processes, then stop")
+                        help="time the cells k=2, q=0 and 0.3 (point and hierarchical) in one process and on 2 "
+                             "Dask workers, then stop")
     args = parser.parse_args(argv)
     df = shared_families()
 
     if args.speedup:
-        walls = {}
+        # the same cells (k=2, q in {0, 0.3}: point fits of every family and two hierarchical NUTS fits)
+        # in this process, one after another, and on a 2-worker Dask LocalCluster (one thread each)
+        walls, cells = {}, {}
         for workers in (1, 2):
             start = time.perf_counter()
-            backtest(df, ks=(2,), fractions=(0.0, 0.3), poolings=(), transfer=False, compare=False,
-                     workers=workers, progress=False)
-            walls[workers] = time.perf_counter() - start
-        print(f"point cells, 1 process {walls[1]:.0f} s, 2 processes {walls[2]:.0f} s: speedup {walls[1] / walls[2]:.2f}x")
+            result = backtest(df, ks=(2,), fractions=(0.0, 0.3), poolings=("hierarchical",), transfer=False,
+                              compare=False, workers=workers, progress=False, thin=args.thin,
+                              fit_options={"chains": args.chains, "draws": args.draws, "warmup": args.draws})
+            walls[workers], cells[workers] = time.perf_counter() - start, result.cells
+        same = cells[1]["are"].round(10).equals(cells[2]["are"].round(10))
+        print(f"{result.timing['fits']} fits: 1 process {walls[1]:.0f} s, 2-worker LocalCluster {walls[2]:.0f} s: "
+              f"speedup {walls[1] / walls[2]:.2f}x; same ARE in every cell: {same}")
         return
 
     start = time.perf_counter()

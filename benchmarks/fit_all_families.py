@@ -25,13 +25,7 @@ from bayeslaw.inference.nuts import fit
 
 def shared_families(min_sizes: int = 1):
     """Every shared family (``min_sizes=1``) or those seen at ``min_sizes`` or more model sizes."""
-    df = bd.load_all()
-    keep = np.ones(len(df), dtype=bool)
-    keep &= ~(df["epochs"] > 1)  # datablations and its contour runs: repeated data
-    keep &= ~((df["source"] == "polypythias") & ((df["lineage"] != "A") | df["outlier"].astype(bool)))
-    df = df[keep]
-    sizes = df.groupby("family")["params"].nunique()
-    return df[df["family"].isin(sizes.index[sizes >= min_sizes])]
+    return bd.load_study(min_sizes=min_sizes)
 
 
 def main(argv=None):

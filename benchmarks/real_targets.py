@@ -52,14 +52,10 @@ COLUMNS = ["label", "case", "family", "target", "target_model", "method", "train
 
 def shared_families(min_sizes: int = 3) -> pd.DataFrame:
     """The shared data's families with ``min_sizes`` or more sizes (plus ``run_tokens`` if the schema has it)."""
-    df = bl.data.load_all()
+    df = bl.data.load_study(min_sizes=min_sizes)
     if "run_tokens" in OPTIONAL_COLUMNS:  # a run's final token budget, from the full data
-        df["run_tokens"] = df.groupby("run")["tokens"].transform("max")
-    pythia = df["source"] == "polypythias"
-    keep = ~(df["epochs"] > 1) & ~(pythia & ((df["lineage"] != "A") | df["outlier"].fillna(False).astype(bool)))
-    df = df[keep]
-    n_sizes = sizes(df).groupby(df["family"]).nunique()
-    return df[df["family"].isin(n_sizes.index[n_sizes >= min_sizes])]
+        df = df.assign(run_tokens=df.groupby("run")["tokens"].transform("max"))
+    return df
 
 
 def sizes(rows: pd.DataFrame) -> pd.Series:

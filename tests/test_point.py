@@ -47,6 +47,21 @@ def test_grid_starts_all_run_and_the_best_is_kept(clean_sim):
     assert fit.details["n_starts"] == len(SMALL_GRID)
 
 
+def test_grid_in_chunks_gives_every_start_the_same_result(clean_sim, monkeypatch):
+    """A round holds at most GRID_ELEMENTS (start, point) pairs: on a small budget the starts run in
+    several chunks per round, and each start ends where it does in one batch."""
+    import bayeslaw.inference.point as point
+
+    data = {k: clean_sim.data[k].to_numpy() for k in ("params", "tokens", "loss")}
+    whole = grid_lbfgs(CHINCHILLA, SMALL_GRID, data)
+    rows = len(point._pad_points(data)["weight"])
+    monkeypatch.setattr(point, "GRID_ELEMENTS", 64 * rows)  # 243 starts in chunks of 64
+    assert point._largest_batch(rows) == 64
+    chunked = grid_lbfgs(CHINCHILLA, SMALL_GRID, data)
+    np.testing.assert_allclose(np.asarray(chunked[1]), np.asarray(whole[1]), rtol=1e-9)
+    np.testing.assert_array_equal(np.asarray(chunked[3]), np.asarray(whole[3]))
+
+
 def test_predict_broadcasts_and_is_monotone(clean_sim):
     fit = fit_point(clean_sim.data, method="hitchhiker")
     grid = fit.predict(np.array([[1e8], [1e9], [1e10]]), np.array([1e10, 1e11]))

@@ -52,6 +52,7 @@ __all__ = [
     "import_paths",
     "load",
     "load_all",
+    "load_study",
     "loss_to_nats",
     "read_table",
     "read_tensorboard",
@@ -139,6 +140,22 @@ def load_all(root: str | os.PathLike | None = None, *, schedules: bool = False) 
     table = pd.concat(frames, ignore_index=True)
     table.attrs = notes
     return validate(table, name="load_all()")
+
+
+def load_study(root: str | os.PathLike | None = None, *, min_sizes: int = 3) -> pd.DataFrame:
+    """The shared families a scaling study scores: those seen at ``min_sizes`` or more model sizes.
+
+    From :func:`load_all`, leaving out repeated-data runs (``epochs`` > 1: datablations' multi-epoch runs
+    and its contour; a law of unique tokens does not describe them) and PolyPythias outside lineage A (70m's
+    non-standard configuration) or flagged as outliers (410m runs that spike after a resume). Model sizes
+    that agree to three significant digits count as one.
+    """
+    df = load_all(root)
+    pythia = df["source"] == "polypythias"
+    keep = ~(df["epochs"] > 1) & ~(pythia & ((df["lineage"] != "A") | df["outlier"].fillna(False).astype(bool)))
+    df = df[keep]
+    sizes = df["params"].map(lambda p: float(f"{p:.3g}")).groupby(df["family"]).nunique()
+    return df[df["family"].isin(sizes.index[sizes >= min_sizes])]
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:

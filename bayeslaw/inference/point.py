@@ -36,6 +36,9 @@ LINESEARCH_STEPS = 20
 # the smallest batch a round runs: each batch size compiles the round anew (seconds), and a round of
 # 64 starts costs about what one of 1 does, so the last few stragglers share the 64-wide compilation
 MIN_BATCH = 64
+# the most (start, point) pairs a grid round holds at once: its line search keeps a few dozen arrays of
+# that shape alive, so 2^21 pairs bound a round to a few hundred MB (benchmarks/point_grid_memory.py)
+GRID_ELEMENTS = 2**21
 
 
 def huber(r, delta=HUBER_DELTA):
@@ -174,6 +177,12 @@ def _pad_points(data: dict) -> dict:
     return {k: jnp.asarray(v) for k, v in padded.items()}
 
 
+def _largest_batch(rows: int) -> int:
+    """The most starts advanced together on ``rows`` (padded) points: GRID_ELEMENTS (start, point) pairs,
+    so that memory stays bounded whatever the number of rows."""
+    return max(MIN_BATCH, GRID_ELEMENTS // rows)
+
+
 def grid_lbfgs(law: Law, starts, data, *, delta=HUBER_DELTA, max_iter=1000, ftol=2.2e-9, gtol=1e-5, round_iters=25):
     """L-BFGS (optax) from every row of ``starts`` on the summed Huber loss of log residuals.
 
@@ -186,7 +195,9 @@ def grid_lbfgs(law: Law, starts, data, *, delta=HUBER_DELTA, max_iter=1000, ftol
     while a few wander for hundreds; so the batch runs in rounds of ``round_iters``
     iterations, and each round keeps only the starts still running, padded to a power of eight of at
     least ``MIN_BATCH``: each batch size compiles the round anew (seconds each: the loop holds a zoom
-    line search), and powers of two made the compilations most of a small fit's time.
+    line search), and powers of two made the compilations most of a small fit's time. A round runs its
+    starts in chunks of at most ``GRID_ELEMENTS`` (start, point) pairs, so memory does not grow with the
+    number of starts.
 
     Returns (final theta vectors, objective values, gradient norms, iterations), one per start.
     """
@@ -197,17 +208,26 @@ def grid_lbfgs(law: Law, starts, data, *, delta=HUBER_DELTA, max_iter=1000, ftol
     carry = (starts, jax.vmap(_lbfgs().init)(starts), inf, inf)
     active = np.arange(n)
     stop_at = 0
+    largest = _largest_batch(len(data["weight"]))
     while active.size and stop_at < max_iter:
         stop_at = min(stop_at + round_iters, max_iter)
-        size = min(n, max(MIN_BATCH, 8 ** int(np.ceil(np.log(active.size) / np.log(8) - 1e-9))))
-        batch = np.concatenate([active, np.full(size - active.size, active[0])])
-        sub = jax.tree.map(lambda leaf: leaf[batch], carry)
-        sub, done = _lbfgs_round(law, sub, data, delta, stop_at, ftol, gtol)
-        carry = jax.tree.map(lambda leaf, new: leaf.at[active].set(new[: active.size]), carry, sub)
-        active = active[~np.asarray(done)[: active.size]]
+        still = []
+        for chunk in np.split(active, np.arange(largest, active.size, largest)):
+            size = min(n, largest, max(MIN_BATCH, 8 ** int(np.ceil(np.log(chunk.size) / np.log(8) - 1e-9))))
+            batch = np.concatenate([chunk, np.full(size - chunk.size, chunk[0])])
+            sub = jax.tree.map(lambda leaf: leaf[batch], carry)
+            sub, done = _lbfgs_round(law, sub, data, delta, stop_at, ftol, gtol)
+            carry = jax.tree.map(lambda leaf, new, c=chunk: leaf.at[c].set(new[: c.size]), carry, sub)
+            still.append(chunk[~np.asarray(done)[: chunk.size]])
+        active = np.concatenate(still)
     x, state = carry[0], carry[1]
-    values, grad_norms = _finish(law, x, data, delta)
-    return x, values, grad_norms, optax.tree.get(state, "count")
+    values, grad_norms = np.empty(n), np.empty(n)
+    for start in range(0, n, largest):  # in chunks too: the gradient holds a (start, point) array
+        part = np.arange(start, min(start + largest, n))
+        batch = np.concatenate([part, np.full(min(n, largest) - part.size, part[0])])  # one compiled size
+        v, g = _finish(law, x[batch], data, delta)
+        values[part], grad_norms[part] = np.asarray(v)[: part.size], np.asarray(g)[: part.size]
+    return x, jnp.asarray(values), jnp.asarray(grad_norms), optax.tree.get(state, "count")
 
 
 def _fit_epoch(law: Law, data: dict, *, delta: float, max_iter: int, starts=None) -> PointFit:

@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 
+from bayeslaw.executor import CellError, run_cells
 from bayeslaw.inference import nuts
 from bayeslaw.inference.config import PredictionKind, check_choice
 from bayeslaw.inference.nuts import Fit
@@ -222,6 +223,9 @@ def rank_pilots(
     refit_options: Mapping | None = None,
     baseline: str = "refit",
     seed: int = 0,
+    workers: int = 1,
+    client=None,
+    scheduler: str | None = None,
 ) -> pd.DataFrame:
     """Rank candidate pilot runs by the expected reduction of the target's predictive variance of log loss per FLOP.
 
@@ -270,6 +274,10 @@ def rank_pilots(
         or from ``fit`` itself (saves ``outcomes`` refits).
     seed : int
         Seed of the draws used (population draws, simulated outcomes, refits).
+    workers, client, scheduler : optional
+        ``refit`` only: where the refits run (:func:`bayeslaw.executor.run_cells`: here, a Dask
+        ``client``, a ``scheduler`` address, or a LocalCluster of ``workers`` processes). A candidate
+        whose refit raised gets NaN and the error in an ``error`` column.
 
     Returns
     -------
@@ -330,9 +338,10 @@ def rank_pilots(
         out["sd_after"] = pd.Series(sd_after)
         out["sd_now_draws"] = sd_draws
     else:
-        out["sd_now"], out["sd_after"], out["sd_after_se"] = _refit_variances(
+        out["sd_now"], out["sd_after"], out["sd_after_se"], out["error"] = _refit_variances(
             fit, target_table, pilots, family, run_family, theta, noise, kind=kind, data=data, outcomes=outcomes,
-            refit_options=refit_options, baseline=baseline, rng=rng, seed=seed)
+            refit_options=refit_options, baseline=baseline, rng=rng, seed=seed,
+            executor={"workers": workers, "client": client, "scheduler": scheduler})
     out["variance_reduction"] = out["sd_now"] ** 2 - out["sd_after"] ** 2
     out["fraction_removed"] = out["variance_reduction"] / out["sd_now"] ** 2
     out["reduction_per_eflop"] = out["variance_reduction"] / (out["cost_flops"] / EFLOP)
@@ -343,10 +352,20 @@ def rank_pilots(
     return out
 
 
+def _refit_cell(job: dict) -> float:
+    """One refit of :func:`rank_pilots`: the variance of the target's log loss under the refitted posterior."""
+    posterior = nuts.fit(job["rows"], seed=job["seed"], **job["settings"])
+    draws = posterior.predict(job["target"], kind=job["kind"], seed=job["predict_seed"]).draws.values[:, 0]
+    jax.clear_caches()  # each refit compiles its own sampler; XLA does not give the code memory back on its own
+    return float(np.var(np.log(draws)))
+
+
 def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise, *, kind, data, outcomes,
-                     refit_options, baseline, rng, seed):
+                     refit_options, baseline, rng, seed, executor):
     """Per candidate: the current sd, the sd after the pilot (root of the mean variance over simulated
-    outcomes, each a NUTS refit) and its standard error, from the draws of log loss at the target."""
+    outcomes, each a NUTS refit) and its standard error, from the draws of log loss at the target.
+    The refits are cells of :func:`bayeslaw.executor.run_cells`; a candidate with a failed refit gets NaN
+    and its ``error``."""
     if outcomes < 1:
         raise ValueError(f"outcomes={outcomes}: need at least one simulated pilot outcome")
     options = {"chains": 1, "draws": 200, "warmup": 200, "progress": False, **(refit_options or {})}
@@ -357,18 +376,14 @@ def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise
         base = data
     refit_target = target_table.assign(family=run_family)
 
-    def target_variance(posterior: Fit) -> float:
-        draws = posterior.predict(refit_target, kind=kind, seed=seed).draws.values[:, 0]
-        return float(np.var(np.log(draws)))
+    def job(rows, o):
+        return {"rows": rows, "seed": seed + 1 + o, "settings": {**settings, **options}, "target": refit_target,
+                "kind": kind, "predict_seed": seed}
 
+    jobs = {}
     if baseline == "refit":  # the same NUTS settings and seeds without the pilot: MCMC noise alike on both sides
-        now = np.sqrt(np.mean([target_variance(nuts.fit(base, seed=seed + 1 + o, **settings, **options))
-                               for o in range(outcomes)]))
-    else:
-        now = np.sqrt(target_variance(fit))
-    after, se = {}, {}
+        jobs.update({("now", o): job(base, o) for o in range(outcomes)})
     for i, rows in pilots.items():
-        variances = []
         inputs = _inputs(fit, rows, f"rank_pilots: candidate {i!r}")
         for o in range(outcomes):
             d = rng.integers(theta.shape[0])  # one posterior draw: law and noise scales
@@ -380,8 +395,29 @@ def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise
             batch = rows["batch_size"].to_numpy(float) if "batch_size" in rows else 1.0
             pilot = rows.assign(family=run_family, run=[f"{run_family}-{r}-o{o}" for r in rows["run"]],
                                 loss=np.exp(log_loss), step=np.round(rows["tokens"].to_numpy(float) / batch))
-            refit = nuts.fit(pd.concat([base, pilot], ignore_index=True), seed=seed + 1 + o, **settings, **options)
-            variances.append(target_variance(refit))
-        after[i] = np.sqrt(np.mean(variances))
-        se[i] = np.std(variances) / np.sqrt(len(variances)) / (2 * after[i])  # delta method: se of the sd
-    return now, pd.Series(after), pd.Series(se)
+            jobs[(i, o)] = job(pd.concat([base, pilot], ignore_index=True), o)
+    keys = {f"{i}/outcome={o}": (i, o) for i, o in jobs}
+    results = run_cells(_refit_cell, {name: jobs[key] for name, key in keys.items()}, desc="pilot refits", **executor)
+    variances, errors = {}, {}
+    for name, result in results.items():
+        i, _ = keys[name]
+        if isinstance(result, CellError):
+            errors.setdefault(i, result.error)
+        else:
+            variances.setdefault(i, []).append(result)
+    if "now" in errors:
+        raise RuntimeError(f"rank_pilots: a refit without the pilot failed ({errors['now']})")
+    now = np.sqrt(np.mean(variances["now"])) if baseline == "refit" else np.sqrt(_variance_now(fit, refit_target, kind, seed))
+    after, se = {}, {}
+    for i in pilots:
+        if i in errors:
+            after[i] = se[i] = np.nan
+            continue
+        after[i] = np.sqrt(np.mean(variances[i]))
+        se[i] = np.std(variances[i]) / np.sqrt(len(variances[i])) / (2 * after[i])  # delta method: se of the sd
+    return now, pd.Series(after), pd.Series(se), pd.Series({i: errors.get(i) for i in pilots}, dtype=object)
+
+
+def _variance_now(fit: Fit, target: pd.DataFrame, kind, seed) -> float:
+    draws = fit.predict(target, kind=kind, seed=seed).draws.values[:, 0]
+    return float(np.var(np.log(draws)))

@@ -1,0 +1,131 @@
+"""The study executor: failed cells reported, results kept as they arrive, resumes checked, Dask workers."""
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayeslaw.evaluation as evaluation
+from bayeslaw.evaluation import _run, backtest
+from bayeslaw.executor import CellError, StudyFolder, connect, run_cells
+from bayeslaw.simulation import load_demo
+
+CALLS = []
+
+
+def _square(job):
+    CALLS.append(job)
+    if job < 0:
+        raise ValueError(f"negative job {job}\nsecond line")
+    return job * job
+
+
+def test_a_failing_cell_is_reported_and_the_study_goes_on():
+    CALLS.clear()
+    out = run_cells(_square, {"a": 2, "bad": -1, "c": 3})
+    assert out["a"] == 4 and out["c"] == 9 and CALLS == [2, -1, 3]
+    assert isinstance(out["bad"], CellError)
+    assert out["bad"].error == "ValueError: negative job -1 second line"  # one line
+    assert "Traceback" in out["bad"].traceback
+
+
+def test_study_folder_keeps_cells_and_a_resume_runs_only_the_rest(tmp_path):
+    CALLS.clear()
+    folder = StudyFolder(tmp_path / "s", {"ks": (2, 3)})
+    run_cells(_square, {"a": 2, "bad": -1, "c/odd key": 3}, folder=folder)
+    assert len(list((tmp_path / "s" / "cells").glob("*.pkl"))) == 2  # failed cells are not kept
+    assert not list((tmp_path / "s").rglob(".*.tmp"))
+    manifest = json.loads((tmp_path / "s" / "study.json").read_text())
+    assert manifest["config"] == {"ks": [2, 3]} and len(manifest["config_hash"]) == 16
+    CALLS.clear()
+    out = run_cells(_square, {"a": 2, "bad": -1, "c/odd key": 3, "d": 4},
+                    folder=StudyFolder(tmp_path / "s", {"ks": [2, 3]}, resume=True))
+    assert CALLS == [-1, 4]  # the failed cell again, and the new one
+    assert out["a"] == 4 and out["c/odd key"] == 9 and out["d"] == 16
+    CALLS.clear()
+    run_cells(_square, {"a": 2}, folder=StudyFolder(tmp_path / "s", {"ks": [2, 3]}))  # no resume: starts over
+    assert CALLS == [2]
+
+
+def test_resume_refuses_another_configuration_or_version(tmp_path):
+    StudyFolder(tmp_path / "unstarted", {"ks": [2]})
+    assert not (tmp_path / "unstarted").exists()  # nothing written before the study starts
+    StudyFolder(tmp_path / "s", {"ks": [2, 3], "thin": 8}).start()
+    with pytest.raises(ValueError, match=r"another configuration \(ks: \[2, 3\] there, \[2\] now\)"):
+        StudyFolder(tmp_path / "s", {"ks": [2], "thin": 8}, resume=True)
+    manifest = tmp_path / "s" / "study.json"
+    record = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**record, "bayeslaw_version": "0.0.1"}))
+    with pytest.raises(ValueError, match="written by bayeslaw 0.0.1, this is"):
+        StudyFolder(tmp_path / "s", {"ks": [2, 3], "thin": 8}, resume=True)
+    with pytest.raises(ValueError, match="holds no study"):
+        StudyFolder(tmp_path / "empty", {}, resume=True)
+
+
+def test_a_scheduler_that_does_not_answer_is_named_within_ten_seconds():
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"scheduler tcp://127.0.0.1:9 did not answer within 10 s"):
+        connect("tcp://127.0.0.1:9")
+    assert time.perf_counter() - start < 15
+
+
+def test_backtest_reports_a_failed_fit_and_keeps_the_others(monkeypatch):
+    real = evaluation.fit_point
+
+    def flaky(df, **kwargs):
+        if (df["family"] == "fam1").any():
+            raise RuntimeError("worker lost")
+        return real(df, **kwargs)
+
+    monkeypatch.setattr(evaluation, "fit_point", flaky)
+    result = backtest(load_demo().data, ks=(2,), fractions=(0.0,), methods=("hitchhiker",), poolings=(),
+                      transfer=False, families=["fam0", "fam1"], thin=6, compare=False, progress=False)
+    cells = result.cells.set_index("family")
+    assert np.isfinite(cells.loc["fam0", "are"]) and pd.isna(cells.loc["fam0", "error"])
+    assert np.isnan(cells.loc["fam1", "are"]) and cells.loc["fam1", "error"] == "RuntimeError: worker lost"
+    assert list(result.failures["family"]) == ["fam1"]
+
+
+@pytest.mark.slow
+def test_a_study_on_a_two_worker_local_cluster(tmp_path):
+    """Point cells of the demo on two Dask worker processes match the same cells run here, a cell that
+    raises on a worker comes back as a CellError, and a resume of the finished study runs nothing."""
+    df = load_demo().data
+    options = dict(ks=(2, 3), fractions=(0.0,), methods=("hitchhiker",), poolings=(), transfer=False,
+                   families=["fam0", "fam1"], thin=6, compare=False, progress=False)
+    here = backtest(df, **options)
+    there = backtest(df, workers=2, folder=tmp_path / "study", **options)
+    key = ["family", "k"]
+    assert np.allclose(here.cells.sort_values(key)["are"], there.cells.sort_values(key)["are"], rtol=1e-8)
+    assert len(list((tmp_path / "study" / "cells").glob("*.pkl"))) == len(here.cells)
+    start = time.perf_counter()
+    again = backtest(df, folder=tmp_path / "study", resume=True, **options)
+    assert time.perf_counter() - start < 5  # every cell read back, none refitted
+    assert again.cells["are"].equals(there.cells["are"])
+    out = run_cells(_run, {"bad": {"kind": "point"}, "also bad": {"kind": "bayes"}}, workers=2)
+    assert isinstance(out["bad"], CellError) and out["bad"].error.startswith("KeyError")
+
+
+def test_cli_backtest_resumes_its_folder_and_names_a_dead_scheduler(tmp_path):
+    from typer.testing import CliRunner
+
+    from bayeslaw.cli import app
+
+    runner = CliRunner()
+    args = ["backtest", "demo", "--quick", "--q", "0", "--family", "fam2", "--out", str(tmp_path / "bt"), "--json"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    kept = sorted((tmp_path / "bt" / "cells").glob("*.pkl"))
+    assert kept and json.loads((tmp_path / "bt" / "study.json").read_text())["config"]["study"] == "backtest"
+    stamps = [path.stat().st_mtime_ns for path in kept]
+    again = runner.invoke(app, [*args, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert [path.stat().st_mtime_ns for path in kept] == stamps  # read back, not refitted
+    other = runner.invoke(app, [*args[:-1], "--thin", "5", "--resume"])
+    assert other.exit_code == 2 and "another configuration (thin: 8 there, 5 now)" in " ".join(other.output.split())
+    start = time.perf_counter()
+    dead = runner.invoke(app, ["study", "demo", "--out", str(tmp_path / "st"), "--scheduler", "tcp://127.0.0.1:9"])
+    assert dead.exit_code == 2 and "scheduler tcp://127.0.0.1:9 did not answer" in dead.output
+    assert len(dead.output.strip().splitlines()) == 1 and time.perf_counter() - start < 20
