@@ -32,6 +32,16 @@ def test_schedule_shapes_at_their_landmarks():
     two = Schedule("two_stage", 3e-4, 16000, 2160, decay_start=8000, second_lr=9e-5)
     assert two.lr(7999) == 3e-4 and two.lr(8000) == 9e-5
     assert Schedule("constant", 1e-3, 50).per_step().shape == (50,)
+    # llm-baselines' wsd_twostage, as its logs show it: 1e-3 to step 40000, linear to 0.525 x 1e-3 by
+    # 41000, held to the 20% cooldown at 80000, then linear to 0 at 100000
+    staged = Schedule("wsd_two_stage", 1e-3, 100000, 300, decay_start=80000, second_lr=5.25e-4,
+                      transition_start=40000, transition_steps=1000)
+    np.testing.assert_allclose(staged.lr([40000, 40050, 40500, 41000, 60000, 80000, 80050, 99950]),
+                               [1e-3, 9.7625e-4, 7.625e-4, 5.25e-4, 5.25e-4, 5.25e-4, 5.236875e-4, 1.3125e-6])
+    assert "then 0.000525 from step 40000 (over 1000 steps)" in staged.describe()
+    assert Schedule.from_json(staged.to_json()) == staged
+    with pytest.raises(ValueError, match="transition_start"):
+        Schedule("wsd_two_stage", 1e-3, 1000, 10, decay_start=500, second_lr=5e-4, transition_start=600)
 
 
 def test_schedule_json_round_trip_and_bad_descriptions():

@@ -132,14 +132,14 @@ def _keep_last_per_step(steps, columns: Mapping[str, Iterable]) -> tuple[pd.Data
 
 _DECAY_TYPES = {None: "linear", "linear": "linear", "sqrt": "1-sqrt", "1-sqrt": "1-sqrt", "cosine": "cosine",
                 "exp": "exponential", "exponential": "exponential"}
-_SHAPE_FAMILY = {"cosine": "cosine", "wsd": "wsd", "constant": "constant", "two_stage": "wsd_twostage"}
+_SHAPE_FAMILY = {"cosine": "cosine", "wsd": "wsd", "constant": "constant", "wsd_two_stage": "wsd_twostage"}
 _WORLD = re.compile(r"(?:^|_)ws(\d+)(?:_|$)")
 _JOIN_KEYS = ("n_layer", "n_embd", "n_head", "lr", "dataset", "batch_size", "acc_steps", "sequence_length",
               "warmup_steps", "model", "vocab_size")
 
 
-def _schedule_from_config(config: Mapping, where: str) -> tuple[Schedule, str | None]:
-    """The run's Schedule from an llm-baselines config, and a note where it is approximate.
+def _schedule_from_config(config: Mapping, where: str) -> Schedule:
+    """The run's Schedule from an llm-baselines config.
 
     Rules (llm-baselines, src/optim/schedule.py and torch's OneCycleLR as it calls it):
     - 'cos': cosine from ``lr`` at step warmup_steps - 1 to the final lr at iterations - 1 (torch's
@@ -150,9 +150,9 @@ def _schedule_from_config(config: Mapping, where: str) -> tuple[Schedule, str | 
     - 'wsd': stable at ``lr``, cooldown over the last int(wsd_fract_decay x iterations) steps (floor,
       as llm-baselines computes it) to wsd_final_lr_scale x lr, ``decay_type`` linear (default) or
       sqrt (= 1-sqrt); a cooldown fraction of 0 is a constant lr.
-    - 'wsd_twostage': stable, a linear transition over ``wsd_twostage_transition_steps`` to
-      ``wsd_twostage_factor`` x lr, then a WSD cooldown; Schedule has no such shape, so it is
-      approximated by 'two_stage' (second_lr = factor x lr from transition_after) and flagged by the check.
+    - 'wsd_twostage': stable until ``wsd_twostage_transition_after``, a linear transition over
+      ``wsd_twostage_transition_steps`` to ``wsd_twostage_factor`` x lr, then the WSD cooldown from that
+      rate (Schedule's 'wsd_two_stage'; the logs match it to 1e-12).
     Warmup: linear from lr/100 in llm-baselines (cosine-shaped for 'cos'), linear from 0 in Schedule;
     the check therefore starts after the warmup.
     """
@@ -166,7 +166,7 @@ def _schedule_from_config(config: Mapping, where: str) -> tuple[Schedule, str | 
         final = peak / 10.0 if final is None or float(final) < 0 else float(final)
         # OneCycleLR(total_steps=iterations) ends its warmup at step warmup - 1 and its cosine at
         # iterations - 1 (phase ends pct_start x total - 1 and total - 1): one step earlier than WSD's lambda
-        return Schedule("cosine", peak, total - 1, max(warmup - 1, 0), final_lr=final), None
+        return Schedule("cosine", peak, total - 1, max(warmup - 1, 0), final_lr=final)
     if scheduler in ("wsd", "wsd_twostage"):
         fraction = float(config.get("wsd_fract_decay", 0.1))
         final = float(config.get("wsd_final_lr_scale", 0.0) or 0.0) * peak
@@ -175,18 +175,18 @@ def _schedule_from_config(config: Mapping, where: str) -> tuple[Schedule, str | 
             known = sorted(k for k in _DECAY_TYPES if k)
             raise ImportFormatError(f"{where}: unknown decay_type {decay!r}; known: {known}")
         cooldown = int(fraction * total)  # llm-baselines: n_anneal_steps = int(fract_decay * n_iterations)
+        start = max(total - cooldown, warmup)
         if scheduler == "wsd_twostage":
+            after = min(max(int(config.get("wsd_twostage_transition_after", start)), warmup), start)
+            steps = min(int(config.get("wsd_twostage_transition_steps", 0) or 0), start - after)
             factor = float(config.get("wsd_twostage_factor", 1.0))
-            after = int(config.get("wsd_twostage_transition_after", total - cooldown))
-            after = min(max(after, warmup), total)
-            note = (f"wsd_twostage (stable, {config.get('wsd_twostage_transition_steps')}-step transition to "
-                    f"{factor:g} x lr at step {after}, then a {fraction:g} cooldown) has no Schedule shape: "
-                    f"approximated as two_stage")
-            return Schedule("two_stage", peak, total, warmup, decay_start=after, second_lr=factor * peak), note
+            return Schedule("wsd_two_stage", peak, total, warmup, final_lr=final, decay_start=start,
+                            decay_type=_DECAY_TYPES[decay], second_lr=factor * peak, transition_start=after,
+                            transition_steps=steps)
         if cooldown == 0:
-            return Schedule("constant", peak, total, warmup), None
-        return Schedule("wsd", peak, total, warmup, final_lr=final, decay_start=max(total - cooldown, warmup),
-                        decay_type=_DECAY_TYPES[decay]), None
+            return Schedule("constant", peak, total, warmup)
+        return Schedule("wsd", peak, total, warmup, final_lr=final, decay_start=start,
+                        decay_type=_DECAY_TYPES[decay])
     raise ImportFormatError(f"{where}: unknown scheduler {scheduler!r}; known: cos, wsd, wsd_twostage")
 
 
@@ -354,9 +354,7 @@ def read_wandb_json(paths, *, params: Mapping[str, float] | None = None, family:
                         unread[f"history.{block}.{key}"] = unread.get(f"history.{block}.{key}", 0) + 1
         final_val = history.get("final-val", {})
         n_final = len(final_val.get("iter", [])) if isinstance(final_val, Mapping) else 0
-        schedule, note = _schedule_from_config(config, where)
-        if note:
-            notes.append(f"{run}: {note}")
+        schedule = _schedule_from_config(config, where)
         shape_family = _SHAPE_FAMILY[schedule.shape]
         per_run[run] = {
             "file": file, "config": config, "params": float(value), "per_step": per_step, "val": val,

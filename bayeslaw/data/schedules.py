@@ -12,6 +12,10 @@ lr eta_min, for steps t = 1..T:
                 linear, exponential (eta_max (eta_min / eta_max)^u), cosine, or 1-sqrt
                 (eta_min + (eta_max - eta_min)(1 - sqrt(u))), u = (t - T_d) / (T - T_d)
     two_stage   eta_max until step T_d, then ``second_lr`` to the end
+    wsd_two_stage
+                eta_max until step T_a (``transition_start``), linear over ``transition_steps`` to
+                ``second_lr``, which holds until the cooldown starts at T_d; then the WSD cooldown from
+                ``second_lr`` to eta_min (llm-baselines' ``wsd_twostage``)
 
 The cooldown start is ``decay_start`` (the first step at the decayed rate) or, for WSD, derived from a
 cooldown fraction: T_d = T - round(fraction T).
@@ -28,7 +32,7 @@ import pandas as pd
 
 __all__ = ["DecayType", "Schedule", "ScheduleShape", "after_warmup", "run_schedules"]
 
-ScheduleShape = Literal["constant", "cosine", "linear", "wsd", "two_stage"]
+ScheduleShape = Literal["constant", "cosine", "linear", "wsd", "two_stage", "wsd_two_stage"]
 DecayType = Literal["linear", "exponential", "cosine", "1-sqrt"]
 
 
@@ -44,6 +48,8 @@ class Schedule:
     decay_start: int | None = None
     decay_type: DecayType = "linear"
     second_lr: float | None = None
+    transition_start: int | None = None
+    transition_steps: int = 0
 
     def __post_init__(self):
         if self.shape not in get_args(ScheduleShape):
@@ -54,13 +60,19 @@ class Schedule:
             raise ValueError(f"schedule: need peak_lr > 0 and final_lr >= 0, found {self.peak_lr}, {self.final_lr}")
         if not 0 <= self.warmup_steps < self.total_steps:
             raise ValueError(f"schedule: need 0 <= warmup_steps < total_steps, found {self.warmup_steps}, {self.total_steps}")
-        if self.shape in ("wsd", "two_stage"):
+        if self.shape in ("wsd", "two_stage", "wsd_two_stage"):
             if self.decay_start is None or not self.warmup_steps <= self.decay_start <= self.total_steps:
                 raise ValueError(f"schedule: a {self.shape} schedule needs decay_start between warmup_steps "
                                  f"({self.warmup_steps}) and total_steps ({self.total_steps}), found {self.decay_start}")
-        if self.shape == "two_stage" and not (self.second_lr is not None and self.second_lr >= 0):
-            raise ValueError("schedule: a two_stage schedule needs second_lr >= 0")
-        if self.shape == "wsd" and self.decay_type == "exponential" and self.final_lr <= 0:
+        if self.shape in ("two_stage", "wsd_two_stage") and not (self.second_lr is not None and self.second_lr >= 0):
+            raise ValueError(f"schedule: a {self.shape} schedule needs second_lr >= 0")
+        if self.shape == "wsd_two_stage":
+            start, end = self.transition_start, (self.transition_start or 0) + self.transition_steps
+            if start is None or self.transition_steps < 0 or not self.warmup_steps <= start <= end <= self.decay_start:
+                raise ValueError(f"schedule: a wsd_two_stage schedule needs warmup_steps ({self.warmup_steps}) <= "
+                                 f"transition_start ({start}) <= transition_start + transition_steps ({end}) <= "
+                                 f"decay_start ({self.decay_start})")
+        if self.shape in ("wsd", "wsd_two_stage") and self.decay_type == "exponential" and self.final_lr <= 0:
             raise ValueError("schedule: an exponential cooldown needs final_lr > 0")
 
     @classmethod
@@ -84,14 +96,21 @@ class Schedule:
             after = top + (low - top) * (t - w) / (total - w)
         elif self.shape == "two_stage":
             after = np.where(t < self.decay_start, top, self.second_lr)
-        else:  # wsd
+        else:  # wsd, wsd_two_stage: the cooldown from the rate before it (eta_max, or second_lr)
             start = self.decay_start
+            stable = top
+            if self.shape == "wsd_two_stage":
+                second, t_a = self.second_lr, self.transition_start
+                v = np.clip((t - t_a) / max(self.transition_steps, 1), 0.0, 1.0)
+                stable = np.where(t <= t_a, top, top + (second - top) * v)
+                top = second
             u = np.clip((t - start) / max(total - start, 1), 0.0, 1.0)
             decayed = {"linear": lambda: top + (low - top) * u,
                        "exponential": lambda: top * (low / top) ** u,
                        "cosine": lambda: low + (top - low) * 0.5 * (1.0 + np.cos(np.pi * u)),
                        "1-sqrt": lambda: low + (top - low) * (1.0 - np.sqrt(u))}[self.decay_type]()
-            after = np.where(t < start, top, decayed)
+            after = np.where(t < start, stable, decayed)
+            top = self.peak_lr
         warm = top * t / max(w, 1)
         return np.where(t <= w, warm, after)
 
@@ -113,12 +132,15 @@ class Schedule:
     def describe(self) -> str:
         """One line, e.g. ``wsd 3e-4 -> 3e-5 over 24000 steps (warmup 2160, exponential cooldown from 20000)``."""
         text = f"{self.shape} {self.peak_lr:g}"
-        if self.shape in ("cosine", "linear", "wsd"):
+        if self.shape == "wsd_two_stage":
+            text += (f" then {self.second_lr:g} from step {self.transition_start} (over {self.transition_steps} "
+                     f"steps)")
+        if self.shape in ("cosine", "linear", "wsd", "wsd_two_stage"):
             text += f" -> {self.final_lr:g}"
         if self.shape == "two_stage":
             text += f" then {self.second_lr:g} from step {self.decay_start}"
         text += f" over {self.total_steps} steps (warmup {self.warmup_steps}"
-        if self.shape == "wsd":
+        if self.shape in ("wsd", "wsd_two_stage"):
             text += f", {self.decay_type} cooldown from {self.decay_start}"
         return text + ")"
 
