@@ -4,7 +4,8 @@ Over N simulated data sets (3 families x 4 sizes x 2 seeds x 8 checkpoints, know
 but the first family's largest model, then check the central intervals of E, alpha, beta,
 sigma_seed (every family) and of the held-out target's observed losses (new_run predictive).
 
-    python benchmarks/calibration.py --datasets 50 [--out calibration.csv]
+    python benchmarks/calibration.py --datasets 50 [--out calibration.csv] [--workers 2 | --scheduler ADDRESS]
+                                     [--folder calibration-study [--resume]]
 
 Prints coverage per quantity with its binomial standard error, and the wall time.
 """
@@ -25,19 +26,27 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--out", default=None, help="write every (data set, quantity, family, prob) row here")
+    parser.add_argument("--workers", type=int, default=1, help="a Dask LocalCluster of this many processes")
+    parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    parser.add_argument("--folder", default=None, help="keep each data set's result here as it finishes")
+    parser.add_argument("--resume", action="store_true", help="run only the data sets not yet in --folder")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
     study = calibration_study(
         args.datasets, seed=args.seed, progress=True,
         fit_options={"draws": args.draws, "warmup": args.warmup, "chains": args.chains},
+        workers=args.workers, scheduler=args.scheduler, folder=args.folder, resume=args.resume,
     )
+    failed = study[study["error"].notna()]
+    if not failed.empty:
+        print(f"{len(failed)} data set(s) failed and are left out:", *failed["error"].unique()[:3], sep="\n  ")
     wall = time.perf_counter() - start
     if args.out:
         study.to_csv(args.out, index=False)
     table = coverage_table(study)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    overall = study.groupby("prob")["covered"].agg(["mean", "size"])
+    overall = study[study["error"].isna()].groupby("prob")["covered"].agg(["mean", "size"])
     print("\noverall coverage:", ", ".join(f"{p:.0%} nominal -> {r['mean']:.3f} (n={r['size']})"
                                          for p, r in overall.iterrows()))
     print(f"wall time {wall:.0f} s for {args.datasets} data sets ({wall / args.datasets:.1f} s each)")
