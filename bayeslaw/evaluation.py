@@ -254,7 +254,8 @@ class Backtest:
     ``cells``: one row per (case, family, k, q, method) with ARE, CRPS, interval coverage and width,
     and ``error`` where its fit raised (then unscored);
     ``predictions``: one row per test checkpoint and cell; ``comparison``: the ArviZ LOO comparison
-    of the pooling variants on all rows (or None); ``settings`` and ``timing`` say how it ran.
+    of the pooling variants on all rows (or None); ``settings`` and ``timing`` say how it ran
+    (``settings["loo_failures"]``: pooling -> error of a LOO fit that raised, left out of the comparison).
     """
 
     cells: pd.DataFrame
@@ -534,6 +535,7 @@ def backtest(
         warnings.warn(f"backtest: the {pooling} fit of the LOO comparison failed and is left out ({error})",
                       RuntimeWarning, stacklevel=2)
     settings["workers"] = workers
+    settings["loo_failures"] = loo_failed
     timing = {"fits": len(jobs), "wall_s": wall,
               "fit_s_sum": float(cells.drop_duplicates(["case", "k", "q", "method", "wall_s"])["wall_s"].sum())}
     return Backtest(cells, predictions, comparison, settings, timing)

@@ -213,6 +213,8 @@ def backtest_report(result, out) -> Path:
     if result.comparison is not None:
         parts += ["## PSIS-LOO comparison of the pooling variants (all rows)", "",
                   _markdown(result.comparison.drop(columns=[c for c in ("warning",) if c in result.comparison])), ""]
+    for pooling, error in result.settings.get("loo_failures", {}).items():
+        parts += [f"The {pooling} fit of the PSIS-LOO comparison failed and is left out of it: {error}", ""]
     failed = cells[cells["error"].notna()] if "error" in cells else cells.iloc[:0]
     if not failed.empty:
         parts += ["## Cells whose fit failed", "", "Unscored; the study went on without them (rerun with resume to retry):", "",

@@ -129,3 +129,27 @@ def test_cli_backtest_resumes_its_folder_and_names_a_dead_scheduler(tmp_path):
     dead = runner.invoke(app, ["study", "demo", "--out", str(tmp_path / "st"), "--scheduler", "tcp://127.0.0.1:9"])
     assert dead.exit_code == 2 and "scheduler tcp://127.0.0.1:9 did not answer" in dead.output
     assert len(dead.output.strip().splitlines()) == 1 and time.perf_counter() - start < 20
+
+
+def test_a_failed_bayesian_fit_is_reported_in_cells_loo_and_report(monkeypatch, tmp_path):
+    from bayeslaw.report import backtest_report
+
+    real = evaluation.fit
+
+    def no_unpooled(df, *, pooling, **kwargs):
+        if pooling == "none":
+            raise RuntimeError("out of memory")
+        return real(df, pooling=pooling, **kwargs)
+
+    monkeypatch.setattr(evaluation, "fit", no_unpooled)
+    with pytest.warns(RuntimeWarning, match="the none fit of the LOO comparison failed"):
+        result = backtest(load_demo().data, ks=(2,), fractions=(0.0,), methods=(), poolings=("hierarchical", "none"),
+                          transfer=False, families=["fam0", "fam1"], thin=5, progress=False,
+                          fit_options={"chains": 1, "draws": 60, "warmup": 60})
+    failed = result.failures
+    assert set(failed["method"]) == {"bayes-none"} and set(failed["family"]) == {"fam0", "fam1"}
+    assert (failed["error"] == "RuntimeError: out of memory").all()
+    assert result.cells.loc[result.cells["method"] == "bayes-hierarchical", "are"].notna().all()
+    assert result.settings["loo_failures"] == {"none": "RuntimeError: out of memory"} and result.comparison is None
+    text = backtest_report(result, tmp_path / "bt").read_text()
+    assert "## Cells whose fit failed" in text and "The none fit of the PSIS-LOO comparison failed" in text
