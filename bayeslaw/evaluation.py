@@ -502,8 +502,7 @@ def backtest(
         store = StudyFolder(folder, {**settings, "study": "backtest", "data": data_hash(df)}, resume=resume)
     if compare and len(poolings) > 1:  # the PSIS-LOO comparison's fits are cells of the study too
         all_rows = thinned(cut_early(df[df["family"].isin(eligible)], min_tokens=min_tokens))
-        jobs += [{"kind": "fit", "rows": all_rows, "form": DEFAULT_FORM, "pooling": pooling, "seed": seed,
-                  "fit_options": fit_options} for pooling in poolings]
+        jobs += [{"kind": "fit", **job} for job in _pooling_jobs(all_rows, poolings, seed, fit_options).values()]
     keyed = {_job_key(job): job for job in jobs}
     start = time.perf_counter()
     results = run_cells(_run, keyed, workers=workers, client=client, scheduler=scheduler, folder=store,
@@ -530,7 +529,7 @@ def backtest(
                    if points else pd.DataFrame(columns=[*order, "params", "tokens", "loss", "predicted"]))
     comparison = None
     if len(loo_fits) > 1:
-        comparison = az.compare(loo_fits, round_to="none").reset_index().rename(columns={"index": "model"})
+        comparison = _loo_table(loo_fits)
     for pooling, error in loo_failed.items():
         warnings.warn(f"backtest: the {pooling} fit of the LOO comparison failed and is left out ({error})",
                       RuntimeWarning, stacklevel=2)
@@ -547,6 +546,17 @@ def _fit_cell(job: dict) -> Fit:
                  **job["fit_options"])
     jax.clear_caches()  # each fit compiles its own sampler; XLA does not give the code memory back on its own
     return result
+
+
+def _pooling_jobs(rows: pd.DataFrame, poolings, seed: int, fit_options: dict) -> dict[str, dict]:
+    """One fit of the default law per pooling variant, on the same rows (cells of a LOO comparison)."""
+    return {pooling: {"rows": rows, "form": DEFAULT_FORM, "pooling": pooling, "seed": seed, "fit_options": fit_options}
+            for pooling in poolings}
+
+
+def _loo_table(idatas: dict) -> pd.DataFrame:
+    """``arviz.compare`` of the fits, one row per model (named in a ``model`` column), best first."""
+    return az.compare(idatas, round_to="none").reset_index().rename(columns={"index": "model"})
 
 
 def _fit_all(jobs: dict[str, dict], where: str, **executor) -> tuple[dict[str, Fit], dict[str, str]]:
@@ -572,13 +582,11 @@ def compare_poolings(
     """PSIS-LOO comparison (``arviz.compare``) of pooling variants fitted to the same rows (no cut, no
     thinning here); a variant whose fit raised is left out with a warning naming its error."""
     fit_options = {"chains": 2, "draws": 500, "warmup": 500, "progress": False, **(fit_options or {})}
-    jobs = {pooling: {"rows": df, "form": DEFAULT_FORM, "pooling": pooling, "seed": seed, "fit_options": fit_options}
-            for pooling in poolings}
+    jobs = _pooling_jobs(df, poolings, seed, fit_options)
     fits, failed = _fit_all(jobs, "compare_poolings", workers=workers, client=client, scheduler=scheduler)
     for name, error in failed.items():
         warnings.warn(f"compare_poolings: the {name} fit failed and is left out ({error})", RuntimeWarning, stacklevel=2)
-    table = az.compare({name: f.idata for name, f in fits.items()}, round_to="none")
-    return table.reset_index().rename(columns={"index": "model"})
+    return _loo_table({name: f.idata for name, f in fits.items()})
 
 
 @dataclass(frozen=True)
@@ -634,8 +642,7 @@ def compare_forms(
             for form in forms for pooling in poolings}
     fits, failed = _fit_all(jobs, "compare_forms", workers=workers, client=client, scheduler=scheduler)
     loos = {name: az.loo(f.idata, pointwise=True) for name, f in fits.items()}
-    table = az.compare({name: f.idata for name, f in fits.items()}, round_to="none")
-    table = table.reset_index().rename(columns={"index": "model"})
+    table = _loo_table({name: f.idata for name, f in fits.items()})
     # the likelihood factorises over runs: one pointwise elpd per run (leave one run out)
     first = next(iter(fits.values()))
     family = np.asarray(first.families)[first.idata.constant_data["run_family"].values]

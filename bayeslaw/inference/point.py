@@ -188,6 +188,11 @@ def _batch_size(active: int) -> int:
     return 1 << int(np.ceil(np.log2(active)))
 
 
+def _padded(indices: np.ndarray, size: int) -> np.ndarray:
+    """``indices`` padded to ``size`` with copies of its first (the padding's results are discarded)."""
+    return np.concatenate([indices, np.full(size - indices.size, indices[0])])
+
+
 def _largest_batch(rows: int) -> int:
     """The most starts advanced together on ``rows`` (padded) points: GRID_ELEMENTS (start, point) pairs,
     so that memory stays bounded whatever the number of rows."""
@@ -223,7 +228,7 @@ def grid_lbfgs(law: Law, starts, data, *, delta=HUBER_DELTA, max_iter=1000, ftol
         still = []
         for chunk in np.split(active, np.arange(largest, active.size, largest)):
             size = min(n, largest, _batch_size(chunk.size))
-            batch = np.concatenate([chunk, np.full(size - chunk.size, chunk[0])])
+            batch = _padded(chunk, size)
             sub = jax.tree.map(lambda leaf: leaf[batch], carry)
             sub, done = _lbfgs_round(law, sub, data, delta, stop_at, ftol, gtol)
             carry = jax.tree.map(lambda leaf, new, c=chunk: leaf.at[c].set(new[: c.size]), carry, sub)
@@ -233,7 +238,7 @@ def grid_lbfgs(law: Law, starts, data, *, delta=HUBER_DELTA, max_iter=1000, ftol
     values, grad_norms = np.empty(n), np.empty(n)
     for start in range(0, n, largest):  # in chunks too: the gradient holds a (start, point) array
         part = np.arange(start, min(start + largest, n))
-        batch = np.concatenate([part, np.full(min(n, largest) - part.size, part[0])])  # one compiled size
+        batch = _padded(part, min(n, largest))  # one compiled size
         v, g = _finish(law, x[batch], data, delta)
         values[part], grad_norms[part] = np.asarray(v)[: part.size], np.asarray(g)[: part.size]
     return x, jnp.asarray(values), jnp.asarray(grad_norms), optax.tree.get(state, "count")

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayeslaw.laws.base import Law
-from bayeslaw.laws.schedule_terms import at_size, schedule_inputs, size_sampling
+from bayeslaw.laws.schedule_terms import POWER_PRIORS, POWER_SLOPE_PRIORS, at_size, schedule_inputs, size_sampling
 
 VARYING = ("l0", "a", "alpha", "c")  # the parameters that move with N
 SIZE_SLOPES = {f"{k}_n": 0.0 for k in VARYING}
@@ -45,19 +45,10 @@ def _from_natural(p) -> dict:
 
 
 #: Normal prior (centre, scale) of each sampled coordinate and the prior mean of its spread across
-#: families: weakly informative around the point fits of Luo et al.'s 25M and 100M curves (L0 3.16 and
-#: 2.79, A 0.51 and 0.59, alpha 0.51 and 0.45, C 0.40 and 0.48, peak rate 3e-4); C scales as 1 / the
-#: learning rate's units, hence its wide prior.
-PRIORS = {
-    "l0": (float(np.log(2.8)), 0.5, 0.2),
-    "a": (float(np.log(0.5)), 1.0, 0.5),
-    "log_alpha": (float(np.log(0.5)), 0.5, 0.3),
-    "c": (float(np.log(0.5)), 2.0, 0.5),
-    "l0_n": (-0.05, 0.1, 0.05),
-    "a_n": (0.0, 0.3, 0.1),
-    "alpha_n": (0.0, 0.1, 0.05),
-    "c_n": (0.0, 0.5, 0.2),
-}
+#: families: the shared power term's (schedule_terms.POWER_PRIORS), and C's, weakly informative around
+#: the point fits of Luo et al.'s 25M and 100M curves (C 0.40 and 0.48, peak rate 3e-4); C scales as
+#: 1 / the learning rate's units, hence its wide prior.
+PRIORS = {**POWER_PRIORS, "c": (float(np.log(0.5)), 2.0, 0.5), **POWER_SLOPE_PRIORS, "c_n": (0.0, 0.5, 0.2)}
 
 
 ANNEALING = Law(

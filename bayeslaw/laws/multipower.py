@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayeslaw.laws.base import Law
-from bayeslaw.laws.schedule_terms import at_size, schedule_inputs, size_sampling
+from bayeslaw.laws.schedule_terms import POWER_PRIORS, POWER_SLOPE_PRIORS, at_size, schedule_inputs, size_sampling
 
 DESIGN = ("lr_area", "drop_weight", "drop_lr", "drop_area")
 VARYING = ("l0", "a", "alpha", "b")  # the parameters that move with N
@@ -58,20 +58,16 @@ def _from_natural(p) -> dict:
 
 
 #: Normal prior (centre, scale) of each sampled coordinate and the prior mean of its spread across
-#: families: weakly informative around the point fits of Luo et al.'s 25M and 100M curves (L0 3.15 and
-#: 2.78, A 0.52 and 0.60, alpha 0.50 and 0.45, B 459 and 537, C 1.9, beta 0.41-0.43, gamma 0.51-0.53,
-#: peak rate 3e-4); B scales as 1 / the learning rate's units, hence its wide prior.
+#: families: the shared power term's (schedule_terms.POWER_PRIORS), and the loss drop's, weakly
+#: informative around the point fits of Luo et al.'s 25M and 100M curves (B 459 and 537, C 1.9, beta
+#: 0.41-0.43, gamma 0.51-0.53, peak rate 3e-4); B scales as 1 / the learning rate's units, hence its wide prior.
 PRIORS = {
-    "l0": (float(np.log(2.8)), 0.5, 0.2),
-    "a": (float(np.log(0.5)), 1.0, 0.5),
-    "log_alpha": (float(np.log(0.5)), 0.5, 0.3),
+    **POWER_PRIORS,
     "b": (float(np.log(400.0)), 2.0, 0.5),
     "c": (float(np.log(2.0)), 1.0, 0.5),
     "log_beta": (float(np.log(0.5)), 0.5, 0.3),
     "log_gamma": (float(np.log(0.5)), 0.5, 0.3),
-    "l0_n": (-0.05, 0.1, 0.05),
-    "a_n": (0.0, 0.3, 0.1),
-    "alpha_n": (0.0, 0.1, 0.05),
+    **POWER_SLOPE_PRIORS,
     "b_n": (0.0, 0.5, 0.2),
 }
 

@@ -44,6 +44,21 @@ ANNEALING_MOMENTUM = 0.999  # lam of Tissue et al. 2024's annealing area (their 
 SIZE_REF = 1e8  # parameters: a schedule law's constants are quoted at this size (where its runs are)
 
 
+#: Normal prior (centre, scale, prior mean of the spread across families) of the term both schedule laws
+#: share, L0 + A S1^-alpha, and of its slopes in log N; each law puts its own coordinates between the two,
+#: in its coordinate order. Centred on Luo et al.'s 25M and 100M fits (L0 2.8-3.2, A 0.5-0.6, alpha 0.45-0.51).
+POWER_PRIORS = {
+    "l0": (float(np.log(2.8)), 0.5, 0.2),
+    "a": (float(np.log(0.5)), 1.0, 0.5),
+    "log_alpha": (float(np.log(0.5)), 0.5, 0.3),
+}
+POWER_SLOPE_PRIORS = {
+    "l0_n": (-0.05, 0.1, 0.05),
+    "a_n": (0.0, 0.3, 0.1),
+    "alpha_n": (0.0, 0.1, 0.05),
+}
+
+
 def at_size(theta, params, varying: tuple[str, ...]) -> dict:
     """The law's log-constants at N parameters: k(N) = k + k_n log(N / SIZE_REF) for each k in ``varying``.
 

@@ -355,9 +355,9 @@ def rank_pilots(
 def _refit_cell(job: dict) -> float:
     """One refit of :func:`rank_pilots`: the variance of the target's log loss under the refitted posterior."""
     posterior = nuts.fit(job["rows"], seed=job["seed"], **job["settings"])
-    draws = posterior.predict(job["target"], kind=job["kind"], seed=job["predict_seed"]).draws.values[:, 0]
+    variance = _target_variance(posterior, job["target"], job["kind"], job["predict_seed"])
     jax.clear_caches()  # each refit compiles its own sampler; XLA does not give the code memory back on its own
-    return float(np.var(np.log(draws)))
+    return variance
 
 
 def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise, *, kind, data, outcomes,
@@ -407,7 +407,7 @@ def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise
             variances.setdefault(i, []).append(result)
     if "now" in errors:
         raise RuntimeError(f"rank_pilots: a refit without the pilot failed ({errors['now']})")
-    now = np.sqrt(np.mean(variances["now"])) if baseline == "refit" else np.sqrt(_variance_now(fit, refit_target, kind, seed))
+    now = np.sqrt(np.mean(variances["now"])) if baseline == "refit" else np.sqrt(_target_variance(fit, refit_target, kind, seed))
     after, se = {}, {}
     for i in pilots:
         if i in errors:
@@ -418,6 +418,7 @@ def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise
     return now, pd.Series(after), pd.Series(se), pd.Series({i: errors.get(i) for i in pilots}, dtype=object)
 
 
-def _variance_now(fit: Fit, target: pd.DataFrame, kind, seed) -> float:
+def _target_variance(fit: Fit, target: pd.DataFrame, kind, seed) -> float:
+    """Variance of the target's log loss over the fit's predictive draws."""
     draws = fit.predict(target, kind=kind, seed=seed).draws.values[:, 0]
     return float(np.var(np.log(draws)))
