@@ -27,6 +27,7 @@ jax.config.update("jax_enable_x64", True)
 
 from bayeslaw import data, laws, metrics  # noqa: E402
 from bayeslaw.inference.nuts import Fit, Prediction, fit, load_fit  # noqa: E402
+from bayeslaw.inference.batched import fit_many  # noqa: E402
 from bayeslaw.inference.point import PointFit, fit_point  # noqa: E402
 from bayeslaw.simulation import Simulation, load_demo, simulate, simulate_trajectories  # noqa: E402
 from bayeslaw import plan  # noqa: E402
@@ -42,6 +43,7 @@ __all__ = [
     "compare_forms",
     "data",
     "fit",
+    "fit_many",
     "fit_point",
     "laws",
     "load_demo",

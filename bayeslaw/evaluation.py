@@ -20,6 +20,7 @@ from numpyro.infer import Predictive
 
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, hitchhiker_split, thin_checkpoints
 from bayeslaw.executor import CellError, StudyFolder, run_cells
+from bayeslaw.inference.batched import fit_many
 from bayeslaw.inference.nuts import Fit, fit
 from bayeslaw.inference.point import PointFit, TooFewPoints, fit_point
 from bayeslaw.laws import DEFAULT_FORM, get_law
@@ -32,6 +33,10 @@ __all__ = [
     "PointBacktest",
     "backtest",
     "bayes_backtest",
+    "CALIBRATION_BATCH",
+    "CALIBRATION_FIT",
+    "CALIBRATION_SIMULATE",
+    "calibration_rows",
     "calibration_study",
     "FormComparison",
     "compare_forms",
@@ -146,6 +151,13 @@ def _interval(draws: np.ndarray, prob: float) -> tuple[float, float]:
     return float(np.quantile(draws, 0.5 - prob / 2)), float(np.quantile(draws, 0.5 + prob / 2))
 
 
+#: The calibration study's simulator design and fit settings (``simulate_options``/``fit_options`` override them)
+CALIBRATION_SIMULATE = {"families": 3, "sizes": (1e8, 3e8, 1e9, 3e9), "seeds": 2, "checkpoints": 8,
+                        "first_tokens": 1e10, "max_tokens": 2e11}
+CALIBRATION_FIT = {"chains": 2, "draws": 500, "warmup": 500, "thin": None, "min_tokens": None, "progress": False}
+CALIBRATION_BATCH = 8  # data sets per cell, fitted as one program (fit_many)
+
+
 def calibration_study(
     n_datasets: int = 50,
     *,
@@ -154,6 +166,7 @@ def calibration_study(
     pooling: str = "hierarchical",
     simulate_options: dict | None = None,
     fit_options: dict | None = None,
+    batch: int = CALIBRATION_BATCH,
     progress: bool = False,
     workers: int = 1,
     client=None,
@@ -167,40 +180,73 @@ def calibration_study(
     largest model of the first family, fit the rest, and record whether the central ``probs``
     intervals cover the true E, alpha, beta and sigma_seed of every family, and the held-out
     target's observed losses (``new_run`` predictive). Returns one row per (data set, quantity,
-    family, prob) with ``covered`` and ``width``; ``coverage_table`` aggregates it. A data set whose
-    fit raised gives one row with its ``error``. The data sets run through
-    :func:`bayeslaw.executor.run_cells` (``workers``, ``client``, ``scheduler``, ``folder``, ``resume``
-    as in :func:`backtest`).
+    family, prob) with ``covered`` and ``width``; ``coverage_table`` aggregates it.
+
+    The data sets share one design, so ``batch`` of them make one cell, fitted as one program
+    (:func:`bayeslaw.inference.batched.fit_many`; ``batch=1`` fits each with :func:`bayeslaw.fit`). The
+    cells run through :func:`bayeslaw.executor.run_cells` (``workers``, ``client``, ``scheduler``,
+    ``folder``, ``resume`` as in :func:`backtest`); a cell whose fit raised gives one row per data set with its ``error``.
     """
-    sim_opts = {"families": 3, "sizes": (1e8, 3e8, 1e9, 3e9), "seeds": 2, "checkpoints": 8,
-                "first_tokens": 1e10, "max_tokens": 2e11, **(simulate_options or {})}
-    fit_opts = {"chains": 2, "draws": 500, "warmup": 500, "thin": None, "min_tokens": None, "progress": False,
-                **(fit_options or {})}
-    jobs = {f"dataset={i}": {"i": i, "seed": seed + i, "probs": probs, "pooling": pooling, "simulate": sim_opts,
-                             "fit": fit_opts} for i in range(n_datasets)}
+    if batch < 1:
+        raise ValueError(f"calibration_study: batch={batch}; it must be at least 1")
+    sim_opts = {**CALIBRATION_SIMULATE, **(simulate_options or {})}
+    fit_opts = {**CALIBRATION_FIT, **(fit_options or {})}
+    jobs = {}
+    for first in range(0, n_datasets, batch):
+        members = list(range(first, min(first + batch, n_datasets)))
+        name = f"dataset={first}" if len(members) == 1 else f"datasets={first}-{members[-1]}"
+        jobs[name] = {"datasets": members, "seeds": [seed + i for i in members], "probs": probs,
+                      "pooling": pooling, "simulate": sim_opts, "fit": fit_opts}
     store = None
     if folder is not None:
         config = {"study": "calibration", "n_datasets": n_datasets, "seed": seed, "probs": list(probs),
-                  "pooling": pooling, "simulate": sim_opts, "fit": fit_opts}
+                  "pooling": pooling, "simulate": sim_opts, "fit": fit_opts, "batch": batch}
         store = StudyFolder(folder, config, resume=resume)
     results = run_cells(_calibration_cell, jobs, workers=workers, client=client, scheduler=scheduler, folder=store,
                         progress=progress, desc="calibration data sets")
     rows = []
     for key, result in results.items():
-        rows += ([{"dataset": jobs[key]["i"], "error": result.error}] if isinstance(result, CellError) else result)
+        rows += ([{"dataset": i, "error": result.error} for i in jobs[key]["datasets"]]
+                 if isinstance(result, CellError) else result)
     table = pd.DataFrame(rows)
     return table.assign(error=None) if "error" not in table.columns else table
 
 
-def _calibration_cell(job: dict) -> list[dict]:
-    """One data set of :func:`calibration_study`: simulate, fit without the target, score the intervals."""
-    i, probs = job["i"], job["probs"]
-    sim = simulate(seed=job["seed"], **job["simulate"])
+def calibration_rows(sim) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A calibration data set split: (the rows fitted, the target's test rows). The target is the
+    largest model of the first family; its test rows are its runs' last 30% of checkpoints."""
     df = sim.data
     first = sorted(df["family"].unique())[0]
     target_model = df.loc[df["family"] == first].sort_values("params")["model"].iloc[-1]
     held_out = df["model"] == target_model
-    result = fit(df.loc[~held_out], pooling=job["pooling"], seed=job["seed"], **job["fit"])
+    test = df.loc[held_out]
+    return df.loc[~held_out], test.loc[test["tokens"] >= 0.7 * test.groupby("run")["tokens"].transform("max")]
+
+
+def _calibration_cell(job: dict) -> list[dict]:
+    """Data sets of :func:`calibration_study`: simulate, fit without the target (together when more than
+    one), score the intervals."""
+    sims = [simulate(seed=s, **job["simulate"]) for s in job["seeds"]]
+    splits = [calibration_rows(sim) for sim in sims]
+    if len(sims) == 1:
+        results = [fit(splits[0][0], pooling=job["pooling"], seed=job["seeds"][0], **job["fit"])]
+    else:
+        options = {k: v for k, v in job["fit"].items() if k not in ("progress", "chain_method")}
+        results = fit_many([train for train, _ in splits], pooling=job["pooling"], seeds=job["seeds"],
+                           batch_size=len(sims), **options)
+    rows = []
+    for i, s, sim, (_, test), result in zip(job["datasets"], job["seeds"], sims, splits, results, strict=True):
+        rows += _calibration_scores(i, s, sim, test, result, job["probs"])
+    # A single fit compiles its own sampler, and XLA's code memory is not given back on its own (a
+    # 50-data-set study of single fits died at data set 29: "LLVM ERROR: Unable to allocate section
+    # memory"). A batch's program is kept for the next cell of its shape.
+    if len(sims) == 1:
+        jax.clear_caches()
+    return rows
+
+
+def _calibration_scores(i: int, seed: int, sim, test: pd.DataFrame, result: Fit, probs) -> list[dict]:
+    """Coverage rows of one calibration data set: the law's parameters of every family, the target's losses."""
     post = {name: result.site_draws(name) for name in ("alpha", "beta", "sigma_seed")}
     post["E"] = np.exp(result.site_draws("e"))
     rows = []
@@ -213,19 +259,14 @@ def _calibration_cell(job: dict) -> list[dict]:
                 lo, hi = _interval(post[quantity][:, f_index], prob)
                 rows.append({"dataset": i, "quantity": quantity, "family": family, "prob": prob,
                              "covered": lo <= value <= hi, "width": hi - lo})
-    # Each fit compiles its own sampler; XLA's code memory is not given back on its own, and a
-    # 50-data-set study died at data set 29 with "LLVM ERROR: Unable to allocate section memory".
-    jax.clear_caches()
-    test = df.loc[held_out]
-    test = test.loc[test["tokens"] >= 0.7 * test.groupby("run")["tokens"].transform("max")]
     targets = test[["family", "run", "params", "tokens"]]  # runs unseen by the fit: fresh offsets, their shape
     # the simulated law is exact (no form error): the study checks the inference, so the forecast
     # carries none either (Fit.form_error_sd is set from real held-out targets instead)
-    prediction = result.predict(targets, kind="new_run", seed=job["seed"], form_error=0.0)
+    prediction = result.predict(targets, kind="new_run", seed=seed, form_error=0.0)
     for j, observed in enumerate(test["loss"].to_numpy()):
         for prob in probs:
             lo, hi = _interval(prediction.draws.values[:, j], prob)
-            rows.append({"dataset": i, "quantity": "target_loss", "family": first, "prob": prob,
+            rows.append({"dataset": i, "quantity": "target_loss", "family": test["family"].iloc[0], "prob": prob,
                          "covered": lo <= observed <= hi, "width": hi - lo})
     return rows
 

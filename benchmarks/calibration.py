@@ -5,9 +5,10 @@ but the first family's largest model, then check the central intervals of E, alp
 sigma_seed (every family) and of the held-out target's observed losses (new_run predictive).
 
     python benchmarks/calibration.py --datasets 50 [--out calibration.csv] [--workers 2 | --scheduler ADDRESS]
-                                     [--folder calibration-study [--resume]]
+                                     [--folder calibration-study [--resume]] [--batch 8]
 
-Prints coverage per quantity with its binomial standard error, and the wall time.
+Each cell fits ``--batch`` data sets as one program (``bayeslaw.inference.batched.fit_many``; 1: one
+``bayeslaw.fit`` each). Prints coverage per quantity with its binomial standard error, and the wall time.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bayeslaw.evaluation import calibration_study, coverage_table
+from bayeslaw.evaluation import CALIBRATION_BATCH, calibration_study, coverage_table
 
 
 def main(argv=None):
@@ -30,13 +31,14 @@ def main(argv=None):
     parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
     parser.add_argument("--folder", default=None, help="keep each data set's result here as it finishes")
     parser.add_argument("--resume", action="store_true", help="run only the data sets not yet in --folder")
+    parser.add_argument("--batch", type=int, default=CALIBRATION_BATCH, help="data sets fitted as one program")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
     study = calibration_study(
         args.datasets, seed=args.seed, progress=True,
         fit_options={"draws": args.draws, "warmup": args.warmup, "chains": args.chains},
-        workers=args.workers, scheduler=args.scheduler, folder=args.folder, resume=args.resume,
+        workers=args.workers, scheduler=args.scheduler, folder=args.folder, resume=args.resume, batch=args.batch,
     )
     failed = study[study["error"].notna()]
     if not failed.empty:

@@ -226,8 +226,9 @@ def test_duplicates_last_keeps_the_restart_and_single_size_families_warn(sim):
 
 
 def test_small_calibration_study_covers_near_nominal():
-    """A small version of benchmarks/calibration.py: intervals cover the truth near their nominal rate."""
-    study = calibration_study(3, seed=100, fit_options={"draws": 250, "warmup": 250})
+    """A small version of benchmarks/calibration.py: intervals cover the truth near their nominal rate. Data
+    sets 0 and 1 are fitted as one program (fit_many), data set 2 alone (bl.fit)."""
+    study = calibration_study(3, seed=100, fit_options={"draws": 250, "warmup": 250}, batch=2)
     assert set(study["dataset"]) == {0, 1, 2}
     table = coverage_table(study)
     assert set(table["quantity"]) == {"E", "alpha", "beta", "sigma_seed", "target_loss"}

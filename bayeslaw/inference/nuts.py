@@ -35,7 +35,8 @@ from bayeslaw.models import (NEW_FAMILY_SITES, PRIORS, SHAPE_DEGREE, ModelData, 
                              start_values)
 from bayeslaw.models.runs import JITTER, bridge_kernel, shape_basis
 
-__all__ = ["Diagnostics", "Fit", "Prediction", "check_checkpoints", "fit", "load_fit", "summarize"]
+__all__ = ["Diagnostics", "Fit", "PreparedFit", "Prediction", "check_checkpoints", "finish_fit", "fit", "load_fit",
+           "prepare_fit", "summarize"]
 
 EXTRA_FIELDS = ("potential_energy", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "diverging")
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -130,15 +131,14 @@ STAT_NAMES = {"potential_energy": "lp", "adapt_state.step_size": "step_size", "n
               "accept_prob": "acceptance_rate", "energy": "energy", "diverging": "diverging"}
 
 
-def _posterior_tree(mcmc: MCMC, max_tree_depth: int, coords: dict, dims: dict) -> xr.DataTree:
-    """posterior and sample_stats of ``mcmc`` as a DataTree (arviz.from_dict).
+def _posterior_tree(samples: dict, extra: dict, max_tree_depth: int, coords: dict, dims: dict) -> xr.DataTree:
+    """posterior and sample_stats (draws grouped by chain: (chain, draw, ...)) as a DataTree (arviz.from_dict).
 
     Not ``arviz.from_numpyro``: it runs the model once more, op by op, to read its sites, and eager
     JAX compiles every operation on its own: about 16 s of a one-family fit. Every site's dims are
     known here (``_dims``), so nothing needs reading off the model.
     """
-    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    extra = mcmc.get_extra_fields(group_by_chain=True)
+    samples = {k: np.asarray(v) for k, v in samples.items()}
     stats = {STAT_NAMES[k]: np.asarray(v) for k, v in extra.items() if k in STAT_NAMES}
     stats["lp"] = -stats["lp"]
     stats["tree_depth"] = np.log2(stats["n_steps"]).astype(int) + 1
@@ -262,20 +262,59 @@ def fit(
                        min_tokens=min_tokens, min_fraction=min_fraction, thin=thin, seed_scaling=seed_scaling,
                        target_accept=target_accept, chain_method=chain_method, dense_mass=dense_mass,
                        duplicates=duplicates)  # every option checked before the data are read
+    prepared = prepare_fit(df, config)
+    data, model = prepared.data, get_model(prepared.config.pooling)
+    kernel = NUTS(
+        model,
+        target_accept_prob=target_accept,
+        # dense: the law's level and exponents, and the schedule shape, trade off along linear ridges
+        dense_mass=dense_mass,
+        max_tree_depth=MAX_TREE_DEPTH,
+        init_strategy=init_to_value(values=prepared.init),
+    )
+    progress = sys.stderr.isatty() if progress is None else progress
+    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
+                chain_method=_chain_method(chains, chain_method), progress_bar=progress)
+    key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(seed))
+    y = jnp.asarray(prepared.y)
+    mcmc.run(key_fit, data, y=y, seed_scaling=seed_scaling, extra_fields=EXTRA_FIELDS)
+    samples = mcmc.get_samples()
+    # jitted: run eagerly, each of the model's operations compiles on its own (seconds per call)
+    ppc, log_lik = jax.jit(lambda s, key: _replicate(model, s, key, data, y, seed_scaling=seed_scaling))(samples, key_ppc)
+    return finish_fit(prepared, mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True),
+                      ppc, log_lik, sorted(mcmc.last_state.z))
+
+
+@dataclass(frozen=True)
+class PreparedFit:
+    """What a fit samples, before sampling: the rows as fitted (after the cut and thinning), the model's
+    arrays, the configuration (its pooling as fitted), log loss ``y`` and the start values of every site."""
+
+    rows: pd.DataFrame
+    data: ModelData
+    config: FitConfig
+    y: np.ndarray
+    init: dict
+    rows_in: int
+
+
+def prepare_fit(df: pd.DataFrame, config: FitConfig) -> PreparedFit:
+    """The rows, arrays and start of :func:`fit` for a checked ``config`` (shared by :func:`fit` and
+    :func:`bayeslaw.inference.batched.fit_many`)."""
     spec = get_parameterization(config.form)
-    form = config.form
+    form, pooling = config.form, config.pooling
     n_theta = len(spec.names)
     axis = spec.law.progress
-    rows = check_checkpoints(drop_copies(df), duplicates, by=axis)  # a branch's copy of its parent counts once
+    rows = check_checkpoints(drop_copies(df), config.duplicates, by=axis)  # a branch's copy of its parent counts once
     if axis == "step":
         # a law of the schedule describes the whole run after its warmup: the token cut (the
         # Hitchhiker's, for laws of final losses) does not apply
         rows, cut = after_warmup(rows), "the warmup"
     else:
-        rows, cut = cut_early(rows, min_tokens=min_tokens, min_fraction=min_fraction), (
-            f"the early cut (min_tokens={min_tokens}, min_fraction={min_fraction})")
-    if len(rows) >= n_theta and thin is not None:
-        rows = thin_checkpoints(rows, per_run=thin, by=axis)
+        rows, cut = cut_early(rows, min_tokens=config.min_tokens, min_fraction=config.min_fraction), (
+            f"the early cut (min_tokens={config.min_tokens}, min_fraction={config.min_fraction})")
+    if len(rows) >= n_theta and config.thin is not None:
+        rows = thin_checkpoints(rows, per_run=config.thin, by=axis)
     if len(rows) < n_theta:
         raise ValueError(f"fit: {len(rows)} row(s) left after {cut} of {len(df)}; need at least {n_theta}")
     # fractions of each run as given (before the cut and thinning), unless the table states the run's end
@@ -290,34 +329,31 @@ def fit(
         # family under them a funnel. The hierarchical model of one family is the unpooled one.
         pooling = "none"
         config = replace(config, pooling=pooling)
-    model = get_model(pooling)
-    y = jnp.log(jnp.asarray(rows["loss"].to_numpy(dtype=float)))
-    chain_method = _chain_method(chains, chain_method)
-    kernel = NUTS(
-        model,
-        target_accept_prob=target_accept,
-        # dense: the law's level and exponents, and the schedule shape, trade off along linear ridges
-        dense_mass=dense_mass,
-        max_tree_depth=MAX_TREE_DEPTH,
-        init_strategy=init_to_value(values=_point_init(rows, data, pooling, spec)),
-    )
-    progress = sys.stderr.isatty() if progress is None else progress
-    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method=chain_method,
-                progress_bar=progress)
-    key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(seed))
-    mcmc.run(key_fit, data, y=y, seed_scaling=seed_scaling, extra_fields=EXTRA_FIELDS)
-    samples = mcmc.get_samples()
-    # jitted: run eagerly, each of the model's operations compiles on its own (seconds per call)
-    ppc = jax.jit(lambda s, key: Predictive(model, s, return_sites=["obs"])(key, data, seed_scaling=seed_scaling)[
-        "obs"])(samples, key_ppc)
-    log_lik = jax.jit(lambda s: log_likelihood(model, s, data, y=y, seed_scaling=seed_scaling)["obs"])(samples)
+    y = np.asarray(jnp.log(jnp.asarray(rows["loss"].to_numpy(dtype=float))))
+    return PreparedFit(rows, data, config, y,
+                       _point_init(rows, data, pooling, spec), len(df))
+
+
+def _replicate(model, samples: dict, key, data: ModelData, y, *, seed_scaling: str):
+    """The posterior predictive of ``obs`` (draw, run, checkpoint) and the log likelihood per run (draw, run)."""
+    ppc = Predictive(model, samples, return_sites=["obs"])(key, data, seed_scaling=seed_scaling)["obs"]
+    log_lik = log_likelihood(model, samples, data, y=y, seed_scaling=seed_scaling)["obs"]
+    return ppc, log_lik
+
+
+def finish_fit(prepared: PreparedFit, samples: dict, extra: dict, ppc, log_lik, sampled_sites) -> Fit:
+    """A :class:`Fit` from NUTS' draws and extra fields (grouped by chain), the posterior predictive of
+    ``obs`` and the log likelihood per run (draws of all chains, flat), and the sites NUTS moved in."""
+    data, rows, config, y = prepared.data, prepared.rows, prepared.config, prepared.y
+    spec = get_parameterization(config.form)
+    chains, draws = np.shape(extra["diverging"])[:2]
     coords = {"family": list(data.families), "run": list(data.runs),
               "curve_family": [f for f, c in zip(data.families, data.curve_families) if c],
               "replicated_family": [f for f, c in zip(data.families, data.replicated_families) if c],
               "theta_dim": list(spec.names), "theta_dim_bis": list(spec.names),
               "shape_dim": [f"(-log x)^{k}/{k}!" for k in range(1, SHAPE_DEGREE + 1)],
               "checkpoint": np.arange(data.run_mask.shape[1])}
-    idata = _posterior_tree(mcmc, MAX_TREE_DEPTH, coords, site_dims(pooling, spec))
+    idata = _posterior_tree(samples, extra, MAX_TREE_DEPTH, coords, site_dims(config.pooling, spec))
     # observations, their posterior predictive and the constant data per row; the log likelihood per run
     # (the unit the likelihood factorises over: PSIS-LOO leaves one run out)
     per_row = data.per_row(ppc)
@@ -332,8 +368,8 @@ def fit(
     idata["constant_data"] = xr.DataTree(_constant_data(data, rows))
     idata.attrs.update({
         CONFIG_ATTR: config.to_json(), "bayeslaw_likelihood": "run",
-        "bayeslaw_sampled_sites": ",".join(sorted(mcmc.last_state.z)),  # the latent sites NUTS moved in
-        "bayeslaw_rows_in": len(df), "bayeslaw_rows_fitted": len(rows),
+        "bayeslaw_sampled_sites": ",".join(sorted(sampled_sites)),  # the latent sites NUTS moved in
+        "bayeslaw_rows_in": prepared.rows_in, "bayeslaw_rows_fitted": len(rows),
     })
     return Fit(idata)
 

@@ -382,8 +382,10 @@ def pooled_view(data: ModelData) -> ModelData:
     """``data`` seen as one family (where all its rows sit): the frame of a completely pooled theta."""
     from dataclasses import replace
 
-    return replace(data, family_log_params=np.asarray(data.log_params.mean()),
-                   family_log_tokens=np.asarray(data.log_tokens.mean()))
+    def mean(values):  # over the rows the runs hold (a padded table's extra rows are in none: fit_many)
+        return jnp.sum(jnp.where(data.run_mask, jnp.asarray(values)[data.run_index], 0.0)) / jnp.sum(data.run_mask)
+
+    return replace(data, family_log_params=mean(data.log_params), family_log_tokens=mean(data.log_tokens))
 
 
 def pooled(data: ModelData, y=None, *, seed_scaling: str = "constant"):

@@ -1,0 +1,253 @@
+"""Many NUTS fits as one computation: tables whose models share a structure, sampled by one vectorised program.
+
+SBC replications, backtest cells and pilot refits fit one model to many tables. Fitted one at a time,
+each pays NumPyro's tracing and XLA's compilation, and runs gradients of a few hundred rows whose
+cost is dispatch, not arithmetic. :func:`fit_many` groups the tables whose models have one structure
+(what the model reads when it is traced: families, runs and their families, which families have
+curves, replicated runs or a centred theta, branch trees, the law's input shapes), pads each group to
+one shape (rows, and checkpoints per run, behind the run-level likelihood's masks: a padded slot adds
+nothing to the density) and samples it with NumPyro's own NUTS kernel (its functional interface,
+``numpyro.infer.hmc.hmc``) under ``jax.vmap`` over fits and chains, one compilation per group shape,
+the fits spread over the host's devices by ``jax.pmap`` where it has several.
+
+Each fit and chain keeps its own step size, mass matrix and trees; the batch advances in lockstep, an
+iteration as long as its longest tree. The draws are those :func:`bayeslaw.fit` gives with
+``chain_method="vectorized"`` and the same seed, up to floating-point order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from numpyro.distributions.transforms import biject_to
+from numpyro.infer import init_to_value
+from numpyro.infer.hmc import hmc
+from numpyro.infer.util import initialize_model
+
+from bayeslaw.data.split import DEFAULT_MIN_TOKENS
+from bayeslaw.inference.config import Duplicates, FitConfig, Pooling, SeedScaling
+from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, Fit, PreparedFit, _replicate, finish_fit,
+                                     prepare_fit)
+from bayeslaw.models import CENTERED_MIN_SIZES, ModelData, get_model
+from bayeslaw.models.runs import run_basis
+
+__all__ = ["BATCH_SIZE", "fit_many", "structure"]
+
+BATCH_SIZE = 32  # fits per program: one compilation serves them all; memory grows with it
+#: ModelData's arrays that may differ between the fits of one program (the rest is its structure)
+VARYING = ("log_params", "log_tokens", "fraction", "family", "run", "run_index", "run_mask", "run_eigvals",
+           "run_eigvecs", "run_log_params", "family_log_params", "family_log_tokens")
+
+
+def structure(prepared: PreparedFit) -> tuple:
+    """What a fit's model reads when it is traced, beyond its arrays: fits with equal structures can be
+    sampled by one program. The numbers of rows and of checkpoints per run are not part of it (padded)."""
+    data, config = prepared.data, prepared.config
+    before = data.run_before
+    return (config.form, config.pooling, config.seed_scaling, data.n_families, data.n_runs,
+            data.run_family.tobytes(), data.curve_families.tobytes(), data.replicated_families.tobytes(),
+            (data.family_sizes >= CENTERED_MIN_SIZES).tobytes(), None if before is None else before.tobytes(),
+            tuple((name, np.shape(v)[1:]) for name, v in sorted(data.inputs.items())))
+
+
+def _padded(data: ModelData, y: np.ndarray, n_rows: int, width: int) -> dict:
+    """``data``'s varying arrays and ``y`` padded to ``n_rows`` rows (copies of its last row, which no run
+    slot reads) and ``width`` checkpoints per run (masked slots; the eigenbasis rebuilt on them)."""
+    extra = n_rows - len(y)
+
+    def rows(values):
+        values = np.asarray(values)
+        return np.concatenate([values, np.repeat(values[-1:], extra, axis=0)]) if extra else values
+
+    arrays = {name: np.asarray(getattr(data, name)) for name in VARYING}
+    for name in ("log_params", "log_tokens", "fraction", "family", "run"):
+        arrays[name] = rows(arrays[name])
+    grow = width - data.run_mask.shape[1]
+    if grow:
+        arrays["run_index"] = np.pad(data.run_index, ((0, 0), (0, grow)))
+        arrays["run_mask"] = np.pad(data.run_mask, ((0, 0), (0, grow)))
+        fraction = np.where(arrays["run_mask"], arrays["fraction"][arrays["run_index"]], 1.0)
+        arrays["run_eigvals"], arrays["run_eigvecs"] = run_basis(fraction, arrays["run_mask"])
+    arrays["inputs"] = {name: rows(v) for name, v in data.inputs.items()}
+    arrays["y"] = rows(y)
+    return arrays
+
+
+@dataclass(frozen=True)
+class _Options:
+    chains: int
+    warmup: int
+    draws: int
+    target_accept: float
+    dense_mass: bool
+
+
+def _model_on(template: ModelData, pooling: str, seed_scaling: str):
+    """The pooling variant's model as a function of the varying arrays (a pytree JAX can batch)."""
+    model = get_model(pooling)
+
+    def on_arrays(arrays, y=None):
+        data = replace(template, **{k: v for k, v in arrays.items() if k != "y"})
+        return model(data, y, seed_scaling=seed_scaling)
+
+    return on_arrays
+
+
+_PROGRAMS: dict[tuple, tuple] = {}  # compiled programs, by (structure, padded shape, options, devices)
+
+
+def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, options: _Options, n_devices: int):
+    """``(build, state, run)``: ``build(arrays, init)`` traces the model once (its potential as a function
+    of the arrays, the constraining map, each latent site's bijection, NumPyro's NUTS kernel) into
+    ``state``; ``run(chain keys, z0, arrays, ppc keys)``, each with a leading (device, fit) axis, gives the
+    constrained draws, sampler stats, ``obs`` replicates and log likelihood per run. Kept per ``key``, so
+    that the programs of one shape compile once per process."""
+    if (key, options, n_devices) in _PROGRAMS:
+        return _PROGRAMS[key, options, n_devices]
+    if len(_PROGRAMS) >= 16:
+        _PROGRAMS.clear()
+    model = _model_on(template, pooling, seed_scaling)
+    state = {}
+
+    def build(arrays, init):
+        info = initialize_model(jax.random.PRNGKey(0), model, init_strategy=init_to_value(values=init),
+                                dynamic_args=True, model_args=(arrays, arrays["y"]))
+        state["potential"], state["constrain"] = info.potential_fn, info.postprocess_fn
+        state["latent"] = {name: biject_to(site["fn"].support).inv for name, site in info.model_trace.items()
+                           if site["type"] == "sample" and not site["is_observed"]}
+        state["kernel"] = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
+
+    def one_chain(rng_key, z, arrays):
+        init_kernel, sample_kernel = state["kernel"]
+        args = (arrays, arrays["y"])
+        # as numpyro.infer.NUTS' defaults, with the dense mass matrix over every site as one block
+        hmc_state = init_kernel(z, options.warmup, dense_mass=[tuple(sorted(z))] if options.dense_mass else False,
+                                target_accept_prob=options.target_accept, trajectory_length=None,
+                                max_tree_depth=MAX_TREE_DEPTH, model_args=args, model_kwargs={}, rng_key=rng_key)
+
+        def step(s, _):  # one scan over warmup and draws (one trace of the kernel); the warmup's are dropped
+            s = sample_kernel(s, model_args=args, model_kwargs={})
+            return s, (s.z, {"potential_energy": s.potential_energy, "energy": s.energy, "num_steps": s.num_steps,
+                             "accept_prob": s.accept_prob, "adapt_state.step_size": s.adapt_state.step_size,
+                             "diverging": s.diverging})
+
+        z_draws, stats = jax.tree.map(lambda v: v[options.warmup:], jax.lax.scan(
+            step, hmc_state, None, length=options.warmup + options.draws)[1])
+        return jax.vmap(state["constrain"](*args))(z_draws), stats
+
+    def one_fit(chain_keys, z, arrays, ppc_key):
+        samples, stats = jax.vmap(one_chain, in_axes=(0, None, None))(chain_keys, z, arrays)
+        flat = jax.tree.map(lambda v: v.reshape(-1, *v.shape[2:]), samples)
+        data = replace(template, **{k: v for k, v in arrays.items() if k != "y"})
+        ppc, log_lik = _replicate(get_model(pooling), flat, ppc_key, data, arrays["y"], seed_scaling=seed_scaling)
+        return samples, stats, ppc, log_lik
+
+    batched = jax.vmap(one_fit)
+    run = jax.pmap(batched) if n_devices > 1 else jax.jit(jax.vmap(batched))
+    _PROGRAMS[key, options, n_devices] = build, state, run
+    return build, state, run
+
+
+def fit_many(
+    tables: Sequence[pd.DataFrame],
+    form: str = "chinchilla",
+    pooling: Pooling = "hierarchical",
+    *,
+    seeds: Sequence[int] | None = None,
+    seed: int = 0,
+    chains: int = 4,
+    draws: int = 1000,
+    warmup: int = 1000,
+    min_tokens: float | None = DEFAULT_MIN_TOKENS,
+    min_fraction: float | None = None,
+    thin: int | None = 20,
+    seed_scaling: SeedScaling = "constant",
+    target_accept: float = 0.95,
+    dense_mass: bool = True,
+    duplicates: Duplicates = "error",
+    batch_size: int = BATCH_SIZE,
+    devices: int | None = None,
+) -> list[Fit]:
+    """Fit one law to each of ``tables`` by NUTS, the tables of one model structure as one program.
+
+    Every option is :func:`bayeslaw.fit`'s, for every table; ``seeds`` gives each table its seed
+    (default ``seed + i``). Returns one :class:`~bayeslaw.Fit` per table, in order, each as
+    ``bayeslaw.fit(table, seed=seeds[i], chain_method="vectorized", ...)`` would give it. ``batch_size``
+    caps the fits per program (a larger group is split evenly); ``devices`` (default: JAX's local
+    devices, at most the batch) share each program's fits.
+    """
+    if not len(tables):
+        return []
+    if batch_size < 1:
+        raise ValueError(f"fit_many: batch_size={batch_size}; it must be at least 1")
+    seeds = [seed + i for i in range(len(tables))] if seeds is None else [int(s) for s in seeds]
+    if len(seeds) != len(tables):
+        raise ValueError(f"fit_many: {len(seeds)} seeds for {len(tables)} tables")
+    configs = [FitConfig(form=form, pooling=pooling, seed=s, chains=chains, draws=draws, warmup=warmup,
+                         min_tokens=min_tokens, min_fraction=min_fraction, thin=thin, seed_scaling=seed_scaling,
+                         target_accept=target_accept, chain_method="vectorized", dense_mass=dense_mass,
+                         duplicates=duplicates) for s in seeds]
+    prepared = []
+    for i, (table, config) in enumerate(zip(tables, configs, strict=True)):
+        try:
+            prepared.append(prepare_fit(table, config))
+        except ValueError as error:
+            raise ValueError(f"fit_many: table {i}: {error}") from None
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(prepared):
+        groups.setdefault(structure(p), []).append(i)
+    options = _Options(chains, warmup, draws, target_accept, dense_mass)
+    fits: list[Fit | None] = [None] * len(tables)
+    for key, members in groups.items():
+        n_batches = math.ceil(len(members) / batch_size)
+        size = math.ceil(len(members) / n_batches)  # split evenly: one padded shape, one compilation
+        for start in range(0, len(members), size):
+            batch = members[start:start + size]
+            for i, fit in zip(batch, _sample_batch([prepared[i] for i in batch], key, size, options, devices)):
+                fits[i] = fit
+    return fits
+
+
+def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Options, devices: int | None) -> list[Fit]:
+    """Sample ``batch`` (one structure) as one program of ``size`` fits, padded with copies of its last."""
+    n_devices = min(jax.local_device_count() if devices is None else devices, size)
+    size = math.ceil(size / n_devices) * n_devices
+    n_rows = max(len(p.y) for p in batch)
+    width = max(p.data.run_mask.shape[1] for p in batch)
+    arrays = [_padded(p.data, p.y, n_rows, width) for p in batch]
+    first = batch[0]
+    build, state, run = _program((key, n_rows, width, size), first.data, first.config.pooling,
+                                 first.config.seed_scaling, options, n_devices)
+    if not state:
+        build(jax.tree.map(jnp.asarray, arrays[0]), first.init)
+    starts, chain_keys, ppc_keys = [], [], []
+    for p in batch:
+        missing = sorted(set(state["latent"]) - set(p.init))
+        if missing:
+            raise ValueError(f"fit_many: no start value for site(s) {missing}")
+        starts.append({name: inv(jnp.asarray(p.init[name])) for name, inv in state["latent"].items()})
+        key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(p.config.seed))
+        # as MCMC.run and NUTS.init: a key per chain, of which the first half drives the chain
+        chain_keys.append(jax.vmap(jax.random.split)(jax.random.split(key_fit, options.chains))[:, 0])
+        ppc_keys.append(key_ppc)
+    pad = size - len(batch)
+    stacked = [jax.tree.map(lambda *v: np.stack(list(v) + [v[-1]] * pad).reshape(n_devices, size // n_devices,
+                                                                                *np.shape(v[0])), *parts)
+               for parts in (chain_keys, starts, arrays, ppc_keys)]
+    samples, stats, ppc, log_lik = jax.device_get(run(*stacked))
+    flat = lambda v: v.reshape(-1, *v.shape[2:])  # noqa: E731  (device, fit, ...) -> (fit, ...)
+    samples, stats = jax.tree.map(flat, samples), jax.tree.map(flat, stats)
+    ppc, log_lik = flat(ppc), flat(log_lik)
+    sampled = sorted(state["latent"])
+    fits = []
+    for i, p in enumerate(batch):
+        width_i = p.data.run_mask.shape[1]
+        fits.append(finish_fit(p, {k: v[i] for k, v in samples.items()}, {k: stats[k][i] for k in EXTRA_FIELDS},
+                               ppc[i][..., :width_i], log_lik[i], sampled))
+    return fits
