@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayeslaw.data.schedules import Schedule, run_schedules
+from bayeslaw.data.schedules import Schedule, lr_error, run_schedules
 from bayeslaw.inference.point import fit_point
 from bayeslaw.laws import get_law
 from bayeslaw.laws.annealing import SIZE_SLOPES as ANNEALING_SLOPES
@@ -404,3 +404,16 @@ def test_cli_plans_a_schedule_and_forecasts_a_run_in_flight(tmp_path):
     assert pd.read_csv(out)["step"].iloc[0] == 2500
     result = runner.invoke(app, ["live", str(data), "--run", "nope", "--chains", "2", "--draws", "50"])
     assert result.exit_code != 0 and "run 'nope' is not in the table" in result.output
+
+
+def test_lr_error_compares_each_logged_rate_except_the_last_iteration():
+    schedule = Schedule("cosine", 1e-3, 1000, 100, final_lr=1e-4)
+    steps = np.array([0, 50, 500, 999, 1000])
+    logged = schedule.lr(steps.astype(float))
+    logged[2] *= 1.01  # one rate 1% off
+    logged[4] = 0.0  # the rate after the last step: never used, not compared
+    error = lr_error(schedule, steps, logged)
+    assert np.isnan(error[0]) and np.isnan(error[4])  # step 0 and the last iteration
+    np.testing.assert_allclose(error[[1, 3]], 0.0, atol=1e-15)
+    np.testing.assert_allclose(error[2], 0.01 / 1.01, rtol=1e-12)  # relative to the larger of the two
+    assert np.isnan(lr_error(schedule, [10], [np.nan])[0])  # a missing log

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayeslaw.data.schedules import Schedule
+from bayeslaw.data.schedules import Schedule, lr_error
 from bayeslaw.data.validation import validate
 
 __all__ = [
@@ -191,20 +191,16 @@ def _schedule_from_config(config: Mapping, where: str) -> Schedule:
 
 
 def _schedule_error(schedule: Schedule, steps: np.ndarray, logged: np.ndarray) -> tuple[float, float]:
-    """Max relative error of the rebuilt lr against the logged lr: (after warmup, during warmup).
+    """Max relative error of the rebuilt lr against the logged lr (:func:`~bayeslaw.data.schedules.lr_error`):
+    (after warmup, during warmup); NaN where nothing was compared."""
+    error = lr_error(schedule, steps, logged)
+    after = np.asarray(steps, dtype=float) > schedule.warmup_steps
 
-    Compared at the logged steps t (the lr logged at iteration t against ``schedule.lr(t)``), except the
-    value logged at the last iteration (the rate after the last step, never used: 0 for a constant run).
-    Relative to the larger of the two values (0 where both are 0).
-    """
-    keep = (steps >= 1) & (steps < schedule.total_steps) & np.isfinite(logged)
-    steps, logged = steps[keep], logged[keep]
-    rebuilt = schedule.lr(steps)
-    scale = np.maximum(np.abs(rebuilt), np.abs(logged))
-    error = np.where(scale > 0, np.abs(rebuilt - logged) / np.where(scale > 0, scale, 1.0), 0.0)
-    after = steps > schedule.warmup_steps
-    return (float(error[after].max()) if after.any() else float("nan"),
-            float(error[~after].max()) if (~after).any() else float("nan"))
+    def worst(values):
+        values = values[np.isfinite(values)]
+        return float(values.max()) if len(values) else float("nan")
+
+    return worst(error[after]), worst(error[~after])
 
 
 def _json_files(paths) -> list[Path]:

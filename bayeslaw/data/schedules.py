@@ -30,7 +30,7 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
-__all__ = ["DecayType", "Schedule", "ScheduleShape", "after_warmup", "run_schedules"]
+__all__ = ["DecayType", "Schedule", "ScheduleShape", "after_warmup", "lr_error", "run_schedules"]
 
 ScheduleShape = Literal["constant", "cosine", "linear", "wsd", "two_stage", "wsd_two_stage"]
 DecayType = Literal["linear", "exponential", "cosine", "1-sqrt"]
@@ -143,6 +143,23 @@ class Schedule:
         if self.shape in ("wsd", "wsd_two_stage"):
             text += f", {self.decay_type} cooldown from {self.decay_start}"
         return text + ")"
+
+
+def lr_error(schedule: Schedule, steps, logged) -> np.ndarray:
+    """Relative error of the rebuilt lr against a logged one, per logged value: |lr(t) - logged| over the
+    larger of the two (0 where both are 0).
+
+    The lr logged at iteration t is compared with ``schedule.lr(t)``, for 1 <= t < total_steps: the
+    value logged at the last iteration is the rate after the last step, never used (0 for a constant
+    run). NaN where nothing is compared (that last value, step 0, a missing log).
+    """
+    steps, logged = np.asarray(steps, dtype=float), np.asarray(logged, dtype=float)
+    compared = (steps >= 1) & (steps < schedule.total_steps) & np.isfinite(logged)
+    rebuilt = schedule.lr(np.where(compared, steps, 1.0))
+    scale = np.maximum(np.abs(rebuilt), np.abs(logged))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        error = np.where(scale > 0, np.abs(rebuilt - logged) / scale, 0.0)
+    return np.where(compared, error, np.nan)
 
 
 def run_schedules(df: pd.DataFrame, *, where: str = "table") -> dict[str, Schedule]:

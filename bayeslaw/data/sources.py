@@ -630,6 +630,8 @@ def load_multipower(folder: Path, *, loss_name: str = "train_loss") -> pd.DataFr
     unknown (NaN: the source gives no tokens per step); loss = training loss (nats). Each run's
     schedule is rebuilt from its name (``schedule``, JSON) and checked against the logged lr.
     """
+    from bayeslaw.data.schedules import lr_error
+
     notes = _Notes("multipower")
     _check_loss_name(notes.source, loss_name, ("train_loss",))
     frames = []
@@ -637,7 +639,7 @@ def load_multipower(folder: Path, *, loss_name: str = "train_loss") -> pd.DataFr
         for path in sorted((folder / size).glob("*.csv")):
             raw = pd.read_csv(path)
             schedule = _multipower_schedule(path.stem)
-            error = np.abs(schedule.lr(raw["step"].to_numpy()) / raw["lr"].to_numpy() - 1.0)
+            error = np.nan_to_num(lr_error(schedule, raw["step"].to_numpy(), raw["lr"].to_numpy()), nan=0.0)
             if not error.max(initial=0.0) <= 1e-9:
                 row = int(np.argmax(error))
                 raise ValueError(f"multipower: {path}: the rebuilt schedule ({schedule.describe()}) differs from the "
