@@ -19,7 +19,7 @@ from rich.table import Table
 
 from bayeslaw.data.files import jsonable, write_atomic
 from bayeslaw.data.schedules import DecayType
-from bayeslaw.inference.config import Duplicates, PointMethod, Pooling, PredictionKind
+from bayeslaw.inference.config import Duplicates, PointMethod, Pooling, PredictionKind, check_choice
 from bayeslaw.laws import DEFAULT_FORM, forms
 
 app = typer.Typer(
@@ -348,7 +348,7 @@ def study(
     """
     from bayeslaw import data as bd
 
-    _check_choice(point_grid, "--point-grid", ("coarse", "full"))
+    check_choice(point_grid, ("coarse", "full"), "--point-grid")
     df = bd.load_study(root) if data == "shared" else _read_data(data, root, None)
     options = {"point_grid": point_grid, "workers": workers,
                "fit_options": {"chains": chains, "draws": draws, "warmup": draws}}
@@ -390,11 +390,6 @@ def _names(values: list[str] | None) -> list[str]:
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
-def _check_choice(value: str, option: str, known) -> None:
-    if value not in known:
-        raise ValueError(f"{option}: unknown value {value!r}; known: {', '.join(known)}")
-
-
 PointMethodOption = Annotated[str, typer.Option(
     help="The point fit compared with the posterior: epoch (4500-start grid, robust; tens of seconds) or "
          "hitchhiker (least squares from one start; fast).")]
@@ -402,7 +397,7 @@ PointMethodOption = Annotated[str, typer.Option(
 
 def _point_fits(fit, method: str, families) -> dict | None:
     """Point fits (``method``) of the fit's own training rows per family; None for epoch, the library default."""
-    _check_choice(method, "--point-method", get_args(PointMethod))
+    check_choice(method, get_args(PointMethod), "--point-method")
     if method == "epoch":
         return None
     if fit.spec.law.point_start is None:
@@ -490,9 +485,9 @@ def fit_command(
     from bayeslaw.inference.nuts import fit as run_fit
     from bayeslaw.laws import LAWS
 
-    _check_choice(form, "--form", list(LAWS))
-    _check_choice(pooling, "--pooling", POOLINGS)
-    _check_choice(duplicates, "--duplicates", get_args(Duplicates))
+    check_choice(form, list(LAWS), "--form")
+    check_choice(pooling, POOLINGS, "--pooling")
+    check_choice(duplicates, get_args(Duplicates), "--duplicates")
     if out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a folder; give the fit file's name, e.g. {str(out / 'fit.nc')!r}")
     df = _select_families(_read_data(data, root, loss_name), _names(family))
@@ -543,7 +538,7 @@ def predict(
     params, tokens (and batch size). Several values: comma-separated or the option repeated, e.g.
     `bayeslaw predict fit.nc --params 1e9,7e9 --tokens 1.4e12` = `--params 1e9 --params 7e9 --tokens 1.4e12`.
     """
-    _check_choice(kind, "--kind", get_args(PredictionKind))
+    check_choice(kind, get_args(PredictionKind), "--kind")
     fit = _load_fit(fit_file)
     sizes, token_counts, batches = _numbers(params, "--params"), _numbers(tokens, "--tokens"), _numbers(
         batch_size, "--batch-size")
@@ -752,7 +747,7 @@ def schedule(
     """
     from bayeslaw.plan.schedules import best_cooldown, cooldown_drop
 
-    _check_choice(decay_type, "--decay-type", get_args(DecayType))
+    check_choice(decay_type, get_args(DecayType), "--decay-type")
     fit = _load_fit(fit_file)
     if family is not None:
         _check_families(fit, [family])

@@ -119,8 +119,8 @@ def test_diagnose_json_table_and_strict(fitted):
     ("args", "message"),
     [
         (["fit", "missing.csv", "--out", "x.nc"], "does not exist"),
-        (["fit", "demo", "--out", "x.nc", "--form", "cubic"], "--form: unknown value 'cubic'; known: chinchilla"),
-        (["fit", "demo", "--out", "x.nc", "--pooling", "partial"], "--pooling: unknown value 'partial'"),
+        (["fit", "demo", "--out", "x.nc", "--form", "cubic"], "unknown --form 'cubic'; valid: 'chinchilla'"),
+        (["fit", "demo", "--out", "x.nc", "--pooling", "partial"], "unknown --pooling 'partial'"),
         (["fit", "demo", "--out", "x.nc", "--family", "famX"], "unknown family ['famX']; the data has ['fam0'"),
         (["fit", "demo", "--out", "."], "--out '.' is a folder"),
         (["predict", "nofit.nc", "--params", "1e9", "--tokens", "1e11"], "fit file 'nofit.nc' does not exist"),
@@ -144,7 +144,7 @@ def test_bad_input_is_one_line_exit_2(args, message):
         (["--params", "big", "--tokens", "1e11"], "--params: 'big' is not a number"),
         (["--params", "-1e9", "--tokens", "1e11"], "--params: '-1e9' must be a positive"),
         (["--params", "1e9", "--tokens", "1e11", "--batch-size", "1e6"], "--batch-size applies to su2024 fits only"),
-        (["--params", "1e9", "--tokens", "1e11", "--kind", "best"], "--kind: unknown value 'best'"),
+        (["--params", "1e9", "--tokens", "1e11", "--kind", "best"], "unknown --kind 'best'"),
     ],
 )
 def test_predict_bad_options(fitted, args, message):

@@ -57,7 +57,6 @@ import pandas as pd
 from bayeslaw.data.runs import branch_roots, replicated_runs
 from bayeslaw.data.schedules import run_schedules
 from bayeslaw.laws import D_REF, LAWS, N_REF, Law, get_law
-from bayeslaw.laws.chinchilla import THETA
 from bayeslaw.models.runs import MAX_CHECKPOINTS, SHAPE_DEGREE, RunMarginal, run_basis, run_layout, shape_basis
 
 __all__ = [
@@ -68,7 +67,6 @@ __all__ = [
     "PARAMETERIZATIONS",
     "SHAPE_DEGREE",
     "PRIORS",
-    "THETA",
     "ModelData",
     "Parameterization",
     "get_model",
@@ -250,7 +248,7 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
 
 
 def prior_vector(key: str, form: str = "chinchilla") -> np.ndarray:
-    """The prior "center", "scale" or "tau" of ``form``'s sampled coordinates, as a vector (``THETA`` order for chinchilla)."""
+    """The prior "center", "scale" or "tau" of ``form``'s sampled coordinates, as a vector (``bayeslaw.laws.chinchilla.THETA`` order for chinchilla)."""
     return get_parameterization(form).vector(key)
 
 
