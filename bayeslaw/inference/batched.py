@@ -18,6 +18,7 @@ iteration as long as its longest tree. The draws are those :func:`bayeslaw.fit` 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -29,6 +30,7 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.infer import init_to_value
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import initialize_model
+from tqdm.auto import tqdm
 
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS
 from bayeslaw.inference.config import Duplicates, FitConfig, Pooling, SeedScaling
@@ -103,9 +105,9 @@ _PROGRAMS: dict[tuple, tuple] = {}  # compiled programs, by (structure, padded s
 
 
 def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, options: _Options, n_devices: int):
-    """``(build, state, run)``: ``build(arrays, init)`` traces the model once (its potential as a function
-    of the arrays, the constraining map, each latent site's bijection, NumPyro's NUTS kernel) into
-    ``state``; ``run(chain keys, z0, arrays, ppc keys)``, each with a leading (device, fit) axis, gives the
+    """``(build, state, run)``: ``build(arrays, init)`` traces the model once into ``state`` (NumPyro's NUTS
+    kernel over the model's potential as a function of the arrays, the constraining map, each latent
+    site's bijection); ``run(chain keys, z0, arrays, ppc keys)``, each with a leading (device, fit) axis, gives the
     constrained draws, sampler stats, ``obs`` replicates and log likelihood per run. Kept per ``key``, so
     that the programs of one shape compile once per process."""
     if (key, options, n_devices) in _PROGRAMS:
@@ -118,7 +120,7 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
     def build(arrays, init):
         info = initialize_model(jax.random.PRNGKey(0), model, init_strategy=init_to_value(values=init),
                                 dynamic_args=True, model_args=(arrays, arrays["y"]))
-        state["potential"], state["constrain"] = info.potential_fn, info.postprocess_fn
+        state["constrain"] = info.postprocess_fn
         state["latent"] = {name: biject_to(site["fn"].support).inv for name, site in info.model_trace.items()
                            if site["type"] == "sample" and not site["is_observed"]}
         state["kernel"] = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
@@ -173,6 +175,7 @@ def fit_many(
     duplicates: Duplicates = "error",
     batch_size: int = BATCH_SIZE,
     devices: int | None = None,
+    progress: bool | None = None,
 ) -> list[Fit]:
     """Fit one law to each of ``tables`` by NUTS, the tables of one model structure as one program.
 
@@ -180,7 +183,8 @@ def fit_many(
     (default ``seed + i``). Returns one :class:`~bayeslaw.Fit` per table, in order, each as
     ``bayeslaw.fit(table, seed=seeds[i], chain_method="vectorized", ...)`` would give it. ``batch_size``
     caps the fits per program (a larger group is split evenly); ``devices`` (default: JAX's local
-    devices, at most the batch) share each program's fits.
+    devices, at most the batch) share each program's fits. ``progress``: a bar over the fits, advanced
+    per program (default: when stderr is a terminal).
     """
     if not len(tables):
         return []
@@ -204,13 +208,16 @@ def fit_many(
         groups.setdefault(structure(p), []).append(i)
     options = _Options(chains, warmup, draws, target_accept, dense_mass)
     fits: list[Fit | None] = [None] * len(tables)
-    for key, members in groups.items():
-        n_batches = math.ceil(len(members) / batch_size)
-        size = math.ceil(len(members) / n_batches)  # split evenly: one padded shape, one compilation
-        for start in range(0, len(members), size):
-            batch = members[start:start + size]
-            for i, fit in zip(batch, _sample_batch([prepared[i] for i in batch], key, size, options, devices)):
-                fits[i] = fit
+    with tqdm(total=len(tables), desc="fit_many", unit="fit",
+              disable=not (sys.stderr.isatty() if progress is None else progress)) as bar:
+        for key, members in groups.items():
+            n_batches = math.ceil(len(members) / batch_size)
+            size = math.ceil(len(members) / n_batches)  # split evenly: one padded shape, one compilation
+            for start in range(0, len(members), size):
+                batch = members[start:start + size]
+                for i, fit in zip(batch, _sample_batch([prepared[i] for i in batch], key, size, options, devices)):
+                    fits[i] = fit
+                bar.update(len(batch))
     return fits
 
 
