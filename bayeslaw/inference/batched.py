@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import sys
+from operator import attrgetter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -90,13 +91,17 @@ class _Options:
     dense_mass: bool
 
 
+def _data_on(template: ModelData, arrays: dict) -> ModelData:
+    """``template`` (the structure) with one fit's varying arrays (``y`` aside)."""
+    return replace(template, **{k: v for k, v in arrays.items() if k != "y"})
+
+
 def _model_on(template: ModelData, pooling: str, seed_scaling: str):
     """The pooling variant's model as a function of the varying arrays (a pytree JAX can batch)."""
     model = get_model(pooling)
 
     def on_arrays(arrays, y=None):
-        data = replace(template, **{k: v for k, v in arrays.items() if k != "y"})
-        return model(data, y, seed_scaling=seed_scaling)
+        return model(_data_on(template, arrays), y, seed_scaling=seed_scaling)
 
     return on_arrays
 
@@ -135,9 +140,7 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
 
         def step(s, _):  # one scan over warmup and draws (one trace of the kernel); the warmup's are dropped
             s = sample_kernel(s, model_args=args, model_kwargs={})
-            return s, (s.z, {"potential_energy": s.potential_energy, "energy": s.energy, "num_steps": s.num_steps,
-                             "accept_prob": s.accept_prob, "adapt_state.step_size": s.adapt_state.step_size,
-                             "diverging": s.diverging})
+            return s, (s.z, {name: attrgetter(name)(s) for name in EXTRA_FIELDS})  # what bl.fit collects
 
         z_draws, stats = jax.tree.map(lambda v: v[options.warmup:], jax.lax.scan(
             step, hmc_state, None, length=options.warmup + options.draws)[1])
@@ -146,8 +149,8 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
     def one_fit(chain_keys, z, arrays, ppc_key):
         samples, stats = jax.vmap(one_chain, in_axes=(0, None, None))(chain_keys, z, arrays)
         flat = jax.tree.map(lambda v: v.reshape(-1, *v.shape[2:]), samples)
-        data = replace(template, **{k: v for k, v in arrays.items() if k != "y"})
-        ppc, log_lik = _replicate(get_model(pooling), flat, ppc_key, data, arrays["y"], seed_scaling=seed_scaling)
+        ppc, log_lik = _replicate(get_model(pooling), flat, ppc_key, _data_on(template, arrays), arrays["y"],
+                                  seed_scaling=seed_scaling)
         return samples, stats, ppc, log_lik
 
     batched = jax.vmap(one_fit)
