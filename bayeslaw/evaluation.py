@@ -21,12 +21,13 @@ from numpyro.infer import Predictive
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, hitchhiker_split, thin_checkpoints
 from bayeslaw.executor import CellError, StudyFolder, run_cells
 from bayeslaw.inference.batched import fit_many
+from bayeslaw.inference.config import check_choice
 from bayeslaw.inference.nuts import Fit, fit
 from bayeslaw.inference.point import PointFit, TooFewPoints, fit_point
 from bayeslaw.laws import DEFAULT_FORM, get_law
 from bayeslaw.metrics import are, crps
 from bayeslaw.models import get_model, prepare
-from bayeslaw.simulation import simulate
+from bayeslaw.simulation import Simulation, simulate
 
 __all__ = [
     "Backtest",
@@ -36,7 +37,9 @@ __all__ = [
     "CALIBRATION_BATCH",
     "CALIBRATION_FIT",
     "CALIBRATION_SIMULATE",
+    "CALIBRATION_TRUTHS",
     "calibration_rows",
+    "calibration_simulation",
     "calibration_study",
     "FormComparison",
     "compare_forms",
@@ -46,6 +49,7 @@ __all__ = [
     "point_backtest",
     "point_fits_by_family",
     "prior_predictive_quantiles",
+    "prior_simulation",
 ]
 
 
@@ -158,12 +162,43 @@ CALIBRATION_FIT = {"chains": 2, "draws": 500, "warmup": 500, "thin": None, "min_
 CALIBRATION_BATCH = 8  # data sets per cell, fitted as one program (fit_many)
 
 
+CALIBRATION_TRUTHS = ("prior", "fixed")
+
+
+def prior_simulation(design: pd.DataFrame, *, pooling: str = "hierarchical", form: str = DEFAULT_FORM,
+                     seed: int = 0) -> Simulation:
+    """One draw from the ``pooling`` model's prior predictive on ``design``'s rows: every latent site (the
+    families' law, schedule shapes, seed and checkpoint noise, the population above them) from its prior,
+    then the losses from the run-level likelihood (``Predictive`` with no data, PRNG key ``seed``).
+
+    ``design`` is a table in the bayeslaw schema whose losses are replaced (its families, runs, sizes and
+    checkpoints are kept). This is the truth of simulation-based calibration (Talts et al. 2018): data
+    drawn from the model that fits them, so that the posterior's intervals cover it at their nominal rate.
+    ``truth["families"][f]`` holds the law's ``theta`` and ``natural`` parameters and ``sigma_seed``;
+    ``truth["sites"]`` every site drawn.
+    """
+    data = prepare(design, form)
+    draw = Predictive(get_model(pooling), num_samples=1)(jax.random.PRNGKey(seed), data)
+    draw = {name: np.asarray(value)[0] for name, value in draw.items()}
+    law = get_law(form)
+    truth = {"generator": "bayeslaw.evaluation.prior_simulation", "seed": seed, "form": law.name,
+             "pooling": pooling, "families": {},
+             "sites": {name: value.tolist() for name, value in draw.items() if name != "obs"}}
+    for f, family in enumerate(data.families):
+        theta = {name: float(draw[name][f]) for name in law.theta_names}
+        truth["families"][family] = {"theta": theta, "natural": {k: float(v) for k, v in law.natural(theta).items()},
+                                     "sigma_seed": float(draw["sigma_seed"][f])}
+    table = design.assign(loss=np.exp(data.per_row(draw["obs"])), loss_name="simulated (prior)")
+    return Simulation(table.drop(columns=["true_law"], errors="ignore"), truth)
+
+
 def calibration_study(
     n_datasets: int = 50,
     *,
     seed: int = 0,
     probs: tuple[float, ...] = (0.5, 0.9),
     pooling: str = "hierarchical",
+    truth: str = "prior",
     simulate_options: dict | None = None,
     fit_options: dict | None = None,
     batch: int = CALIBRATION_BATCH,
@@ -176,11 +211,17 @@ def calibration_study(
 ) -> pd.DataFrame:
     """Simulation-based check of the posterior's intervals against known truth.
 
-    For each of ``n_datasets`` simulated data sets (simulator seed ``seed + i``): hold out the
-    largest model of the first family, fit the rest, and record whether the central ``probs``
-    intervals cover the true E, alpha, beta and sigma_seed of every family, and the held-out
-    target's observed losses (``new_run`` predictive). Returns one row per (data set, quantity,
-    family, prob) with ``covered`` and ``width``; ``coverage_table`` aggregates it.
+    For each of ``n_datasets`` simulated data sets (seed ``seed + i``): hold out the largest model of
+    the first family, fit the rest, and record whether the central ``probs`` intervals cover the true
+    E, alpha, beta and sigma_seed of every family, and the held-out target's observed losses
+    (``new_run`` predictive). Returns one row per (data set, quantity, family, prob) with ``covered``
+    and ``width``; ``coverage_table`` aggregates it.
+
+    ``truth="prior"`` (SBC): each data set's truth is drawn from the ``pooling`` model's priors and its
+    losses from the model (:func:`prior_simulation`, on the design of :func:`bayeslaw.simulate`), so
+    coverage is nominal when the sampler is right. ``truth="fixed"``: the simulator's stated population
+    (Besiroglu et al.'s refit, its family spread, ``sigma_seed`` 0.01): a frequentist check at one
+    truth, where intervals the data barely inform carry the prior's width.
 
     The data sets share one design, so ``batch`` of them make one cell, fitted as one program
     (:func:`bayeslaw.inference.batched.fit_many`; ``batch=1`` fits each with :func:`bayeslaw.fit`). The
@@ -189,6 +230,7 @@ def calibration_study(
     """
     if batch < 1:
         raise ValueError(f"calibration_study: batch={batch}; it must be at least 1")
+    check_choice(truth, CALIBRATION_TRUTHS, "calibration truth")
     sim_opts = {**CALIBRATION_SIMULATE, **(simulate_options or {})}
     fit_opts = {**CALIBRATION_FIT, **(fit_options or {})}
     jobs = {}
@@ -196,11 +238,11 @@ def calibration_study(
         members = list(range(first, min(first + batch, n_datasets)))
         name = f"dataset={first}" if len(members) == 1 else f"datasets={first}-{members[-1]}"
         jobs[name] = {"datasets": members, "seeds": [seed + i for i in members], "probs": probs,
-                      "pooling": pooling, "simulate": sim_opts, "fit": fit_opts}
+                      "pooling": pooling, "truth": truth, "simulate": sim_opts, "fit": fit_opts}
     store = None
     if folder is not None:
         config = {"study": "calibration", "n_datasets": n_datasets, "seed": seed, "probs": list(probs),
-                  "pooling": pooling, "simulate": sim_opts, "fit": fit_opts, "batch": batch}
+                  "pooling": pooling, "truth": truth, "simulate": sim_opts, "fit": fit_opts, "batch": batch}
         store = StudyFolder(folder, config, resume=resume)
     results = run_cells(_calibration_cell, jobs, workers=workers, client=client, scheduler=scheduler, folder=store,
                         progress=progress, desc="calibration data sets")
@@ -210,6 +252,14 @@ def calibration_study(
                  if isinstance(result, CellError) else result)
     table = pd.DataFrame(rows)
     return table.assign(error=None) if "error" not in table.columns else table
+
+
+def calibration_simulation(seed: int, *, truth: str = "prior", pooling: str = "hierarchical",
+                           simulate_options: dict | None = None) -> Simulation:
+    """Data set ``seed`` of :func:`calibration_study`: the simulator's design, with the truth of ``truth``."""
+    check_choice(truth, CALIBRATION_TRUTHS, "calibration truth")
+    sim = simulate(seed=seed, **{**CALIBRATION_SIMULATE, **(simulate_options or {})})
+    return sim if truth == "fixed" else prior_simulation(sim.data, pooling=pooling, seed=seed)
 
 
 def calibration_rows(sim) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -226,7 +276,8 @@ def calibration_rows(sim) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _calibration_cell(job: dict) -> list[dict]:
     """Data sets of :func:`calibration_study`: simulate, fit without the target (together when more than
     one), score the intervals."""
-    sims = [simulate(seed=s, **job["simulate"]) for s in job["seeds"]]
+    sims = [calibration_simulation(s, truth=job["truth"], pooling=job["pooling"],
+                                   simulate_options=job["simulate"]) for s in job["seeds"]]
     splits = [calibration_rows(sim) for sim in sims]
     if len(sims) == 1:
         results = [fit(splits[0][0], pooling=job["pooling"], seed=job["seeds"][0], **job["fit"])]
@@ -253,7 +304,7 @@ def _calibration_scores(i: int, seed: int, sim, test: pd.DataFrame, result: Fit,
     for f_index, family in enumerate(result.families):
         natural = sim.truth["families"][family]["natural"]
         truth = {"E": natural["E"], "alpha": natural["alpha"], "beta": natural["beta"],
-                 "sigma_seed": sim.truth["sigma_seed"]}
+                 "sigma_seed": sim.truth["families"][family].get("sigma_seed", sim.truth.get("sigma_seed"))}
         for quantity, value in truth.items():
             for prob in probs:
                 lo, hi = _interval(post[quantity][:, f_index], prob)
@@ -268,17 +319,28 @@ def _calibration_scores(i: int, seed: int, sim, test: pd.DataFrame, result: Fit,
             lo, hi = _interval(prediction.draws.values[:, j], prob)
             rows.append({"dataset": i, "quantity": "target_loss", "family": test["family"].iloc[0], "prob": prob,
                          "covered": lo <= observed <= hi, "width": hi - lo})
-    return rows
+    diagnostics = result.diagnostics(warn=False)
+    return [{**row, "divergences": diagnostics.divergences, "max_rhat": diagnostics.max_rhat} for row in rows]
 
 
 def coverage_table(study: pd.DataFrame) -> pd.DataFrame:
-    """Observed coverage by quantity and nominal probability, with its binomial standard error
-    (data sets whose fit failed are left out: ``study["error"]`` names them)."""
+    """Observed coverage by quantity and nominal probability, with two standard errors (data sets whose
+    fit failed are left out: ``study["error"]`` names them).
+
+    ``se``: binomial, as if the ``n`` rows were independent. ``se_datasets``: the data sets are the
+    independent units (a target's checkpoints share its run's offset; a data set's families share its
+    population), so the sd of each data set's coverage over the ``datasets``, divided by their root;
+    with one row per data set it is the binomial se at the nominal rate's observed value.
+    """
     if "error" in study.columns:
         study = study[study["error"].isna()]
-    table = study.groupby(["quantity", "prob"]).agg(n=("covered", "size"), coverage=("covered", "mean"),
-                                                     median_width=("width", "median")).reset_index()
+    keys = ["quantity", "prob"]
+    table = study.groupby(keys).agg(n=("covered", "size"), datasets=("dataset", "nunique"),
+                                    coverage=("covered", "mean"), median_width=("width", "median")).reset_index()
     table["se"] = np.sqrt(table["prob"] * (1 - table["prob"]) / table["n"])
+    per_dataset = study.groupby([*keys, "dataset"])["covered"].mean()
+    spread = per_dataset.groupby(keys).agg(lambda c: np.std(c, ddof=1) / np.sqrt(len(c)) if len(c) > 1 else np.nan)
+    table["se_datasets"] = spread.reindex(pd.MultiIndex.from_frame(table[keys])).to_numpy()
     return table
 
 
@@ -379,25 +441,36 @@ def _point_job(job: dict):
 
 
 def _bayes_job(job: dict):
-    """One NUTS fit of every family's training rows together; scores each family's target."""
+    """NUTS fits of every family's training rows together, one per member (the cells of one k and pooling
+    across q; fitted as one program, :func:`~bayeslaw.inference.batched.fit_many`, when there are several);
+    scores each family's target. A member's ``wall_s`` is the job's wall time over its members."""
     start = time.perf_counter()
-    result = fit(job["train"], pooling=job["pooling"], seed=job["seed"], min_tokens=None, thin=None,
-                 **job["fit_options"])
-    diagnostics = result.diagnostics(warn=False)
-    wall = time.perf_counter() - start
+    members = job["members"]
+    if len(members) == 1:
+        results = [fit(members[0]["train"], pooling=job["pooling"], seed=job["seed"], min_tokens=None, thin=None,
+                       **job["fit_options"])]
+    else:
+        options = {k: v for k, v in job["fit_options"].items() if k != "chain_method"}  # a program's chains are vectorised
+        results = fit_many([m["train"] for m in members], pooling=job["pooling"], seeds=[job["seed"]] * len(members),
+                           min_tokens=None, thin=None, **options)
+    wall = (time.perf_counter() - start) / len(members)
     rows, points = [], []
-    for family, test in job["tests"].items():
-        test = test.reset_index(drop=True)
-        targets = test[["family", "run", "params", "tokens", *(c for c in ("run_tokens",) if c in test.columns)]]
-        draws = result.predict(targets, kind="new_run", seed=job["seed"]).draws.values
-        cell = {**job["cells"][family], "train_points": int((job["train"]["family"] == family).sum()),
-                "wall_s": wall, "converged": diagnostics.max_rhat <= 1.01 and diagnostics.divergences == 0,
-                "max_rhat": diagnostics.max_rhat, "divergences": diagnostics.divergences}
-        row, pts = _score(test, draws, np.median(draws, axis=0), cell)
-        rows.append(row)
-        points.append(pts)
-    # each fit compiles its own sampler; XLA does not give the code memory back on its own
-    jax.clear_caches()
+    for member, result in zip(members, results, strict=True):
+        diagnostics = result.diagnostics(warn=False)
+        for family, test in member["tests"].items():
+            test = test.reset_index(drop=True)
+            targets = test[["family", "run", "params", "tokens", *(c for c in ("run_tokens",) if c in test.columns)]]
+            draws = result.predict(targets, kind="new_run", seed=job["seed"]).draws.values
+            cell = {**member["cells"][family], "train_points": int((member["train"]["family"] == family).sum()),
+                    "wall_s": wall, "converged": diagnostics.max_rhat <= 1.01 and diagnostics.divergences == 0,
+                    "max_rhat": diagnostics.max_rhat, "divergences": diagnostics.divergences}
+            row, pts = _score(test, draws, np.median(draws, axis=0), cell)
+            rows.append(row)
+            points.append(pts)
+    if len(members) == 1:
+        # a single fit compiles its own sampler, and XLA does not give the code memory back on its own; a
+        # program of several is kept for the next job of its shape
+        jax.clear_caches()
     return rows, points
 
 
@@ -409,14 +482,19 @@ def _job_key(job: dict) -> str:
     """The cell key of a job: case, k, q, method and (for a point fit or a transfer case) the family."""
     if job["kind"] == "fit":
         return f"loo/{job['pooling']}"
-    cell = job["cell"] if job["kind"] == "point" else next(iter(job["cells"].values()))
-    key = f"{cell['case']}/k={cell['k']}/q={cell['q']:g}/{cell['method']}"
-    return key + f"/{cell['family']}" if job["kind"] == "point" or cell["case"] == "transfer" else key
+    if job["kind"] == "point":
+        cell = job["cell"]
+        return f"{cell['case']}/k={cell['k']}/q={cell['q']:g}/{cell['method']}/{cell['family']}"
+    cells = [next(iter(m["cells"].values())) for m in job["members"]]
+    cell = cells[0]
+    qs = "+".join(format(c["q"], "g") for c in cells)
+    key = f"{cell['case']}/k={cell['k']}/q={qs}/{cell['method']}"
+    return key + f"/{cell['family']}" if cell["case"] == "transfer" else key
 
 
 def _failed(job: dict, failure: CellError):
     """The cells of a job that raised: kept, unscored, with the error (the study goes on)."""
-    cells = [job["cell"]] if job["kind"] == "point" else list(job["cells"].values())
+    cells = [job["cell"]] if job["kind"] == "point" else [c for m in job["members"] for c in m["cells"].values()]
     return [{**cell, "are": np.nan, "error": failure.error} for cell in cells], []
 
 
@@ -449,6 +527,7 @@ def backtest(
     resume: bool = False,
     seed: int = 0,
     progress: bool = True,
+    batch: bool = True,
 ) -> Backtest:
     """The Hitchhiker's Guide backtest with uncertainty, point fits and Bayesian fits side by side.
 
@@ -461,7 +540,9 @@ def backtest(
     - point fits (``methods``): one per family and cell, on that family's rows alone;
     - Bayesian fits (``poolings``): one NUTS fit per cell of all families' rows together (the
       hierarchy borrows across families), scored per family with the ``new_run`` predictive
-      (posterior median for ARE, 50%/90% central intervals, CRPS);
+      (posterior median for ARE, 50%/90% central intervals, CRPS); with ``batch``, the cells of one k
+      and pooling (every q) are fitted together (:func:`~bayeslaw.inference.batched.fit_many`: those of
+      one model structure as one program);
     - ``transfer``: the family seen through one model (the largest below the target) while
       every other family is seen in full. Point baseline: A and alpha from a fit of the other
       families, E, B, beta fitted on the one model (the Hitchhiker's trick); ours: the
@@ -501,6 +582,7 @@ def backtest(
 
     jobs = []
     for k in ks:
+        members = {pooling: [] for pooling in poolings}  # the Bayesian cells of this k across q: one job per pooling
         for q in fractions:
             trains, tests, cells = [], {}, {}
             for f, rows in by_family.items():
@@ -516,9 +598,10 @@ def backtest(
                                  "starts": starts, "cell": {**cell, "method": method}})
             for pooling in poolings:
                 if tests:
-                    jobs.append({"kind": "bayes", "pooling": pooling, "train": pd.concat(trains), "tests": tests,
-                                 "cells": {f: {**c, "method": f"bayes-{pooling}"} for f, c in cells.items()},
-                                 "seed": seed, "fit_options": fit_options})
+                    members[pooling].append({"train": pd.concat(trains), "tests": tests,
+                                             "cells": {f: {**c, "method": f"bayes-{pooling}"} for f, c in cells.items()}})
+        jobs += [{"kind": "bayes", "pooling": pooling, "members": part, "seed": seed, "fit_options": fit_options}
+                 for pooling, group in members.items() for part in ([group] if batch else [[m] for m in group]) if part]
     if transfer:
         for f, rows in by_family.items():
             split = _family_split(rows, 1, 0.0, min_tokens=min_tokens, test_from=test_from)
@@ -530,14 +613,15 @@ def backtest(
                 jobs.append({"kind": "point", "method": method, "train": own, "test": split.test, "starts": starts,
                              "borrow_from": others, "cell": {**cell, "method": method}})
             if "hierarchical" in poolings:
-                jobs.append({"kind": "bayes", "pooling": "hierarchical", "train": pd.concat([others, own]),
-                             "tests": {f: split.test}, "cells": {f: {**cell, "method": "bayes-hierarchical"}},
-                             "seed": seed, "fit_options": fit_options})
+                member = {"train": pd.concat([others, own]), "tests": {f: split.test},
+                          "cells": {f: {**cell, "method": "bayes-hierarchical"}}}
+                jobs.append({"kind": "bayes", "pooling": "hierarchical", "members": [member], "seed": seed,
+                             "fit_options": fit_options})
 
     settings = {"ks": list(ks), "fractions": list(fractions), "methods": list(methods), "poolings": list(poolings),
                 "transfer": transfer, "families": eligible, "min_sizes": min_sizes, "min_tokens": min_tokens,
                 "test_from": test_from, "thin": thin, "point_grid": point_grid, "fit_options": fit_options,
-                "seed": seed}
+                "seed": seed, "batch": batch}
     store = None
     if folder is not None:
         store = StudyFolder(folder, {**settings, "study": "backtest", "data": data_hash(df)}, resume=resume)
@@ -576,7 +660,7 @@ def backtest(
                       RuntimeWarning, stacklevel=2)
     settings["workers"] = workers
     settings["loo_failures"] = loo_failed
-    timing = {"fits": len(jobs), "wall_s": wall,
+    timing = {"fits": sum(len(job.get("members", [job])) for job in jobs), "wall_s": wall,
               "fit_s_sum": float(cells.drop_duplicates(["case", "k", "q", "method", "wall_s"])["wall_s"].sum())}
     return Backtest(cells, predictions, comparison, settings, timing)
 

@@ -9,6 +9,10 @@ that the two give the same posteriors (each fit's alpha means, in posterior sds)
 
     python benchmarks/batched_fits.py                       # 4 one at a time, 16 batched 8 per program
     python benchmarks/batched_fits.py --one 8 --many 256 --batch 128   # on a GPU
+    python benchmarks/batched_fits.py --single    # a table alone: a program of one fit vs NumPyro's MCMC
+
+``--single`` times what ``fit_many`` does with a structure of its own: NumPyro's ``MCMC`` with
+vectorised chains (the same draws) against a program of one fit, each compiled afresh.
 """
 
 from __future__ import annotations
@@ -21,8 +25,26 @@ import numpy as np
 
 import bayeslaw as bl
 from bayeslaw.evaluation import CALIBRATION_BATCH, CALIBRATION_FIT, CALIBRATION_SIMULATE, calibration_rows
-from bayeslaw.inference.batched import fit_many
+from bayeslaw.inference.batched import _Options, _sample_batch, fit_many, structure
+from bayeslaw.inference.config import FitConfig
+from bayeslaw.inference.nuts import prepare_fit, sample_fit
 from bayeslaw.simulation import simulate
+
+
+def single(table, fit_opts: dict) -> None:
+    """A table alone, compilation included: NumPyro's MCMC (``sample_fit``) against a program of one fit."""
+    config = FitConfig(**{k: v for k, v in fit_opts.items() if k != "progress"}, chain_method="vectorized")
+    prepared = prepare_fit(table, config)
+    start = time.perf_counter()
+    by_mcmc = sample_fit(prepared)
+    wall_mcmc = time.perf_counter() - start
+    options = _Options(config.chains, config.warmup, config.draws, config.target_accept, config.dense_mass)
+    start = time.perf_counter()
+    (by_program,) = _sample_batch([prepared], structure(prepared), 1, options, None)
+    wall_program = time.perf_counter() - start
+    gap = np.max(np.abs(by_mcmc.site_draws("alpha") - by_program.site_draws("alpha")))
+    print(f"one table: NumPyro's MCMC {wall_mcmc:.0f} s, a program of one fit {wall_program:.0f} s "
+          f"(ratio {wall_program / wall_mcmc:.1f}x); largest difference in alpha's draws {gap:.1e}")
 
 
 def main() -> None:
@@ -31,12 +53,16 @@ def main() -> None:
     parser.add_argument("--many", type=int, default=16, help="data sets fitted as one program")
     parser.add_argument("--batch", type=int, default=CALIBRATION_BATCH, help="fits per program")
     parser.add_argument("--draws", type=int, default=CALIBRATION_FIT["draws"])
+    parser.add_argument("--single", action="store_true", help="one table: a program of one fit vs NumPyro's MCMC")
     args = parser.parse_args()
     fit_opts = {**CALIBRATION_FIT, "draws": args.draws, "warmup": args.draws}
-    tables = [calibration_rows(simulate(seed=i, **CALIBRATION_SIMULATE))[0] for i in range(args.many)]
+    tables = [calibration_rows(simulate(seed=i, **CALIBRATION_SIMULATE))[0] for i in range(1 if args.single else args.many)]
     backend = jax.default_backend()
     print(f"backend {backend} ({jax.device_count()} device(s)); fits: {fit_opts['chains']} chains x "
           f"{fit_opts['warmup']} warmup + {fit_opts['draws']} draws; {len(tables[0])} rows each")
+    if args.single:
+        single(tables[0], fit_opts)
+        return
 
     start = time.perf_counter()
     one = [bl.fit(t, seed=i, **fit_opts) for i, t in enumerate(tables[:args.one])]

@@ -4,11 +4,15 @@ Over N simulated data sets (3 families x 4 sizes x 2 seeds x 8 checkpoints, know
 but the first family's largest model, then check the central intervals of E, alpha, beta,
 sigma_seed (every family) and of the held-out target's observed losses (new_run predictive).
 
-    python benchmarks/calibration.py --datasets 50 [--out calibration.csv] [--workers 2 | --scheduler ADDRESS]
-                                     [--folder calibration-study [--resume]] [--batch 8]
+    python benchmarks/calibration.py --datasets 50 [--truth prior|fixed] [--out calibration.csv]
+                                     [--workers 2 | --scheduler ADDRESS] [--folder calibration-study [--resume]]
+                                     [--batch 8]
 
+``--truth prior`` (the default, SBC): each data set's truth and losses are drawn from the model's own
+priors and likelihood. ``--truth fixed``: the simulator's stated population (one truth for all data sets).
 Each cell fits ``--batch`` data sets as one program (``bayeslaw.inference.batched.fit_many``; 1: one
-``bayeslaw.fit`` each). Prints coverage per quantity with its binomial standard error, and the wall time.
+``bayeslaw.fit`` each). Prints coverage per quantity with its standard errors (binomial over rows, and
+over data sets: the independent units), the fits' divergences and r-hat, and the wall time.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bayeslaw.evaluation import CALIBRATION_BATCH, calibration_study, coverage_table
+from bayeslaw.evaluation import CALIBRATION_BATCH, CALIBRATION_TRUTHS, calibration_study, coverage_table
 
 
 def main(argv=None):
@@ -32,11 +36,13 @@ def main(argv=None):
     parser.add_argument("--folder", default=None, help="keep each data set's result here as it finishes")
     parser.add_argument("--resume", action="store_true", help="run only the data sets not yet in --folder")
     parser.add_argument("--batch", type=int, default=CALIBRATION_BATCH, help="data sets fitted as one program")
+    parser.add_argument("--truth", choices=CALIBRATION_TRUTHS, default="prior",
+                        help="draw each truth from the model's priors (SBC) or use the simulator's fixed one")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
     study = calibration_study(
-        args.datasets, seed=args.seed, progress=True,
+        args.datasets, seed=args.seed, progress=True, truth=args.truth,
         fit_options={"draws": args.draws, "warmup": args.warmup, "chains": args.chains},
         workers=args.workers, scheduler=args.scheduler, folder=args.folder, resume=args.resume, batch=args.batch,
     )
@@ -49,8 +55,13 @@ def main(argv=None):
     table = coverage_table(study)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     overall = study[study["error"].isna()].groupby("prob")["covered"].agg(["mean", "size"])
-    print("\noverall coverage:", ", ".join(f"{p:.0%} nominal -> {r['mean']:.3f} (n={r['size']})"
+    print("\noverall coverage:", ", ".join(f"{p:.0%} nominal -> {r['mean']:.3f} (n={int(r['size'])})"
                                          for p, r in overall.iterrows()))
+    fits = study[study["error"].isna()].groupby("dataset")[["divergences", "max_rhat"]].first()
+    if not fits.empty:
+        print(f"fits: {int((fits['divergences'] > 0).sum())} of {len(fits)} with divergences "
+              f"({int(fits['divergences'].sum())} in all), max r-hat median {fits['max_rhat'].median():.3f}, "
+              f"{int((fits['max_rhat'] > 1.01).sum())} above 1.01")
     print(f"wall time {wall:.0f} s for {args.datasets} data sets ({wall / args.datasets:.1f} s each)")
 
 

@@ -11,12 +11,36 @@ from bayeslaw.plots import backtest_report
 from bayeslaw.simulation import load_demo
 
 
+FIT_MANY_CALLS = []  # (tables, pooling) of each fit_many call of the quick backtest
+
+
 @pytest.fixture(scope="module")
 def quick():
+    from bayeslaw import evaluation
+
     df = load_demo().data
-    return backtest(df, ks=(2,), fractions=(0.0, 0.3), methods=("hitchhiker",), poolings=("hierarchical",),
-                    transfer=True, families=["fam0", "fam1"], thin=6, compare=False, progress=False,
-                    fit_options={"chains": 1, "draws": 150, "warmup": 150})
+    real = evaluation.fit_many
+
+    def recording(tables, **options):
+        FIT_MANY_CALLS.append((len(tables), options["pooling"]))
+        return real(tables, **options)
+
+    evaluation.fit_many = recording
+    try:
+        return backtest(df, ks=(2,), fractions=(0.0, 0.3), methods=("hitchhiker",), poolings=("hierarchical",),
+                        transfer=True, families=["fam0", "fam1"], thin=6, compare=False, progress=False,
+                        fit_options={"chains": 1, "draws": 150, "warmup": 150})
+    finally:
+        evaluation.fit_many = real
+
+
+def test_the_bayesian_cells_of_one_k_are_fitted_together(quick):
+    # k=2 at q 0 and 0.3: one fit_many call of two tables; each transfer case is a fit of its own
+    assert FIT_MANY_CALLS == [(2, "hierarchical")]
+    bayes = quick.cells[(quick.cells["case"] == "scaling") & (quick.cells["method"] == "bayes-hierarchical")]
+    assert sorted(bayes["q"].unique()) == [0.0, 0.3] and bayes["divergences"].notna().all()  # one chain: no r-hat
+    # point fits: 2 families x 2 q, and 2 transfer; NUTS fits: one per q, and 2 transfer
+    assert quick.timing["fits"] == 2 * 2 + 2 + 2 + 2
 
 
 def test_cells_cover_every_family_k_q_and_method(quick):

@@ -80,11 +80,20 @@ def test_tables_of_one_structure_share_a_program_split_evenly(tables, monkeypatc
         return [p.config.seed for p in batch]
 
     monkeypatch.setattr(batched_module, "_sample_batch", record)
+    monkeypatch.setattr(batched_module, "sample_fit", lambda prepared: -prepared.config.seed)
     order = [tables[0], tables[2], tables[1], tables[0], tables[0]]
     out = fit_many(order, seeds=[10, 11, 12, 13, 14], batch_size=3, **TINY)
-    assert out == [10, 11, 12, 13, 14]  # each table's fit in the order given
-    # four tables of one structure in batches of at most 3: two programs of 2 (one shape); the other alone
-    assert sorted(calls) == [([10, 12], 2), ([11], 1), ([13, 14], 2)]
+    assert out == [10, -11, 12, 13, 14]  # each table's fit in the order given
+    # four tables of one structure in batches of at most 3: two programs of 2 (one shape); the other alone,
+    # through NumPyro's MCMC
+    assert sorted(calls) == [([10, 12], 2), ([13, 14], 2)]
+
+
+def test_a_structure_of_its_own_is_fitted_as_bayeslaw_fit_with_vectorised_chains(tables):
+    (alone,) = fit_many(tables[2:], seeds=[7], **TINY)
+    one = fit(tables[2], seed=7, chain_method="vectorized", progress=False, **TINY)
+    np.testing.assert_array_equal(alone.site_draws("theta"), one.site_draws("theta"))
+    assert alone.config == one.config
 
 
 def test_fit_many_names_the_table_that_cannot_be_fitted(tables):

@@ -244,9 +244,10 @@ def test_sigma_seed_is_a_familys_own_only_where_replicated_runs_measure_it_and_c
     assert data.curve_families.tolist() == [True, True, False]
     trace = handlers.trace(handlers.seed(MODELS["hierarchical"], 0)).get_trace(data)
     sigma_seed = np.asarray(trace["sigma_seed"]["value"])
-    assert trace["log_sigma_seed"]["value"].shape == (1,)  # f alone has its own
-    assert sigma_seed[0] == pytest.approx(np.exp(float(trace["log_sigma_seed"]["value"][0])))
+    assert trace["log_sigma_seed_z"]["value"].shape == (1,)  # f alone has its own
     shared = float(trace["sigma_seed_shared"]["value"])
+    own = shared * np.exp(float(trace["tau_seed"]["value"]) * float(trace["log_sigma_seed_z"]["value"][0]))
+    assert sigma_seed[0] == pytest.approx(own)
     assert sigma_seed[0] != pytest.approx(shared)
     np.testing.assert_allclose(sigma_seed[1:], shared)  # g and h: the shared value
     assert trace["sigma_obs_curve"]["value"].shape == (2,)

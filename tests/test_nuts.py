@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from bayeslaw.evaluation import calibration_study, coverage_table
+from bayeslaw.evaluation import CALIBRATION_SIMULATE, calibration_study, coverage_table
 from bayeslaw.inference.nuts import Fit, fit, load_fit
 from bayeslaw.models import PRIORS
 from bayeslaw.models.runs import shape_basis
@@ -235,3 +235,52 @@ def test_small_calibration_study_covers_near_nominal():
     overall = study.groupby("prob")["covered"].mean()
     assert overall[0.9] >= 0.7, table
     assert 0.25 <= overall[0.5] <= 0.85, table
+
+
+def test_prior_simulation_draws_truth_and_losses_from_the_model():
+    """SBC's data sets: the truth is a draw from the model's priors (its spread across draws is the prior's),
+    and the losses follow the law at that truth within the drawn noise."""
+    import jax
+    from numpyro.infer import Predictive
+
+    from bayeslaw.evaluation import calibration_simulation, prior_simulation
+    from bayeslaw.models import get_model, prepare
+
+    design = simulate(families=2, sizes=(1e8, 1e9), seeds=2, checkpoints=5, first_tokens=1e10, seed=3).data
+    first = prior_simulation(design, seed=7)
+    again = prior_simulation(design, seed=7)
+    pd.testing.assert_frame_equal(first.data, again.data)
+    assert not np.allclose(first.data["loss"], prior_simulation(design, seed=8).data["loss"])
+    assert (first.data[["run", "params", "tokens"]].to_numpy() == design[["run", "params", "tokens"]].to_numpy()).all()
+
+    # the law at the truth: each run's final loss sits within its offset and noise of it
+    for family, truth in first.truth["families"].items():
+        rows = first.data[first.data["family"] == family]
+        final = rows.loc[rows.groupby("run")["tokens"].idxmax()]
+        law = first.true_loss(family, final["params"], final["tokens"])
+        f = sorted(first.truth["families"]).index(family)
+        noise = np.hypot(truth["sigma_seed"], first.truth["sites"]["sigma_obs"][f])
+        assert np.all(np.abs(np.log(final["loss"].to_numpy()) - np.log(law)) < 6 * noise)
+
+    # the truth across seeds has the prior's distribution (against the model's own prior draws)
+    alphas = np.array([prior_simulation(design, seed=s).truth["families"]["fam0"]["natural"]["alpha"]
+                       for s in range(60)])
+    reference = np.asarray(Predictive(get_model("hierarchical"), num_samples=4000)(
+        jax.random.PRNGKey(1), prepare(design))["alpha"])[:, 0]
+    lo, hi = np.quantile(reference, [0.1, 0.9])
+    inside = np.mean((alphas >= lo) & (alphas <= hi))
+    assert 0.8 - 3 * np.sqrt(0.16 / 60) <= inside <= 0.8 + 3 * np.sqrt(0.16 / 60)
+
+    fixed = calibration_simulation(5, truth="fixed")
+    pd.testing.assert_frame_equal(fixed.data, simulate(seed=5, **CALIBRATION_SIMULATE).data)
+
+
+def test_coverage_table_standard_errors_count_data_sets_as_the_units():
+    # data set 0 covers 3 of 4 checkpoints, data set 1 covers 1 of 4, data set 2 all: 8 of 12 rows
+    covered = [1, 1, 1, 0] + [1, 0, 0, 0] + [1, 1, 1, 1]
+    study = pd.DataFrame({"dataset": np.repeat([0, 1, 2], 4), "quantity": "target_loss", "family": "f", "prob": 0.5,
+                          "covered": np.array(covered, dtype=bool), "width": 1.0, "error": None})
+    row = coverage_table(study).iloc[0]
+    assert row["n"] == 12 and row["datasets"] == 3 and row["coverage"] == pytest.approx(8 / 12)
+    assert row["se"] == pytest.approx(np.sqrt(0.25 / 12))
+    assert row["se_datasets"] == pytest.approx(np.std([0.75, 0.25, 1.0], ddof=1) / np.sqrt(3))

@@ -262,25 +262,31 @@ def fit(
                        min_tokens=min_tokens, min_fraction=min_fraction, thin=thin, seed_scaling=seed_scaling,
                        target_accept=target_accept, chain_method=chain_method, dense_mass=dense_mass,
                        duplicates=duplicates)  # every option checked before the data are read
-    prepared = prepare_fit(df, config)
-    data, model = prepared.data, get_model(prepared.config.pooling)
+    return sample_fit(prepare_fit(df, config), progress=sys.stderr.isatty() if progress is None else progress)
+
+
+def sample_fit(prepared: "PreparedFit", *, progress: bool = False) -> Fit:
+    """NUTS (NumPyro's ``MCMC``) on a prepared fit, with the settings of its configuration, and its
+    :class:`Fit` (the second half of :func:`fit`)."""
+    config = prepared.config
+    data, model = prepared.data, get_model(config.pooling)
     kernel = NUTS(
         model,
-        target_accept_prob=target_accept,
+        target_accept_prob=config.target_accept,
         # dense: the law's level and exponents, and the schedule shape, trade off along linear ridges
-        dense_mass=dense_mass,
+        dense_mass=config.dense_mass,
         max_tree_depth=MAX_TREE_DEPTH,
         init_strategy=init_to_value(values=prepared.init),
     )
-    progress = sys.stderr.isatty() if progress is None else progress
-    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
-                chain_method=_chain_method(chains, chain_method), progress_bar=progress)
-    key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(seed))
+    mcmc = MCMC(kernel, num_warmup=config.warmup, num_samples=config.draws, num_chains=config.chains,
+                chain_method=_chain_method(config.chains, config.chain_method), progress_bar=progress)
+    key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(config.seed))
     y = jnp.asarray(prepared.y)
-    mcmc.run(key_fit, data, y=y, seed_scaling=seed_scaling, extra_fields=EXTRA_FIELDS)
+    mcmc.run(key_fit, data, y=y, seed_scaling=config.seed_scaling, extra_fields=EXTRA_FIELDS)
     samples = mcmc.get_samples()
     # jitted: run eagerly, each of the model's operations compiles on its own (seconds per call)
-    ppc, log_lik = jax.jit(lambda s, key: _replicate(model, s, key, data, y, seed_scaling=seed_scaling))(samples, key_ppc)
+    ppc, log_lik = jax.jit(lambda s, key: _replicate(model, s, key, data, y, seed_scaling=config.seed_scaling))(
+        samples, key_ppc)
     return finish_fit(prepared, mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True),
                       ppc, log_lik, sorted(mcmc.last_state.z))
 

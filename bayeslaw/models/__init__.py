@@ -22,7 +22,8 @@ weights w_f and sigma_seed_f, like NumPyro's ``examples/baseball.py``:
 ``unpooled``      (``pooling="none"``)     each family's from the prior, independently;
 ``hierarchical``  (``pooling="hierarchical"``) theta_f ~ MVN(mu, diag(tau) L L^T diag(tau)),
                   L ~ LKJCholesky(2), tau ~ Gamma(10, 10 / s); w_f ~ Normal(w, tau_w) (tau_w a constant);
-                  log sigma_seed_f ~ Normal(log sigma_seed, tau_seed) for families with replicated runs,
+                  log sigma_seed_f ~ Normal(log sigma_seed, tau_seed) for families with replicated runs
+                  (non-centred, tau_seed ~ Gamma(10, 10 / 0.5)),
                   sigma_seed for the others (see ``_seed_scales``).
 
 Sampling coordinates. a and alpha (b and beta) are nearly collinear when N is large (a - alpha log N
@@ -89,7 +90,7 @@ SEED_N_REF = 1e8  # parameters: sigma_seed is quoted at this size
 #: Priors of what every law shares: the family spread's shape, the noise model and the schedule shape.
 #: Each law's own coordinates and priors live in its module (``law.sampling``).
 PRIORS = {
-    "tau_concentration": 10.0,  # Gamma shape of tau's prior (see hierarchical)
+    "tau_concentration": 10.0,  # Gamma shape of the priors of tau and tau_seed (see hierarchical, _seed_scales)
     "lkj_concentration": 2.0,
     # LogNormal(log median, sd) of the run-to-run (seed) sd of final log loss at SEED_N_REF: seeds differ
     # by 0.5-1.2% of the loss at 70M-410M (PolyPythias, OLMo reruns; docs/run_likelihood.md)
@@ -97,7 +98,7 @@ PRIORS = {
     # sd of log loss per e-fold of N beyond a family's fitted sizes: the law's form error there
     # (Fit.form_error_sd; set from held-out targets of the public families, docs/calibration.md)
     "form_error": 0.025,
-    "tau_seed": 0.5,  # prior mean of the family spread of log sigma_seed (Gamma(2), zero-avoiding)
+    "tau_seed": 0.5,  # prior mean of the family spread of log sigma_seed (Gamma(tau_concentration), zero-avoiding)
     "gamma_seed": 0.5,  # Normal scale of the size exponent of sigma_seed (seed_scaling="size")
     "sigma_obs": 0.02,  # HalfNormal scale of the checkpoint noise sd of log loss
     "sigma_dev": 0.02,  # HalfNormal scale of the sd of a run's smooth deviation along the run
@@ -365,10 +366,14 @@ def _seed_scales(data: ModelData, pooling: str):
     replicated = np.flatnonzero(data.replicated_families)
     if pooling == "complete" or not len(replicated):
         return numpyro.deterministic("sigma_seed", jnp.broadcast_to(shared, (data.n_families,)))
-    # zero-avoiding Gamma(2) spread; the replicated families' runs pin their own value: centred
-    tau_seed = numpyro.sample("tau_seed", dist.Gamma(2.0, 2.0 / PRIORS["tau_seed"]))
+    # The spread's prior is zero-avoiding and concentrated, as tau's is: a handful of families barely
+    # inform it. Non-centred: a family's runs pin its log sigma_seed_f only to about 1 / sqrt(2 dof) (0.2-0.3
+    # for a dozen replicated runs), no tighter than the spread, and centred the values formed a funnel
+    # with the spread and the shared value (divergences at tau_seed -> 0; docs/run_likelihood.md)
+    k_tau = PRIORS["tau_concentration"]
+    tau_seed = numpyro.sample("tau_seed", dist.Gamma(k_tau, k_tau / PRIORS["tau_seed"]))
     with numpyro.plate("replicated_family", len(replicated)):
-        log_own = numpyro.sample("log_sigma_seed", dist.Normal(jnp.log(shared), tau_seed))
+        log_own = jnp.log(shared) + tau_seed * numpyro.sample("log_sigma_seed_z", dist.Normal(0.0, 1.0))
     return numpyro.deterministic("sigma_seed", jnp.full(data.n_families, shared).at[replicated].set(jnp.exp(log_own)))
 
 
@@ -570,7 +575,7 @@ def start_values(pooling: str, data: ModelData, spec: Parameterization, theta) -
     if pooling == "hierarchical":
         values.update({"tau": spec.vector("tau"), "corr_chol": np.eye(len(spec.names)),
                        "tau_seed": PRIORS["tau_seed"],
-                       "log_sigma_seed": np.full(int(data.replicated_families.sum()), np.log(sigma_seed))})
+                       "log_sigma_seed_z": np.zeros(int(data.replicated_families.sum()))})
     return {k: jnp.asarray(v) for k, v in values.items()}
 
 
@@ -588,7 +593,7 @@ def site_dims(pooling: str, spec: Parameterization) -> dict[str, list[str]]:
     }
     if pooling == "hierarchical":
         dims.update({"mu": ["theta_dim"], "tau": ["theta_dim"], "corr_chol": ["theta_dim", "theta_dim_bis"],
-                     "log_sigma_seed": ["replicated_family"]})
+                     "log_sigma_seed_z": ["replicated_family"]})
     if pooling == "complete":
         dims["theta_shared"] = ["theta_dim"]
     return dims

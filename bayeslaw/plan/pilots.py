@@ -41,7 +41,8 @@ the population of a hierarchical fit.
 ``method="refit"``: the reference. It simulates the pilot's outcomes from the current posterior
 predictive, appends them to the fit's training rows, refits with the same form and pooling by NUTS
 and measures the target's predictive variance from the draws, averaged over ``outcomes``
-simulations. Slow (one NUTS fit per candidate and outcome): for checking the Laplace ranking.
+simulations. Slow (one NUTS fit per candidate and outcome; a candidate's outcomes are fitted as one
+program, ``fit_many``): for checking the Laplace ranking.
 
 Variances are of log loss (log nats per token; an sd of 0.01 is about 1% of the loss); costs in
 FLOPs; ``reduction_per_eflop`` is the variance removed per 1e18 FLOPs.
@@ -58,7 +59,7 @@ import pandas as pd
 import scipy.linalg
 
 from bayeslaw.executor import CellError, run_cells
-from bayeslaw.inference import nuts
+from bayeslaw.inference.batched import fit_many
 from bayeslaw.inference.config import PredictionKind, check_choice
 from bayeslaw.inference.nuts import Fit
 from bayeslaw.models import seed_sd
@@ -352,23 +353,24 @@ def rank_pilots(
     return out
 
 
-def _refit_cell(job: dict) -> float:
-    """One refit of :func:`rank_pilots`: the variance of the target's log loss under the refitted posterior."""
-    posterior = nuts.fit(job["rows"], seed=job["seed"], **job["settings"])
-    variance = _target_variance(posterior, job["target"], job["kind"], job["predict_seed"])
-    jax.clear_caches()  # each refit compiles its own sampler; XLA does not give the code memory back on its own
-    return variance
+def _refit_cell(job: dict) -> list[float]:
+    """The refits of one candidate of :func:`rank_pilots` (one per simulated outcome; or the data without a
+    pilot), as one program (:func:`~bayeslaw.inference.batched.fit_many`: the tables share one structure):
+    the variance of the target's log loss under each refitted posterior."""
+    posteriors = fit_many(job["tables"], seeds=job["seeds"], **job["settings"])
+    return [_target_variance(posterior, job["target"], job["kind"], job["predict_seed"]) for posterior in posteriors]
 
 
 def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise, *, kind, data, outcomes,
                      refit_options, baseline, rng, seed, executor):
     """Per candidate: the current sd, the sd after the pilot (root of the mean variance over simulated
     outcomes, each a NUTS refit) and its standard error, from the draws of log loss at the target.
-    The refits are cells of :func:`bayeslaw.executor.run_cells`; a candidate with a failed refit gets NaN
-    and its ``error``."""
+    A candidate's refits are one cell of :func:`bayeslaw.executor.run_cells`, fitted as one program; a
+    candidate whose refits failed gets NaN and its ``error``."""
     if outcomes < 1:
         raise ValueError(f"outcomes={outcomes}: need at least one simulated pilot outcome")
     options = {"chains": 1, "draws": 200, "warmup": 200, "progress": False, **(refit_options or {})}
+    options.pop("chain_method", None)  # a program's chains are vectorised
     settings = {k: fit.config[k] for k in ("form", "pooling", "seed_scaling", "min_tokens", "min_fraction", "thin")}
     if data is None:  # the fitted rows: already cut and thinned
         base, settings = fit.training_rows(), {**settings, "min_tokens": None, "min_fraction": None, "thin": None}
@@ -376,15 +378,16 @@ def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise
         base = data
     refit_target = target_table.assign(family=run_family)
 
-    def job(rows, o):
-        return {"rows": rows, "seed": seed + 1 + o, "settings": {**settings, **options}, "target": refit_target,
-                "kind": kind, "predict_seed": seed}
+    def job(tables):  # outcome o is refitted with seed + 1 + o, with the pilot and without it alike
+        return {"tables": tables, "seeds": [seed + 1 + o for o in range(outcomes)], "settings": {**settings, **options},
+                "target": refit_target, "kind": kind, "predict_seed": seed}
 
-    jobs = {}
+    jobs, candidate = {}, {}  # cell name -> job; cell name -> candidate index
     if baseline == "refit":  # the same NUTS settings and seeds without the pilot: MCMC noise alike on both sides
-        jobs.update({("now", o): job(base, o) for o in range(outcomes)})
+        jobs["now"] = job([base] * outcomes)
     for i, rows in pilots.items():
         inputs = _inputs(fit, rows, f"rank_pilots: candidate {i!r}")
+        tables = []
         for o in range(outcomes):
             d = rng.integers(theta.shape[0])  # one posterior draw: law and noise scales
             log_law = np.asarray(fit.spec.log_mean(jnp.asarray(theta[d]), inputs))
@@ -395,16 +398,17 @@ def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise
             batch = rows["batch_size"].to_numpy(float) if "batch_size" in rows else 1.0
             pilot = rows.assign(family=run_family, run=[f"{run_family}-{r}-o{o}" for r in rows["run"]],
                                 loss=np.exp(log_loss), step=np.round(rows["tokens"].to_numpy(float) / batch))
-            jobs[(i, o)] = job(pd.concat([base, pilot], ignore_index=True), o)
-    keys = {f"{i}/outcome={o}": (i, o) for i, o in jobs}
-    results = run_cells(_refit_cell, {name: jobs[key] for name, key in keys.items()}, desc="pilot refits", **executor)
+            tables.append(pd.concat([base, pilot], ignore_index=True))
+        name = f"candidate={i}"
+        jobs[name], candidate[name] = job(tables), i
+    results = run_cells(_refit_cell, jobs, desc="pilot refits", **executor)
     variances, errors = {}, {}
     for name, result in results.items():
-        i, _ = keys[name]
+        i = candidate.get(name, "now")
         if isinstance(result, CellError):
-            errors.setdefault(i, result.error)
+            errors[i] = result.error
         else:
-            variances.setdefault(i, []).append(result)
+            variances[i] = result
     if "now" in errors:
         raise RuntimeError(f"rank_pilots: a refit without the pilot failed ({errors['now']})")
     now = np.sqrt(np.mean(variances["now"])) if baseline == "refit" else np.sqrt(_target_variance(fit, refit_target, kind, seed))
