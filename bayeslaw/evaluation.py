@@ -527,7 +527,7 @@ def backtest(
     resume: bool = False,
     seed: int = 0,
     progress: bool = True,
-    batch: bool = True,
+    batch: bool = False,
 ) -> Backtest:
     """The Hitchhiker's Guide backtest with uncertainty, point fits and Bayesian fits side by side.
 
@@ -540,9 +540,10 @@ def backtest(
     - point fits (``methods``): one per family and cell, on that family's rows alone;
     - Bayesian fits (``poolings``): one NUTS fit per cell of all families' rows together (the
       hierarchy borrows across families), scored per family with the ``new_run`` predictive
-      (posterior median for ARE, 50%/90% central intervals, CRPS); with ``batch``, the cells of one k
-      and pooling (every q) are fitted together (:func:`~bayeslaw.inference.batched.fit_many`: those of
-      one model structure as one program);
+      (posterior median for ARE, 50%/90% central intervals, CRPS); with ``batch=True``, the cells of
+      one k and pooling (every q) are fitted together (:func:`~bayeslaw.inference.batched.fit_many`:
+      those of one model structure as one program), meant for an accelerator: on 2 CPU cores, where a
+      fit's two chains already fill the cores, it was slower (``benchmarks/backtest_study.py --batching``);
     - ``transfer``: the family seen through one model (the largest below the target) while
       every other family is seen in full. Point baseline: A and alpha from a fit of the other
       families, E, B, beta fitted on the one model (the Hitchhiker's trick); ours: the
