@@ -358,7 +358,12 @@ def _refit_cell(job: dict) -> list[float]:
     pilot), as one program (:func:`~bayeslaw.inference.batched.fit_many`: the tables share one structure):
     the variance of the target's log loss under each refitted posterior."""
     posteriors = fit_many(job["tables"], seeds=job["seeds"], **job["settings"])
-    return [_target_variance(posterior, job["target"], job["kind"], job["predict_seed"]) for posterior in posteriors]
+    variances = [_target_variance(posterior, job["target"], job["kind"], job["predict_seed"]) for posterior in posteriors]
+    if len(posteriors) == 1:
+        # a single fit compiles its own sampler, and XLA does not give the code memory back on its own; a
+        # program of several is kept for the next candidate of its shape
+        jax.clear_caches()
+    return variances
 
 
 def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise, *, kind, data, outcomes,
