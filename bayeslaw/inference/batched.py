@@ -215,8 +215,9 @@ def fit_many(
               disable=not (sys.stderr.isatty() if progress is None else progress)) as bar:
         for key, members in groups.items():
             if len(members) == 1:
-                # a structure of its own: NumPyro's MCMC with vectorised chains gives the same draws, and
-                # compiles in a third of a program's time (benchmarks/batched_fits.py --single)
+                # a structure of its own: NumPyro's MCMC with vectorised chains gives the same draws and
+                # compiles faster than a program of fits (README, "Many fits as one program";
+                # benchmarks/batched_fits.py --single times the two)
                 fits[members[0]] = sample_fit(prepared[members[0]])
                 bar.update(1)
                 continue
