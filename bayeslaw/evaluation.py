@@ -20,7 +20,7 @@ from numpyro.infer import Predictive
 
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, hitchhiker_split, thin_checkpoints
 from bayeslaw.executor import CellError, StudyFolder, run_cells
-from bayeslaw.inference.batched import fit_many
+from bayeslaw.inference.batched import fit_many, release_compiled
 from bayeslaw.inference.config import check_choice
 from bayeslaw.inference.nuts import Fit, fit
 from bayeslaw.inference.point import PointFit, TooFewPoints, fit_point
@@ -288,11 +288,7 @@ def _calibration_cell(job: dict) -> list[dict]:
     rows = []
     for i, s, sim, (_, test), result in zip(job["datasets"], job["seeds"], sims, splits, results, strict=True):
         rows += _calibration_scores(i, s, sim, test, result, job["probs"])
-    # A single fit compiles its own sampler, and XLA's code memory is not given back on its own (a
-    # 50-data-set study of single fits died at data set 29: "LLVM ERROR: Unable to allocate section
-    # memory"). A batch's program is kept for the next cell of its shape.
-    if len(sims) == 1:
-        jax.clear_caches()
+    release_compiled(len(sims))
     return rows
 
 
@@ -467,10 +463,7 @@ def _bayes_job(job: dict):
             row, pts = _score(test, draws, np.median(draws, axis=0), cell)
             rows.append(row)
             points.append(pts)
-    if len(members) == 1:
-        # a single fit compiles its own sampler, and XLA does not give the code memory back on its own; a
-        # program of several is kept for the next job of its shape
-        jax.clear_caches()
+    release_compiled(len(members))
     return rows, points
 
 
@@ -670,7 +663,7 @@ def _fit_cell(job: dict) -> Fit:
     """One NUTS fit of a comparison (``job``: rows, form, pooling, seed, fit options)."""
     result = fit(job["rows"], form=job["form"], pooling=job["pooling"], seed=job["seed"], min_tokens=None, thin=None,
                  **job["fit_options"])
-    jax.clear_caches()  # each fit compiles its own sampler; XLA does not give the code memory back on its own
+    release_compiled(1)
     return result
 
 

@@ -36,7 +36,7 @@ from bayeslaw.models import (NEW_FAMILY_SITES, PRIORS, SHAPE_DEGREE, ModelData, 
 from bayeslaw.models.runs import JITTER, bridge_kernel, shape_basis
 
 __all__ = ["Diagnostics", "Fit", "PreparedFit", "Prediction", "check_checkpoints", "finish_fit", "fit", "load_fit",
-           "prepare_fit", "summarize"]
+           "prepare_fit", "sample_fit", "summarize"]
 
 EXTRA_FIELDS = ("potential_energy", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "diverging")
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -265,7 +265,7 @@ def fit(
     return sample_fit(prepare_fit(df, config), progress=sys.stderr.isatty() if progress is None else progress)
 
 
-def sample_fit(prepared: "PreparedFit", *, progress: bool = False) -> Fit:
+def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
     """NUTS (NumPyro's ``MCMC``) on a prepared fit, with the settings of its configuration, and its
     :class:`Fit` (the second half of :func:`fit`)."""
     config = prepared.config

@@ -59,7 +59,7 @@ import pandas as pd
 import scipy.linalg
 
 from bayeslaw.executor import CellError, run_cells
-from bayeslaw.inference.batched import fit_many
+from bayeslaw.inference.batched import fit_many, release_compiled
 from bayeslaw.inference.config import PredictionKind, check_choice
 from bayeslaw.inference.nuts import Fit
 from bayeslaw.models import seed_sd
@@ -359,10 +359,7 @@ def _refit_cell(job: dict) -> list[float]:
     the variance of the target's log loss under each refitted posterior."""
     posteriors = fit_many(job["tables"], seeds=job["seeds"], **job["settings"])
     variances = [_target_variance(posterior, job["target"], job["kind"], job["predict_seed"]) for posterior in posteriors]
-    if len(posteriors) == 1:
-        # a single fit compiles its own sampler, and XLA does not give the code memory back on its own; a
-        # program of several is kept for the next candidate of its shape
-        jax.clear_caches()
+    release_compiled(len(posteriors))
     return variances
 
 
