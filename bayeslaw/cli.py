@@ -19,7 +19,7 @@ from rich.table import Table
 
 from bayeslaw.data.files import jsonable, write_atomic
 from bayeslaw.data.schedules import DecayType
-from bayeslaw.inference.config import Duplicates, PointMethod, Pooling, PredictionKind, check_choice
+from bayeslaw.inference.config import DEFAULT_TARGET_ACCEPT, Duplicates, PointMethod, Pooling, PredictionKind, check_choice
 from bayeslaw.laws import DEFAULT_FORM, forms
 
 app = typer.Typer(
@@ -468,7 +468,7 @@ def fit_command(
                                                   "evenly in steps for a schedule law.")] = 20,
     seed: Annotated[int, typer.Option(help="PRNG seed (equal seeds, identical draws).")] = 0,
     target_accept: Annotated[float, typer.Option(min=0.5, max=0.999, help="NUTS target acceptance probability "
-                                                                         "(raise it when NUTS diverges).")] = 0.95,
+                                                                         "(raise it when NUTS diverges).")] = DEFAULT_TARGET_ACCEPT,
     duplicates: Annotated[str, typer.Option(help="Two rows of one run at the same tokens: 'error' (refuse, naming "
                                                  "them) or 'last' (keep the last logged, a restart's).")] = "error",
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress",

@@ -413,6 +413,31 @@ def _score(test: pd.DataFrame, draws: np.ndarray | None, predicted: np.ndarray, 
     return row, points
 
 
+def _bayes_member(pooling: str, trains: list[pd.DataFrame], tests: dict, cells: dict):
+    """The NUTS fit of one cell and pooling (its training rows, test sets and cells), and the rows of the
+    cells it cannot score. Hierarchical: every family's rows (the population borrows from all). No
+    pooling: each family is fitted on its own (one fit holds them side by side), so only the scored
+    families enter, and one seen at a single model size has no forecast at another: its cell is kept,
+    unscored, with the reason."""
+    if not tests:
+        return None, []
+    method = f"bayes-{pooling}"
+    train = pd.concat(trains)
+    skipped = []
+    if pooling == "none":
+        sizes = train[train["family"].isin(list(tests))].groupby("family")["params"].nunique()
+        single = sorted(sizes.index[sizes < 2])
+        skipped = [{**cells[f], "method": method, "are": np.nan,
+                    "error": "no unpooled forecast: the family's training rows hold a single model size"}
+                   for f in single]
+        tests = {f: t for f, t in tests.items() if f not in single}
+        train = train[train["family"].isin(list(tests))]
+        if not tests:
+            return None, skipped
+    member = {"train": train, "tests": tests, "cells": {f: {**cells[f], "method": method} for f in tests}}
+    return member, skipped
+
+
 def _point_job(job: dict):
     """One point fit: a family's training rows (or, for transfer, A and alpha borrowed from the others)."""
     start = time.perf_counter()
@@ -574,7 +599,7 @@ def backtest(
     def thinned(rows):
         return rows if thin is None or rows.empty else thin_checkpoints(rows, per_run=thin)
 
-    jobs = []
+    jobs, unscored = [], []
     for k in ks:
         members = {pooling: [] for pooling in poolings}  # the Bayesian cells of this k across q: one job per pooling
         for q in fractions:
@@ -591,9 +616,10 @@ def backtest(
                     jobs.append({"kind": "point", "method": method, "train": train, "test": split.test,
                                  "starts": starts, "cell": {**cell, "method": method}})
             for pooling in poolings:
-                if tests:
-                    members[pooling].append({"train": pd.concat(trains), "tests": tests,
-                                             "cells": {f: {**c, "method": f"bayes-{pooling}"} for f, c in cells.items()}})
+                member, skipped = _bayes_member(pooling, trains, tests, cells)
+                unscored += skipped
+                if member is not None:
+                    members[pooling].append(member)
         jobs += [{"kind": "bayes", "pooling": pooling, "members": part, "seed": seed, "fit_options": fit_options}
                  for pooling, group in members.items() for part in ([group] if batch else [[m] for m in group]) if part]
     if transfer:
@@ -626,7 +652,7 @@ def backtest(
     start = time.perf_counter()
     results = run_cells(_run, keyed, workers=workers, client=client, scheduler=scheduler, folder=store,
                         progress=progress, desc="backtest fits")
-    rows, points, loo_fits, loo_failed = [], [], {}, {}
+    rows, points, loo_fits, loo_failed = list(unscored), [], {}, {}
     for key, result in results.items():
         job = keyed[key]
         if job["kind"] == "fit":

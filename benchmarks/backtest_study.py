@@ -8,6 +8,7 @@ PSIS-LOO comparison of the pooling variants.
     BAYESLAW_DATA=../shared/data python benchmarks/backtest_study.py --out backtest-report [--workers 2]
     BAYESLAW_DATA=../shared/data python benchmarks/backtest_study.py --speedup   # 1 process vs 2 Dask workers
     BAYESLAW_DATA=../shared/data python benchmarks/backtest_study.py --batching  # q cells together vs one by one
+    BAYESLAW_DATA=../shared/data python benchmarks/backtest_study.py --cell 5 0.5  # one hierarchical cell's fit
 
 Prints the aggregate table (median ARE and coverage, point vs Bayes) and the wall time.
 """
@@ -30,6 +31,7 @@ def main(argv=None):
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--thin", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ks", type=int, nargs="*", default=None, help="default 2 .. 5")
     parser.add_argument("--fractions", type=float, nargs="*", default=[0.0, 0.1, 0.2, 0.3, 0.5])
     parser.add_argument("--no-transfer", action="store_true")
@@ -40,8 +42,22 @@ def main(argv=None):
     parser.add_argument("--batching", action="store_true",
                         help="time the hierarchical cells k=2, q in {0.2, 0.3, 0.5} fitted one by one and together "
                              "(backtest(batch=False / True)), then stop")
+    parser.add_argument("--cell", type=float, nargs=2, metavar=("K", "Q"),
+                        help="fit the hierarchical cell (k, q) alone and print its convergence, then stop")
     args = parser.parse_args(argv)
     df = shared_families()
+
+    if args.cell:
+        k, q = int(args.cell[0]), args.cell[1]
+        start = time.perf_counter()
+        result = backtest(df, ks=(k,), fractions=(q,), methods=(), poolings=("hierarchical",), transfer=False,
+                          compare=False, progress=False, thin=args.thin, seed=args.seed,
+                          fit_options={"chains": args.chains, "draws": args.draws, "warmup": args.draws})
+        cells = result.cells
+        print(f"k={k} q={q:g}, seed {args.seed}: {time.perf_counter() - start:.0f} s, max r-hat "
+              f"{cells['max_rhat'].max():.3f}, divergences {cells['divergences'].max():.0f}; median ARE "
+              f"{cells['are'].median():.2%} over {len(cells)} families")
+        return
 
     if args.batching:
         # the same NUTS cells (one model structure: the target's run is in each), one fit each, then as one program
@@ -78,13 +94,20 @@ def main(argv=None):
 
     start = time.perf_counter()
     result = backtest(df, ks=tuple(args.ks) if args.ks else None, fractions=tuple(args.fractions),
-                      transfer=not args.no_transfer, compare=not args.no_compare, thin=args.thin,
+                      transfer=not args.no_transfer, compare=not args.no_compare, thin=args.thin, seed=args.seed,
                       workers=args.workers, fit_options={"chains": args.chains, "draws": args.draws,
                                                          "warmup": args.draws})
     report = backtest_report(result, args.out)
     wall = time.perf_counter() - start
     table = result.aggregate(("case", "method"))
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    bayes = result.cells[result.cells["method"].str.startswith("bayes")]
+    scored = bayes[bayes["error"].isna()]
+    # one row per fit: a scaling cell's fit scores every family, a transfer case is a fit of its own
+    fits = scored.assign(fit=scored["family"].where(scored["case"] == "transfer", "")).drop_duplicates(
+        ["case", "k", "q", "method", "fit"])
+    print(f"\nconvergence: {(fits['max_rhat'] <= 1.01).sum()} of {len(fits)} Bayesian fits at r-hat <= 1.01, "
+          f"{(fits['divergences'] > 0).sum()} with divergences; {len(bayes) - len(scored)} Bayesian cells unscored")
     print(f"\n{result.timing['fits']} fits; wall time {wall:.0f} s ({wall / 60:.1f} min) with {args.workers} "
           f"worker(s); report: {report}")
     if result.comparison is not None:

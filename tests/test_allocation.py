@@ -46,7 +46,7 @@ def _fit_from_draws(form, theta, *, families=("fam0",), pooling="complete", sigm
     }
     if pooling == "complete":
         posterior["theta_shared"] = (("chain", "draw", "theta_dim"), theta[None])
-        posterior["shape_shared"] = (("chain", "draw", "shape_dim"), np.zeros((1, n, 3)))
+        posterior["shape_total"] = (("chain", "draw", "shape_dim"), np.zeros((1, n, 3)))
     elif pooling == "hierarchical":
         posterior.update({"mu": (("chain", "draw", "theta_dim"), theta[None]),
                           "tau": (("chain", "draw", "theta_dim"), np.full((1, n, k), hierarchical_tau)),

@@ -122,3 +122,32 @@ def test_point_fit_on_fewer_points_than_parameters_is_counted_not_dropped():
     assert table.loc["hitchhiker", "cells"] == 1 and table.loc["hitchhiker", "unscored"] == 1
     everything = result.aggregate(("family", "method"), common=False).set_index("family")
     assert everything.loc["finals", "unscored"] == 1 and everything.loc["fam1", "cells"] == 1
+
+
+def test_unpooled_cells_fit_only_the_scored_families_and_say_why_one_seen_at_a_single_size_is_not():
+    from bayeslaw import evaluation
+
+    df = load_demo().data
+    # fam1's 160M and 410M models given the 70M model's size: its k=3 training rows hold a single size;
+    # fam2 keeps three models, too few to be scored at k=3
+    df = df.assign(params=df["params"].where(~df["model"].isin(["fam1-160M", "fam1-410M"]), 7e7))
+    df = df[~df["model"].isin(["fam2-160M", "fam2-410M"])]
+    seen = []
+    real = evaluation.fit
+
+    def recording(rows, **options):
+        seen.append(sorted(rows["family"].unique()))
+        return real(rows, **options)
+
+    evaluation.fit = recording
+    try:
+        result = backtest(df, ks=(3,), fractions=(0.0,), methods=(), poolings=("none",), transfer=False,
+                          thin=5, compare=False, progress=False,
+                          fit_options={"chains": 1, "draws": 60, "warmup": 60})
+    finally:
+        evaluation.fit = real
+    assert seen == [["fam0"]]  # fam2 is not scored at k=3, fam1 cannot be fitted on its own
+    cells = result.cells.set_index("family")
+    assert np.isfinite(cells.loc["fam0", "are"]) and pd.isna(cells.loc["fam0", "error"])
+    assert np.isnan(cells.loc["fam1", "are"])
+    assert cells.loc["fam1", "error"] == "no unpooled forecast: the family's training rows hold a single model size"

@@ -161,7 +161,7 @@ def test_trace_and_rank_of_the_main_sites(fitted):
     assert isinstance(figure, Figure)
     labels = {ax.get_ylabel() for ax in figure.axes} - {""}
     assert {"e", "alpha", "beta", "sigma_obs", "sigma_seed"} <= labels
-    assert not labels & {"obs", "theta_raw", "shape_z"}  # per-row and sampling-coordinate sites
+    assert not labels & {"obs", "theta_raw", "shape_total"}  # per-row and sampling-coordinate sites
     one = plots.trace(fitted, var_names="alpha")
     assert {ax.get_ylabel() for ax in one.axes} - {""} == {"alpha"}
 

@@ -134,11 +134,7 @@ def _noisy_runs(form, sigma_obs=0.004, seed=0):
     return law, df
 
 
-@pytest.mark.parametrize("form", [
-    pytest.param("kaplan", marks=pytest.mark.xfail(reason="issue 16, open: with the run-level likelihood the pure "
-                                                   "kaplan law's final-loss level drifts beyond 1% on these runs of one "
-                                                   "budget per size (its token term trades against the schedule shape)")),
-    "kaplan_e", "compute"])
+@pytest.mark.parametrize("form", ["kaplan", "kaplan_e", "compute"])
 def test_bayesian_fit_recovers_each_form(form):
     import bayeslaw
     from bayeslaw.models import get_parameterization
@@ -154,14 +150,17 @@ def test_bayesian_fit_recovers_each_form(form):
     inside = (summary["q5"] <= ends["true_law"]) & (ends["true_law"] <= summary["q95"])
     assert inside.mean() >= 0.8
     assert np.max(np.abs(summary["q50"] / ends["true_law"] - 1)) < 0.01
-    # the exponents that the data pin: truth inside the 98% interval, and the data narrowed the prior 3x
+    # the exponents: truth inside the 98% interval; those the data pin narrowed the prior 3x. kaplan's
+    # token exponent is not among them: with one budget per size only the curves along the runs tell it,
+    # and those the schedule shape explains as well
     spec = get_parameterization(form)
     draws = fit.law_theta("f")
+    pinned = {"kaplan": ("alpha_n",), "kaplan_e": ("alpha_n",), "compute": ("gamma",)}[form]
     for name in {"kaplan": ("alpha_n", "alpha_d"), "kaplan_e": ("alpha_n",), "compute": ("gamma",)}[form]:
         lo, hi = np.quantile(draws[name], [0.01, 0.99])
         assert lo <= TRUTH[form][name] <= hi, (name, lo, hi)
-        prior_sd = spec.priors[f"log_{name}"][1]
-        assert np.std(np.log(draws[name])) < prior_sd / 3, name
+        if name in pinned:
+            assert np.std(np.log(draws[name])) < spec.priors[f"log_{name}"][1] / 3, name
     # the table lists the law's own parameters per family
     assert set(fit.params()["parameter"]) == set(law.natural(TRUTH[form])) | {"sigma_seed", "sigma_obs", "sigma_dev"}
 

@@ -1,3 +1,5 @@
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -126,22 +128,28 @@ def test_pooled_log_density_matches_a_hand_computation():
     values = {
         "theta_shared": np.array([0.55, -1.1, -1.5, np.log(0.33), np.log(0.37)]),
         "sigma_seed_shared": 0.015, "sigma_obs_curve": np.array([0.01]), "sigma_dev_curve": np.array([0.02]),
-        "shape_shared": np.array([0.03, -0.01, 0.005]),
     }
+    w = np.array([0.03, -0.01, 0.005])
     frame = family_frame(pooled_view(data), np.ones(()))  # the pooled theta is sampled in the data's frame
     values["theta_shared"] = np.asarray(frame(jnp.asarray(values["theta_shared"])))
+    theta = np.asarray(frame.inv(jnp.asarray(values["theta_shared"])))
+    # the model samples w + c, c the law's own curve along the runs in the shape basis: least squares
+    # of the law's log loss on (-log x)^k / k! with one level per run (r2, seen once, has no curve)
+    x = np.array([0.4, 1.0, 1.0])  # r1 at 2e10 and 5e10 of its 5e10 tokens; r2 at its end
+    basis = np.stack([(-np.log(x)) ** k / math.factorial(k) for k in (1, 2, 3)], axis=1)
+    basis[:2] -= basis[:2].mean(axis=0)
+    basis[2] = 0.0
+    law = hand_log_mean(theta, THREE_POINTS["params"].to_numpy(), THREE_POINTS["tokens"].to_numpy())
+    values["shape_total"] = w + np.linalg.pinv(basis, rcond=1e-6) @ law
     got, _ = log_density(MODELS["complete"], (data,), {"y": jnp.asarray(y)}, {k: jnp.asarray(v) for k, v in values.items()})
 
-    theta = np.asarray(frame.inv(jnp.asarray(values["theta_shared"])))
     center, scale = prior_vector("center"), prior_vector("scale")
     expected = stats.norm.logpdf(theta, center, scale).sum()  # the frame's Jacobian is 1
     expected += stats.lognorm.logpdf(0.015, s=PRIORS["sigma_seed"][1], scale=PRIORS["sigma_seed"][0])
     expected += stats.halfnorm.logpdf(0.01, scale=PRIORS["sigma_obs"])
     expected += stats.halfnorm.logpdf(0.02, scale=PRIORS["sigma_dev"])
-    expected += stats.norm.logpdf(values["shape_shared"], 0.0, PRIORS["shape"]).sum()
-    x = np.array([0.4, 1.0, 1.0])  # r1 at 2e10 and 5e10 of its 5e10 tokens; r2 at its end
-    mean = hand_log_mean(theta, THREE_POINTS["params"].to_numpy(), THREE_POINTS["tokens"].to_numpy())
-    mean = mean + sum(w * (-np.log(x)) ** (k + 1) / np.prod(np.arange(1, k + 2)) for k, w in enumerate(values["shape_shared"]))
+    expected += stats.norm.logpdf(w, 0.0, PRIORS["shape"]).sum()  # the shift by c has a unit Jacobian
+    mean = law + sum(wk * (-np.log(x)) ** (k + 1) / math.factorial(k + 1) for k, wk in enumerate(w))
     # per run: offset (sigma_seed^2, constant seed scaling), deviation along the run, checkpoint noise
     for rows in ([0, 1], [2]):
         xr = x[rows]
@@ -154,7 +162,7 @@ def test_pooled_log_density_matches_a_hand_computation():
 def test_size_dependent_seed_sd_enters_the_run_covariance():
     data = prepare(THREE_POINTS.assign(params=[1e8, 1e8, 4e8]).assign(run=["r1", "r1", "r2"]))
     values = {"theta_shared": jnp.zeros(5), "sigma_seed_shared": 0.02, "sigma_obs_curve": jnp.array([0.01]),
-              "sigma_dev_curve": jnp.array([0.0]), "shape_shared": jnp.zeros(3), "gamma_seed": 0.3}
+              "sigma_dev_curve": jnp.array([0.0]), "shape_total": jnp.zeros(3), "gamma_seed": 0.3}
     model = handlers.substitute(handlers.seed(MODELS["complete"], 0), data=values)
     trace = handlers.trace(model).get_trace(data, y=None, seed_scaling="size")
     marginal = trace["obs"]["fn"]
@@ -172,6 +180,28 @@ def test_variants_share_sites_and_sample_positive_exponents(pooling):
     assert trace["shape"]["value"].shape == (2, SHAPE_DEGREE)
     assert trace["obs"]["value"].shape == (4, 2)  # (run, checkpoint): s1, s2 and r1, r2, padded
     assert np.all(np.asarray(trace["alpha"]["value"]) > 0) and np.all(np.asarray(trace["beta"]["value"]) > 0)
+
+
+@pytest.mark.parametrize("pooling", sorted(MODELS))
+def test_shape_sampled_with_the_law_curve_keeps_the_shape_prior(pooling):
+    """The models sample w_f + c_f(theta_f) (the law's own curve along the runs added): w_f must still
+    have its prior, Normal(w, tau_w) in the hierarchy, Normal(0, s) otherwise, whatever theta is."""
+    from numpyro.infer import Predictive
+
+    grid = pd.DataFrame({"family": np.repeat(["f", "g"], 12), "run": np.repeat([f"r{i}" for i in range(6)], 4),
+                         "params": np.repeat([1e8, 3e8, 1e9, 1e8, 3e8, 1e9], 4),
+                         "tokens": np.tile([2e9, 5e9, 1e10, 2e10], 6) * np.repeat([1, 3, 10, 1, 3, 10], 4)})
+    data = prepare(grid)
+    assert np.abs(data.along_run).sum() > 0  # the law's curve does enter
+    draws = Predictive(MODELS[pooling], num_samples=4000)(jax.random.PRNGKey(3), data)
+    w = np.asarray(draws["shape"])  # (draw, family, K)
+    center = np.asarray(draws["shape_mu"])[:, None, :] if pooling == "hierarchical" else 0.0
+    sd = PRIORS["tau_shape"] if pooling == "hierarchical" else PRIORS["shape"]
+    z = ((w - center) / sd).reshape(len(w), -1)
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=0.08)  # 4 se
+    np.testing.assert_allclose(z.std(axis=0), 1.0, atol=0.05)
+    beta = np.asarray(draws["beta"]).reshape(len(w), -1)[:, 0]
+    assert abs(np.corrcoef(beta, z[:, 0])[0, 1]) < 0.06  # independent of the token exponent
 
 
 def test_unknown_pooling_lists_the_valid_ones():

@@ -34,7 +34,7 @@ from numpyro.infer.util import initialize_model
 from tqdm.auto import tqdm
 
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS
-from bayeslaw.inference.config import Duplicates, FitConfig, Pooling, SeedScaling
+from bayeslaw.inference.config import DEFAULT_TARGET_ACCEPT, Duplicates, FitConfig, Pooling, SeedScaling
 from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, Fit, PreparedFit, _replicate, finish_fit,
                                      prepare_fit, sample_fit)
 from bayeslaw.models import CENTERED_MIN_SIZES, ModelData, get_model
@@ -45,7 +45,7 @@ __all__ = ["BATCH_SIZE", "fit_many", "release_compiled", "structure"]
 BATCH_SIZE = 32  # fits per program: one compilation serves them all; memory grows with it
 #: ModelData's arrays that may differ between the fits of one program (the rest is its structure)
 VARYING = ("log_params", "log_tokens", "fraction", "family", "run", "run_index", "run_mask", "run_eigvals",
-           "run_eigvecs", "run_log_params", "family_log_params", "family_log_tokens")
+           "run_eigvecs", "run_log_params", "family_log_params", "family_log_tokens", "along_run")
 
 
 def structure(prepared: PreparedFit) -> tuple:
@@ -71,6 +71,7 @@ def _padded(data: ModelData, y: np.ndarray, n_rows: int, width: int) -> dict:
     arrays = {name: np.asarray(getattr(data, name)) for name in VARYING}
     for name in ("log_params", "log_tokens", "fraction", "family", "run"):
         arrays[name] = rows(arrays[name])
+    arrays["along_run"] = np.pad(arrays["along_run"], ((0, extra), (0, 0)))  # padded rows weigh nothing in c_f
     grow = width - data.run_mask.shape[1]
     if grow:
         arrays["run_index"] = np.pad(data.run_index, ((0, 0), (0, grow)))
@@ -173,7 +174,7 @@ def fit_many(
     min_fraction: float | None = None,
     thin: int | None = 20,
     seed_scaling: SeedScaling = "constant",
-    target_accept: float = 0.95,
+    target_accept: float = DEFAULT_TARGET_ACCEPT,
     dense_mass: bool = True,
     duplicates: Duplicates = "error",
     batch_size: int = BATCH_SIZE,

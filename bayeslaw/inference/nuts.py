@@ -27,8 +27,8 @@ from bayeslaw.data.runs import branch_roots, drop_copies
 from bayeslaw.data.schedules import after_warmup
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.config import ATTR as CONFIG_ATTR
-from bayeslaw.inference.config import (ChainMethod, Duplicates, FitConfig, Pooling, PredictionKind, SeedScaling,
-                                       check_choice)
+from bayeslaw.inference.config import (DEFAULT_TARGET_ACCEPT, ChainMethod, Duplicates, FitConfig, Pooling,
+                                       PredictionKind, SeedScaling, check_choice)
 from bayeslaw.inference.point import fit_point
 from bayeslaw.models import (NEW_FAMILY_SITES, PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
                              get_parameterization, new_family, prepare, run_fractions, seed_sd, site_dims,
@@ -214,7 +214,7 @@ def fit(
     min_fraction: float | None = None,
     thin: int | None = 20,
     seed_scaling: SeedScaling = "constant",
-    target_accept: float = 0.95,
+    target_accept: float = DEFAULT_TARGET_ACCEPT,
     chain_method: ChainMethod | None = None,
     dense_mass: bool = True,
     duplicates: Duplicates = "error",
@@ -809,7 +809,7 @@ class Fit:
             messages.append(f"r-hat {max_rhat:.3f} > {RHAT_MAX} (worst: {worst}): chains disagree; run longer "
                             f"(more warmup and draws), or check the data for a family the law cannot fit")
         if divergences > 0:
-            messages.append(f"{divergences} divergent transition(s): raise target_accept (e.g. 0.95-0.99), "
+            messages.append(f"{divergences} divergent transition(s): raise target_accept (e.g. 0.98-0.99), "
                             f"or thin/cut the data less aggressively if a family has very few points")
         if np.any(bfmi < 0.3):
             messages.append(f"BFMI {np.round(bfmi, 2).tolist()} < 0.3: the energy distribution is poorly explored; "

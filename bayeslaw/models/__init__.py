@@ -31,6 +31,8 @@ with log N ~ 20). The models therefore sample ``a_ref = a - alpha log N_REF`` an
 ``b_ref = b - beta log D_REF``, the log of each term at a reference size (N_REF = 1e9 parameters,
 D_REF = 1e11 tokens), and the exponents as ``log_alpha``, ``log_beta`` (positive by construction, so
 more parameters or tokens never raise the loss); e, a, b, alpha, beta are recorded as deterministic sites.
+A family's runs pin its shape plus the law's own curve along them, w_f + c_f(theta_f), rather than
+w_f: the models sample that sum ("shape_total") and w_f = total - c_f, the same model (``_shape``).
 
 Priors of each law's coordinates live in its module (``law.sampling``; chinchilla's are weakly
 informative around Besiroglu et al. 2024's refit, E 1.817, A 482, B 2085, alpha 0.348, beta 0.366);
@@ -48,6 +50,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -58,7 +61,8 @@ import pandas as pd
 from bayeslaw.data.runs import branch_roots, replicated_runs
 from bayeslaw.data.schedules import run_schedules
 from bayeslaw.laws import D_REF, LAWS, N_REF, Law, get_law
-from bayeslaw.models.runs import MAX_CHECKPOINTS, SHAPE_DEGREE, RunMarginal, run_basis, run_layout, shape_basis
+from bayeslaw.models.runs import (MAX_CHECKPOINTS, SHAPE_DEGREE, RunMarginal, run_basis, run_layout, shape_basis,
+                                  shape_projection)
 
 __all__ = [
     "D_REF",
@@ -102,8 +106,10 @@ PRIORS = {
     "gamma_seed": 0.5,  # Normal scale of the size exponent of sigma_seed (seed_scaling="size")
     "sigma_obs": 0.02,  # HalfNormal scale of the checkpoint noise sd of log loss
     "sigma_dev": 0.02,  # HalfNormal scale of the sd of a run's smooth deviation along the run
-    "shape": 0.05,  # Normal scale of the population's schedule-shape weights w_k (log loss)
-    "tau_shape": 0.02,  # sd of each w_k across families (a constant: see _shape)
+    # schedule shapes of the shared families (fitted with wide priors, docs/run_likelihood.md): w_k of
+    # -0.09 to 0.14, spread across families 0.035-0.055 per k
+    "shape": 0.1,  # Normal scale of the population's schedule-shape weights w_k (log loss)
+    "tau_shape": 0.05,  # sd of each w_k across families (a constant: see _shape)
 }
 
 
@@ -117,9 +123,11 @@ class ModelData:
     ``run_points`` (its number of rows) and ``run_replicated`` (another run of its family has the same
     size and token budget) describe each run; ``family_sizes`` counts each family's distinct model
     sizes, ``family_log_params`` and ``family_log_tokens`` are the mean log N and log D of its rows
-    (where its data sit). ``form`` names the law and ``inputs`` holds its input columns per row (read
-    or derived by ``Law.columns``: e.g. su2024's ``steps``). ``run_root`` names the root of each run's
-    branch tree (runs of one tree share an offset: :func:`bayeslaw.data.runs.branch_roots`).
+    (where its data sit); ``along_run`` (row, K) are the row weights that give the law's own curve along a
+    family's runs in the shape basis (:func:`~bayeslaw.models.runs.shape_projection`). ``form`` names the
+    law and ``inputs`` holds its input columns per row (read or derived by ``Law.columns``: e.g. su2024's
+    ``steps``). ``run_root`` names the root of each run's branch tree (runs of one tree share an offset:
+    :func:`bayeslaw.data.runs.branch_roots`).
     """
 
     log_params: np.ndarray
@@ -138,6 +146,7 @@ class ModelData:
     family_sizes: np.ndarray
     family_log_params: np.ndarray
     family_log_tokens: np.ndarray
+    along_run: np.ndarray
     families: tuple[str, ...]
     runs: tuple[str, ...]
     form: str = "chinchilla"
@@ -223,23 +232,28 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
         raise ValueError(f"run {longest!r} has {mask.shape[1]} checkpoints; the run-level likelihood takes at most "
                          f"{MAX_CHECKPOINTS} per run: thin the runs (fit(thin=20), thin_checkpoints)")
     eigvals, eigvecs = run_basis(np.where(mask, fraction[index], 1.0), mask)
+    run_family = per_run["family"].map(family_index).to_numpy(dtype=np.int32)
+    run_points = df.groupby("run").size().loc[list(runs)].to_numpy(dtype=np.int32)
+    family = df["family"].map(family_index).to_numpy(dtype=np.int32)
+    curves = np.bincount(run_family[run_points >= 2], minlength=len(families)) > 0  # ModelData.curve_families
     return ModelData(
         log_params=np.log(df["params"].to_numpy(dtype=float)),
         log_tokens=np.log(df["tokens"].to_numpy(dtype=float)),
         fraction=fraction,
-        family=df["family"].map(family_index).to_numpy(dtype=np.int32),
+        family=family,
         run=run,
         run_index=index,
         run_mask=mask,
         run_eigvals=eigvals,
         run_eigvecs=eigvecs,
-        run_family=per_run["family"].map(family_index).to_numpy(dtype=np.int32),
+        run_family=run_family,
         run_log_params=np.log(per_run["params"].to_numpy(dtype=float)),
-        run_points=df.groupby("run").size().loc[list(runs)].to_numpy(dtype=np.int32),
+        run_points=run_points,
         run_replicated=replicated_runs(df).loc[list(runs)].to_numpy(dtype=bool),
         family_sizes=df.groupby("family")["params"].nunique().loc[list(families)].to_numpy(dtype=np.int32),
         family_log_params=np.log(df["params"].astype(float)).groupby(df["family"]).mean().loc[list(families)].to_numpy(),
         family_log_tokens=np.log(df["tokens"].astype(float)).groupby(df["family"]).mean().loc[list(families)].to_numpy(),
+        along_run=shape_projection(fraction, run, family, curves),
         families=families,
         runs=runs,
         form=law.name,
@@ -270,14 +284,18 @@ def seed_sd(sigma_seed, gamma_seed, log_params):
     return sigma_seed * jnp.exp(-gamma_seed * (log_params - np.log(SEED_N_REF)))
 
 
-def _likelihood(data: ModelData, theta, shape_w, noise: Mapping, y):
+def _law_mean(data: ModelData, theta):
+    """log L of each row under its family's theta (family, K)."""
+    return law_log_mean(theta[data.family], data.inputs, data.form)
+
+
+def _likelihood(data: ModelData, law_mean, shape_w, noise: Mapping, y):
     """The run-level likelihood shared by every variant (:mod:`bayeslaw.models.runs`).
 
-    ``shape_w`` (family, K) are the schedule-shape weights; ``noise`` holds sigma_seed, sigma_obs,
-    sigma_dev (family,) and gamma_seed.
+    ``law_mean`` is each row's log L, ``shape_w`` (family, K) the schedule-shape weights; ``noise``
+    holds sigma_seed, sigma_obs, sigma_dev (family,) and gamma_seed.
     """
-    mean = (law_log_mean(theta[data.family], data.inputs, data.form)
-            + jnp.sum(shape_basis(data.fraction) * shape_w[data.family], axis=-1))
+    mean = law_mean + jnp.sum(shape_basis(data.fraction) * shape_w[data.family], axis=-1)
     index, mask = data.run_index, data.run_mask
     sd_seed = seed_sd(noise["sigma_seed"][data.run_family], noise["gamma_seed"], data.run_log_params)
     value = None if y is None else jnp.where(mask, y[index], 0.0)
@@ -315,31 +333,44 @@ def _shape_prior() -> dist.Distribution:
     return dist.Normal(0.0, PRIORS["shape"]).expand([SHAPE_DEGREE]).to_event(1)
 
 
-def _shape(data: ModelData, pooling: str):
+def law_along_run(data: ModelData, law_mean):
+    """c_f (family, K): the law's own curve along family f's runs in the shape basis (least squares, run
+    levels aside; :func:`~bayeslaw.models.runs.shape_projection`), 0 for families without curves."""
+    return jax.ops.segment_sum(data.along_run * law_mean[:, None], data.family, num_segments=data.n_families)
+
+
+def _shape(data: ModelData, pooling: str, law_mean):
     """Schedule-shape weights w (family, K): sampled for the families with curves; the others (whose runs
-    all end at x = 1, where g_f = 0) carry the population's (hierarchical, complete) or 0 (none)."""
+    all end at x = 1, where g_f = 0) carry the population's (hierarchical, complete) or 0 (none).
+
+    A run's curve pins w_f + c_f, the shape plus the law's own curve along the run (:func:`law_along_run`),
+    not w_f: a steeper token term with a flatter shape fits it as well. So the models sample
+    v_f = w_f + c_f ("shape_total") with w_f's prior moved by c_f, v_f ~ Normal(m_f + c_f, s), which is
+    w_f ~ Normal(m_f, s) exactly (a shift by a function of theta has a unit Jacobian); NUTS then moves
+    along the token term without having to move w_f with it."""
     curves = np.flatnonzero(data.curve_families)
     if get_parameterization(data.form).law.sampling.explains_shape:
         # the law reads the learning-rate schedule: the mean shape along a run is the law's, and a g_f
         # beside it would explain the same thing (the run deviation d_r keeps the residual wiggles)
         return numpyro.deterministic("shape", jnp.zeros((data.n_families, SHAPE_DEGREE)))
+    along = law_along_run(data, law_mean)
     if pooling == "complete":
-        w = numpyro.sample("shape_shared", _shape_prior())
+        shift = jnp.mean(along[curves], axis=0) if len(curves) else jnp.zeros(SHAPE_DEGREE)
+        w = numpyro.sample("shape_total", dist.Normal(shift, PRIORS["shape"]).to_event(1)) - shift
         return numpyro.deterministic("shape", jnp.broadcast_to(w, (data.n_families, SHAPE_DEGREE)))
     if pooling == "hierarchical":
-        # w_f = w + tau_w z_f with a constant spread tau_w: with a handful of families the spread is the
-        # prior's either way, and learnt it forms a funnel with z_f that multiplies NUTS' tree sizes
+        # w_f ~ Normal(w, tau_w) with a constant spread tau_w: with a handful of families the spread is
+        # the prior's either way, and learnt it forms a funnel with w_f
         w_pop = numpyro.sample("shape_mu", _shape_prior())
+        center, scale = w_pop, PRIORS["tau_shape"]
         base = jnp.broadcast_to(w_pop, (data.n_families, SHAPE_DEGREE))
-        if len(curves):
-            with numpyro.plate("curve_family", len(curves)):
-                z = numpyro.sample("shape_z", dist.Normal(0.0, 1.0).expand([SHAPE_DEGREE]).to_event(1))
-            base = base.at[curves].set(w_pop + PRIORS["tau_shape"] * z)
-        return numpyro.deterministic("shape", base)
-    base = jnp.zeros((data.n_families, SHAPE_DEGREE))
+    else:
+        center, scale = jnp.zeros(SHAPE_DEGREE), PRIORS["shape"]
+        base = jnp.zeros((data.n_families, SHAPE_DEGREE))
     if len(curves):
         with numpyro.plate("curve_family", len(curves)):
-            base = base.at[curves].set(numpyro.sample("shape_curve", _shape_prior()))
+            total = numpyro.sample("shape_total", dist.Normal(center + along[curves], scale).to_event(1))
+        base = base.at[curves].set(total - along[curves])
     return numpyro.deterministic("shape", base)
 
 
@@ -402,7 +433,8 @@ def pooled(data: ModelData, y=None, *, seed_scaling: str = "constant"):
         theta_shared = frame.inv(numpyro.sample("theta_shared", dist.TransformedDistribution(prior, frame)))
     theta = numpyro.deterministic("theta", jnp.broadcast_to(theta_shared, (data.n_families, len(spec.names))))
     _natural_sites(theta, spec)
-    _likelihood(data, theta, _shape(data, "complete"), _noise(data, "complete", seed_scaling), y)
+    law_mean = _law_mean(data, theta)
+    _likelihood(data, law_mean, _shape(data, "complete", law_mean), _noise(data, "complete", seed_scaling), y)
 
 
 def unpooled(data: ModelData, y=None, *, seed_scaling: str = "constant"):
@@ -417,7 +449,8 @@ def unpooled(data: ModelData, y=None, *, seed_scaling: str = "constant"):
             theta = frame.inv(numpyro.sample("theta_raw", dist.TransformedDistribution(prior, frame)))
     theta = numpyro.deterministic("theta", theta) if spec.frame is not None else theta
     _natural_sites(theta, spec)
-    _likelihood(data, theta, _shape(data, "none"), _noise(data, "none", seed_scaling), y)
+    law_mean = _law_mean(data, theta)
+    _likelihood(data, law_mean, _shape(data, "none", law_mean), _noise(data, "none", seed_scaling), y)
 
 
 def _theta_population(spec: Parameterization):
@@ -451,7 +484,8 @@ def hierarchical(data: ModelData, y=None, *, seed_scaling: str = "constant"):
             theta_raw = frame.inv(numpyro.sample("theta_raw", dist.TransformedDistribution(base, frame)))
     theta = numpyro.deterministic("theta", centered * theta_raw + (1 - centered) * (mu + theta_raw @ scale_tril.T))
     _natural_sites(theta, spec)
-    _likelihood(data, theta, _shape(data, "hierarchical"), _noise(data, "hierarchical", seed_scaling), y)
+    law_mean = _law_mean(data, theta)
+    _likelihood(data, law_mean, _shape(data, "hierarchical", law_mean), _noise(data, "hierarchical", seed_scaling), y)
 
 
 # --- the laws as the models sample them ---------------------------------------------------------
@@ -559,16 +593,20 @@ def start_values(pooling: str, data: ModelData, spec: Parameterization, theta) -
         if spec.frame is not None:
             start = np.asarray(spec.frame(data, centered)(jnp.asarray(start)))
         values = {"mu": theta, "theta_raw": np.where(centered[:, None], start, 0.0)}
-    n_f, n_c = data.n_families, int(data.curve_families.sum())
+    n_f, curves = data.n_families, data.curve_families
+    # every w_f at 0: the sampled shape_total is the law's own curve along the runs at the start theta
+    along = np.asarray(law_along_run(data, law_log_mean(jnp.tile(jnp.asarray(theta), (len(data.family), 1)),
+                                                         data.inputs, data.form)))
+    n_c = int(curves.sum())
     sigma_seed = PRIORS["sigma_seed"][0]
     values.update({
         "sigma_seed_shared": sigma_seed,
         "sigma_obs_curve": np.full(n_c, 0.5 * PRIORS["sigma_obs"]),
         "sigma_dev_curve": np.full(n_c, 0.5 * PRIORS["sigma_dev"]),
         "gamma_seed": 0.0,  # used only when seed_scaling="size"
-        "shape_shared": np.zeros(SHAPE_DEGREE), "shape_mu": np.zeros(SHAPE_DEGREE),
-        "shape_curve": np.zeros((n_c, SHAPE_DEGREE)),
-        "shape_z": np.zeros((n_c, SHAPE_DEGREE)),
+        "shape_mu": np.zeros(SHAPE_DEGREE),
+        "shape_total": (along[curves] if pooling != "complete" else
+                        along[curves].mean(axis=0) if n_c else np.zeros(SHAPE_DEGREE)),
     })
     if pooling == "none":
         values["sigma_seed"] = np.full(n_f, sigma_seed)
@@ -587,22 +625,21 @@ def site_dims(pooling: str, spec: Parameterization) -> dict[str, list[str]]:
         **{name: ["family"] for name in spec.law.theta_names},  # the law's own parameters
         "sigma_seed": ["family"], "sigma_obs": ["family"], "sigma_dev": ["family"],
         "sigma_obs_curve": ["curve_family"], "sigma_dev_curve": ["curve_family"],
-        "shape": ["family", "shape_dim"], "shape_curve": ["curve_family", "shape_dim"], "shape_z": ["curve_family", "shape_dim"],
-        "shape_mu": ["shape_dim"], "shape_shared": ["shape_dim"],
+        "shape": ["family", "shape_dim"], "shape_total": ["curve_family", "shape_dim"], "shape_mu": ["shape_dim"],
         "obs": ["run", "checkpoint"],
     }
     if pooling == "hierarchical":
         dims.update({"mu": ["theta_dim"], "tau": ["theta_dim"], "corr_chol": ["theta_dim", "theta_dim_bis"],
                      "log_sigma_seed_z": ["replicated_family"]})
     if pooling == "complete":
-        dims["theta_shared"] = ["theta_dim"]
+        dims.update({"theta_shared": ["theta_dim"], "shape_total": ["shape_dim"]})
     return dims
 
 
 #: The fitted sites a family the fit has not seen depends on, per variant (what :func:`new_family` reads).
 NEW_FAMILY_SITES = {
     "hierarchical": ("mu", "tau", "corr_chol", "shape_mu", "sigma_seed_shared"),
-    "complete": ("theta", "shape_shared", "sigma_seed_shared"),
+    "complete": ("theta", "shape", "sigma_seed_shared"),
     "none": (),
 }
 
@@ -626,7 +663,8 @@ def new_family(spec: Parameterization, pooling: str, n_families: int):
         # the fitted families' theta (all equal): read from the draws, never sampled
         fitted = numpyro.sample("theta", dist.ImproperUniform(constraints.real, (), (n_families, len(spec.names))))
         numpyro.deterministic("theta_new", fitted[0])
-        numpyro.deterministic("shape_new", numpyro.sample("shape_shared", _shape_prior()))
+        shape = numpyro.sample("shape", dist.ImproperUniform(constraints.real, (), (n_families, SHAPE_DEGREE)))
+        numpyro.deterministic("shape_new", shape[0])
         numpyro.deterministic("sigma_seed_new", numpyro.sample("sigma_seed_shared", seed_prior()))
     elif pooling == "none":
         numpyro.sample("theta_new", dist.Normal(spec.vector("center"), spec.vector("scale")).to_event(1))

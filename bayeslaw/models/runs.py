@@ -34,7 +34,7 @@ import numpyro.distributions as dist
 from bayeslaw.laws.runs import ELL, SHAPE_DEGREE, bridge_kernel, shape_basis
 
 __all__ = ["ELL", "SHAPE_DEGREE", "RunMarginal", "bridge_kernel", "run_basis", "run_covariance", "run_layout",
-           "shape_basis"]
+           "shape_basis", "shape_projection"]
 
 JITTER = 1e-8  # variance added to every checkpoint (an sd of 0.01% of the loss): keeps C_r well conditioned
 MAX_CHECKPOINTS = 400  # per run: the eigenbasis is (run, n, n); thin longer runs (fit's thin=)
@@ -136,3 +136,26 @@ def run_layout(run: np.ndarray, order: np.ndarray, n_runs: int) -> tuple[np.ndar
     index[ordered_runs, position] = order
     mask[ordered_runs, position] = True
     return index, mask
+
+
+def shape_projection(fraction: np.ndarray, run: np.ndarray, family: np.ndarray, curves: np.ndarray) -> np.ndarray:
+    """Row weights P (row, K) of the least-squares fit of a per-row curve on the shape basis, with one
+    level per run: for a curve family f, c_f = sum over its rows of P_i l_i are the coefficients of
+    l(x) = c_r + sum_k c_fk (-log x)^k / k! (0 for the other families' rows).
+
+    Applied to the law's own log loss along the runs, c_f is the part of the law's curve that the
+    schedule shape could equally explain: the models sample w_f + c_f (what the runs' curves pin)
+    rather than w_f alone (:func:`bayeslaw.models._shape`).
+    """
+    basis = np.asarray(shape_basis(np.asarray(fraction, dtype=float)))
+    weights = np.zeros_like(basis)
+    for f in np.flatnonzero(curves):
+        rows = np.flatnonzero(family == f)
+        runs, inverse = np.unique(run[rows], return_inverse=True)
+        level = np.zeros((len(runs), basis.shape[1]))
+        np.add.at(level, inverse, basis[rows])
+        centred = basis[rows] - (level / np.bincount(inverse)[:, None])[inverse]  # each run's level taken out
+        # rcond: a direction the runs' fractions barely span (runs of two checkpoints) gets no weight,
+        # rather than a large one that would tie w_f + c_f to the law's noise-level wiggles
+        weights[rows] = np.linalg.pinv(centred, rcond=1e-6).T
+    return weights
