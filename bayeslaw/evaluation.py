@@ -557,8 +557,9 @@ def backtest(
 
     - point fits (``methods``): one per family and cell, on that family's rows alone;
     - Bayesian fits (``poolings``): one NUTS fit per cell of all families' rows together (the
-      hierarchy borrows across families), scored per family with the ``new_run`` predictive
-      (posterior median for ARE, 50%/90% central intervals, CRPS); with ``batch=True``, the cells of
+      hierarchy borrows across families; unpooled, only the scored families, and a family whose
+      training rows hold one model size is left unscored with the reason), scored per family with the
+      ``new_run`` predictive (posterior median for ARE, 50%/90% central intervals, CRPS); with ``batch=True``, the cells of
       one k and pooling (every q) are fitted together (:func:`~bayeslaw.inference.batched.fit_many`:
       those of one model structure as one program), meant for an accelerator: on 2 CPU cores, where a
       fit's two chains already fill the cores, it was slower (``benchmarks/backtest_study.py --batching``);
