@@ -8,10 +8,11 @@ against the truth:
 3. per family f: schedule-shape weights w_f = shape + shape_scale z_f
    (g_f(x) = sum_k w_fk (-log x)^k / k!, x = D / the run's final tokens; g_f(1) = 0: the law is the law of
    final losses);
-4. per training run r (family f, size N, seed s): u_r ~ Normal(0, sigma_seed(N)) on log loss, with
+4. per training run r (family f, size N, seed s): u_r ~ Normal(0, sigma_seed(N)) on log loss (its offset
+   at the end, growing along the run as u_r x), with
    sigma_seed(N) = sigma_seed * (N / 1e8)^(-seed_size_exponent), and a smooth deviation along the run
    d_r ~ GP(0, sigma_dev^2 k), the Ornstein-Uhlenbeck bridge pinned to 0 at x = 1 (correlation length ell);
-5. per checkpoint i of run r (tokens D_i): log y_i = log L(N, D_i; theta_f) + g_f(x_i) + u_r + d_r(x_i)
+5. per checkpoint i of run r (tokens D_i): log y_i = log L(N, D_i; theta_f) + g_f(x_i) + u_r x_i + d_r(x_i)
    + sigma_obs * z_i.
 
 Losses in nats per token; tokens per checkpoint log-spaced up to the run's budget. This is the run-level
@@ -209,7 +210,7 @@ def simulate(
                 if dev_chol is not None:
                     deviation[:-1] = dev_chol @ rng.standard_normal(checkpoints - 1)
                 noise = sigma_obs * rng.standard_normal(checkpoints)
-                loss = np.exp(np.log(law) + basis @ w + offset + deviation + noise)
+                loss = np.exp(np.log(law) + basis @ w + offset * fraction + deviation + noise)
                 for tokens, step, value, mean in zip(token_grid, steps, loss, law, strict=True):
                     rows.append(
                         {
@@ -275,9 +276,10 @@ def simulate_trajectories(
     """Loss trajectories from the su2024 law (Su et al. 2024) with known truth, at several batch sizes.
 
     Per family f: theta_f = shared + family_scale * z (see :data:`SU2024_FAMILY_SCALE`); per run
-    (family, size N, batch B tokens/step, seed): offset u_r ~ Normal(0, sigma_seed) on log loss; per
-    checkpoint at step S (``checkpoints`` log-spaced from ``first_steps`` to ``max_steps``):
-    log y = log L(N, S; B, theta_f) + u_r + sigma_obs z (Gaussian). tokens = S B. ``true_law`` holds L.
+    (family, size N, batch B tokens/step, seed): offset u_r ~ Normal(0, sigma_seed) on log loss at the
+    run's end, growing along it as u_r S / S_max (the models' run offset); per checkpoint at step S
+    (``checkpoints`` log-spaced from ``first_steps`` to ``max_steps``):
+    log y = log L(N, S; B, theta_f) + u_r S / S_max + sigma_obs z (Gaussian). tokens = S B. ``true_law`` holds L.
     """
     rng = np.random.default_rng(seed)
     names = [f"traj{i}" for i in range(families)] if isinstance(families, int) else list(families)
@@ -300,7 +302,8 @@ def simulate_trajectories(
                     run = f"{model}-s{s}"
                     offset = float(rng.normal(0.0, sigma_seed))
                     truth["runs"][run] = {"offset": offset, "sigma_seed": sigma_seed}
-                    loss = np.exp(np.log(law) + offset + sigma_obs * rng.standard_normal(len(steps)))
+                    noise = sigma_obs * rng.standard_normal(len(steps))
+                    loss = np.exp(np.log(law) + offset * steps / steps[-1] + noise)
                     for step, value, mean in zip(steps, loss, law, strict=True):
                         tokens = float(step * batch)
                         rows.append({"family": family, "model": model, "run": run, "seed": s, "params": params,

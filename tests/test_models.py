@@ -13,7 +13,8 @@ from bayeslaw.models import (D_REF, MODELS, N_REF, PRIORS, SEED_N_REF, SHAPE_DEG
                              get_parameterization, pooled_view, prepare, prior_vector)
 
 family_frame = get_parameterization("chinchilla").frame  # (data, centered) -> the family frame
-from bayeslaw.models.runs import JITTER, RunMarginal, bridge_kernel, run_basis, shape_basis
+from bayeslaw.models.runs import (JITTER, RunMarginal, bridge_kernel, offset_loading, run_basis, run_covariance,
+                                  shape_basis)
 
 THREE_POINTS = pd.DataFrame({
     "family": ["f", "f", "f"],
@@ -57,33 +58,64 @@ def _padded_runs(rng, mask):
     return (x, *run_basis(x, mask))
 
 
-def test_run_marginal_matches_a_dense_gaussian_per_run():
-    """The Sherman-Morrison evaluation in the eigenbasis equals the dense N(loc, C_r) of each run's real checkpoints."""
+@pytest.mark.parametrize("grows", [False, True], ids=["constant offset", "offset loading t = x"])
+def test_run_marginal_matches_a_dense_gaussian_per_run(grows):
+    """The Sherman-Morrison evaluation in the eigenbasis equals the dense N(loc, C_r) of each run's real
+    checkpoints, C_r = a t t^T + b K + c I (t = 1, or the offset's loading)."""
     rng = np.random.default_rng(0)
     mask = np.ones((5, 7), dtype=bool)
     mask[1, 3:] = False
     mask[2, 1:] = False
     x, eigvals, eigvecs = _padded_runs(rng, mask)
+    t = x if grows else np.ones_like(x)
     a, b, c = rng.uniform(1e-4, 1e-3, 5), rng.uniform(1e-5, 1e-4, 5), rng.uniform(1e-6, 1e-5, 5)
     loc = rng.normal(0, 0.01, (5, 7)) * mask
     y = (loc + rng.normal(0, 0.02, (5, 7))) * mask
-    got = np.asarray(RunMarginal(jnp.asarray(loc), eigvals, eigvecs, mask, a, b, c).log_prob(jnp.asarray(y)))
+    marginal = RunMarginal(jnp.asarray(loc), eigvals, eigvecs, mask, a, b, c, loading=t if grows else None)
+    got = np.asarray(marginal.log_prob(jnp.asarray(y)))
     for r in range(5):
         k = int(mask[r].sum())
-        cov = (a[r] + b[r] * np.asarray(bridge_kernel(x[r, :k, None], x[r, None, :k]))
+        cov = (a[r] * np.outer(t[r, :k], t[r, :k]) + b[r] * np.asarray(bridge_kernel(x[r, :k, None], x[r, None, :k]))
                + (c[r] + JITTER) * np.eye(k))
         assert got[r] == pytest.approx(stats.multivariate_normal(loc[r, :k], cov).logpdf(y[r, :k]), rel=1e-10)
+    # run_covariance builds the same matrix
+    dense = np.asarray(run_covariance(x, mask, np.sqrt(a), np.sqrt(b), np.sqrt(c), loading=t if grows else None))
+    k = int(mask[1].sum())
+    np.testing.assert_allclose(dense[1, :k, :k], a[1] * np.outer(t[1, :k], t[1, :k]) + b[1] * np.asarray(
+        bridge_kernel(x[1, :k, None], x[1, None, :k])) + (c[1] + JITTER) * np.eye(k), rtol=1e-12)
     # its draws have that covariance on the real checkpoints and are 0 on the padded ones
-    draws = np.asarray(RunMarginal(jnp.asarray(loc), eigvals, eigvecs, mask, a, b, c).sample(
-        jax.random.PRNGKey(0), (100_000,)))
+    draws = np.asarray(marginal.sample(jax.random.PRNGKey(0), (100_000,)))
     assert np.all(draws[:, ~mask] == 0)
-    cov0 = a[0] + b[0] * np.asarray(bridge_kernel(x[0, :, None], x[0, None, :])) + (c[0] + JITTER) * np.eye(7)
-    np.testing.assert_allclose(np.cov(draws[:, 0].T), cov0, rtol=0.03)
+    cov0 = (a[0] * np.outer(t[0], t[0]) + b[0] * np.asarray(bridge_kernel(x[0, :, None], x[0, None, :]))
+            + (c[0] + JITTER) * np.eye(7))
+    se = np.sqrt((np.outer(np.diag(cov0), np.diag(cov0)) + cov0**2) / len(draws))  # of a sample covariance
+    assert np.all(np.abs(np.cov(draws[:, 0].T) - cov0) < 4.5 * se)
+
+
+def test_the_offset_loads_on_the_fraction_of_a_run_or_of_its_branch_tree():
+    """A run of its own loads its offset by its fraction x; in a branch tree, by tokens over the tree's end,
+    so that a branch and its parent load the shared offset alike where they meet."""
+    progress = np.array([1e10, 5e10, 2e10, 4e10, 3e10, 3.5e10])
+    run_end = np.array([5e10, 5e10, 4e10, 4e10, 3.5e10, 3.5e10])  # r0 alone; r1 (to 4e10), r2 (branch to 3.5e10)
+    tree = np.array(["r0", "r0", "r1", "r1", "r1", "r1"])
+    loading, tree_end = offset_loading(progress, progress / run_end, tree)
+    np.testing.assert_allclose(loading[:2], [0.2, 1.0], rtol=1e-15)
+    np.testing.assert_allclose(loading[2:], progress[2:] / 4e10, rtol=1e-15)
+    np.testing.assert_allclose(tree_end, [5e10, 5e10, 4e10, 4e10, 4e10, 4e10])
+    # and prepare() reads them from the table: the branch's rows against its parent's end
+    df = pd.DataFrame({"family": "f", "run": ["a", "a", "b", "b"], "params": 1e8,
+                       "tokens": [2e10, 4e10, 3e10, 3.5e10], "loss": [3.0, 2.9, 2.95, 2.9],
+                       "parent_run": [None, None, "a", "a"]})
+    data = prepare(df)
+    np.testing.assert_allclose(data.fraction, [0.5, 1.0, 3 / 3.5, 1.0])
+    np.testing.assert_allclose(data.loading, [0.5, 1.0, 0.75, 0.875])
+    np.testing.assert_allclose(data.run_tree_end, [4e10, 4e10])
 
 
 def test_runs_of_one_branch_tree_share_their_offset_in_the_joint_density_and_in_draws():
     """Runs 0, 2, 3 form one tree (one offset u), run 1 its own: the summed per-run log densities equal the
-    dense Gaussian of all their checkpoints with covariance a between every two checkpoints of the tree."""
+    dense Gaussian of all their checkpoints with covariance a t t' between every two checkpoints of the
+    tree (t, t' the offset's loadings on them)."""
     rng = np.random.default_rng(1)
     mask = np.ones((4, 5), dtype=bool)
     mask[2, 3:] = False
@@ -93,22 +125,25 @@ def test_runs_of_one_branch_tree_share_their_offset_in_the_joint_density_and_in_
     before = ((tree[:, None] == tree[None, :]) & np.triu(np.ones((4, 4), bool), 1)).astype(float)
     loc = rng.normal(0, 0.01, (4, 5)) * mask
     y = (loc + rng.normal(0, 0.02, (4, 5))) * mask
-    marginal = RunMarginal(jnp.asarray(loc), eigvals, eigvecs, mask, a, b, c, before)
+    t = rng.uniform(0.3, 1.0, (4, 5))
+    t[:, -1] = 1.0
+    marginal = RunMarginal(jnp.asarray(loc), eigvals, eigvecs, mask, a, b, c, before, loading=t)
     got = np.asarray(marginal.log_prob(jnp.asarray(y)))
     slots = [(r, i) for r in range(4) for i in range(5) if mask[r, i]]
     cov = np.zeros((len(slots), len(slots)))
     for p_, (r, i) in enumerate(slots):
         for q, (s_, j) in enumerate(slots):
-            cov[p_, q] = (a[r] if tree[r] == tree[s_] else 0.0) + (
+            cov[p_, q] = (a[r] * t[r, i] * t[s_, j] if tree[r] == tree[s_] else 0.0) + (
                 b[r] * float(bridge_kernel(x[r, i], x[s_, j])) + (c[r] + JITTER) * (i == j) if r == s_ else 0.0)
     dense = stats.multivariate_normal(np.array([loc[r, i] for r, i in slots]), cov).logpdf(
         np.array([y[r, i] for r, i in slots]))
     assert got.sum() == pytest.approx(dense, rel=1e-10)
     # without the tree, runs 2 and 3 would carry offsets of their own: a different density
-    alone = np.asarray(RunMarginal(jnp.asarray(loc), eigvals, eigvecs, mask, a, b, c).log_prob(jnp.asarray(y)))
+    alone = np.asarray(RunMarginal(jnp.asarray(loc), eigvals, eigvecs, mask, a, b, c, loading=t).log_prob(
+        jnp.asarray(y)))
     assert abs(alone.sum() - dense) > 1e-3
     draws = np.asarray(marginal.sample(jax.random.PRNGKey(0), (40_000,)))
-    # the last checkpoints (x = 1: no deviation) of runs 0 and 3 covary by a; those of runs 0 and 1 do not
+    # the last checkpoints (x = 1: no deviation, loading 1) of runs 0 and 3 covary by a; those of runs 0 and 1 do not
     ends = draws[:, :, 4] - loc[:, 4]
     assert np.cov(ends[:, 0], ends[:, 3])[0, 1] == pytest.approx(a[0], rel=0.05)
     assert abs(np.corrcoef(ends[:, 0], ends[:, 1])[0, 1]) < 0.02
@@ -134,10 +169,12 @@ def test_pooled_log_density_matches_a_hand_computation():
     values["theta_shared"] = np.asarray(frame(jnp.asarray(values["theta_shared"])))
     theta = np.asarray(frame.inv(jnp.asarray(values["theta_shared"])))
     # the model samples w + c, c the law's own curve along the runs in the shape basis: least squares
-    # of the law's log loss on (-log x)^k / k! with one level per run (r2, seen once, has no curve)
+    # of the law's log loss on (-log x)^k / k! with one multiple of the offset's loading t = x per run (r2,
+    # seen once, has no curve)
     x = np.array([0.4, 1.0, 1.0])  # r1 at 2e10 and 5e10 of its 5e10 tokens; r2 at its end
     basis = np.stack([(-np.log(x)) ** k / math.factorial(k) for k in (1, 2, 3)], axis=1)
-    basis[:2] -= basis[:2].mean(axis=0)
+    t = x[:2]
+    basis[:2] -= np.outer(t, t @ basis[:2]) / (t @ t)
     basis[2] = 0.0
     law = hand_log_mean(theta, THREE_POINTS["params"].to_numpy(), THREE_POINTS["tokens"].to_numpy())
     values["shape_total"] = w + np.linalg.pinv(basis, rcond=1e-6) @ law
@@ -150,10 +187,10 @@ def test_pooled_log_density_matches_a_hand_computation():
     expected += stats.halfnorm.logpdf(0.02, scale=PRIORS["sigma_dev"])
     expected += stats.norm.logpdf(w, 0.0, PRIORS["shape"]).sum()  # the shift by c has a unit Jacobian
     mean = law + sum(wk * (-np.log(x)) ** (k + 1) / math.factorial(k + 1) for k, wk in enumerate(w))
-    # per run: offset (sigma_seed^2, constant seed scaling), deviation along the run, checkpoint noise
+    # per run: offset (sigma_seed^2, constant seed scaling) loaded by x, deviation along the run, checkpoint noise
     for rows in ([0, 1], [2]):
         xr = x[rows]
-        cov = (0.015**2 + 0.02**2 * np.asarray(bridge_kernel(xr[:, None], xr[None, :]))
+        cov = (0.015**2 * np.outer(xr, xr) + 0.02**2 * np.asarray(bridge_kernel(xr[:, None], xr[None, :]))
                + (0.01**2 + JITTER) * np.eye(len(rows)))
         expected += stats.multivariate_normal(mean[rows], cov).logpdf(y[rows])
     assert float(got) == pytest.approx(expected, rel=1e-10)

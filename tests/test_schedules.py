@@ -294,7 +294,8 @@ def test_a_branch_of_a_trained_run_shares_its_offset_and_a_run_of_its_own_does_n
 
 def test_tree_conditioning_equals_dense_gaussian_conditioning(schedule_fit):
     """The closed-form conditioning of a trained run's late checkpoint on its tree (offset shared with its
-    parent, its own deviation) equals conditioning the dense joint Gaussian of the tree's training rows."""
+    parent, loaded by tokens over the tree's end; its own deviation) equals conditioning the dense joint
+    Gaussian of the tree's training rows."""
     from bayeslaw.models.runs import JITTER, bridge_kernel
 
     df, fitted = schedule_fit
@@ -308,7 +309,10 @@ def test_tree_conditioning_equals_dense_gaussian_conditioning(schedule_fit):
     noise = {k: v[draws] for k, v in fitted.noise_draws(["f"]).items()}  # (sample, target row, ...)
     a = noise["sigma_seed"][:, 0] ** 2
     residuals = fitted._tree_residuals(theta[:, 0], noise, 0, tree, rows)
-    shift, reduction = fitted._condition_on_tree(residuals, run, np.array([x]), a, noise["sigma_dev"][:, 0] ** 2)
+    loading = fitted.idata.constant_data["loading"].values
+    t = loading[tree[run][3]]  # the target row's own loading: it is a training row of the branch
+    shift, reduction = fitted._condition_on_tree(residuals, run, np.array([x]), np.array([t]), a,
+                                                 noise["sigma_dev"][:, 0] ** 2)
     law = np.log(fitted.predict(rows, kind="law").draws.values[draws])  # seen family: the fit's draws in order
     observed = np.log(rows["loss"].to_numpy())
     fraction = fitted.idata.constant_data["fraction"].values
@@ -318,8 +322,8 @@ def test_tree_conditioning_equals_dense_gaussian_conditioning(schedule_fit):
         dev2, obs2 = noise["sigma_dev"][s, 0] ** 2, noise["sigma_obs"][s, 0] ** 2
         same = owner[:, None] == owner[None, :]
         k = np.asarray(bridge_kernel(fraction[order][:, None], fraction[order][None, :]))
-        cov = a[s] + same * (dev2 * k + (obs2 + JITTER) * np.eye(len(order)))
-        cross = a[s] + (owner == run) * dev2 * np.asarray(bridge_kernel(x, fraction[order]))
+        cov = a[s] * np.outer(loading[order], loading[order]) + same * (dev2 * k + (obs2 + JITTER) * np.eye(len(order)))
+        cross = a[s] * t * loading[order] + (owner == run) * dev2 * np.asarray(bridge_kernel(x, fraction[order]))
         resid = observed[order] - law[s, order]
         assert shift[s, 0] == pytest.approx(cross @ np.linalg.solve(cov, resid), rel=1e-6, abs=1e-9)
         assert reduction[s, 0] == pytest.approx(cross @ np.linalg.solve(cov, cross), rel=1e-6)

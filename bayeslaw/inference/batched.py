@@ -44,8 +44,8 @@ __all__ = ["BATCH_SIZE", "fit_many", "release_compiled", "structure"]
 
 BATCH_SIZE = 32  # fits per program: one compilation serves them all; memory grows with it
 #: ModelData's arrays that may differ between the fits of one program (the rest is its structure)
-VARYING = ("log_params", "log_tokens", "fraction", "family", "run", "run_index", "run_mask", "run_eigvals",
-           "run_eigvecs", "run_log_params", "family_log_params", "family_log_tokens", "along_run")
+VARYING = ("log_params", "log_tokens", "fraction", "loading", "family", "run", "run_index", "run_mask", "run_eigvals",
+           "run_eigvecs", "run_log_params", "run_tree_end", "family_log_params", "family_log_tokens", "along_run")
 
 
 def structure(prepared: PreparedFit) -> tuple:
@@ -69,7 +69,7 @@ def _padded(data: ModelData, y: np.ndarray, n_rows: int, width: int) -> dict:
         return np.concatenate([values, np.repeat(values[-1:], extra, axis=0)]) if extra else values
 
     arrays = {name: np.asarray(getattr(data, name)) for name in VARYING}
-    for name in ("log_params", "log_tokens", "fraction", "family", "run"):
+    for name in ("log_params", "log_tokens", "fraction", "loading", "family", "run"):
         arrays[name] = rows(arrays[name])
     arrays["along_run"] = np.pad(arrays["along_run"], ((0, extra), (0, 0)))  # padded rows weigh nothing in c_f
     grow = width - data.run_mask.shape[1]

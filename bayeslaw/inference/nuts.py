@@ -68,6 +68,7 @@ def _constant_data(data: ModelData, rows: pd.DataFrame) -> xr.Dataset:
         "log_params": data.log_params,
         "log_tokens": data.log_tokens,
         "fraction": data.fraction,
+        "loading": data.loading,
         "obs_family": data.family,
         "obs_run": data.run,
         "step": rows["step"].to_numpy(),
@@ -76,7 +77,7 @@ def _constant_data(data: ModelData, rows: pd.DataFrame) -> xr.Dataset:
         **({"schedule": rows["schedule"].to_numpy(dtype=str)} if "schedule" in rows.columns else {}),
     }
     per_run = {"run_family": data.run_family, "run_log_params": data.run_log_params, "run_points": data.run_points,
-               "run_replicated": data.run_replicated,
+               "run_replicated": data.run_replicated, "run_tree_end": data.run_tree_end,
                "run_root": np.asarray(data.run_root, dtype=str)}
     return xr.Dataset(
         {**{k: ("obs_id", v) for k, v in per_row.items()}, **{k: ("run", v) for k, v in per_run.items()},
@@ -656,11 +657,12 @@ class Fit:
         noise = self._noise(list(families), rng, population)
         log_params = np.log(targets["params"].to_numpy(dtype=float))
         sd_seed = np.asarray(seed_sd(noise["sigma_seed"], noise["gamma_seed"][:, None], log_params))
-        mean = log_loss + np.einsum("tk,stk->st", np.asarray(shape_basis(fraction)), noise["shape"])
-        var = (sd_seed**2 + noise["sigma_dev"] ** 2 * np.asarray(bridge_kernel(fraction, fraction))
-               + noise["sigma_obs"] ** 2 + self.form_error_sd(families, log_params, form_error) ** 2)
         runs = targets["run"].astype(object).to_numpy() if "run" in targets.columns else [None] * len(targets)
         trained, roots = self._run_rows(), self._target_roots(targets)
+        loading = self._target_loading(targets, fraction, roots)
+        mean = log_loss + np.einsum("tk,stk->st", np.asarray(shape_basis(fraction)), noise["shape"])
+        var = (sd_seed**2 * loading**2 + noise["sigma_dev"] ** 2 * np.asarray(bridge_kernel(fraction, fraction))
+               + noise["sigma_obs"] ** 2 + self.form_error_sd(families, log_params, form_error) ** 2)
         trees: dict[str, list[str]] = {}
         for name, root in self._run_roots().items():
             trees.setdefault(root, []).append(name)
@@ -676,8 +678,8 @@ class Fit:
             if key not in residuals:
                 residuals[key] = self._tree_residuals(theta[:, j], noise, j, {r: trained[r] for r in trees[roots[j]]},
                                                       training)
-            c_mean, c_var = self._condition_on_tree(residuals[key], str(run), fraction[cols], sd_seed[:, j] ** 2,
-                                                    noise["sigma_dev"][:, j] ** 2)
+            c_mean, c_var = self._condition_on_tree(residuals[key], str(run), fraction[cols], loading[cols],
+                                                    sd_seed[:, j] ** 2, noise["sigma_dev"][:, j] ** 2)
             mean[:, cols] += c_mean
             var[:, cols] -= c_var
         draws = mean + np.sqrt(np.maximum(var, 0.0)) * rng.standard_normal(mean.shape)
@@ -728,11 +730,23 @@ class Fit:
             out.append(trained.get(run, trained.get(top, top)))
         return np.asarray(out, dtype=object)
 
+    def _target_loading(self, targets: pd.DataFrame, fraction: np.ndarray, roots: np.ndarray) -> np.ndarray:
+        """The run offset's loading t on each target row (:func:`~bayeslaw.models.runs.offset_loading`): its
+        progress over the end of its branch tree where the fit trained that tree, else its fraction of its
+        run (a new run); 1 under a fit saved before the offset grew along the run (a constant offset)."""
+        const = self.idata.constant_data
+        if "loading" not in const:
+            return np.ones(len(targets))
+        ends = dict(zip(np.asarray(const["run_root"].values).astype(str), const["run_tree_end"].values))
+        end = np.array([ends.get(str(root), np.nan) if root is not None else np.nan for root in roots])
+        progress = targets[self.spec.law.progress].to_numpy(dtype=float)
+        return np.where(np.isfinite(end), progress / end, fraction)
+
     def _tree_residuals(self, theta, noise, j: int, tree_rows: dict, training: pd.DataFrame | None) -> dict:
-        """Per trained run of a branch tree (``tree_rows``: its rows): its fractions x, D_r = s_dev^2 K_r +
-        s_obs^2 I (sample, n, n), its residuals e_r from the law and shape (sample, n), and 1^T D_r^-1 1 and
-        1^T D_r^-1 e_r (sample,), at the draws ``theta`` and the noise of target column ``j``. ``training``:
-        the fit's rows, where the law's inputs are rebuilt from them rather than stored."""
+        """Per trained run of a branch tree (``tree_rows``: its rows): its fractions x, the offset's loadings
+        t, D_r = s_dev^2 K_r + s_obs^2 I (sample, n, n), its residuals e_r from the law and shape (sample, n),
+        and t^T D_r^-1 t and t^T D_r^-1 e_r (sample,), at the draws ``theta`` and the noise of target column
+        ``j``. ``training``: the fit's rows, where the law's inputs are rebuilt from them rather than stored."""
         const = self.idata.constant_data
         law = self.spec.law
         shape = noise["shape"][:, j]  # the run's family's: the same for every row of one run
@@ -749,33 +763,34 @@ class Fit:
                 "nk,sk->sn", np.asarray(shape_basis(x_obs)), shape)
             kernel = np.asarray(bridge_kernel(x_obs[:, None], x_obs[None, :]))
             cov = dev2[:, None, None] * kernel + (obs2[:, None, None] + JITTER) * np.eye(len(rows))  # D_r
-            ones = np.ones((len(theta), len(rows), 1))
-            solved = np.linalg.solve(cov, np.concatenate([ones, resid[..., None]], axis=2))  # D^-1 [1, e]
-            out[name] = (x_obs, cov, resid, solved[..., 0].sum(-1), solved[..., 1].sum(-1))
+            t_obs = const["loading"].values[rows] if "loading" in const else np.ones(len(rows))
+            loads = np.broadcast_to(t_obs[None, :, None], (len(theta), len(rows), 1))
+            solved = np.linalg.solve(cov, np.concatenate([loads, resid[..., None]], axis=2))  # D^-1 [t, e]
+            out[name] = (x_obs, t_obs, cov, resid, solved[..., 0] @ t_obs, solved[..., 1] @ t_obs)
         return out
 
     @staticmethod
-    def _condition_on_tree(residuals: dict, run: str, fraction, a, dev2):
+    def _condition_on_tree(residuals: dict, run: str, fraction, loading, a, dev2):
         """Conditional mean shift and variance reduction (sample, len(fraction)) of run ``run``'s target rows
-        at ``fraction`` given its branch tree's trained runs (:meth:`_tree_residuals`), which share its
-        offset u of prior variance ``a`` (sample,); when the run itself was trained, also given its own
-        deviation so far (``dev2`` = s_dev^2).
+        at ``fraction`` (the offset's loadings ``loading``) given its branch tree's trained runs
+        (:meth:`_tree_residuals`), which share its offset u of prior variance ``a`` (sample,); when the run
+        itself was trained, also given its own deviation so far (``dev2`` = s_dev^2).
 
-        The offset's posterior has precision 1/a + sum_r 1^T D_r^-1 1 and mean (sum_r 1^T D_r^-1 e_r) /
-        precision. For the run's own deviation, given u: k~ = D^-1 k(x), mean k~^T (e - u 1), variance
-        s_dev^2 k(x, x) - k^T D^-1 k.
+        The offset's posterior has precision 1/a + sum_r t_r^T D_r^-1 t_r and mean (sum_r t_r^T D_r^-1 e_r)
+        / precision. For the run's own deviation, given u: k~ = D^-1 k(x), mean k~^T (e - u t_r), variance
+        s_dev^2 k(x, x) - k^T D^-1 k; a target row loads u by its own t.
         """
-        precision = 1.0 / a + sum(part[3] for part in residuals.values())
-        u_mean, u_var = sum(part[4] for part in residuals.values()) / precision, 1.0 / precision
+        t = np.asarray(loading, dtype=float)
+        precision = 1.0 / a + sum(part[4] for part in residuals.values())
+        u_mean, u_var = sum(part[5] for part in residuals.values()) / precision, 1.0 / precision
         if run not in residuals:
-            shape = (len(a), len(fraction))
-            return np.broadcast_to(u_mean[:, None], shape), np.broadcast_to((a - u_var)[:, None], shape)
-        x_obs, cov, resid, _, _ = residuals[run]
+            return u_mean[:, None] * t, (a - u_var)[:, None] * t**2
+        x_obs, t_obs, cov, resid, _, _ = residuals[run]
         cross = dev2[:, None, None] * np.asarray(bridge_kernel(fraction[:, None], x_obs[None, :]))  # (S, t, n)
         k_tilde = np.linalg.solve(cov, np.swapaxes(cross, 1, 2))  # D^-1 k, (S, n, t)
-        weight = 1.0 - k_tilde.sum(axis=1)  # 1 - k~^T 1
+        weight = t - np.einsum("snt,n->st", k_tilde, t_obs)  # t - k~^T t_r
         shift = u_mean[:, None] * weight + np.einsum("snt,sn->st", k_tilde, resid)
-        reduction = a[:, None] - u_var[:, None] * weight**2 + np.einsum("stn,snt->st", cross, k_tilde)
+        reduction = a[:, None] * t**2 - u_var[:, None] * weight**2 + np.einsum("stn,snt->st", cross, k_tilde)
         return shift, reduction
 
     # --- diagnostics -----------------------------------------------------------------------

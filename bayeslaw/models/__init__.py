@@ -3,10 +3,12 @@
 For rows i (family f, training run r, law inputs such as N_i parameters and D_i tokens, observed loss
 y_i in nats per token, x_i = D_i / D_r the fraction of its run):
 
-    log y_ri = log L(theta_f; inputs_ri) + g_f(x_ri) + u_r + d_r(x_ri) + eps_ri
+    log y_ri = log L(theta_f; inputs_ri) + g_f(x_ri) + u_r t_ri + d_r(x_ri) + eps_ri
 
     g_f(x)  = sum_k w_fk (-log x)^k / k!        schedule shape of the family's runs, g_f(1) = 0
-    u_r     ~ Normal(0, sigma_seed_f (N_r / 1e8)^(-gamma_seed))    run offset (seed), every run
+    u_r     ~ Normal(0, sigma_seed_f (N_r / 1e8)^(-gamma_seed))    run offset (seed) at its end, every run
+    t_ri                                        the offset's growth along the run: x_ri, runs part as they
+                                                train (in a branch tree: tokens over the tree's end)
     d_r     ~ GP(0, sigma_dev_f^2 k)            smooth deviation along the run, pinned to 0 at x = 1
     eps_ri  ~ Normal(0, sigma_obs_f^2)          checkpoint noise
 
@@ -61,8 +63,8 @@ import pandas as pd
 from bayeslaw.data.runs import branch_roots, replicated_runs
 from bayeslaw.data.schedules import run_schedules
 from bayeslaw.laws import D_REF, LAWS, N_REF, Law, get_law
-from bayeslaw.models.runs import (MAX_CHECKPOINTS, SHAPE_DEGREE, RunMarginal, run_basis, run_layout, shape_basis,
-                                  shape_projection)
+from bayeslaw.models.runs import (MAX_CHECKPOINTS, SHAPE_DEGREE, RunMarginal, offset_loading, run_basis, run_layout,
+                                  shape_basis, shape_projection)
 
 __all__ = [
     "D_REF",
@@ -118,7 +120,9 @@ class ModelData:
     """Arrays a model reads, built from a table by :func:`prepare`.
 
     ``family``/``run`` index rows into ``families``/``runs``; ``fraction`` is each row's fraction of its
-    run (tokens over the run's ``run_tokens``, default its last checkpoint); ``run_index``/``run_mask``
+    run (tokens over the run's ``run_tokens``, default its last checkpoint) and ``loading`` the run
+    offset's loading on it (:func:`~bayeslaw.models.runs.offset_loading`; ``run_tree_end`` is the end of
+    each run's branch tree it is measured against); ``run_index``/``run_mask``
     (run, checkpoint) list each run's rows by tokens, padded. ``run_family``, ``run_log_params``,
     ``run_points`` (its number of rows) and ``run_replicated`` (another run of its family has the same
     size and token budget) describe each run; ``family_sizes`` counts each family's distinct model
@@ -133,6 +137,7 @@ class ModelData:
     log_params: np.ndarray
     log_tokens: np.ndarray
     fraction: np.ndarray
+    loading: np.ndarray
     family: np.ndarray
     run: np.ndarray
     run_index: np.ndarray
@@ -141,6 +146,7 @@ class ModelData:
     run_eigvecs: np.ndarray
     run_family: np.ndarray
     run_log_params: np.ndarray
+    run_tree_end: np.ndarray
     run_points: np.ndarray
     run_replicated: np.ndarray
     family_sizes: np.ndarray
@@ -236,10 +242,14 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
     run_points = df.groupby("run").size().loc[list(runs)].to_numpy(dtype=np.int32)
     family = df["family"].map(family_index).to_numpy(dtype=np.int32)
     curves = np.bincount(run_family[run_points >= 2], minlength=len(families)) > 0  # ModelData.curve_families
+    roots = branch_roots(df)
+    progress = df[law.progress].to_numpy(dtype=float)
+    loading, tree_end = offset_loading(progress, fraction, df["run"].map(roots).to_numpy())
     return ModelData(
         log_params=np.log(df["params"].to_numpy(dtype=float)),
         log_tokens=np.log(df["tokens"].to_numpy(dtype=float)),
         fraction=fraction,
+        loading=loading,
         family=family,
         run=run,
         run_index=index,
@@ -248,17 +258,18 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
         run_eigvecs=eigvecs,
         run_family=run_family,
         run_log_params=np.log(per_run["params"].to_numpy(dtype=float)),
+        run_tree_end=pd.Series(tree_end).groupby(run).first().loc[np.arange(len(runs))].to_numpy(),
         run_points=run_points,
         run_replicated=replicated_runs(df).loc[list(runs)].to_numpy(dtype=bool),
         family_sizes=df.groupby("family")["params"].nunique().loc[list(families)].to_numpy(dtype=np.int32),
         family_log_params=np.log(df["params"].astype(float)).groupby(df["family"]).mean().loc[list(families)].to_numpy(),
         family_log_tokens=np.log(df["tokens"].astype(float)).groupby(df["family"]).mean().loc[list(families)].to_numpy(),
-        along_run=shape_projection(fraction, run, family, curves),
+        along_run=shape_projection(fraction, run, family, curves, loading),
         families=families,
         runs=runs,
         form=law.name,
         inputs=inputs,
-        run_root=tuple(branch_roots(df).loc[list(runs)]),
+        run_root=tuple(roots.loc[list(runs)]),
     )
 
 
@@ -301,7 +312,7 @@ def _likelihood(data: ModelData, law_mean, shape_w, noise: Mapping, y):
     value = None if y is None else jnp.where(mask, y[index], 0.0)
     marginal = RunMarginal(jnp.where(mask, mean[index], 0.0), data.run_eigvals, data.run_eigvecs, mask, sd_seed**2,
                            noise["sigma_dev"][data.run_family] ** 2, noise["sigma_obs"][data.run_family] ** 2,
-                           data.run_before)
+                           data.run_before, loading=jnp.where(mask, data.loading[index], 0.0))
     with numpyro.plate("run", data.n_runs):
         numpyro.sample("obs", marginal, obs=value)
 
@@ -334,8 +345,9 @@ def _shape_prior() -> dist.Distribution:
 
 
 def law_along_run(data: ModelData, law_mean):
-    """c_f (family, K): the law's own curve along family f's runs in the shape basis (least squares, run
-    levels aside; :func:`~bayeslaw.models.runs.shape_projection`), 0 for families without curves."""
+    """c_f (family, K): the law's own curve along family f's runs in the shape basis (least squares, each
+    run's multiple of the offset's loading aside; :func:`~bayeslaw.models.runs.shape_projection`), 0 for
+    families without curves."""
     return jax.ops.segment_sum(data.along_run * law_mean[:, None], data.family, num_segments=data.n_families)
 
 

@@ -169,7 +169,9 @@ def _run_noise(noise: Mapping[str, np.ndarray], rows: pd.DataFrame) -> np.ndarra
                                             np.mean(noise["sigma_dev"] ** 2), np.mean(noise["sigma_obs"] ** 2))]
     for _, idx in rows.groupby("run", sort=False).indices.items():
         x = rows["tokens"].to_numpy(float)[idx] / rows["tokens"].to_numpy(float)[idx].max()
-        R[np.ix_(idx, idx)] = np.asarray(run_covariance(x[None], np.ones((1, len(idx)), bool), *sds))[0]
+        # a pilot run is a run of its own: its offset loads on its fraction x
+        R[np.ix_(idx, idx)] = np.asarray(run_covariance(x[None], np.ones((1, len(idx)), bool), *sds,
+                                                        loading=x[None]))[0]
     return R
 
 
