@@ -43,9 +43,10 @@ from bayeslaw.models.runs import run_basis
 __all__ = ["BATCH_SIZE", "fit_many", "release_compiled", "structure"]
 
 BATCH_SIZE = 32  # fits per program: one compilation serves them all; memory grows with it
-#: ModelData's arrays that may differ between the fits of one program (the rest is its structure)
+#: ModelData's arrays that the model reads and that may differ between the fits of one program (the rest is
+#: its structure; what only a forecast reads, such as run_tree_end, stays with each fit's own data)
 VARYING = ("log_params", "log_tokens", "fraction", "loading", "family", "run", "run_index", "run_mask", "run_eigvals",
-           "run_eigvecs", "run_log_params", "run_tree_end", "family_log_params", "family_log_tokens", "along_run")
+           "run_eigvecs", "run_log_params", "family_log_params", "family_log_tokens", "along_run")
 
 
 def structure(prepared: PreparedFit) -> tuple:
