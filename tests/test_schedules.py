@@ -329,6 +329,48 @@ def test_tree_conditioning_equals_dense_gaussian_conditioning(schedule_fit):
         assert reduction[s, 0] == pytest.approx(cross @ np.linalg.solve(cov, cross), rel=1e-6)
 
 
+def test_a_run_that_outlasts_its_trained_tree_moves_the_tree_end(schedule_fit):
+    """A branch of the trained constant run (tree end 4000 steps) that runs to 8000: the tree's end moves to
+    8000, so the target's loading stays <= 1 and the trained runs' loadings halve; the closed-form
+    conditioning then equals dense conditioning of the tree's Gaussian with those loadings."""
+    from bayeslaw.models.runs import JITTER, bridge_kernel
+
+    df, fitted = schedule_fit
+    rows = fitted.training_rows()
+    tree = {r: np.flatnonzero(rows["run"].to_numpy() == r) for r in ("1e+08-constant", "1e+08-cool2000")}
+    steps = np.array([2000.0, 6000.0, 8000.0])
+    targets = pd.DataFrame({"run": "1e+08-longer", "parent_run": "1e+08-constant", "params": 1e8, "step": steps})
+    fraction = steps / 8000
+    loading, scale = fitted._target_loading(targets, fraction, fitted._target_roots(targets))
+    assert loading == pytest.approx(steps / 8000) and scale == pytest.approx([0.5] * 3)
+    new_run, _ = fitted._target_loading(targets.assign(parent_run=None, run="other"), fraction,
+                                        np.array([None] * 3, dtype=object))
+    assert new_run == pytest.approx(fraction)
+
+    draws = slice(0, 4)
+    theta = fitted.site_draws("theta")[draws][:, [0]]
+    noise = {k: v[draws] for k, v in fitted.noise_draws(["f"]).items()}
+    a, dev2 = noise["sigma_seed"][:, 0] ** 2, noise["sigma_dev"][:, 0] ** 2
+    residuals = fitted._tree_residuals(theta[:, 0], noise, 0, tree, rows)
+    shift, reduction = fitted._condition_on_tree(residuals, "1e+08-longer", fraction, loading, a, dev2, scale=0.5)
+    law = np.log(fitted.predict(rows, kind="law").draws.values[draws])
+    fit_loading = fitted.idata.constant_data["loading"].values
+    x = fitted.idata.constant_data["fraction"].values
+    order = np.concatenate(list(tree.values()))
+    owner = np.concatenate([[r] * len(i) for r, i in tree.items()])
+    t_obs = 0.5 * fit_loading[order]
+    for s in range(4):
+        same = owner[:, None] == owner[None, :]
+        k = np.asarray(bridge_kernel(x[order][:, None], x[order][None, :]))
+        cov = a[s] * np.outer(t_obs, t_obs) + same * (dev2[s] * k + (noise["sigma_obs"][s, 0] ** 2 + JITTER)
+                                                     * np.eye(len(order)))
+        cross = a[s] * np.outer(loading, t_obs)  # a run not trained: only the shared offset links it
+        resid = np.log(rows["loss"].to_numpy())[order] - law[s, order]
+        assert shift[s] == pytest.approx(cross @ np.linalg.solve(cov, resid), rel=1e-6, abs=1e-9)
+        assert reduction[s] == pytest.approx(np.einsum("tn,tn->t", cross, np.linalg.solve(cov, cross.T).T),
+                                             rel=1e-6)
+
+
 def test_schedule_questions_with_bands_from_a_bayesian_fit(schedule_fit):
     from bayeslaw.plan import best_cooldown, cooldown_drop, schedule_loss
 

@@ -28,15 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from numpyro.distributions.transforms import biject_to
-from numpyro.infer import init_to_value
 from numpyro.infer.hmc import hmc
-from numpyro.infer.util import initialize_model
 from tqdm.auto import tqdm
 
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS
 from bayeslaw.inference.config import DEFAULT_TARGET_ACCEPT, Duplicates, FitConfig, Pooling, SeedScaling
-from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, Fit, PreparedFit, _replicate, finish_fit,
-                                     prepare_fit, sample_fit)
+from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, Fit, PreparedFit, _replicate, compiled_initialize,
+                                     finish_fit, prepare_fit, sample_fit)
 from bayeslaw.models import CENTERED_MIN_SIZES, ModelData, get_model
 from bayeslaw.models.runs import run_basis
 
@@ -125,8 +123,7 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
     state = {}
 
     def build(arrays, init):
-        info = initialize_model(jax.random.PRNGKey(0), model, init_strategy=init_to_value(values=init),
-                                dynamic_args=True, model_args=(arrays, arrays["y"]))
+        info = compiled_initialize(model, init, (arrays, arrays["y"]), {})
         state["constrain"] = info.postprocess_fn
         state["latent"] = {name: biject_to(site["fn"].support).inv for name, site in info.model_trace.items()
                            if site["type"] == "sample" and not site["is_observed"]}

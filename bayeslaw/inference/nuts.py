@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
+from numpyro.infer.util import initialize_model
 
 from bayeslaw.data.files import write_atomic
 from bayeslaw.data.runs import branch_roots, drop_copies
@@ -266,24 +267,47 @@ def fit(
     return sample_fit(prepare_fit(df, config), progress=sys.stderr.isatty() if progress is None else progress)
 
 
+def compiled_initialize(model, init: dict, args: tuple, kwargs: dict):
+    """NumPyro's ``initialize_model`` at the start values ``init``: potential, constraining map, trace and
+    the unconstrained start (``param_info.z``, one chain's).
+
+    Given one key, NumPyro checks the start by evaluating the potential and its gradient eagerly,
+    operation by operation, each operation compiled on its own: about 17 s for the demo's hierarchical
+    model, where a batch of one key runs the check as one compiled program (``lax.map``), about 6 s
+    (``benchmarks/fit_init.py``)."""
+    info = initialize_model(jax.random.PRNGKey(0)[None], model, init_strategy=init_to_value(values=init),
+                            dynamic_args=True, model_args=args, model_kwargs=kwargs)
+    one = info.param_info._replace(**{k: jax.tree.map(lambda v: v[0], getattr(info.param_info, k))
+                                      for k in info.param_info._fields})
+    return info._replace(param_info=one)
+
+
 def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
     """NUTS (NumPyro's ``MCMC``) on a prepared fit, with the settings of its configuration, and its
     :class:`Fit` (the second half of :func:`fit`)."""
     config = prepared.config
     data, model = prepared.data, get_model(config.pooling)
+    y = jnp.asarray(prepared.y)
+    args, kwargs = (data,), {"y": y, "seed_scaling": config.seed_scaling}
+    info = compiled_initialize(model, prepared.init, args, kwargs)
+    # NUTS on the model's potential (the model's own NUTS would trace it again, eagerly)
     kernel = NUTS(
-        model,
+        potential_fn=info.potential_fn(*args, **kwargs),
         target_accept_prob=config.target_accept,
-        # dense: the law's level and exponents, and the schedule shape, trade off along linear ridges
-        dense_mass=config.dense_mass,
+        # dense: the law's level and exponents, and the schedule shape, trade off along linear ridges; one
+        # block over every site, as NUTS on the model (and fit_many) build it
+        dense_mass=[tuple(sorted(info.param_info.z))] if config.dense_mass else False,
         max_tree_depth=MAX_TREE_DEPTH,
-        init_strategy=init_to_value(values=prepared.init),
     )
     mcmc = MCMC(kernel, num_warmup=config.warmup, num_samples=config.draws, num_chains=config.chains,
-                chain_method=_chain_method(config.chains, config.chain_method), progress_bar=progress)
+                chain_method=_chain_method(config.chains, config.chain_method), progress_bar=progress,
+                postprocess_fn=info.postprocess_fn(*args, **kwargs))
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(config.seed))
-    y = jnp.asarray(prepared.y)
-    mcmc.run(key_fit, data, y=y, seed_scaling=config.seed_scaling, extra_fields=EXTRA_FIELDS)
+    # the start with its potential and gradient, which NUTS would otherwise evaluate eagerly again
+    z0 = info.param_info
+    if config.chains > 1:  # every chain from the same start, as init_to_value gives
+        z0 = jax.tree.map(lambda v: jnp.broadcast_to(v, (config.chains,) + jnp.shape(v)), z0)
+    mcmc.run(key_fit, init_params=z0, extra_fields=EXTRA_FIELDS)
     samples = mcmc.get_samples()
     # jitted: run eagerly, each of the model's operations compiles on its own (seconds per call)
     ppc, log_lik = jax.jit(lambda s, key: _replicate(model, s, key, data, y, seed_scaling=config.seed_scaling))(
@@ -659,7 +683,7 @@ class Fit:
         sd_seed = np.asarray(seed_sd(noise["sigma_seed"], noise["gamma_seed"][:, None], log_params))
         runs = targets["run"].astype(object).to_numpy() if "run" in targets.columns else [None] * len(targets)
         trained, roots = self._run_rows(), self._target_roots(targets)
-        loading = self._target_loading(targets, fraction, roots)
+        loading, tree_scale = self._target_loading(targets, fraction, roots)
         mean = log_loss + np.einsum("tk,stk->st", np.asarray(shape_basis(fraction)), noise["shape"])
         var = (sd_seed**2 * loading**2 + noise["sigma_dev"] ** 2 * np.asarray(bridge_kernel(fraction, fraction))
                + noise["sigma_obs"] ** 2 + self.form_error_sd(families, log_params, form_error) ** 2)
@@ -679,7 +703,8 @@ class Fit:
                 residuals[key] = self._tree_residuals(theta[:, j], noise, j, {r: trained[r] for r in trees[roots[j]]},
                                                       training)
             c_mean, c_var = self._condition_on_tree(residuals[key], str(run), fraction[cols], loading[cols],
-                                                    sd_seed[:, j] ** 2, noise["sigma_dev"][:, j] ** 2)
+                                                    sd_seed[:, j] ** 2, noise["sigma_dev"][:, j] ** 2,
+                                                    scale=float(tree_scale[cols].min()))
             mean[:, cols] += c_mean
             var[:, cols] -= c_var
         draws = mean + np.sqrt(np.maximum(var, 0.0)) * rng.standard_normal(mean.shape)
@@ -730,17 +755,30 @@ class Fit:
             out.append(trained.get(run, trained.get(top, top)))
         return np.asarray(out, dtype=object)
 
-    def _target_loading(self, targets: pd.DataFrame, fraction: np.ndarray, roots: np.ndarray) -> np.ndarray:
-        """The run offset's loading t on each target row (:func:`~bayeslaw.models.runs.offset_loading`): its
-        progress over the end of its branch tree where the fit trained that tree, else its fraction of its
-        run (a new run); 1 under a fit saved before the offset grew along the run (a constant offset)."""
+    def _target_loading(self, targets: pd.DataFrame, fraction: np.ndarray, roots: np.ndarray):
+        """The run offset's loading t on each target row (:func:`~bayeslaw.models.runs.offset_loading`) and
+        the factor by which its tree's trained loadings shrink, (row,) each.
+
+        In a trained branch tree, t is the row's progress over the tree's end, the tree taken with the
+        target's run in it: a run that outlasts the tree's trained runs (a parent trained only through its
+        branches, a run in flight past them) moves the end to its own, so t stays <= 1 and the trained
+        runs' loadings shrink by the ratio of the two ends (the offset's prior is its variance at the
+        tree's end; a linear trend is not carried past the data at the trained end's scale). A new run
+        loads by its fraction; a fit saved before the offset grew along the run by 1 (a constant offset).
+        """
         const = self.idata.constant_data
         if "loading" not in const:
-            return np.ones(len(targets))
+            return np.ones(len(targets)), np.ones(len(targets))
         ends = dict(zip(np.asarray(const["run_root"].values).astype(str), const["run_tree_end"].values))
         end = np.array([ends.get(str(root), np.nan) if root is not None else np.nan for root in roots])
         progress = targets[self.spec.law.progress].to_numpy(dtype=float)
-        return np.where(np.isfinite(end), progress / end, fraction)
+        run_end = progress / np.maximum(fraction, 1e-12)
+        if "run" in targets.columns:  # a run's end is one number: its largest over its rows
+            run_end = pd.Series(run_end).groupby(targets["run"].astype(str).to_numpy()).transform("max").to_numpy()
+        whole = np.fmax(end, run_end)  # NaN end: not in a trained tree
+        in_tree = np.isfinite(end)
+        loading = np.where(in_tree, progress / np.where(in_tree, whole, 1.0), fraction)
+        return loading, np.where(in_tree, end / np.where(in_tree, whole, 1.0), 1.0)
 
     def _tree_residuals(self, theta, noise, j: int, tree_rows: dict, training: pd.DataFrame | None) -> dict:
         """Per trained run of a branch tree (``tree_rows``: its rows): its fractions x, the offset's loadings
@@ -770,22 +808,24 @@ class Fit:
         return out
 
     @staticmethod
-    def _condition_on_tree(residuals: dict, run: str, fraction, loading, a, dev2):
+    def _condition_on_tree(residuals: dict, run: str, fraction, loading, a, dev2, scale: float = 1.0):
         """Conditional mean shift and variance reduction (sample, len(fraction)) of run ``run``'s target rows
         at ``fraction`` (the offset's loadings ``loading``) given its branch tree's trained runs
         (:meth:`_tree_residuals`), which share its offset u of prior variance ``a`` (sample,); when the run
-        itself was trained, also given its own deviation so far (``dev2`` = s_dev^2).
+        itself was trained, also given its own deviation so far (``dev2`` = s_dev^2). ``scale`` multiplies
+        the trained runs' loadings t_r (:meth:`_target_loading`: a target run past the tree's trained end).
 
         The offset's posterior has precision 1/a + sum_r t_r^T D_r^-1 t_r and mean (sum_r t_r^T D_r^-1 e_r)
         / precision. For the run's own deviation, given u: k~ = D^-1 k(x), mean k~^T (e - u t_r), variance
         s_dev^2 k(x, x) - k^T D^-1 k; a target row loads u by its own t.
         """
         t = np.asarray(loading, dtype=float)
-        precision = 1.0 / a + sum(part[4] for part in residuals.values())
-        u_mean, u_var = sum(part[5] for part in residuals.values()) / precision, 1.0 / precision
+        precision = 1.0 / a + scale**2 * sum(part[4] for part in residuals.values())
+        u_mean, u_var = scale * sum(part[5] for part in residuals.values()) / precision, 1.0 / precision
         if run not in residuals:
             return u_mean[:, None] * t, (a - u_var)[:, None] * t**2
         x_obs, t_obs, cov, resid, _, _ = residuals[run]
+        t_obs = scale * t_obs
         cross = dev2[:, None, None] * np.asarray(bridge_kernel(fraction[:, None], x_obs[None, :]))  # (S, t, n)
         k_tilde = np.linalg.solve(cov, np.swapaxes(cross, 1, 2))  # D^-1 k, (S, n, t)
         weight = t - np.einsum("snt,n->st", k_tilde, t_obs)  # t - k~^T t_r
