@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from numpyro.infer import Predictive
 
+from bayeslaw.data.runs import single_size_families
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, hitchhiker_split, thin_checkpoints
 from bayeslaw.executor import CellError, StudyFolder, run_cells
 from bayeslaw.inference.batched import fit_many, release_compiled
@@ -425,8 +426,7 @@ def _bayes_member(pooling: str, trains: list[pd.DataFrame], tests: dict, cells: 
     train = pd.concat(trains)
     skipped = []
     if pooling == "none":
-        sizes = train[train["family"].isin(list(tests))].groupby("family")["params"].nunique()
-        single = sorted(sizes.index[sizes < 2])
+        single = single_size_families(train[train["family"].isin(list(tests))])
         skipped = [{**cells[f], "method": method, "are": np.nan,
                     "error": "no unpooled forecast: the family's training rows hold a single model size"}
                    for f in single]

@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["BUDGET_LOG_TOLERANCE", "drop_copies", "replicated_runs", "run_configurations", "branch_roots"]
+__all__ = ["BUDGET_LOG_TOLERANCE", "drop_copies", "replicated_runs", "run_configurations", "branch_roots",
+           "single_size_families"]
 
 BUDGET_LOG_TOLERANCE = 0.01  # token budgets within 1% (in ln tokens) are one budget
 
@@ -73,3 +74,10 @@ def drop_copies(df: pd.DataFrame) -> pd.DataFrame:
         return df
     present = df["parent_run"].isin(set(df["run"]))
     return df.loc[~(df["copied"].fillna(False).astype(bool) & present)]
+
+
+def single_size_families(df: pd.DataFrame) -> list[str]:
+    """The families (sorted) whose rows hold a single model size (``params``): none of them tells a size
+    exponent of its own, so a law in N fitted on such a family alone cannot forecast another size."""
+    sizes = df.groupby("family")["params"].nunique()
+    return sorted(sizes.index[sizes < 2])

@@ -24,7 +24,7 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
 from numpyro.infer.util import initialize_model
 
 from bayeslaw.data.files import write_atomic
-from bayeslaw.data.runs import branch_roots, drop_copies
+from bayeslaw.data.runs import branch_roots, drop_copies, single_size_families
 from bayeslaw.data.schedules import after_warmup
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.config import ATTR as CONFIG_ATTR
@@ -115,14 +115,14 @@ def _check_sizes(rows: pd.DataFrame, pooling: str, law) -> None:
     prior's, which widen a forecast at another size, as they should."""
     if "params" not in law.columns_needed or law.progress == "step":
         return
-    sizes = rows.groupby("family")["params"].nunique()
-    single = sorted(sizes.index[sizes < 2])
+    single = single_size_families(rows)
     if not single:
         return
-    if len(sizes) == 1 or pooling == "none":
+    alone = rows["family"].nunique() == 1
+    if alone or pooling == "none":
         raise ValueError(f"fit: family(ies) {single} seen at a single model size cannot be extrapolated in N "
-                         f"{'on their own' if len(sizes) > 1 else 'and no other family lends a size exponent'}; "
-                         f"add model sizes{'' if len(sizes) == 1 else ' or use pooling=\'hierarchical\''}")
+                         f"{'and no other family lends a size exponent' if alone else 'on their own'}; "
+                         f"add model sizes{'' if alone else ' or use pooling=\'hierarchical\''}")
     source = "the population's" if pooling == "hierarchical" else "the one shared law's"
     warnings.warn(f"fit: family(ies) {single} seen at a single model size: their size exponent is {source}",
                   UserWarning, stacklevel=3)

@@ -115,6 +115,12 @@ PRIORS = {
 }
 
 
+def curve_families(run_family: np.ndarray, run_points: np.ndarray, n_families: int) -> np.ndarray:
+    """Per family: is one of its runs seen at two or more checkpoints? Only then do its data tell the
+    checkpoint noise, the deviation along a run and the schedule shape apart from the run offsets."""
+    return np.bincount(run_family[run_points >= 2], minlength=n_families) > 0
+
+
 @dataclass(frozen=True)
 class ModelData:
     """Arrays a model reads, built from a table by :func:`prepare`.
@@ -170,9 +176,8 @@ class ModelData:
 
     @property
     def curve_families(self) -> np.ndarray:
-        """Per family: is one of its runs seen at two or more checkpoints? Only then do its data tell the
-        checkpoint noise, the deviation along a run and the schedule shape apart from the run offsets."""
-        return np.bincount(self.run_family[self.run_points >= 2], minlength=self.n_families) > 0
+        """Per family: is one of its runs seen at two or more checkpoints? (:func:`curve_families`)"""
+        return curve_families(self.run_family, self.run_points, self.n_families)
 
     @property
     def replicated_families(self) -> np.ndarray:
@@ -241,7 +246,7 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
     run_family = per_run["family"].map(family_index).to_numpy(dtype=np.int32)
     run_points = df.groupby("run").size().loc[list(runs)].to_numpy(dtype=np.int32)
     family = df["family"].map(family_index).to_numpy(dtype=np.int32)
-    curves = np.bincount(run_family[run_points >= 2], minlength=len(families)) > 0  # ModelData.curve_families
+    curves = curve_families(run_family, run_points, len(families))
     roots = branch_roots(df)
     progress = df[law.progress].to_numpy(dtype=float)
     loading, tree_end = offset_loading(progress, fraction, df["run"].map(roots).to_numpy())
