@@ -3,7 +3,7 @@ from ``compiled_initialize`` (now).
 
 Given one key, ``NUTS(model)`` checks the start by evaluating the potential and its gradient eagerly,
 operation by operation, each operation compiled on its own; ``compiled_initialize`` runs that check as
-one compiled program. Each configuration runs in a fresh process (the eager operations' compilations
+one compiled program (``nuts_sampler``, what ``sample_fit`` runs). Each configuration runs in a fresh process (the eager operations' compilations
 are cached per process), on the demo's default fit, and prints the time through the warmup (the start, the
 compilation and the warmup draws) and through the last draw.
 
@@ -16,12 +16,11 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 
 CHILD = r"""
 import json, sys, time, warnings
 warnings.simplefilter("ignore")
-import jax, jax.numpy as jnp, numpy as np
+import jax, jax.numpy as jnp
 from numpyro.infer import MCMC, NUTS, init_to_value
 import bayeslaw.inference.nuts as nuts
 from bayeslaw.inference.config import FitConfig
@@ -43,15 +42,8 @@ if path == "before":  # sample_fit before: NumPyro's NUTS on the model, init_to_
     mcmc.warmup(key_fit, *args, **kwargs, extra_fields=nuts.EXTRA_FIELDS)
     first = time.perf_counter() - start
     mcmc.run(mcmc.post_warmup_state.rng_key, *args, **kwargs, extra_fields=nuts.EXTRA_FIELDS)
-else:
-    info = nuts.compiled_initialize(model, prepared.init, args, kwargs)
-    kernel = NUTS(potential_fn=info.potential_fn(*args, **kwargs), target_accept_prob=config.target_accept,
-                  dense_mass=[tuple(sorted(info.param_info.z))], max_tree_depth=nuts.MAX_TREE_DEPTH)
-    mcmc = MCMC(kernel, num_warmup=draws, num_samples=draws, num_chains=chains, chain_method="sequential",
-                progress_bar=False, postprocess_fn=info.postprocess_fn(*args, **kwargs))
-    z0 = info.param_info
-    if chains > 1:
-        z0 = jax.tree.map(lambda v: jnp.broadcast_to(v, (chains,) + jnp.shape(v)), z0)
+else:  # sample_fit now
+    mcmc, z0 = nuts.nuts_sampler(prepared)
     mcmc.warmup(key_fit, init_params=z0, extra_fields=nuts.EXTRA_FIELDS)
     first = time.perf_counter() - start
     mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=nuts.EXTRA_FIELDS)
@@ -79,8 +71,7 @@ def main(argv=None):
     results = {"before": [], "now": []}
     for _ in range(args.repeats):
         for path in results:
-            started = time.perf_counter()
-            results[path].append(run(path, args.chains, args.draws) | {"process_s": time.perf_counter() - started})
+            results[path].append(run(path, args.chains, args.draws))
     for path, rows in results.items():
         warm = sorted(r["start_and_warmup_s"] for r in rows)
         total = sorted(r["total_s"] for r in rows)

@@ -282,14 +282,13 @@ def compiled_initialize(model, init: dict, args: tuple, kwargs: dict):
     return info._replace(param_info=one)
 
 
-def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
-    """NUTS (NumPyro's ``MCMC``) on a prepared fit, with the settings of its configuration, and its
-    :class:`Fit` (the second half of :func:`fit`)."""
+def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
+    """NumPyro's ``MCMC`` with NUTS on the prepared fit's potential, and its start (one per chain, from
+    :func:`compiled_initialize`): run it as ``mcmc.run(key, init_params=start)``."""
     config = prepared.config
-    data, model = prepared.data, get_model(config.pooling)
-    y = jnp.asarray(prepared.y)
-    args, kwargs = (data,), {"y": y, "seed_scaling": config.seed_scaling}
-    info = compiled_initialize(model, prepared.init, args, kwargs)
+    args = (prepared.data,)
+    kwargs = {"y": jnp.asarray(prepared.y), "seed_scaling": config.seed_scaling}
+    info = compiled_initialize(get_model(config.pooling), prepared.init, args, kwargs)
     # NUTS on the model's potential (the model's own NUTS would trace it again, eagerly)
     kernel = NUTS(
         potential_fn=info.potential_fn(*args, **kwargs),
@@ -302,12 +301,22 @@ def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
     mcmc = MCMC(kernel, num_warmup=config.warmup, num_samples=config.draws, num_chains=config.chains,
                 chain_method=_chain_method(config.chains, config.chain_method), progress_bar=progress,
                 postprocess_fn=info.postprocess_fn(*args, **kwargs))
-    key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(config.seed))
     # the start with its potential and gradient, which NUTS would otherwise evaluate eagerly again
-    z0 = info.param_info
+    start = info.param_info
     if config.chains > 1:  # every chain from the same start, as init_to_value gives
-        z0 = jax.tree.map(lambda v: jnp.broadcast_to(v, (config.chains,) + jnp.shape(v)), z0)
-    mcmc.run(key_fit, init_params=z0, extra_fields=EXTRA_FIELDS)
+        start = jax.tree.map(lambda v: jnp.broadcast_to(v, (config.chains,) + jnp.shape(v)), start)
+    return mcmc, start
+
+
+def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
+    """NUTS (NumPyro's ``MCMC``) on a prepared fit, with the settings of its configuration, and its
+    :class:`Fit` (the second half of :func:`fit`)."""
+    config = prepared.config
+    data, model = prepared.data, get_model(config.pooling)
+    y = jnp.asarray(prepared.y)
+    mcmc, start = nuts_sampler(prepared, progress=progress)
+    key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(config.seed))
+    mcmc.run(key_fit, init_params=start, extra_fields=EXTRA_FIELDS)
     samples = mcmc.get_samples()
     # jitted: run eagerly, each of the model's operations compiles on its own (seconds per call)
     ppc, log_lik = jax.jit(lambda s, key: _replicate(model, s, key, data, y, seed_scaling=config.seed_scaling))(
@@ -775,10 +784,9 @@ class Fit:
         run_end = progress / np.maximum(fraction, 1e-12)
         if "run" in targets.columns:  # a run's end is one number: its largest over its rows
             run_end = pd.Series(run_end).groupby(targets["run"].astype(str).to_numpy()).transform("max").to_numpy()
-        whole = np.fmax(end, run_end)  # NaN end: not in a trained tree
-        in_tree = np.isfinite(end)
-        loading = np.where(in_tree, progress / np.where(in_tree, whole, 1.0), fraction)
-        return loading, np.where(in_tree, end / np.where(in_tree, whole, 1.0), 1.0)
+        in_tree = np.isfinite(end)  # NaN end: not in a trained tree
+        whole = np.where(in_tree, np.fmax(end, run_end), 1.0)
+        return np.where(in_tree, progress / whole, fraction), np.where(in_tree, end / whole, 1.0)
 
     def _tree_residuals(self, theta, noise, j: int, tree_rows: dict, training: pd.DataFrame | None) -> dict:
         """Per trained run of a branch tree (``tree_rows``: its rows): its fractions x, the offset's loadings
