@@ -29,7 +29,7 @@ def quick():
     try:
         return backtest(df, ks=(2,), fractions=(0.0, 0.3), methods=("hitchhiker",), poolings=("hierarchical",),
                         transfer=True, families=["fam0", "fam1"], thin=6, compare=False, progress=False,
-                        fit_options={"chains": 1, "draws": 150, "warmup": 150}, batch=True)
+                        fit_options={"chains": 1, "draws": 60, "warmup": 60}, batch=True)
     finally:
         evaluation.fit_many = real
 

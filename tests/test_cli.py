@@ -87,7 +87,7 @@ def test_fit_point_hitchhiker_on_demo():
 
 
 def test_demo_writes_report_and_scores(tmp_path):
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--chains", "1", "--draws", "150", "--json"])
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--chains", "1", "--draws", "60", "--json"])
     assert result.exit_code == 0, result.output
     scores = pd.DataFrame(json.loads(result.output)["scores"])
     assert set(scores["method"]) == {"epoch", "hitchhiker", "bayes-hierarchical"} and len(scores) == 9

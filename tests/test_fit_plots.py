@@ -13,7 +13,7 @@ from bayeslaw import plots  # noqa: E402
 from bayeslaw.evaluation import point_fits_by_family  # noqa: E402
 from bayeslaw.inference.nuts import fit  # noqa: E402
 from bayeslaw.inference.point import fit_point  # noqa: E402
-from bayeslaw.simulation import simulate, simulate_trajectories  # noqa: E402
+from bayeslaw.simulation import simulate  # noqa: E402
 
 # small and fast, not converged: a diagonal mass matrix keeps NUTS' trees short
 QUICK = {"chains": 2, "draws": 150, "warmup": 100, "thin": 5, "min_tokens": 5e9,
@@ -255,17 +255,3 @@ def test_fit_report_makes_the_point_fits_it_is_not_given(fitted, sim, hitchhiker
     assert len(asked) == 1 and asked[0][0] is fitted and asked[0][1] is sim.data
     assert asked[0][2].get("method", "epoch") == "epoch"
     assert "no point fit for fam1: too few rows" in drawn[0].get_suptitle()
-
-
-@pytest.mark.slow  # ~35 s of CPU, nearly all of it compiling su2024's Newton solve into NUTS and the point fit
-def test_predictive_curves_of_a_su2024_fit():
-    """A trajectory law: the bands need each run's batch size, read from the data or from the fit's DataTree."""
-    sim = simulate_trajectories(families=1, sizes=(1e7, 1e8), batch_sizes=(2.5e5, 4e6), seeds=1, checkpoints=5, seed=0)
-    posterior = fit(sim.data, form="su2024", pooling="complete", seed=0, chains=1, draws=30, warmup=30,
-                    min_tokens=None, thin=None, target_accept=0.8, dense_mass=False, progress=False)
-    for data in (sim.data, None):
-        figure = plots.predictive_curves(posterior, data)
-        (ax,) = figure.axes
-        assert len(_check_bands(ax)) == sim.data["run"].nunique() == 4
-    with pytest.raises(ValueError, match="batch_size"):
-        plots.predictive_curves(posterior, sim.data.drop(columns="batch_size"))

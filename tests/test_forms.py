@@ -194,6 +194,22 @@ def test_bayesian_su2024_recovers_its_constants(su2024_fit):
     assert fit.diagnostics(warn=False).divergences <= 5
 
 
+def test_predictive_curves_of_a_su2024_fit(su2024_fit):
+    """A trajectory law: the bands need each run's batch size, read from the data or from the fit's DataTree."""
+    from test_fit_plots import _check_bands  # the band checks of the plot tests
+
+    from bayeslaw import plots
+
+    sim, fit = su2024_fit
+    assert sim.data["batch_size"].nunique() > 1
+    for data in (sim.data, None):
+        figure = plots.predictive_curves(fit, data, max_runs=sim.data["run"].nunique())
+        (ax,) = figure.axes
+        assert len(_check_bands(ax)) == sim.data["run"].nunique()
+    with pytest.raises(ValueError, match="batch_size"):
+        plots.predictive_curves(fit, sim.data.drop(columns="batch_size"))
+
+
 def _inside(summary, truth):
     return (summary["q5"].to_numpy() <= truth) & (truth <= summary["q95"].to_numpy())
 
