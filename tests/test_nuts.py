@@ -147,7 +147,7 @@ def test_diagnostics_come_from_arviz_and_warn_on_a_bad_run(sim, fitted):
     diag = fitted.diagnostics(warn=False)
     assert {"r_hat", "ess_bulk", "ess_tail"} <= set(diag.table.columns)
     assert len(diag.bfmi) == 2 and diag.divergences >= 0
-    # chains that disagree: the second chain's draws of one family's law moved off the first's
+    # chains that disagree: the second chain's draws of every family's law moved by half the first's sd
     bad = fitted.idata.copy()
     theta = bad.posterior["theta"].copy()
     theta[1] = theta[1] + 0.5 * theta[0].std("draw")
@@ -171,7 +171,7 @@ def test_other_poolings_fit_and_predict(sim, pooling):
 
 
 def test_config_is_stored_once_and_refits_exactly(sim, fitted, tmp_path):
-    """The stored configuration refits the same draws (the same seed, the same draws)."""
+    """Refitting with the stored configuration (its seed among it) gives the same draws."""
     assert fitted.config == {**FitConfig().to_dict(), "seed": 0, **{k: v for k, v in QUICK.items() if k != "progress"}}
     again = fit(sim.data, **fitted.config)
     np.testing.assert_array_equal(again.idata.posterior["theta"].values, fitted.idata.posterior["theta"].values)
