@@ -12,6 +12,7 @@ One scaling target of ``real_targets.py`` (a family's largest size, predicted fr
 
     BAYESLAW_DATA=../shared/data python benchmarks/target_residuals.py --family pythia
     ... --family pythia --seed-scaling size
+    ... --family pythia --runs-per-size 1       # the first run (by name) of each training size only
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--family", default="pythia")
     parser.add_argument("--seed-scaling", choices=("constant", "size"), default=None, help="default: the library's")
+    parser.add_argument("--runs-per-size", type=int, default=None,
+                        help="keep the first K runs (by name) of each training size: replicates left out")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -53,6 +56,10 @@ def main(argv=None):
         parser.error(f"unknown or ineligible family {args.family!r}; eligible: {sorted(df['family'].unique())}")
     size = sizes(rows)
     train, test = rows[size < size.max()], last_30(rows[size == size.max()])
+    if args.runs_per_size:
+        first = (train.drop_duplicates("run").assign(size=sizes)
+                 .sort_values("run").groupby("size")["run"].head(args.runs_per_size))
+        train = train[train["run"].isin(first)]
     options = {} if args.seed_scaling is None else {"seed_scaling": args.seed_scaling}
     fit = bl.fit(train, seed=args.seed, progress=False, **options)
     print(f"{args.family}: target {size.max():.3g}, training sizes {sorted(sizes(train).unique())}; {fit!r}; "
