@@ -5,15 +5,15 @@ against the truth:
 
 1. shared Chinchilla parameters mu = (e, a, b, alpha, beta) (default: Besiroglu et al. 2024);
 2. per family f: theta_f = mu + diag(scale) L z_f, z_f ~ Normal(0, I), L L^T a correlation matrix;
-3. per family f: schedule-shape weights w_f = shape + shape_scale z_f
-   (g_f(x) = sum_k w_fk (-log x)^k / k!, x = D / the run's final tokens; g_f(1) = 0: the law is the law of
-   final losses);
+3. per family f: schedule-shape weights w_f = shape + shape_scale z_f, moving with size by v_f =
+   shape_size z'_f per e-fold of N around the sizes' mean log N (g_f(x) = sum_k w_fk (-log x)^k / k!,
+   x = D / the run's final tokens; g_f(1) = 0: the law is the law of final losses);
 4. per training run r (family f, size N, seed s): u_r ~ Normal(0, sigma_seed(N)) on log loss (its offset
-   at the end, growing along the run as u_r x), with
+   at the end, loaded along the run by rho + (1 - rho) x, rho = offset_start), with
    sigma_seed(N) = sigma_seed * (N / 1e8)^(-seed_size_exponent), and a smooth deviation along the run
    d_r ~ GP(0, sigma_dev^2 k), the Ornstein-Uhlenbeck bridge pinned to 0 at x = 1 (correlation length ell);
-5. per checkpoint i of run r (tokens D_i): log y_i = log L(N, D_i; theta_f) + g_f(x_i) + u_r x_i + d_r(x_i)
-   + sigma_obs * z_i.
+5. per checkpoint i of run r (tokens D_i): log y_i = log L(N, D_i; theta_f) + g_f(x_i; N)
+   + u_r (rho + (1 - rho) x_i) + d_r(x_i) + sigma_obs * z_i.
 
 Losses in nats per token; tokens per checkpoint log-spaced up to the run's budget. This is the run-level
 model of :mod:`bayeslaw.models`, so fits can be checked against the truth.
@@ -122,6 +122,8 @@ def simulate(
     shape_scale: float = 0.005,
     sigma_dev: float = 0.004,
     ell: float = ELL,
+    offset_start: float = 0.0,
+    shape_size: float = 0.0,
     seed: int = 0,
 ) -> Simulation:
     """Draw a data set with known truth (see the module docstring for the generative story).
@@ -149,6 +151,11 @@ def simulate(
         The population's schedule-shape weights (``SHAPE_DEGREE`` of them) and their sd across families.
     sigma_dev, ell : float
         sd of a run's smooth deviation along the run and its correlation length (fraction of the run).
+    offset_start : float, default 0
+        rho, the share of a run's offset already there at its start (0: it grows from nothing, as seeds of
+        one configuration do; 1: a constant offset).
+    shape_size : float, default 0
+        sd of each family's change of its shape weights per e-fold of N (0: one shape for every size).
     seed : int
         Seed of the random generator: equal seeds give identical data.
 
@@ -180,6 +187,8 @@ def simulate(
         "shape_scale": shape_scale,
         "sigma_dev": sigma_dev,
         "ell": ell,
+        "offset_start": offset_start,
+        "shape_size": shape_size,
         "families": {},
         "runs": {},
     }
@@ -197,7 +206,11 @@ def simulate(
         theta_vec = mu_vec + scale_vec * (chol @ rng.standard_normal(len(THETA_ORDER)))
         theta = {k: float(v) for k, v in zip(THETA_ORDER, theta_vec, strict=True)}
         w = np.asarray(shape) + shape_scale * rng.standard_normal(SHAPE_DEGREE)
-        truth["families"][family] = {"theta": theta, "natural": _natural(theta), "shape": w.tolist()}
+        # drawn only when asked, so that data sets drawn without it stay as they were
+        v = shape_size * rng.standard_normal(SHAPE_DEGREE) if shape_size > 0 else np.zeros(SHAPE_DEGREE)
+        truth["families"][family] = {"theta": theta, "natural": _natural(theta), "shape": w.tolist(),
+                                     "shape_size": v.tolist()}
+        centre = np.mean(np.log(sizes))
         for params in sizes:
             model = f"{family}-{params / 1e6:.0f}M"
             run_sd = sigma_seed * (params / 1e8) ** (-seed_size_exponent)
@@ -210,7 +223,9 @@ def simulate(
                 if dev_chol is not None:
                     deviation[:-1] = dev_chol @ rng.standard_normal(checkpoints - 1)
                 noise = sigma_obs * rng.standard_normal(checkpoints)
-                loss = np.exp(np.log(law) + basis @ w + offset * fraction + deviation + noise)
+                shape_n = w + v * (np.log(params) - centre)
+                loss = np.exp(np.log(law) + basis @ shape_n + offset * (offset_start + (1 - offset_start) * fraction)
+                              + deviation + noise)
                 for tokens, step, value, mean in zip(token_grid, steps, loss, law, strict=True):
                     rows.append(
                         {

@@ -97,6 +97,10 @@ def bayes(df: pd.DataFrame, form: str) -> pd.DataFrame:
     print(f"\nbayes {form}: {wall:.0f} s, {diagnostics}, median leapfrog steps "
           f"{np.median(fit.idata.sample_stats['n_steps'].values):.0f}")
     print(table.round(4).to_string())
+    post = fit.idata.posterior
+    print("noise, posterior medians per family: " + "; ".join(
+        f"{name} {np.round(np.median(post[name].values.reshape(-1, *post[name].shape[2:]), axis=0), 4)}"
+        for name in ("sigma_seed", "offset_start", "sigma_dev", "sigma_obs") if name in post))
     print(f"all test checkpoints: cover50 {scored['in50'].mean():.3f}, cover90 {scored['in90'].mean():.3f}, "
           f"MRE {100 * scored['re'].mean():.3f}%")
     return table

@@ -76,7 +76,8 @@ def main(argv=None):
           f"90% band {q05.mean():.4f}-{q95.mean():.4f}; ARE {scores['are']:.4f}, "
           f"coverage 50% {scores['cov50']:.2f}, 90% {scores['cov90']:.2f}")
     posterior = fit.idata.posterior
-    names = [n for n in ("e", "alpha", "beta", "sigma_seed", "gamma_seed", "sigma_dev", "sigma_obs", "shape")
+    names = [n for n in ("e", "alpha", "beta", "sigma_seed", "gamma_seed", "sigma_dev", "sigma_obs", "offset_start",
+                         "shape", "shape_size")
              if n in posterior]
     print("\nposterior medians: " + "; ".join(
         f"{n} {np.round(np.median(posterior[n].values.reshape(-1, *posterior[n].shape[2:]), axis=0), 4)}"

@@ -157,12 +157,18 @@ def test_the_deviation_along_a_run_vanishes_at_its_end():
     assert shape_basis(1.0).tolist() == [0.0] * SHAPE_DEGREE  # g_f(1) = 0: the law of final losses
 
 
-def test_pooled_log_density_matches_a_hand_computation():
+@pytest.mark.parametrize("rho", [None, 0.3])
+def test_pooled_log_density_matches_a_hand_computation(rho, monkeypatch):
+    """rho None: the default, every offset grows from 0; 0.3: rho learnt (PRIORS["offset_start"] set),
+    the offset loads by 0.3 + 0.7 x."""
+    if rho is not None:
+        monkeypatch.setitem(PRIORS, "offset_start", (1.0, 1.0))
     data = prepare(THREE_POINTS)
     y = np.log(THREE_POINTS["loss"].to_numpy())
     values = {
         "theta_shared": np.array([0.55, -1.1, -1.5, np.log(0.33), np.log(0.37)]),
         "sigma_seed_shared": 0.015, "sigma_obs_curve": np.array([0.01]), "sigma_dev_curve": np.array([0.02]),
+        **({"offset_start_curve": np.array([rho])} if rho is not None else {}),
     }
     w = np.array([0.03, -0.01, 0.005])
     frame = family_frame(pooled_view(data), np.ones(()))  # the pooled theta is sampled in the data's frame
@@ -185,12 +191,16 @@ def test_pooled_log_density_matches_a_hand_computation():
     expected += stats.lognorm.logpdf(0.015, s=PRIORS["sigma_seed"][1], scale=PRIORS["sigma_seed"][0])
     expected += stats.halfnorm.logpdf(0.01, scale=PRIORS["sigma_obs"])
     expected += stats.halfnorm.logpdf(0.02, scale=PRIORS["sigma_dev"])
+    if rho is not None:
+        expected += stats.beta.logpdf(rho, *PRIORS["offset_start"])
     expected += stats.norm.logpdf(w, 0.0, PRIORS["shape"]).sum()  # the shift by c has a unit Jacobian
     mean = law + sum(wk * (-np.log(x)) ** (k + 1) / math.factorial(k + 1) for k, wk in enumerate(w))
-    # per run: offset (sigma_seed^2, constant seed scaling) loaded by x, deviation along the run, checkpoint noise
+    # per run: offset (sigma_seed^2, constant seed scaling) loaded by rho + (1 - rho) x, deviation along the
+    # run, checkpoint noise
     for rows in ([0, 1], [2]):
         xr = x[rows]
-        cov = (0.015**2 * np.outer(xr, xr) + 0.02**2 * np.asarray(bridge_kernel(xr[:, None], xr[None, :]))
+        load = (rho or 0.0) + (1 - (rho or 0.0)) * xr
+        cov = (0.015**2 * np.outer(load, load) + 0.02**2 * np.asarray(bridge_kernel(xr[:, None], xr[None, :]))
                + (0.01**2 + JITTER) * np.eye(len(rows)))
         expected += stats.multivariate_normal(mean[rows], cov).logpdf(y[rows])
     assert float(got) == pytest.approx(expected, rel=1e-10)
@@ -199,7 +209,8 @@ def test_pooled_log_density_matches_a_hand_computation():
 def test_size_dependent_seed_sd_enters_the_run_covariance():
     data = prepare(THREE_POINTS.assign(params=[1e8, 1e8, 4e8]).assign(run=["r1", "r1", "r2"]))
     values = {"theta_shared": jnp.zeros(5), "sigma_seed_shared": 0.02, "sigma_obs_curve": jnp.array([0.01]),
-              "sigma_dev_curve": jnp.array([0.0]), "shape_total": jnp.zeros(3), "gamma_seed": 0.3}
+              "sigma_dev_curve": jnp.array([0.0]), "offset_start_curve": jnp.array([0.5]), "shape_total": jnp.zeros(3),
+              "gamma_seed": 0.3}
     model = handlers.substitute(handlers.seed(MODELS["complete"], 0), data=values)
     trace = handlers.trace(model).get_trace(data, y=None, seed_scaling="size")
     marginal = trace["obs"]["fn"]
@@ -207,11 +218,38 @@ def test_size_dependent_seed_sd_enters_the_run_covariance():
     np.testing.assert_allclose(np.asarray(marginal.seed_var), expected, rtol=1e-12)
 
 
+def test_the_schedule_shape_moves_with_size_in_the_runs_mean(monkeypatch):
+    """With curves at three sizes, a row's shape weights are w + v (log N - the family's mean log N): the
+    runs' mean moves by basis(x) . v (log N - centre) when v moves, and not at a run's end (x = 1). Off
+    by default (PRIORS["shape_size"] = 0: no site), on with a positive prior scale."""
+    monkeypatch.setitem(PRIORS, "shape_size", 0.03)
+    df = pd.DataFrame({"family": "f", "run": ["r1", "r1", "r2", "r2", "r3", "r3"],
+                       "params": [1e8, 1e8, 4e8, 4e8, 1.6e9, 1.6e9], "tokens": [2e10, 5e10] * 3,
+                       "loss": [3.1, 2.9, 2.8, 2.6, 2.6, 2.4]})
+    data = prepare(df)
+    assert data.sized_curve_families.tolist() == [True]
+    assert prepare(df[df["run"] != "r3"]).sized_curve_families.tolist() == [False]  # two sizes: no size term
+    values = {"theta_shared": jnp.zeros(5), "sigma_seed_shared": 0.02, "sigma_obs_curve": jnp.array([0.01]),
+              "sigma_dev_curve": jnp.array([0.01]), "offset_start_curve": jnp.array([0.5]), "shape_total": jnp.zeros(3)}
+    z = np.array([0.02, -0.01, 0.005])
+
+    def run_mean(size_total):  # v + c'_f is sampled (c'_f the law's own size term along the runs)
+        model = handlers.substitute(handlers.seed(MODELS["complete"], 0), data={**values, "shape_size_total": size_total})
+        return np.asarray(handlers.trace(model).get_trace(data, y=None)["obs"]["fn"].loc)
+
+    moved = data.per_row(run_mean(jnp.asarray(z))[None])[0] - data.per_row(run_mean(jnp.zeros(3))[None])[0]
+    log_n = np.log(df["params"].to_numpy())
+    basis = np.asarray(shape_basis(df["tokens"].to_numpy() / 5e10))
+    expected = basis @ z * (log_n - log_n.mean())
+    np.testing.assert_allclose(moved, expected, rtol=1e-10, atol=1e-14)
+    assert moved[1] == 0 and moved[0] != 0 and moved[4] != 0
+
+
 @pytest.mark.parametrize("pooling", sorted(MODELS))
 def test_variants_share_sites_and_sample_positive_exponents(pooling):
     data = prepare(pd.concat([THREE_POINTS, THREE_POINTS.assign(family="g", run=["s1", "s1", "s2"])]))
     trace = handlers.trace(handlers.seed(get_model(pooling), jax.random.PRNGKey(1))).get_trace(data)
-    for site in ("theta", "alpha", "beta", "sigma_seed", "sigma_obs", "sigma_dev", "shape", "obs"):
+    for site in ("theta", "alpha", "beta", "sigma_seed", "sigma_obs", "sigma_dev", "offset_start", "shape", "obs"):
         assert site in trace, f"{pooling} lacks site {site}"
     assert trace["theta"]["value"].shape == (2, 5)
     assert trace["shape"]["value"].shape == (2, SHAPE_DEGREE)

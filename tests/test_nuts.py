@@ -87,17 +87,47 @@ def test_known_run_is_conditioned_on_its_own_checkpoints(fitted, sim):
 
 def test_new_run_predictive_follows_the_schedule_shape_and_has_finite_moments(fitted):
     """Mid-run checkpoints carry the family's shape g_f(x) and the deviation's variance; the end of a run neither."""
-    end = pd.DataFrame({"family": ["fam0"], "params": [1e9], "tokens": [1e11]})
+    end = pd.DataFrame({"family": ["fam0"], "params": [1e10], "tokens": [1e11]})  # beyond the fitted sizes
     mid = end.assign(tokens=5e10, run_tokens=1e11)
-    law, at_end, at_mid = (fitted.predict(t, kind=k, seed=0).draws.values[:, 0]
+    law, at_end, at_mid = (fitted.predict(t, kind=k, seed=0, form_error=0.0).draws.values[:, 0]
                            for t, k in ((mid, "law"), (end, "new_run"), (mid, "new_run")))
-    shape = fitted.site_draws("shape")[:, 0]  # (sample, K) of fam0
+    # fam0's weights at N = 1e10: w + v (log N - the family's mean log N), v its change per e-fold of N (0
+    # at the default PRIORS["shape_size"])
+    const = fitted.idata.constant_data
+    centre = np.mean(const["log_params"].values[const["obs_family"].values == 0])
+    shape = fitted.site_draws("shape")[:, 0] + fitted.site_draws("shape_size")[:, 0] * (np.log(1e10) - centre)
     g_mid = shape @ np.asarray(shape_basis(0.5))
     # the shift from the law at x = 0.5 is the shape term, up to the noise's Monte Carlo error
     assert np.mean(np.log(at_mid) - np.log(law)) == pytest.approx(np.mean(g_mid), abs=0.003)
     # Gaussian in log loss: the loss itself has finite moments (no heavy tails)
     for draws in (at_end, at_mid):
         assert np.isfinite(draws).all() and draws.max() / np.median(draws) < 1.5
+
+
+def test_shape_weights_at_a_size():
+    """Fit.noise_draws' shape at log N, per draw and row ((draw, row, ...) as predict reads them): w + v
+    (log N - the family's mean log N)."""
+    from bayeslaw.inference.nuts import shape_weights
+
+    w = np.array([[0.1, 0.0, 0.0], [0.2, 0.0, 0.0]])  # two draws
+    v = np.array([[0.01, 0.02, 0.0], [0.03, 0.0, 0.01]])
+    noise = {"shape": np.stack([w, w], 1), "shape_size": np.stack([v, v], 1), "shape_centre": np.full((2, 2), np.log(1e8))}
+    got = shape_weights(noise, np.log([1e8, 1e8 * np.e**2]))  # rows at the centre and two e-folds above
+    np.testing.assert_allclose(got[:, 0], w)
+    np.testing.assert_allclose(got[:, 1], w + 2 * v)
+
+
+def test_the_offsets_share_at_a_runs_start_is_learnt(monkeypatch):
+    """rho (offset_start, learnt when PRIORS["offset_start"] is set): runs whose offsets are there from the
+    start (rho 0.9, runs that differ in what the law does not read) against offsets that grow from nothing
+    (rho 0, seeds of one configuration)."""
+    monkeypatch.setitem(PRIORS, "offset_start", (1.0, 1.0))
+    medians = {}
+    for rho in (0.0, 0.9):
+        sim = simulate(families=1, sizes=(1e8, 4e8), seeds=4, checkpoints=10, sigma_seed=0.03, offset_start=rho,
+                       seed=5)
+        medians[rho] = float(np.median(fit(sim.data, seed=0, **QUICK).site_draws("offset_start")[:, 0]))
+    assert medians[0.0] < 0.35 and medians[0.9] > 0.6, medians
 
 
 def test_forecast_beyond_the_fitted_sizes_carries_the_form_error(fitted):

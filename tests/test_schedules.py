@@ -307,12 +307,14 @@ def test_tree_conditioning_equals_dense_gaussian_conditioning(schedule_fit):
     draws = slice(0, 5)
     theta = fitted.site_draws("theta")[draws][:, [0]]
     noise = {k: v[draws] for k, v in fitted.noise_draws(["f"]).items()}  # (sample, target row, ...)
-    a = noise["sigma_seed"][:, 0] ** 2
+    # the offset's share at a run's start: the fit's (0 at the default) raised to 0.3, so that both parts
+    # of the loading l = rho + (1 - rho) t are checked
+    a, rho = noise["sigma_seed"][:, 0] ** 2, noise["offset_start"][:, 0] + 0.3
     residuals = fitted._tree_residuals(theta[:, 0], noise, 0, tree, rows)
-    loading = fitted.idata.constant_data["loading"].values
-    t = loading[tree[run][3]]  # the target row's own loading: it is a training row of the branch
+    progress = fitted.idata.constant_data["loading"].values
+    t = progress[tree[run][3]]  # the target row's own progress: it is a training row of the branch
     shift, reduction = fitted._condition_on_tree(residuals, run, np.array([x]), np.array([t]), a,
-                                                 noise["sigma_dev"][:, 0] ** 2)
+                                                 noise["sigma_dev"][:, 0] ** 2, start=rho)
     law = np.log(fitted.predict(rows, kind="law").draws.values[draws])  # seen family: the fit's draws in order
     observed = np.log(rows["loss"].to_numpy())
     fraction = fitted.idata.constant_data["fraction"].values
@@ -322,8 +324,10 @@ def test_tree_conditioning_equals_dense_gaussian_conditioning(schedule_fit):
         dev2, obs2 = noise["sigma_dev"][s, 0] ** 2, noise["sigma_obs"][s, 0] ** 2
         same = owner[:, None] == owner[None, :]
         k = np.asarray(bridge_kernel(fraction[order][:, None], fraction[order][None, :]))
-        cov = a[s] * np.outer(loading[order], loading[order]) + same * (dev2 * k + (obs2 + JITTER) * np.eye(len(order)))
-        cross = a[s] * t * loading[order] + (owner == run) * dev2 * np.asarray(bridge_kernel(x, fraction[order]))
+        load = rho[s] + (1 - rho[s]) * progress[order]  # the offset's loading l = rho + (1 - rho) t
+        cov = a[s] * np.outer(load, load) + same * (dev2 * k + (obs2 + JITTER) * np.eye(len(order)))
+        cross = (a[s] * (rho[s] + (1 - rho[s]) * t) * load
+                 + (owner == run) * dev2 * np.asarray(bridge_kernel(x, fraction[order])))
         resid = observed[order] - law[s, order]
         assert shift[s, 0] == pytest.approx(cross @ np.linalg.solve(cov, resid), rel=1e-6, abs=1e-9)
         assert reduction[s, 0] == pytest.approx(cross @ np.linalg.solve(cov, cross), rel=1e-6)
@@ -350,21 +354,23 @@ def test_a_run_that_outlasts_its_trained_tree_moves_the_tree_end(schedule_fit):
     draws = slice(0, 4)
     theta = fitted.site_draws("theta")[draws][:, [0]]
     noise = {k: v[draws] for k, v in fitted.noise_draws(["f"]).items()}
-    a, dev2 = noise["sigma_seed"][:, 0] ** 2, noise["sigma_dev"][:, 0] ** 2
+    a, dev2, rho = noise["sigma_seed"][:, 0] ** 2, noise["sigma_dev"][:, 0] ** 2, noise["offset_start"][:, 0] + 0.3
     residuals = fitted._tree_residuals(theta[:, 0], noise, 0, tree, rows)
-    shift, reduction = fitted._condition_on_tree(residuals, "1e+08-longer", fraction, loading, a, dev2, scale=0.5)
+    shift, reduction = fitted._condition_on_tree(residuals, "1e+08-longer", fraction, loading, a, dev2, scale=0.5,
+                                                 start=rho)
     law = np.log(fitted.predict(rows, kind="law").draws.values[draws])
     fit_loading = fitted.idata.constant_data["loading"].values
     x = fitted.idata.constant_data["fraction"].values
     order = np.concatenate(list(tree.values()))
     owner = np.concatenate([[r] * len(i) for r, i in tree.items()])
-    t_obs = 0.5 * fit_loading[order]
     for s in range(4):
+        l_obs = rho[s] + (1 - rho[s]) * 0.5 * fit_loading[order]  # the trained runs' progress halved
         same = owner[:, None] == owner[None, :]
         k = np.asarray(bridge_kernel(x[order][:, None], x[order][None, :]))
-        cov = a[s] * np.outer(t_obs, t_obs) + same * (dev2[s] * k + (noise["sigma_obs"][s, 0] ** 2 + JITTER)
+        cov = a[s] * np.outer(l_obs, l_obs) + same * (dev2[s] * k + (noise["sigma_obs"][s, 0] ** 2 + JITTER)
                                                      * np.eye(len(order)))
-        cross = a[s] * np.outer(loading, t_obs)  # a run not trained: only the shared offset links it
+        # a run not trained: only the shared offset links it
+        cross = a[s] * np.outer(rho[s] + (1 - rho[s]) * loading, l_obs)
         resid = np.log(rows["loss"].to_numpy())[order] - law[s, order]
         assert shift[s] == pytest.approx(cross @ np.linalg.solve(cov, resid), rel=1e-6, abs=1e-9)
         assert reduction[s] == pytest.approx(np.einsum("tn,tn->t", cross, np.linalg.solve(cov, cross.T).T),

@@ -32,12 +32,12 @@ from bayeslaw.inference.config import (DEFAULT_TARGET_ACCEPT, ChainMethod, Dupli
                                        PredictionKind, SeedScaling, check_choice)
 from bayeslaw.inference.point import fit_point
 from bayeslaw.models import (NEW_FAMILY_SITES, PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
-                             get_parameterization, new_family, prepare, run_fractions, seed_sd, site_dims,
-                             start_values)
+                             get_parameterization, new_family, offset_shape, prepare, run_fractions, seed_sd,
+                             site_dims, start_values)
 from bayeslaw.models.runs import JITTER, bridge_kernel, shape_basis
 
 __all__ = ["Diagnostics", "Fit", "PreparedFit", "Prediction", "check_checkpoints", "finish_fit", "fit", "load_fit",
-           "prepare_fit", "sample_fit", "summarize"]
+           "prepare_fit", "sample_fit", "shape_weights", "summarize"]
 
 EXTRA_FIELDS = ("potential_energy", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "diverging")
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -390,6 +390,7 @@ def finish_fit(prepared: PreparedFit, samples: dict, extra: dict, ppc, log_lik, 
     coords = {"family": list(data.families), "run": list(data.runs),
               "curve_family": [f for f, c in zip(data.families, data.curve_families) if c],
               "replicated_family": [f for f, c in zip(data.families, data.replicated_families) if c],
+              "sized_curve_family": [f for f, c in zip(data.families, data.sized_curve_families) if c],
               "theta_dim": list(spec.names), "theta_dim_bis": list(spec.names),
               "shape_dim": [f"(-log x)^{k}/{k}!" for k in range(1, SHAPE_DEGREE + 1)],
               "checkpoint": np.arange(data.run_mask.shape[1])}
@@ -599,11 +600,14 @@ class Fit:
     def noise_draws(self, families, *, seed: int | np.random.Generator = 0) -> dict[str, np.ndarray]:
         """Per draw, the run-level noise of a new run of each of ``families`` (see :mod:`bayeslaw.models.runs`).
 
-        ``sigma_seed`` (at SEED_N_REF), ``sigma_obs``, ``sigma_dev`` and ``shape`` (the schedule-shape
-        weights, (sample, family, K)) per family; ``gamma_seed`` (sample,). A family's own where
-        the fit learnt them; an unseen family (or None) gets the population's sigma_seed and shape, and the
-        curve noise of a family with curves drawn at random per sample (shared by every unseen one); a seen
-        family without curves (final losses only) gets the population's shape and that curve deviation.
+        ``sigma_seed`` (at SEED_N_REF), ``sigma_obs``, ``sigma_dev``, ``offset_start`` (rho, the share of
+        the offset there from a run's start), ``shape`` and ``shape_size`` (the schedule-shape weights w
+        and their change per e-fold of N v, (sample, family, K)) and ``shape_centre`` (the family's mean
+        log N, where v does nothing) per family; ``gamma_seed`` (sample,); :func:`shape_weights` gives
+        the weights at a size. A family's own where the fit learnt them; an unseen
+        family (or None) gets the population's sigma_seed and shape, and the curve noise (sigma_obs,
+        sigma_dev, rho) of a family with curves drawn at random per sample (shared by every unseen one); a
+        seen family without curves (final losses only) gets the population's shape, sigma_dev and rho.
         """
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         return self._noise(families, rng, self._population(families, rng))
@@ -616,21 +620,39 @@ class Fit:
         pos = {f: i for i, f in enumerate(self.families)}
         curves = [pos[f] for f in self.curve_families]
         pick = np.asarray(curves)[rng.integers(0, len(curves), n)] if curves else None
+        # a fit saved before the offset's start share was learnt: an offset that grows from 0
+        start_f = (self.site_draws("offset_start") if "offset_start" in self.idata.posterior
+                   else np.zeros_like(sigma_obs_f))
         pop_obs = sigma_obs_f[np.arange(n), pick] if curves else np.zeros(n)
         pop_dev = sigma_dev_f[np.arange(n), pick] if curves else np.zeros(n)
+        pop_start = start_f[np.arange(n), pick] if curves else np.zeros(n)
         pop_seed, pop_shape = (None, None) if population is None else (population["sigma_seed_new"],
                                                                          population["shape_new"])
+        # a fit saved before the shape moved with N: a shape the same at every size
+        size_f = self.site_draws("shape_size") if "shape_size" in self.idata.posterior else np.zeros_like(shape_f)
+        centre = self._family_log_params()
         own_curve = set(self.curve_families)
-        out = {"sigma_seed": [], "sigma_obs": [], "sigma_dev": [], "shape": []}
+        out = {"sigma_seed": [], "sigma_obs": [], "sigma_dev": [], "offset_start": [], "shape": [], "shape_size": [],
+               "shape_centre": []}
         for f in families:
             i = pos.get(f)
             out["sigma_seed"].append(sigma_seed_f[:, i] if i is not None else pop_seed)
             out["sigma_obs"].append(sigma_obs_f[:, i] if i is not None else pop_obs)
             out["sigma_dev"].append(sigma_dev_f[:, i] if f in own_curve else pop_dev)
+            out["offset_start"].append(start_f[:, i] if f in own_curve else pop_start)
             out["shape"].append(shape_f[:, i] if f in own_curve else pop_shape)
+            # a new family's shape, or one of a family seen without curves, does not move with N
+            out["shape_size"].append(size_f[:, i] if f in own_curve else np.zeros_like(shape_f[:, 0]))
+            out["shape_centre"].append(np.full(n, centre.get(f, 0.0)))
         out = {k: np.stack(v, axis=1) for k, v in out.items()}
         out["gamma_seed"] = self.site_draws("gamma_seed")
         return out
+
+    def _family_log_params(self) -> dict[str, float]:
+        """Each fitted family's mean log N over its rows: the centre of its shape's size term."""
+        const = self.idata.constant_data
+        log_n = pd.Series(np.asarray(const["log_params"].values))
+        return log_n.groupby(np.asarray(self.families)[np.asarray(const["obs_family"].values)]).mean().to_dict()
 
     def _run_rows(self) -> dict[str, np.ndarray]:
         """The training rows of each run (indices into obs_id, along the run)."""
@@ -693,8 +715,9 @@ class Fit:
         runs = targets["run"].astype(object).to_numpy() if "run" in targets.columns else [None] * len(targets)
         trained, roots = self._run_rows(), self._target_roots(targets)
         loading, tree_scale = self._target_loading(targets, fraction, roots)
-        mean = log_loss + np.einsum("tk,stk->st", np.asarray(shape_basis(fraction)), noise["shape"])
-        var = (sd_seed**2 * loading**2 + noise["sigma_dev"] ** 2 * np.asarray(bridge_kernel(fraction, fraction))
+        mean = log_loss + np.einsum("tk,stk->st", np.asarray(shape_basis(fraction)), shape_weights(noise, log_params))
+        var = (sd_seed**2 * offset_shape(loading, noise["offset_start"]) ** 2
+               + noise["sigma_dev"] ** 2 * np.asarray(bridge_kernel(fraction, fraction))
                + noise["sigma_obs"] ** 2 + self.form_error_sd(families, log_params, form_error) ** 2)
         trees: dict[str, list[str]] = {}
         for name, root in self._run_roots().items():
@@ -713,7 +736,8 @@ class Fit:
                                                       training)
             c_mean, c_var = self._condition_on_tree(residuals[key], str(run), fraction[cols], loading[cols],
                                                     sd_seed[:, j] ** 2, noise["sigma_dev"][:, j] ** 2,
-                                                    scale=float(tree_scale[cols].min()))
+                                                    scale=float(tree_scale[cols].min()),
+                                                    start=noise["offset_start"][:, j])
             mean[:, cols] += c_mean
             var[:, cols] -= c_var
         draws = mean + np.sqrt(np.maximum(var, 0.0)) * rng.standard_normal(mean.shape)
@@ -789,13 +813,15 @@ class Fit:
         return np.where(in_tree, progress / whole, fraction), np.where(in_tree, end / whole, 1.0)
 
     def _tree_residuals(self, theta, noise, j: int, tree_rows: dict, training: pd.DataFrame | None) -> dict:
-        """Per trained run of a branch tree (``tree_rows``: its rows): its fractions x, the offset's loadings
+        """Per trained run of a branch tree (``tree_rows``: its rows): its fractions x, the offset's progress
         t, D_r = s_dev^2 K_r + s_obs^2 I (sample, n, n), its residuals e_r from the law and shape (sample, n),
-        and t^T D_r^-1 t and t^T D_r^-1 e_r (sample,), at the draws ``theta`` and the noise of target column
-        ``j``. ``training``: the fit's rows, where the law's inputs are rebuilt from them rather than stored."""
+        and D_r^-1 [1, t, e_r] (sample, n, 3), at the draws ``theta`` and the noise of target column ``j``.
+        ``training``: the fit's rows, where the law's inputs are rebuilt from them rather than stored."""
         const = self.idata.constant_data
         law = self.spec.law
-        shape = noise["shape"][:, j]  # the run's family's: the same for every row of one run
+        # the run's family's at the run's size: the same for every row of one run
+        shape = shape_weights({k: v[:, j] for k, v in noise.items() if k.startswith("shape")},
+                              float(const["log_params"].values[next(iter(tree_rows.values()))[0]]))
         dev2, obs2 = noise["sigma_dev"][:, j] ** 2, noise["sigma_obs"][:, j] ** 2
         out = {}
         for name, rows in tree_rows.items():
@@ -810,35 +836,47 @@ class Fit:
             kernel = np.asarray(bridge_kernel(x_obs[:, None], x_obs[None, :]))
             cov = dev2[:, None, None] * kernel + (obs2[:, None, None] + JITTER) * np.eye(len(rows))  # D_r
             t_obs = const["loading"].values[rows] if "loading" in const else np.ones(len(rows))
-            loads = np.broadcast_to(t_obs[None, :, None], (len(theta), len(rows), 1))
-            solved = np.linalg.solve(cov, np.concatenate([loads, resid[..., None]], axis=2))  # D^-1 [t, e]
-            out[name] = (x_obs, t_obs, cov, resid, solved[..., 0] @ t_obs, solved[..., 1] @ t_obs)
+            loads = np.broadcast_to(np.stack([np.ones(len(rows)), t_obs], axis=1), (len(theta), len(rows), 2))
+            out[name] = (x_obs, t_obs, cov, resid, np.linalg.solve(cov, np.concatenate([loads, resid[..., None]], axis=2)))
         return out
 
     @staticmethod
-    def _condition_on_tree(residuals: dict, run: str, fraction, loading, a, dev2, scale: float = 1.0):
+    def _condition_on_tree(residuals: dict, run: str, fraction, progress, a, dev2, scale: float = 1.0, start=None):
         """Conditional mean shift and variance reduction (sample, len(fraction)) of run ``run``'s target rows
-        at ``fraction`` (the offset's loadings ``loading``) given its branch tree's trained runs
+        at ``fraction`` (the offset's progress t, ``progress``) given its branch tree's trained runs
         (:meth:`_tree_residuals`), which share its offset u of prior variance ``a`` (sample,); when the run
         itself was trained, also given its own deviation so far (``dev2`` = s_dev^2). ``scale`` multiplies
-        the trained runs' loadings t_r (:meth:`_target_loading`: a target run past the tree's trained end).
+        the trained runs' progress t_r (:meth:`_target_loading`: a target run past the tree's trained end);
+        ``start`` is rho (sample,), the offset's share from a run's start (default 0): every row loads u by
+        l = rho + (1 - rho) t (:func:`~bayeslaw.models.runs.offset_shape`).
 
-        The offset's posterior has precision 1/a + sum_r t_r^T D_r^-1 t_r and mean (sum_r t_r^T D_r^-1 e_r)
-        / precision. For the run's own deviation, given u: k~ = D^-1 k(x), mean k~^T (e - u t_r), variance
-        s_dev^2 k(x, x) - k^T D^-1 k; a target row loads u by its own t.
+        The offset's posterior has precision 1/a + sum_r l_r^T D_r^-1 l_r and mean (sum_r l_r^T D_r^-1 e_r)
+        / precision. For the run's own deviation, given u: k~ = D^-1 k(x), mean k~^T (e - u l_r), variance
+        s_dev^2 k(x, x) - k^T D^-1 k; a target row loads u by its own l.
         """
-        t = np.asarray(loading, dtype=float)
-        precision = 1.0 / a + scale**2 * sum(part[4] for part in residuals.values())
-        u_mean, u_var = scale * sum(part[5] for part in residuals.values()) / precision, 1.0 / precision
+        rho = np.zeros_like(a) if start is None else np.asarray(start, dtype=float)
+        l = offset_shape(np.asarray(progress, dtype=float)[None, :], rho[:, None])
+
+        def loads(part):  # the trained run's l_r and D_r^-1 l_r, (sample, n) each
+            t_obs, solved = part[1], part[4]
+            return (offset_shape(scale * t_obs[None, :], rho[:, None]),
+                    rho[:, None] * solved[..., 0] + (1.0 - rho[:, None]) * scale * solved[..., 1])
+
+        precision, info = 1.0 / a, 0.0
+        for part in residuals.values():
+            l_r, dl_r = loads(part)
+            precision = precision + np.sum(l_r * dl_r, -1)
+            info = info + np.sum(dl_r * part[3], -1)  # l_r^T D_r^-1 e_r
+        u_mean, u_var = info / precision, 1.0 / precision
         if run not in residuals:
-            return u_mean[:, None] * t, (a - u_var)[:, None] * t**2
-        x_obs, t_obs, cov, resid, _, _ = residuals[run]
-        t_obs = scale * t_obs
+            return u_mean[:, None] * l, (a - u_var)[:, None] * l**2
+        x_obs, _, cov, resid, _ = residuals[run]
+        l_obs, _ = loads(residuals[run])
         cross = dev2[:, None, None] * np.asarray(bridge_kernel(fraction[:, None], x_obs[None, :]))  # (S, t, n)
         k_tilde = np.linalg.solve(cov, np.swapaxes(cross, 1, 2))  # D^-1 k, (S, n, t)
-        weight = t - np.einsum("snt,n->st", k_tilde, t_obs)  # t - k~^T t_r
+        weight = l - np.einsum("snt,sn->st", k_tilde, l_obs)  # l - k~^T l_r
         shift = u_mean[:, None] * weight + np.einsum("snt,sn->st", k_tilde, resid)
-        reduction = a[:, None] * t**2 - u_var[:, None] * weight**2 + np.einsum("stn,snt->st", cross, k_tilde)
+        reduction = a[:, None] * l**2 - u_var[:, None] * weight**2 + np.einsum("stn,snt->st", cross, k_tilde)
         return shift, reduction
 
     # --- diagnostics -----------------------------------------------------------------------
@@ -887,6 +925,13 @@ class Fit:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the DataTree to netCDF (h5netcdf) atomically: a temporary file, then a rename."""
         return write_atomic(path, lambda tmp: self.idata.to_netcdf(tmp, engine="h5netcdf"))
+
+
+def shape_weights(noise: dict, log_params):
+    """The schedule shape's weights w + v (log N - centre) at log N = ``log_params`` from :meth:`Fit.noise_draws`'s
+    ``shape``, ``shape_size`` and ``shape_centre`` (sample, [row,] K); ``log_params`` broadcasts against the rows."""
+    offset = np.asarray(log_params, dtype=float) - noise["shape_centre"]
+    return noise["shape"] + noise["shape_size"] * offset[..., None]
 
 
 def load_fit(path: str | os.PathLike) -> Fit:

@@ -63,8 +63,8 @@ import pandas as pd
 from bayeslaw.data.runs import branch_roots, replicated_runs
 from bayeslaw.data.schedules import run_schedules
 from bayeslaw.laws import D_REF, LAWS, N_REF, Law, get_law
-from bayeslaw.models.runs import (MAX_CHECKPOINTS, SHAPE_DEGREE, RunMarginal, offset_loading, run_basis, run_layout,
-                                  shape_basis, shape_projection)
+from bayeslaw.models.runs import (MAX_CHECKPOINTS, SHAPE_DEGREE, RunMarginal, offset_loading, offset_shape, run_basis,
+                                  run_layout, shape_basis, shape_projection)
 
 __all__ = [
     "D_REF",
@@ -80,6 +80,7 @@ __all__ = [
     "get_parameterization",
     "hierarchical",
     "new_family",
+    "offset_shape",
     "pooled",
     "prepare",
     "prior_vector",
@@ -91,6 +92,9 @@ __all__ = [
 ]
 
 CENTERED_MIN_SIZES = 3  # families with at least this many model sizes get a centred theta_f
+# families with curves at this many sizes or more get a schedule shape that moves with N: at two sizes a
+# linear change makes each size's shape its own, and the law's token term is left to its prior
+SHAPE_SIZE_MIN_SIZES = 3
 SEED_N_REF = 1e8  # parameters: sigma_seed is quoted at this size
 
 #: Priors of what every law shares: the family spread's shape, the noise model and the schedule shape.
@@ -108,10 +112,19 @@ PRIORS = {
     "gamma_seed": 0.5,  # Normal scale of the size exponent of sigma_seed (seed_scaling="size")
     "sigma_obs": 0.02,  # HalfNormal scale of the checkpoint noise sd of log loss
     "sigma_dev": 0.02,  # HalfNormal scale of the sd of a run's smooth deviation along the run
+    # Beta(a, b) of rho, the share of a run's offset already there at its start (loading rho + (1 - rho) t:
+    # seeds of one configuration start together, rho near 0; runs that differ in schedule or data start
+    # apart, rho near 1), learnt per family with curves; None: rho = 0, every offset grows from 0 (the
+    # default: learnt, it fixes the annealing law's fit but costs accuracy on the real held-out targets,
+    # docs/run_likelihood.md, "The shape moves with size"; (1, 1) is the setting measured there)
+    "offset_start": None,
     # schedule shapes of the shared families (fitted with wide priors, docs/run_likelihood.md): w_k of
     # -0.09 to 0.14, spread across families 0.035-0.055 per k
     "shape": 0.1,  # Normal scale of the population's schedule-shape weights w_k (log loss)
     "tau_shape": 0.05,  # sd of each w_k across families (a constant: see _shape)
+    # Normal scale of each w_k's change per e-fold of N within a family; 0: the shape does not move with N
+    # (the default: _shape_size says why; 0.03 is the value measured on the real targets)
+    "shape_size": 0.0,
 }
 
 
@@ -133,8 +146,8 @@ class ModelData:
     ``run_points`` (its number of rows) and ``run_replicated`` (another run of its family has the same
     size and token budget) describe each run; ``family_sizes`` counts each family's distinct model
     sizes, ``family_log_params`` and ``family_log_tokens`` are the mean log N and log D of its rows
-    (where its data sit); ``along_run`` (row, K) are the row weights that give the law's own curve along a
-    family's runs in the shape basis (:func:`~bayeslaw.models.runs.shape_projection`). ``form`` names the
+    (where its data sit); ``along_run`` (row, 2K) are the row weights that give the law's own curve along a
+    family's runs in the shape basis and its size term (:func:`~bayeslaw.models.runs.shape_projection`). ``form`` names the
     law and ``inputs`` holds its input columns per row (read or derived by ``Law.columns``: e.g. su2024's
     ``steps``). ``run_root`` names the root of each run's branch tree (runs of one tree share an offset:
     :func:`bayeslaw.data.runs.branch_roots`).
@@ -178,6 +191,18 @@ class ModelData:
     def curve_families(self) -> np.ndarray:
         """Per family: is one of its runs seen at two or more checkpoints? (:func:`curve_families`)"""
         return curve_families(self.run_family, self.run_points, self.n_families)
+
+    @property
+    def sized_curve_families(self) -> np.ndarray:
+        """Per family: curves at SHAPE_SIZE_MIN_SIZES or more model sizes, which tell how its schedule shape
+        moves with N (:func:`_shape_size`)."""
+        return self.curve_families & (np.asarray(self.family_sizes) >= SHAPE_SIZE_MIN_SIZES)
+
+    @property
+    def size_offset(self):
+        """Each row's log N minus its family's mean log N (``family_log_params``): where the shape's size
+        term is 0."""
+        return self.log_params - self.family_log_params[self.family]
 
     @property
     def replicated_families(self) -> np.ndarray:
@@ -250,8 +275,10 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
     roots = branch_roots(df)
     progress = df[law.progress].to_numpy(dtype=float)
     loading, tree_end = offset_loading(progress, fraction, df["run"].map(roots).to_numpy())
+    log_params = np.log(df["params"].to_numpy(dtype=float))
+    family_log_params = pd.Series(log_params).groupby(family).mean().loc[np.arange(len(families))].to_numpy()
     return ModelData(
-        log_params=np.log(df["params"].to_numpy(dtype=float)),
+        log_params=log_params,
         log_tokens=np.log(df["tokens"].to_numpy(dtype=float)),
         fraction=fraction,
         loading=loading,
@@ -267,9 +294,9 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
         run_points=run_points,
         run_replicated=replicated_runs(df).loc[list(runs)].to_numpy(dtype=bool),
         family_sizes=df.groupby("family")["params"].nunique().loc[list(families)].to_numpy(dtype=np.int32),
-        family_log_params=np.log(df["params"].astype(float)).groupby(df["family"]).mean().loc[list(families)].to_numpy(),
+        family_log_params=family_log_params,
         family_log_tokens=np.log(df["tokens"].astype(float)).groupby(df["family"]).mean().loc[list(families)].to_numpy(),
-        along_run=shape_projection(fraction, run, family, curves, loading),
+        along_run=shape_projection(fraction, run, family, curves, loading, log_params - family_log_params[family]),
         families=families,
         runs=runs,
         form=law.name,
@@ -305,19 +332,23 @@ def _law_mean(data: ModelData, theta):
     return law_log_mean(theta[data.family], data.inputs, data.form)
 
 
-def _likelihood(data: ModelData, law_mean, shape_w, noise: Mapping, y):
+def _likelihood(data: ModelData, law_mean, shape: tuple, noise: Mapping, y):
     """The run-level likelihood shared by every variant (:mod:`bayeslaw.models.runs`).
 
-    ``law_mean`` is each row's log L, ``shape_w`` (family, K) the schedule-shape weights; ``noise``
-    holds sigma_seed, sigma_obs, sigma_dev (family,) and gamma_seed.
+    ``law_mean`` is each row's log L, ``shape`` the schedule-shape weights w_f and their change per
+    e-fold of N v_f ((family, K) each: a row of size N has w_f + v_f (log N - the family's mean)); ``noise``
+    holds sigma_seed, sigma_obs, sigma_dev, offset_start (family,) and gamma_seed.
     """
-    mean = law_mean + jnp.sum(shape_basis(data.fraction) * shape_w[data.family], axis=-1)
+    shape_w, shape_v = shape
+    w = shape_w[data.family] + shape_v[data.family] * data.size_offset[:, None]
+    mean = law_mean + jnp.sum(shape_basis(data.fraction) * w, axis=-1)
     index, mask = data.run_index, data.run_mask
     sd_seed = seed_sd(noise["sigma_seed"][data.run_family], noise["gamma_seed"], data.run_log_params)
     value = None if y is None else jnp.where(mask, y[index], 0.0)
+    loading = offset_shape(data.loading[index], noise["offset_start"][data.run_family][:, None])
     marginal = RunMarginal(jnp.where(mask, mean[index], 0.0), data.run_eigvals, data.run_eigvecs, mask, sd_seed**2,
                            noise["sigma_dev"][data.run_family] ** 2, noise["sigma_obs"][data.run_family] ** 2,
-                           data.run_before, loading=jnp.where(mask, data.loading[index], 0.0))
+                           data.run_before, loading=jnp.where(mask, loading, 0.0))
     with numpyro.plate("run", data.n_runs):
         numpyro.sample("obs", marginal, obs=value)
 
@@ -330,18 +361,29 @@ def _seed_exponent(seed_scaling: str):
     raise ValueError(f"unknown seed_scaling {seed_scaling!r}; use 'constant' or 'size'")
 
 
+def offset_start_prior() -> dist.Distribution:
+    """Prior of rho, the share of a run's offset present at its start: Beta, :data:`PRIORS` (when not None)."""
+    return dist.Beta(*PRIORS["offset_start"])
+
+
 def _curve_noise(data: ModelData) -> dict:
-    """sigma_obs, sigma_dev (family,): sampled for the families with curves, 0 for the others (a run seen
-    once has one residual: its spread is the run offset's)."""
+    """sigma_obs, sigma_dev, offset_start (family,): sampled for the families with curves (rho only when
+    ``PRIORS["offset_start"]`` is set); for the others (a run seen once has one residual: its spread is
+    the run offset's) 0, and rho 0 (an offset that grows along its branch tree, unchanged where every run
+    is seen at its end, t = 1)."""
     curves = np.flatnonzero(data.curve_families)
     sigma_obs = jnp.zeros(data.n_families)
     sigma_dev = jnp.zeros(data.n_families)
+    start = jnp.zeros(data.n_families)
     if len(curves):
         with numpyro.plate("curve_family", len(curves)):
             sigma_obs = sigma_obs.at[curves].set(numpyro.sample("sigma_obs_curve", dist.HalfNormal(PRIORS["sigma_obs"])))
             sigma_dev = sigma_dev.at[curves].set(numpyro.sample("sigma_dev_curve", dist.HalfNormal(PRIORS["sigma_dev"])))
+            if PRIORS["offset_start"] is not None:  # None: every offset grows from 0 (rho = 0)
+                start = start.at[curves].set(numpyro.sample("offset_start_curve", offset_start_prior()))
     return {"sigma_obs": numpyro.deterministic("sigma_obs", sigma_obs),
-            "sigma_dev": numpyro.deterministic("sigma_dev", sigma_dev)}
+            "sigma_dev": numpyro.deterministic("sigma_dev", sigma_dev),
+            "offset_start": numpyro.deterministic("offset_start", start)}
 
 
 def _shape_prior() -> dist.Distribution:
@@ -350,27 +392,63 @@ def _shape_prior() -> dist.Distribution:
 
 
 def law_along_run(data: ModelData, law_mean):
-    """c_f (family, K): the law's own curve along family f's runs in the shape basis (least squares, each
-    run's multiple of the offset's loading aside; :func:`~bayeslaw.models.runs.shape_projection`), 0 for
-    families without curves."""
+    """(c_f, c'_f) (family, 2K): the law's own curve along family f's runs in the shape basis and in its
+    size term (least squares on (-log x)^k / k! and on them times log N - the family's mean, each run's
+    multiple of the offset's loading aside; :func:`~bayeslaw.models.runs.shape_projection`), 0 for
+    families without curves (c'_f for those seen at one size)."""
     return jax.ops.segment_sum(data.along_run * law_mean[:, None], data.family, num_segments=data.n_families)
 
 
-def _shape(data: ModelData, pooling: str, law_mean):
-    """Schedule-shape weights w (family, K): sampled for the families with curves; the others (whose runs
-    all end at x = 1, where g_f = 0) carry the population's (hierarchical, complete) or 0 (none).
-
-    A run's curve pins w_f + c_f, the shape plus the law's own curve along the run (:func:`law_along_run`),
-    not w_f: a steeper token term with a flatter shape fits it as well. So the models sample
-    v_f = w_f + c_f ("shape_total") with w_f's prior moved by c_f, v_f ~ Normal(m_f + c_f, s), which is
-    w_f ~ Normal(m_f, s) exactly (a shift by a function of theta has a unit Jacobian); NUTS then moves
-    along the token term without having to move w_f with it."""
-    curves = np.flatnonzero(data.curve_families)
+def _shape(data: ModelData, pooling: str, law_mean) -> tuple:
+    """The schedule shape's weights w_f and their change per e-fold of N v_f, (family, K) each."""
     if get_parameterization(data.form).law.sampling.explains_shape:
         # the law reads the learning-rate schedule: the mean shape along a run is the law's, and a g_f
         # beside it would explain the same thing (the run deviation d_r keeps the residual wiggles)
-        return numpyro.deterministic("shape", jnp.zeros((data.n_families, SHAPE_DEGREE)))
+        zero = jnp.zeros((data.n_families, SHAPE_DEGREE))
+        return numpyro.deterministic("shape", zero), numpyro.deterministic("shape_size", zero)
     along = law_along_run(data, law_mean)
+    return (_shape_weights(data, pooling, along[:, :SHAPE_DEGREE]),
+            _shape_size(data, pooling, along[:, SHAPE_DEGREE:]))
+
+
+def _shape_size(data: ModelData, pooling: str, along):
+    """v_f (family, K): how family f's schedule shape moves per e-fold of N, sampled for the families with
+    curves at three or more sizes (one shared v under complete pooling) when ``PRIORS["shape_size"]`` > 0,
+    0 otherwise. Off by default: see below.
+
+    Real runs of different sizes bend differently along the run (a larger model's curve falls more
+    steeply); with one shape for every size, a family's checkpoints along the runs pull the law's N term
+    off its final losses to explain that (PolyPythias: docs/run_likelihood.md). With v_f each size's
+    level along its run is the shape's, and the final losses (x = 1, where g_f = 0) place the law. As
+    for w_f, the runs pin v_f + c'_f (``along``, the law's own size term along the runs), which is what
+    is sampled ("shape_size_total"), its prior moved by c'_f. Not pooled across families: its prior is
+    the spread a size's shape is let move, and a new family's shape does not move with N. On real held-out
+    targets it brings PolyPythias' and OLMo's forecasts to the best point fit's accuracy, but on data
+    whose shape does not move with N (the demo) v_f is pinned near 0 and its coupling to E through c'_f
+    makes NUTS diverge (docs/run_likelihood.md, "The shape moves with size"), so it is not the default."""
+    zero = jnp.zeros((data.n_families, SHAPE_DEGREE))
+    sized = np.flatnonzero(data.sized_curve_families)
+    if not len(sized) or PRIORS["shape_size"] <= 0:
+        return numpyro.deterministic("shape_size", zero)
+    if pooling == "complete":
+        shift = jnp.mean(along[sized], axis=0)
+        v = numpyro.sample("shape_size_total", dist.Normal(shift, PRIORS["shape_size"]).to_event(1)) - shift
+        return numpyro.deterministic("shape_size", jnp.broadcast_to(v, zero.shape))
+    with numpyro.plate("sized_curve_family", len(sized)):
+        total = numpyro.sample("shape_size_total", dist.Normal(along[sized], PRIORS["shape_size"]).to_event(1))
+    return numpyro.deterministic("shape_size", zero.at[sized].set(total - along[sized]))
+
+
+def _shape_weights(data: ModelData, pooling: str, along):
+    """Schedule-shape weights w (family, K): sampled for the families with curves; the others (whose runs
+    all end at x = 1, where g_f = 0) carry the population's (hierarchical, complete) or 0 (none).
+
+    A run's curve pins w_f + c_f, the shape plus the law's own curve along the run (``along``:
+    :func:`law_along_run`), not w_f: a steeper token term with a flatter shape fits it as well. So the
+    models sample t_f = w_f + c_f ("shape_total") with w_f's prior moved by c_f, t_f ~ Normal(m_f + c_f,
+    s), which is w_f ~ Normal(m_f, s) exactly (a shift by a function of theta has a unit Jacobian); NUTS
+    then moves along the token term without having to move w_f with it."""
+    curves = np.flatnonzero(data.curve_families)
     if pooling == "complete":
         shift = jnp.mean(along[curves], axis=0) if len(curves) else jnp.zeros(SHAPE_DEGREE)
         w = numpyro.sample("shape_total", dist.Normal(shift, PRIORS["shape"]).to_event(1)) - shift
@@ -615,15 +693,20 @@ def start_values(pooling: str, data: ModelData, spec: Parameterization, theta) -
     along = np.asarray(law_along_run(data, law_log_mean(jnp.tile(jnp.asarray(theta), (len(data.family), 1)),
                                                          data.inputs, data.form)))
     n_c = int(curves.sum())
+    sized = np.flatnonzero(data.sized_curve_families)
     sigma_seed = PRIORS["sigma_seed"][0]
     values.update({
         "sigma_seed_shared": sigma_seed,
         "sigma_obs_curve": np.full(n_c, 0.5 * PRIORS["sigma_obs"]),
         "sigma_dev_curve": np.full(n_c, 0.5 * PRIORS["sigma_dev"]),
+        "offset_start_curve": np.full(n_c, 0.5),
+        # every v_f at 0 likewise: shape_size_total is the law's own size term along the runs
+        "shape_size_total": (along[sized, SHAPE_DEGREE:].mean(axis=0) if pooling == "complete" and len(sized) else
+                             along[sized, SHAPE_DEGREE:]),
         "gamma_seed": 0.0,  # used only when seed_scaling="size"
         "shape_mu": np.zeros(SHAPE_DEGREE),
-        "shape_total": (along[curves] if pooling != "complete" else
-                        along[curves].mean(axis=0) if n_c else np.zeros(SHAPE_DEGREE)),
+        "shape_total": (along[curves, :SHAPE_DEGREE] if pooling != "complete" else
+                        along[curves, :SHAPE_DEGREE].mean(axis=0) if n_c else np.zeros(SHAPE_DEGREE)),
     })
     if pooling == "none":
         values["sigma_seed"] = np.full(n_f, sigma_seed)
@@ -641,15 +724,17 @@ def site_dims(pooling: str, spec: Parameterization) -> dict[str, list[str]]:
         "theta": family_theta, "theta_raw": family_theta,
         **{name: ["family"] for name in spec.law.theta_names},  # the law's own parameters
         "sigma_seed": ["family"], "sigma_obs": ["family"], "sigma_dev": ["family"],
-        "sigma_obs_curve": ["curve_family"], "sigma_dev_curve": ["curve_family"],
+        "offset_start": ["family"],
+        "sigma_obs_curve": ["curve_family"], "sigma_dev_curve": ["curve_family"], "offset_start_curve": ["curve_family"],
         "shape": ["family", "shape_dim"], "shape_total": ["curve_family", "shape_dim"], "shape_mu": ["shape_dim"],
+        "shape_size": ["family", "shape_dim"], "shape_size_total": ["sized_curve_family", "shape_dim"],
         "obs": ["run", "checkpoint"],
     }
     if pooling == "hierarchical":
         dims.update({"mu": ["theta_dim"], "tau": ["theta_dim"], "corr_chol": ["theta_dim", "theta_dim_bis"],
                      "log_sigma_seed_z": ["replicated_family"]})
     if pooling == "complete":
-        dims.update({"theta_shared": ["theta_dim"], "shape_total": ["shape_dim"]})
+        dims.update({"theta_shared": ["theta_dim"], "shape_total": ["shape_dim"], "shape_size_total": ["shape_dim"]})
     return dims
 
 

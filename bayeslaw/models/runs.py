@@ -3,11 +3,13 @@
 For run r of family f, with checkpoints at fractions x_i = D_i / D_r of the run (tokens seen over the
 run's final tokens), the residual of log loss from the law is
 
-    log y_ri - log L(theta_f; inputs_ri) = g_f(x_ri) + u_r t_ri + d_r(x_ri) + eps_ri
+    log y_ri - log L(theta_f; inputs_ri) = g_f(x_ri) + u_r l_ri + d_r(x_ri) + eps_ri
 
     g_f(x)  = sum_k w_fk (-log x)^k / k!, k = 1..K   the family's schedule shape; g_f(1) = 0, so that the
                                                      law stays the law of final losses
     u_r     ~ Normal(0, s_seed^2)                    the run's offset at its end (its seed)
+    l_ri    = rho_f + (1 - rho_f) t_ri               the offset's loading: a share rho_f of it is there
+                                                     from the run's start, the rest grows along it
     t_ri                                             how far along the run the checkpoint is: x_ri, or for
                                                      a run in a branch tree its tokens over the tree's end
     d_r     ~ GP(0, s_dev^2 k)                       a smooth deviation along the run
@@ -15,13 +17,15 @@ run's final tokens), the residual of log loss from the law is
 
 with k(x, x') = exp(-|x - x'| / ELL) - exp(-(2 - x - x') / ELL), the Ornstein-Uhlenbeck kernel
 conditioned on d_r(1) = 0 (a bridge): the run's deviation at its end is its offset u_r alone, so u_r is
-told apart from d_r. The offset grows along the run (u_r t): runs of one configuration start out
-together and part as they train, so their spread is small early and largest at the end, which a constant
-offset cannot express (PolyPythias' seeds: docs/run_likelihood.md, ``benchmarks/run_covariance.py``). u_r
-stays the run's offset at its end, what sigma_seed describes. The Gaussian parts are
-marginalised per run: the run's residual vector is Normal(g_f(x), C_r), C_r = s_seed^2 t t^T + s_dev^2 K
-+ s_obs^2 I, and NUTS moves only in the law's and the noise model's parameters; every run carries an
-offset at no cost in dimensions.
+told apart from d_r. The offset may grow along the run: runs of one configuration start out together and
+part as they train, so their spread is small early and largest at the end, which a constant offset
+cannot express (PolyPythias' seeds, rho near 0: docs/run_likelihood.md, ``benchmarks/run_covariance.py``);
+runs that differ in what the law does not read (one seed per learning-rate schedule) sit apart from the
+start, and an offset that must grow takes a linear trend that competes with the law's own slope late in
+the run. rho_f, learnt per family with curves, spans both; u_r stays the run's offset at its end, what
+sigma_seed describes. The Gaussian parts are marginalised per run: the run's residual vector is
+Normal(g_f(x), C_r), C_r = s_seed^2 l l^T + s_dev^2 K + s_obs^2 I, and NUTS moves only in the law's and
+the noise model's parameters; every run carries an offset at no cost in dimensions.
 
 The correlation length ELL is a constant (a fifth of a run), not learnt: with K fixed, each run's
 eigenbasis K = U diag(lambda) U^T is computed once, s_dev^2 K + s_obs^2 I is diagonal in it, and the
@@ -40,8 +44,8 @@ import pandas as pd
 
 from bayeslaw.laws.runs import ELL, SHAPE_DEGREE, bridge_kernel, shape_basis
 
-__all__ = ["ELL", "SHAPE_DEGREE", "RunMarginal", "bridge_kernel", "offset_loading", "run_basis", "run_covariance",
-           "run_layout", "shape_basis", "shape_projection"]
+__all__ = ["ELL", "SHAPE_DEGREE", "RunMarginal", "bridge_kernel", "offset_loading", "offset_shape", "run_basis",
+           "run_covariance", "run_layout", "shape_basis", "shape_projection"]
 
 JITTER = 1e-8  # variance added to every checkpoint (an sd of 0.01% of the loss): keeps C_r well conditioned
 MAX_CHECKPOINTS = 400  # per run: the eigenbasis is (run, n, n); thin longer runs (fit's thin=)
@@ -151,6 +155,12 @@ def offset_loading(progress: np.ndarray, fraction: np.ndarray, tree: np.ndarray)
     return fraction * (run_end / tree_end), tree_end
 
 
+def offset_shape(progress, start):
+    """The offset's loading l = rho + (1 - rho) t at progress t (:func:`offset_loading`), rho = ``start``
+    the share of the offset there from the run's start (arrays broadcasting; 1 at t = 1 for every rho)."""
+    return start + (1.0 - start) * progress
+
+
 def run_layout(run: np.ndarray, order: np.ndarray, n_runs: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of each run's checkpoints in ``order`` (tokens), padded: (index (R, n), mask (R, n)).
 
@@ -168,17 +178,20 @@ def run_layout(run: np.ndarray, order: np.ndarray, n_runs: int) -> tuple[np.ndar
 
 
 def shape_projection(fraction: np.ndarray, run: np.ndarray, family: np.ndarray, curves: np.ndarray,
-                     loading: np.ndarray) -> np.ndarray:
-    """Row weights P (row, K) of the least-squares fit of a per-row curve on the shape basis, with one
-    free multiple of the offset's loading per run: for a curve family f, c_f = sum over its rows of P_i l_i
-    are the coefficients of l(x) = c_r t + sum_k c_fk (-log x)^k / k! (0 for the other families' rows;
-    t the offset's loading, :func:`offset_loading`).
+                     loading: np.ndarray, size_offset: np.ndarray | None = None) -> np.ndarray:
+    """Row weights P (row, 2K) of the least-squares fit of a per-row curve on the shape basis and its size
+    term, with one free multiple of the offset's loading per run: for a curve family f, c_f = sum over
+    its rows of P_i l_i are the coefficients of l(x, N) = c_r t + sum_k (c_fk + c'_fk z) (-log x)^k / k!
+    (0 for the other families' rows; t the offset's loading, :func:`offset_loading`; z = ``size_offset``,
+    log N minus the family's mean, 0 where not given: then c'_f = 0).
 
     Applied to the law's own log loss along the runs, c_f is the part of the law's curve that the
     schedule shape could equally explain (the part along t, each run's offset takes): the models sample
     w_f + c_f (what the runs' curves pin) rather than w_f alone (:func:`bayeslaw.models._shape`).
     """
     basis = np.asarray(shape_basis(np.asarray(fraction, dtype=float)))
+    z = np.zeros(len(basis)) if size_offset is None else np.asarray(size_offset, dtype=float)
+    basis = np.concatenate([basis, basis * z[:, None]], axis=1)
     loading = np.asarray(loading, dtype=float)
     weights = np.zeros_like(basis)
     for f in np.flatnonzero(curves):
@@ -190,7 +203,8 @@ def shape_projection(fraction: np.ndarray, run: np.ndarray, family: np.ndarray, 
         np.add.at(tb, inverse, t[:, None] * basis[rows])
         np.add.at(tt, inverse, t * t)
         centred = basis[rows] - t[:, None] * (tb / tt[:, None])[inverse]
-        # rcond: a direction the runs' fractions barely span (runs of two checkpoints) gets no weight,
-        # rather than a large one that would tie w_f + c_f to the law's noise-level wiggles
+        # rcond: a direction the runs' fractions barely span (runs of two checkpoints, a family at one
+        # size: its size columns are 0) gets no weight, rather than a large one that would tie w_f + c_f
+        # to the law's noise-level wiggles
         weights[rows] = np.linalg.pinv(centred, rcond=1e-6).T
     return weights

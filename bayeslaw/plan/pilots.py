@@ -61,9 +61,9 @@ import scipy.linalg
 from bayeslaw.executor import CellError, run_cells
 from bayeslaw.inference.batched import fit_many, release_compiled
 from bayeslaw.inference.config import PredictionKind, check_choice
-from bayeslaw.inference.nuts import Fit
+from bayeslaw.inference.nuts import Fit, shape_weights
 from bayeslaw.models import seed_sd
-from bayeslaw.models.runs import run_covariance, shape_basis
+from bayeslaw.models.runs import offset_shape, run_covariance, shape_basis
 
 __all__ = ["EFLOP", "pilot_rows", "rank_pilots"]
 
@@ -154,24 +154,28 @@ def pilot_rows(candidate: Mapping, *, checkpoints: int = 1, first_fraction: floa
 
 
 def _noise_draws(fit: Fit, family: str | None, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Per draw: sigma_seed (at SEED_N_REF), gamma_seed, sigma_obs, sigma_dev and shape of ``family``, as in ``Fit.predict``."""
+    """Per draw: sigma_seed (at SEED_N_REF), gamma_seed, sigma_obs, sigma_dev, offset_start and the shape
+    (shape, shape_size, shape_centre) of ``family``, as in ``Fit.predict``."""
     noise = fit.noise_draws([family], seed=rng)
-    return {"sigma_seed": noise["sigma_seed"][:, 0], "gamma_seed": noise["gamma_seed"], "sigma_obs": noise["sigma_obs"][:, 0],
-            "sigma_dev": noise["sigma_dev"][:, 0], "shape": noise["shape"][:, 0]}
+    return {"gamma_seed": noise["gamma_seed"],
+            **{k: noise[k][:, 0] for k in ("sigma_seed", "sigma_obs", "sigma_dev", "offset_start", "shape", "shape_size",
+                                            "shape_centre")}}
 
 
 def _run_noise(noise: Mapping[str, np.ndarray], rows: pd.DataFrame) -> np.ndarray:
     """E over the draws of each run's noise covariance (offset + deviation along the run + checkpoint noise),
     block-diagonal over the pilot's runs: (rows, rows), rows in ``rows``' order."""
     R = np.zeros((len(rows), len(rows)))
-    # the covariance is linear in the three variances: its mean over draws is the covariance at their means
-    sds = [np.sqrt(np.array([v])) for v in (_seed_variance(noise, float(rows["params"].iloc[0])),
-                                            np.mean(noise["sigma_dev"] ** 2), np.mean(noise["sigma_obs"] ** 2))]
+    seed_var = np.asarray(seed_sd(noise["sigma_seed"], noise["gamma_seed"], np.log(float(rows["params"].iloc[0])))) ** 2
+    # the deviation and checkpoint parts are linear in their variances: their mean over draws is the
+    # covariance at the mean variances; the offset's, s^2 l l^T with l per draw, is averaged draw by draw
+    sds = [np.zeros(1), *(np.sqrt(np.array([np.mean(noise[k] ** 2)])) for k in ("sigma_dev", "sigma_obs"))]
     for _, idx in rows.groupby("run", sort=False).indices.items():
         x = rows["tokens"].to_numpy(float)[idx] / rows["tokens"].to_numpy(float)[idx].max()
         # a pilot run is a run of its own: its offset loads on its fraction x
-        R[np.ix_(idx, idx)] = np.asarray(run_covariance(x[None], np.ones((1, len(idx)), bool), *sds,
-                                                        loading=x[None]))[0]
+        load = offset_shape(x[None, :], noise["offset_start"][:, None])  # (draw, n)
+        R[np.ix_(idx, idx)] = (np.asarray(run_covariance(x[None], np.ones((1, len(idx)), bool), *sds))[0]
+                               + np.einsum("s,si,sj->ij", seed_var, load, load) / len(seed_var))
     return R
 
 
@@ -397,7 +401,9 @@ def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise
             log_law = np.asarray(fit.spec.log_mean(jnp.asarray(theta[d]), inputs))
             one = {k: v[d:d + 1] for k, v in noise.items()}  # the run-level noise of that draw
             fraction = rows["tokens"].to_numpy(float) / rows.groupby("run")["tokens"].transform("max").to_numpy(float)
-            log_loss = (log_law + np.asarray(shape_basis(fraction)) @ noise["shape"][d]
+            shape = shape_weights({k: noise[k][d] for k in ("shape", "shape_size", "shape_centre")},
+                                  np.log(rows["params"].to_numpy(float)))  # (row, K): at each pilot's size
+            log_loss = (log_law + np.sum(np.asarray(shape_basis(fraction)) * shape, axis=-1)
                         + np.linalg.cholesky(_run_noise(one, rows)) @ rng.standard_normal(len(rows)))
             batch = rows["batch_size"].to_numpy(float) if "batch_size" in rows else 1.0
             pilot = rows.assign(family=run_family, run=[f"{run_family}-{r}-o{o}" for r in rows["run"]],

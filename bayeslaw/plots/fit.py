@@ -264,7 +264,7 @@ def _main_sites(fit, var_names, *, where: str) -> list[str]:
         if unknown:
             raise ValueError(f"{where}: no posterior site(s) {unknown}; the fit has {sorted(posterior.data_vars)}")
         return var_names
-    candidates = [*fit.spec.law.theta_names, "sigma_obs", "sigma_dev", "sigma_seed", "gamma_seed"]
+    candidates = [*fit.spec.law.theta_names, "sigma_obs", "sigma_dev", "offset_start", "sigma_seed", "gamma_seed"]
     # a site fixed in the model (gamma_seed with constant scaling) has no trace worth drawing
     return [v for v in candidates if v in posterior.data_vars and float(posterior[v].std()) > 0]
 
