@@ -277,6 +277,11 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
     loading, tree_end = offset_loading(progress, fraction, df["run"].map(roots).to_numpy())
     log_params = np.log(df["params"].to_numpy(dtype=float))
     family_log_params = pd.Series(log_params).groupby(family).mean().loc[np.arange(len(families))].to_numpy()
+    family_sizes = df.groupby("family")["params"].nunique().loc[list(families)].to_numpy(dtype=np.int32)
+    # the size term's columns of the shape projection, where the model samples it (0 elsewhere: the
+    # projection is then the shape's alone)
+    sized = curves & (family_sizes >= SHAPE_SIZE_MIN_SIZES) & (PRIORS["shape_size"] > 0)
+    size_offset = np.where(sized[family], log_params - family_log_params[family], 0.0)
     return ModelData(
         log_params=log_params,
         log_tokens=np.log(df["tokens"].to_numpy(dtype=float)),
@@ -293,10 +298,10 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
         run_tree_end=pd.Series(tree_end).groupby(run).first().loc[np.arange(len(runs))].to_numpy(),
         run_points=run_points,
         run_replicated=replicated_runs(df).loc[list(runs)].to_numpy(dtype=bool),
-        family_sizes=df.groupby("family")["params"].nunique().loc[list(families)].to_numpy(dtype=np.int32),
+        family_sizes=family_sizes,
         family_log_params=family_log_params,
         family_log_tokens=np.log(df["tokens"].astype(float)).groupby(df["family"]).mean().loc[list(families)].to_numpy(),
-        along_run=shape_projection(fraction, run, family, curves, loading, log_params - family_log_params[family]),
+        along_run=shape_projection(fraction, run, family, curves, loading, size_offset),
         families=families,
         runs=runs,
         form=law.name,
