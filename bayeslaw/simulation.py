@@ -201,6 +201,7 @@ def simulate(
     dev_cov = sigma_dev**2 * np.asarray(bridge_kernel(fraction[:, None], fraction[None, :], ell))
     # the bridge is 0 at x = 1: factor it on the checkpoints before the last
     dev_chol = np.linalg.cholesky(dev_cov[:-1, :-1] + 1e-14 * np.eye(checkpoints - 1)) if checkpoints > 1 else None
+    centre = np.mean(np.log(sizes))  # the shape's size term is 0 at the sizes' mean log N
     rows = []
     for family in names:
         theta_vec = mu_vec + scale_vec * (chol @ rng.standard_normal(len(THETA_ORDER)))
@@ -210,7 +211,6 @@ def simulate(
         v = shape_size * rng.standard_normal(SHAPE_DEGREE) if shape_size > 0 else np.zeros(SHAPE_DEGREE)
         truth["families"][family] = {"theta": theta, "natural": _natural(theta), "shape": w.tolist(),
                                      "shape_size": v.tolist()}
-        centre = np.mean(np.log(sizes))
         for params in sizes:
             model = f"{family}-{params / 1e6:.0f}M"
             run_sd = sigma_seed * (params / 1e8) ** (-seed_size_exponent)

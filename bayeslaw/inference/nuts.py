@@ -648,11 +648,15 @@ class Fit:
         out["gamma_seed"] = self.site_draws("gamma_seed")
         return out
 
+    def _training_log_params(self) -> pd.Series:
+        """log N of every training row, indexed by its family's name."""
+        const = self.idata.constant_data
+        return pd.Series(np.asarray(const["log_params"].values),
+                         index=np.asarray(self.families)[np.asarray(const["obs_family"].values)])
+
     def _family_log_params(self) -> dict[str, float]:
         """Each fitted family's mean log N over its rows: the centre of its shape's size term."""
-        const = self.idata.constant_data
-        log_n = pd.Series(np.asarray(const["log_params"].values))
-        return log_n.groupby(np.asarray(self.families)[np.asarray(const["obs_family"].values)]).mean().to_dict()
+        return self._training_log_params().groupby(level=0).mean().to_dict()
 
     def _run_rows(self) -> dict[str, np.ndarray]:
         """The training rows of each run (indices into obs_id, along the run)."""
@@ -758,9 +762,8 @@ class Fit:
         kappa = PRIORS["form_error"] if per_efold is None else float(per_efold)
         if kappa < 0:
             raise ValueError(f"form_error: {kappa} per e-fold of N is negative")
-        const = self.idata.constant_data
-        log_n = pd.Series(np.asarray(const["log_params"].values))
-        ranges = log_n.groupby(np.asarray(self.families)[np.asarray(const["obs_family"].values)]).agg(["min", "max"])
+        log_n = self._training_log_params()
+        ranges = log_n.groupby(level=0).agg(["min", "max"])
         rows = pd.Series(list(families), dtype=object)
         lo = rows.map(ranges["min"]).fillna(log_n.min()).to_numpy(dtype=float)
         hi = rows.map(ranges["max"]).fillna(log_n.max()).to_numpy(dtype=float)
@@ -820,7 +823,7 @@ class Fit:
         const = self.idata.constant_data
         law = self.spec.law
         # the run's family's at the run's size: the same for every row of one run
-        shape = shape_weights({k: v[:, j] for k, v in noise.items() if k.startswith("shape")},
+        shape = shape_weights({k: noise[k][:, j] for k in ("shape", "shape_size", "shape_centre")},
                               float(const["log_params"].values[next(iter(tree_rows.values()))[0]]))
         dev2, obs2 = noise["sigma_dev"][:, j] ** 2, noise["sigma_obs"][:, j] ** 2
         out = {}

@@ -134,6 +134,12 @@ def curve_families(run_family: np.ndarray, run_points: np.ndarray, n_families: i
     return np.bincount(run_family[run_points >= 2], minlength=n_families) > 0
 
 
+def sized_curve_families(curves: np.ndarray, family_sizes: np.ndarray) -> np.ndarray:
+    """Per family: does its schedule shape move with N (:func:`_shape_size`)? Curves at SHAPE_SIZE_MIN_SIZES
+    or more model sizes, which tell how it moves, and the term on (``PRIORS["shape_size"]`` > 0)."""
+    return curves & (np.asarray(family_sizes) >= SHAPE_SIZE_MIN_SIZES) & (PRIORS["shape_size"] > 0)
+
+
 @dataclass(frozen=True)
 class ModelData:
     """Arrays a model reads, built from a table by :func:`prepare`.
@@ -194,9 +200,8 @@ class ModelData:
 
     @property
     def sized_curve_families(self) -> np.ndarray:
-        """Per family: curves at SHAPE_SIZE_MIN_SIZES or more model sizes, which tell how its schedule shape
-        moves with N (:func:`_shape_size`)."""
-        return self.curve_families & (np.asarray(self.family_sizes) >= SHAPE_SIZE_MIN_SIZES)
+        """Per family: does its schedule shape move with N? (:func:`sized_curve_families`)"""
+        return sized_curve_families(self.curve_families, self.family_sizes)
 
     @property
     def size_offset(self):
@@ -280,7 +285,7 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
     family_sizes = df.groupby("family")["params"].nunique().loc[list(families)].to_numpy(dtype=np.int32)
     # the size term's columns of the shape projection, where the model samples it (0 elsewhere: the
     # projection is then the shape's alone)
-    sized = curves & (family_sizes >= SHAPE_SIZE_MIN_SIZES) & (PRIORS["shape_size"] > 0)
+    sized = sized_curve_families(curves, family_sizes)
     size_offset = np.where(sized[family], log_params - family_log_params[family], 0.0)
     return ModelData(
         log_params=log_params,
@@ -433,7 +438,7 @@ def _shape_size(data: ModelData, pooling: str, along):
     makes NUTS diverge (docs/run_likelihood.md, "The shape moves with size"), so it is not the default."""
     zero = jnp.zeros((data.n_families, SHAPE_DEGREE))
     sized = np.flatnonzero(data.sized_curve_families)
-    if not len(sized) or PRIORS["shape_size"] <= 0:
+    if not len(sized):
         return numpyro.deterministic("shape_size", zero)
     if pooling == "complete":
         shift = jnp.mean(along[sized], axis=0)
