@@ -29,7 +29,7 @@ def quick():
     try:
         return backtest(df, ks=(2,), fractions=(0.0, 0.3), methods=("hitchhiker",), poolings=("hierarchical",),
                         transfer=True, families=["fam0", "fam1"], thin=6, compare=False, progress=False,
-                        fit_options={"chains": 1, "draws": 60, "warmup": 60}, batch=True)
+                        fit_options={"chains": 1, "draws": 60, "warmup": 150}, batch=True)
     finally:
         evaluation.fit_many = real
 
@@ -51,8 +51,9 @@ def test_cells_cover_every_family_k_q_and_method(quick):
     transfer = cells[cells["case"] == "transfer"]
     assert set(transfer["family"]) == {"fam0", "fam1"} and set(transfer["method"]) == {"hitchhiker", "bayes-hierarchical"}
     assert (cells["train_models"][cells["case"] == "scaling"] == 2).all()
-    # the demo's laws are smooth: from two sizes and one 150-draw chain every method predicts the target
-    # within 15% (the transfer cases, one model each, are the furthest off: 4-11% across machines)
+    # the demo's laws are smooth: from two sizes and one short chain every method predicts the target
+    # within 15% (the transfer cases, one model each, are the furthest off: 4-11% across machines). The
+    # one-size family is centred in its frame, whose ridge 60 warmup iterations do not find (26% off)
     assert (cells["are"] < 0.15).all()
     bayes = cells[cells["method"].str.startswith("bayes")]
     assert bayes["coverage90"].between(0, 1).all() and (bayes["width90"] > bayes["width50"]).all()

@@ -337,6 +337,30 @@ def test_family_frame_is_a_volume_preserving_bijection():
     assert np.all(np.isfinite(np.asarray(frame(corner)))) and float(frame.inv(frame(corner))[0, 0]) == pytest.approx(-30.0)
 
 
+def test_a_family_at_one_size_is_centred_in_its_frame_and_non_centred_without_one():
+    # f is seen at one size, g at three: under chinchilla (a family frame) both are centred, theta_f the
+    # frame's inverse of the sampled coordinates; under su2024 (no frame) f is mu + diag(tau) L z_f
+    from bayeslaw.models import centered_families
+
+    g = pd.DataFrame({"family": "g", "run": ["g1", "g2", "g3"], "params": [1e8, 4e8, 1.6e9], "tokens": 5e10,
+                      "loss": [3.0, 2.8, 2.6]})
+    table = pd.concat([THREE_POINTS, g], ignore_index=True)
+    data = prepare(table)
+    assert data.family_sizes.tolist() == [1, 3] and centered_families(data).tolist() == [True, True]
+    trace = handlers.trace(handlers.seed(MODELS["hierarchical"], 1)).get_trace(data)
+    raw, theta = np.asarray(trace["theta_raw"]["value"]), np.asarray(trace["theta"]["value"])
+    np.testing.assert_allclose(theta, np.asarray(family_frame(data, np.ones(2)).inv(jnp.asarray(raw))), rtol=1e-10)
+
+    steps = prepare(table.assign(batch_size=1024.0), form="su2024")
+    assert centered_families(steps).tolist() == [False, True]
+    trace = handlers.trace(handlers.seed(MODELS["hierarchical"], 1)).get_trace(steps)
+    mu, tau = np.asarray(trace["mu"]["value"]), np.asarray(trace["tau"]["value"])
+    tril = tau[:, None] * np.asarray(trace["corr_chol"]["value"])
+    raw, theta = np.asarray(trace["theta_raw"]["value"]), np.asarray(trace["theta"]["value"])
+    np.testing.assert_allclose(theta[0], mu + tril @ raw[0], rtol=1e-10)
+    np.testing.assert_allclose(theta[1], raw[1], rtol=1e-10)
+
+
 def test_sigma_seed_is_a_familys_own_only_where_replicated_runs_measure_it_and_curve_noise_only_where_runs_have_curves():
     # family f has two runs of one configuration (seeds); family g has one run per size; h final losses only
     seeds = pd.DataFrame({"family": "f", "run": ["s1", "s1", "s2", "s2"], "params": 1e8,

@@ -35,7 +35,7 @@ from bayeslaw.data.split import DEFAULT_MIN_TOKENS
 from bayeslaw.inference.config import DEFAULT_TARGET_ACCEPT, Duplicates, FitConfig, Pooling, SeedScaling
 from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, Fit, PreparedFit, _replicate, compiled_initialize,
                                      finish_fit, prepare_fit, sample_fit)
-from bayeslaw.models import CENTERED_MIN_SIZES, ModelData, get_model
+from bayeslaw.models import ModelData, centered_families, get_model
 from bayeslaw.models.runs import run_basis
 
 __all__ = ["BATCH_SIZE", "fit_many", "release_compiled", "structure"]
@@ -54,7 +54,7 @@ def structure(prepared: PreparedFit) -> tuple:
     before = data.run_before
     return (config.form, config.pooling, config.seed_scaling, data.n_families, data.n_runs,
             data.run_family.tobytes(), data.curve_families.tobytes(), data.replicated_families.tobytes(),
-            (data.family_sizes >= CENTERED_MIN_SIZES).tobytes(), None if before is None else before.tobytes(),
+            centered_families(data).tobytes(), None if before is None else before.tobytes(),
             tuple((name, np.shape(v)[1:]) for name, v in sorted(data.inputs.items())))
 
 

@@ -75,6 +75,7 @@ __all__ = [
     "SHAPE_DEGREE",
     "PRIORS",
     "ModelData",
+    "centered_families",
     "Parameterization",
     "get_model",
     "get_parameterization",
@@ -91,7 +92,9 @@ __all__ = [
     "unpooled",
 ]
 
-CENTERED_MIN_SIZES = 3  # families with at least this many model sizes get a centred theta_f
+# families with at least this many model sizes get a centred theta_f under a law without a family frame
+# (every family is centred in its frame under a law with one: centred_families)
+CENTERED_MIN_SIZES = 3
 # families with curves at this many sizes or more get a schedule shape that moves with N: at two sizes a
 # linear change makes each size's shape its own, and the law's token term is left to its prior
 SHAPE_SIZE_MIN_SIZES = 3
@@ -126,6 +129,22 @@ PRIORS = {
     # (the default: _shape_size says why; 0.03 is the value measured on the real targets)
     "shape_size": 0.0,
 }
+
+
+def centered_families(data: "ModelData") -> np.ndarray:
+    """Per family: is its theta_f sampled centred (the hierarchical model)? Every family under a law with
+    a family frame; under one without, the families seen at CENTERED_MIN_SIZES sizes or more.
+
+    A family at one or two sizes leaves E and A / N^alpha on a ridge only the population constrains. Non-
+    centred, theta_f = mu + scale_tril z_f, that ridge is curved in z_f (e and a trade along
+    exp(e) + exp(a - alpha log N) = const): the all-families fit with OLMo's ladder seen at one size took
+    255-511 leapfrog steps per draw with divergent draws in that corner. The frame's coordinates are the
+    level and slopes the family's data pin, and the ridge runs along its remaining coordinates, so it is
+    centred there (docs/run_likelihood.md, "Families at one size"). Without a frame, non-centred keeps
+    the ridge from forming a funnel with tau."""
+    if get_parameterization(data.form).frame is not None:
+        return np.ones(data.n_families, dtype=bool)
+    return np.asarray(data.family_sizes) >= CENTERED_MIN_SIZES
 
 
 def curve_families(run_family: np.ndarray, run_points: np.ndarray, n_families: int) -> np.ndarray:
@@ -575,10 +594,8 @@ def hierarchical(data: ModelData, y=None, *, seed_scaling: str = "constant"):
     spec = get_parameterization(data.form)
     k = len(spec.names)
     mu, scale_tril = _theta_population(spec)
-    # A family seen at three or more model sizes pins its own theta_f: centred (in its FamilyFrame, for
-    # chinchilla). One seen at one or two sizes leaves a, alpha and e on a ridge that only the population
-    # constrains: non-centred, theta_f = mu + scale_tril z_f, so that the ridge and tau form no funnel.
-    centered = jnp.asarray(data.family_sizes >= CENTERED_MIN_SIZES, dtype=float)[:, None]
+    # centred where the family's data pin its theta_f, or its frame takes the ridge they leave (centered_families)
+    centered = jnp.asarray(centered_families(data), dtype=float)[:, None]
     base = dist.MultivariateNormal(
         centered * mu, scale_tril=centered[..., None] * scale_tril + (1 - centered[..., None]) * jnp.eye(k))
     with numpyro.plate("family", data.n_families):
@@ -693,7 +710,7 @@ def start_values(pooling: str, data: ModelData, spec: Parameterization, theta) -
         values = ({"theta": start} if spec.frame is None else
                   {"theta_raw": np.asarray(spec.frame(data, np.ones(data.n_families))(jnp.asarray(start)))})
     else:
-        centered = data.family_sizes >= CENTERED_MIN_SIZES
+        centered = centered_families(data)
         start = np.tile(theta, (data.n_families, 1))
         if spec.frame is not None:
             start = np.asarray(spec.frame(data, centered)(jnp.asarray(start)))
