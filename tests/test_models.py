@@ -9,7 +9,7 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 from scipy import stats
 
-from bayeslaw.models import (D_REF, MODELS, N_REF, PRIORS, SEED_N_REF, SHAPE_DEGREE, get_model,
+from bayeslaw.models import (D_REF, MODELS, N_REF, PRIORS, SEED_N_REF, SHAPE_DEGREE, centered_families, get_model,
                              get_parameterization, pooled_view, prepare, prior_vector)
 
 family_frame = get_parameterization("chinchilla").frame  # (data, centered) -> the family frame
@@ -340,8 +340,6 @@ def test_family_frame_is_a_volume_preserving_bijection():
 def test_a_family_at_one_size_is_centred_in_its_frame_and_non_centred_without_one():
     # f is seen at one size, g at three: under chinchilla (a family frame) both are centred, theta_f the
     # frame's inverse of the sampled coordinates; under su2024 (no frame) f is mu + diag(tau) L z_f
-    from bayeslaw.models import centered_families
-
     g = pd.DataFrame({"family": "g", "run": ["g1", "g2", "g3"], "params": [1e8, 4e8, 1.6e9], "tokens": 5e10,
                       "loss": [3.0, 2.8, 2.6]})
     table = pd.concat([THREE_POINTS, g], ignore_index=True)
