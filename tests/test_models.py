@@ -167,7 +167,8 @@ def test_pooled_log_density_matches_a_hand_computation(rho, monkeypatch):
     y = np.log(THREE_POINTS["loss"].to_numpy())
     values = {
         "theta_shared": np.array([0.55, -1.1, -1.5, np.log(0.33), np.log(0.37)]),
-        "sigma_seed_shared": 0.015, "sigma_obs_curve": np.array([0.01]), "sigma_dev_curve": np.array([0.02]),
+        # sigma_obs 0.01, sigma_dev 0.02: the total sd along a run and the deviation's share of its variance
+        "sigma_seed_shared": 0.015, "sigma_curve": np.array([np.hypot(0.01, 0.02)]), "dev_share_curve": np.array([0.8]),
         **({"offset_start_curve": np.array([rho])} if rho is not None else {}),
     }
     w = np.array([0.03, -0.01, 0.005])
@@ -189,8 +190,8 @@ def test_pooled_log_density_matches_a_hand_computation(rho, monkeypatch):
     center, scale = prior_vector("center"), prior_vector("scale")
     expected = stats.norm.logpdf(theta, center, scale).sum()  # the frame's Jacobian is 1
     expected += stats.lognorm.logpdf(0.015, s=PRIORS["sigma_seed"][1], scale=PRIORS["sigma_seed"][0])
-    expected += stats.halfnorm.logpdf(0.01, scale=PRIORS["sigma_obs"])
-    expected += stats.halfnorm.logpdf(0.02, scale=PRIORS["sigma_dev"])
+    expected += stats.rayleigh.logpdf(np.hypot(0.01, 0.02), scale=PRIORS["sigma_curve"])
+    expected += stats.beta.logpdf(0.8, PRIORS["dev_share"], PRIORS["dev_share"])
     if rho is not None:
         expected += stats.beta.logpdf(rho, *PRIORS["offset_start"])
     expected += stats.norm.logpdf(w, 0.0, PRIORS["shape"]).sum()  # the shift by c has a unit Jacobian
@@ -208,8 +209,8 @@ def test_pooled_log_density_matches_a_hand_computation(rho, monkeypatch):
 
 def test_size_dependent_seed_sd_enters_the_run_covariance():
     data = prepare(THREE_POINTS.assign(params=[1e8, 1e8, 4e8]).assign(run=["r1", "r1", "r2"]))
-    values = {"theta_shared": jnp.zeros(5), "sigma_seed_shared": 0.02, "sigma_obs_curve": jnp.array([0.01]),
-              "sigma_dev_curve": jnp.array([0.0]), "offset_start_curve": jnp.array([0.5]), "shape_total": jnp.zeros(3),
+    values = {"theta_shared": jnp.zeros(5), "sigma_seed_shared": 0.02, "sigma_curve": jnp.array([0.01]),
+              "dev_share_curve": jnp.array([0.0]), "offset_start_curve": jnp.array([0.5]), "shape_total": jnp.zeros(3),
               "gamma_seed": 0.3}
     model = handlers.substitute(handlers.seed(MODELS["complete"], 0), data=values)
     trace = handlers.trace(model).get_trace(data, y=None, seed_scaling="size")
@@ -229,8 +230,8 @@ def test_the_schedule_shape_moves_with_size_in_the_runs_mean(monkeypatch):
     data = prepare(df)
     assert data.sized_curve_families.tolist() == [True]
     assert prepare(df[df["run"] != "r3"]).sized_curve_families.tolist() == [False]  # two sizes: no size term
-    values = {"theta_shared": jnp.zeros(5), "sigma_seed_shared": 0.02, "sigma_obs_curve": jnp.array([0.01]),
-              "sigma_dev_curve": jnp.array([0.01]), "offset_start_curve": jnp.array([0.5]), "shape_total": jnp.zeros(3)}
+    values = {"theta_shared": jnp.zeros(5), "sigma_seed_shared": 0.02, "sigma_curve": jnp.array([np.sqrt(2) * 0.01]),
+              "dev_share_curve": jnp.array([0.5]), "offset_start_curve": jnp.array([0.5]), "shape_total": jnp.zeros(3)}
     z = np.array([0.02, -0.01, 0.005])
 
     def run_mean(size_total):  # v + c'_f is sampled (c'_f the law's own size term along the runs)
@@ -377,7 +378,7 @@ def test_sigma_seed_is_a_familys_own_only_where_replicated_runs_measure_it_and_c
     assert sigma_seed[0] == pytest.approx(own)
     assert sigma_seed[0] != pytest.approx(shared)
     np.testing.assert_allclose(sigma_seed[1:], shared)  # g and h: the shared value
-    assert trace["sigma_obs_curve"]["value"].shape == (2,)
+    assert trace["sigma_curve"]["value"].shape == (2,)
     assert float(trace["sigma_obs"]["value"][2]) == 0.0 and float(trace["sigma_dev"]["value"][2]) == 0.0
     # a family without curves carries the population's shape (it never enters its likelihood: x = 1)
     np.testing.assert_allclose(trace["shape"]["value"][2], trace["shape_mu"]["value"])

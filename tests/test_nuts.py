@@ -315,3 +315,25 @@ def test_coverage_table_standard_errors_count_data_sets_as_the_units():
     assert row["n"] == 12 and row["datasets"] == 3 and row["coverage"] == pytest.approx(8 / 12)
     assert row["se"] == pytest.approx(np.sqrt(0.25 / 12))
     assert row["se_datasets"] == pytest.approx(np.std([0.75, 0.25, 1.0], ddof=1) / np.sqrt(3))
+
+
+def test_coordinate_scales_are_the_conditional_sd_where_the_data_pin_a_coordinate_tighter_than_one():
+    """s_i = min(1, 1 / sqrt(d^2 U / dz_i^2)) at the start: a Gaussian's conditional sds below 1, 1 above it
+    and where the curvature is not positive; NUTS in u = z / s sees the same density up to a constant."""
+    import jax.numpy as jnp
+    from bayeslaw.inference.nuts import coordinate_scales
+
+    sd = {"a": jnp.array([1e-3, 0.5]), "b": jnp.array(2.0)}
+
+    def potential(z):  # independent Gaussians, plus a direction of negative curvature in "c"
+        return (0.5 * jnp.sum((z["a"] / sd["a"]) ** 2) + 0.5 * (z["b"] / sd["b"]) ** 2
+                - 0.5 * z["c"] ** 2)
+
+    z = {"a": jnp.array([0.1, -0.2]), "b": jnp.array(1.0), "c": jnp.array(0.3)}
+    s = coordinate_scales(potential, z)
+    np.testing.assert_allclose(np.asarray(s["a"]), [1e-3, 0.5], rtol=1e-10)
+    assert float(s["b"]) == 1.0 and float(s["c"]) == 1.0
+    # a correlated pair: the conditional sd (1 / sqrt of the precision's diagonal), not the marginal one
+    precision = np.array([[2e6, -1.8e6], [-1.8e6, 2e6]])
+    s = coordinate_scales(lambda z: 0.5 * z["x"] @ jnp.asarray(precision) @ z["x"], {"x": jnp.zeros(2)})
+    np.testing.assert_allclose(np.asarray(s["x"]), 1 / np.sqrt(np.diag(precision)), rtol=1e-10)

@@ -33,8 +33,8 @@ from tqdm.auto import tqdm
 
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS
 from bayeslaw.inference.config import DEFAULT_TARGET_ACCEPT, Duplicates, FitConfig, Pooling, SeedScaling
-from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, Fit, PreparedFit, _replicate, compiled_initialize,
-                                     finish_fit, prepare_fit, sample_fit)
+from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, Fit, PreparedFit, _divide, _replicate, _times,
+                                     compiled_initialize, coordinate_scales, finish_fit, prepare_fit, sample_fit)
 from bayeslaw.models import ModelData, centered_families, get_model
 from bayeslaw.models.runs import run_basis
 
@@ -127,13 +127,19 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
         state["constrain"] = info.postprocess_fn
         state["latent"] = {name: biject_to(site["fn"].support).inv for name, site in info.model_trace.items()
                            if site["type"] == "sample" and not site["is_observed"]}
-        state["kernel"] = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
+        state["potential"] = info.potential_fn
 
-    def one_chain(rng_key, z, arrays):
+        def scaled(arrays, y, scales):  # the potential in u = z / scales, as bl.fit samples it
+            potential = info.potential_fn(arrays, y)
+            return lambda u: potential(_times(scales, u))
+
+        state["kernel"] = hmc(potential_fn_gen=scaled, algo="NUTS")
+
+    def one_chain(rng_key, z, arrays, scales):
         init_kernel, sample_kernel = state["kernel"]
-        args = (arrays, arrays["y"])
+        args = (arrays, arrays["y"], scales)
         # as numpyro.infer.NUTS' defaults, with the dense mass matrix over every site as one block
-        hmc_state = init_kernel(z, options.warmup, dense_mass=[tuple(sorted(z))] if options.dense_mass else False,
+        hmc_state = init_kernel(_divide(z, scales), options.warmup, dense_mass=[tuple(sorted(z))] if options.dense_mass else False,
                                 target_accept_prob=options.target_accept, trajectory_length=None,
                                 max_tree_depth=MAX_TREE_DEPTH, model_args=args, model_kwargs={}, rng_key=rng_key)
 
@@ -143,10 +149,11 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
 
         z_draws, stats = jax.tree.map(lambda v: v[options.warmup:], jax.lax.scan(
             step, hmc_state, None, length=options.warmup + options.draws)[1])
-        return jax.vmap(state["constrain"](*args))(z_draws), stats
+        return jax.vmap(lambda u: state["constrain"](*args[:2])(_times(scales, u)))(z_draws), stats
 
     def one_fit(chain_keys, z, arrays, ppc_key):
-        samples, stats = jax.vmap(one_chain, in_axes=(0, None, None))(chain_keys, z, arrays)
+        scales = coordinate_scales(state["potential"](arrays, arrays["y"]), z)
+        samples, stats = jax.vmap(one_chain, in_axes=(0, None, None, None))(chain_keys, z, arrays, scales)
         flat = jax.tree.map(lambda v: v.reshape(-1, *v.shape[2:]), samples)
         ppc, log_lik = _replicate(get_model(pooling), flat, ppc_key, _data_on(template, arrays), arrays["y"],
                                   seed_scaling=seed_scaling)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import xarray as xr
+from jax.flatten_util import ravel_pytree
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
 from numpyro.infer.util import initialize_model
 
@@ -282,6 +283,33 @@ def compiled_initialize(model, init: dict, args: tuple, kwargs: dict):
     return info._replace(param_info=one)
 
 
+def coordinate_scales(potential_fn, z: dict) -> dict:
+    """Per unconstrained coordinate of ``z`` (a dict of sites): min(1, 1 / sqrt(d^2 U / dz_i^2)) of the
+    potential U at ``z``, the coordinate's sd given the others where the data pin it tighter than 1.
+
+    NUTS samples z = s u and adapts its mass matrix in u. Its adaptation (NumPyro's, as Stan's) shrinks
+    the estimated covariance toward 1e-3 I, a floor of about 2e-5 in variance after the last window.
+    The data pin some combinations of the sampled coordinates far tighter: the schedule shape's level
+    along a family's many checkpoints has a posterior sd near 3e-4 on the demo. Under the floor the metric
+    is off by orders of magnitude in those directions, and NUTS pays with a small step and long
+    trajectories (docs/run_likelihood.md, "The mass matrix's floor"). In u every coordinate's conditional
+    sd is at least 1 wherever the data pin it, so the floor is far below every direction's variance.
+    The Hessian's diagonal (one forward-over-reverse pass) is the cheapest scale that sees the
+    data's precision; the point fit's start is close enough for a rescaling, which changes no density."""
+    flat, unravel = ravel_pytree(z)
+    curvature = jnp.diagonal(jax.jit(jax.jacfwd(jax.grad(lambda x: potential_fn(unravel(x)))))(flat))
+    # a coordinate with curvature under 1 (or none: the prior's tail, a NaN) keeps its own scale
+    return unravel(jnp.where(curvature > 1.0, jax.lax.rsqrt(jnp.where(curvature > 1.0, curvature, 1.0)), 1.0))
+
+
+def _times(scales: dict, u: dict) -> dict:
+    return jax.tree.map(jnp.multiply, scales, u)
+
+
+def _divide(z: dict, scales: dict) -> dict:
+    return jax.tree.map(jnp.divide, z, scales)
+
+
 def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
     """NumPyro's ``MCMC`` with NUTS on the prepared fit's potential, and its start (one per chain, from
     :func:`compiled_initialize`): run it as ``mcmc.run(key, init_params=start)``."""
@@ -289,9 +317,12 @@ def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
     args = (prepared.data,)
     kwargs = {"y": jnp.asarray(prepared.y), "seed_scaling": config.seed_scaling}
     info = compiled_initialize(get_model(config.pooling), prepared.init, args, kwargs)
-    # NUTS on the model's potential (the model's own NUTS would trace it again, eagerly)
+    potential, constrain = info.potential_fn(*args, **kwargs), info.postprocess_fn(*args, **kwargs)
+    scales = coordinate_scales(potential, info.param_info.z)
+    # NUTS on the model's potential (the model's own NUTS would trace it again, eagerly), in the scaled
+    # coordinates u = z / scales (coordinate_scales)
     kernel = NUTS(
-        potential_fn=info.potential_fn(*args, **kwargs),
+        potential_fn=lambda u: potential(_times(scales, u)),
         target_accept_prob=config.target_accept,
         # dense: the law's level and exponents, and the schedule shape, trade off along linear ridges; one
         # block over every site, as NUTS on the model (and fit_many) build it
@@ -300,9 +331,10 @@ def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
     )
     mcmc = MCMC(kernel, num_warmup=config.warmup, num_samples=config.draws, num_chains=config.chains,
                 chain_method=_chain_method(config.chains, config.chain_method), progress_bar=progress,
-                postprocess_fn=info.postprocess_fn(*args, **kwargs))
+                postprocess_fn=lambda u: constrain(_times(scales, u)))
     # the start with its potential and gradient, which NUTS would otherwise evaluate eagerly again
-    start = info.param_info
+    start = info.param_info._replace(z=_divide(info.param_info.z, scales),
+                                     z_grad=_times(scales, info.param_info.z_grad))
     if config.chains > 1:  # every chain from the same start, as init_to_value gives
         start = jax.tree.map(lambda v: jnp.broadcast_to(v, (config.chains,) + jnp.shape(v)), start)
     return mcmc, start
@@ -913,7 +945,7 @@ class Fit:
             messages.append(f"r-hat {max_rhat:.3f} > {RHAT_MAX} (worst: {worst}): chains disagree; run longer "
                             f"(more warmup and draws), or check the data for a family the law cannot fit")
         if divergences > 0:
-            messages.append(f"{divergences} divergent transition(s): raise target_accept (e.g. 0.98-0.99), "
+            messages.append(f"{divergences} divergent transition(s): raise target_accept (e.g. 0.95-0.99), "
                             f"or thin/cut the data less aggressively if a family has very few points")
         if np.any(bfmi < 0.3):
             messages.append(f"BFMI {np.round(bfmi, 2).tolist()} < 0.3: the energy distribution is poorly explored; "

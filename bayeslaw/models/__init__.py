@@ -104,7 +104,11 @@ SEED_N_REF = 1e8  # parameters: sigma_seed is quoted at this size
 #: Each law's own coordinates and priors live in its module (``law.sampling``).
 PRIORS = {
     "tau_concentration": 10.0,  # Gamma shape of the priors of tau and tau_seed (see hierarchical, _seed_scales)
-    "lkj_concentration": 2.0,
+    # LKJ(eta) of the families' correlations of theta: a handful of families barely inform the ten
+    # correlations, and at eta = 2 the correlation matrix reaches near-singular draws where the centred
+    # families' prior is so stiff that NUTS' trajectories blow up (docs/run_likelihood.md, "The mass
+    # matrix's floor"); eta = 10 puts 90% of each correlation's prior within +-0.34 (0.58 at eta = 2)
+    "lkj_concentration": 10.0,
     # LogNormal(log median, sd) of the run-to-run (seed) sd of final log loss at SEED_N_REF: seeds differ
     # by 0.5-1.2% of the loss at 70M-410M (PolyPythias, OLMo reruns; docs/run_likelihood.md)
     "sigma_seed": (0.008, 0.35),
@@ -113,8 +117,11 @@ PRIORS = {
     "form_error": 0.025,
     "tau_seed": 0.5,  # prior mean of the family spread of log sigma_seed (Gamma(tau_concentration), zero-avoiding)
     "gamma_seed": 0.5,  # Normal scale of the size exponent of sigma_seed (seed_scaling="size")
-    "sigma_obs": 0.02,  # HalfNormal scale of the checkpoint noise sd of log loss
-    "sigma_dev": 0.02,  # HalfNormal scale of the sd of a run's smooth deviation along the run
+    # a curve family's residual sd along its runs, sigma_curve = sqrt(sigma_obs^2 + sigma_dev^2): Rayleigh
+    # with this scale (what HalfNormal(0.02) checkpoint noise and deviation sds would give it), split
+    # by dev_share = sigma_dev^2 / sigma_curve^2 ~ Beta(a, a): see _curve_noise
+    "sigma_curve": 0.02,
+    "dev_share": 2.0,
     # Beta(a, b) of rho, the share of a run's offset already there at its start (loading rho + (1 - rho) t:
     # seeds of one configuration start together, rho near 0; runs that differ in schedule or data start
     # apart, rho near 1), learnt per family with curves; None: rho = 0, every offset grows from 0 (the
@@ -399,15 +406,28 @@ def _curve_noise(data: ModelData) -> dict:
     """sigma_obs, sigma_dev, offset_start (family,): sampled for the families with curves (rho only when
     ``PRIORS["offset_start"]`` is set); for the others (a run seen once has one residual: its spread is
     the run offset's) 0, and rho 0 (an offset that grows along its branch tree, unchanged where every run
-    is seen at its end, t = 1)."""
+    is seen at its end, t = 1).
+
+    Sampled as the total sd along a run and its split,
+        sigma_curve ~ Rayleigh(s),  dev_share ~ Beta(a, a),
+        sigma_dev = sigma_curve sqrt(dev_share),  sigma_obs = sigma_curve sqrt(1 - dev_share).
+    On thinned, log-spaced checkpoints the deviation (correlation length 0.2 of the run) is nearly white
+    too, so the data pin sigma_obs^2 + sigma_dev^2 and barely the split: in (log sigma_obs, log sigma_dev)
+    that is a curved ridge whose ends run to -infinity, where NUTS diverged. In (sigma_curve, dev_share)
+    the ridge is a coordinate. Independent HalfNormal(s) sds are exactly this with a = 1/2 (arcsine mass
+    at both ends); a = 2 keeps the split off its ends, where the model drops one of its two noise terms
+    (docs/run_likelihood.md, "The mass matrix's floor")."""
     curves = np.flatnonzero(data.curve_families)
     sigma_obs = jnp.zeros(data.n_families)
     sigma_dev = jnp.zeros(data.n_families)
     start = jnp.zeros(data.n_families)
     if len(curves):
         with numpyro.plate("curve_family", len(curves)):
-            sigma_obs = sigma_obs.at[curves].set(numpyro.sample("sigma_obs_curve", dist.HalfNormal(PRIORS["sigma_obs"])))
-            sigma_dev = sigma_dev.at[curves].set(numpyro.sample("sigma_dev_curve", dist.HalfNormal(PRIORS["sigma_dev"])))
+            # Rayleigh(s) is Weibull with concentration 2 and scale s sqrt(2)
+            total = numpyro.sample("sigma_curve", dist.Weibull(PRIORS["sigma_curve"] * np.sqrt(2.0), 2.0))
+            share = numpyro.sample("dev_share_curve", dist.Beta(PRIORS["dev_share"], PRIORS["dev_share"]))
+            sigma_obs = sigma_obs.at[curves].set(total * jnp.sqrt(1.0 - share))
+            sigma_dev = sigma_dev.at[curves].set(total * jnp.sqrt(share))
             if PRIORS["offset_start"] is not None:  # None: every offset grows from 0 (rho = 0)
                 start = start.at[curves].set(numpyro.sample("offset_start_curve", offset_start_prior()))
     return {"sigma_obs": numpyro.deterministic("sigma_obs", sigma_obs),
@@ -724,8 +744,8 @@ def start_values(pooling: str, data: ModelData, spec: Parameterization, theta) -
     sigma_seed = PRIORS["sigma_seed"][0]
     values.update({
         "sigma_seed_shared": sigma_seed,
-        "sigma_obs_curve": np.full(n_c, 0.5 * PRIORS["sigma_obs"]),
-        "sigma_dev_curve": np.full(n_c, 0.5 * PRIORS["sigma_dev"]),
+        "sigma_curve": np.full(n_c, 0.5 * PRIORS["sigma_curve"]),
+        "dev_share_curve": np.full(n_c, 0.5),
         "offset_start_curve": np.full(n_c, 0.5),
         # every v_f at 0 likewise: shape_size_total is the law's own size term along the runs
         "shape_size_total": (along[sized, SHAPE_DEGREE:].mean(axis=0) if pooling == "complete" and len(sized) else
@@ -752,7 +772,7 @@ def site_dims(pooling: str, spec: Parameterization) -> dict[str, list[str]]:
         **{name: ["family"] for name in spec.law.theta_names},  # the law's own parameters
         "sigma_seed": ["family"], "sigma_obs": ["family"], "sigma_dev": ["family"],
         "offset_start": ["family"],
-        "sigma_obs_curve": ["curve_family"], "sigma_dev_curve": ["curve_family"], "offset_start_curve": ["curve_family"],
+        "sigma_curve": ["curve_family"], "dev_share_curve": ["curve_family"], "offset_start_curve": ["curve_family"],
         "shape": ["family", "shape_dim"], "shape_total": ["curve_family", "shape_dim"], "shape_mu": ["shape_dim"],
         "shape_size": ["family", "shape_dim"], "shape_size_total": ["sized_curve_family", "shape_dim"],
         "obs": ["run", "checkpoint"],
