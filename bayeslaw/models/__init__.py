@@ -103,7 +103,8 @@ SEED_N_REF = 1e8  # parameters: sigma_seed is quoted at this size
 #: Priors of what every law shares: the family spread's shape, the noise model and the schedule shape.
 #: Each law's own coordinates and priors live in its module (``law.sampling``).
 PRIORS = {
-    "tau_concentration": 10.0,  # Gamma shape of the priors of tau and tau_seed (see hierarchical, _seed_scales)
+    "tau_concentration": 20.0,  # Gamma shape of the prior of tau, the families' spread of theta (_theta_population)
+    "tau_seed_concentration": 10.0,  # Gamma shape of the prior of tau_seed (_seed_scales)
     # LKJ(eta) of the families' correlations of theta: a handful of families barely inform the ten
     # correlations, and at eta = 2 the correlation matrix reaches near-singular draws where the centred
     # families' prior is so stiff that NUTS' trajectories blow up (docs/run_likelihood.md, "The mass
@@ -115,7 +116,7 @@ PRIORS = {
     # sd of log loss per e-fold of N beyond a family's fitted sizes: the law's form error there
     # (Fit.form_error_sd; set from held-out targets of the public families, docs/calibration.md)
     "form_error": 0.025,
-    "tau_seed": 0.5,  # prior mean of the family spread of log sigma_seed (Gamma(tau_concentration), zero-avoiding)
+    "tau_seed": 0.5,  # prior mean of the family spread of log sigma_seed (Gamma(tau_seed_concentration), zero-avoiding)
     "gamma_seed": 0.5,  # Normal scale of the size exponent of sigma_seed (seed_scaling="size")
     # a curve family's residual sd along its runs, sigma_curve = sqrt(sigma_obs^2 + sigma_dev^2): Rayleigh
     # with this scale (what HalfNormal(0.02) checkpoint noise and deviation sds would give it), split
@@ -545,7 +546,7 @@ def _seed_scales(data: ModelData, pooling: str):
     # inform it. Non-centred: a family's runs pin its log sigma_seed_f only to about 1 / sqrt(2 dof) (0.2-0.3
     # for a dozen replicated runs), no tighter than the spread, and centred the values formed a funnel
     # with the spread and the shared value (divergences at tau_seed -> 0; docs/run_likelihood.md)
-    k_tau = PRIORS["tau_concentration"]
+    k_tau = PRIORS["tau_seed_concentration"]
     tau_seed = numpyro.sample("tau_seed", dist.Gamma(k_tau, k_tau / PRIORS["tau_seed"]))
     with numpyro.plate("replicated_family", len(replicated)):
         log_own = jnp.log(shared) + tau_seed * numpyro.sample("log_sigma_seed_z", dist.Normal(0.0, 1.0))
@@ -600,9 +601,10 @@ def unpooled(data: ModelData, y=None, *, seed_scaling: str = "constant"):
 def _theta_population(spec: Parameterization):
     """mu, and the Cholesky factor diag(tau) L of the families' covariance: the hierarchy's population of theta_f."""
     mu = numpyro.sample("mu", dist.Normal(spec.vector("center"), spec.vector("scale")).to_event(1))
-    # Gamma(k, k/s): mean s, zero-avoiding (Chung et al. 2013) and concentrated (k = 10: 90% in 0.5-1.6 s):
+    # Gamma(k, k/s): mean s, zero-avoiding (Chung et al. 2013) and concentrated (k = 20: 90% in 0.66-1.39 s):
     # a handful of families barely inform a spread, and where tau wanders toward 0 the centred families
-    # form a funnel with it
+    # form a funnel with it (at k = 10, 0.54-1.57 s, the demo's fit diverged once in its neck, tau 5-6
+    # posterior sds below its median, at one seed of three; docs/run_likelihood.md, "The mass matrix's floor")
     k_tau = PRIORS["tau_concentration"]
     tau = numpyro.sample("tau", dist.Gamma(k_tau, k_tau / spec.vector("tau")).to_event(1))
     corr_chol = numpyro.sample("corr_chol", dist.LKJCholesky(len(spec.names), PRIORS["lkj_concentration"]))
