@@ -139,7 +139,8 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
         init_kernel, sample_kernel = state["kernel"]
         args = (arrays, arrays["y"], scales)
         # as numpyro.infer.NUTS' defaults, with the dense mass matrix over every site as one block
-        hmc_state = init_kernel(_divide(z, scales), options.warmup, dense_mass=[tuple(sorted(z))] if options.dense_mass else False,
+        dense = [tuple(sorted(z))] if options.dense_mass else False
+        hmc_state = init_kernel(_divide(z, scales), options.warmup, dense_mass=dense,
                                 target_accept_prob=options.target_accept, trajectory_length=None,
                                 max_tree_depth=MAX_TREE_DEPTH, model_args=args, model_kwargs={}, rng_key=rng_key)
 
