@@ -294,12 +294,13 @@ def coordinate_scales(potential_fn, z: dict) -> dict:
     is off by orders of magnitude in those directions, and NUTS pays with a small step and long
     trajectories (docs/run_likelihood.md, "The mass matrix's floor"). In u every coordinate's conditional
     sd is at least 1 wherever the data pin it, so the floor is far below every direction's variance.
-    The Hessian's diagonal (one forward-over-reverse pass) is the cheapest scale that sees the
-    data's precision; the point fit's start is close enough for a rescaling, which changes no density."""
+    The Hessian's diagonal (forward-over-reverse, vectorised over the coordinates) is the cheapest scale
+    that sees the data's precision; the point fit's start is close enough for a rescaling, which changes
+    no density."""
     flat, unravel = ravel_pytree(z)
     curvature = jnp.diagonal(jax.jit(jax.jacfwd(jax.grad(lambda x: potential_fn(unravel(x)))))(flat))
     # a coordinate with curvature under 1 (or none: the prior's tail, a NaN) keeps its own scale
-    return unravel(jnp.where(curvature > 1.0, jax.lax.rsqrt(jnp.where(curvature > 1.0, curvature, 1.0)), 1.0))
+    return unravel(jnp.where(curvature > 1.0, jax.lax.rsqrt(jnp.maximum(curvature, 1.0)), 1.0))
 
 
 def _times(scales: dict, u: dict) -> dict:
