@@ -1,19 +1,23 @@
-"""NUTS' metric with and without the per-coordinate scaling of ``coordinate_scales``, at the defaults.
+"""NUTS' coordinates at the defaults: the Laplace map of ``laplace_coordinates`` against the coordinates as they were.
 
     python benchmarks/metric_scaling.py [--seeds 0 1 2]
     BAYESLAW_DATA=../shared/data python benchmarks/metric_scaling.py --transfer   # + every shared family
 
-NumPyro's mass-matrix adaptation shrinks its covariance estimate toward 1e-3 I (a variance floor of about
-2e-5); the data pin some of the sampled coordinates' combinations far tighter, and the metric is then
-off in those directions (docs/run_likelihood.md, "The mass matrix's floor"). ``bl.fit`` samples
-z = s u with s from the start's curvature. This script fits the demo's default fit (``bayeslaw demo``'s:
-every family's smaller models, 4 x 1000), and with ``--transfer`` the all-families transfer fit of
-``real_targets.py`` (OLMo's ladder seen at its 1.3B runs), once as the library runs it and once with
-s = 1 (the sampler as it was), in the same process, and prints wall time, median leapfrog steps per
-draw, the final step size, divergences and r-hat, and the ratios.
+NumPyro's mass-matrix adaptation shrinks each window's covariance toward 1e-3 I, whatever the scale of
+the coordinates (docs/run_likelihood.md, "The mass matrix's floor"). ``bl.fit`` samples u with
+z = m + A u, the mode m and A = sqrt(1e-3) H^(-1/2), so that the Laplace covariance in u is that 1e-3 I.
+This script fits the demo's default fit (``bayeslaw demo``'s: every family's smaller models, 4 x 1000),
+and with ``--transfer`` the all-families transfer fit of ``real_targets.py`` (OLMo's ladder seen at its
+1.3B runs), in three coordinates, in one process:
 
-The model is the same in both runs; only the metric's coordinates differ. (The other half of the
-change, the noise split and LKJ(10), is a different model: its figures are in the docs.)
+- ``identity``: z itself (the sampler before the scaled metric);
+- ``diagonal``: z = s u, s_i = min(1, 1/sqrt(d^2U/dz_i^2)) at the start (the sampler of the previous
+  release);
+- ``laplace``: the library's.
+
+It prints wall time (compilation included), median leapfrog steps per draw, the final step size,
+divergences, r-hat and tail ESS, and the ratios against the library's. The model is the same in all
+three; only the coordinates NUTS adapts its metric in differ.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 from unittest import mock
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import bayeslaw as bl
@@ -32,14 +37,23 @@ from bayeslaw.evaluation import hitchhiker_split
 from bayeslaw.inference import nuts
 
 
-def unscaled(potential_fn, z):
-    """s = 1 for every coordinate: NUTS in the model's own unconstrained coordinates."""
-    return jax.tree.map(np.ones_like, z)
+def identity(potential_fn, z0):
+    """z itself: NUTS in the model's own unconstrained coordinates."""
+    return z0, jnp.eye(z0.size)
 
 
-def one(df, seed: int, scaled: bool) -> dict:
+def diagonal(potential_fn, z0):
+    """z = z0 + diag(s) u, s_i = min(1, 1 / sqrt(d^2U/dz_i^2)) at the start."""
+    curvature = jnp.diagonal(jax.jacfwd(jax.grad(potential_fn))(z0))
+    return z0, jnp.diag(jnp.where(curvature > 1.0, jax.lax.rsqrt(jnp.maximum(curvature, 1.0)), 1.0))
+
+
+COORDINATES = {"identity": identity, "diagonal": diagonal, "laplace": nuts.laplace_coordinates}
+
+
+def one(df, seed: int, coordinates) -> dict:
     start = time.perf_counter()
-    with mock.patch.object(nuts, "coordinate_scales", nuts.coordinate_scales if scaled else unscaled):
+    with mock.patch.object(nuts, "laplace_coordinates", coordinates):
         fit = bl.fit(df, seed=seed, progress=False)
     wall = time.perf_counter() - start
     d = fit.diagnostics(warn=False)
@@ -51,13 +65,15 @@ def one(df, seed: int, scaled: bool) -> dict:
 
 
 def compare(name: str, df, seed: int) -> None:
-    rows = {label: one(df, seed, scaled) for label, scaled in (("as it was (s = 1)", False), ("scaled", True))}
+    rows = {label: one(df, seed, coordinates) for label, coordinates in COORDINATES.items()}
     for label, r in rows.items():
         print(f"{name}, {label}: {r['wall']:.0f} s, {r['steps']:.0f} steps per draw, step size {r['step_size']:.3f}, "
               f"{r['divergences']} divergent, r-hat {r['rhat']:.4f}, min tail ESS {r['ess_tail']:.0f}", flush=True)
-    old, new = rows.values()
-    print(f"{name}: scaled / as it was: wall {new['wall'] / old['wall']:.2f}x, steps {new['steps'] / old['steps']:.2f}x, "
-          f"step size {new['step_size'] / old['step_size']:.2f}x", flush=True)
+    new = rows["laplace"]
+    for label in ("identity", "diagonal"):
+        old = rows[label]
+        print(f"{name}: laplace / {label}: wall {new['wall'] / old['wall']:.2f}x, "
+              f"steps {new['steps'] / old['steps']:.2f}x, step size {new['step_size'] / old['step_size']:.2f}x", flush=True)
 
 
 def main(argv=None):

@@ -317,23 +317,31 @@ def test_coverage_table_standard_errors_count_data_sets_as_the_units():
     assert row["se_datasets"] == pytest.approx(np.std([0.75, 0.25, 1.0], ddof=1) / np.sqrt(3))
 
 
-def test_coordinate_scales_are_the_conditional_sd_where_the_data_pin_a_coordinate_tighter_than_one():
-    """s_i = min(1, 1 / sqrt(d^2 U / dz_i^2)) at the start: a Gaussian's conditional sds below 1, 1 above it
-    and where the curvature is not positive; NUTS in u = z / s sees the same density up to a constant."""
+def test_laplace_coordinates_whiten_the_mode_to_the_shrinkage_variance_and_keep_flat_directions_at_unit_scale():
+    """z = m + A u: m the mode, A A^T = H^-1 / 1e-3 where the curvature is at least 1 (the Laplace covariance
+    in u is 1e-3 I), A's eigenvalue 1 / sqrt(1e-3) along a flat or non-convex direction."""
+    import jax
     import jax.numpy as jnp
-    from bayeslaw.inference.nuts import coordinate_scales
+    from bayeslaw.inference.nuts import SHRINKAGE_VARIANCE, laplace_coordinates
 
-    sd = {"a": jnp.array([1e-3, 0.5]), "b": jnp.array(2.0)}
-
-    def potential(z):  # independent Gaussians, plus a direction of negative curvature in "c"
-        return (0.5 * jnp.sum((z["a"] / sd["a"]) ** 2) + 0.5 * (z["b"] / sd["b"]) ** 2
-                - 0.5 * z["c"] ** 2)
-
-    z = {"a": jnp.array([0.1, -0.2]), "b": jnp.array(1.0), "c": jnp.array(0.3)}
-    s = coordinate_scales(potential, z)
-    np.testing.assert_allclose(np.asarray(s["a"]), [1e-3, 0.5], rtol=1e-10)
-    assert float(s["b"]) == 1.0 and float(s["c"]) == 1.0
-    # a correlated pair: the conditional sd (1 / sqrt of the precision's diagonal), not the marginal one
-    precision = np.array([[2e6, -1.8e6], [-1.8e6, 2e6]])
-    s = coordinate_scales(lambda z: 0.5 * z["x"] @ jnp.asarray(precision) @ z["x"], {"x": jnp.zeros(2)})
-    np.testing.assert_allclose(np.asarray(s["x"]), 1 / np.sqrt(np.diag(precision)), rtol=1e-10)
+    mean = jnp.array([0.3, -1.0, 2.0])
+    # a correlated pair pinned far tighter than 1 (a ridge), and a third coordinate with curvature 0.25
+    precision = jnp.array([[2e6, -1.8e6, 0.0], [-1.8e6, 2e6, 0.0], [0.0, 0.0, 0.25]])
+    potential = lambda z: 0.5 * (z - mean) @ precision @ (z - mean)  # noqa: E731
+    m, A = jax.jit(laplace_coordinates, static_argnums=0)(potential, jnp.zeros(3))
+    np.testing.assert_allclose(np.asarray(m), np.asarray(mean), atol=1e-6)
+    covariance = np.asarray(A @ A.T) * SHRINKAGE_VARIANCE
+    pair = np.linalg.inv(np.asarray(precision[:2, :2]))
+    np.testing.assert_allclose(covariance[:2, :2], pair, rtol=1e-6, atol=1e-12)
+    assert covariance[2, 2] == pytest.approx(1.0) and np.allclose(covariance[2, :2], 0.0, atol=1e-12)
+    # the density in u is the density in z, shifted by a constant: its gradient is A^T dU/dz
+    u = jnp.array([0.01, -0.02, 0.5])
+    np.testing.assert_allclose(np.asarray(jax.grad(lambda u: potential(m + A @ u))(u)),
+                               np.asarray(A.T @ jax.grad(potential)(m + A @ u)), rtol=1e-8)
+    # no mode (a saddle: negative curvature along the first axis): the map stays at a start it cannot
+    # improve without diverging, and the non-convex direction keeps the unit scale
+    saddle = lambda z: -0.5 * z[0] ** 2 + 2.0 * z[1] ** 2  # noqa: E731
+    m, A = laplace_coordinates(saddle, jnp.array([0.0, 1.0]))
+    assert np.all(np.isfinite(np.asarray(m))) and float(saddle(m)) <= float(saddle(jnp.array([0.0, 1.0])))
+    np.testing.assert_allclose(np.abs(np.linalg.eigvalsh(np.asarray(A))) ** 2 * SHRINKAGE_VARIANCE,
+                               sorted([1.0, 1 / 4.0]), rtol=1e-8)

@@ -27,14 +27,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from jax.flatten_util import ravel_pytree
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.hmc import hmc
 from tqdm.auto import tqdm
 
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS
 from bayeslaw.inference.config import DEFAULT_TARGET_ACCEPT, Duplicates, FitConfig, Pooling, SeedScaling
-from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, Fit, PreparedFit, _divide, _replicate, _times,
-                                     compiled_initialize, coordinate_scales, finish_fit, prepare_fit, sample_fit)
+from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, Fit, PreparedFit, _replicate, compiled_initialize,
+                                     finish_fit, laplace_coordinates, prepare_fit, sample_fit)
 from bayeslaw.models import ModelData, centered_families, get_model
 from bayeslaw.models.runs import run_basis
 
@@ -129,18 +130,21 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
                            if site["type"] == "sample" and not site["is_observed"]}
         state["potential"] = info.potential_fn
 
-        def scaled(arrays, y, scales):  # the potential in u = z / scales, as bl.fit samples it
+        # one structure per program: the same sites, in the same order, in every fit
+        state["unravel"] = unravel = ravel_pytree(info.param_info.z)[1]
+        state["to_z"] = lambda center, root, u: unravel(center + root @ u)
+
+        def laplace(arrays, y, center, root):  # the potential in u (laplace_coordinates), as bl.fit samples it
             potential = info.potential_fn(arrays, y)
-            return lambda u: potential(_times(scales, u))
+            return lambda u: potential(state["to_z"](center, root, u))
 
-        state["kernel"] = hmc(potential_fn_gen=scaled, algo="NUTS")
+        state["kernel"] = hmc(potential_fn_gen=laplace, algo="NUTS")
 
-    def one_chain(rng_key, z, arrays, scales):
+    def one_chain(rng_key, u, arrays, center, root):
         init_kernel, sample_kernel = state["kernel"]
-        args = (arrays, arrays["y"], scales)
-        # as numpyro.infer.NUTS' defaults, with the dense mass matrix over every site as one block
-        dense = [tuple(sorted(z))] if options.dense_mass else False
-        hmc_state = init_kernel(_divide(z, scales), options.warmup, dense_mass=dense,
+        args = (arrays, arrays["y"], center, root)
+        # as numpyro.infer.NUTS' defaults, with the dense mass matrix over every coordinate
+        hmc_state = init_kernel(u, options.warmup, dense_mass=options.dense_mass,
                                 target_accept_prob=options.target_accept, trajectory_length=None,
                                 max_tree_depth=MAX_TREE_DEPTH, model_args=args, model_kwargs={}, rng_key=rng_key)
 
@@ -148,15 +152,18 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
             s = sample_kernel(s, model_args=args, model_kwargs={})
             return s, (s.z, {name: attrgetter(name)(s) for name in EXTRA_FIELDS})  # what bl.fit collects
 
-        z_draws, stats = jax.tree.map(lambda v: v[options.warmup:], jax.lax.scan(
+        u_draws, stats = jax.tree.map(lambda v: v[options.warmup:], jax.lax.scan(
             step, hmc_state, None, length=options.warmup + options.draws)[1])
-        return jax.vmap(lambda u: state["constrain"](*args[:2])(_times(scales, u)))(z_draws), stats
+        return jax.vmap(lambda u: state["constrain"](*args[:2])(state["to_z"](center, root, u)))(u_draws), stats
 
     def one_fit(chain_keys, z, arrays, ppc_key):
-        scales = coordinate_scales(state["potential"](arrays, arrays["y"]), z)
-        samples, stats = jax.vmap(one_chain, in_axes=(0, None, None, None))(chain_keys, z, arrays, scales)
-        flat = jax.tree.map(lambda v: v.reshape(-1, *v.shape[2:]), samples)
-        ppc, log_lik = _replicate(get_model(pooling), flat, ppc_key, _data_on(template, arrays), arrays["y"],
+        flat = ravel_pytree(z)[0]
+        potential = state["potential"](arrays, arrays["y"])
+        center, root = laplace_coordinates(lambda x: potential(state["unravel"](x)), flat)
+        u = jnp.linalg.solve(root, flat - center)
+        samples, stats = jax.vmap(one_chain, in_axes=(0, None, None, None, None))(chain_keys, u, arrays, center, root)
+        flat_draws = jax.tree.map(lambda v: v.reshape(-1, *v.shape[2:]), samples)
+        ppc, log_lik = _replicate(get_model(pooling), flat_draws, ppc_key, _data_on(template, arrays), arrays["y"],
                                   seed_scaling=seed_scaling)
         return samples, stats, ppc, log_lik
 

@@ -18,6 +18,7 @@ import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pandas as pd
 import xarray as xr
 from jax.flatten_util import ravel_pytree
@@ -283,62 +284,84 @@ def compiled_initialize(model, init: dict, args: tuple, kwargs: dict):
     return info._replace(param_info=one)
 
 
-def coordinate_scales(potential_fn, z: dict) -> dict:
-    """Per unconstrained coordinate of ``z`` (a dict of sites): min(1, 1 / sqrt(d^2 U / dz_i^2)) of the
-    potential U at ``z``, the coordinate's sd given the others where the data pin it tighter than 1.
-
-    NUTS samples z = s u and adapts its mass matrix in u. Its adaptation (NumPyro's, as Stan's) shrinks
-    the estimated covariance toward 1e-3 I, a floor of about 2e-5 in variance after the last window.
-    The data pin some combinations of the sampled coordinates far tighter: the schedule shape's level
-    along a family's many checkpoints has a posterior sd near 3e-4 on the demo. Under the floor the metric
-    is off by orders of magnitude in those directions, and NUTS pays with a small step and long
-    trajectories (docs/run_likelihood.md, "The mass matrix's floor"). In u every coordinate's conditional
-    sd is at least 1 wherever the data pin it, so the floor is far below every direction's variance.
-    The Hessian's diagonal (forward-over-reverse, vectorised over the coordinates) is the cheapest scale
-    that sees the data's precision; the point fit's start is close enough for a rescaling, which changes
-    no density."""
-    flat, unravel = ravel_pytree(z)
-    curvature = jnp.diagonal(jax.jit(jax.jacfwd(jax.grad(lambda x: potential_fn(unravel(x)))))(flat))
-    # a coordinate with curvature under 1 (or none: the prior's tail, a NaN) keeps its own scale
-    return unravel(jnp.where(curvature > 1.0, jax.lax.rsqrt(jnp.maximum(curvature, 1.0)), 1.0))
+# NumPyro's mass-matrix adaptation (Stan's rule) shrinks each window's covariance estimate S from n draws to
+# (n S + 5e-3 I) / (n + 5): a target of 1e-3 I, absolute, whatever the coordinates' own scale.
+SHRINKAGE_VARIANCE = 1e-3
+LAPLACE_ITERATIONS = 500  # L-BFGS steps toward the mode, at most
+LAPLACE_GRADIENT_TOL = 1e-3
 
 
-def _times(scales: dict, u: dict) -> dict:
-    return jax.tree.map(jnp.multiply, scales, u)
+def laplace_coordinates(potential_fn, z0: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(m, A): NUTS samples u with z = m + A u, m the mode of the potential U near ``z0`` (L-BFGS, optax)
+    and A = H^(-1/2) / sqrt(1e-3), H = d^2U/dz^2 at m with each eigenvalue raised to at least 1.
 
+    In u the Laplace approximation is N(0, 1e-3 I), the covariance NumPyro's adaptation shrinks toward:
+    - before a window's estimate is of full rank (25 or 50 draws in 50-100 dimensions), the directions it
+      has not seen keep a variance near the posterior's own instead of 1e-3 of it, and trajectories
+      stay short;
+    - after the last window, directions the data pin far tighter than the sampled sites' own scale (a
+      family's schedule-shape level along its many checkpoints, sd ~3e-4) are not under the floor.
+    A direction whose curvature is under 1 (or negative: the potential is not convex there) is scaled as
+    one of curvature 1, the prior's unit scale. An affine map with a constant Jacobian changes no
+    density; where the optimiser fails (a non-finite or higher potential) the map is centred at the
+    start (docs/run_likelihood.md, "The mass matrix's floor")."""
+    value_and_grad = optax.value_and_grad_from_state(potential_fn)
+    solver = optax.lbfgs()
 
-def _divide(z: dict, scales: dict) -> dict:
-    return jax.tree.map(jnp.divide, z, scales)
+    def step(carry):
+        x, state = carry
+        value, grad = value_and_grad(x, state=state)
+        updates, state = solver.update(grad, state, x, value=value, grad=grad, value_fn=potential_fn)
+        return optax.apply_updates(x, updates), state
+
+    def going(carry):
+        x, state = carry
+        iteration = optax.tree.get(state, "count")
+        grad = optax.tree.get(state, "grad")
+        return (iteration == 0) | ((iteration < LAPLACE_ITERATIONS) & (optax.tree.norm(grad) > LAPLACE_GRADIENT_TOL))
+
+    mode, _ = jax.lax.while_loop(going, step, (z0, solver.init(z0)))
+    better = jnp.all(jnp.isfinite(mode)) & (potential_fn(mode) <= potential_fn(z0))
+    mode = jnp.where(better, mode, z0)
+    hessian = jax.jacfwd(jax.grad(potential_fn))(mode)
+    hessian = jnp.where(jnp.isfinite(hessian), 0.5 * (hessian + hessian.T), 0.0)
+    curvature, vectors = jnp.linalg.eigh(hessian)
+    scale = jax.lax.rsqrt(SHRINKAGE_VARIANCE * jnp.maximum(curvature, 1.0))
+    return mode, (vectors * scale) @ vectors.T
 
 
 def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
-    """NumPyro's ``MCMC`` with NUTS on the prepared fit's potential, and its start (one per chain, from
-    :func:`compiled_initialize`): run it as ``mcmc.run(key, init_params=start)``."""
+    """NumPyro's ``MCMC`` with NUTS on the prepared fit's potential, its start (one per chain, from
+    :func:`compiled_initialize`) and the names of the sites it samples: run it as
+    ``mcmc.run(key, init_params=start)``."""
     config = prepared.config
     args = (prepared.data,)
     kwargs = {"y": jnp.asarray(prepared.y), "seed_scaling": config.seed_scaling}
     info = compiled_initialize(get_model(config.pooling), prepared.init, args, kwargs)
     potential, constrain = info.potential_fn(*args, **kwargs), info.postprocess_fn(*args, **kwargs)
-    scales = coordinate_scales(potential, info.param_info.z)
-    # NUTS on the model's potential (the model's own NUTS would trace it again, eagerly), in the scaled
-    # coordinates u = z / scales (coordinate_scales)
+    flat, unravel = ravel_pytree(info.param_info.z)
+    center, root = jax.jit(laplace_coordinates, static_argnums=0)(lambda x: potential(unravel(x)), flat)
+    to_z = lambda u: unravel(center + root @ u)  # noqa: E731
+    # NUTS on the model's potential (the model's own NUTS would trace it again, eagerly), in the
+    # coordinates u of laplace_coordinates
     kernel = NUTS(
-        potential_fn=lambda u: potential(_times(scales, u)),
+        potential_fn=lambda u: potential(to_z(u)),
         target_accept_prob=config.target_accept,
-        # dense: the law's level and exponents, and the schedule shape, trade off along linear ridges; one
-        # block over every site, as NUTS on the model (and fit_many) build it
-        dense_mass=[tuple(sorted(info.param_info.z))] if config.dense_mass else False,
+        # dense: the law's level and exponents, and the schedule shape, trade off along linear ridges that
+        # the Laplace map straightens only near the mode
+        dense_mass=config.dense_mass,
         max_tree_depth=MAX_TREE_DEPTH,
     )
     mcmc = MCMC(kernel, num_warmup=config.warmup, num_samples=config.draws, num_chains=config.chains,
                 chain_method=_chain_method(config.chains, config.chain_method), progress_bar=progress,
-                postprocess_fn=lambda u: constrain(_times(scales, u)))
-    # the start with its potential and gradient, which NUTS would otherwise evaluate eagerly again
-    start = info.param_info._replace(z=_divide(info.param_info.z, scales),
-                                     z_grad=_times(scales, info.param_info.z_grad))
+                postprocess_fn=lambda u: constrain(to_z(u)))
+    # the start (the point fit's) in u, with its potential and gradient, which NUTS would otherwise evaluate
+    # eagerly again; root is symmetric, so dU/du = root dU/dz
+    start = info.param_info._replace(z=jnp.linalg.solve(root, flat - center),
+                                     z_grad=root @ ravel_pytree(info.param_info.z_grad)[0])
     if config.chains > 1:  # every chain from the same start, as init_to_value gives
         start = jax.tree.map(lambda v: jnp.broadcast_to(v, (config.chains,) + jnp.shape(v)), start)
-    return mcmc, start
+    return mcmc, start, sorted(info.param_info.z)
 
 
 def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
@@ -347,7 +370,7 @@ def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
     config = prepared.config
     data, model = prepared.data, get_model(config.pooling)
     y = jnp.asarray(prepared.y)
-    mcmc, start = nuts_sampler(prepared, progress=progress)
+    mcmc, start, sites = nuts_sampler(prepared, progress=progress)
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(config.seed))
     mcmc.run(key_fit, init_params=start, extra_fields=EXTRA_FIELDS)
     samples = mcmc.get_samples()
@@ -355,7 +378,7 @@ def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
     ppc, log_lik = jax.jit(lambda s, key: _replicate(model, s, key, data, y, seed_scaling=config.seed_scaling))(
         samples, key_ppc)
     return finish_fit(prepared, mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True),
-                      ppc, log_lik, sorted(mcmc.last_state.z))
+                      ppc, log_lik, sites)
 
 
 @dataclass(frozen=True)
