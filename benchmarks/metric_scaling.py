@@ -5,7 +5,7 @@
 
 NumPyro's mass-matrix adaptation shrinks each window's covariance toward 1e-3 I, whatever the scale of
 the coordinates (docs/run_likelihood.md, "The mass matrix's floor"). ``bl.fit`` samples u with
-z = m + A u, the mode m and A = sqrt(1e-3) H^(-1/2), so that the Laplace covariance in u is that 1e-3 I.
+z = m + A u, the mode m and A = H^(-1/2) / sqrt(1e-3), so that the Laplace covariance in u is that 1e-3 I.
 This script fits the demo's default fit (``bayeslaw demo``'s: every family's smaller models, 4 x 1000),
 and with ``--transfer`` the all-families transfer fit of ``real_targets.py`` (OLMo's ladder seen at its
 1.3B runs), in three coordinates, in one process:

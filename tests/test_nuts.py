@@ -338,8 +338,8 @@ def test_laplace_coordinates_whiten_the_mode_to_the_shrinkage_variance_and_keep_
     u = jnp.array([0.01, -0.02, 0.5])
     np.testing.assert_allclose(np.asarray(jax.grad(lambda u: potential(m + A @ u))(u)),
                                np.asarray(A.T @ jax.grad(potential)(m + A @ u)), rtol=1e-8)
-    # no mode (a saddle: negative curvature along the first axis): the map stays at a start it cannot
-    # improve without diverging, and the non-convex direction keeps the unit scale
+    # no mode (a saddle: negative curvature along the first axis): the optimiser ends at a finite point no
+    # higher than the start, and the non-convex direction is scaled as one of curvature 1
     saddle = lambda z: -0.5 * z[0] ** 2 + 2.0 * z[1] ** 2  # noqa: E731
     m, A = laplace_coordinates(saddle, jnp.array([0.0, 1.0]))
     assert np.all(np.isfinite(np.asarray(m))) and float(saddle(m)) <= float(saddle(jnp.array([0.0, 1.0])))
