@@ -29,7 +29,6 @@ from pathlib import Path
 from unittest import mock
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import bayeslaw as bl
@@ -37,15 +36,19 @@ from bayeslaw.evaluation import hitchhiker_split
 from bayeslaw.inference import nuts
 
 
-def identity(potential_fn, z0):
+def identity(value_and_grad, z0):
     """z itself: NUTS in the model's own unconstrained coordinates."""
-    return z0, jnp.eye(z0.size)
+    return np.asarray(z0), np.eye(np.size(z0))
 
 
-def diagonal(potential_fn, z0):
-    """z = z0 + diag(s) u, s_i = min(1, 1 / sqrt(d^2U/dz_i^2)) at the start."""
-    curvature = jnp.diagonal(jax.jacfwd(jax.grad(potential_fn))(z0))
-    return z0, jnp.diag(jnp.where(curvature > 1.0, jax.lax.rsqrt(jnp.maximum(curvature, 1.0)), 1.0))
+def diagonal(value_and_grad, z0):
+    """z = z0 + diag(s) u, s_i = min(1, 1 / sqrt(d^2U/dz_i^2)) at the start (central differences of the
+    gradient, as ``laplace_coordinates`` takes its Hessian)."""
+    z0 = np.asarray(z0, dtype=float)
+    h = np.cbrt(np.finfo(float).eps) * np.maximum(1.0, np.abs(z0))
+    curvature = np.array([(np.asarray(value_and_grad(z0 + e)[1])[i] - np.asarray(value_and_grad(z0 - e)[1])[i]) / (2 * h[i])
+                          for i, e in enumerate(np.diag(h))])
+    return z0, np.diag(np.where(curvature > 1.0, 1.0 / np.sqrt(np.maximum(curvature, 1.0)), 1.0))
 
 
 COORDINATES = {"identity": identity, "diagonal": diagonal, "laplace": nuts.laplace_coordinates}

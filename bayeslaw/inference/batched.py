@@ -113,7 +113,9 @@ _PROGRAMS: dict[tuple, tuple] = {}  # compiled programs, by (structure, padded s
 def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, options: _Options, n_devices: int):
     """``(build, state, run)``: ``build(arrays, init)`` traces the model once into ``state`` (NumPyro's NUTS
     kernel over the model's potential as a function of the arrays, the constraining map, each latent
-    site's bijection); ``run(chain keys, z0, arrays, ppc keys)``, each with a leading (device, fit) axis, gives the
+    site's bijection); ``run(chain keys, u0, arrays, center, root, ppc keys)``, each with a leading (device, fit) axis (u0 the
+    start in the coordinates z = center + root u of :func:`laplace_coordinates`, computed per fit on the host
+    by ``state["value_and_grad"]``), gives the
     constrained draws, sampler stats, ``obs`` replicates and log likelihood per run. Kept per ``key``, so
     that the programs of one shape compile once per process."""
     if (key, options, n_devices) in _PROGRAMS:
@@ -128,11 +130,13 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
         state["constrain"] = info.postprocess_fn
         state["latent"] = {name: biject_to(site["fn"].support).inv for name, site in info.model_trace.items()
                            if site["type"] == "sample" and not site["is_observed"]}
-        state["potential"] = info.potential_fn
 
         # one structure per program: the same sites, in the same order, in every fit
         state["unravel"] = unravel = ravel_pytree(info.param_info.z)[1]
         state["to_z"] = lambda center, root, u: unravel(center + root @ u)
+        # U(z) and dU/dz of one fit's arrays, compiled once per program, for laplace_coordinates on the host
+        state["value_and_grad"] = jax.jit(lambda x, arrays: jax.value_and_grad(
+            lambda x: info.potential_fn(arrays, arrays["y"])(unravel(x)))(x))
 
         def laplace(arrays, y, center, root):  # the potential in u (laplace_coordinates), as bl.fit samples it
             potential = info.potential_fn(arrays, y)
@@ -156,11 +160,7 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
             step, hmc_state, None, length=options.warmup + options.draws)[1])
         return jax.vmap(lambda u: state["constrain"](*args[:2])(state["to_z"](center, root, u)))(u_draws), stats
 
-    def one_fit(chain_keys, z, arrays, ppc_key):
-        flat = ravel_pytree(z)[0]
-        potential = state["potential"](arrays, arrays["y"])
-        center, root = laplace_coordinates(lambda x: potential(state["unravel"](x)), flat)
-        u = jnp.linalg.solve(root, flat - center)
+    def one_fit(chain_keys, u, arrays, center, root, ppc_key):
         samples, stats = jax.vmap(one_chain, in_axes=(0, None, None, None, None))(chain_keys, u, arrays, center, root)
         flat_draws = jax.tree.map(lambda v: v.reshape(-1, *v.shape[2:]), samples)
         ppc, log_lik = _replicate(get_model(pooling), flat_draws, ppc_key, _data_on(template, arrays), arrays["y"],
@@ -266,12 +266,17 @@ def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Opt
                                  first.config.seed_scaling, options, n_devices)
     if not state:
         build(jax.tree.map(jnp.asarray, arrays[0]), first.init)
-    starts, chain_keys, ppc_keys = [], [], []
-    for p in batch:
+    starts, centers, roots, chain_keys, ppc_keys = [], [], [], [], []
+    for p, a in zip(batch, arrays):
         missing = sorted(set(state["latent"]) - set(p.init))
         if missing:
             raise ValueError(f"fit_many: no start value for site(s) {missing}")
-        starts.append({name: inv(jnp.asarray(p.init[name])) for name, inv in state["latent"].items()})
+        flat = ravel_pytree({name: inv(jnp.asarray(p.init[name])) for name, inv in state["latent"].items()})[0]
+        center, root = map(jnp.asarray, laplace_coordinates(
+            lambda x, a=jax.tree.map(jnp.asarray, a): state["value_and_grad"](x, a), flat))
+        starts.append(jnp.linalg.solve(root, flat - center))  # as nuts_sampler's start
+        centers.append(center)
+        roots.append(root)
         key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(p.config.seed))
         # as MCMC.run and NUTS.init: a key per chain, of which the first half drives the chain
         chain_keys.append(jax.vmap(jax.random.split)(jax.random.split(key_fit, options.chains))[:, 0])
@@ -279,7 +284,7 @@ def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Opt
     pad = size - len(batch)
     stacked = [jax.tree.map(lambda *v: np.stack(list(v) + [v[-1]] * pad).reshape(n_devices, size // n_devices,
                                                                                 *np.shape(v[0])), *parts)
-               for parts in (chain_keys, starts, arrays, ppc_keys)]
+               for parts in (chain_keys, starts, arrays, centers, roots, ppc_keys)]
     samples, stats, ppc, log_lik = jax.device_get(run(*stacked))
     flat = lambda v: v.reshape(-1, *v.shape[2:])  # noqa: E731  (device, fit, ...) -> (fit, ...)
     samples, stats = jax.tree.map(flat, samples), jax.tree.map(flat, stats)

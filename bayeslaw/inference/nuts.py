@@ -18,8 +18,8 @@ import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pandas as pd
+import scipy.optimize
 import xarray as xr
 from jax.flatten_util import ravel_pytree
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
@@ -271,29 +271,46 @@ def fit(
 
 def compiled_initialize(model, init: dict, args: tuple, kwargs: dict):
     """NumPyro's ``initialize_model`` at the start values ``init``: potential, constraining map, trace and
-    the unconstrained start (``param_info.z``, one chain's).
+    the unconstrained start (``param_info``: z, its potential and gradient), traced under one ``jax.jit``.
 
-    Given one key, NumPyro checks the start by evaluating the potential and its gradient eagerly,
-    operation by operation, each operation compiled on its own: about 17 s for the demo's hierarchical
-    model, where a batch of one key runs the check as one compiled program (``lax.map``), about 6 s
-    (``benchmarks/fit_init.py``)."""
-    info = initialize_model(jax.random.PRNGKey(0)[None], model, init_strategy=init_to_value(values=init),
-                            dynamic_args=True, model_args=args, model_kwargs=kwargs)
-    one = info.param_info._replace(**{k: jax.tree.map(lambda v: v[0], getattr(info.param_info, k))
-                                      for k in info.param_info._fields})
-    return info._replace(param_info=one)
+    Run eagerly, ``initialize_model`` reads the model's sites by running it operation by operation, each
+    operation compiled on its own (about 4 s of a small hierarchical model), and checks the start in a
+    program of its own (about 4 s); traced abstractly, both are one program (``benchmarks/fit_init.py``).
+    The sites' supports are constants of the model, so the returned potential and maps hold no tracer;
+    the returned trace's values are the abstract ones (read its sites' distributions, not its values)."""
+    traced = {}
+
+    def initialize(init):
+        traced["info"] = initialize_model(jax.random.PRNGKey(0), model, init_strategy=init_to_value(values=init),
+                                          dynamic_args=True, model_args=args, model_kwargs=kwargs)
+        return traced["info"].param_info
+
+    param_info = jax.jit(initialize)(init)
+    # the check NumPyro makes on concrete values, which a traced start skips
+    if not (np.isfinite(param_info.potential_energy) and np.all(np.isfinite(ravel_pytree(param_info.z_grad)[0]))):
+        bad = sorted(k for k, v in param_info.z.items() if not np.all(np.isfinite(v)))
+        raise RuntimeError(f"fit: the start has a non-finite potential or gradient (potential "
+                           f"{float(param_info.potential_energy)}{f'; non-finite sites {bad}' if bad else ''})")
+    return traced["info"]._replace(param_info=param_info)
 
 
 # NumPyro's mass-matrix adaptation (Stan's rule) shrinks each window's covariance estimate S from n draws to
 # (n S + 5e-3 I) / (n + 5): a target of 1e-3 I, absolute, whatever the coordinates' own scale.
 SHRINKAGE_VARIANCE = 1e-3
 LAPLACE_ITERATIONS = 500  # L-BFGS steps toward the mode, at most
-LAPLACE_GRADIENT_TOL = 1e-3
+LAPLACE_GRADIENT_TOL = 1e-3  # the gradient's largest component at the mode
 
 
-def laplace_coordinates(potential_fn, z0: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """(m, A): NUTS samples u with z = m + A u, m the mode of the potential U near ``z0`` (L-BFGS, optax)
-    and A = H^(-1/2) / sqrt(1e-3), H = d^2U/dz^2 at m with each eigenvalue raised to at least 1.
+def laplace_coordinates(value_and_grad, z0) -> tuple[np.ndarray, np.ndarray]:
+    """(m, A): NUTS samples u with z = m + A u, m the mode of the potential U near ``z0`` and
+    A = H^(-1/2) / sqrt(1e-3), H = d^2U/dz^2 at m with each eigenvalue raised to at least 1.
+
+    ``value_and_grad`` maps z to (U(z), dU/dz), compiled once (``jax.jit``). SciPy's L-BFGS-B drives it
+    to the mode (at most 500 steps, until the gradient's largest component is under 1e-3), and H is central
+    differences of the gradient (2 d calls of it), symmetrised. Not optax's L-BFGS and ``jax.hessian``
+    in one XLA program: compiling them took 6-8 s a fit, more than a small fit's sampling, where this
+    costs milliseconds of calls to a gradient that is compiled anyway. An error in H of 1e-6 relative
+    changes the sampler's coordinates, never its target.
 
     In u the Laplace approximation is N(0, 1e-3 I), the covariance NumPyro's adaptation shrinks toward:
     - before a window's estimate is of full rank (25 or 50 draws in 50-100 dimensions), the directions it
@@ -305,28 +322,26 @@ def laplace_coordinates(potential_fn, z0: jnp.ndarray) -> tuple[jnp.ndarray, jnp
     one of curvature 1, the prior's unit scale. An affine map with a constant Jacobian changes no
     density; where the optimiser fails (a non-finite or higher potential) the map is centred at the
     start (docs/run_likelihood.md, "The mass matrix's floor")."""
-    value_and_grad = optax.value_and_grad_from_state(potential_fn)
-    solver = optax.lbfgs()
+    z0 = np.asarray(z0, dtype=float)
 
-    def step(carry):
-        x, state = carry
-        value, grad = value_and_grad(x, state=state)
-        updates, state = solver.update(grad, state, x, value=value, grad=grad, value_fn=potential_fn)
-        return optax.apply_updates(x, updates), state
+    def objective(z):
+        value, grad = value_and_grad(z)
+        value, grad = float(value), np.asarray(grad, dtype=float)
+        if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+            return np.inf, np.zeros_like(z)  # outside the density's support: the line search steps back
+        return value, grad
 
-    def going(carry):
-        x, state = carry
-        iteration = optax.tree.get(state, "count")
-        grad = optax.tree.get(state, "grad")
-        return (iteration == 0) | ((iteration < LAPLACE_ITERATIONS) & (optax.tree.norm(grad) > LAPLACE_GRADIENT_TOL))
-
-    mode, _ = jax.lax.while_loop(going, step, (z0, solver.init(z0)))
-    better = jnp.all(jnp.isfinite(mode)) & (potential_fn(mode) <= potential_fn(z0))
-    mode = jnp.where(better, mode, z0)
-    hessian = jax.jacfwd(jax.grad(potential_fn))(mode)
-    hessian = jnp.where(jnp.isfinite(hessian), 0.5 * (hessian + hessian.T), 0.0)
-    curvature, vectors = jnp.linalg.eigh(hessian)
-    scale = jax.lax.rsqrt(SHRINKAGE_VARIANCE * jnp.maximum(curvature, 1.0))
+    solution = scipy.optimize.minimize(objective, z0, jac=True, method="L-BFGS-B",
+                                       options={"maxiter": LAPLACE_ITERATIONS, "gtol": LAPLACE_GRADIENT_TOL, "ftol": 0.0})
+    mode = solution.x if objective(solution.x)[0] <= objective(z0)[0] else z0
+    # central differences, each coordinate's step the cube root of machine epsilon at its scale
+    steps = np.cbrt(np.finfo(float).eps) * np.maximum(1.0, np.abs(mode))
+    gradient = lambda z: np.asarray(value_and_grad(z)[1], dtype=float)  # noqa: E731
+    hessian = np.stack([(gradient(mode + e) - gradient(mode - e)) / (2 * h)
+                        for e, h in zip(np.diag(steps), steps)])
+    hessian = np.where(np.isfinite(hessian), 0.5 * (hessian + hessian.T), 0.0)
+    curvature, vectors = np.linalg.eigh(hessian)
+    scale = 1.0 / np.sqrt(SHRINKAGE_VARIANCE * np.maximum(curvature, 1.0))
     return mode, (vectors * scale) @ vectors.T
 
 
@@ -340,7 +355,8 @@ def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
     info = compiled_initialize(get_model(config.pooling), prepared.init, args, kwargs)
     potential, constrain = info.potential_fn(*args, **kwargs), info.postprocess_fn(*args, **kwargs)
     flat, unravel = ravel_pytree(info.param_info.z)
-    center, root = jax.jit(laplace_coordinates, static_argnums=0)(lambda x: potential(unravel(x)), flat)
+    value_and_grad = jax.jit(jax.value_and_grad(lambda x: potential(unravel(x))))
+    center, root = map(jnp.asarray, laplace_coordinates(value_and_grad, flat))
     to_z = lambda u: unravel(center + root @ u)  # noqa: E731
     # NUTS on the model's potential (the model's own NUTS would trace it again, eagerly), in the
     # coordinates u of laplace_coordinates
