@@ -347,3 +347,24 @@ def test_laplace_coordinates_whiten_the_mode_to_the_shrinkage_variance_and_keep_
     assert np.all(np.isfinite(np.asarray(m))) and float(saddle(m)) <= float(saddle(jnp.array([0.0, 1.0])))
     np.testing.assert_allclose(np.abs(np.linalg.eigvalsh(np.asarray(A))) ** 2 * SHRINKAGE_VARIANCE,
                                sorted([1.0, 1 / 4.0]), rtol=1e-8)
+
+
+def test_a_start_with_a_non_finite_density_is_refused_in_one_line():
+    """compiled_initialize traces NumPyro's start check, which then no longer raises on its own: the check
+    on the concrete start is bayeslaw's."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    from bayeslaw.inference.nuts import compiled_initialize
+
+    def model(y):
+        x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+        numpyro.factor("wall", jnp.where(x > 5.0, -jnp.inf, 0.0))  # no density beyond 5
+        numpyro.sample("obs", dist.Normal(x, 1.0), obs=y)
+
+    info = compiled_initialize(model, {"x": jnp.asarray(1.0)}, (jnp.asarray(0.5),), {})
+    assert np.isfinite(info.param_info.potential_energy) and float(info.param_info.z["x"]) == 1.0
+    with pytest.raises(RuntimeError, match="non-finite potential") as error:
+        compiled_initialize(model, {"x": jnp.asarray(6.0)}, (jnp.asarray(0.5),), {})
+    assert "\n" not in str(error.value)
