@@ -22,8 +22,24 @@ def _host_devices(wanted: int = 4) -> None:
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
+def _numpyro_submodules() -> None:
+    """Every loaded numpyro submodule an attribute of its package. ArviZ registers numpyro as a lazy module
+    (``lazy_loader``) when it is imported first, and numpyro's first real import then leaves
+    ``numpyro.distributions`` without its ``distribution`` attribute, which ``numpyro.factor`` reads: after
+    ``import arviz``, every fit failed with an AttributeError."""
+    import sys
+
+    import numpyro.infer  # noqa: F401  (numpyro and the submodules the fits use, loaded)
+
+    for name, module in list(sys.modules.items()):
+        parent, _, child = name.rpartition(".")
+        if name.startswith("numpyro.") and module is not None and not hasattr(sys.modules[parent], child):
+            setattr(sys.modules[parent], child, module)
+
+
 _host_devices()
 jax.config.update("jax_enable_x64", True)
+_numpyro_submodules()
 
 from bayeslaw import data, laws, metrics  # noqa: E402
 from bayeslaw.inference.nuts import Fit, Prediction, fit, load_fit  # noqa: E402

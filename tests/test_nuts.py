@@ -368,3 +368,20 @@ def test_a_start_with_a_non_finite_density_is_refused_in_one_line():
     with pytest.raises(RuntimeError, match="non-finite potential") as error:
         compiled_initialize(model, {"x": jnp.asarray(6.0)}, (jnp.asarray(0.5),), {})
     assert "\n" not in str(error.value)
+
+
+def test_bayeslaw_imported_after_arviz_fits():
+    """ArviZ registers numpyro as a lazy module; imported first, it left numpyro.distributions without the
+    submodule numpyro.factor reads, and every fit failed. A fresh interpreter: the import order is the test."""
+    import subprocess
+    import sys
+
+    code = ("import arviz\n"
+            "import bayeslaw\n"
+            "import numpyro\n"
+            "from numpyro import handlers\n"
+            "with handlers.trace() as tr, handlers.seed(rng_seed=0):\n"
+            "    numpyro.factor('f', 0.0)\n"
+            "assert tr['f']['type'] == 'sample'\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
