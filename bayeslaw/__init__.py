@@ -27,9 +27,10 @@ def _numpyro_submodules() -> None:
     (``lazy_loader``) when it is imported first, and numpyro's first real import then leaves
     ``numpyro.distributions`` without its ``distribution`` attribute, which ``numpyro.factor`` reads: after
     ``import arviz``, every fit failed with an AttributeError."""
+    import importlib
     import sys
 
-    import numpyro.infer  # noqa: F401  (numpyro and the submodules the fits use, loaded)
+    importlib.import_module("numpyro.infer")  # numpyro and the submodules the fits use, loaded
 
     for name, module in list(sys.modules.items()):
         parent, _, child = name.rpartition(".")
