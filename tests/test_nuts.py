@@ -347,6 +347,14 @@ def test_laplace_coordinates_whiten_the_mode_to_the_shrinkage_variance_and_keep_
     assert np.all(np.isfinite(np.asarray(m))) and float(saddle(m)) <= float(saddle(jnp.array([0.0, 1.0])))
     np.testing.assert_allclose(np.abs(np.linalg.eigvalsh(np.asarray(A))) ** 2 * SHRINKAGE_VARIANCE,
                                sorted([1.0, 1 / 4.0]), rtol=1e-8)
+    # a gradient component that is not finite off the mode (here d/dz1 once z0 moves): that Hessian entry
+    # counts as 0 and its mirror stays finite, so the map is the curvature's elsewhere
+    def ragged(z):
+        value, grad = jax.value_and_grad(lambda z: 2.0 * z @ z)(z)
+        return value, grad.at[1].set(jnp.where(z[0] != 0.0, jnp.nan, grad[1]))
+
+    m, A = laplace_coordinates(ragged, jnp.zeros(2))
+    np.testing.assert_allclose(np.asarray(A) ** 2 * SHRINKAGE_VARIANCE * 4.0, np.eye(2), rtol=1e-6, atol=1e-12)
 
 
 def test_a_start_with_a_non_finite_density_is_refused_in_one_line():

@@ -309,7 +309,7 @@ def laplace_coordinates(value_and_grad, z0) -> tuple[np.ndarray, np.ndarray]:
     to the mode (at most 500 steps, until the gradient's largest component is under 1e-3), and H is central
     differences of the gradient (2 d calls of it), symmetrised. Not optax's L-BFGS and ``jax.hessian``
     in one XLA program: compiling them took 6-8 s a fit, more than a small fit's sampling, where this
-    costs milliseconds of calls to a gradient that is compiled anyway. An error in H of 1e-6 relative
+    costs milliseconds of calls to a gradient that is compiled anyway. The differences' error in H
     changes the sampler's coordinates, never its target.
 
     In u the Laplace approximation is N(0, 1e-3 I), the covariance NumPyro's adaptation shrinks toward:
@@ -339,7 +339,8 @@ def laplace_coordinates(value_and_grad, z0) -> tuple[np.ndarray, np.ndarray]:
     gradient = lambda z: np.asarray(value_and_grad(z)[1], dtype=float)  # noqa: E731
     hessian = np.stack([(gradient(mode + e) - gradient(mode - e)) / (2 * h)
                         for e, h in zip(np.diag(steps), steps)])
-    hessian = np.where(np.isfinite(hessian), 0.5 * (hessian + hessian.T), 0.0)
+    hessian = np.where(np.isfinite(hessian), hessian, 0.0)  # a non-finite entry counts as 0 (before symmetrising)
+    hessian = 0.5 * (hessian + hessian.T)
     curvature, vectors = np.linalg.eigh(hessian)
     scale = 1.0 / np.sqrt(SHRINKAGE_VARIANCE * np.maximum(curvature, 1.0))
     return mode, (vectors * scale) @ vectors.T
