@@ -297,19 +297,23 @@ def compiled_initialize(model, init: dict, args: tuple, kwargs: dict):
 # NumPyro's mass-matrix adaptation (Stan's rule) shrinks each window's covariance estimate S from n draws to
 # (n S + 5e-3 I) / (n + 5): a target of 1e-3 I, absolute, whatever the coordinates' own scale.
 SHRINKAGE_VARIANCE = 1e-3
-LAPLACE_ITERATIONS = 500  # L-BFGS steps toward the mode, at most
-LAPLACE_GRADIENT_TOL = 1e-3  # the gradient's largest component at the mode
+LAPLACE_ITERATIONS = 500  # trust-region Newton steps toward the mode, at most
+LAPLACE_GRADIENT_TOL = 1e-3  # the gradient's norm at the mode
 
 
 def laplace_coordinates(value_and_grad, z0) -> tuple[np.ndarray, np.ndarray]:
     """(m, A): NUTS samples u with z = m + A u, m the mode of the potential U near ``z0`` and
     A = H^(-1/2) / sqrt(1e-3), H = d^2U/dz^2 at m with each eigenvalue raised to at least 1.
 
-    ``value_and_grad`` maps z to (U(z), dU/dz), compiled once (``jax.jit``). SciPy's L-BFGS-B drives it
-    to the mode (at most 500 steps, until the gradient's largest component is under 1e-3), and H is central
-    differences of the gradient (2 d calls of it), symmetrised. Not optax's L-BFGS and ``jax.hessian``
-    in one XLA program: compiling them took 6-8 s a fit, more than a small fit's sampling, where this
-    costs milliseconds of calls to a gradient that is compiled anyway. The differences' error in H
+    ``value_and_grad`` maps z to (U(z), dU/dz), compiled once (``jax.jit``). SciPy's trust-region
+    Newton-CG (``trust-ncg``) drives it to the mode (at most 500 steps, until the gradient's norm is under
+    1e-3), its Hessian-vector products central differences of the gradient along the vector; H at the mode
+    is central differences of the gradient (2 d calls), symmetrised. Newton, not L-BFGS: the potential's
+    curvatures span many orders of magnitude (a family's pinned schedule level beside its loose exponents),
+    and L-BFGS from the point fit's start stopped 550 nats above the all-families fit's mode after 500 steps
+    (37 above it after 10,000), where trust-ncg reaches it in 130. On the host, not optax in one XLA
+    program: compiling an optimiser and ``jax.hessian`` took 6-8 s a fit, more than a small fit's
+    sampling, where this costs calls to a gradient that is compiled anyway. The differences' error in H
     changes the sampler's coordinates, never its target.
 
     In u the Laplace approximation is N(0, 1e-3 I), the covariance NumPyro's adaptation shrinks toward:
@@ -331,12 +335,21 @@ def laplace_coordinates(value_and_grad, z0) -> tuple[np.ndarray, np.ndarray]:
             return np.inf, np.zeros_like(z)  # outside the density's support: the line search steps back
         return value, grad
 
-    solution = scipy.optimize.minimize(objective, z0, jac=True, method="L-BFGS-B",
-                                       options={"maxiter": LAPLACE_ITERATIONS, "gtol": LAPLACE_GRADIENT_TOL, "ftol": 0.0})
+    gradient = lambda z: np.asarray(value_and_grad(z)[1], dtype=float)  # noqa: E731
+
+    def curvature_along(z, p):  # H p, central differences of the gradient along p
+        size = np.linalg.norm(p)
+        if size == 0.0:
+            return np.zeros_like(p)
+        h = np.cbrt(np.finfo(float).eps) * max(1.0, np.linalg.norm(z)) / size
+        hp = (gradient(z + h * p) - gradient(z - h * p)) / (2 * h)
+        return np.where(np.isfinite(hp), hp, 0.0)
+
+    solution = scipy.optimize.minimize(objective, z0, jac=True, hessp=curvature_along, method="trust-ncg",
+                                       options={"maxiter": LAPLACE_ITERATIONS, "gtol": LAPLACE_GRADIENT_TOL})
     mode = solution.x if objective(solution.x)[0] <= objective(z0)[0] else z0
     # central differences, each coordinate's step the cube root of machine epsilon at its scale
     steps = np.cbrt(np.finfo(float).eps) * np.maximum(1.0, np.abs(mode))
-    gradient = lambda z: np.asarray(value_and_grad(z)[1], dtype=float)  # noqa: E731
     hessian = np.stack([(gradient(mode + e) - gradient(mode - e)) / (2 * h)
                         for e, h in zip(np.diag(steps), steps)])
     hessian = np.where(np.isfinite(hessian), hessian, 0.0)  # a non-finite entry counts as 0 (before symmetrising)
