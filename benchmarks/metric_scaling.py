@@ -42,12 +42,10 @@ def identity(value_and_grad, z0):
 
 
 def diagonal(value_and_grad, z0):
-    """z = z0 + diag(s) u, s_i = min(1, 1 / sqrt(d^2U/dz_i^2)) at the start (central differences of the
-    gradient, as ``laplace_coordinates`` takes its Hessian)."""
+    """z = z0 + diag(s) u, s_i = min(1, 1 / sqrt(d^2U/dz_i^2)) at the start (the Hessian's diagonal as
+    ``laplace_coordinates`` takes its Hessian)."""
     z0 = np.asarray(z0, dtype=float)
-    h = np.cbrt(np.finfo(float).eps) * np.maximum(1.0, np.abs(z0))
-    curvature = np.array([(np.asarray(value_and_grad(z0 + e)[1])[i] - np.asarray(value_and_grad(z0 - e)[1])[i]) / (2 * h[i])
-                          for i, e in enumerate(np.diag(h))])
+    curvature = np.diagonal(nuts.difference_hessian(lambda z: np.asarray(value_and_grad(z)[1], dtype=float), z0))
     return z0, np.diag(np.where(curvature > 1.0, 1.0 / np.sqrt(np.maximum(curvature, 1.0)), 1.0))
 
 

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS
 from bayeslaw.inference.config import DEFAULT_TARGET_ACCEPT, Duplicates, FitConfig, Pooling, SeedScaling
 from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, Fit, PreparedFit, _replicate, compiled_initialize,
-                                     finish_fit, laplace_coordinates, prepare_fit, sample_fit)
+                                     finish_fit, laplace_start, prepare_fit, sample_fit)
 from bayeslaw.models import ModelData, centered_families, get_model
 from bayeslaw.models.runs import run_basis
 
@@ -114,7 +114,7 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
     """``(build, state, run)``: ``build(arrays, init)`` traces the model once into ``state`` (NumPyro's NUTS
     kernel over the model's potential as a function of the arrays, the constraining map, each latent
     site's bijection); ``run(chain keys, u0, arrays, center, root, ppc keys)``, each with a leading (device, fit) axis (u0 the
-    start in the coordinates z = center + root u of :func:`laplace_coordinates`, computed per fit on the host
+    start in the coordinates z = center + root u of :func:`laplace_start`, computed per fit on the host
     by ``state["value_and_grad"]``), gives the
     constrained draws, sampler stats, ``obs`` replicates and log likelihood per run. Kept per ``key``, so
     that the programs of one shape compile once per process."""
@@ -272,9 +272,8 @@ def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Opt
         if missing:
             raise ValueError(f"fit_many: no start value for site(s) {missing}")
         flat = ravel_pytree({name: inv(jnp.asarray(p.init[name])) for name, inv in state["latent"].items()})[0]
-        center, root = map(jnp.asarray, laplace_coordinates(
-            lambda x, a=jax.tree.map(jnp.asarray, a): state["value_and_grad"](x, a), flat))
-        starts.append(jnp.linalg.solve(root, flat - center))  # as nuts_sampler's start
+        center, root, u0 = laplace_start(lambda x, a=jax.tree.map(jnp.asarray, a): state["value_and_grad"](x, a), flat)
+        starts.append(u0)
         centers.append(center)
         roots.append(root)
         key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(p.config.seed))

@@ -347,16 +347,27 @@ def laplace_coordinates(value_and_grad, z0) -> tuple[np.ndarray, np.ndarray]:
 
     solution = scipy.optimize.minimize(objective, z0, jac=True, hessp=curvature_along, method="trust-ncg",
                                        options={"maxiter": LAPLACE_ITERATIONS, "gtol": LAPLACE_GRADIENT_TOL})
-    mode = solution.x if objective(solution.x)[0] <= objective(z0)[0] else z0
-    # central differences, each coordinate's step the cube root of machine epsilon at its scale
-    steps = np.cbrt(np.finfo(float).eps) * np.maximum(1.0, np.abs(mode))
-    hessian = np.stack([(gradient(mode + e) - gradient(mode - e)) / (2 * h)
-                        for e, h in zip(np.diag(steps), steps)])
-    hessian = np.where(np.isfinite(hessian), hessian, 0.0)  # a non-finite entry counts as 0 (before symmetrising)
-    hessian = 0.5 * (hessian + hessian.T)
-    curvature, vectors = np.linalg.eigh(hessian)
+    mode = solution.x if solution.fun <= objective(z0)[0] else z0
+    curvature, vectors = np.linalg.eigh(difference_hessian(gradient, mode))
     scale = 1.0 / np.sqrt(SHRINKAGE_VARIANCE * np.maximum(curvature, 1.0))
     return mode, (vectors * scale) @ vectors.T
+
+
+def difference_hessian(gradient, z: np.ndarray) -> np.ndarray:
+    """d^2U/dz^2 at ``z`` by central differences of ``gradient`` (z -> dU/dz; 2 d calls), each coordinate's
+    step the cube root of machine epsilon at its scale; a non-finite entry counts as 0, then the matrix is
+    symmetrised (so that a NaN does not spread to its mirror)."""
+    steps = np.cbrt(np.finfo(float).eps) * np.maximum(1.0, np.abs(z))
+    hessian = np.stack([(gradient(z + e) - gradient(z - e)) / (2 * h) for e, h in zip(np.diag(steps), steps)])
+    hessian = np.where(np.isfinite(hessian), hessian, 0.0)
+    return 0.5 * (hessian + hessian.T)
+
+
+def laplace_start(value_and_grad, z0) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """(m, A, u0): :func:`laplace_coordinates` at the start ``z0``, and the start in u (z0 = m + A u0), as
+    ``nuts_sampler`` and ``fit_many`` start their chains."""
+    center, root = map(jnp.asarray, laplace_coordinates(value_and_grad, z0))
+    return center, root, jnp.linalg.solve(root, jnp.asarray(z0) - center)
 
 
 def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
@@ -370,7 +381,7 @@ def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
     potential, constrain = info.potential_fn(*args, **kwargs), info.postprocess_fn(*args, **kwargs)
     flat, unravel = ravel_pytree(info.param_info.z)
     value_and_grad = jax.jit(jax.value_and_grad(lambda x: potential(unravel(x))))
-    center, root = map(jnp.asarray, laplace_coordinates(value_and_grad, flat))
+    center, root, u0 = laplace_start(value_and_grad, flat)
     to_z = lambda u: unravel(center + root @ u)  # noqa: E731
     # NUTS on the model's potential (the model's own NUTS would trace it again, eagerly), in the
     # coordinates u of laplace_coordinates
@@ -387,7 +398,7 @@ def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
                 postprocess_fn=lambda u: constrain(to_z(u)))
     # the start (the point fit's) in u, with its potential and gradient, which NUTS would otherwise evaluate
     # eagerly again; root is symmetric, so dU/du = root dU/dz
-    start = info.param_info._replace(z=jnp.linalg.solve(root, flat - center),
+    start = info.param_info._replace(z=u0,
                                      z_grad=root @ ravel_pytree(info.param_info.z_grad)[0])
     if config.chains > 1:  # every chain from the same start, as init_to_value gives
         start = jax.tree.map(lambda v: jnp.broadcast_to(v, (config.chains,) + jnp.shape(v)), start)
