@@ -357,6 +357,30 @@ def test_laplace_coordinates_whiten_the_mode_to_the_shrinkage_variance_and_keep_
     np.testing.assert_allclose(np.asarray(A) ** 2 * SHRINKAGE_VARIANCE * 4.0, np.eye(2), rtol=1e-6, atol=1e-12)
 
 
+def test_each_chain_starts_at_its_own_laplace_draw_and_at_the_mode_where_that_draw_has_no_density():
+    """laplace_start: one start per chain, u ~ N(0, 1e-3 I) (z ~ N(m, H^-1)), reproducible from the seed, and
+    u = 0 (the mode) for a draw whose potential is not finite."""
+    import jax
+    import jax.numpy as jnp
+    from bayeslaw.inference.nuts import SHRINKAGE_VARIANCE, laplace_start
+
+    mean = jnp.array([1.0, -2.0, 0.5])
+    # a unit Gaussian around mean, with no density where z_0 > mean_0 (half of the Laplace draws)
+    walled = lambda z: jnp.where(z[0] > mean[0], jnp.inf, 0.5 * (z - mean) @ (z - mean))  # noqa: E731
+    value_and_grad = jax.jit(jax.value_and_grad(walled))
+    center, root, u0 = laplace_start(value_and_grad, mean - 0.1, chains=16, seed=3)
+    assert u0.shape == (16, 3)
+    np.testing.assert_allclose(center, np.asarray(mean), atol=1e-3)
+    z = np.asarray(center + u0 @ root.T)
+    outside = np.all(np.asarray(u0) == 0.0, axis=1)
+    assert 0 < outside.sum() < 16  # some draws fell beyond the wall and start at the mode, the others where drawn
+    assert np.all(z[~outside, 0] <= float(mean[0])) and len({tuple(row) for row in z[~outside]}) == (~outside).sum()
+    # in z the draws have the posterior's own scale (unit here), not the shrinkage variance's
+    assert 0.2 < np.std(np.asarray(u0)[~outside] / np.sqrt(SHRINKAGE_VARIANCE)) < 3.0
+    np.testing.assert_array_equal(laplace_start(value_and_grad, mean - 0.1, chains=16, seed=3)[2], u0)
+    assert not np.array_equal(laplace_start(value_and_grad, mean - 0.1, chains=16, seed=4)[2], u0)
+
+
 def test_a_start_with_a_non_finite_density_is_refused_in_one_line():
     """compiled_initialize traces NumPyro's start check, which then no longer raises on its own: the check
     on the concrete start is bayeslaw's."""

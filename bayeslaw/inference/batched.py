@@ -114,7 +114,7 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
     """``(build, state, run)``: ``build(arrays, init)`` traces the model once into ``state`` (NumPyro's NUTS
     kernel over the model's potential as a function of the arrays, the constraining map, each latent
     site's bijection); ``run(chain keys, u0, arrays, center, root, ppc keys)``, each with a leading (device, fit) axis (u0 the
-    start in the coordinates z = center + root u of :func:`laplace_start`, computed per fit on the host
+    chains' starts in the coordinates z = center + root u of :func:`laplace_start`, computed per fit on the host
     by ``state["value_and_grad"]``), gives the
     constrained draws, sampler stats, ``obs`` replicates and log likelihood per run. Kept per ``key``, so
     that the programs of one shape compile once per process."""
@@ -161,7 +161,7 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
         return jax.vmap(lambda u: state["constrain"](*args[:2])(state["to_z"](center, root, u)))(u_draws), stats
 
     def one_fit(chain_keys, u, arrays, center, root, ppc_key):
-        samples, stats = jax.vmap(one_chain, in_axes=(0, None, None, None, None))(chain_keys, u, arrays, center, root)
+        samples, stats = jax.vmap(one_chain, in_axes=(0, 0, None, None, None))(chain_keys, u, arrays, center, root)
         flat_draws = jax.tree.map(lambda v: v.reshape(-1, *v.shape[2:]), samples)
         ppc, log_lik = _replicate(get_model(pooling), flat_draws, ppc_key, _data_on(template, arrays), arrays["y"],
                                   seed_scaling=seed_scaling)
@@ -272,7 +272,8 @@ def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Opt
         if missing:
             raise ValueError(f"fit_many: no start value for site(s) {missing}")
         flat = ravel_pytree({name: inv(jnp.asarray(p.init[name])) for name, inv in state["latent"].items()})[0]
-        center, root, u0 = laplace_start(lambda x, a=jax.tree.map(jnp.asarray, a): state["value_and_grad"](x, a), flat)
+        center, root, u0 = laplace_start(lambda x, a=jax.tree.map(jnp.asarray, a): state["value_and_grad"](x, a), flat,
+                                         chains=options.chains, seed=p.config.seed)
         starts.append(u0)
         centers.append(center)
         roots.append(root)

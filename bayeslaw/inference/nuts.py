@@ -363,11 +363,25 @@ def difference_hessian(gradient, z: np.ndarray) -> np.ndarray:
     return 0.5 * (hessian + hessian.T)
 
 
-def laplace_start(value_and_grad, z0) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-    """(m, A, u0): :func:`laplace_coordinates` at the start ``z0``, and the start in u (z0 = m + A u0), as
-    ``nuts_sampler`` and ``fit_many`` start their chains."""
-    center, root = map(jnp.asarray, laplace_coordinates(value_and_grad, z0))
-    return center, root, jnp.linalg.solve(root, jnp.asarray(z0) - center)
+def laplace_start(value_and_grad, z0, *, chains: int, seed: int) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """(m, A, u0): :func:`laplace_coordinates` at the start ``z0``, and one start per chain in u (shape
+    (chains, d)), as ``nuts_sampler`` and ``fit_many`` start their chains.
+
+    Each chain starts at its own draw from the Laplace approximation, u ~ N(0, 1e-3 I) (NumPy's generator
+    at ``seed``), and at the mode (u = 0) where that draw's potential or gradient is not finite. Not at the
+    point fit's values: their potential can lie far above the mode's (90,000 nats on the all-families
+    fit), and the first windows of the warmup then estimate the mass matrix from draws still falling
+    toward the typical set, whose trees run hundreds of steps. Not every chain at the mode: chains from
+    different points are what lets r-hat see a chain that has not mixed."""
+    center, root = laplace_coordinates(value_and_grad, z0)
+    rng = np.random.default_rng(seed)
+    starts = []
+    for _ in range(chains):
+        u = np.sqrt(SHRINKAGE_VARIANCE) * rng.standard_normal(len(center))
+        value, grad = value_and_grad(center + root @ u)
+        finite = np.isfinite(float(value)) and bool(np.all(np.isfinite(np.asarray(grad))))
+        starts.append(u if finite else np.zeros_like(u))
+    return jnp.asarray(center), jnp.asarray(root), jnp.asarray(np.stack(starts))
 
 
 def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
@@ -381,7 +395,7 @@ def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
     potential, constrain = info.potential_fn(*args, **kwargs), info.postprocess_fn(*args, **kwargs)
     flat, unravel = ravel_pytree(info.param_info.z)
     value_and_grad = jax.jit(jax.value_and_grad(lambda x: potential(unravel(x))))
-    center, root, u0 = laplace_start(value_and_grad, flat)
+    center, root, u0 = laplace_start(value_and_grad, flat, chains=config.chains, seed=config.seed)
     to_z = lambda u: unravel(center + root @ u)  # noqa: E731
     # NUTS on the model's potential (the model's own NUTS would trace it again, eagerly), in the
     # coordinates u of laplace_coordinates
@@ -396,12 +410,12 @@ def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
     mcmc = MCMC(kernel, num_warmup=config.warmup, num_samples=config.draws, num_chains=config.chains,
                 chain_method=_chain_method(config.chains, config.chain_method), progress_bar=progress,
                 postprocess_fn=lambda u: constrain(to_z(u)))
-    # the start (the point fit's) in u, with its potential and gradient, which NUTS would otherwise evaluate
-    # eagerly again; root is symmetric, so dU/du = root dU/dz
-    start = info.param_info._replace(z=u0,
-                                     z_grad=root @ ravel_pytree(info.param_info.z_grad)[0])
-    if config.chains > 1:  # every chain from the same start, as init_to_value gives
-        start = jax.tree.map(lambda v: jnp.broadcast_to(v, (config.chains,) + jnp.shape(v)), start)
+    # each chain's start in u, with its potential and gradient, which NUTS would otherwise evaluate eagerly
+    # again; root is symmetric, so dU/du = root dU/dz
+    values, grads = zip(*(value_and_grad(center + root @ u) for u in u0))
+    start = info.param_info._replace(z=u0, potential_energy=jnp.stack(values), z_grad=jnp.stack(grads) @ root)
+    if config.chains == 1:
+        start = jax.tree.map(lambda v: v[0], start)
     return mcmc, start, sorted(info.param_info.z)
 
 
