@@ -297,8 +297,8 @@ def backtest(
                                                                "default 0, 0.1, 0.2, 0.3, 0.5).")] = None,
     pooling: Annotated[list[str] | None, typer.Option(help="Bayesian variants (default hierarchical, none).")] = None,
     transfer: Annotated[bool, typer.Option(help="Also the one-model transfer case per family.")] = True,
-    chains: Annotated[int, typer.Option(help="NUTS chains per Bayesian fit.")] = 2,
-    draws: Annotated[int, typer.Option(help="NUTS draws (and warmup) per chain.")] = 500,
+    chains: Annotated[int, typer.Option(help="NUTS chains per Bayesian fit.")] = 4,
+    draws: Annotated[int, typer.Option(help="NUTS draws (and warmup) per chain.")] = 1000,
     thin: Annotated[int, typer.Option(help="Log-spaced checkpoints kept per run.")] = 8,
     workers: WorkersOption = 1,
     scheduler: SchedulerOption = None,
@@ -335,8 +335,8 @@ def study(
     resume: ResumeOption = False,
     point_grid: Annotated[str, typer.Option(help="Start grid of the epoch point fits: coarse (243 starts) or "
                                                  "full (the published 4,500).")] = "coarse",
-    chains: Annotated[int, typer.Option(help="NUTS chains per Bayesian fit.")] = 2,
-    draws: Annotated[int, typer.Option(help="NUTS draws (and warmup) per chain.")] = 500,
+    chains: Annotated[int, typer.Option(help="NUTS chains per Bayesian fit.")] = 4,
+    draws: Annotated[int, typer.Option(help="NUTS draws (and warmup) per chain.")] = 1000,
     root: RootOption = None,
     as_json: JsonOption = False,
 ) -> None:

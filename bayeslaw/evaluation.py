@@ -522,6 +522,13 @@ def data_hash(df: pd.DataFrame) -> str:
     return f"{int(values.sum()) & (2**64 - 1):016x}-{len(df)}-{'|'.join(map(str, df.columns))}"
 
 
+#: What a study's NUTS fits get unless ``fit_options`` says otherwise: bl.fit's own defaults (4 chains x
+#: 1000 draws after 1000 warmup), without the progress bar. Not fewer: r-hat is a statistic of the draws,
+#: and at 2 x 500 its noise alone exceeds 1.01 on converged chains of ~60 parameters (benchmarks/rhat_noise.py),
+#: so a study at 2 x 500 could not tell a cell that has not mixed from one that has.
+STUDY_FIT = {"progress": False}
+
+
 def backtest(
     df: pd.DataFrame,
     *,
@@ -571,7 +578,8 @@ def backtest(
     ``ks`` defaults to 2 .. min(5, the most models below any target). ``point_grid="coarse"`` starts the
     ``epoch`` fits from 243 of the published grid's 4500 starts (a 3^5 subset: the study runs
     hundreds of fits; ``"full"`` uses all). ``fit_options`` go to :func:`bayeslaw.fit` (chains,
-    draws, warmup, ...). ``compare`` adds the PSIS-LOO comparison of ``poolings`` on all rows.
+    draws, warmup, ...; default :data:`STUDY_FIT`, its own defaults). ``compare`` adds the PSIS-LOO
+    comparison of ``poolings`` on all rows.
 
     Fits run through :func:`bayeslaw.executor.run_cells`: here one after another, or on a Dask
     cluster (``client``, ``scheduler`` address, or a LocalCluster of ``workers`` > 1 processes). A fit
@@ -579,7 +587,7 @@ def backtest(
     each fit's cells as they finish; ``resume=True`` runs only those not there yet (same version,
     configuration and data, else refused naming the difference).
     """
-    fit_options = {"chains": 2, "draws": 500, "warmup": 500, "progress": False, **(fit_options or {})}
+    fit_options = {**STUDY_FIT, **(fit_options or {})}
     if point_grid not in ("coarse", "full"):
         raise ValueError(f"point_grid={point_grid!r}; use 'coarse' or 'full'")
     starts = coarse_starts() if point_grid == "coarse" else None
@@ -727,7 +735,7 @@ def compare_poolings(
 ) -> pd.DataFrame:
     """PSIS-LOO comparison (``arviz.compare``) of pooling variants fitted to the same rows (no cut, no
     thinning here); a variant whose fit raised is left out with a warning naming its error."""
-    fit_options = {"chains": 2, "draws": 500, "warmup": 500, "progress": False, **(fit_options or {})}
+    fit_options = {**STUDY_FIT, **(fit_options or {})}
     jobs = _pooling_jobs(df, poolings, seed, fit_options)
     fits, failed = _fit_all(jobs, "compare_poolings", workers=workers, client=client, scheduler=scheduler)
     for name, error in failed.items():
@@ -773,10 +781,11 @@ def compare_forms(
     Every model sees the same rows (the early cut and thinning are applied once, here) and the same
     observations (log loss), so their elpds are comparable. Models are named ``form`` (or
     ``form/pooling`` when several poolings are compared). ``fit_options`` go to :func:`bayeslaw.fit`
-    (default 2 chains x 500 draws, 500 warmup). The fits run through :func:`bayeslaw.executor.run_cells`
+    (default :data:`STUDY_FIT`: its own defaults, 4 chains x 1000 draws, 1000 warmup). The fits run
+    through :func:`bayeslaw.executor.run_cells`
     (``workers``, ``client``, ``scheduler`` as in :func:`backtest`).
     """
-    fit_options = {"chains": 2, "draws": 500, "warmup": 500, "progress": False, **(fit_options or {})}
+    fit_options = {**STUDY_FIT, **(fit_options or {})}
     rows = cut_early(df, min_tokens=min_tokens)
     if thin is not None:
         rows = thin_checkpoints(rows, per_run=thin)
