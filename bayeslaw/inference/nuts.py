@@ -385,8 +385,8 @@ def laplace_start(value_and_grad, z0, *, chains: int, seed: int) -> tuple[jnp.nd
 
 
 def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
-    """NumPyro's ``MCMC`` with NUTS on the prepared fit's potential, its start (one per chain, from
-    :func:`compiled_initialize`) and the names of the sites it samples: run it as
+    """NumPyro's ``MCMC`` with NUTS on the prepared fit's potential, its starts (one per chain, from
+    :func:`laplace_start`) and the names of the sites it samples: run it as
     ``mcmc.run(key, init_params=start)``."""
     config = prepared.config
     args = (prepared.data,)
