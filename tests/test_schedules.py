@@ -266,6 +266,8 @@ def test_a_bayesian_schedule_law_counts_copies_once_and_recovers_the_law(schedul
     assert not rows.duplicated(["step", "loss"]).any()
     assert rows.groupby("run").size().max() <= 21
     assert (fitted.site_draws("shape") == 0).all()  # the schedule law explains the run's shape: no g_f
+    # and its slope: a run's offset is a constant level along the run (rho = 1), not a trend in t
+    assert (fitted.site_draws("offset_start") == 1).all()
     roots = fitted._run_roots()
     assert roots["1e+08-cool2000"] == "1e+08-constant" and roots["1e+08-cosine"] == "1e+08-cosine"
     theta = fitted.site_draws("theta")[:, 0]
@@ -307,9 +309,9 @@ def test_tree_conditioning_equals_dense_gaussian_conditioning(schedule_fit):
     draws = slice(0, 5)
     theta = fitted.site_draws("theta")[draws][:, [0]]
     noise = {k: v[draws] for k, v in fitted.noise_draws(["f"]).items()}  # (sample, target row, ...)
-    # the offset's share at a run's start: the fit's (0 at the default) raised to 0.3, so that both parts
+    # the offset's share at a run's start: 0.3 (the fit's is 1 under a schedule law), so that both parts
     # of the loading l = rho + (1 - rho) t are checked
-    a, rho = noise["sigma_seed"][:, 0] ** 2, noise["offset_start"][:, 0] + 0.3
+    a, rho = noise["sigma_seed"][:, 0] ** 2, np.full(len(noise["sigma_seed"]), 0.3)
     residuals = fitted._tree_residuals(theta[:, 0], noise, 0, tree, rows)
     progress = fitted.idata.constant_data["loading"].values
     t = progress[tree[run][3]]  # the target row's own progress: it is a training row of the branch
@@ -354,7 +356,8 @@ def test_a_run_that_outlasts_its_trained_tree_moves_the_tree_end(schedule_fit):
     draws = slice(0, 4)
     theta = fitted.site_draws("theta")[draws][:, [0]]
     noise = {k: v[draws] for k, v in fitted.noise_draws(["f"]).items()}
-    a, dev2, rho = noise["sigma_seed"][:, 0] ** 2, noise["sigma_dev"][:, 0] ** 2, noise["offset_start"][:, 0] + 0.3
+    a, dev2 = noise["sigma_seed"][:, 0] ** 2, noise["sigma_dev"][:, 0] ** 2
+    rho = np.full(len(a), 0.3)  # as above: both parts of the loading
     residuals = fitted._tree_residuals(theta[:, 0], noise, 0, tree, rows)
     shift, reduction = fitted._condition_on_tree(residuals, "1e+08-longer", fraction, loading, a, dev2, scale=0.5,
                                                  start=rho)

@@ -8,7 +8,8 @@ y_i in nats per token, x_i = D_i / D_r the fraction of its run):
     g_f(x)  = sum_k w_fk (-log x)^k / k!        schedule shape of the family's runs, g_f(1) = 0
     u_r     ~ Normal(0, sigma_seed_f (N_r / 1e8)^(-gamma_seed))    run offset (seed) at its end, every run
     t_ri                                        the offset's growth along the run: x_ri, runs part as they
-                                                train (in a branch tree: tokens over the tree's end)
+                                                train (in a branch tree: tokens over the tree's end); 1,
+                                                a constant offset, under a schedule law (_curve_noise)
     d_r     ~ GP(0, sigma_dev_f^2 k)            smooth deviation along the run, pinned to 0 at x = 1
     eps_ri  ~ Normal(0, sigma_obs_f^2)          checkpoint noise
 
@@ -126,8 +127,9 @@ PRIORS = {
     # Beta(a, b) of rho, the share of a run's offset already there at its start (loading rho + (1 - rho) t:
     # seeds of one configuration start together, rho near 0; runs that differ in schedule or data start
     # apart, rho near 1), learnt per family with curves; None: rho = 0, every offset grows from 0 (the
-    # default: learnt, it fixes the annealing law's fit but costs accuracy on the real held-out targets,
-    # docs/run_likelihood.md, "The shape moves with size"; (1, 1) is the setting measured there)
+    # default: learnt, it costs accuracy on the real held-out targets, docs/run_likelihood.md, "The shape
+    # moves with size"; (1, 1) is the setting measured there). A schedule law's fit has rho = 1 whatever
+    # this says (_curve_noise)
     "offset_start": None,
     # schedule shapes of the shared families (fitted with wide priors, docs/run_likelihood.md): w_k of
     # -0.09 to 0.14, spread across families 0.035-0.055 per k
@@ -409,6 +411,12 @@ def _curve_noise(data: ModelData) -> dict:
     the run offset's) 0, and rho 0 (an offset that grows along its branch tree, unchanged where every run
     is seen at its end, t = 1).
 
+    Under a schedule law (``explains_shape``) rho is 1: the offset is a constant level along the run. The
+    law explains how the loss falls along a run, and its slope late in the run is what a longer schedule
+    extrapolates; an offset that grows is a linear trend in t per tree, which on single-seed runs takes
+    part of that slope and leaves the law's level off where the runs end (docs/run_likelihood.md,
+    "Branch trees and schedule laws").
+
     Sampled as the total sd along a run and its split,
         sigma_curve ~ Rayleigh(s),  dev_share ~ Beta(a, a),
         sigma_dev = sigma_curve sqrt(dev_share),  sigma_obs = sigma_curve sqrt(1 - dev_share).
@@ -429,7 +437,9 @@ def _curve_noise(data: ModelData) -> dict:
             share = numpyro.sample("dev_share_curve", dist.Beta(PRIORS["dev_share"], PRIORS["dev_share"]))
             sigma_obs = sigma_obs.at[curves].set(total * jnp.sqrt(1.0 - share))
             sigma_dev = sigma_dev.at[curves].set(total * jnp.sqrt(share))
-            if PRIORS["offset_start"] is not None:  # None: every offset grows from 0 (rho = 0)
+            if get_parameterization(data.form).law.sampling.explains_shape:
+                start = start.at[curves].set(1.0)
+            elif PRIORS["offset_start"] is not None:  # None: every offset grows from 0 (rho = 0)
                 start = start.at[curves].set(numpyro.sample("offset_start_curve", offset_start_prior()))
     return {"sigma_obs": numpyro.deterministic("sigma_obs", sigma_obs),
             "sigma_dev": numpyro.deterministic("sigma_dev", sigma_dev),
