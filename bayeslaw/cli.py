@@ -438,6 +438,7 @@ def _check_families(fit, families: list[str], *, new_family_hint: bool = True) -
 def _diagnostics_record(diagnostics) -> dict:
     return {"max_rhat": diagnostics.max_rhat, "min_ess_bulk": diagnostics.min_ess_bulk,
             "min_ess_tail": diagnostics.min_ess_tail, "divergences": diagnostics.divergences,
+            "extensions": diagnostics.extensions,
             "bfmi": diagnostics.bfmi, "warning": diagnostics.warning, "messages": list(diagnostics.messages)}
 
 

@@ -471,7 +471,8 @@ def _bayes_job(job: dict):
         results = [fit(members[0]["train"], pooling=job["pooling"], seed=job["seed"], min_tokens=None, thin=None,
                        **job["fit_options"])]
     else:
-        options = {k: v for k, v in job["fit_options"].items() if k != "chain_method"}  # a program's chains are vectorised
+        # a program's chains are vectorised, and its fits draw one block each (fit_many)
+        options = {k: v for k, v in job["fit_options"].items() if k not in ("chain_method", "extend")}
         results = fit_many([m["train"] for m in members], pooling=job["pooling"], seeds=[job["seed"]] * len(members),
                            min_tokens=None, thin=None, **options)
     wall = (time.perf_counter() - start) / len(members)
@@ -484,7 +485,8 @@ def _bayes_job(job: dict):
             draws = result.predict(targets, kind="new_run", seed=job["seed"]).draws.values
             cell = {**member["cells"][family], "train_points": int((member["train"]["family"] == family).sum()),
                     "wall_s": wall, "converged": diagnostics.max_rhat <= 1.01 and diagnostics.divergences == 0,
-                    "max_rhat": diagnostics.max_rhat, "divergences": diagnostics.divergences}
+                    "max_rhat": diagnostics.max_rhat, "divergences": diagnostics.divergences,
+                    "extensions": diagnostics.extensions}
             row, pts = _score(test, draws, np.median(draws, axis=0), cell)
             rows.append(row)
             points.append(pts)

@@ -31,6 +31,18 @@ def pytest_unconfigure(config):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_extension():
+    """The suite fits tiny chains, which always miss r-hat <= 1.01 and ESS >= 400: no automatic extra
+    blocks of draws (``EXTEND_BLOCKS``) unless a test asks for them (tests/test_nuts.py checks them).
+    Session-scoped, so that module-scoped fits see it too."""
+    from bayeslaw.inference import nuts
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nuts, "EXTEND_BLOCKS", 0)
+        yield
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The public data folder ($BAYESLAW_DATA); tests that need it skip when it is absent."""

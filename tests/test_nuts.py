@@ -48,6 +48,35 @@ def test_datatree_has_every_group_with_named_coords(fitted, sim):
     assert idata.attrs["bayeslaw_sampled_sites"]  # what the diagnostics read
 
 
+def test_unconverged_reads_rhat_and_ess_as_the_diagnostics_do():
+    from bayeslaw.inference.nuts import unconverged
+
+    rng = np.random.default_rng(0)
+    iid = {"a": rng.normal(size=(4, 1000, 3)), "fixed": np.zeros((4, 1000))}
+    assert not unconverged(iid, ["a", "fixed"])  # a constant site has no r-hat to read
+    apart = {"a": iid["a"] + np.array([0.0, 0.0, 0.0, 0.3])[:, None, None]}  # one chain off by 0.3 sd
+    assert unconverged(apart, ["a"])
+    assert unconverged({"a": rng.normal(size=(4, 60, 3))}, ["a"])  # 240 draws: ESS < 400
+    assert not unconverged({"a": rng.normal(size=(1, 60))}, ["a"])  # one chain: nothing to compare
+
+
+def test_an_unconverged_fit_draws_more_blocks_going_on_from_its_chains(sim):
+    """Tiny chains miss the targets, so a fit with extend=1 draws one more block per chain after the first,
+    with no new warmup; extend=0 stops at the first. The draws of the first block are the same."""
+    options = {**QUICK, "draws": 40, "warmup": 100}
+    once, more = fit(sim.data, extend=0, **options), fit(sim.data, extend=1, **options)
+    assert once.idata.attrs["bayeslaw_extensions"] == 0 and more.idata.attrs["bayeslaw_extensions"] == 1
+    assert once.idata.posterior.sizes["draw"] == 40 and more.idata.posterior.sizes["draw"] == 80
+    assert more.idata.sample_stats["diverging"].shape == (2, 80)
+    assert more.idata.log_likelihood["obs"].shape[:2] == (2, 80)
+    first = more.site_draws("theta").reshape(2, 80, -1)[:, :40]
+    np.testing.assert_array_equal(first, once.site_draws("theta").reshape(2, 40, -1))
+    # the second block goes on from the first block's last state: its step size is the adapted one
+    step = more.idata.sample_stats["step_size"].values if "step_size" in more.idata.sample_stats else None
+    if step is not None:
+        np.testing.assert_allclose(step[:, 40:], step[:, :1].repeat(40, axis=1))
+
+
 def test_predict_shapes_and_summary(fitted):
     targets = pd.DataFrame({"family": ["fam0", "fam1", "unseen"], "params": [3e9, 3e9, 3e9], "tokens": [2e11] * 3})
     for kind in ("law", "new_run"):

@@ -198,7 +198,8 @@ def fit_many(
 
     Every option is :func:`bayeslaw.fit`'s, for every table; ``seeds`` gives each table its seed
     (default ``seed + i``). Returns one :class:`~bayeslaw.Fit` per table, in order, each as
-    ``bayeslaw.fit(table, seed=seeds[i], chain_method="vectorized", ...)`` would give it. ``batch_size``
+    ``bayeslaw.fit(table, seed=seeds[i], chain_method="vectorized", extend=0, ...)`` would give it (one
+    block of draws: no extension). ``batch_size``
     caps the fits per program (a larger group is split evenly); ``devices`` (default: JAX's local
     devices, at most the batch) share each program's fits. ``progress``: a bar over the fits, advanced
     per program (default: when stderr is a terminal).
@@ -213,7 +214,8 @@ def fit_many(
     configs = [FitConfig(form=form, pooling=pooling, seed=s, chains=chains, draws=draws, warmup=warmup,
                          min_tokens=min_tokens, min_fraction=min_fraction, thin=thin, seed_scaling=seed_scaling,
                          target_accept=target_accept, chain_method="vectorized", dense_mass=dense_mass,
-                         duplicates=duplicates) for s in seeds]
+                         # one block of draws: a program's fits run in lockstep, so one cannot go on alone
+                         duplicates=duplicates, extend=0) for s in seeds]
     prepared = []
     for i, (table, config) in enumerate(zip(tables, configs, strict=True)):
         try:

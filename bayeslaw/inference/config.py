@@ -59,6 +59,7 @@ class FitConfig:
     chain_method: ChainMethod | None = None
     dense_mass: bool = True
     duplicates: Duplicates = "error"
+    extend: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "form", get_law(self.form).name)  # unknown: raises with the known forms
@@ -71,6 +72,8 @@ class FitConfig:
         for name in ("chains", "draws", "warmup"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"{name}={getattr(self, name)!r}: need a positive whole number")
+        if self.extend is not None and not (isinstance(self.extend, int) and self.extend >= 0):
+            raise ValueError(f"extend={self.extend!r}: need a whole number >= 0 (or None: the library's default)")
         if not 0 < self.target_accept < 1:
             raise ValueError(f"target_accept={self.target_accept!r}: need a probability in (0, 1)")
 

@@ -44,6 +44,13 @@ __all__ = ["Diagnostics", "Fit", "PreparedFit", "Prediction", "check_checkpoints
 EXTRA_FIELDS = ("potential_energy", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "diverging")
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 RHAT_MAX = 1.01
+ESS_MIN = 400  # bulk and tail ESS a fit's every sampled quantity should reach (Vehtari et al. 2021)
+#: blocks of ``draws`` more draws per chain that a fit draws, each chain going on from where it stopped
+#: (the same step size and mass matrix), while its draws so far miss r-hat <= RHAT_MAX or ESS >= ESS_MIN
+#: (``FitConfig.extend``; None there means this). The diagnostics' remedy, "run longer", done for the user:
+#: r-hat is itself noisy (converged chains of 4 x 1000 correlated draws exceed 1.01 in a few fits in a
+#: hundred, benchmarks/rhat_noise.py) and a family seen at two sizes mixes slowly along its token term
+EXTEND_BLOCKS = 2
 MAX_TREE_DEPTH = 10  # NUTS' default: at most 1023 leapfrog steps per draw
 
 
@@ -222,6 +229,7 @@ def fit(
     chain_method: ChainMethod | None = None,
     dense_mass: bool = True,
     duplicates: Duplicates = "error",
+    extend: int | None = None,
     progress: bool | None = None,
 ) -> Fit:
     """Fit a scaling law by NUTS, initialised from the point fit.
@@ -259,13 +267,17 @@ def fit(
         Adapt a dense mass matrix.
     duplicates : {"error", "last"}
         Two rows of one run at the same tokens: refused, or the last logged kept.
+    extend : int, optional
+        While the draws so far miss r-hat <= 1.01 or bulk and tail ESS >= 400, draw up to this many more
+        blocks of ``draws`` per chain, each chain going on where it stopped (default :data:`EXTEND_BLOCKS`,
+        2; 0 never). ``fit.idata.attrs["bayeslaw_extensions"]`` says how many were drawn.
     progress : bool, optional
         Progress bar on stderr (default: when stderr is a terminal).
     """
     config = FitConfig(form=form, pooling=pooling, seed=seed, chains=chains, draws=draws, warmup=warmup,
                        min_tokens=min_tokens, min_fraction=min_fraction, thin=thin, seed_scaling=seed_scaling,
                        target_accept=target_accept, chain_method=chain_method, dense_mass=dense_mass,
-                       duplicates=duplicates)  # every option checked before the data are read
+                       duplicates=duplicates, extend=extend)  # every option checked before the data are read
     return sample_fit(prepare_fit(df, config), progress=sys.stderr.isatty() if progress is None else progress)
 
 
@@ -428,12 +440,46 @@ def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
     mcmc, start, sites = nuts_sampler(prepared, progress=progress)
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(config.seed))
     mcmc.run(key_fit, init_params=start, extra_fields=EXTRA_FIELDS)
-    samples = mcmc.get_samples()
+    samples, extra = mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True)
+    limit, blocks = EXTEND_BLOCKS if config.extend is None else config.extend, 0
+    while blocks < limit and unconverged(samples, sites):
+        mcmc.post_warmup_state = mcmc.last_state  # go on sampling: no new warmup
+        mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=EXTRA_FIELDS)
+        more = (mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True))
+        samples, extra = (jax.tree.map(lambda a, b: np.concatenate([a, b], axis=1), old, new)
+                          for old, new in zip((samples, extra), more, strict=True))
+        blocks += 1
+    flat = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), samples)  # chain-major, as get_samples()
     # jitted: run eagerly, each of the model's operations compiles on its own (seconds per call)
     ppc, log_lik = jax.jit(lambda s, key: _replicate(model, s, key, data, y, seed_scaling=config.seed_scaling))(
-        samples, key_ppc)
-    return finish_fit(prepared, mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True),
-                      ppc, log_lik, sites)
+        flat, key_ppc)
+    fitted = finish_fit(prepared, samples, extra, ppc, log_lik, sites)
+    fitted.idata.attrs["bayeslaw_extensions"] = blocks
+    return fitted
+
+
+def unconverged(samples: dict, sites) -> bool:
+    """Do draws grouped by chain, (chain, draw, ...) per site, miss r-hat <= RHAT_MAX or bulk or tail ESS
+    >= ESS_MIN on a sampled site? Read by ArviZ as :meth:`Fit.diagnostics` reads them (rank-normalised
+    split r-hat, bulk and tail ESS; constant quantities left out). One chain: False, nothing to compare."""
+    arrays = {}
+    for name in sites:
+        if name == "corr_chol":  # its fixed entries and the rest follow from the correlations' draws
+            continue
+        x = np.asarray(samples[name], dtype=float)
+        if x.shape[0] < 2:
+            return False
+        x = x.reshape(x.shape[0], x.shape[1], -1)
+        x = x[..., x.std(axis=(0, 1)) > 0]
+        if x.shape[-1]:
+            arrays[name] = (("chain", "draw", f"{name}_dim"), x)
+    if not arrays:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        table = az.summary(xr.Dataset(arrays), kind="diagnostics", round_to="none")
+    return bool((table["r_hat"].fillna(np.inf) > RHAT_MAX).any() or (table["ess_bulk"].fillna(0) < ESS_MIN).any()
+                or (table["ess_tail"].fillna(0) < ESS_MIN).any())
 
 
 @dataclass(frozen=True)
@@ -564,6 +610,7 @@ class Diagnostics:
     min_ess_bulk: float
     min_ess_tail: float
     messages: list[str] = field(default_factory=list)
+    extensions: int = 0  # blocks of draws added after the first (fit's ``extend``)
 
     @property
     def warning(self) -> bool:
@@ -571,7 +618,8 @@ class Diagnostics:
 
     def __str__(self) -> str:
         head = (f"max r-hat {self.max_rhat:.4f}, min bulk ESS {self.min_ess_bulk:.0f}, min tail ESS "
-                f"{self.min_ess_tail:.0f}, divergences {self.divergences}, BFMI {np.round(self.bfmi, 2).tolist()}")
+                f"{self.min_ess_tail:.0f}, divergences {self.divergences}, BFMI {np.round(self.bfmi, 2).tolist()}"
+                + (f", {self.extensions} more block(s) of draws per chain" if self.extensions else ""))
         return "\n".join([head, *(f"warning: {m}" for m in self.messages)] or [head])
 
 
@@ -1030,7 +1078,8 @@ class Fit:
             messages.append(f"BFMI {np.round(bfmi, 2).tolist()} < 0.3: the energy distribution is poorly explored; "
                             f"consider longer warmup")
         result = Diagnostics(table, divergences, bfmi, max_rhat, float(np.nanmin(table["ess_bulk"])),
-                             float(np.nanmin(table["ess_tail"])), messages)
+                             float(np.nanmin(table["ess_tail"])), messages,
+                             int(self.idata.attrs.get("bayeslaw_extensions", 0)))
         if warn and result.warning:
             warnings.warn("bayeslaw fit diagnostics: " + "; ".join(messages), RuntimeWarning, stacklevel=2)
         return result
