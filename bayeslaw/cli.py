@@ -472,6 +472,9 @@ def fit_command(
                                                                          "(raise it when NUTS diverges).")] = DEFAULT_TARGET_ACCEPT,
     duplicates: Annotated[str, typer.Option(help="Two rows of one run at the same tokens: 'error' (refuse, naming "
                                                  "them) or 'last' (keep the last logged, a restart's).")] = "error",
+    extend: Annotated[int | None, typer.Option(min=0, help="While r-hat > 1.01 or ESS < 400, draw up to this many "
+                                                           "more blocks of --draws per chain, going on from the "
+                                                           "chains (default 2; 0: never).")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
                                                   help="NUTS progress bar on stderr (default: on a terminal).")] = None,
     root: RootOption = None,
@@ -494,7 +497,7 @@ def fit_command(
     df = _select_families(_read_data(data, root, loss_name), _names(family))
     fitted = run_fit(df, form=form, pooling=pooling, chains=chains, draws=draws,
                      warmup=draws if warmup is None else warmup, min_tokens=min_tokens or None, thin=thin or None,
-                     seed=seed, target_accept=target_accept, duplicates=duplicates, progress=progress)
+                     seed=seed, target_accept=target_accept, duplicates=duplicates, extend=extend, progress=progress)
     path = fitted.save(out)
     diagnostics = fitted.diagnostics(warn=False)
     params = fitted.params()

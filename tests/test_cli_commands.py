@@ -25,7 +25,7 @@ def fitted(tmp_path_factory):
     result = runner.invoke(app, ["simulate", "--out", str(data), "--families", "2", "--seeds", "1", "--seed", "3"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["fit", str(data), "--out", str(fit_path), "--pooling", "complete", "--chains", "1",
-                                 "--draws", "100", "--thin", "4", "--json"])  # progress bar on stderr
+                                 "--draws", "100", "--thin", "4", "--extend", "2", "--json"])  # progress bar on stderr
     assert result.exit_code == 0, result.output
     return {"data": data, "fit": fit_path, "summary": json.loads(result.stdout)}
 
@@ -54,6 +54,7 @@ def test_fit_writes_a_loadable_fit_and_json_summary(fitted):
     assert summary["families"] == ["fam0", "fam1"]
     assert summary["diagnostics"]["warning"] is True  # one chain: r-hat cannot be computed
     assert summary["diagnostics"]["max_rhat"] is None and summary["diagnostics"]["divergences"] >= 0
+    assert summary["diagnostics"]["extensions"] == 0  # --extend 2, but one chain has nothing to compare
     params = pd.DataFrame(summary["params"])
     assert set(params["parameter"]) >= {"E", "A", "B", "alpha", "beta"}
     assert (params["q05"] <= params["median"]).all() and (params["median"] <= params["q95"]).all()
