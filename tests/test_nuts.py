@@ -72,9 +72,8 @@ def test_an_unconverged_fit_draws_more_blocks_going_on_from_its_chains(sim):
     first = more.site_draws("theta").reshape(2, 80, -1)[:, :40]
     np.testing.assert_array_equal(first, once.site_draws("theta").reshape(2, 40, -1))
     # the second block goes on from the first block's last state: its step size is the adapted one
-    step = more.idata.sample_stats["step_size"].values if "step_size" in more.idata.sample_stats else None
-    if step is not None:
-        np.testing.assert_allclose(step[:, 40:], step[:, :1].repeat(40, axis=1))
+    step = more.idata.sample_stats["step_size"].values
+    np.testing.assert_allclose(step[:, 40:], step[:, :1].repeat(40, axis=1))
 
 
 def test_predict_shapes_and_summary(fitted):
