@@ -4,8 +4,9 @@ Two methods, each the published protocol:
 
 ``epoch``       Besiroglu et al. 2024 (Epoch AI's Chinchilla replication): minimise
                 sum_i Huber_delta(log L_i - log L(N_i, D_i; theta)), delta = 1e-3, by L-BFGS from
-                every point of a grid of starts; keep the best. The grid runs as one vectorised
-                JAX computation (``jax.vmap`` over starts of an ``optax.lbfgs`` loop).
+                every point of a grid of starts; keep the best. Each start is scipy's L-BFGS-B
+                (default options, as they ran it), replayed step for step by :func:`grid_lbfgs`:
+                all starts advance together in one JAX computation, one evaluation per step each.
 ``hitchhiker``  Choshen et al. 2025 (IBM/ColPret): least squares on the loss itself,
                 ``scipy.optimize.curve_fit`` (TRF, alpha, beta >= 0; dogbox if TRF fails) from one
                 start, log A 6.255414, log B 7.3049974, log E 0.6254804, alpha = beta = 0.3526596.
@@ -21,7 +22,6 @@ from typing import get_args
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pandas as pd
 import scipy.optimize
 
@@ -32,13 +32,13 @@ from bayeslaw.laws import Law, forms, get_law
 __all__ = ["METHODS", "PointFit", "TooFewPoints", "fit_point", "huber", "grid_lbfgs"]
 
 HUBER_DELTA = 1e-3
-LINESEARCH_STEPS = 20
-# the smallest batch a round runs: each batch size compiles the round anew (seconds), and a round of
-# 64 starts costs about what one of 1 does, so the last few stragglers share the 64-wide compilation
+# the smallest batch of the grid: each batch size compiles anew (seconds), and a step of 64 starts
+# costs little more than one of 1, so the last stragglers share the 64-wide compilation
 MIN_BATCH = 64
-# the most (start, point) pairs a grid round holds at once: its line search keeps a few dozen arrays of
-# that shape alive, so 2^21 pairs bound a round to a few hundred MB (benchmarks/point_grid_memory.py)
-GRID_ELEMENTS = 2**21
+# the most (start, point) pairs the grid advances together: an evaluation's arrays of that shape (0.5 MB
+# each) stay in cache (the 4,500-start Chinchilla grid takes ~30% longer with 2^18 pairs, twice as long
+# with 2^21), and memory stays bounded whatever the number of rows (benchmarks/point_grid_memory.py)
+GRID_ELEMENTS = 2**16
 
 
 def huber(r, delta=HUBER_DELTA):
@@ -118,10 +118,6 @@ def _inputs(df: pd.DataFrame, law: Law) -> dict[str, np.ndarray]:
     return {**arrays, "loss": loss}
 
 
-def _lbfgs():
-    return optax.lbfgs(linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=LINESEARCH_STEPS, initial_guess_strategy="one"))
-
-
 def _huber_objective(law: Law, data, delta):
     """theta vector -> sum_i w_i Huber_delta(log L_i - log L(inputs_i; theta)); w_i = 0 marks padding."""
     log_y = jnp.log(data["loss"])
@@ -133,37 +129,261 @@ def _huber_objective(law: Law, data, delta):
     return objective
 
 
+# --- the grid's L-BFGS -------------------------------------------------------------------------------------
+#
+# Each start runs scipy's L-BFGS-B (no bounds), as Besiroglu et al. did, step for step: the direction -H g of
+# the last MEMORY (s, y) pairs (H0 = s'y / y'y; a pair with s'y <= eps |s'g| is skipped), the More-Thuente
+# line search of MINPACK-2 (dcsrch: sufficient decrease 1e-3, curvature 0.9, xtol 0.1, first step
+# 1 / |d| then 1, at most MAXLS trials; a failed search drops the memory and restarts down the gradient,
+# or ends the start if the memory was empty already), and its stopping rules; a trial where the objective
+# or its gradient is not finite counts as a trial and halves the step. It is not optax's L-BFGS: optax's
+# line search is a while loop nested in each iteration, which vmap runs in lockstep, so each iteration
+# of a batch costs its longest search (and optax's zoom search stops elsewhere than scipy's). Here a
+# start is a state machine that takes exactly one objective-and-gradient evaluation per step of the
+# batch (its line search's next trial, or a new start's first point), so no start waits on another's.
+# The batch's values sit on the last axis (a start's vector is a column), which XLA vectorises.
+
+MEMORY = 10  # (s, y) pairs: scipy's maxcor
+MAXLS = 20  # line-search trials: scipy's maxls
+MAXFUN = 15000  # evaluations per start: scipy's maxfun
+LS_FTOL, LS_GTOL, LS_XTOL = 1e-3, 0.9, 0.1  # L-BFGS-B's dcsrch constants
+STPMAX = 1e10  # L-BFGS-B's largest step, unbounded problem
+EPS = float(np.finfo(np.float64).eps)
+
+
+def _dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax):
+    """MINPACK-2 dcstep, elementwise: the safeguarded cubic / quadratic step and the updated interval."""
+    sgnd = dp * jnp.sign(dx)
+    theta = 3.0 * (fx - fp) / (stp - stx) + dx + dp
+    s = jnp.maximum(jnp.maximum(jnp.abs(theta), jnp.abs(dx)), jnp.abs(dp))
+    root = (theta / s) ** 2 - (dx / s) * (dp / s)
+    # case 1: a higher function value; the minimum is bracketed
+    gamma = s * jnp.sqrt(root)
+    gamma1 = jnp.where(stp < stx, -gamma, gamma)
+    stpc1 = stx + ((gamma1 - dx) + theta) / (((gamma1 - dx) + gamma1) + dp) * (stp - stx)
+    stpq1 = stx + ((dx / ((fx - fp) / (stp - stx) + dx)) / 2.0) * (stp - stx)
+    stpf1 = jnp.where(jnp.abs(stpc1 - stx) < jnp.abs(stpq1 - stx), stpc1, stpc1 + (stpq1 - stpc1) / 2.0)
+    # case 2: a lower value, derivatives of opposite sign; the minimum is bracketed
+    gamma2 = jnp.where(stp > stx, -gamma, gamma)
+    stpc2 = stp + ((gamma2 - dp) + theta) / (((gamma2 - dp) + gamma2) + dx) * (stx - stp)
+    stpq = stp + (dp / (dp - dx)) * (stx - stp)
+    stpf2 = jnp.where(jnp.abs(stpc2 - stp) > jnp.abs(stpq - stp), stpc2, stpq)
+    # case 3: a lower value, derivatives of the same sign, decreasing in magnitude
+    gamma3 = s * jnp.sqrt(jnp.maximum(0.0, root))
+    gamma3 = jnp.where(stp > stx, -gamma3, gamma3)
+    r3 = ((gamma3 - dp) + theta) / ((gamma3 + (dx - dp)) + gamma3)
+    stpc3 = jnp.where((r3 < 0.0) & (gamma3 != 0.0), stp + r3 * (stx - stp), jnp.where(stp > stx, stpmax, stpmin))
+    near = jnp.where(jnp.abs(stpc3 - stp) < jnp.abs(stpq - stp), stpc3, stpq)
+    near = jnp.where(stp > stx, jnp.minimum(stp + 0.66 * (sty - stp), near), jnp.maximum(stp + 0.66 * (sty - stp), near))
+    far = jnp.where(jnp.abs(stpc3 - stp) > jnp.abs(stpq - stp), stpc3, stpq)
+    far = jnp.maximum(stpmin, jnp.minimum(stpmax, far))
+    stpf3 = jnp.where(brackt, near, far)
+    # case 4: a lower value, derivatives of the same sign, not decreasing in magnitude
+    theta4 = 3.0 * (fp - fy) / (sty - stp) + dy + dp
+    s4 = jnp.maximum(jnp.maximum(jnp.abs(theta4), jnp.abs(dy)), jnp.abs(dp))
+    gamma4 = s4 * jnp.sqrt((theta4 / s4) ** 2 - (dy / s4) * (dp / s4))
+    gamma4 = jnp.where(stp > sty, -gamma4, gamma4)
+    stpc4 = stp + ((gamma4 - dp) + theta4) / (((gamma4 - dp) + gamma4) + dy) * (sty - stp)
+    stpf4 = jnp.where(brackt, stpc4, jnp.where(stp > stx, stpmax, stpmin))
+
+    higher, opposite = fp > fx, sgnd < 0.0
+    stpf = jnp.where(higher, stpf1, jnp.where(opposite, stpf2, jnp.where(jnp.abs(dp) < jnp.abs(dx), stpf3, stpf4)))
+    # the interval: y takes the trial if it is higher, else the old x if the derivatives changed sign
+    to_y = higher | opposite
+    sty, fy, dy = (jnp.where(higher, new, jnp.where(opposite, old_x, old_y))
+                   for new, old_x, old_y in ((stp, stx, sty), (fp, fx, fy), (dp, dx, dy)))
+    stx, fx, dx = (jnp.where(higher, old, new) for old, new in ((stx, stp), (fx, fp), (dx, dp)))
+    return stx, fx, dx, sty, fy, dy, stpf, brackt | to_y
+
+
+def _dcsrch(ls, stp, f, g):
+    """MINPACK-2 dcsrch, elementwise, after an evaluation (f, g = value and slope at step ``stp``):
+    (new line-search state, next trial step, whether the search has ended: converged or a warning)."""
+    ftest = ls["finit"] + stp * ls["gtest"]
+    stage2 = ls["stage2"] | ((f <= ftest) & (g >= 0.0))
+    brackt, stmin, stmax = ls["brackt"], ls["stmin"], ls["stmax"]
+    ended = ((brackt & ((stp <= stmin) | (stp >= stmax)))
+             | (brackt & (stmax - stmin <= LS_XTOL * stmax))
+             | ((stp == STPMAX) & (f <= ftest) & (g <= ls["gtest"]))
+             | ((stp == 0.0) & ((f > ftest) | (g >= ls["gtest"])))
+             | ((f <= ftest) & (jnp.abs(g) <= LS_GTOL * -ls["ginit"])))
+    # first stage, a lower value without sufficient decrease: step on the modified function f - gtest * step
+    modified = ~stage2 & (f <= ls["fx"]) & (f > ftest)
+    shift = jnp.where(modified, ls["gtest"], 0.0)
+    stx, fx, gx, sty, fy, gy, stp_new, brackt = _dcstep(
+        ls["stx"], ls["fx"] - ls["stx"] * shift, ls["gx"] - shift, ls["sty"], ls["fy"] - ls["sty"] * shift,
+        ls["gy"] - shift, stp, f - stp * shift, g - shift, brackt, stmin, stmax)
+    fx, fy, gx, gy = (jnp.where(modified, v + w, v) for v, w in
+                      ((fx, stx * shift), (fy, sty * shift), (gx, shift), (gy, shift)))
+    # bisect when the bracket did not shrink enough
+    width, width1 = ls["width"], ls["width1"]
+    stp_new = jnp.where(brackt & (jnp.abs(sty - stx) >= 0.66 * width1), stx + 0.5 * (sty - stx), stp_new)
+    width1 = jnp.where(brackt, width, width1)
+    width = jnp.where(brackt, jnp.abs(sty - stx), width)
+    stmin = jnp.where(brackt, jnp.minimum(stx, sty), stp_new + 1.1 * (stp_new - stx))
+    stmax = jnp.where(brackt, jnp.maximum(stx, sty), stp_new + 4.0 * (stp_new - stx))
+    stp_new = jnp.clip(stp_new, 0.0, STPMAX)
+    stuck = brackt & ((stp_new <= stmin) | (stp_new >= stmax) | (stmax - stmin <= LS_XTOL * stmax))
+    stp_new = jnp.where(stuck, stx, stp_new)
+    new = dict(brackt=brackt, stx=stx, fx=fx, gx=gx, sty=sty, fy=fy, gy=gy, stmin=stmin, stmax=stmax, width=width,
+               width1=width1)
+    new = {k: jnp.where(ended, ls[k], v) for k, v in new.items()}
+    return dict(new, stage2=stage2), stp_new, ended
+
+
+# XLA fuses elementwise code into loops that recompute a shared input for each output; the state
+# machine's values feed many outputs, so they are computed once (materialised) at these barriers.
+_keep = jax.lax.optimization_barrier
+
+
+def _dot(a, b):
+    """Dot products of the batch's vectors (the first axis: a start's vector, the last: the batch)."""
+    return jnp.sum(a * b, axis=0)
+
+
+def _direction(g, S, Y, rho, theta):
+    """-H g by the two-loop recursion: pairs newest first, H0 = 1 / theta (= s'y / y'y of the newest); an
+    empty slot (rho = 0) is a no-op."""
+    def newest_first(q, pair):
+        s, y, rho_i = pair
+        a = rho_i * _dot(s, q)
+        return q - a * y, a
+
+    def oldest_first(r, pair):
+        s, y, rho_i, a = pair
+        return r + s * (a - rho_i * _dot(y, r)), None
+
+    q, alphas = jax.lax.scan(newest_first, g, (S, Y, rho))
+    r, _ = jax.lax.scan(oldest_first, q / theta, (S, Y, rho, alphas), reverse=True)
+    return -r
+
+
+def _blank_state(x):
+    """The batch's state before the first evaluation (``fresh``) of its starts ``x`` (parameter, start)."""
+    (k, b), zero, zero_i = x.shape, jnp.zeros(x.shape[1:]), jnp.zeros(x.shape[1:], dtype=jnp.int32)
+    false = jnp.zeros(b, dtype=bool)
+    ls = {name: zero for name in ("finit", "ginit", "gtest", "stx", "fx", "gx", "sty", "fy", "gy", "stmin",
+                                   "stmax", "width", "width1")}
+    return dict(ls, stage2=false, brackt=false, x=x, f=zero, g=jnp.zeros_like(x), t=x, r=jnp.zeros_like(x),
+                d=jnp.zeros_like(x), stp=zero, ifun=zero_i, S=jnp.zeros((MEMORY, k, b)), Y=jnp.zeros((MEMORY, k, b)),
+                rho=jnp.zeros((MEMORY, b)), theta=jnp.ones(b), col=zero_i, iter=zero_i, nfev=zero_i,
+                fresh=jnp.ones(b, dtype=bool), done=false)
+
+
+def _advance(st, x_new, f_new, g_new, ftol, gtol, max_iter):
+    """One start's L-BFGS-B after one evaluation at ``x_new`` (its first point if ``fresh``, else its
+    line search's trial): the state that asks for the next evaluation, or ``done``."""
+    fresh = st["fresh"]
+    nfev = st["nfev"] + 1
+    finite = jnp.isfinite(f_new) & jnp.all(jnp.isfinite(g_new), axis=0)
+    gd = _dot(g_new, st["d"])
+    ls, stp_next, ended = _keep(_dcsrch(st, st["stp"], f_new, gd))
+    accept = ~fresh & finite & ended
+    # a non-finite trial counts as one and halves the step towards the search's best
+    stp_next = jnp.where(finite, stp_next, st["stx"] + 0.5 * (st["stp"] - st["stx"]))
+    ls = {k: jnp.where(finite, v, st[k]) for k, v in ls.items()}
+    ifun = st["ifun"] + 1
+    searching = ~fresh & ~accept
+    failed = searching & (ifun >= MAXLS)
+    searching = searching & ~failed
+
+    # the point the next search starts from: the new one, or on a failed search the one before it
+    new_point = fresh | accept
+    x = jnp.where(new_point, x_new, st["t"])
+    f = jnp.where(new_point, f_new, st["finit"])
+    g = jnp.where(new_point, g_new, st["r"])
+    accept, searching, failed, x, f, g = _keep((accept, searching, failed, x, f, g))
+    iters = st["iter"] + accept
+    small_grad = jnp.max(jnp.abs(g), axis=0) <= gtol
+    small_decrease = st["finit"] - f <= ftol * jnp.maximum(jnp.maximum(jnp.abs(st["finit"]), jnp.abs(f)), 1.0)
+    done = ((fresh & (small_grad | ~finite))
+            | (accept & (small_grad | small_decrease | (iters >= max_iter) | (nfev > MAXFUN)))
+            | (failed & (st["col"] == 0)))
+
+    # the memory: add the pair of an accepted step; drop all after a failed search
+    stp = st["stp"]
+    dr, ddum = (gd - st["ginit"]) * stp, -st["ginit"] * stp
+    y = g_new - st["r"]
+    add = accept & (dr > EPS * ddum)
+    shift_in = lambda new, old: jnp.where(add, jnp.concatenate([new[None], old[:-1]]), old)  # noqa: E731
+    S, Y, rho = shift_in(stp * st["d"], st["S"]), shift_in(y, st["Y"]), shift_in(1.0 / dr, st["rho"])
+    theta = jnp.where(add, _dot(y, y) / dr, st["theta"])
+    col = jnp.where(add, jnp.minimum(st["col"] + 1, MEMORY), st["col"])
+
+    def forget(keep, S, Y, rho, theta, col):
+        return (jnp.where(keep, S, 0.0), jnp.where(keep, Y, 0.0), jnp.where(keep, rho, 0.0),
+                jnp.where(keep, theta, 1.0), jnp.where(keep, col, 0))
+
+    S, Y, rho, theta, col = _keep(forget(~failed, S, Y, rho, theta, col))
+    # a new search: from a new point, or after a failed one (down the gradient, the memory dropped)
+    d = _direction(g, S, Y, rho, theta)
+    gd0 = _dot(g, d)
+    d, gd0, done = _keep((d, gd0, done))
+    uphill = gd0 >= 0.0  # no descent direction: as L-BFGS-B, drop the memory, or stop if it is empty
+    done = done | ((fresh | accept | failed) & uphill & (col == 0))
+    S, Y, rho, theta, col = forget(~uphill, S, Y, rho, theta, col)
+    d = jnp.where(uphill, -g, d)
+    gd0 = jnp.where(uphill, -_dot(g, g), gd0)
+    stp0 = jnp.where(iters == 0, jnp.minimum(1.0 / jnp.sqrt(_dot(d, d)), STPMAX), 1.0)
+    start = ~searching & ~done
+    d, gd0, stp0, start = _keep((d, gd0, stp0, start))
+    fresh_ls = dict(finit=f, ginit=gd0, gtest=LS_FTOL * gd0, stx=0.0, fx=f, gx=gd0, sty=0.0, fy=f, gy=gd0,
+                    stmin=0.0, stmax=stp0 + 4.0 * stp0, width=STPMAX, width1=STPMAX / 0.5,
+                    stage2=False, brackt=False)
+    new = {k: jnp.where(start, v, ls[k] if k in ls else st[k]) for k, v in fresh_ls.items()}
+    new.update(
+        x=x, f=f, g=g,
+        t=jnp.where(start, x, st["t"]), r=jnp.where(start, g, st["r"]), d=jnp.where(start, d, st["d"]),
+        stp=jnp.where(start, stp0, stp_next), ifun=jnp.where(start, 0, ifun),
+        S=jnp.where(searching, st["S"], S), Y=jnp.where(searching, st["Y"], Y),
+        rho=jnp.where(searching, st["rho"], rho), theta=jnp.where(searching, st["theta"], theta),
+        col=jnp.where(searching, st["col"], col),
+        iter=iters, nfev=nfev, fresh=jnp.zeros_like(fresh), done=done,
+    )
+    return new
+
+
 @partial(jax.jit, static_argnames=("law",))
-def _lbfgs_round(law: Law, carry, data, delta, stop_at, ftol, gtol):
-    """Advance every start of the batch ``carry`` until it converges or reaches ``stop_at`` iterations."""
+def _grid_stage(law: Law, slots, index, out, starts, queue_end, next_start, data, delta, ftol, gtol, max_iter,
+                exit_at):
+    """Advance the batch ``slots`` one evaluation per step until no start is left running, or the queue
+    ``starts[:queue_end]`` is empty and at most ``exit_at`` remain (the caller then packs them into a
+    smaller batch). A slot whose start ends writes its result to ``out`` (rows of ``starts``) and takes
+    the next start of the queue; ``index`` holds each slot's start (n = len(starts): none)."""
     objective = _huber_objective(law, data, delta)
-    solver = _lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(objective)
+    value_and_grad = jax.vmap(jax.value_and_grad(objective))
+    n = starts.shape[0]
 
-    def converged(carry_one):
-        _, state, value_before, value = carry_one
-        grad_max = jnp.max(jnp.abs(optax.tree.get(state, "grad")))
-        scale = jnp.maximum(jnp.maximum(jnp.abs(value_before), jnp.abs(value)), 1.0)
-        return (optax.tree.get(state, "count") >= 2) & ((grad_max <= gtol) | ((value_before - value) / scale <= ftol))
+    def refill(slots, index, next_start):
+        free = index >= n
+        queued = next_start + jnp.cumsum(free, dtype=jnp.int32) - 1
+        take = free & (queued < queue_end)
+        blank = _blank_state(starts[jnp.minimum(queued, n - 1)].T)
+        slots = jax.tree.map(lambda b, s: jnp.where(take, b, s), blank, slots)
+        return slots, jnp.where(take, queued, index), next_start + jnp.sum(take, dtype=jnp.int32)
 
-    def step(carry_one):
-        x, state, _, value_before = carry_one
-        value, grad = value_and_grad(x, state=state)
-        updates, state = solver.update(grad, state, x, value=value, grad=grad, value_fn=objective)
-        return optax.apply_updates(x, updates), state, value_before, value
+    def keep_going(carry):
+        _, index, _, next_start = carry
+        running = jnp.sum(index < n)
+        return (running > 0) & ((next_start < queue_end) | (running > exit_at))
 
-    def advance(carry_one):
-        keep_going = lambda c: (optax.tree.get(c[1], "count") < stop_at) & ~converged(c)  # noqa: E731
-        carry_one = jax.lax.while_loop(keep_going, step, carry_one)
-        return carry_one, converged(carry_one)
+    def step(carry):
+        slots, index, out, next_start = carry
+        running = index < n
+        trial = jnp.where(slots["fresh"], slots["x"], slots["t"] + slots["stp"] * slots["d"])
+        f, g = value_and_grad(trial.T)
+        new = _advance(slots, trial, f, g.T, ftol, gtol, max_iter)
+        new = jax.tree.map(lambda a, b: jnp.where(running, a, b), new, slots)
+        rows = jnp.where(running & new["done"], index, n)  # n: dropped
+        out = {"x": out["x"].at[rows].set(new["x"].T, mode="drop"), "f": out["f"].at[rows].set(new["f"], mode="drop"),
+               "g": out["g"].at[rows].set(jnp.sqrt(_dot(new["g"], new["g"])), mode="drop"),
+               "iter": out["iter"].at[rows].set(new["iter"], mode="drop")}
+        new, index, next_start = refill(new, jnp.where(rows < n, n, index), next_start)
+        return new, index, out, next_start
 
-    return jax.vmap(advance)(carry)
-
-
-@partial(jax.jit, static_argnames=("law",))
-def _finish(law: Law, x, data, delta):
-    objective = _huber_objective(law, data, delta)
-    return jax.vmap(objective)(x), jax.vmap(lambda v: optax.tree.norm(jax.grad(objective)(v)))(x)
+    slots, index, next_start = refill(slots, index, next_start)
+    slots, index, out, next_start = jax.lax.while_loop(keep_going, step, (slots, index, out, next_start))
+    return slots, index, out, next_start
 
 
 def _pad_points(data: dict) -> dict:
@@ -177,71 +397,91 @@ def _pad_points(data: dict) -> dict:
     return {k: jnp.asarray(v) for k, v in padded.items()}
 
 
-def _batch_size(active: int) -> int:
-    """Padded batch for ``active`` starts: 64 or 512 up to 512, the next power of two above. Each size
-    compiles the round anew (seconds: the loop holds a zoom line search), so small grids get few sizes;
-    a large grid's later rounds, padded by at most 2x, cost a third less than with powers of eight."""
-    if active <= MIN_BATCH:
-        return MIN_BATCH
-    if active <= 512:
-        return 512
-    return 1 << int(np.ceil(np.log2(active)))
-
-
-def _padded(indices: np.ndarray, size: int) -> np.ndarray:
-    """``indices`` padded to ``size`` with copies of its first (the padding's results are discarded)."""
-    return np.concatenate([indices, np.full(size - indices.size, indices[0])])
-
-
 def _largest_batch(rows: int) -> int:
     """The most starts advanced together on ``rows`` (padded) points: GRID_ELEMENTS (start, point) pairs,
-    so that memory stays bounded whatever the number of rows."""
+    at least MIN_BATCH."""
     return max(MIN_BATCH, GRID_ELEMENTS // rows)
 
 
-def grid_lbfgs(law: Law, starts, data, *, delta=HUBER_DELTA, max_iter=1000, ftol=2.2e-9, gtol=1e-5, round_iters=25):
-    """L-BFGS (optax) from every row of ``starts`` on the summed Huber loss of log residuals.
+def _run_grid(law: Law, starts, queue_end: int, size: int, data, delta, ftol, gtol, max_iter):
+    """L-BFGS-B from ``starts[:queue_end]`` in batches of ``size`` slots, then smaller ones: the results
+    (rows of ``starts``; the others untouched) and the last batch size."""
+    n, k = starts.shape
+    out = {"x": starts, "f": jnp.full((n,), jnp.nan), "g": jnp.full((n,), jnp.nan),
+           "iter": jnp.zeros((n,), dtype=jnp.int32)}
+    slots = _blank_state(jnp.zeros((k, size)))
+    index = jnp.full((size,), n, dtype=jnp.int32)  # the start each slot runs; n: none
+    next_start = jnp.zeros((), dtype=jnp.int32)
+    args = (data, delta, ftol, gtol, max_iter)
+    while True:
+        smaller = max(MIN_BATCH, size // 4)
+        exit_at = smaller if smaller < size else 0
+        slots, index, out, next_start = _grid_stage(law, slots, index, out, starts, queue_end, next_start, *args,
+                                                    exit_at)
+        running = np.flatnonzero(np.asarray(index) < n)
+        if running.size == 0:
+            return out, size
+        # pack the stragglers into a smaller batch
+        size = min(size, max(MIN_BATCH, 1 << int(np.ceil(np.log2(running.size)))))
+        rows = np.concatenate([running, np.full(size - running.size, running[0])])
+        slots = jax.tree.map(lambda leaf: leaf[..., rows], slots)
+        index = jnp.asarray(np.where(np.arange(size) < running.size, np.asarray(index)[rows], n), dtype=jnp.int32)
 
-    A start stops as scipy's L-BFGS-B does (which Besiroglu et al. used): when the relative
-    decrease of the objective falls to ``ftol``, when the largest gradient component falls
-    to ``gtol``, or after ``max_iter`` iterations.
 
-    All starts advance together in one ``jax.vmap``-ed computation. A vmapped loop runs
-    until its slowest member stops, and most starts stop within a few dozen iterations
-    while a few wander for hundreds; so the batch runs in rounds of ``round_iters``
-    iterations, and each round keeps only the starts still running, padded (``_batch_size``). A round runs its
-    starts in chunks of at most ``GRID_ELEMENTS`` (start, point) pairs, so memory does not grow with the
-    number of starts.
+def _best_distinct(x: np.ndarray, f: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the ``k`` lowest finite ``f`` whose ``x`` differ (by more than 1e-8 relative)."""
+    chosen = []
+    for i in np.argsort(np.where(np.isfinite(f), f, np.inf)):
+        if len(chosen) == k or not np.isfinite(f[i]):
+            break
+        if all(np.max(np.abs(x[i] - x[j]) / np.maximum(1.0, np.abs(x[j]))) > 1e-8 for j in chosen):
+            chosen.append(i)
+    return np.array(chosen, dtype=int)
+
+
+def grid_lbfgs(law: Law, starts, data, *, delta=HUBER_DELTA, max_iter=1000, ftol=1e7 * EPS, gtol=1e-5, polish=0):
+    """scipy's L-BFGS-B (unbounded) from every row of ``starts`` on the summed Huber loss of log residuals.
+
+    Each start runs the algorithm of ``scipy.optimize.minimize(method="L-BFGS-B")`` with its default
+    options (which Besiroglu et al. used; see the notes above ``MEMORY``) and stops as it does: when
+    the relative decrease of the objective falls to ``ftol``, when the largest gradient component falls
+    to ``gtol``, after ``max_iter`` iterations, or when a line search fails with an empty memory.
+
+    With ``polish`` > 0 (default 0: the protocol's answer is the best end of its runs, and the point
+    fits keep it), the ``polish`` lowest distinct end points then run on (a fresh L-BFGS-B from each, for at most
+    ``max_iter`` more iterations) until an iteration no longer lowers the objective; each keeps the
+    lower end. ``ftol`` stops a start where the objective still falls by ~1e-9 relative per step, so
+    the grid's best end lies ~1e-9 above its basin's minimum, by an amount that rounding decides (numpy
+    and XLA sum in different orders): polished, it reaches the minimum, and so at least the best of
+    scipy's own runs. Where the objective is flat along a valley (a family seen at 2-3 sizes, an exponent
+    that may go below 0), the polish walks on down the valley and its answer can move far from the
+    unpolished one (``benchmarks/bench_point_grid.py --cells``), so it is not the default.
+
+    The starts run in a batch of at most ``_largest_batch`` slots (GRID_ELEMENTS (start, point) pairs:
+    memory stays bounded whatever the number of rows or starts), one evaluation per slot per step; a
+    slot whose start ends takes the next start. Once all have started, the last few are packed into a
+    smaller batch (a power of two, at least MIN_BATCH; each size compiles once), so the stragglers do not
+    drag a wide batch along.
 
     Returns (final theta vectors, objective values, gradient norms, iterations), one per start.
     """
     starts = jnp.asarray(starts, dtype=jnp.float64)
     data = _pad_points(data)
     n = starts.shape[0]
-    inf = jnp.full((n,), jnp.inf)
-    carry = (starts, jax.vmap(_lbfgs().init)(starts), inf, inf)
-    active = np.arange(n)
-    stop_at = 0
-    largest = _largest_batch(len(data["weight"]))
-    while active.size and stop_at < max_iter:
-        stop_at = min(stop_at + round_iters, max_iter)
-        still = []
-        for chunk in np.split(active, np.arange(largest, active.size, largest)):
-            size = min(n, largest, _batch_size(chunk.size))
-            batch = _padded(chunk, size)
-            sub = jax.tree.map(lambda leaf: leaf[batch], carry)
-            sub, done = _lbfgs_round(law, sub, data, delta, stop_at, ftol, gtol)
-            carry = jax.tree.map(lambda leaf, new, c=chunk: leaf.at[c].set(new[: c.size]), carry, sub)
-            still.append(chunk[~np.asarray(done)[: chunk.size]])
-        active = np.concatenate(still)
-    x, state = carry[0], carry[1]
-    values, grad_norms = np.empty(n), np.empty(n)
-    for start in range(0, n, largest):  # in chunks too: the gradient holds a (start, point) array
-        part = np.arange(start, min(start + largest, n))
-        batch = _padded(part, min(n, largest))  # one compiled size
-        v, g = _finish(law, x[batch], data, delta)
-        values[part], grad_norms[part] = np.asarray(v)[: part.size], np.asarray(g)[: part.size]
-    return x, jnp.asarray(values), jnp.asarray(grad_norms), optax.tree.get(state, "count")
+    size = min(n, _largest_batch(len(data["weight"])))
+    out, size = _run_grid(law, starts, n, size, data, delta, ftol, gtol, max_iter)
+    out = {k: np.array(v) for k, v in out.items()}
+    chosen = _best_distinct(out["x"], out["f"], min(polish, size))
+    if chosen.size:
+        # the same shapes as the grid's last batch, so its compilation serves
+        queue = starts.at[: chosen.size].set(out["x"][chosen])
+        more, _ = _run_grid(law, queue, chosen.size, size, data, delta, 0.0, 0.0, max_iter)
+        more = {k: np.asarray(v)[: chosen.size] for k, v in more.items()}
+        lower = more["f"] < out["f"][chosen]
+        for key in ("x", "f", "g"):
+            out[key][chosen[lower]] = more[key][lower]
+        out["iter"][chosen[lower]] += more["iter"][lower]
+    return tuple(jnp.asarray(out[key]) for key in ("x", "f", "g", "iter"))
 
 
 def _fit_epoch(law: Law, data: dict, *, delta: float, max_iter: int, starts=None) -> PointFit:
