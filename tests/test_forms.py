@@ -97,11 +97,32 @@ def test_point_fit_recovers_each_form(form):
     # su2024: every 3rd start of its grid (each objective evaluation is a Newton solve per row: keep the test short)
     fit = fit_point(df, form=form, starts=law.grid()[::3] if form == "su2024" else None)
     assert fit.converged
+    if form == "kaplan":
+        # kaplan's small exponents leave a flat valley, where scipy's L-BFGS-B (the protocol) stops short of
+        # the minimum: its ftol is absolute below an objective of 1. The default fit ends where scipy does
+        # from the same start; polished (run on to the minimum), it recovers the truth.
+        fit = _ends_where_scipy_does_then_polish(law, df, fit)
     np.testing.assert_allclose(fit.predict(df), df["loss"], rtol=2e-3)
     # the exponents that the data pin (the su2024 batch constants are only loosely pinned at one batch size)
     for name in {"kaplan": ("alpha_n", "alpha_d"), "kaplan_e": ("alpha_n",), "compute": ("gamma",),
                  "su2024": ("alpha_s",)}[form]:
         assert fit.theta[name] == pytest.approx(TRUTH[form][name], rel=0.1), name
+
+
+def _ends_where_scipy_does_then_polish(law, df, fit):
+    import scipy.optimize
+
+    from bayeslaw.inference import point
+
+    data = point._inputs(df, law)
+    objective = jax.jit(jax.value_and_grad(point._huber_objective(law, point._pad_points(data), point.HUBER_DELTA)))
+    theirs = scipy.optimize.minimize(lambda v: tuple(np.asarray(a) for a in objective(v)),
+                                     fit.details["best_start"], jac=True, method="L-BFGS-B")
+    assert fit.objective == pytest.approx(theirs.fun, rel=1e-8)
+    assert fit.objective > 1e-5  # short of the noiseless minimum, 0
+    polished = fit_point(df, form=law.name, polish=4)
+    assert polished.objective < 1e-3 * fit.objective and polished.details["polish"] == 4
+    return polished
 
 
 def test_simulated_trajectories_follow_su2024_and_a_point_fit_recovers_them():
