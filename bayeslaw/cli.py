@@ -152,6 +152,8 @@ def fit_point_command(
     form: Annotated[str, typer.Option(help="The law (bayeslaw.laws.LAWS), e.g. chinchilla, multipower, annealing.")] = "chinchilla",
     min_tokens: Annotated[float, typer.Option(help="Drop checkpoints with tokens <= this (0: keep all); laws that "
                                                    "read tokens only.")] = 1e10,
+    polish: Annotated[int, typer.Option(help="epoch: run the N best ends of the grid on to their basin's minimum "
+                                             "(0: the published protocol's answer, scipy's stopping rule).")] = 0,
     root: RootOption = None,
     loss_name: Annotated[str | None, typer.Option(help="Which loss metric, for a source name.")] = None,
     as_json: JsonOption = False,
@@ -171,7 +173,7 @@ def fit_point_command(
     keys = ["family"] if "params" in law.columns_needed else ["family", "model"]
     rows = []
     for key, rows_f in df.groupby(keys, sort=True):
-        fit = fit_point(rows_f, form=law, method=method)
+        fit = fit_point(rows_f, form=law, method=method, polish=polish)
         rows.append({**dict(zip(keys, key, strict=True)), "points": len(rows_f), **fit.params,
                      "objective": fit.objective})
     table = pd.DataFrame(rows)

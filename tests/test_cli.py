@@ -86,6 +86,14 @@ def test_fit_point_hitchhiker_on_demo():
     assert all(0.5 < r["E"] < 3.5 and 0 < r["alpha"] < 1.5 for r in rows), rows
 
 
+def test_fit_point_polish_never_ends_higher_than_the_protocol():
+    runs = [json.loads(runner.invoke(app, ["fit-point", "demo", "--json", *extra]).output) for extra in ([], ["--polish", "4"])]
+    protocol, polished = (pd.DataFrame(r).set_index("family")["objective"] for r in runs)
+    assert list(protocol.index) == ["fam0", "fam1", "fam2"]
+    assert (polished <= protocol).all(), (protocol, polished)
+    assert (polished < protocol).any()  # scipy's rule stops at least one family short of its minimum
+
+
 def test_demo_writes_report_and_scores(tmp_path):
     result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--chains", "1", "--draws", "60", "--json"])
     assert result.exit_code == 0, result.output
