@@ -486,10 +486,8 @@ def grid_lbfgs(law: Law, starts, data, *, delta=HUBER_DELTA, max_iter=1000, ftol
 
 def _fit_epoch(law: Law, data: dict, *, delta: float, max_iter: int, starts=None, polish: int = 0) -> PointFit:
     starts = law.grid() if starts is None else np.atleast_2d(np.asarray(starts, dtype=float))
-    x, values, grad_norms, iters = grid_lbfgs(
-        law, jnp.asarray(starts), {k: jnp.asarray(v) for k, v in data.items()}, delta=delta, max_iter=max_iter,
-        polish=polish,
-    )
+    # numpy in: grid_lbfgs pads the points on the host and moves starts and points to the device itself
+    x, values, grad_norms, iters = grid_lbfgs(law, starts, data, delta=delta, max_iter=max_iter, polish=polish)
     values = np.asarray(values)
     values = np.where(np.isfinite(values), values, np.inf)
     best = int(np.argmin(values))
