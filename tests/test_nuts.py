@@ -1,3 +1,4 @@
+import copy
 import warnings
 
 import numpy as np
@@ -58,6 +59,32 @@ def test_unconverged_reads_rhat_and_ess_as_the_diagnostics_do():
     assert unconverged(apart, ["a"])
     assert unconverged({"a": rng.normal(size=(4, 60, 3))}, ["a"])  # 240 draws: ESS < 400
     assert not unconverged({"a": rng.normal(size=(1, 60))}, ["a"])  # one chain: nothing to compare
+
+
+def test_diagnostics_leave_out_constant_elements_not_whole_sites(fitted):
+    """A sampled site fixed in some entries has no r-hat there (0 / 0): those entries are left out, and
+    the site's other entries are still read (a NaN r-hat would read as a chain that never moved)."""
+    from bayeslaw.inference.nuts import convergence_table
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(4, 1000, 2, 3))
+    a[:, :, 1, 2] = 0.5  # one entry pinned
+    posterior = xr.Dataset({"a": (("chain", "draw", "f", "k"), a), "fixed": (("chain", "draw"), np.zeros((4, 1000))),
+                            "corr_chol": (("chain", "draw"), rng.normal(size=(4, 1000)))},
+                           coords={"f": ["x", "y"], "k": [0, 1, 2]})
+    table = convergence_table(posterior, ["a", "fixed", "corr_chol"])
+    assert len(table) == 5 and "a[y, 2]" not in table.index and table["r_hat"].notna().all()
+    assert table["r_hat"].max() < 1.01
+    # the fit's diagnostics read the same table: pin one entry of a sampled site in a real fit's posterior
+    fitted = copy.deepcopy(fitted)
+    sites = fitted.idata.attrs["bayeslaw_sampled_sites"].split(",")
+    name = next(n for n in sites if fitted.idata.posterior[n].ndim > 2)
+    values = fitted.idata.posterior[name].values.copy()
+    values[(slice(None), slice(None)) + (0,) * (values.ndim - 2)] = 0.25
+    fitted.idata.posterior[name] = (fitted.idata.posterior[name].dims, values)
+    diagnostics = fitted.diagnostics(warn=False)
+    assert np.isfinite(diagnostics.max_rhat)
+    assert len(diagnostics.table) == len(convergence_table(fitted.idata.posterior.to_dataset(), sites))
 
 
 def test_an_unconverged_fit_draws_more_blocks_going_on_from_its_chains(sim):

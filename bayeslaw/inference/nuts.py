@@ -458,26 +458,40 @@ def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
     return fitted
 
 
+def convergence_table(posterior: xr.Dataset, sites) -> pd.DataFrame:
+    """ArviZ's diagnostics (bulk and tail ESS, rank-normalised split r-hat, MCSE) of the ``sites`` of a
+    posterior with dims (chain, draw, ...), one row per element that varies.
+
+    Constant elements are left out one by one, not whole sites: a site fixed in some entries (a
+    quantity pinned for some families) has no r-hat there (0 / 0), which would read as a chain that
+    never moved. ``corr_chol`` is left out: its fixed entries and the rest follow from the correlations."""
+    names, varying = [], []
+    for name in sites:
+        if name == "corr_chol" or name not in posterior:
+            continue
+        moves = np.asarray(posterior[name].std(("chain", "draw")).values).ravel() > 0
+        if moves.any():
+            names.append(name)
+            varying.append(moves)
+    if not names:
+        return pd.DataFrame(columns=["ess_bulk", "ess_tail", "r_hat", "mcse_mean", "mcse_sd"])
+    with warnings.catch_warnings():  # 0/0 inside ArviZ for the constant elements dropped below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        table = az.summary(posterior[names], kind="diagnostics", round_to="none")
+    return table[np.concatenate(varying)]
+
+
 def unconverged(samples: dict, sites) -> bool:
     """Do draws grouped by chain, (chain, draw, ...) per site, miss r-hat <= RHAT_MAX or bulk or tail ESS
-    >= ESS_MIN on a sampled site? Read by ArviZ as :meth:`Fit.diagnostics` reads them (rank-normalised
-    split r-hat, bulk and tail ESS; constant quantities left out). One chain: False, nothing to compare."""
+    >= ESS_MIN on a sampled site? Read as :meth:`Fit.diagnostics` reads them (:func:`convergence_table`).
+    One chain: False, nothing to compare."""
     arrays = {}
     for name in sites:
-        if name == "corr_chol":  # its fixed entries and the rest follow from the correlations' draws
-            continue
         x = np.asarray(samples[name], dtype=float)
         if x.shape[0] < 2:
             return False
-        x = x.reshape(x.shape[0], x.shape[1], -1)
-        x = x[..., x.std(axis=(0, 1)) > 0]
-        if x.shape[-1]:
-            arrays[name] = (("chain", "draw", f"{name}_dim"), x)
-    if not arrays:
-        return False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        table = az.summary(xr.Dataset(arrays), kind="diagnostics", round_to="none")
+        arrays[name] = (("chain", "draw", *(f"{name}_dim_{i}" for i in range(x.ndim - 2))), x)
+    table = convergence_table(xr.Dataset(arrays), sites)
     return bool((table["r_hat"].fillna(np.inf) > RHAT_MAX).any() or (table["ess_bulk"].fillna(0) < ESS_MIN).any()
                 or (table["ess_tail"].fillna(0) < ESS_MIN).any())
 
@@ -1051,11 +1065,9 @@ class Fit:
         sampled = self.idata.attrs.get("bayeslaw_sampled_sites")
         sampled = set(sampled.split(",")) if sampled else set(posterior.data_vars)
         # the sampled sites (deterministic ones are functions of them, some constant where they are fixed)
-        varying = [name for name in posterior.data_vars
-                   if name in sampled and float(posterior[name].std()) > 0 and name not in ("corr_chol",)]
+        table = convergence_table(posterior.to_dataset(), [name for name in posterior.data_vars if name in sampled])
         with warnings.catch_warnings():  # 0/0 inside ArviZ for a site stuck in a chain: r-hat comes back NaN/inf
             warnings.simplefilter("ignore", RuntimeWarning)
-            table = az.summary(self.idata, var_names=varying, kind="diagnostics", round_to="none")
             bfmi = az.bfmi(self.idata)
         table = table[[c for c in ("ess_bulk", "ess_tail", "r_hat", "mcse_mean", "mcse_sd") if c in table.columns]]
         divergences = int(self.idata.sample_stats["diverging"].values.sum())
