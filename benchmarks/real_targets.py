@@ -186,9 +186,30 @@ def summarize(cells: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, str]]:
         overall["bayes_le_point"] = f"{int(decided['bayes_le_point'].sum())}/{len(decided)} families"
         note = (f"Bayes ARE <= best point ARE (family medians) in {overall['bayes_le_point']}; mean of the "
                 f"families' 90% coverage {table['cov90'].astype(float).mean():.3f}; Bayes fits converged "
-                f"(r-hat <= 1.01, 0 divergences) {overall['converged']}.")
+                f"(r-hat <= 1.01, 0 divergences) {overall['converged']}.\n\n" + target_checks(table, overall, decided))
         tables[case] = (pd.concat([table, pd.DataFrame({"OVERALL": overall}).T]), note)
     return tables
+
+
+def target_checks(table: pd.DataFrame, overall: dict, decided: pd.DataFrame) -> str:
+    """Issue 16's accuracy and calibration targets on this run, each met or missed: Bayes at or below the
+    best point method in two thirds of the families and in the median; mean CRPS / loss below the best
+    point's mean ARE; coverage averaged over targets 40-60% (50%) and 85-95% (90%), no family below 70%
+    at 90%."""
+    low = table["cov90"].astype(float) < 0.70
+    checks = [
+        ("Bayes ARE <= best point in >= 2/3 of families", decided["bayes_le_point"].sum() * 3 >= 2 * len(decided),
+         overall["bayes_le_point"]),
+        ("median ARE <= best point's", overall["bayes_are_med"] <= overall["point_are_med"],
+         f"{overall['bayes_are_med']:.4f} vs {overall['point_are_med']:.4f}"),
+        ("mean CRPS / loss < best point's mean ARE", overall["bayes_crps_rel"] < overall["point_crps_rel"],
+         f"{overall['bayes_crps_rel']:.4f} vs {overall['point_crps_rel']:.4f}"),
+        ("50% coverage in 0.40-0.60", 0.40 <= overall["cov50"] <= 0.60, f"{overall['cov50']:.3f}"),
+        ("90% coverage in 0.85-0.95", 0.85 <= overall["cov90"] <= 0.95, f"{overall['cov90']:.3f}"),
+        ("no family below 0.70 at 90%", not low.any(),
+         ", ".join(f"{f} {v:.2f}" for f, v in table.loc[low, "cov90"].astype(float).items()) or "none"),
+    ]
+    return "\n".join(f"- {name}: {'met' if ok else 'MISSED'} ({value})" for name, ok, value in checks)
 
 
 def markdown(table: pd.DataFrame) -> str:
