@@ -1066,7 +1066,7 @@ class Fit:
         sampled = set(sampled.split(",")) if sampled else set(posterior.data_vars)
         # the sampled sites (deterministic ones are functions of them, some constant where they are fixed)
         table = convergence_table(posterior.to_dataset(), [name for name in posterior.data_vars if name in sampled])
-        with warnings.catch_warnings():  # 0/0 inside ArviZ for a site stuck in a chain: r-hat comes back NaN/inf
+        with warnings.catch_warnings():  # 0/0 inside ArviZ's BFMI for a chain whose energy never moved
             warnings.simplefilter("ignore", RuntimeWarning)
             bfmi = az.bfmi(self.idata)
         table = table[[c for c in ("ess_bulk", "ess_tail", "r_hat", "mcse_mean", "mcse_sd") if c in table.columns]]
