@@ -36,6 +36,7 @@ def test_real_targets_reads_issue_16s_targets_off_its_table():
     cells = _cells({"a": 0.01, "b": 0.019, "c": 0.05}, {"a": 0.9, "b": 0.95, "c": 0.6})
     note = rt.summarize(cells)["scaling"][1]
     assert "2/3 of families: met (2/3 families)" in note
+    assert "better of the two point fits on 2/3;" in note
     assert "median ARE <= best point's: met" in note
     assert "no family below 0.70 at 90%: MISSED (c 0.60)" in note
     assert "90% coverage in 0.85-0.95: MISSED (0.817)" in note  # (0.9 + 0.95 + 0.6) / 3
@@ -43,3 +44,16 @@ def test_real_targets_reads_issue_16s_targets_off_its_table():
     note = rt.summarize(_cells({"a": 0.01, "b": 0.03, "c": 0.05}, {"a": 0.9, "b": 0.9, "c": 0.9}))["scaling"][1]
     assert "2/3 of families: MISSED (1/3 families)" in note
     assert "no family below 0.70 at 90%: met (none)" in note
+
+
+def test_family_floor_chance_is_a_binomial_tail_per_family():
+    rt = _real_targets()
+    # one target per family: every target must be held
+    assert np.isclose(rt.family_floor_chance([1] * 10, 0.9), 0.9**10)
+    # three targets: one miss leaves 0.67 < 0.70, so none allowed; four: one miss leaves 0.75
+    assert np.isclose(rt.family_floor_chance([3], 0.9), 0.9**3)
+    assert np.isclose(rt.family_floor_chance([4], 0.9), 0.9**4 + 4 * 0.1 * 0.9**3)
+    assert rt.family_floor_chance([3] * 8 + [2] * 2, 0.9) < 0.1 < rt.family_floor_chance([3] * 8 + [2] * 2, 0.99)
+    note = rt.summarize(_cells({"a": 0.01, "b": 0.03}, {"a": 1.0, "b": 0.0}))["scaling"][1]
+    assert "probability 0.81 on these 2 targets in 2 families; at this run's 0.500, 0.25" in note
+    assert "2/2 targets at 90% coverage 0 or 1" in note
