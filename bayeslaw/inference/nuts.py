@@ -174,12 +174,6 @@ def _new_family_sampler(spec: Parameterization, pooling: str, n_families: int, n
     return jax.jit(sample)
 
 
-@functools.lru_cache(maxsize=None)
-def _jitted_log_mean(spec: Parameterization):
-    """``spec.log_mean`` compiled as one function: run eagerly, each of its operations compiles on its own."""
-    return jax.jit(spec.log_mean)
-
-
 PREDICT_ELEMENTS = 2**24  # per chunk of target rows: draws x rows x (bins of a schedule law's design)
 
 
@@ -189,9 +183,9 @@ def _log_mean_draws(spec: Parameterization, theta: np.ndarray, inputs: dict) -> 
     n_rows = theta.shape[1]
     width = max((int(np.prod(np.shape(v)[1:])) for v in inputs.values()), default=1)
     chunk = max(1, PREDICT_ELEMENTS // (theta.shape[0] * width))
-    law = _jitted_log_mean(spec)
-    if chunk >= n_rows:
-        return np.asarray(law(jnp.asarray(theta), {k: jnp.asarray(v) for k, v in inputs.items()}))
+    law = spec.jitted_log_mean
+    # rows padded to a power of two (with the last row): predictions of other row counts reuse the program
+    chunk = min(chunk, 2 ** int(np.ceil(np.log2(max(n_rows, 1)))))
     out = np.empty(theta.shape[:2])
     for start in range(0, n_rows, chunk):
         rows = np.minimum(np.arange(start, start + chunk), n_rows - 1)  # the last chunk padded with its last row
@@ -1006,7 +1000,7 @@ class Fit:
             else:
                 inputs = {k: jnp.asarray(v) for k, v in law.columns(training.iloc[rows], where="fit").items()}
             x_obs = const["fraction"].values[rows]
-            law_obs = np.asarray(_jitted_log_mean(self.spec)(jnp.asarray(theta)[:, None, :], inputs))  # (S, n)
+            law_obs = np.asarray(self.spec.jitted_log_mean(jnp.asarray(theta)[:, None, :], inputs))  # (S, n)
             resid = self.idata.observed_data["obs"].values[rows] - law_obs - np.einsum(
                 "nk,sk->sn", np.asarray(shape_basis(x_obs)), shape)
             kernel = np.asarray(bridge_kernel(x_obs[:, None], x_obs[None, :]))

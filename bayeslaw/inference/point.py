@@ -524,10 +524,13 @@ def _fit_hitchhiker(law: Law, data: dict, *, start=None, max_nfev: int | None = 
     x = np.arange(len(data["loss"]))
     y = data["loss"]
 
+    # one program for every call of curve_fit (run eagerly, each of the law's operations compiles on its own)
+    loss = jax.jit(lambda vector, rows, inputs: law.loss({n: vector[i] for i, n in enumerate(names)},
+                                                         **{k: v[rows] for k, v in inputs.items()}))
+
     def model(rows, *vector):
-        theta = {n: jnp.asarray(v) for n, v in zip(names, vector, strict=True)}
         rows = np.asarray(rows, dtype=int)  # curve_fit passes x as floats
-        return np.asarray(law.loss(theta, **{k: v[rows] for k, v in inputs.items()}))
+        return np.asarray(loss(jnp.asarray(vector, dtype=float), rows, inputs))
 
     lower = [law.lower_bounds.get(n, -np.inf) for n in names]
     p0 = [start[n] for n in names]

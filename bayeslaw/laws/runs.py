@@ -7,13 +7,26 @@ pinned to 0 at x = 1. Used by the run-level likelihood (:mod:`bayeslaw.models.ru
 
 from __future__ import annotations
 
+from math import factorial
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["ELL", "SHAPE_DEGREE", "bridge_kernel", "shape_basis"]
+__all__ = ["ELL", "SHAPE_DEGREE", "array_module", "bridge_kernel", "shape_basis"]
 
 SHAPE_DEGREE = 3  # K: terms of the schedule shape g_f(x) = sum_k w_k (-log x)^k / k!
 ELL = 0.2  # correlation length of a run's deviation, in fractions of the run
+_FACTORIALS = np.array([factorial(k) for k in range(1, SHAPE_DEGREE + 1)], dtype=float)
+
+
+def array_module(*arrays):
+    """``jax.numpy`` when any argument is a JAX array (a tracer inside a model or ``jit`` is one), else
+    ``numpy``. The run helpers serve both the model and the host side (data preparation, predictions,
+    the simulator): on host arrays numpy computes them at once, where ``jax.numpy`` would compile a
+    program for every operation and shape (tens of them per fit and prediction). Two modules only, so
+    no array-API dispatch library."""
+    return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
 
 
 def shape_basis(fraction):
@@ -21,13 +34,14 @@ def shape_basis(fraction):
 
     In log x, like the law's token term: early in a run (x -> 0) the shape can follow the law's
     curvature, so a run's curve does not have to be explained by the law of final losses."""
-    log_x = -jnp.log(jnp.asarray(fraction))[..., None]
-    k = jnp.arange(1, SHAPE_DEGREE + 1)
-    return log_x**k / jnp.exp(jax.scipy.special.gammaln(k + 1.0))
+    xp = array_module(fraction)
+    log_x = -xp.log(xp.asarray(fraction, dtype=float))[..., None]
+    return log_x ** np.arange(1, SHAPE_DEGREE + 1) / _FACTORIALS
 
 
 def bridge_kernel(x1, x2, ell=ELL):
     """k(x, x') = exp(-|x - x'| / ell) - exp(-(2 - x - x') / ell): an OU process pinned to 0 at x = 1.
 
     ``x1`` (..., n, 1) and ``x2`` (..., 1, m) broadcast; ``ell`` broadcasts against the result."""
-    return jnp.exp(-jnp.abs(x1 - x2) / ell) - jnp.exp(-(2.0 - x1 - x2) / ell)
+    xp = array_module(x1, x2, ell)
+    return xp.exp(-xp.abs(x1 - x2) / ell) - xp.exp(-(2.0 - x1 - x2) / ell)

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +64,7 @@ import pandas as pd
 from bayeslaw.data.runs import branch_roots, replicated_runs
 from bayeslaw.data.schedules import run_schedules
 from bayeslaw.laws import D_REF, LAWS, N_REF, Law, get_law
+from bayeslaw.laws.runs import array_module
 from bayeslaw.models.runs import (MAX_CHECKPOINTS, SHAPE_DEGREE, RunMarginal, offset_loading, offset_shape, run_basis,
                                   run_layout, shape_basis, shape_projection)
 
@@ -362,8 +363,9 @@ def _natural_sites(theta, spec: Parameterization) -> None:
 
 def seed_sd(sigma_seed, gamma_seed, log_params):
     """sigma_seed(N) = sigma_seed (N / SEED_N_REF)^-gamma_seed: the sd of a run's offset in log loss, at
-    log N = ``log_params`` (arrays broadcasting; a jax array, which numpy callers wrap in np.asarray)."""
-    return sigma_seed * jnp.exp(-gamma_seed * (log_params - np.log(SEED_N_REF)))
+    log N = ``log_params`` (arrays broadcasting; numpy for numpy arguments, jax for jax ones)."""
+    xp = array_module(sigma_seed, gamma_seed, log_params)
+    return sigma_seed * xp.exp(-gamma_seed * (log_params - np.log(SEED_N_REF)))
 
 
 def _law_mean(data: ModelData, theta):
@@ -456,6 +458,10 @@ def law_along_run(data: ModelData, law_mean):
     size term (least squares on (-log x)^k / k! and on them times log N - the family's mean, each run's
     multiple of the offset's loading aside; :func:`~bayeslaw.models.runs.shape_projection`), 0 for
     families without curves (c'_f for those seen at one size)."""
+    if array_module(law_mean) is np:  # host arrays (a fit's start): no program compiled
+        out = np.zeros((data.n_families, data.along_run.shape[1]))
+        np.add.at(out, data.family, data.along_run * law_mean[:, None])
+        return out
     return jax.ops.segment_sum(data.along_run * law_mean[:, None], data.family, num_segments=data.n_families)
 
 
@@ -682,6 +688,12 @@ class Parameterization:
         """log L at ``inputs`` for theta rows (..., K)."""
         return self.law.log_loss(self.to_law(theta), **inputs)
 
+    @cached_property
+    def jitted_log_mean(self):
+        """:meth:`log_mean` compiled as one program (run eagerly, each of its operations compiles on its
+        own, for every shape of its arguments)."""
+        return jax.jit(self.log_mean)
+
 
 @lru_cache(maxsize=None)
 def _parameterization(law: Law) -> Parameterization:
@@ -749,8 +761,8 @@ def start_values(pooling: str, data: ModelData, spec: Parameterization, theta) -
         values = {"mu": theta, "theta_raw": np.where(centered[:, None], start, 0.0)}
     n_f, curves = data.n_families, data.curve_families
     # every w_f at 0: the sampled shape_total is the law's own curve along the runs at the start theta
-    along = np.asarray(law_along_run(data, law_log_mean(jnp.tile(jnp.asarray(theta), (len(data.family), 1)),
-                                                         data.inputs, data.form)))
+    law_mean = np.asarray(spec.jitted_log_mean(np.tile(theta, (len(data.family), 1)), data.inputs))
+    along = law_along_run(data, law_mean)
     n_c = int(curves.sum())
     sized = np.flatnonzero(data.sized_curve_families)
     sigma_seed = PRIORS["sigma_seed"][0]
