@@ -437,24 +437,37 @@ def test_each_chain_starts_at_its_own_laplace_draw_and_at_the_mode_where_that_dr
 
 
 def test_a_start_with_a_non_finite_density_is_refused_in_one_line():
-    """compiled_initialize traces NumPyro's start check, which then no longer raises on its own: the check
-    on the concrete start is bayeslaw's."""
+    """compiled_initialize traces NumPyro's start and compiles only its unconstrained values, so NumPyro's
+    own start check no longer runs: the check on the concrete start is bayeslaw's (check_start)."""
+    import jax
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
+    from jax.flatten_util import ravel_pytree
 
-    from bayeslaw.inference.nuts import compiled_initialize
+    from bayeslaw.inference.nuts import check_start, compiled_initialize
 
     def model(y):
         x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+        s = numpyro.sample("s", dist.HalfNormal(1.0))
         numpyro.factor("wall", jnp.where(x > 5.0, -jnp.inf, 0.0))  # no density beyond 5
-        numpyro.sample("obs", dist.Normal(x, 1.0), obs=y)
+        numpyro.sample("obs", dist.Normal(x, s), obs=y)
 
-    info = compiled_initialize(model, {"x": jnp.asarray(1.0)}, (jnp.asarray(0.5),), {})
-    assert np.isfinite(info.param_info.potential_energy) and float(info.param_info.z["x"]) == 1.0
+    def start(x):
+        info = compiled_initialize(model, {"x": jnp.asarray(x), "s": jnp.asarray(2.0)}, (jnp.asarray(0.5),), {})
+        flat, unravel = ravel_pytree(info.param_info.z)
+        potential = info.potential_fn(jnp.asarray(0.5))
+        return info.param_info.z, jax.value_and_grad(lambda v: potential(unravel(v)))(flat)
+
+    z, (value, grad) = start(1.0)
+    assert float(z["x"]) == 1.0 and np.isclose(float(z["s"]), np.log(2.0))  # s unconstrained: log
+    check_start(value, grad, z)  # finite: no error
+    z, (value, grad) = start(6.0)
     with pytest.raises(RuntimeError, match="non-finite potential") as error:
-        compiled_initialize(model, {"x": jnp.asarray(6.0)}, (jnp.asarray(0.5),), {})
+        check_start(value, grad, z)
     assert "\n" not in str(error.value)
+    with pytest.raises(RuntimeError, match=r"non-finite sites \['s'\]"):
+        check_start(1.0, np.array([0.0, np.nan]), {"x": np.asarray(1.0), "s": np.asarray(np.inf)})
 
 
 def test_bayeslaw_imported_after_arviz_fits():

@@ -22,6 +22,7 @@ import pandas as pd
 import scipy.optimize
 import xarray as xr
 from jax.flatten_util import ravel_pytree
+from numpyro.distributions.transforms import biject_to
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
 from numpyro.infer.util import initialize_model
 
@@ -277,27 +278,44 @@ def fit(
 
 def compiled_initialize(model, init: dict, args: tuple, kwargs: dict):
     """NumPyro's ``initialize_model`` at the start values ``init``: potential, constraining map, trace and
-    the unconstrained start (``param_info``: z, its potential and gradient), traced under one ``jax.jit``.
+    the unconstrained start ``param_info.z``, traced under one ``jax.jit``.
 
     Run eagerly, ``initialize_model`` reads the model's sites by running it operation by operation, each
     operation compiled on its own (about 4 s of a small hierarchical model), and checks the start in a
     program of its own (about 4 s); traced abstractly, both are one program (``benchmarks/fit_init.py``).
-    The sites' supports are constants of the model, so the returned potential and maps hold no tracer;
-    the returned trace's values are the abstract ones (read its sites' distributions, not its values)."""
+    Here it is only traced (``jax.eval_shape``: nothing compiles), and z is the start values mapped to the
+    unconstrained space by their sites' bijections, one small program: the caller compiles the potential
+    and its gradient once for its sampler and checks the start with them (:func:`check_start`), so
+    ``param_info``'s potential and gradient are None here. The sites' supports are constants of the
+    model, so the returned potential and maps hold no tracer; the returned trace's values are the
+    abstract ones (read its sites' distributions, not its values)."""
     traced = {}
 
     def initialize(init):
         traced["info"] = initialize_model(jax.random.PRNGKey(0), model, init_strategy=init_to_value(values=init),
                                           dynamic_args=True, model_args=args, model_kwargs=kwargs)
-        return traced["info"].param_info
+        return traced["info"].param_info.z
 
-    param_info = jax.jit(initialize)(init)
-    # the check NumPyro makes on concrete values, which a traced start skips
-    if not (np.isfinite(param_info.potential_energy) and np.all(np.isfinite(ravel_pytree(param_info.z_grad)[0]))):
-        bad = sorted(k for k, v in param_info.z.items() if not np.all(np.isfinite(v)))
+    jax.eval_shape(initialize, init)
+    info = traced["info"]
+    supports = {name: site["fn"].support for name, site in info.model_trace.items()
+                if site["type"] == "sample" and not site["is_observed"]}
+    if set(supports) == set(info.param_info.z) <= set(init):
+        z = jax.jit(lambda init: {name: biject_to(support).inv(init[name]) for name, support in supports.items()})(
+            {name: init[name] for name in supports})
+    else:  # a site without a start value (NumPyro draws one) or not one of z's: NumPyro's own start, compiled
+        z = jax.jit(initialize)(init)
+    return info._replace(param_info=info.param_info._replace(z=z, potential_energy=None, z_grad=None))
+
+
+def check_start(value, grad, z: dict) -> None:
+    """Refuse a start whose potential ``value`` or gradient ``grad`` is not finite, in one line naming
+    the sites of the unconstrained start ``z`` that are not finite (the check NumPyro makes on concrete
+    values, which a traced start skips)."""
+    if not (np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad)))):
+        bad = sorted(k for k, v in z.items() if not np.all(np.isfinite(np.asarray(v))))
         raise RuntimeError(f"fit: the start has a non-finite potential or gradient (potential "
-                           f"{float(param_info.potential_energy)}{f'; non-finite sites {bad}' if bad else ''})")
-    return traced["info"]._replace(param_info=param_info)
+                           f"{float(value)}{f'; non-finite sites {bad}' if bad else ''})")
 
 
 # NumPyro's mass-matrix adaptation (Stan's rule) shrinks each window's covariance estimate S from n draws to
@@ -401,6 +419,7 @@ def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
     potential, constrain = info.potential_fn(*args, **kwargs), info.postprocess_fn(*args, **kwargs)
     flat, unravel = ravel_pytree(info.param_info.z)
     value_and_grad = jax.jit(jax.value_and_grad(lambda x: potential(unravel(x))))
+    check_start(*value_and_grad(flat), info.param_info.z)
     center, root, u0 = laplace_start(value_and_grad, flat, chains=config.chains, seed=config.seed)
     to_z = lambda u: unravel(center + root @ u)  # noqa: E731
     # NUTS on the model's potential (the model's own NUTS would trace it again, eagerly), in the

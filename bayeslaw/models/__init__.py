@@ -382,7 +382,9 @@ def _likelihood(data: ModelData, law_mean, shape: tuple, noise: Mapping, y):
     """
     shape_w, shape_v = shape
     w = shape_w[data.family] + shape_v[data.family] * data.size_offset[:, None]
-    mean = law_mean + jnp.sum(shape_basis(data.fraction) * w, axis=-1)
+    # in jax whether the fractions are the data's own (host arrays) or a batch's (traced, fit_many): the
+    # same operations, so that a fit and its batched twin draw alike (tests/test_batched.py)
+    mean = law_mean + jnp.sum(shape_basis(jnp.asarray(data.fraction)) * w, axis=-1)
     index, mask = data.run_index, data.run_mask
     sd_seed = seed_sd(noise["sigma_seed"][data.run_family], noise["gamma_seed"], data.run_log_params)
     value = None if y is None else jnp.where(mask, y[index], 0.0)
