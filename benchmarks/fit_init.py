@@ -3,8 +3,8 @@ from ``compiled_initialize`` (now).
 
 Given one key, ``NUTS(model)`` reads the model's sites and checks the start by evaluating the potential
 and its gradient eagerly, operation by operation, each operation compiled on its own;
-``compiled_initialize`` traces all of NumPyro's ``initialize_model`` under one ``jax.jit``, one compiled
-program (``nuts_sampler``, what ``sample_fit`` runs, which then takes the Laplace coordinates). Each configuration runs in a fresh process (the eager operations' compilations
+``compiled_initialize`` traces all of NumPyro's ``initialize_model`` abstractly and compiles only the
+start's unconstrained values (``nuts_sampler``, what ``sample_fit`` runs, which then takes the Laplace coordinates). Each configuration runs in a fresh process (the eager operations' compilations
 are cached per process), on the demo's default fit, and prints the time through the warmup (the start, the
 compilation and the warmup draws) and through the last draw.
 

@@ -98,8 +98,9 @@ def main(argv=None):
                     print(f"{label:8} {m['wall']:7.1f} {m['fit']:7.1f} {m['predict']:9.2f} "
                           f"{m['big']:8.0f} ({m['big_s']:4.1f} s) {m['small']:7.0f} ({m['small_s']:4.1f} s)")
                 b, n = med["before"], med["now"]
-                print(f"ratio before / now: wall {b['wall'] / n['wall']:.2f}x, predict "
-                      f"{b['predict'] / max(n['predict'], 1e-9):.2f}x, other programs {b['small'] / max(n['small'], 1):.2f}x")
+                predict = f", predict {b['predict'] / n['predict']:.2f}x" if n["predict"] > 0 else ""
+                print(f"ratio before / now: wall {b['wall'] / n['wall']:.2f}x{predict}, other programs "
+                      f"{b['small'] / max(n['small'], 1):.2f}x")
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=False)
 
