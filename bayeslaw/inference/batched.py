@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS
 from bayeslaw.inference.config import DEFAULT_TARGET_ACCEPT, Duplicates, FitConfig, Pooling, SeedScaling
-from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, Fit, PreparedFit, _replicate, check_start, compiled_initialize,
-                                     finish_fit, laplace_start, prepare_fit, sample_fit)
+from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, Fit, PreparedFit, _replicate, check_start,
+                                     compiled_initialize, finish_fit, laplace_start, prepare_fit, sample_fit)
 from bayeslaw.models import ModelData, centered_families, get_model
 from bayeslaw.models.runs import run_basis
 
@@ -274,9 +274,9 @@ def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Opt
         if missing:
             raise ValueError(f"fit_many: no start value for site(s) {missing}")
         z = {name: inv(jnp.asarray(p.init[name])) for name, inv in state["latent"].items()}
-        flat = ravel_pytree(z)[0]
-        check_start(*state["value_and_grad"](flat, jax.tree.map(jnp.asarray, a)), z)
-        center, root, u0 = laplace_start(lambda x, a=jax.tree.map(jnp.asarray, a): state["value_and_grad"](x, a), flat,
+        flat, on_device = ravel_pytree(z)[0], jax.tree.map(jnp.asarray, a)
+        check_start(*state["value_and_grad"](flat, on_device), z)
+        center, root, u0 = laplace_start(lambda x, a=on_device: state["value_and_grad"](x, a), flat,
                                          chains=options.chains, seed=p.config.seed)
         starts.append(u0)
         centers.append(center)

@@ -278,7 +278,7 @@ def fit(
 
 def compiled_initialize(model, init: dict, args: tuple, kwargs: dict):
     """NumPyro's ``initialize_model`` at the start values ``init``: potential, constraining map, trace and
-    the unconstrained start ``param_info.z``, traced under one ``jax.jit``.
+    the unconstrained start ``param_info.z``, the model traced abstractly (not run eagerly, not compiled).
 
     Run eagerly, ``initialize_model`` reads the model's sites by running it operation by operation, each
     operation compiled on its own (about 4 s of a small hierarchical model), and checks the start in a
