@@ -4,8 +4,8 @@ another revision, in the same run.
 Each measurement is a fresh process (JAX caches compilations per process) with ``PYTHONPATH`` at one
 tree: the working tree ("now") or a git worktree of ``--before`` (default ``HEAD~1``), alternated
 ``--repeats`` times; medians and the ratio before / now are printed. Counted: XLA compilations
-(``jax_log_compiles``), split into programs of at least 0.5 s (the sampler, its start, the Laplace
-map, the replicates) and the rest (single operations run eagerly on host arrays, each compiled on its
+(``jax_log_compiles``), split into programs of at least 0.5 s (the sampler, the Laplace map, the
+replicates, and before 3c60d64 the start) and the rest (single operations run eagerly on host arrays, each compiled on its
 own), with their compile seconds.
 
 Cases: ``demo`` (the demo's fam0 below 2.8B parameters, ``bl.fit`` at its defaults, then ``predict`` of
@@ -32,7 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, logging, re, sys, time, warnings
 warnings.simplefilter("ignore")
-import pandas as pd
 import bayeslaw as bl
 from bayeslaw.simulation import load_demo
 import jax

@@ -28,14 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from jax.flatten_util import ravel_pytree
-from numpyro.distributions.transforms import biject_to
 from numpyro.infer.hmc import hmc
 from tqdm.auto import tqdm
 
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS
 from bayeslaw.inference.config import DEFAULT_TARGET_ACCEPT, Duplicates, FitConfig, Pooling, SeedScaling
 from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, Fit, PreparedFit, _replicate, check_start,
-                                     compiled_initialize, finish_fit, laplace_start, prepare_fit, sample_fit)
+                                     compiled_initialize, finish_fit, laplace_start, latent_inverses, prepare_fit,
+                                     sample_fit)
 from bayeslaw.models import ModelData, centered_families, get_model
 from bayeslaw.models.runs import run_basis
 
@@ -128,8 +128,7 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
     def build(arrays, init):
         info = compiled_initialize(model, init, (arrays, arrays["y"]), {})
         state["constrain"] = info.postprocess_fn
-        state["latent"] = {name: biject_to(site["fn"].support).inv for name, site in info.model_trace.items()
-                           if site["type"] == "sample" and not site["is_observed"]}
+        state["latent"] = latent_inverses(info.model_trace)
 
         # one structure per program: the same sites, in the same order, in every fit
         state["unravel"] = unravel = ravel_pytree(info.param_info.z)[1]

@@ -282,9 +282,9 @@ def compiled_initialize(model, init: dict, args: tuple, kwargs: dict):
 
     Run eagerly, ``initialize_model`` reads the model's sites by running it operation by operation, each
     operation compiled on its own (about 4 s of a small hierarchical model), and checks the start in a
-    program of its own (about 4 s); traced abstractly, both are one program (``benchmarks/fit_init.py``).
-    Here it is only traced (``jax.eval_shape``: nothing compiles), and z is the start values mapped to the
-    unconstrained space by their sites' bijections, one small program: the caller compiles the potential
+    program of its own (about 4 s; ``benchmarks/fit_init.py``). Here it is only traced (``jax.eval_shape``:
+    nothing compiles), and z is the start values mapped to the unconstrained space by their sites'
+    bijections (:func:`latent_inverses`), one small program: the caller compiles the potential
     and its gradient once for its sampler and checks the start with them (:func:`check_start`), so
     ``param_info``'s potential and gradient are None here. The sites' supports are constants of the
     model, so the returned potential and maps hold no tracer; the returned trace's values are the
@@ -298,14 +298,20 @@ def compiled_initialize(model, init: dict, args: tuple, kwargs: dict):
 
     jax.eval_shape(initialize, init)
     info = traced["info"]
-    supports = {name: site["fn"].support for name, site in info.model_trace.items()
-                if site["type"] == "sample" and not site["is_observed"]}
-    if set(supports) == set(info.param_info.z) <= set(init):
-        z = jax.jit(lambda init: {name: biject_to(support).inv(init[name]) for name, support in supports.items()})(
-            {name: init[name] for name in supports})
+    inverses = latent_inverses(info.model_trace)
+    if set(inverses) == set(info.param_info.z) <= set(init):
+        z = jax.jit(lambda init: {name: inv(init[name]) for name, inv in inverses.items()})(
+            {name: init[name] for name in inverses})
     else:  # a site without a start value (NumPyro draws one) or not one of z's: NumPyro's own start, compiled
         z = jax.jit(initialize)(init)
     return info._replace(param_info=info.param_info._replace(z=z, potential_energy=None, z_grad=None))
+
+
+def latent_inverses(model_trace) -> dict:
+    """Per latent (sampled, unobserved) site of a model trace, the map from its constrained values to the
+    unconstrained space NUTS moves in (the inverse of NumPyro's ``biject_to`` of its support)."""
+    return {name: biject_to(site["fn"].support).inv for name, site in model_trace.items()
+            if site["type"] == "sample" and not site["is_observed"]}
 
 
 def check_start(value, grad, z: dict) -> None:
