@@ -147,7 +147,9 @@ def simulate(
 @_friendly_errors
 def fit_point_command(
     data: Annotated[str, typer.Argument(help="CSV/parquet in the bayeslaw schema, a source name, or 'demo'.")],
-    method: Annotated[str, typer.Option(help="epoch (Huber + L-BFGS grid) or hitchhiker (least squares).")] = "epoch",
+    method: Annotated[str | None, typer.Option(
+        help="epoch (Huber + L-BFGS grid), hitchhiker (least squares) or adamw (a law's published optimiser path: "
+             "multipower's, one model size); default: the law's own paper's (adamw for multipower on one model, else epoch).")] = None,
     family: Annotated[list[str] | None, typer.Option(help="Fit only these families (repeatable).")] = None,
     form: Annotated[str, typer.Option(help="The law (bayeslaw.laws.LAWS), e.g. chinchilla, multipower, annealing.")] = "chinchilla",
     min_tokens: Annotated[float, typer.Option(help="Drop checkpoints with tokens <= this (0: keep all); laws that "
@@ -393,8 +395,8 @@ def _names(values: list[str] | None) -> list[str]:
 
 
 PointMethodOption = Annotated[str, typer.Option(
-    help="The point fit compared with the posterior: epoch (4500-start grid, robust; tens of seconds) or "
-         "hitchhiker (least squares from one start; fast).")]
+    help="The point fit compared with the posterior: epoch (4500-start grid, robust; tens of seconds), "
+         "hitchhiker (least squares from one start; fast) or adamw (multipower's published path, one size).")]
 
 
 def _point_fits(fit, method: str, families) -> dict | None:

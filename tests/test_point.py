@@ -95,7 +95,7 @@ def test_predict_broadcasts_and_is_monotone(clean_sim):
 
 
 def test_fit_point_refuses_bad_requests(clean_sim):
-    with pytest.raises(ValueError, match="unknown method 'lsq'; known methods: \\['epoch', 'hitchhiker'\\]"):
+    with pytest.raises(ValueError, match="unknown method 'lsq'; known methods: \\['epoch', 'hitchhiker', 'adamw'\\]"):
         fit_point(clean_sim.data, method="lsq")
     with pytest.raises(ValueError, match="found 3 row\\(s\\).*need at least 5"):
         fit_point(clean_sim.data.iloc[:3], method="hitchhiker")

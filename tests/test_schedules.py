@@ -99,14 +99,26 @@ def test_binned_loss_drop_is_within_1e4_nats_of_the_step_sum(schedule):
 
 
 def test_binned_loss_drop_is_exact_at_a_jump():
-    schedule = Schedule("two_stage", 3e-4, 16000, 2160, decay_start=8000, second_lr=3e-5)
-    steps = np.arange(2176, 16000, 128)
+    schedule = Schedule("two_stage", 3e-4, 16000, 0, decay_start=8000, second_lr=3e-5)
+    steps = np.arange(128, 16000, 128)
     design = drop_design(schedule, steps)
     assert design["drop_weight"].shape[1] == 1
     for gamma in (0.3, 0.9):
         np.testing.assert_allclose(_binned(design, 3.0, gamma, 0.5), drop_exact(schedule, steps, gamma=gamma, c=3.0, beta=0.5),
                                    rtol=1e-12, atol=1e-15)
     assert (design["drop_weight"][steps < 8000] == 0).all()  # nothing drops before the switch
+
+
+def test_the_warmup_rises_count_as_a_negative_drop():
+    # Luo et al.'s code sums every change of the rate: once G saturates, the warmup adds about B eta_peak
+    schedule = Schedule("constant", 3e-4, 24000, 2160)
+    steps = np.array([2161, 2176, 12000, 24000])
+    design = drop_design(schedule, steps)
+    np.testing.assert_allclose(design["drop_weight"].sum(1), -3e-4, rtol=1e-12)  # eta_0 - eta_peak; nothing falls
+    exact = drop_exact(schedule, steps, gamma=0.6, c=2.0, beta=0.6)
+    assert np.all(exact < 0) and -exact[-1] == pytest.approx(3e-4, rel=0.02)  # G near 1 late in the run
+    assert 450.0 * np.abs(_binned(design, 2.0, 0.6, 0.6) - exact).max() < 1e-4
+    assert design["drop_weight"].shape[1] < 40  # the warmup in a few dozen bins, not 2,160 steps
 
 
 def test_schedule_inputs_refuse_rows_without_a_step():
@@ -147,7 +159,8 @@ SCHEDULES = {
 def test_point_fit_on_three_schedules_predicts_a_fourth(law_name, truth):
     df = _curves(law_name, truth, SCHEDULES)
     train, test = df[df["run"] != "wsd"], df[df["run"] == "wsd"]
-    fit = fit_point(train, form=law_name, fixed=SLOPES[law_name])  # one size: no size slopes
+    # one size: no size slopes; epoch runs to the objective's minimum (adamw's path stops short, its own test)
+    fit = fit_point(train, form=law_name, method="epoch", fixed=SLOPES[law_name])
     relative = np.abs(fit.predict(test) / test["loss"].to_numpy() - 1)
     assert relative.mean() < 5e-4
     # a law that ignored the cooldown (the constant schedule's curve) would miss the wsd run's end by more
@@ -472,3 +485,40 @@ def test_lr_error_compares_each_logged_rate_except_the_last_iteration():
     np.testing.assert_allclose(error[[1, 3]], 0.0, atol=1e-15)
     np.testing.assert_allclose(error[2], 0.01 / 1.01, rtol=1e-12)  # relative to the larger of the two
     assert np.isnan(lr_error(schedule, [10], [np.nan])[0])  # a missing log
+
+
+def test_adamw_path_fits_one_size_from_its_linearised_start():
+    df = _curves("multipower", MPL_TRUTH, SCHEDULES)
+    train, test = df[df["run"] != "wsd"], df[df["run"] == "wsd"]
+    fit = fit_point(train, form="multipower")  # one size: the law's own protocol
+    assert fit.method == "adamw" and fit.converged and fit.details["steps"] <= 200
+    relative = np.abs(fit.predict(test) / test["loss"].to_numpy() - 1)
+    assert relative.mean() < 3e-3  # 200 AdamW steps: near, not at, the minimum (epoch's is 4e-5 here)
+    # started at C = 1, beta = gamma = 0.5, the path has moved the loss drop's constants
+    assert fit.params["C"] != pytest.approx(1.0, abs=0.1) and fit.params["beta"] != pytest.approx(0.5, abs=0.05)
+    few = train.iloc[::4]
+    two_sizes = pd.concat([few, few.assign(params=2e8, run=few["run"] + "-2x")])
+    assert fit_point(two_sizes, form="multipower").method == "epoch"  # the size slopes need the grid
+    with pytest.raises(ValueError, match=r"method='adamw' fits one model size, as Luo et al. 2025 do; the table has 2 "
+                                         r"\(column 'params'\)"):
+        fit_point(two_sizes, form="multipower", method="adamw")
+    with pytest.raises(ValueError, match=r"the annealing law has none \(forms with one: \['multipower'\]\)"):
+        fit_point(train, form="annealing", method="adamw")
+
+
+@pytest.mark.parametrize("size, target", [("25M", 0.15), ("100M", 0.20)])
+def test_adamw_path_reaches_the_published_test_error(data_root, size, target):
+    """Luo et al. fit cosine_24000, constant_24000 and wsdcon_9 and test on the other six schedules (published
+    mean relative error 0.110% and 0.142%); the schedule issue asks for 0.15% and 0.20% at the defaults."""
+    from bayeslaw.data import load
+
+    rows = load("multipower", root=data_root)
+    rows = rows[rows["model"] == size]
+    train = rows["run"].str.split("-").str[-1].isin(["cosine_24000", "constant_24000", "wsdcon_9"])
+    fit = fit_point(rows[train], form="multipower")
+    test = rows[~train]
+    assert 100 * np.mean(np.abs(fit.predict(test) / test["loss"].to_numpy() - 1)) < target
+    published = {"25M": {"L0": 3.0405, "A": 0.5247, "alpha": 0.5079, "B": 363.79},
+                 "100M": {"L0": 2.6514, "A": 0.6012, "alpha": 0.4530, "B": 437.95}}[size]
+    for name, value in published.items():  # the same path as theirs (C, beta, gamma trade along a flat valley)
+        assert fit.params[name] == pytest.approx(value, rel=0.03)

@@ -185,6 +185,6 @@ def run_schedules(df: pd.DataFrame, *, where: str = "table") -> dict[str, Schedu
 
 def after_warmup(df: pd.DataFrame) -> pd.DataFrame:
     """Rows past their run's warmup (step > the schedule's warmup_steps): where the schedule laws describe
-    a run (their loss drop counts the rate's decreases after the warmup)."""
+    a run (the warmup's own curve is not theirs to describe)."""
     warmup = df["run"].map({run: s.warmup_steps for run, s in run_schedules(df).items()})
     return df.loc[df["step"].to_numpy(dtype=float) > warmup.to_numpy(dtype=float)]

@@ -22,7 +22,8 @@ SeedScaling = Literal["constant", "size"]
 ChainMethod = Literal["parallel", "sequential", "vectorized"]
 Duplicates = Literal["error", "last"]
 PredictionKind = Literal["new_run", "law"]  # a new training run's loss, or the law's mean
-PointMethod = Literal["epoch", "hitchhiker"]  # grid of starts with Huber loss, or least squares from one start
+# grid of starts with Huber loss, least squares from one start, or a law's published optimiser path
+PointMethod = Literal["epoch", "hitchhiker", "adamw"]
 
 ATTR = "bayeslaw_config"  # the DataTree attribute holding the JSON
 #: NUTS' target acceptance probability (NumPyro's default is 0.8): the demo's fit has no divergent draws

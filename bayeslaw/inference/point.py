@@ -1,6 +1,6 @@
 """Point-estimate fits: what practitioners use today, as the baseline bayeslaw compares against.
 
-Two methods, each the published protocol:
+Three methods, each a published protocol:
 
 ``epoch``       Besiroglu et al. 2024 (Epoch AI's Chinchilla replication): minimise
                 sum_i Huber_delta(log L_i - log L(N_i, D_i; theta)), delta = 1e-3, by L-BFGS from
@@ -10,6 +10,12 @@ Two methods, each the published protocol:
 ``hitchhiker``  Choshen et al. 2025 (IBM/ColPret): least squares on the loss itself,
                 ``scipy.optimize.curve_fit`` (TRF, alpha, beta >= 0; dogbox if TRF fails) from one
                 start, log A 6.255414, log B 7.3049974, log E 0.6254804, alpha = beta = 0.3526596.
+``adamw``       a law's published optimiser path (``Law.path``; the multi-power law's: Luo et al. 2025,
+                one model size): from the law's start, AdamW steps on sum_i Huber_1e-3(log L_i -
+                log L_i(theta)) in the natural parameters, a rate per parameter, stopped after a
+                number of steps without improvement; the best step is kept. Its answer is where that
+                path is, not a minimum of the objective: for the multi-power law it reproduces the
+                published constants (benchmarks/schedule_laws.py --reproduce), which the minimum does not.
 """
 
 from __future__ import annotations
@@ -563,13 +569,68 @@ def _fit_hitchhiker(law: Law, data: dict, *, start=None, max_nfev: int | None = 
     )
 
 
+def _fit_path(law: Law, df: pd.DataFrame, data: dict) -> PointFit:
+    import optax  # here only: the package's import would pay for it on every start
+
+    path = law.path
+    start = {k: float(v) for k, v in path.start(df, data).items()}
+    names = tuple(path.rates)
+    inputs = {k: jnp.asarray(data[k]) for k in law.inputs}
+    log_y = jnp.log(jnp.asarray(data["loss"]))
+
+    def theta_of(p):
+        theta = law.from_natural({k: p[k] for k in names})
+        return {n: theta[n] for n in law.theta_names}
+
+    @jax.jit
+    def value_and_grad(p):
+        return jax.value_and_grad(lambda q: jnp.sum(huber(log_y - law.log_loss(theta_of(q), **inputs))))(p)
+
+    # AdamW with a rate per parameter, p <- p - rate (adam + weight_decay p), as torch.optim.AdamW's groups
+    optimizer = optax.chain(optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8), optax.add_decayed_weights(path.weight_decay))
+    rates = {k: jnp.asarray(path.rates[k]) for k in names}
+    p = {k: jnp.asarray(start[k]) for k in names}
+    state = optimizer.init(p)
+    best, best_value, lowest, stall, stop = None, np.inf, np.inf, 0, "steps"
+    for step in range(path.steps):
+        value, grad = value_and_grad(p)
+        value = float(value)
+        if not np.isfinite(value):
+            stop = "non-finite objective"
+            break
+        updates, state = optimizer.update(grad, state, p)
+        p = {k: p[k] - rates[k] * updates[k] for k in names}
+        if value < lowest:
+            lowest, stall = value, 0
+        else:
+            stall += 1
+        if step > path.patience and stall >= path.patience:
+            stop = "patience"
+            break
+        if float(jnp.sqrt(sum(jnp.sum(g**2) for g in grad.values()))) < path.grad_tol:
+            stop = "gradient"
+            break
+        if value < best_value:  # the parameters after the step whose (pre-step) objective was lowest, as theirs
+            best_value, best = value, {k: float(v) for k, v in p.items()}
+    chosen = best if best is not None else {k: start[k] for k in names}
+    return PointFit(
+        form=law.name,
+        method="adamw",
+        theta={n: float(v) for n, v in theta_of(chosen).items()},
+        objective=float(best_value),
+        n_points=len(data["loss"]),
+        converged=best is not None,
+        details={"start": start, "steps": step + 1, "stop": stop, "source": path.source},
+    )
+
+
 METHODS = get_args(PointMethod)
 
 
 def fit_point(
     df: pd.DataFrame,
     form: str | Law = "chinchilla",
-    method: PointMethod = "epoch",
+    method: PointMethod | None = None,
     *,
     delta: float = HUBER_DELTA,
     max_iter: int = 1000,
@@ -586,8 +647,9 @@ def fit_point(
     form : str, default "chinchilla"
         A law from :data:`bayeslaw.laws.LAWS` (chinchilla, kaplan, kaplan_e, compute, su2024); its
         inputs are read or derived from the table by ``Law.columns``.
-    method : {"epoch", "hitchhiker"}, default "epoch"
-        See the module docstring.
+    method : {"epoch", "hitchhiker", "adamw"}, optional
+        See the module docstring. Default: the law's own paper's protocol (``Law.point_method``: ``adamw``
+        for multipower on a table of one model size, ``epoch`` otherwise).
     delta, max_iter, starts
         ``epoch`` only: Huber delta on log residuals, L-BFGS iteration cap, and starting
         points (rows in ``law.theta_names`` order; default the published grid).
@@ -608,6 +670,19 @@ def fit_point(
     """
     law = get_law(form)
     df = drop_copies(df)  # a branch's copy of its parent's checkpoints counts once
+    sizes = df["params"].nunique() if "params" in df.columns else 1
+    if method is None:
+        # a path fits one size (Luo et al. fit each model alone); the size slopes need the grid
+        method = law.point_method if law.point_method != "adamw" or sizes <= 1 else "epoch"
+    if method == "adamw":
+        if law.path is None:
+            raise ValueError(f"method='adamw' follows a law's published optimiser path; the {law.name} law has none "
+                             f"(forms with one: {forms(lambda law: law.path)}): use method='epoch'")
+        held = {k: v for k, v in law.path.one_size.items() if k in law.theta_names and k not in (fixed or {})}
+        if held and sizes > 1:
+            raise ValueError(f"method='adamw' fits one model size, as {law.path.source} do; the table has {sizes} "
+                             f"(column 'params'): fit each size apart, or use method='epoch' for the size slopes")
+        fixed = {**held, **(fixed or {})} or None
     if fixed:
         free = law.fix(fixed)
         starts = None if starts is None else np.asarray(starts, dtype=float)
@@ -624,4 +699,6 @@ def fit_point(
         return _fit_epoch(law, data, delta=delta, max_iter=max_iter, starts=starts, polish=polish)
     if method == "hitchhiker":
         return _fit_hitchhiker(law, data)
+    if method == "adamw":
+        return _fit_path(law, df, data)
     raise ValueError(f"unknown method {method!r}; known methods: {list(METHODS)}")

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-__all__ = ["C_REF", "D_REF", "N_REF", "S_REF", "Law", "Sampling", "Trajectory"]
+__all__ = ["C_REF", "D_REF", "N_REF", "S_REF", "Law", "PathFit", "Sampling", "Trajectory"]
 
 # Reference scales of the sampled coordinates: a power-law term is sampled as its log loss at the
 # reference (which the data pin), not as its constant (which sits far from the data on a ridge with
@@ -23,6 +23,29 @@ N_REF = 1e9  # parameters
 D_REF = 1e11  # tokens
 S_REF = 1e4  # optimizer steps
 C_REF = 6.0 * N_REF * D_REF  # FLOPs: 6 N D at N_REF, D_REF
+
+
+@dataclass(frozen=True, eq=False)
+class PathFit:
+    """A published point fit that is an optimiser's path rather than a minimum (``fit_point(method="adamw")``).
+
+    From ``start(df, inputs) -> dict`` (natural parameters, as ``law.natural`` names them; ``inputs`` are
+    the law's inputs and ``loss`` of the table's rows), ``steps`` steps of AdamW on sum_i Huber_1e-3(log L_i
+    - log L(inputs_i)) in those natural parameters, with a rate per parameter (``rates``) and decoupled
+    weight decay, stopped after ``patience`` steps without improvement or at a gradient norm below
+    ``grad_tol``; the parameters after the best step are kept. ``one_size``: parameters (fitting space) held
+    at these values on a table of one model size, which the path does not fit (a law's size slopes); on a
+    table of several sizes the path is not offered.
+    """
+
+    start: Callable
+    rates: Mapping[str, float]
+    one_size: Mapping[str, float] = field(default_factory=dict)
+    steps: int = 200
+    patience: int = 20
+    weight_decay: float = 1e-2
+    grad_tol: float = 1e-5
+    source: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,6 +135,11 @@ class Law:
     features : tuple of str
         Inputs that may be zero or hold an array per row (e.g. a schedule law's loss-drop design,
         (row, bin)): checked finite only. Every other input must be positive.
+    path : PathFit or None
+        A published point fit that follows an optimiser's path (``fit_point(method="adamw")``); None: not offered.
+    point_method : str
+        ``fit_point``'s default method: the protocol of the law's own paper where the package has it
+        (``"adamw"`` with ``path``), else ``"epoch"``.
     """
 
     name: str
@@ -131,6 +159,8 @@ class Law:
     numeric_split: bool = False
     trajectory: Trajectory | None = None
     features: tuple[str, ...] = ()
+    path: PathFit | None = None
+    point_method: str = "epoch"
 
     @property
     def columns_needed(self) -> tuple[str, ...]:

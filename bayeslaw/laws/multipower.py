@@ -2,6 +2,7 @@
 
     L(t; N) = L0(N) + A(N) (S1(t) + S_W)^-alpha(N) - LD(t; N)
     LD(t; N) = B(N) sum_{k<=t} (eta_{k-1} - eta_k) G(eta_k^-gamma S_k(t)),  G(x) = 1 - (C x + 1)^-beta
+               (every change of the rate, the warmup's rises included, as in Luo et al.'s code)
     log L0(N) = l0 + l0_n log(N / 1e8), likewise log A(N) (a, a_n), alpha(N) (alpha, alpha_n), log B(N) (b, b_n)
 
 t optimizer steps, eta_k the learning rate at step k, S1(t) + S_W the summed learning rate up to t
@@ -10,7 +11,8 @@ size at a time; over sizes L0, A, alpha and B move with N
 (:func:`~bayeslaw.laws.schedule_terms.at_size`; their 25M and 100M fits nearly share C, beta, gamma), and
 the Bayesian models pool them across sizes and families. A fit of one size holds the slopes at 0
 (``MULTIPOWER.fix(SIZE_SLOPES)``). The loss drop is computed on a binned design
-(:mod:`bayeslaw.laws.schedule_terms`).
+(:mod:`bayeslaw.laws.schedule_terms`). ``fit_point``'s default for one size is Luo et al.'s own protocol
+(``method="adamw"``, :data:`LUO_PATH`), which reproduces their published constants.
 
 Fitted as l0 = log L0, a = log A, alpha, b = log B at 1e8 parameters, their slopes l0_n, a_n, alpha_n,
 b_n, c = log C and the exponents beta, gamma. Reads a table's ``params``, ``step`` and ``schedule`` (JSON,
@@ -21,8 +23,11 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+import scipy.optimize
 
-from bayeslaw.laws.base import Law
+from bayeslaw.data.schedules import run_schedules
+from bayeslaw.laws.base import Law, PathFit
+from bayeslaw.laws.runs import array_module
 from bayeslaw.laws.schedule_terms import POWER_PRIORS, POWER_SLOPE_PRIORS, at_size, schedule_inputs, size_sampling
 
 DESIGN = ("lr_area", "drop_weight", "drop_lr", "drop_area")
@@ -53,8 +58,9 @@ def _natural(theta) -> dict:
 
 
 def _from_natural(p) -> dict:
-    return {"l0": np.log(p["L0"]), "a": np.log(p["A"]), "alpha": p["alpha"], "b": np.log(p["B"]),
-            "c": np.log(p["C"]), "beta": p["beta"], "gamma": p["gamma"], **{k: p.get(k, 0.0) for k in SIZE_SLOPES}}
+    log = array_module(p["L0"]).log  # traced by the adamw path, which steps in the natural parameters
+    return {"l0": log(p["L0"]), "a": log(p["A"]), "alpha": p["alpha"], "b": log(p["B"]),
+            "c": log(p["C"]), "beta": p["beta"], "gamma": p["gamma"], **{k: p.get(k, 0.0) for k in SIZE_SLOPES}}
 
 
 #: Normal prior (centre, scale) of each sampled coordinate and the prior mean of its spread across
@@ -70,6 +76,54 @@ PRIORS = {
     **POWER_SLOPE_PRIORS,
     "b_n": (0.0, 0.5, 0.2),
 }
+
+
+LUO_HUBER_DELTA = 1e-3  # their start's Huber delta on log residuals (the path's objective uses the same)
+LUO_REFERENCE_LR = 3e-4  # the peak rate their B grid (100..1000) was set for; scaled to the data's own peak
+
+
+def linearised_start(df, inputs) -> dict[str, float]:
+    """Luo et al.'s start: L0, A, alpha, B of L0 + A S1^-alpha - B (eta_peak - eta_t) by L-BFGS-B (finite
+    differences, as theirs) from each point of a 5 x 3 x 3 x 3 grid around a line through log(L - min L +
+    0.01) against log S1, the best end; C = 1 and beta = gamma = 0.5."""
+    lr_area, loss = np.asarray(inputs["lr_area"]), np.asarray(inputs["loss"])
+    schedules = run_schedules(df)
+    runs, steps = df["run"].to_numpy(), df["step"].to_numpy(dtype=int)
+    eta = np.empty(len(df))
+    for run in np.unique(runs):
+        at = runs == run
+        eta[at] = schedules[run].lr(steps[at])
+    peak = np.array([schedules[run].peak_lr for run in runs])
+    floor = loss.min()
+    slope, intercept = np.polyfit(np.log(lr_area), np.log(loss - floor + 0.01), 1)
+    log_y = np.log(loss)
+
+    def objective(p):
+        pred = p[0] + p[1] * lr_area ** -p[2] - p[3] * (peak - eta)
+        if not np.all(pred > 0):  # theirs takes a log of it (NaN): a large value instead
+            return 1e10
+        r = np.abs(log_y - np.log(pred))
+        return float(np.sum(np.where(r < LUO_HUBER_DELTA, 0.5 * r**2, LUO_HUBER_DELTA * (r - 0.5 * LUO_HUBER_DELTA))))
+
+    grid = np.stack(np.meshgrid(np.linspace(floor - 0.2, floor + 0.2, 5),
+                                np.linspace(np.exp(intercept) - 0.1, np.exp(intercept) + 0.1, 3),
+                                np.linspace(-slope - 0.1, -slope + 0.1, 3),
+                                np.linspace(100.0, 1000.0, 3) * LUO_REFERENCE_LR / peak.max(), indexing="ij"), -1)
+    best = (np.inf, None)
+    for start in grid.reshape(-1, 4):
+        result = scipy.optimize.minimize(objective, start, method="L-BFGS-B", bounds=[(0, np.inf)] * 4,
+                                         options={"maxiter": 100000, "ftol": 1e-9, "gtol": 1e-6, "eps": 1e-8})
+        if result.fun < best[0]:
+            best = (float(result.fun), result.x)
+    return {**dict(zip(("L0", "A", "alpha", "B"), map(float, best[1]), strict=True)), "C": 1.0, "beta": 0.5, "gamma": 0.5}
+
+
+#: Luo et al.'s fit (their released code's src/fitting.py and src/config.py; torch.optim.AdamW's betas, eps
+#: and weight decay 0.01): 200 steps, rate 5e-2 for L0, A, B, C and 5e-3 for the exponents, patience 20
+LUO_PATH = PathFit(start=linearised_start,
+                   rates={"L0": 5e-2, "A": 5e-2, "B": 5e-2, "C": 5e-2, "alpha": 5e-3, "beta": 5e-3, "gamma": 5e-3},
+                   one_size=SIZE_SLOPES, steps=200, patience=20, weight_decay=1e-2, grad_tol=1e-5,
+                   source="Luo et al. 2025")
 
 
 MULTIPOWER = Law(
@@ -92,4 +146,6 @@ MULTIPOWER = Law(
              for name in DESIGN},
     features=DESIGN[1:],
     sampling=size_sampling(PRIORS, ("l0", "a", "alpha", "b", "c", "beta", "gamma", *SIZE_SLOPES)),
+    path=LUO_PATH,
+    point_method="adamw",
 )
