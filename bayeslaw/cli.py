@@ -147,9 +147,9 @@ def simulate(
 @_friendly_errors
 def fit_point_command(
     data: Annotated[str, typer.Argument(help="CSV/parquet in the bayeslaw schema, a source name, or 'demo'.")],
-    method: Annotated[str | None, typer.Option(
+    method: Annotated[str, typer.Option(
         help="epoch (Huber + L-BFGS grid), hitchhiker (least squares) or adamw (a law's published optimiser path: "
-             "multipower's, one model size); default: the law's own paper's (adamw for multipower on one model, else epoch).")] = None,
+             "multipower's, fitted one model at a time).")] = "epoch",
     family: Annotated[list[str] | None, typer.Option(help="Fit only these families (repeatable).")] = None,
     form: Annotated[str, typer.Option(help="The law (bayeslaw.laws.LAWS), e.g. chinchilla, multipower, annealing.")] = "chinchilla",
     min_tokens: Annotated[float, typer.Option(help="Drop checkpoints with tokens <= this (0: keep all); laws that "
@@ -171,18 +171,19 @@ def fit_point_command(
     df = _select_families(df, family)
     if "tokens" in law.columns_needed:
         df = cut_early(df, min_tokens=min_tokens or None)
-    # a law without a size term (a schedule law) describes one model: fit each model apart
-    keys = ["family"] if "params" in law.columns_needed else ["family", "model"]
+    # a law without a size term (a schedule law) describes one model, and a published path fits one size
+    # (Luo et al. fit each model alone): fit each model apart
+    keys = ["family"] if "params" in law.columns_needed and method != "adamw" else ["family", "model"]
     rows = []
     for key, rows_f in df.groupby(keys, sort=True):
         fit = fit_point(rows_f, form=law, method=method, polish=polish)
-        rows.append({**dict(zip(keys, key, strict=True)), "points": len(rows_f), **fit.params,
+        rows.append({**dict(zip(keys, key, strict=True)), "method": fit.method, "points": len(rows_f), **fit.params,
                      "objective": fit.objective})
     table = pd.DataFrame(rows)
     if as_json:
         typer.echo(table.to_json(orient="records", indent=1))
     else:
-        console.print(_table(table, f"{method} point fits, {law.formula}"))
+        console.print(_table(table, f"{', '.join(sorted(table['method'].unique()))} point fits, {law.formula}"))
 
 
 def _select_families(df: pd.DataFrame, families: list[str] | None) -> pd.DataFrame:

@@ -6,19 +6,21 @@ test on the other six; published test figures (the repository's README): mean re
 (25M) and 0.142% (100M), R^2 0.9988 and 0.9983, worst 0.41% and 0.58%. This script
 
 1. fits ``multipower`` and ``annealing`` per size (bayeslaw.fit_point; the size slopes held at 0) and prints
-   the same figures: multipower by Luo et al.'s own protocol (``method="adamw"``, fit_point's default for it:
-   a linearised start, then 200 AdamW steps) and by the epoch protocol (Huber on log residuals, L-BFGS from
-   a grid), annealing by the epoch protocol; with the loss-drop quadrature's error against the per-step
+   the same figures: multipower by Luo et al.'s own protocol (``method="adamw"``: a linearised start, then
+   200 AdamW steps) and by the epoch protocol (the default: Huber on log residuals, L-BFGS from a grid),
+   annealing by the epoch protocol; with the loss-drop quadrature's error against the per-step
    sum and the time per gradient of the binned design;
    ``--reproduce``: Luo et al.'s protocol on their files as they are (a branch's copy of its parent's
    checkpoints counted twice) with the loss drop summed step by step (bins of one step), against their
    published constants (about 2 minutes, 3 GB);
+   ``--wsd-horizons``: the two multipower protocols on other curves (wsd_horizons, each size with two or more
+   schedules: its constant runs, one cosine and one WSD run fitted, its other runs tested);
 2. fits each law once over both sizes with bayeslaw.fit at its defaults (the same three schedules per
    size) and scores the six test schedules per size: the posterior median's relative error and the
    share of test checkpoints inside the 50% and 90% bands (``kind="new_run"``), with the wall time and
    diagnostics. The runs that branch from a trained run share its offset; the others are new runs.
 
-    BAYESLAW_DATA=../shared/data python benchmarks/schedule_laws.py [--skip-bayes] [--forms annealing,multipower] [--reproduce]
+    BAYESLAW_DATA=../shared/data python benchmarks/schedule_laws.py [--skip-bayes] [--forms annealing,multipower] [--reproduce] [--wsd-horizons]
 """
 
 from __future__ import annotations
@@ -113,6 +115,27 @@ def reproduce(df: pd.DataFrame) -> None:
         print("  published:", "  ".join(f"{n} {v:.5g}" for n, v in zip(names, PUBLISHED_CONSTANTS[size], strict=True)))
 
 
+def other_curves() -> None:
+    """adamw against epoch where the published path was not tuned: wsd_horizons' sizes, rows past the warmup."""
+    from bayeslaw.data.schedules import after_warmup
+
+    rows_all = after_warmup(bd.load("wsd_horizons"))
+    schedules = run_schedules(rows_all)
+    print("\nwsd_horizons: test mean relative error of the multipower point fits")
+    for model, rows in rows_all.groupby("model", sort=False):
+        runs = sorted(rows["run"].unique())
+        shapes = {run: schedules[run].shape for run in runs}
+        picked = [r for r in runs if shapes[r] == "constant"]
+        picked += [next(r for r in runs if shapes[r] == shape) for shape in ("cosine", "wsd") if shape in shapes.values()]
+        if len(picked) < 2 or len(picked) == len(runs):
+            continue
+        train, test = rows[rows["run"].isin(picked)], rows[~rows["run"].isin(picked)]
+        errors = {m: 100 * np.mean(np.abs(fit_point(train, form="multipower", method=m).predict(test) / test["loss"] - 1))
+                  for m in ("adamw", "epoch")}
+        print(f"  {model}: {len(picked)} runs fitted, {test['run'].nunique()} tested: "
+              + ", ".join(f"{m} {v:.3f}%" for m, v in errors.items()), flush=True)
+
+
 def bayes(df: pd.DataFrame, form: str) -> pd.DataFrame:
     """bayeslaw.fit of ``form`` at its defaults on both sizes' training schedules; bands on the test ones."""
     train, test = split(df)
@@ -145,6 +168,7 @@ def main():
     parser.add_argument("--skip-bayes", action="store_true")
     parser.add_argument("--forms", default="annealing,multipower")
     parser.add_argument("--reproduce", action="store_true", help="Luo et al.'s protocol on their files, step by step")
+    parser.add_argument("--wsd-horizons", action="store_true", help="both multipower protocols on wsd_horizons' curves")
     options = parser.parse_args()
     forms = options.forms.split(",")
     df = bd.load("multipower")
@@ -169,6 +193,8 @@ def main():
     print("published (multipower):", PUBLISHED)
     if options.reproduce:
         reproduce(df)
+    if options.wsd_horizons:
+        other_curves()
     if not options.skip_bayes:
         for form in forms:
             bayes(df, form)

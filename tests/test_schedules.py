@@ -490,7 +490,7 @@ def test_lr_error_compares_each_logged_rate_except_the_last_iteration():
 def test_adamw_path_fits_one_size_from_its_linearised_start():
     df = _curves("multipower", MPL_TRUTH, SCHEDULES)
     train, test = df[df["run"] != "wsd"], df[df["run"] == "wsd"]
-    fit = fit_point(train, form="multipower")  # one size: the law's own protocol
+    fit = fit_point(train, form="multipower", method="adamw")
     assert fit.method == "adamw" and fit.converged and fit.details["steps"] <= 200
     relative = np.abs(fit.predict(test) / test["loss"].to_numpy() - 1)
     assert relative.mean() < 3e-3  # 200 AdamW steps: near, not at, the minimum (epoch's is 4e-5 here)
@@ -498,7 +498,6 @@ def test_adamw_path_fits_one_size_from_its_linearised_start():
     assert fit.params["C"] != pytest.approx(1.0, abs=0.1) and fit.params["beta"] != pytest.approx(0.5, abs=0.05)
     few = train.iloc[::4]
     two_sizes = pd.concat([few, few.assign(params=2e8, run=few["run"] + "-2x")])
-    assert fit_point(two_sizes, form="multipower").method == "epoch"  # the size slopes need the grid
     with pytest.raises(ValueError, match=r"method='adamw' fits one model size, as Luo et al. 2025 do; the table has 2 "
                                          r"\(column 'params'\)"):
         fit_point(two_sizes, form="multipower", method="adamw")
@@ -506,16 +505,35 @@ def test_adamw_path_fits_one_size_from_its_linearised_start():
         fit_point(train, form="annealing", method="adamw")
 
 
+def test_cli_follows_the_published_path_one_model_at_a_time(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from bayeslaw.cli import app
+
+    df = _curves("multipower", MPL_TRUTH, {k: SCHEDULES[k] for k in ("cosine", "constant", "wsd")}, every=200)
+    df = pd.concat([df.assign(model="m1", params=1e8), df.assign(model="m2", params=2e8, loss=df["loss"] * 0.95)])
+    df = df.assign(family="f", run=df["model"] + "-" + df["run"], tokens=df["step"] * 1e5, loss_name="loss")
+    path = tmp_path / "curves.csv"
+    df.to_csv(path, index=False)
+    result = CliRunner().invoke(app, ["fit-point", str(path), "--form", "multipower", "--method", "adamw", "--json"])
+    assert result.exit_code == 0, result.output
+    fits = json.loads(result.output)
+    assert [(f["model"], f["method"]) for f in fits] == [("m1", "adamw"), ("m2", "adamw")]
+    assert fits[1]["L0"] < fits[0]["L0"]  # the larger model's 5% lower curve
+
+
 @pytest.mark.parametrize("size, target", [("25M", 0.15), ("100M", 0.20)])
 def test_adamw_path_reaches_the_published_test_error(data_root, size, target):
     """Luo et al. fit cosine_24000, constant_24000 and wsdcon_9 and test on the other six schedules (published
-    mean relative error 0.110% and 0.142%); the schedule issue asks for 0.15% and 0.20% at the defaults."""
+    mean relative error 0.110% and 0.142%); the schedule issue asks for 0.15% and 0.20%: their protocol."""
     from bayeslaw.data import load
 
     rows = load("multipower", root=data_root)
     rows = rows[rows["model"] == size]
     train = rows["run"].str.split("-").str[-1].isin(["cosine_24000", "constant_24000", "wsdcon_9"])
-    fit = fit_point(rows[train], form="multipower")
+    fit = fit_point(rows[train], form="multipower", method="adamw")
     test = rows[~train]
     assert 100 * np.mean(np.abs(fit.predict(test) / test["loss"].to_numpy() - 1)) < target
     published = {"25M": {"L0": 3.0405, "A": 0.5247, "alpha": 0.5079, "B": 363.79},

@@ -630,7 +630,7 @@ METHODS = get_args(PointMethod)
 def fit_point(
     df: pd.DataFrame,
     form: str | Law = "chinchilla",
-    method: PointMethod | None = None,
+    method: PointMethod = "epoch",
     *,
     delta: float = HUBER_DELTA,
     max_iter: int = 1000,
@@ -647,9 +647,9 @@ def fit_point(
     form : str, default "chinchilla"
         A law from :data:`bayeslaw.laws.LAWS` (chinchilla, kaplan, kaplan_e, compute, su2024); its
         inputs are read or derived from the table by ``Law.columns``.
-    method : {"epoch", "hitchhiker", "adamw"}, optional
-        See the module docstring. Default: the law's own paper's protocol (``Law.point_method``: ``adamw``
-        for multipower on a table of one model size, ``epoch`` otherwise).
+    method : {"epoch", "hitchhiker", "adamw"}, default "epoch"
+        See the module docstring. ``adamw`` (a law's published optimiser path, one model size) reproduces
+        a paper's figures on its own data; ``epoch``, the objective's minimum, is the robust default.
     delta, max_iter, starts
         ``epoch`` only: Huber delta on log residuals, L-BFGS iteration cap, and starting
         points (rows in ``law.theta_names`` order; default the published grid).
@@ -670,11 +670,8 @@ def fit_point(
     """
     law = get_law(form)
     df = drop_copies(df)  # a branch's copy of its parent's checkpoints counts once
-    sizes = df["params"].nunique() if "params" in df.columns else 1
-    if method is None:
-        # a path fits one size (Luo et al. fit each model alone); the size slopes need the grid
-        method = law.point_method if law.point_method != "adamw" or sizes <= 1 else "epoch"
-    if method == "adamw":
+    if method == "adamw":  # a path fits one size (Luo et al. fit each model alone); the size slopes need the grid
+        sizes = df["params"].nunique() if "params" in df.columns else 1
         if law.path is None:
             raise ValueError(f"method='adamw' follows a law's published optimiser path; the {law.name} law has none "
                              f"(forms with one: {forms(lambda law: law.path)}): use method='epoch'")

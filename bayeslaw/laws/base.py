@@ -137,9 +137,6 @@ class Law:
         (row, bin)): checked finite only. Every other input must be positive.
     path : PathFit or None
         A published point fit that follows an optimiser's path (``fit_point(method="adamw")``); None: not offered.
-    point_method : str
-        ``fit_point``'s default method: the protocol of the law's own paper where the package has it
-        (``"adamw"`` with ``path``), else ``"epoch"``.
     """
 
     name: str
@@ -160,7 +157,6 @@ class Law:
     trajectory: Trajectory | None = None
     features: tuple[str, ...] = ()
     path: PathFit | None = None
-    point_method: str = "epoch"
 
     @property
     def columns_needed(self) -> tuple[str, ...]:
