@@ -25,6 +25,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
+import scipy.special
 
 from bayeslaw.data.schedules import run_schedules
 from bayeslaw.laws.base import Law, PathFit
@@ -103,8 +104,8 @@ def linearised_start(df, inputs) -> dict[str, float]:
         pred = p[0] + p[1] * lr_area ** -p[2] - p[3] * (peak - eta)
         if not np.all(pred > 0):  # theirs takes a log of it (NaN): a large value instead
             return 1e10
-        r = np.abs(log_y - np.log(pred))
-        return float(np.sum(np.where(r < LUO_HUBER_DELTA, 0.5 * r**2, LUO_HUBER_DELTA * (r - 0.5 * LUO_HUBER_DELTA))))
+        # scipy's Huber on host arrays, as theirs: point.huber is jax, which would compile every operation here
+        return float(np.sum(scipy.special.huber(LUO_HUBER_DELTA, log_y - np.log(pred))))
 
     grid = np.stack(np.meshgrid(np.linspace(floor - 0.2, floor + 0.2, 5),
                                 np.linspace(np.exp(intercept) - 0.1, np.exp(intercept) + 0.1, 3),
