@@ -747,6 +747,8 @@ def schedule(
                                                          "constant-rate run gives (with --cooldown-steps).")] = None,
     cooldown_steps: Annotated[int | None, typer.Option(help="Length of that branch's cooldown, steps.")] = None,
     family: Annotated[str | None, typer.Option(help="The family (default: the fit's only one, else a new family).")] = None,
+    parent_run: Annotated[str | None, typer.Option(help="The cooldowns branch from this trained constant-rate run "
+                                                        "(its level known): when to cool down a run in training.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the predictive draws.")] = 0,
     as_json: JsonOption = False,
 ) -> None:
@@ -773,7 +775,8 @@ def schedule(
         return
     fractions = _numbers(cooldown, "--cooldown") or None
     table = best_cooldown(fit, total_steps=total_steps, peak_lr=peak_lr, params=params, family=family,
-                          warmup_steps=warmup, final_lr=final_lr, decay_type=decay_type, fractions=fractions, seed=seed)
+                          warmup_steps=warmup, final_lr=final_lr, decay_type=decay_type, fractions=fractions,
+                          parent_run=parent_run, seed=seed)
     keep = ["cooldown_fraction", "cooldown_start", "loss", "q5", "q95", "p_best", "best"]
     if as_json:
         typer.echo(_json({"form": fit.form, "units": "nats per token", "cooldown": _records(table[keep])}))

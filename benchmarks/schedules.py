@@ -39,12 +39,13 @@ import numpy as np
 import pandas as pd
 
 import bayeslaw.data as bd
+from bayeslaw.data.runs import rising_runs
 from bayeslaw.data.schedules import after_warmup, run_schedules
 from bayeslaw.data.split import thin_checkpoints
 from bayeslaw.inference.nuts import fit as bayes_fit
 from bayeslaw.inference.point import fit_point
 from bayeslaw.metrics import crps
-from bayeslaw.plan import best_cooldown, schedule_loss
+from bayeslaw.plan import best_cooldown
 
 TAIL = 0.3  # the target's last 30% of checkpoints (the Hitchhiker's Guide's ARE)
 THIN = 20  # checkpoints kept per run, for every method alike (bl.fit's default thinning)
@@ -52,25 +53,32 @@ LOG_EVERY = 200  # wsd_horizons logs the validation loss every 200 steps
 
 
 def load() -> pd.DataFrame:
-    """wsd_horizons past each run's warmup, one family per data set; the chunk1 extensions left out."""
+    """wsd_horizons past each run's warmup, one family per data set; the chunk1 extensions and the runs that
+    diverged (``bl.fit`` refuses them: :func:`bayeslaw.data.runs.rising_runs`) left out, and said. Each
+    run's schedule shape and total steps as columns (``shape``, ``total_steps``), parsed once."""
     df = bd.load("wsd_horizons")
     df = df[~df["family"].str.startswith("slimpajama_chunk1")]
-    df = df.assign(family=df["family"].str.split("-").str[0], shape=df["run"].map(
-        {run: s.shape for run, s in run_schedules(df).items()}))
-    return after_warmup(df).reset_index(drop=True)
+    schedules = run_schedules(df)
+    df = after_warmup(df.assign(family=df["family"].str.split("-").str[0],
+                                shape=df["run"].map({run: s.shape for run, s in schedules.items()}),
+                                total_steps=df["run"].map({run: s.total_steps for run, s in schedules.items()})))
+    diverged = rising_runs(df, by="step")
+    for run, d in diverged.iterrows():
+        print(f"left out run {run!r}: diverged, loss {d['first_loss']:.3f} at step {d['first']:g} -> "
+              f"{d['last_loss']:.3f} at step {d['last']:g}")
+    return df[~df["run"].isin(diverged.index)].reset_index(drop=True)
 
 
 def horizon_cases(df: pd.DataFrame):
     """(family, shape, size, seen rows, the targets' rows) per case: the targets are the size's runs of the
     shape at its longest horizon."""
-    total = {run: s.total_steps for run, s in run_schedules(df).items()}
     sizes = df.groupby("model")["params"].first().sort_values()
     for family, rows in df.groupby("family"):
         for shape in ("cosine", "wsd"):
             for model in sizes.index:
                 here = rows[(rows["model"] == model) & (rows["shape"] == shape)]
                 smaller = rows[rows["params"] < sizes[model]]
-                horizons = pd.Series({run: total[run] for run in here["run"].unique()}, dtype=float)
+                horizons = here.groupby("run")["total_steps"].first().astype(float)
                 if smaller.empty or horizons.nunique() < 2:
                     continue
                 targets = horizons.index[horizons == horizons.max()]
@@ -83,10 +91,9 @@ def horizon_cases(df: pd.DataFrame):
 def final_losses(seen: pd.DataFrame, shape: str) -> pd.DataFrame:
     """The final loss of every finished run of ``shape`` in ``seen`` (its last checkpoint within one logging
     interval, 200 steps, of its schedule's end)."""
-    total = {run: s.total_steps for run, s in run_schedules(seen).items()}
     last = seen.loc[seen.groupby("run")["step"].idxmax()]
-    done = last["step"].to_numpy() >= last["run"].map(total).to_numpy() - LOG_EVERY
-    return last[done & (last["shape"] == shape).to_numpy()].drop(columns=["schedule", "parent_run"]).reset_index(drop=True)
+    done = (last["step"] >= last["total_steps"] - LOG_EVERY) & (last["shape"] == shape)
+    return last[done].drop(columns=["schedule", "parent_run"]).reset_index(drop=True)
 
 
 def score(observed: np.ndarray, draws: np.ndarray, is_final: np.ndarray) -> dict:
@@ -173,30 +180,29 @@ def cooldown() -> pd.DataFrame:
               if s.shape == "constant" and run in set(df.loc[df["model"] == sweep_size, "run"])}
     finals = df[held].loc[lambda d: d.groupby("run")["step"].transform("max") == d["step"]]
     finals = finals.assign(peak_lr=finals["run"].map(lambda r: schedules[r].peak_lr),
-                           total=finals["run"].map(lambda r: schedules[r].total_steps),
                            decay=finals["run"].map(lambda r: schedules[r].decay_type),
-                           fraction=finals["run"].map(lambda r: round(1 - schedules[r].decay_start / schedules[r].total_steps, 3)))
-    finished = finals["step"] >= finals["total"] - LOG_EVERY
+                           fraction=finals["run"].map(lambda r: 1 - schedules[r].decay_start / schedules[r].total_steps))
+    finished = finals["step"] >= finals["total_steps"] - LOG_EVERY
     rows = []
-    for (peak_lr, total, decay), sweep in finals[finished].groupby(["peak_lr", "total", "decay"]):
+    for (peak_lr, total, decay), sweep in finals[finished].groupby(["peak_lr", "total_steps", "decay"]):
         sweep = sweep.drop_duplicates("fraction").sort_values("fraction")
         if len(sweep) < 3:
             continue
-        runs = {r: schedules[r] for r in sweep["run"]}
+        first = schedules[sweep["run"].iloc[0]]
         parent = stable.get(peak_lr)
-        forecast = schedule_loss(fit, runs, params=params, parent_run=parent)
-        law = fit.predict(forecast.assign(params=params, tokens=np.nan, run="planned", family="slimpajama",
-                                          schedule=[s.to_json() for s in runs.values()]), kind="law").draws.values
-        p_best = np.bincount(np.argmin(law, axis=1), minlength=len(runs)) / law.shape[0]
+        # the sweep's own fractions as branches of its stable run, then the default grid as a new run
+        forecast = best_cooldown(fit, total_steps=int(total), peak_lr=peak_lr, params=params, decay_type=decay,
+                                 warmup_steps=first.warmup_steps, final_lr=first.final_lr,
+                                 fractions=sweep["fraction"].to_numpy(), parent_run=parent)
+        grid = best_cooldown(fit, total_steps=int(total), peak_lr=peak_lr, params=params, decay_type=decay,
+                             warmup_steps=first.warmup_steps, final_lr=first.final_lr)
         observed = sweep["loss"].to_numpy()
-        best_at, observed_best = int(np.argmin(forecast["loss"].to_numpy())), int(np.argmin(observed))
-        grid = best_cooldown(fit, total_steps=int(total), peak_lr=peak_lr, params=params, warmup_steps=runs[sweep["run"].iloc[0]].warmup_steps,
-                             decay_type=decay)
+        best_at, observed_best = int(np.argmax(forecast["best"].to_numpy())), int(np.argmin(observed))
+        fractions = sweep["fraction"].round(3).to_numpy()
         rows.append({"peak_lr": peak_lr, "steps": int(total), "decay": decay, "fractions": len(sweep),
                      "parent seen": parent is not None,
-                     "observed best": sweep["fraction"].iloc[observed_best],
-                     "forecast best": sweep["fraction"].iloc[best_at], "p_best": p_best[best_at],
-                     "p_best(observed)": p_best[observed_best],
+                     "observed best": fractions[observed_best], "forecast best": fractions[best_at],
+                     "p_best": forecast["p_best"].iloc[best_at], "p_best(observed)": forecast["p_best"].iloc[observed_best],
                      "regret_pct": 100 * (observed[best_at] / observed[observed_best] - 1),
                      "are_pct": 100 * np.mean(np.abs(forecast["loss"].to_numpy() / observed - 1)),
                      "cover90": np.mean((observed >= forecast["q5"]) & (observed <= forecast["q95"])),

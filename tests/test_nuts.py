@@ -215,6 +215,22 @@ def test_an_unseen_family_is_drawn_by_the_model_from_the_population(fitted):
     np.testing.assert_array_equal(fitted.sampled_theta("fam0"), fitted.site_draws("theta")[:, 0])
 
 
+def test_the_predictive_is_replicated_in_chunks_of_draws(sim, fitted, monkeypatch):
+    """Chunks of 7 draws (the last padded): the same fit's log likelihood to the bit, and a posterior
+    predictive of the same distribution, each draw its own (no chunk a copy of another)."""
+    import bayeslaw.inference.nuts as nuts
+
+    data = prepare_fit(sim.data, FitConfig(**{k: v for k, v in QUICK.items() if k != "progress"})).data
+    monkeypatch.setattr(nuts, "REPLICATE_ELEMENTS", 7 * data.run_mask.size)
+    chunked = fit(sim.data, seed=0, **QUICK)
+    np.testing.assert_array_equal(chunked.idata.log_likelihood["obs"].values, fitted.idata.log_likelihood["obs"].values)
+    ppc, whole = (f.idata.posterior_predictive["obs"].values.reshape(-1, len(data.family)) for f in (chunked, fitted))
+    assert ppc.shape == whole.shape and np.isfinite(ppc).all()
+    assert len(np.unique(ppc[:, 0])) == len(ppc)
+    se = whole.std(axis=0) / np.sqrt(len(whole))
+    assert np.all(np.abs(ppc.mean(axis=0) - whole.mean(axis=0)) < 6 * np.sqrt(2) * se)
+
+
 def test_save_load_round_trip_is_exact(fitted, tmp_path):
     path = fitted.save(tmp_path / "fit.nc")
     assert not list(tmp_path.glob("*.tmp"))
@@ -290,6 +306,12 @@ def test_fit_refuses_bad_requests(sim):
     run = sim.data["run"].iloc[5]
     with pytest.raises(ValueError, match=f"run '{run}' has two or more rows at the same tokens .*different losses"):
         fit(twice)
+    # a diverged run (its loss ends twice where it started): refused naming it, its rows and the rise
+    run = sim.data["run"].iloc[0]
+    last = sim.data.index[sim.data["run"] == run].max()
+    blown = sim.data.assign(loss=sim.data["loss"].where(sim.data.index != last, sim.data.loc[last, "loss"] * 2.5))
+    with pytest.raises(ValueError, match=rf"run '{run}' ends \d+% above its first checkpoint .*rows \[\d+, {last}\].*diverged"):
+        fit(blown, min_tokens=None)
     # a family seen at one size: refused alone, a warning naming it beside others
     one_size = sim.data[(sim.data["family"] == "fam0") & (sim.data["params"] == 1e8)]
     with pytest.raises(ValueError, match=r"\['fam0'\] seen at a single model size cannot be extrapolated"):

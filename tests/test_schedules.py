@@ -9,7 +9,7 @@ import pytest
 from bayeslaw.data.schedules import Schedule, lr_error, run_schedules
 from bayeslaw.inference.point import fit_point
 from bayeslaw.laws import get_law
-from bayeslaw.laws.annealing import SIZE_SLOPES as ANNEALING_SLOPES
+from bayeslaw.laws.annealing import SLOPES as ANNEALING_SLOPES
 from bayeslaw.laws.multipower import SIZE_SLOPES as MULTIPOWER_SLOPES
 from bayeslaw.laws.schedule_terms import annealing_area, drop_design, drop_exact, lr_area, schedule_inputs
 
@@ -168,6 +168,23 @@ def test_point_fit_on_three_schedules_predicts_a_fourth(law_name, truth):
     assert abs(constant["loss"].iloc[-1] / test["loss"].iloc[-1] - 1) > 10 * relative[-1]
 
 
+def test_annealing_constants_move_with_the_peak_rate():
+    """Runs at two peak rates, a cooldown at a third: the law's rate slopes carry it; held at 0 (one set of
+    constants for every rate, S1 and S2 alone reading the rate) the forecast is far off."""
+    from bayeslaw.laws.annealing import LR_SLOPES, SIZE_SLOPES
+
+    truth = {k: v for k, v in ANNEALING_TRUTH.items() if k not in SIZE_SLOPES}
+    train = _curves("annealing", truth, {f"{kind}-{eta:g}": Schedule(kind, eta, 4000, 200, eta / 10)
+                                         for kind in ("constant", "cosine") for eta in (5e-4, 2e-3)})
+    test = _curves("annealing", truth, {"wsd": Schedule.wsd(1e-3, 4000, 0.25, warmup_steps=200, final_lr=1e-5)})
+    errors = {}
+    for name, fixed in (("rate slopes", SIZE_SLOPES), ("one set of constants", {**SIZE_SLOPES, **LR_SLOPES})):
+        fit = fit_point(train, form="annealing", fixed=fixed)
+        errors[name] = np.mean(np.abs(fit.predict(test) / test["loss"].to_numpy() - 1))
+    assert errors["rate slopes"] < 5e-4
+    assert errors["one set of constants"] > 5 * errors["rate slopes"]
+
+
 def test_cli_fits_a_schedule_law_over_the_sizes_of_a_family(tmp_path):
     import json
 
@@ -223,7 +240,8 @@ def test_schedule_planning_with_a_multipower_fit():
 # --- Bayesian schedule laws ----------------------------------------------------------------------
 
 ANNEALING_TRUTH = {"l0": np.log(2.8), "a": np.log(0.5), "alpha": 0.45, "c": np.log(0.5),
-                   "l0_n": -0.08, "a_n": 0.05, "alpha_n": -0.02, "c_n": 0.1}
+                   "l0_n": -0.08, "a_n": 0.05, "alpha_n": -0.02, "c_n": 0.1,
+                   "l0_lr": 0.0, "a_lr": 0.25, "alpha_lr": 0.0, "c_lr": -0.5}
 ROOT = Schedule("constant", 1e-3, 4000, 200)
 PLANS = {
     "constant": (ROOT, None),
@@ -408,6 +426,10 @@ def test_schedule_questions_with_bands_from_a_bayesian_fit(schedule_fit):
     table = best_cooldown(fitted, total_steps=4000, peak_lr=1e-3, warmup_steps=200, final_lr=1e-5, params=2e8,
                           fractions=[0.05, 0.2, 0.5])
     assert table["p_best"].sum() == pytest.approx(1.0) and table.loc[table["best"], "p_best"].item() > 0.5
+    # the cooldown of a run in training: branches of it, narrower than the same fractions for a new run
+    sweep = dict(total_steps=4000, peak_lr=1e-3, warmup_steps=200, final_lr=1e-5, params=1e8, fractions=[0.1, 0.3])
+    branches, new = best_cooldown(fitted, parent_run="1e+08-constant", **sweep), best_cooldown(fitted, **sweep)
+    assert ((branches["q95"] - branches["q5"]) < 0.6 * (new["q95"] - new["q5"])).all()
     drop = cooldown_drop(fitted, branch_step=2500, cooldown_steps=800, peak_lr=1e-3, warmup_steps=200, params=2e8)
     assert 0 < drop["drop_q5"] < drop["drop"] < drop["drop_q95"]
 
@@ -460,6 +482,15 @@ def test_cli_plans_a_schedule_and_forecasts_a_run_in_flight(tmp_path):
     rows = json.loads(result.output)["cooldown"]
     assert [r["cooldown_fraction"] for r in rows] == [0.05, 0.2, 0.5]
     assert sum(r["p_best"] for r in rows) == pytest.approx(1.0) and all(r["q5"] < r["loss"] < r["q95"] for r in rows)
+    # the cooldowns of a run in training (branches of it) against the same plan for a new run
+    plan = ["schedule", str(fit_file), "--params", "3e8", "--total-steps", "4000", "--peak-lr", "1e-3", "--warmup",
+            "200", "--final-lr", "1e-5", "--cooldown", "0.05,0.2,0.5", "--json"]
+    new, branches = (json.loads(runner.invoke(app, plan + extra).output)["cooldown"]
+                     for extra in ([], ["--parent-run", "3e+08-constant"]))
+    assert all(b["q95"] - b["q5"] < r["q95"] - r["q5"] for b, r in zip(branches, new, strict=True))
+    result = runner.invoke(app, ["schedule", str(fit_file), "--params", "2e8", "--total-steps", "4000", "--peak-lr",
+                                 "1e-3", "--parent-run", "nope"])
+    assert result.exit_code != 0 and "parent_run 'nope' is not a run of the fit" in result.output
     result = runner.invoke(app, ["schedule", str(fit_file), "--params", "2e8", "--total-steps", "4000", "--peak-lr",
                                  "1e-3", "--branch-step", "2500"])
     assert result.exit_code != 0 and "--branch-step needs --cooldown-steps" in result.output

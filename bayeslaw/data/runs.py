@@ -18,10 +18,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["BUDGET_LOG_TOLERANCE", "drop_copies", "replicated_runs", "run_configurations", "branch_roots",
-           "single_size_families"]
+__all__ = ["BUDGET_LOG_TOLERANCE", "RISE_LIMIT", "drop_copies", "replicated_runs", "rising_runs", "run_configurations",
+           "branch_roots", "single_size_families"]
 
 BUDGET_LOG_TOLERANCE = 0.01  # token budgets within 1% (in ln tokens) are one budget
+# a run whose last checkpoint's loss is this much above its first has diverged: no scaling law rises
+# along a run, and checkpoint noise is a fraction of a percent
+RISE_LIMIT = 0.05
 
 
 def run_configurations(df: pd.DataFrame) -> pd.DataFrame:
@@ -81,3 +84,17 @@ def single_size_families(df: pd.DataFrame) -> list[str]:
     exponent of its own, so a law in N fitted on such a family alone cannot forecast another size."""
     sizes = df.groupby("family")["params"].nunique()
     return sorted(sizes.index[sizes < 2])
+
+
+def rising_runs(df: pd.DataFrame, by: str = "tokens", limit: float = RISE_LIMIT) -> pd.DataFrame:
+    """The runs whose loss at their last checkpoint (in ``by``: tokens or step) is more than ``limit``
+    above their first: one row per such run (index ``run``) with ``first``/``last`` (their ``by``),
+    ``first_loss``, ``last_loss``, ``rise`` (the relative rise) and the two rows' labels ``rows``."""
+    ordered = df.sort_values(["run", by], kind="stable")
+    ends = ordered.groupby("run", sort=True)
+    first, last = ends.head(1).set_index("run"), ends.tail(1).set_index("run")
+    rise = last["loss"] / first["loss"] - 1
+    out = pd.DataFrame({"first": first[by], "last": last[by], "first_loss": first["loss"], "last_loss": last["loss"],
+                        "rise": rise, "rows": [[int(a), int(b)] for a, b in zip(ends.head(1).index, ends.tail(1).index)]},
+                       index=first.index)
+    return out[out["rise"] > limit]

@@ -297,5 +297,5 @@ def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Opt
     for i, p in enumerate(batch):
         width_i = p.data.run_mask.shape[1]
         fits.append(finish_fit(p, {k: v[i] for k, v in samples.items()}, {k: stats[k][i] for k in EXTRA_FIELDS},
-                               ppc[i][..., :width_i], log_lik[i], sampled))
+                               p.data.per_row(ppc[i][..., :width_i]), log_lik[i], sampled))
     return fits

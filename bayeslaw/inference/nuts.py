@@ -27,7 +27,7 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
 from numpyro.infer.util import initialize_model
 
 from bayeslaw.data.files import write_atomic
-from bayeslaw.data.runs import branch_roots, drop_copies, single_size_families
+from bayeslaw.data.runs import branch_roots, drop_copies, rising_runs, single_size_families
 from bayeslaw.data.schedules import after_warmup
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.config import ATTR as CONFIG_ATTR
@@ -469,9 +469,7 @@ def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
                           for old, new in zip((samples, extra), more, strict=True))
         blocks += 1
     flat = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), samples)  # chain-major, as get_samples()
-    # jitted: run eagerly, each of the model's operations compiles on its own (seconds per call)
-    ppc, log_lik = jax.jit(lambda s, key: _replicate(model, s, key, data, y, seed_scaling=config.seed_scaling))(
-        flat, key_ppc)
+    ppc, log_lik = _replicate_in_chunks(model, flat, key_ppc, data, y, seed_scaling=config.seed_scaling)
     fitted = finish_fit(prepared, samples, extra, ppc, log_lik, sites)
     fitted.idata.attrs["bayeslaw_extensions"] = blocks
     return fitted
@@ -543,6 +541,15 @@ def prepare_fit(df: pd.DataFrame, config: FitConfig) -> PreparedFit:
     else:
         rows, cut = cut_early(rows, min_tokens=config.min_tokens, min_fraction=config.min_fraction), (
             f"the early cut (min_tokens={config.min_tokens}, min_fraction={config.min_fraction})")
+    diverged = rising_runs(rows, by=axis)
+    if len(diverged):
+        # one such run's offset (its loss doubled) is the seed spread the model would learn, and a new
+        # run's band would carry it
+        run, d = diverged.index[0], diverged.iloc[0]
+        raise ValueError(f"fit: run {run!r} ends {100 * d['rise']:.0f}% above its first checkpoint after {cut} "
+                         f"({d['first_loss']:.4g} at {axis} {d['first']:g}, {d['last_loss']:.4g} at {d['last']:g}; "
+                         f"rows {d['rows']}): a diverged run, which no scaling law describes; leave it out "
+                         f"({len(diverged)} such run(s): {list(diverged.index[:3])})")
     if len(rows) >= n_theta and config.thin is not None:
         rows = thin_checkpoints(rows, per_run=config.thin, by=axis)
     if len(rows) < n_theta:
@@ -571,9 +578,32 @@ def _replicate(model, samples: dict, key, data: ModelData, y, *, seed_scaling: s
     return ppc, log_lik
 
 
+REPLICATE_ELEMENTS = 2**21  # per chunk of draws: draws x runs x checkpoints of the padded predictive
+
+
+def _replicate_in_chunks(model, samples: dict, key, data: ModelData, y, *, seed_scaling: str):
+    """:func:`_replicate` over chunks of draws of equal size (one compilation; the last chunk padded with
+    the last draw), the predictive written per row as each chunk ends: the fit holds one (draw, row)
+    array, not the padded draws and their copies at once. (draw, row) and (draw, run)."""
+    n_draws = len(next(iter(samples.values())))
+    chunk = min(n_draws, max(1, REPLICATE_ELEMENTS // data.run_mask.size))
+    # jitted: run eagerly, each of the model's operations compiles on its own (seconds per call)
+    replicate = jax.jit(lambda s, k: _replicate(model, s, k, data, y, seed_scaling=seed_scaling))
+    ppc, log_lik = np.empty((n_draws, len(data.family))), np.empty((n_draws, data.n_runs))
+    for i, start in enumerate(range(0, n_draws, chunk)):
+        draws = np.minimum(np.arange(start, start + chunk), n_draws - 1)
+        # the first chunk draws with ``key`` itself: a fit of one chunk replicates as fit_many's program does
+        part, part_lik = replicate({k: v[draws] for k, v in samples.items()}, key if i == 0 else jax.random.fold_in(key, i))
+        keep = min(chunk, n_draws - start)
+        ppc[start:start + keep] = data.per_row(np.asarray(part)[:keep])
+        log_lik[start:start + keep] = np.asarray(part_lik)[:keep]
+    return ppc, log_lik
+
+
 def finish_fit(prepared: PreparedFit, samples: dict, extra: dict, ppc, log_lik, sampled_sites) -> Fit:
     """A :class:`Fit` from NUTS' draws and extra fields (grouped by chain), the posterior predictive of
-    ``obs`` and the log likelihood per run (draws of all chains, flat), and the sites NUTS moved in."""
+    ``obs`` per row (draw, row) and the log likelihood per run (draw, run) (draws of all chains, flat),
+    and the sites NUTS moved in."""
     data, rows, config, y = prepared.data, prepared.rows, prepared.config, prepared.y
     spec = get_parameterization(config.form)
     chains, draws = np.shape(extra["diverging"])[:2]
@@ -587,7 +617,7 @@ def finish_fit(prepared: PreparedFit, samples: dict, extra: dict, ppc, log_lik, 
     idata = _posterior_tree(samples, extra, MAX_TREE_DEPTH, coords, site_dims(config.pooling, spec))
     # observations, their posterior predictive and the constant data per row; the log likelihood per run
     # (the unit the likelihood factorises over: PSIS-LOO leaves one run out)
-    per_row = data.per_row(ppc)
+    per_row = np.asarray(ppc)
     chain_draw = {"chain": np.arange(chains), "draw": np.arange(draws)}
     idata["observed_data"] = xr.DataTree(xr.Dataset({"obs": ("obs_id", np.asarray(y))}, coords={"obs_id": np.arange(len(rows))}))
     idata["posterior_predictive"] = xr.DataTree(xr.Dataset(

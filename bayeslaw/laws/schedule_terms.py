@@ -38,7 +38,8 @@ import jax.numpy as jnp
 from bayeslaw.data.schedules import Schedule
 from bayeslaw.laws.base import Sampling
 
-__all__ = ["ANNEALING_MOMENTUM", "BIN_STEPS", "SIZE_REF", "annealing_area", "at_size", "drop_design", "drop_exact",
+__all__ = ["ANNEALING_MOMENTUM", "BIN_STEPS", "LR_REF", "SIZE_REF", "annealing_area", "at_peak_lr", "at_size",
+           "drop_design", "drop_exact",
            "lr_area", "size_sampling",
            "schedule_inputs"]
 
@@ -52,6 +53,7 @@ WARMUP_BIN_GROWTH = 1.3
 RATE_FLOOR = 1e-6  # of the peak: the smallest rate the loss-drop design uses (eta^-gamma stays finite)
 ANNEALING_MOMENTUM = 0.999  # lam of Tissue et al. 2024's annealing area (their value)
 SIZE_REF = 1e8  # parameters: a schedule law's constants are quoted at this size (where its runs are)
+LR_REF = 1e-3  # and at this peak learning rate
 
 
 #: Normal prior (centre, scale, prior mean of the spread across families) of the term both schedule laws
@@ -78,6 +80,22 @@ def at_size(theta, params, varying: tuple[str, ...]) -> dict:
     """
     x = jnp.log(jnp.asarray(params) / SIZE_REF)
     return {**theta, **{k: theta[k] + theta[f"{k}_n"] * x for k in varying}}
+
+
+def at_peak_lr(theta, peak_lr, varying: tuple[str, ...], exponents: tuple[str, ...] = ()) -> dict:
+    """The law's constants at a run's peak learning rate: k(eta) = k + k_lr log(eta / LR_REF) for each
+    log-constant k in ``varying``, and x(eta) = x (eta / LR_REF)^x_lr for each exponent x in ``exponents``.
+
+    S1 and S2 read the rate's absolute value, yet a law fitted at one peak rate does not carry to
+    another: swept over peak rates, a longer area at a hotter rate buys less than the law says, and a
+    cooldown's drop grows more slowly than the rate (C falls with it). Power laws in eta, as in N. An
+    exponent scales rather than shifts: the models sample it as log x, and at one peak rate its slope
+    then trades against log x along a straight ridge, which NUTS' dense mass matrix takes in its stride
+    (a shift bends that ridge: 8 times the leapfrog steps on one-rate data).
+    """
+    x = jnp.log(jnp.asarray(peak_lr) / LR_REF)
+    return {**theta, **{k: theta[k] + theta[f"{k}_lr"] * x for k in varying},
+            **{k: theta[k] * jnp.exp(theta[f"{k}_lr"] * x) for k in exponents}}
 
 
 def size_sampling(priors: Mapping[str, tuple[float, float, float]], theta_names: tuple[str, ...]) -> Sampling:
@@ -202,7 +220,8 @@ _CACHE: dict = {}  # the last tables' inputs: a law derives each of its inputs f
 
 def schedule_inputs(columns: Mapping, bin_steps: int = BIN_STEPS) -> dict[str, np.ndarray]:
     """Per-row schedule inputs from ``step`` and ``schedule`` (JSON) columns: ``lr_area`` (S1),
-    ``annealing_area`` (S2) and the loss-drop design, padded to a common number of bins."""
+    ``annealing_area`` (S2), the run's ``peak_lr`` and the loss-drop design, padded to a common number of
+    bins."""
     steps = np.asarray(columns["step"], dtype=float)
     texts = np.asarray(columns["schedule"], dtype=object)
     key = (steps.tobytes(), "\n".join(map(str, texts)), bin_steps)
@@ -218,7 +237,7 @@ def _schedule_inputs(steps: np.ndarray, texts: np.ndarray, bin_steps: int) -> di
     if bad.size:
         raise ValueError(f"column 'step' has values that are not steps >= 1 at rows {bad[:5].tolist()} ({bad.size} in all); "
                          f"schedule laws need each checkpoint's optimizer step")
-    out = {"lr_area": np.zeros(len(steps)), "annealing_area": np.zeros(len(steps))}
+    out = {"lr_area": np.zeros(len(steps)), "annealing_area": np.zeros(len(steps)), "peak_lr": np.ones(len(steps))}
     designs = []
     for text in dict.fromkeys(texts.tolist()):
         rows = np.flatnonzero(texts == text)
@@ -226,8 +245,9 @@ def _schedule_inputs(steps: np.ndarray, texts: np.ndarray, bin_steps: int) -> di
         t = steps[rows].astype(int)
         out["lr_area"][rows] = lr_area(schedule, t)
         out["annealing_area"][rows] = annealing_area(schedule, t)
+        out["peak_lr"][rows] = schedule.peak_lr
         designs.append((rows, drop_design(schedule, t, bin_steps)))
-    width = max(d["drop_weight"].shape[1] for _, d in designs)
+    width = max((d["drop_weight"].shape[1] for _, d in designs), default=1)  # no rows: an empty design
     for name, fill in (("drop_weight", 0.0), ("drop_lr", 1.0), ("drop_area", 1.0)):
         matrix = np.full((len(steps), width), fill)
         for rows, design in designs:

@@ -55,6 +55,9 @@ def _targets(fit, schedules: Mapping[str, Schedule], steps, params: float, famil
         table["family"] = family
     table["run"] = "planned-" + table["name"].astype(str)
     if parent_run is not None:
+        if _bayesian(fit) and parent_run not in set(fit.runs):
+            raise ValueError(f"parent_run {parent_run!r} is not a run of the fit ({len(fit.runs)} runs, e.g. "
+                             f"{list(fit.runs)[:3]}): a branch needs its trained run")
         table["parent_run"] = parent_run
     return table
 
@@ -88,19 +91,20 @@ def schedule_loss(fit, schedules: Schedule | Mapping[str, Schedule], steps=None,
 
 def best_cooldown(fit, *, total_steps: int, peak_lr: float, params: float, family: str | None = None,
                   warmup_steps: int = 0, final_lr: float = 0.0, decay_type: DecayType = "linear",
-                  fractions=None, seed: int = 0) -> pd.DataFrame:
+                  fractions=None, parent_run: str | None = None, seed: int = 0) -> pd.DataFrame:
     """Final loss of a WSD run of ``total_steps`` for each cooldown fraction (default 0.02-0.6), with the
     best marked (``best``, the lowest median). A Bayesian fit adds the bands of a new run's final loss and
     ``p_best``, the posterior probability that the fraction is the best of those tried (on the law's draws:
-    the run's seed is common to every fraction). An exponential cooldown needs ``final_lr`` > 0."""
+    the run's seed is common to every fraction). ``parent_run`` makes the candidates cooldown branches of
+    that trained constant-rate run (its offset then known). An exponential cooldown needs ``final_lr`` > 0."""
     fractions = np.linspace(0.02, 0.6, 30) if fractions is None else np.asarray(fractions, dtype=float)
     schedules = {f"{f:.4g}": Schedule.wsd(peak_lr, total_steps, float(f), warmup_steps=warmup_steps,
                                           final_lr=final_lr, decay_type=decay_type) for f in fractions}
-    table = schedule_loss(fit, schedules, params=params, family=family, seed=seed)
+    table = schedule_loss(fit, schedules, params=params, family=family, parent_run=parent_run, seed=seed)
     table.insert(1, "cooldown_fraction", fractions)
     table.insert(2, "cooldown_start", [s.decay_start for s in schedules.values()])
     if _bayesian(fit):
-        law = _draws(fit, _targets(fit, schedules, None, params, family, None), "law", seed)
+        law = _draws(fit, _targets(fit, schedules, None, params, family, parent_run), "law", seed)
         table["p_best"] = np.bincount(np.argmin(law, axis=1), minlength=len(fractions)) / law.shape[0]
     return table.assign(best=table["loss"] == table["loss"].min())
 

@@ -39,7 +39,7 @@ def schedule_rows() -> pd.DataFrame:
     cosine run, eight checkpoints each in steps; deterministic values (no random draws)."""
     law = get_law("annealing")
     theta = {"l0": np.log(2.8), "a": np.log(0.5), "alpha": 0.45, "c": np.log(0.5), "l0_n": -0.08, "a_n": 0.05,
-             "alpha_n": -0.02, "c_n": 0.1}
+             "alpha_n": -0.02, "c_n": 0.1, "l0_lr": 0.0, "a_lr": 0.25, "alpha_lr": 0.0, "c_lr": -0.5}
     plans = {"constant": (Schedule("constant", 1e-3, 4000, 200), None),
              "cool": (Schedule.wsd(1e-3, 4000, 0.25, warmup_steps=200, final_lr=1e-5), "constant"),
              "cosine": (Schedule("cosine", 1e-3, 4000, 200, 1e-4), None)}
