@@ -39,7 +39,7 @@ from bayeslaw.inference.nuts import fit as bayes_fit
 from bayeslaw.inference.point import fit_point
 from bayeslaw.laws import get_law
 from bayeslaw.laws.annealing import SLOPES as ANNEALING_SLOPES
-from bayeslaw.laws.multipower import SIZE_SLOPES as MULTIPOWER_SLOPES
+from bayeslaw.laws.multipower import SLOPES as MULTIPOWER_SLOPES
 from bayeslaw.laws.schedule_terms import drop_design, drop_exact
 
 TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")

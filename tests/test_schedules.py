@@ -10,7 +10,7 @@ from bayeslaw.data.schedules import Schedule, lr_error, run_schedules
 from bayeslaw.inference.point import fit_point
 from bayeslaw.laws import get_law
 from bayeslaw.laws.annealing import SLOPES as ANNEALING_SLOPES
-from bayeslaw.laws.multipower import SIZE_SLOPES as MULTIPOWER_SLOPES
+from bayeslaw.laws.multipower import SLOPES as MULTIPOWER_SLOPES
 from bayeslaw.laws.schedule_terms import annealing_area, drop_design, drop_exact, lr_area, schedule_inputs
 
 
@@ -168,18 +168,24 @@ def test_point_fit_on_three_schedules_predicts_a_fourth(law_name, truth):
     assert abs(constant["loss"].iloc[-1] / test["loss"].iloc[-1] - 1) > 10 * relative[-1]
 
 
-def test_annealing_constants_move_with_the_peak_rate():
-    """Runs at two peak rates, a cooldown at a third: the law's rate slopes carry it; held at 0 (one set of
-    constants for every rate, S1 and S2 alone reading the rate) the forecast is far off."""
-    from bayeslaw.laws.annealing import LR_SLOPES, SIZE_SLOPES
+RATE_SLOPES = {"l0_lr": 0.02, "a_lr": 0.25, "alpha_lr": 0.1}  # and the drop's scale (C, B): -0.5
 
-    truth = {k: v for k, v in ANNEALING_TRUTH.items() if k not in SIZE_SLOPES}
-    train = _curves("annealing", truth, {f"{kind}-{eta:g}": Schedule(kind, eta, 4000, 200, eta / 10)
-                                         for kind in ("constant", "cosine") for eta in (5e-4, 2e-3)})
-    test = _curves("annealing", truth, {"wsd": Schedule.wsd(1e-3, 4000, 0.25, warmup_steps=200, final_lr=1e-5)})
+
+@pytest.mark.parametrize("law_name, truth", [
+    ("annealing", {"l0": np.log(2.8), "a": np.log(0.5), "alpha": 0.45, "c": np.log(0.5), **RATE_SLOPES, "c_lr": -0.5}),
+    ("multipower", {"l0": np.log(2.8), "a": np.log(0.5), "alpha": 0.45, "b": np.log(300.0), "c": np.log(2.0),
+                    "beta": 0.55, "gamma": 0.6, **RATE_SLOPES, "b_lr": -0.5}),
+])
+def test_schedule_law_constants_move_with_the_peak_rate(law_name, truth):
+    """Runs at two peak rates, a cooldown at a third: the law's rate slopes carry it; held at 0 (one set of
+    constants for every rate, the schedule's terms alone reading the rate) the forecast is far off."""
+    size_slopes = {k: v for k, v in SLOPES[law_name].items() if k.endswith("_n")}
+    train = _curves(law_name, truth, {f"{kind}-{eta:g}": Schedule(kind, eta, 4000, 200, eta / 10)
+                                      for kind in ("constant", "cosine") for eta in (5e-4, 2e-3)})
+    test = _curves(law_name, truth, {"wsd": Schedule.wsd(1e-3, 4000, 0.25, warmup_steps=200, final_lr=1e-5)})
     errors = {}
-    for name, fixed in (("rate slopes", SIZE_SLOPES), ("one set of constants", {**SIZE_SLOPES, **LR_SLOPES})):
-        fit = fit_point(train, form="annealing", fixed=fixed)
+    for name, fixed in (("rate slopes", size_slopes), ("one set of constants", SLOPES[law_name])):
+        fit = fit_point(train, form=law_name, fixed=fixed)
         errors[name] = np.mean(np.abs(fit.predict(test) / test["loss"].to_numpy() - 1))
     assert errors["rate slopes"] < 5e-4
     assert errors["one set of constants"] > 5 * errors["rate slopes"]

@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayeslaw.laws.base import Law
-from bayeslaw.laws.schedule_terms import (POWER_PRIORS, POWER_SLOPE_PRIORS, at_peak_lr, at_size, schedule_inputs,
-                                          size_sampling)
+from bayeslaw.laws.schedule_terms import (LR_SLOPE_PRIORS, POWER_PRIORS, POWER_SLOPE_PRIORS, at_peak_lr, at_size,
+                                          schedule_inputs, size_sampling)
 
 VARYING = ("l0", "a", "alpha", "c")  # the parameters that move with N and with the peak rate
 SIZE_SLOPES = {f"{k}_n": 0.0 for k in VARYING}
@@ -60,9 +60,9 @@ def _from_natural(p) -> dict:
 #: the point fits of Luo et al.'s 25M and 100M curves (C 0.40 and 0.48, peak rate 3e-4); C scales as
 #: 1 / the learning rate's units, hence its wide prior. The rate slopes lie between two limits: the loss
 #: reads the rate's area exactly (every slope 0) or the steps alone (A ~ eta^alpha, C ~ 1 / eta: a_lr
-#: near 0.5, c_lr -1); centred between them.
+#: near 0.5, c_lr -1); centred between them (schedule_terms.LR_SLOPE_PRIORS).
 PRIORS = {**POWER_PRIORS, "c": (float(np.log(0.5)), 2.0, 0.5), **POWER_SLOPE_PRIORS, "c_n": (0.0, 0.5, 0.2),
-          "l0_lr": (0.0, 0.1, 0.05), "a_lr": (0.25, 0.3, 0.1), "alpha_lr": (0.0, 0.2, 0.1), "c_lr": (-0.5, 0.5, 0.2)}
+          **LR_SLOPE_PRIORS, "c_lr": (-0.5, 0.5, 0.2)}
 
 
 ANNEALING = Law(

@@ -4,19 +4,23 @@
     LD(t; N) = B(N) sum_{k<=t} (eta_{k-1} - eta_k) G(eta_k^-gamma S_k(t)),  G(x) = 1 - (C x + 1)^-beta
                (every change of the rate, the warmup's rises included, as in Luo et al.'s code)
     log L0(N) = l0 + l0_n log(N / 1e8), likewise log A(N) (a, a_n), alpha(N) (alpha, alpha_n), log B(N) (b, b_n)
+    and at the run's peak rate eta: log L0 + l0_lr log(eta / 1e-3), likewise log A, log B; alpha (eta / 1e-3)^alpha_lr
 
 t optimizer steps, eta_k the learning rate at step k, S1(t) + S_W the summed learning rate up to t
 (warmup included), S_k(t) = sum_{k<=j<=t} eta_j; L in nats per token, N parameters. Luo et al. fit one
 size at a time; over sizes L0, A, alpha and B move with N
 (:func:`~bayeslaw.laws.schedule_terms.at_size`; their 25M and 100M fits nearly share C, beta, gamma), and
-the Bayesian models pool them across sizes and families. A fit of one size holds the slopes at 0
-(``MULTIPOWER.fix(SIZE_SLOPES)``). The loss drop is computed on a binned design
-(:mod:`bayeslaw.laws.schedule_terms`). Luo et al.'s own fitting protocol is ``fit_point(...,
+the Bayesian models pool them across sizes and families. They move with the run's peak learning rate
+too (:func:`~bayeslaw.laws.schedule_terms.at_peak_lr`, as in the annealing law): the law reads the
+rate's value, yet over a sweep of peak rates one set of constants does not carry. A point fit of one
+size at one peak rate holds the slopes at 0 (``fit_point(df, "multipower", fixed=SLOPES)``). The loss
+drop is computed on a binned design (:mod:`bayeslaw.laws.schedule_terms`). Luo et al.'s own fitting protocol is ``fit_point(...,
 method="adamw")`` (:data:`LUO_PATH`, one size): it reproduces their published constants, but on other
 curves it ends far from the objective's minimum, so ``epoch`` stays the default (README).
 
-Fitted as l0 = log L0, a = log A, alpha, b = log B at 1e8 parameters, their slopes l0_n, a_n, alpha_n,
-b_n, c = log C and the exponents beta, gamma. Reads a table's ``params``, ``step`` and ``schedule`` (JSON,
+Fitted as l0 = log L0, a = log A, alpha, b = log B at 1e8 parameters and peak rate 1e-3, their slopes
+l0_n, a_n, alpha_n, b_n in log N and l0_lr, a_lr, alpha_lr, b_lr in log eta, c = log C and the exponents
+beta, gamma. Reads a table's ``params``, ``step`` and ``schedule`` (JSON,
 :class:`bayeslaw.data.schedules.Schedule`) columns.
 """
 
@@ -30,16 +34,19 @@ import scipy.special
 from bayeslaw.data.schedules import run_schedules
 from bayeslaw.laws.base import Law, PathFit
 from bayeslaw.laws.runs import array_module
-from bayeslaw.laws.schedule_terms import POWER_PRIORS, POWER_SLOPE_PRIORS, at_size, schedule_inputs, size_sampling
+from bayeslaw.laws.schedule_terms import (LR_SLOPE_PRIORS, POWER_PRIORS, POWER_SLOPE_PRIORS, at_peak_lr, at_size,
+                                          schedule_inputs, size_sampling)
 
 DESIGN = ("lr_area", "drop_weight", "drop_lr", "drop_area")
-VARYING = ("l0", "a", "alpha", "b")  # the parameters that move with N
+VARYING = ("l0", "a", "alpha", "b")  # the parameters that move with N and with the peak rate
 SIZE_SLOPES = {f"{k}_n": 0.0 for k in VARYING}
+LR_SLOPES = {f"{k}_lr": 0.0 for k in VARYING}
+SLOPES = {**SIZE_SLOPES, **LR_SLOPES}
 
 
-def multipower_loss(theta, *, params, lr_area, drop_weight, drop_lr, drop_area):
-    """L(t; N) from the binned design: params, lr_area (row,), drop_* (row, bin)."""
-    theta = at_size(theta, params, VARYING)
+def multipower_loss(theta, *, params, peak_lr, lr_area, drop_weight, drop_lr, drop_area):
+    """L(t; N, eta) from the binned design: params, peak_lr, lr_area (row,), drop_* (row, bin)."""
+    theta = at_peak_lr(at_size(theta, params, VARYING), peak_lr, ("l0", "a", "b"), ("alpha",))
     g = 1.0 - (jnp.exp(theta["c"])[..., None] * drop_lr ** -theta["gamma"][..., None] * drop_area + 1.0) ** (
         -theta["beta"][..., None])
     drop = jnp.exp(theta["b"]) * jnp.sum(drop_weight * g, axis=-1)
@@ -53,16 +60,17 @@ def multipower_log_loss(theta, **inputs):
 
 
 def _natural(theta) -> dict:
-    """L0, A, alpha, B at 1e8 parameters, C, beta, gamma, and the slopes of log L0, log A, alpha, log B in log N."""
+    """L0, A, alpha, B at 1e8 parameters and peak rate 1e-3, C, beta, gamma, and the slopes of log L0, log A,
+    alpha, log B in log N and in log eta."""
     return {"L0": np.exp(theta["l0"]), "A": np.exp(theta["a"]), "alpha": theta["alpha"], "B": np.exp(theta["b"]),
             "C": np.exp(theta["c"]), "beta": theta["beta"], "gamma": theta["gamma"],
-            **{k: theta[k] for k in SIZE_SLOPES if k in theta}}
+            **{k: theta[k] for k in SLOPES if k in theta}}
 
 
 def _from_natural(p) -> dict:
     log = array_module(p["L0"]).log  # traced by the adamw path, which steps in the natural parameters
     return {"l0": log(p["L0"]), "a": log(p["A"]), "alpha": p["alpha"], "b": log(p["B"]),
-            "c": log(p["C"]), "beta": p["beta"], "gamma": p["gamma"], **{k: p.get(k, 0.0) for k in SIZE_SLOPES}}
+            "c": log(p["C"]), "beta": p["beta"], "gamma": p["gamma"], **{k: p.get(k, 0.0) for k in SLOPES}}
 
 
 #: Normal prior (centre, scale) of each sampled coordinate and the prior mean of its spread across
@@ -77,6 +85,8 @@ PRIORS = {
     "log_gamma": (float(np.log(0.5)), 0.5, 0.3),
     **POWER_SLOPE_PRIORS,
     "b_n": (0.0, 0.5, 0.2),
+    **LR_SLOPE_PRIORS,
+    "b_lr": (-0.5, 0.5, 0.2),  # B, like the annealing law's C, between 1 / eta (steps alone) and constant
 }
 
 
@@ -124,29 +134,29 @@ def linearised_start(df, inputs) -> dict[str, float]:
 #: and weight decay 0.01): 200 steps, rate 5e-2 for L0, A, B, C and 5e-3 for the exponents, patience 20
 LUO_PATH = PathFit(start=linearised_start,
                    rates={"L0": 5e-2, "A": 5e-2, "B": 5e-2, "C": 5e-2, "alpha": 5e-3, "beta": 5e-3, "gamma": 5e-3},
-                   one_size=SIZE_SLOPES, steps=200, patience=20, weight_decay=1e-2, grad_tol=1e-5,
+                   one_size=SLOPES, steps=200, patience=20, weight_decay=1e-2, grad_tol=1e-5,
                    source="Luo et al. 2025")
 
 
 MULTIPOWER = Law(
     name="multipower",
     formula="L(t; N) = L0 + A (S1(t) + S_W)^-alpha - B sum_k (eta_{k-1} - eta_k) (1 - (C eta_k^-gamma S_k(t) + 1)^-beta), "
-            "L0, A, alpha, B linear in log N",
-    theta_names=("l0", "a", "alpha", "b", "c", "beta", "gamma", *SIZE_SLOPES),
-    inputs=("params", *DESIGN),
+            "L0, A, alpha, B linear in log N and log peak rate",
+    theta_names=("l0", "a", "alpha", "b", "c", "beta", "gamma", *SLOPES),
+    inputs=("params", "peak_lr", *DESIGN),
     log_loss=multipower_log_loss,
     natural=_natural,
     from_natural=_from_natural,
     # 2^3 starts around the published fits (L0 2.4-3.0, A 0.5-0.7, alpha 0.4-0.5, B 360-520, C ~2, beta ~0.6,
     # gamma ~0.64): each start's objective holds a (row, bin) power per row, so a large grid costs minutes
     init_grid={"l0": np.log([2.5, 3.2]), "a": np.log([0.6]), "alpha": (0.3, 0.6), "b": np.log([400.0]),
-               "c": np.log([2.0]), "beta": (0.6,), "gamma": (0.4, 0.8), **{k: (0.0,) for k in SIZE_SLOPES}},
+               "c": np.log([2.0]), "beta": (0.6,), "gamma": (0.4, 0.8), **{k: (0.0,) for k in SLOPES}},
     point_start={"l0": np.log(3.0), "a": np.log(0.5), "alpha": 0.5, "b": np.log(400.0), "c": np.log(2.0),
-                 "beta": 0.6, "gamma": 0.6, **SIZE_SLOPES},
+                 "beta": 0.6, "gamma": 0.6, **SLOPES},
     lower_bounds={"alpha": 0.0, "beta": 0.0, "gamma": 0.0},
     derived={name: (("step", "schedule"), lambda columns, name=name: schedule_inputs(columns)[name])
-             for name in DESIGN},
+             for name in (*DESIGN, "peak_lr")},
     features=DESIGN[1:],
-    sampling=size_sampling(PRIORS, ("l0", "a", "alpha", "b", "c", "beta", "gamma", *SIZE_SLOPES)),
+    sampling=size_sampling(PRIORS, ("l0", "a", "alpha", "b", "c", "beta", "gamma", *SLOPES)),
     path=LUO_PATH,
 )

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 from bayeslaw.data.schedules import Schedule
 from bayeslaw.laws.base import Sampling
 
-__all__ = ["ANNEALING_MOMENTUM", "BIN_STEPS", "LR_REF", "SIZE_REF", "annealing_area", "at_peak_lr", "at_size",
+__all__ = ["ANNEALING_MOMENTUM", "BIN_STEPS", "LR_REF", "LR_SLOPE_PRIORS", "SIZE_REF", "annealing_area", "at_peak_lr", "at_size",
            "drop_design", "drop_exact",
            "lr_area", "size_sampling",
            "schedule_inputs"]
@@ -68,6 +68,13 @@ POWER_SLOPE_PRIORS = {
     "l0_n": (-0.05, 0.1, 0.05),
     "a_n": (0.0, 0.3, 0.1),
     "alpha_n": (0.0, 0.1, 0.05),
+}
+# the power term's slopes in log peak rate, between two limits: the loss reads the rate's area exactly
+# (0) or the steps alone (A ~ eta^alpha: a_lr near 0.5); centred between them
+LR_SLOPE_PRIORS = {
+    "l0_lr": (0.0, 0.1, 0.05),
+    "a_lr": (0.25, 0.3, 0.1),
+    "alpha_lr": (0.0, 0.2, 0.1),
 }
 
 
