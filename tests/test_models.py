@@ -49,26 +49,24 @@ def test_every_run_is_laid_out_by_tokens_with_its_fraction_of_the_run():
         prepare(THREE_POINTS.assign(run_tokens=3e10))
 
 
-def _padded_runs(rng, mask, pinned=True):
+def _padded_runs(rng, mask):
     """Random fractions of each padded run's real checkpoints (sorted, the last at 1) and their eigenbasis."""
     x = np.ones(mask.shape)
     for r in range(mask.shape[0]):
         k = int(mask[r].sum())
         x[r, :k] = np.append(np.sort(rng.uniform(0.05, 0.99, k - 1)), 1.0)
-    return (x, *run_basis(x, mask, pinned))
+    return (x, *run_basis(x, mask))
 
 
 @pytest.mark.parametrize("grows", [False, True], ids=["constant offset", "offset loading t = x"])
 def test_run_marginal_matches_a_dense_gaussian_per_run(grows):
     """The Sherman-Morrison evaluation in the eigenbasis equals the dense N(loc, C_r) of each run's real
-    checkpoints, C_r = a t t^T + b K + c I (t = 1, or the offset's loading; K a bridge, or free at the
-    run's end for runs 1 and 3, branches)."""
+    checkpoints, C_r = a t t^T + b K + c I (t = 1, or the offset's loading)."""
     rng = np.random.default_rng(0)
     mask = np.ones((5, 7), dtype=bool)
     mask[1, 3:] = False
     mask[2, 1:] = False
-    pinned = np.array([True, False, True, False, True])
-    x, eigvals, eigvecs = _padded_runs(rng, mask, pinned)
+    x, eigvals, eigvecs = _padded_runs(rng, mask)
     t = x if grows else np.ones_like(x)
     a, b, c = rng.uniform(1e-4, 1e-3, 5), rng.uniform(1e-5, 1e-4, 5), rng.uniform(1e-6, 1e-5, 5)
     loc = rng.normal(0, 0.01, (5, 7)) * mask
@@ -77,17 +75,14 @@ def test_run_marginal_matches_a_dense_gaussian_per_run(grows):
     got = np.asarray(marginal.log_prob(jnp.asarray(y)))
     for r in range(5):
         k = int(mask[r].sum())
-        kernel = np.asarray(bridge_kernel(x[r, :k, None], x[r, None, :k], pinned=pinned[r]))
-        cov = a[r] * np.outer(t[r, :k], t[r, :k]) + b[r] * kernel + (c[r] + JITTER) * np.eye(k)
+        cov = (a[r] * np.outer(t[r, :k], t[r, :k]) + b[r] * np.asarray(bridge_kernel(x[r, :k, None], x[r, None, :k]))
+               + (c[r] + JITTER) * np.eye(k))
         assert got[r] == pytest.approx(stats.multivariate_normal(loc[r, :k], cov).logpdf(y[r, :k]), rel=1e-10)
     # run_covariance builds the same matrix
-    dense = np.asarray(run_covariance(x, mask, np.sqrt(a), np.sqrt(b), np.sqrt(c), loading=t if grows else None,
-                                      pinned=pinned))
+    dense = np.asarray(run_covariance(x, mask, np.sqrt(a), np.sqrt(b), np.sqrt(c), loading=t if grows else None))
     k = int(mask[1].sum())
     np.testing.assert_allclose(dense[1, :k, :k], a[1] * np.outer(t[1, :k], t[1, :k]) + b[1] * np.asarray(
-        bridge_kernel(x[1, :k, None], x[1, None, :k], pinned=False)) + (c[1] + JITTER) * np.eye(k), rtol=1e-12)
-    # a free end keeps the deviation's whole variance at x = 1; a bridge has none there
-    assert float(bridge_kernel(1.0, 1.0, pinned=False)) == 1.0 and float(bridge_kernel(1.0, 1.0)) == 0.0
+        bridge_kernel(x[1, :k, None], x[1, None, :k])) + (c[1] + JITTER) * np.eye(k), rtol=1e-12)
     # its draws have that covariance on the real checkpoints and are 0 on the padded ones
     draws = np.asarray(marginal.sample(jax.random.PRNGKey(0), (100_000,)))
     assert np.all(draws[:, ~mask] == 0)
@@ -115,9 +110,6 @@ def test_the_offset_loads_on_the_fraction_of_a_run_or_of_its_branch_tree():
     np.testing.assert_allclose(data.fraction, [0.5, 1.0, 3 / 3.5, 1.0])
     np.testing.assert_allclose(data.loading, [0.5, 1.0, 0.75, 0.875])
     np.testing.assert_allclose(data.run_tree_end, [4e10, 4e10])
-    # the branch's deviation is free at its end, its parent's pinned; a branch of an absent run is pinned
-    assert data.run_pinned.tolist() == [True, False]
-    assert prepare(df.assign(parent_run=[None, None, "gone", "gone"])).run_pinned.tolist() == [True, True]
 
 
 def test_runs_of_one_branch_tree_share_their_offset_in_the_joint_density_and_in_draws():

@@ -331,27 +331,6 @@ def test_a_branch_of_a_trained_run_shares_its_offset_and_a_run_of_its_own_does_n
     assert np.median(np.quantile(alone, 0.95, 0) - np.quantile(alone, 0.05, 0)) > 1.5 * np.median(width[branch])
 
 
-def test_a_new_branch_of_a_trained_run_keeps_its_own_deviation_at_its_end(schedule_fit, monkeypatch):
-    """A branch's deviation is free at its end (its tree's offset is told apart by its parent): at a new
-    branch's last step its variance given the tree exceeds the pinned run's by s_dev^2; a branch of a run
-    the fit and the targets lack, and a run of its own, stay pinned."""
-    df, fitted = schedule_fit
-    end = PLANS["cool3000"][0].total_steps
-    targets = pd.DataFrame({"run": ["new-branch", "new-branch", "orphan", "own", "twig"], "params": 1e8,
-                            "parent_run": ["1e+08-constant", "1e+08-constant", "absent", None, "new-branch"],
-                            "step": [end - 2000, end, end, end, end]})
-    assert fitted._target_pinned(targets).tolist() == [False, False, True, True, False]
-    rows = fitted.training_rows()  # the trained branches' rows: free, as in the fit
-    assert (~fitted._target_pinned(rows) == rows["run"].str.endswith("cool2000")).all()
-    branch = targets.iloc[[0, 1]].assign(schedule=PLANS["cool3000"][0].to_json(), family=df["family"].iloc[0])
-    free = np.log(fitted.predict(branch, kind="new_run", seed=2).draws.values[:, -1])
-    monkeypatch.setattr(type(fitted), "_target_pinned", lambda self, t: np.ones(len(t), dtype=bool))
-    pinned = np.log(fitted.predict(branch, kind="new_run", seed=2).draws.values[:, -1])
-    # the same normal draws: the free end adds s_dev^2 to each draw's variance at the branch's end
-    dev2 = float(np.mean(fitted.site_draws("sigma_dev")[:, 0] ** 2))
-    assert np.var(free) - np.var(pinned) == pytest.approx(dev2, rel=0.3)
-
-
 def test_tree_conditioning_equals_dense_gaussian_conditioning(schedule_fit):
     """The closed-form conditioning of a trained run's late checkpoint on its tree (offset shared with its
     parent, loaded by tokens over the tree's end; its own deviation) equals conditioning the dense joint
@@ -380,18 +359,14 @@ def test_tree_conditioning_equals_dense_gaussian_conditioning(schedule_fit):
     fraction = fitted.idata.constant_data["fraction"].values
     order = np.concatenate(list(tree.values()))
     owner = np.concatenate([[r] * len(i) for r, i in tree.items()])
-    # the constant run's deviation ends at 0 (a bridge); its branch's end is free
-    pinned = fitted._run_pinned()
-    assert pinned["1e+08-constant"] and not pinned[run]
-    pin = np.array([pinned[r] for r in owner])
     for s in range(5):
         dev2, obs2 = noise["sigma_dev"][s, 0] ** 2, noise["sigma_obs"][s, 0] ** 2
         same = owner[:, None] == owner[None, :]
-        k = np.asarray(bridge_kernel(fraction[order][:, None], fraction[order][None, :], pinned=pin[:, None]))
+        k = np.asarray(bridge_kernel(fraction[order][:, None], fraction[order][None, :]))
         load = rho[s] + (1 - rho[s]) * progress[order]  # the offset's loading l = rho + (1 - rho) t
         cov = a[s] * np.outer(load, load) + same * (dev2 * k + (obs2 + JITTER) * np.eye(len(order)))
         cross = (a[s] * (rho[s] + (1 - rho[s]) * t) * load
-                 + (owner == run) * dev2 * np.asarray(bridge_kernel(x, fraction[order], pinned=False)))
+                 + (owner == run) * dev2 * np.asarray(bridge_kernel(x, fraction[order])))
         resid = observed[order] - law[s, order]
         assert shift[s, 0] == pytest.approx(cross @ np.linalg.solve(cov, resid), rel=1e-6, abs=1e-9)
         assert reduction[s, 0] == pytest.approx(cross @ np.linalg.solve(cov, cross), rel=1e-6)
@@ -428,11 +403,10 @@ def test_a_run_that_outlasts_its_trained_tree_moves_the_tree_end(schedule_fit):
     x = fitted.idata.constant_data["fraction"].values
     order = np.concatenate(list(tree.values()))
     owner = np.concatenate([[r] * len(i) for r, i in tree.items()])
-    pin = np.array([fitted._run_pinned()[r] for r in owner])
     for s in range(4):
         l_obs = rho[s] + (1 - rho[s]) * 0.5 * fit_loading[order]  # the trained runs' progress halved
         same = owner[:, None] == owner[None, :]
-        k = np.asarray(bridge_kernel(x[order][:, None], x[order][None, :], pinned=pin[:, None]))
+        k = np.asarray(bridge_kernel(x[order][:, None], x[order][None, :]))
         cov = a[s] * np.outer(l_obs, l_obs) + same * (dev2[s] * k + (noise["sigma_obs"][s, 0] ** 2 + JITTER)
                                                      * np.eye(len(order)))
         # a run not trained: only the shared offset links it

@@ -70,18 +70,6 @@ def branch_roots(df: pd.DataFrame) -> pd.Series:
     return pd.Series(root, name="root").rename_axis("run").loc[runs]
 
 
-def branched_runs(df: pd.DataFrame) -> pd.Series:
-    """Per run (index ``run``, sorted): True where its ``parent_run`` is a run of the table, i.e. the run is
-    a branch whose tree's offset its parent's checkpoints already measure."""
-    runs = sorted(df["run"].unique())
-    if "parent_run" not in df.columns:
-        return pd.Series(False, index=pd.Index(runs, name="run"), name="branched")
-    parents = df.groupby("run")["parent_run"].first().loc[runs]
-    present = set(runs)
-    return pd.Series([isinstance(p, str) and p != run and p in present for run, p in parents.items()],
-                     index=pd.Index(runs, name="run"), name="branched")
-
-
 def drop_copies(df: pd.DataFrame) -> pd.DataFrame:
     """The table without ``copied`` rows whose ``parent_run`` is in it: those checkpoints are the parent's
     and counted there (a branch whose parent is absent keeps its copies: they are the only record)."""

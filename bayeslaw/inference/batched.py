@@ -77,8 +77,7 @@ def _padded(data: ModelData, y: np.ndarray, n_rows: int, width: int) -> dict:
         arrays["run_index"] = np.pad(data.run_index, ((0, 0), (0, grow)))
         arrays["run_mask"] = np.pad(data.run_mask, ((0, 0), (0, grow)))
         fraction = np.where(arrays["run_mask"], arrays["fraction"][arrays["run_index"]], 1.0)
-        pinned = True if data.run_pinned is None else data.run_pinned
-        arrays["run_eigvals"], arrays["run_eigvecs"] = run_basis(fraction, arrays["run_mask"], pinned)
+        arrays["run_eigvals"], arrays["run_eigvecs"] = run_basis(fraction, arrays["run_mask"])
     arrays["inputs"] = {name: rows(v) for name, v in data.inputs.items()}
     arrays["y"] = rows(y)
     return arrays

@@ -89,8 +89,7 @@ def _constant_data(data: ModelData, rows: pd.DataFrame) -> xr.Dataset:
     }
     per_run = {"run_family": data.run_family, "run_log_params": data.run_log_params, "run_points": data.run_points,
                "run_replicated": data.run_replicated, "run_tree_end": data.run_tree_end,
-               "run_root": np.asarray(data.run_root, dtype=str),
-               "run_pinned": np.ones(len(data.runs), bool) if data.run_pinned is None else np.asarray(data.run_pinned)}
+               "run_root": np.asarray(data.run_root, dtype=str)}
     return xr.Dataset(
         {**{k: ("obs_id", v) for k, v in per_row.items()}, **{k: ("run", v) for k, v in per_run.items()},
          "family_sizes": ("family", data.family_sizes)},
@@ -942,10 +941,9 @@ class Fit:
         runs = targets["run"].astype(object).to_numpy() if "run" in targets.columns else [None] * len(targets)
         trained, roots = self._run_rows(), self._target_roots(targets)
         loading, tree_scale = self._target_loading(targets, fraction, roots)
-        pinned = self._target_pinned(targets)
         mean = log_loss + np.einsum("tk,stk->st", np.asarray(shape_basis(fraction)), shape_weights(noise, log_params))
         var = (sd_seed**2 * offset_shape(loading, noise["offset_start"]) ** 2
-               + noise["sigma_dev"] ** 2 * np.asarray(bridge_kernel(fraction, fraction, pinned=pinned))
+               + noise["sigma_dev"] ** 2 * np.asarray(bridge_kernel(fraction, fraction))
                + noise["sigma_obs"] ** 2 + self.form_error_sd(families, log_params, form_error) ** 2)
         trees: dict[str, list[str]] = {}
         for name, root in self._run_roots().items():
@@ -1001,27 +999,6 @@ class Fit:
             return {run: run for run in self.runs}
         return dict(zip(self.runs, np.asarray(const["run_root"].values).astype(str), strict=True))
 
-    def _run_pinned(self) -> dict[str, bool]:
-        """Whether each trained run's deviation is 0 at its end (all but the branches of a run in the fit)."""
-        const = self.idata.constant_data
-        if "run_pinned" not in const:
-            return dict.fromkeys(self.runs, True)
-        return dict(zip(self.runs, np.asarray(const["run_pinned"].values).astype(bool), strict=True))
-
-    def _target_pinned(self, targets: pd.DataFrame) -> np.ndarray:
-        """Per target row, whether its run's deviation is 0 at the run's end: a trained run's own rule, and
-        for a new run False only where it branches (``parent_run``) from a trained run or a target run."""
-        trained = self._run_pinned()
-        if "run" not in targets.columns:
-            return np.ones(len(targets), dtype=bool)
-        runs = targets["run"].astype(str)
-        parents = (targets["parent_run"] if "parent_run" in targets.columns
-                   else pd.Series([None] * len(targets), index=targets.index))
-        known = set(trained) | set(runs)
-        return np.asarray([trained[run] if run in trained else
-                           not (isinstance(parent, str) and parent != run and parent in known)
-                           for run, parent in zip(runs, parents, strict=True)], dtype=bool)
-
     def _target_roots(self, targets: pd.DataFrame) -> np.ndarray:
         """Per target row, the branch tree its run belongs to: a trained run's, or, through ``parent_run``,
         that of the run it branches from (None without a run)."""
@@ -1063,8 +1040,7 @@ class Fit:
     def _tree_residuals(self, theta, noise, j: int, tree_rows: dict, training: pd.DataFrame | None) -> dict:
         """Per trained run of a branch tree (``tree_rows``: its rows): its fractions x, the offset's progress
         t, D_r = s_dev^2 K_r + s_obs^2 I (sample, n, n), its residuals e_r from the law and shape (sample, n),
-        D_r^-1 [1, t, e_r] (sample, n, 3) and whether its deviation is pinned at its end, at the draws ``theta``
-        and the noise of target column ``j``.
+        and D_r^-1 [1, t, e_r] (sample, n, 3), at the draws ``theta`` and the noise of target column ``j``.
         ``training``: the fit's rows, where the law's inputs are rebuilt from them rather than stored."""
         const = self.idata.constant_data
         law = self.spec.law
@@ -1072,7 +1048,6 @@ class Fit:
         shape = shape_weights({k: noise[k][:, j] for k in ("shape", "shape_size", "shape_centre")},
                               float(const["log_params"].values[next(iter(tree_rows.values()))[0]]))
         dev2, obs2 = noise["sigma_dev"][:, j] ** 2, noise["sigma_obs"][:, j] ** 2
-        pinned = self._run_pinned()
         out = {}
         for name, rows in tree_rows.items():
             if training is None:
@@ -1083,12 +1058,11 @@ class Fit:
             law_obs = np.asarray(self.spec.jitted_log_mean(jnp.asarray(theta)[:, None, :], inputs))  # (S, n)
             resid = self.idata.observed_data["obs"].values[rows] - law_obs - np.einsum(
                 "nk,sk->sn", np.asarray(shape_basis(x_obs)), shape)
-            kernel = np.asarray(bridge_kernel(x_obs[:, None], x_obs[None, :], pinned=pinned[name]))
+            kernel = np.asarray(bridge_kernel(x_obs[:, None], x_obs[None, :]))
             cov = dev2[:, None, None] * kernel + (obs2[:, None, None] + JITTER) * np.eye(len(rows))  # D_r
             t_obs = const["loading"].values[rows] if "loading" in const else np.ones(len(rows))
             loads = np.broadcast_to(np.stack([np.ones(len(rows)), t_obs], axis=1), (len(theta), len(rows), 2))
-            out[name] = (x_obs, t_obs, cov, resid, np.linalg.solve(cov, np.concatenate([loads, resid[..., None]], axis=2)),
-                         pinned[name])
+            out[name] = (x_obs, t_obs, cov, resid, np.linalg.solve(cov, np.concatenate([loads, resid[..., None]], axis=2)))
         return out
 
     @staticmethod
@@ -1121,9 +1095,9 @@ class Fit:
         u_mean, u_var = info / precision, 1.0 / precision
         if run not in residuals:
             return u_mean[:, None] * l, (a - u_var)[:, None] * l**2
-        x_obs, _, cov, resid, _, pinned = residuals[run]
+        x_obs, _, cov, resid, _ = residuals[run]
         l_obs, _ = loads(residuals[run])
-        cross = dev2[:, None, None] * np.asarray(bridge_kernel(fraction[:, None], x_obs[None, :], pinned=pinned))  # (S, t, n)
+        cross = dev2[:, None, None] * np.asarray(bridge_kernel(fraction[:, None], x_obs[None, :]))  # (S, t, n)
         k_tilde = np.linalg.solve(cov, np.swapaxes(cross, 1, 2))  # D^-1 k, (S, n, t)
         weight = l - np.einsum("snt,sn->st", k_tilde, l_obs)  # l - k~^T l_r
         shift = u_mean[:, None] * weight + np.einsum("snt,sn->st", k_tilde, resid)

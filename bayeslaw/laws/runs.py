@@ -2,8 +2,7 @@
 
 ``shape_basis``: the terms of a family's schedule shape g(x) = sum_k w_k (-log x)^k / k!, 0 at x = 1.
 ``bridge_kernel``: the covariance of a smooth deviation along a run, an Ornstein-Uhlenbeck process
-pinned to 0 at x = 1 (free there for a branch of a run in the fit). Used by the run-level likelihood
-(:mod:`bayeslaw.models.runs`) and the simulator.
+pinned to 0 at x = 1. Used by the run-level likelihood (:mod:`bayeslaw.models.runs`) and the simulator.
 """
 
 from __future__ import annotations
@@ -40,15 +39,9 @@ def shape_basis(fraction):
     return log_x ** np.arange(1, SHAPE_DEGREE + 1) / _FACTORIALS
 
 
-def bridge_kernel(x1, x2, ell=ELL, pinned=True):
-    """k(x, x') = exp(-|x - x'| / ell) - p exp(-(2 - x - x') / ell): an OU process pinned to 0 at x = 1
-    (p = 1), or free there (p = 0, ``pinned=False``: the stationary OU, variance 1 everywhere).
+def bridge_kernel(x1, x2, ell=ELL):
+    """k(x, x') = exp(-|x - x'| / ell) - exp(-(2 - x - x') / ell): an OU process pinned to 0 at x = 1.
 
-    A run is pinned so that its end is its offset alone, which tells the offset apart from the
-    deviation. A branch of a run in the fit (a cooldown from a stable run) shares that run's offset,
-    which the parent's own end already tells apart; pinned too, every branch of one tree would end on
-    the law plus that one offset, and the law's misfit of a cooldown, which changes with the cooldown's
-    length, would have no place in the forecast of a new branch. ``x1`` (..., n, 1) and ``x2``
-    (..., 1, m) broadcast; ``ell`` and ``pinned`` (bool or 0/1) broadcast against the result."""
+    ``x1`` (..., n, 1) and ``x2`` (..., 1, m) broadcast; ``ell`` broadcasts against the result."""
     xp = array_module(x1, x2, ell)
-    return xp.exp(-xp.abs(x1 - x2) / ell) - xp.asarray(pinned, dtype=float) * xp.exp(-(2.0 - x1 - x2) / ell)
+    return xp.exp(-xp.abs(x1 - x2) / ell) - xp.exp(-(2.0 - x1 - x2) / ell)

@@ -61,7 +61,7 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 import pandas as pd
 
-from bayeslaw.data.runs import branch_roots, branched_runs, replicated_runs
+from bayeslaw.data.runs import branch_roots, replicated_runs
 from bayeslaw.data.schedules import run_schedules
 from bayeslaw.laws import D_REF, LAWS, N_REF, Law, get_law
 from bayeslaw.laws.runs import array_module
@@ -186,9 +186,7 @@ class ModelData:
     family's runs in the shape basis and its size term (:func:`~bayeslaw.models.runs.shape_projection`). ``form`` names the
     law and ``inputs`` holds its input columns per row (read or derived by ``Law.columns``: e.g. su2024's
     ``steps``). ``run_root`` names the root of each run's branch tree (runs of one tree share an offset:
-    :func:`bayeslaw.data.runs.branch_roots`); ``run_pinned`` says whether each run's deviation is 0 at its
-    end (every run but a branch of a run in the fit: :func:`~bayeslaw.models.runs.bridge_kernel`; None:
-    every run).
+    :func:`bayeslaw.data.runs.branch_roots`).
     """
 
     log_params: np.ndarray
@@ -215,7 +213,6 @@ class ModelData:
     form: str = "chinchilla"
     inputs: Mapping[str, np.ndarray] | None = None
     run_root: tuple[str, ...] | None = None
-    run_pinned: np.ndarray | None = None
 
     @property
     def run_before(self) -> np.ndarray | None:
@@ -305,8 +302,7 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
         longest = runs[int(np.argmax(mask.sum(axis=1)))]
         raise ValueError(f"run {longest!r} has {mask.shape[1]} checkpoints; the run-level likelihood takes at most "
                          f"{MAX_CHECKPOINTS} per run: thin the runs (fit(thin=20), thin_checkpoints)")
-    pinned = ~branched_runs(df).loc[list(runs)].to_numpy(dtype=bool)
-    eigvals, eigvecs = run_basis(np.where(mask, fraction[index], 1.0), mask, pinned)
+    eigvals, eigvecs = run_basis(np.where(mask, fraction[index], 1.0), mask)
     run_family = per_run["family"].map(family_index).to_numpy(dtype=np.int32)
     run_points = df.groupby("run").size().loc[list(runs)].to_numpy(dtype=np.int32)
     family = df["family"].map(family_index).to_numpy(dtype=np.int32)
@@ -346,7 +342,6 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
         form=law.name,
         inputs=inputs,
         run_root=tuple(roots.loc[list(runs)]),
-        run_pinned=pinned,
     )
 
 

@@ -17,9 +17,7 @@ run's final tokens), the residual of log loss from the law is
 
 with k(x, x') = exp(-|x - x'| / ELL) - exp(-(2 - x - x') / ELL), the Ornstein-Uhlenbeck kernel
 conditioned on d_r(1) = 0 (a bridge): the run's deviation at its end is its offset u_r alone, so u_r is
-told apart from d_r. A branch of a run in the fit (``parent_run`` present) shares its tree's offset, which
-the parent's pinned end tells apart, and keeps a free end (the stationary kernel, no bridge term): the
-law's misfit of its cooldown is its own. The offset may grow along the run: runs of one configuration start out together and
+told apart from d_r. The offset may grow along the run: runs of one configuration start out together and
 part as they train, so their spread is small early and largest at the end, which a constant offset
 cannot express (PolyPythias' seeds, rho near 0: docs/run_likelihood.md, ``benchmarks/run_covariance.py``);
 runs that differ in what the law does not read (one seed per learning-rate schedule) sit apart from the
@@ -53,32 +51,28 @@ JITTER = 1e-8  # variance added to every checkpoint (an sd of 0.01% of the loss)
 MAX_CHECKPOINTS = 400  # per run: the eigenbasis is (run, n, n); thin longer runs (fit's thin=)
 
 
-def run_covariance(fraction, mask, sd_seed, sd_dev, sd_obs, ell=ELL, loading=None, pinned=True):
+def run_covariance(fraction, mask, sd_seed, sd_dev, sd_obs, ell=ELL, loading=None):
     """C_r = s_seed^2 t t^T + s_dev^2 K_ell + s_obs^2 I for padded runs, (..., R, n, n).
 
     ``fraction`` and ``mask`` are (R, n); the scales are (..., R) (``ell`` (...) or scalar). ``loading``
     t (R, n) is the offset's loading on each checkpoint (the models': :func:`offset_loading`; default 1,
-    a constant offset), ``pinned`` (R,) whether each run's deviation is 0 at its end
-    (:func:`bridge_kernel`). Padded slots get a unit variance and no covariance.
+    a constant offset). Padded slots get a unit variance and no covariance.
     """
     x = jnp.asarray(fraction)
     m = jnp.asarray(mask, dtype=x.dtype)
     t = jnp.ones_like(x) if loading is None else jnp.asarray(loading, dtype=x.dtype)
-    kernel = bridge_kernel(x[..., :, None], x[..., None, :], jnp.asarray(ell)[..., None, None, None],
-                           jnp.asarray(pinned, dtype=x.dtype)[..., None, None])
+    kernel = bridge_kernel(x[..., :, None], x[..., None, :], jnp.asarray(ell)[..., None, None, None])
     cov = (sd_seed[..., None, None] ** 2 * t[..., :, None] * t[..., None, :] + sd_dev[..., None, None] ** 2 * kernel
            + (sd_obs[..., None, None] ** 2 + JITTER) * jnp.eye(x.shape[-1]))
     pair = m[..., :, None] * m[..., None, :]
     return pair * cov + (1.0 - m[..., :, None]) * jnp.eye(x.shape[-1])
 
 
-def run_basis(fraction: np.ndarray, mask: np.ndarray, pinned=True) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenbasis of each padded run's bridge kernel K (zero on padded slots): (lambda (R, n), U (R, n, n));
-    ``pinned`` (R,) or one bool: whether each run's deviation is 0 at its end (:func:`bridge_kernel`)."""
+def run_basis(fraction: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenbasis of each padded run's bridge kernel K (zero on padded slots): (lambda (R, n), U (R, n, n))."""
     x = np.where(mask, fraction, 1.0)
     pair = mask[:, :, None] & mask[:, None, :]
-    pin = np.broadcast_to(np.asarray(pinned, dtype=float), x.shape[:1])[:, None, None]
-    kernel = np.where(pair, np.asarray(bridge_kernel(x[:, :, None], x[:, None, :], ELL, pin)), 0.0)
+    kernel = np.where(pair, np.asarray(bridge_kernel(x[:, :, None], x[:, None, :])), 0.0)
     values, vectors = np.linalg.eigh(kernel)
     return np.clip(values, 0.0, None), vectors
 

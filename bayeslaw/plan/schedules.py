@@ -95,8 +95,7 @@ def best_cooldown(fit, *, total_steps: int, peak_lr: float, params: float, famil
     """Final loss of a WSD run of ``total_steps`` for each cooldown fraction (default 0.02-0.6), with the
     best marked (``best``, the lowest median). A Bayesian fit adds the bands of a new run's final loss and
     ``p_best``, the posterior probability that the fraction is the best of those tried (on the law's draws:
-    the run's seed is common to every fraction; each branch's own deviation at its end, independent in
-    the model, is left out, so p_best is what the law says, overconfident where it misreads a cooldown). ``parent_run`` makes the candidates cooldown branches of
+    the run's seed is common to every fraction). ``parent_run`` makes the candidates cooldown branches of
     that trained constant-rate run (its offset then known). An exponential cooldown needs ``final_lr`` > 0."""
     fractions = np.linspace(0.02, 0.6, 30) if fractions is None else np.asarray(fractions, dtype=float)
     schedules = {f"{f:.4g}": Schedule.wsd(peak_lr, total_steps, float(f), warmup_steps=warmup_steps,
