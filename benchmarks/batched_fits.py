@@ -8,7 +8,8 @@ accelerator (JAX's default backend: ``cpu`` here, ``gpu`` where the device tool 
 that the two give the same posteriors (each fit's alpha means, in posterior sds).
 
     python benchmarks/batched_fits.py                       # 4 one at a time, 16 batched 8 per program
-    python benchmarks/batched_fits.py --one 8 --many 256 --batch 128   # on a GPU
+    python benchmarks/batched_fits.py --one 2 --many 32 --batch 32     # on a GPU (2026-12-04, H200: 11.5 fits/min;
+                                                                      # 64 per program ran past 5 minutes)
     python benchmarks/batched_fits.py --single    # a table alone: a program of one fit vs NumPyro's MCMC
 
 ``--single`` times what ``fit_many`` does with a structure of its own: NumPyro's ``MCMC`` with

@@ -116,13 +116,15 @@ def reproduce(df: pd.DataFrame) -> None:
 
 
 def other_curves() -> None:
-    """adamw against epoch where the published path was not tuned: wsd_horizons' sizes, rows past the warmup."""
+    """adamw against epoch where the published path was not tuned: wsd_horizons' sizes, rows past the warmup,
+    one peak learning rate at a time (the path holds the rate slopes at 0, and refuses a sweep of rates)."""
     from bayeslaw.data.schedules import after_warmup
 
     rows_all = after_warmup(bd.load("wsd_horizons"))
     schedules = run_schedules(rows_all)
+    rows_all = rows_all.assign(peak_lr=rows_all["run"].map({run: s.peak_lr for run, s in schedules.items()}))
     print("\nwsd_horizons: test mean relative error of the multipower point fits")
-    for model, rows in rows_all.groupby("model", sort=False):
+    for (model, peak_lr), rows in rows_all.groupby(["model", "peak_lr"], sort=False):
         runs = sorted(rows["run"].unique())
         shapes = {run: schedules[run].shape for run in runs}
         picked = [r for r in runs if shapes[r] == "constant"]
@@ -132,7 +134,7 @@ def other_curves() -> None:
         train, test = rows[rows["run"].isin(picked)], rows[~rows["run"].isin(picked)]
         errors = {m: 100 * np.mean(np.abs(fit_point(train, form="multipower", method=m).predict(test) / test["loss"] - 1))
                   for m in ("adamw", "epoch")}
-        print(f"  {model}: {len(picked)} runs fitted, {test['run'].nunique()} tested: "
+        print(f"  {model} at {peak_lr:g}: {len(picked)} runs fitted, {test['run'].nunique()} tested: "
               + ", ".join(f"{m} {v:.3f}%" for m, v in errors.items()), flush=True)
 
 

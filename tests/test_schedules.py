@@ -538,6 +538,14 @@ def test_adamw_path_fits_one_size_from_its_linearised_start():
     with pytest.raises(ValueError, match=r"method='adamw' fits one model size, as Luo et al. 2025 do; the table has 2 "
                                          r"\(column 'params'\)"):
         fit_point(two_sizes, form="multipower", method="adamw")
+    # nor a sweep of peak rates: the path would hold the rate slopes at 0 and fit one set of constants
+    from dataclasses import replace as swap
+
+    faster = few["schedule"].map(lambda text: swap(Schedule.from_json(text), peak_lr=2e-3).to_json())
+    two_rates = pd.concat([few, few.assign(schedule=faster, run=few["run"] + "-fast")])
+    with pytest.raises(ValueError, match=r"method='adamw' fits one peak learning rate, as Luo et al. 2025 do; the "
+                                         r"table's runs have 2 \(from their schedules: 0.001, 0.002\)"):
+        fit_point(two_rates, form="multipower", method="adamw")
     with pytest.raises(ValueError, match=r"the annealing law has none \(forms with one: \['multipower'\]\)"):
         fit_point(train, form="annealing", method="adamw")
 

@@ -679,6 +679,15 @@ def fit_point(
         if held and sizes > 1:
             raise ValueError(f"method='adamw' fits one model size, as {law.path.source} do; the table has {sizes} "
                              f"(column 'params'): fit each size apart, or use method='epoch' for the size slopes")
+        # the path holds the peak-rate slopes at 0 too: a sweep of peak rates would be fitted with one set of
+        # constants without a word (the inputs are cached, so reading them here costs nothing later)
+        if "peak_lr" in law.inputs and any(k.endswith("_lr") for k in held):
+            rates = np.unique(np.asarray(law.columns(df, where="fit_point")["peak_lr"], dtype=float))
+            if len(rates) > 1:
+                raise ValueError(f"method='adamw' fits one peak learning rate, as {law.path.source} do; the table's "
+                                 f"runs have {len(rates)} (from their schedules: {', '.join(f'{r:g}' for r in rates[:6])}"
+                                 f"{', ...' if len(rates) > 6 else ''}): fit each rate apart, or use method='epoch' "
+                                 f"for the rate slopes")
         fixed = {**held, **(fixed or {})} or None
     if fixed:
         free = law.fix(fixed)
