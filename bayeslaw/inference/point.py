@@ -675,19 +675,24 @@ def fit_point(
         if law.path is None:
             raise ValueError(f"method='adamw' follows a law's published optimiser path; the {law.name} law has none "
                              f"(forms with one: {forms(lambda law: law.path)}): use method='epoch'")
-        held = {k: v for k, v in law.path.one_size.items() if k in law.theta_names and k not in (fixed or {})}
-        if held and sizes > 1:
+
+        def unfixed(slopes):  # the path's held slopes that the caller has not fixed
+            return {k: v for k, v in slopes.items() if k in law.theta_names and k not in (fixed or {})}
+
+        held_size, held_rate = unfixed(law.path.one_size), unfixed(law.path.one_rate)
+        if held_size and sizes > 1:
             raise ValueError(f"method='adamw' fits one model size, as {law.path.source} do; the table has {sizes} "
                              f"(column 'params'): fit each size apart, or use method='epoch' for the size slopes")
-        # the path holds the peak-rate slopes at 0 too: a sweep of peak rates would be fitted with one set of
-        # constants without a word (the inputs are cached, so reading them here costs nothing later)
-        if "peak_lr" in law.inputs and any(k.endswith("_lr") for k in held):
+        # held at 0 on a sweep of peak rates, the rate slopes would fit it with one set of constants without a
+        # word (the schedule inputs are cached, so reading them here costs nothing later)
+        if held_rate:
             rates = np.unique(np.asarray(law.columns(df, where="fit_point")["peak_lr"], dtype=float))
             if len(rates) > 1:
                 raise ValueError(f"method='adamw' fits one peak learning rate, as {law.path.source} do; the table's "
                                  f"runs have {len(rates)} (from their schedules: {', '.join(f'{r:g}' for r in rates[:6])}"
                                  f"{', ...' if len(rates) > 6 else ''}): fit each rate apart, or use method='epoch' "
                                  f"for the rate slopes")
+        held = {**held_size, **held_rate}
         fixed = {**held, **(fixed or {})} or None
     if fixed:
         free = law.fix(fixed)

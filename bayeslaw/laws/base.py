@@ -35,12 +35,14 @@ class PathFit:
     weight decay, stopped after ``patience`` steps without improvement or at a gradient norm below
     ``grad_tol``; the parameters after the best step are kept. ``one_size``: parameters (fitting space) held
     at these values on a table of one model size, which the path does not fit (a law's size slopes); on a
-    table of several sizes the path is not offered.
+    table of several sizes the path is not offered. ``one_rate``: likewise the slopes in the runs' peak
+    learning rate (input ``peak_lr``), held on a table of one peak rate and refused on several.
     """
 
     start: Callable
     rates: Mapping[str, float]
     one_size: Mapping[str, float] = field(default_factory=dict)
+    one_rate: Mapping[str, float] = field(default_factory=dict)
     steps: int = 200
     patience: int = 20
     weight_decay: float = 1e-2

@@ -14,8 +14,8 @@ the Bayesian models pool them across sizes and families. They move with the run'
 too (:func:`~bayeslaw.laws.schedule_terms.at_peak_lr`, as in the annealing law): the law reads the
 rate's value, yet over a sweep of peak rates one set of constants does not carry. A point fit of one
 size at one peak rate holds the slopes at 0 (``fit_point(df, "multipower", fixed=SLOPES)``). The loss
-drop is computed on a binned design (:mod:`bayeslaw.laws.schedule_terms`). Luo et al.'s own fitting protocol is ``fit_point(...,
-method="adamw")`` (:data:`LUO_PATH`, one size): it reproduces their published constants, but on other
+drop is computed on a binned design (:mod:`bayeslaw.laws.schedule_terms`). Luo et al.'s own fitting
+protocol is ``fit_point(..., method="adamw")`` (:data:`LUO_PATH`, one size at one peak rate): it reproduces their published constants, but on other
 curves it ends far from the objective's minimum, so ``epoch`` stays the default (README).
 
 Fitted as l0 = log L0, a = log A, alpha, b = log B at 1e8 parameters and peak rate 1e-3, their slopes
@@ -134,7 +134,7 @@ def linearised_start(df, inputs) -> dict[str, float]:
 #: and weight decay 0.01): 200 steps, rate 5e-2 for L0, A, B, C and 5e-3 for the exponents, patience 20
 LUO_PATH = PathFit(start=linearised_start,
                    rates={"L0": 5e-2, "A": 5e-2, "B": 5e-2, "C": 5e-2, "alpha": 5e-3, "beta": 5e-3, "gamma": 5e-3},
-                   one_size=SLOPES, steps=200, patience=20, weight_decay=1e-2, grad_tol=1e-5,
+                   one_size=SIZE_SLOPES, one_rate=LR_SLOPES, steps=200, patience=20, weight_decay=1e-2, grad_tol=1e-5,
                    source="Luo et al. 2025")
 
 

@@ -38,10 +38,8 @@ import jax.numpy as jnp
 from bayeslaw.data.schedules import Schedule
 from bayeslaw.laws.base import Sampling
 
-__all__ = ["ANNEALING_MOMENTUM", "BIN_STEPS", "LR_REF", "LR_SLOPE_PRIORS", "SIZE_REF", "annealing_area", "at_peak_lr", "at_size",
-           "drop_design", "drop_exact",
-           "lr_area", "size_sampling",
-           "schedule_inputs"]
+__all__ = ["ANNEALING_MOMENTUM", "BIN_STEPS", "LR_REF", "LR_SLOPE_PRIORS", "SIZE_REF", "annealing_area", "at_peak_lr",
+           "at_size", "drop_design", "drop_exact", "lr_area", "size_sampling", "schedule_inputs"]
 
 BIN_STEPS = 200  # at most this many steps per quadrature bin of the loss-drop sum
 MAX_LOG_CHANGE = 0.01  # and at most this fall of log eta within a bin (a jump is a bin of its own: exact)
