@@ -159,7 +159,7 @@ def bayes(df: pd.DataFrame, form: str) -> pd.DataFrame:
     post = fit.idata.posterior
     print("noise, posterior medians per family: " + "; ".join(
         f"{name} {np.round(np.median(post[name].values.reshape(-1, *post[name].shape[2:]), axis=0), 4)}"
-        for name in ("sigma_seed", "sigma_run", "offset_start", "sigma_dev", "sigma_obs") if name in post))
+        for name in ("sigma_seed", "offset_start", "sigma_dev", "sigma_obs") if name in post))
     print(f"all test checkpoints: cover50 {scored['in50'].mean():.3f}, cover90 {scored['in90'].mean():.3f}, "
           f"MRE {100 * scored['re'].mean():.3f}%")
     return table

@@ -149,49 +149,6 @@ def test_runs_of_one_branch_tree_share_their_offset_in_the_joint_density_and_in_
     assert abs(np.corrcoef(ends[:, 0], ends[:, 1])[0, 1]) < 0.02
 
 
-def test_trees_of_one_seed_share_part_of_their_offsets_in_the_joint_density_and_in_draws():
-    """Six runs in four trees, trees 0, 1 and 2 in one seed group: u_T = s + e_T, s ~ N(0, a) shared by the
-    group, e_T ~ N(0, b) each tree's own (runs 0 and 4 one tree). The summed per-run log densities equal
-    the dense Gaussian with covariance (a + b) l l' within a tree, a l l' across trees of the group, 0
-    across groups."""
-    rng = np.random.default_rng(2)
-    mask = np.ones((6, 5), dtype=bool)
-    mask[2, 2:] = False
-    mask[5, 4:] = False
-    x, eigvals, eigvecs = _padded_runs(rng, mask)
-    a, b, c = np.full(6, 4e-4), rng.uniform(1e-5, 1e-4, 6), rng.uniform(1e-6, 1e-5, 6)
-    own = np.full(6, 1.5e-4)  # b of the trees' own parts (one family)
-    tree = np.array([0, 1, 2, 3, 0, 2])
-    group = np.array([0, 0, 0, 1])  # per tree
-    before = ((tree[:, None] == tree[None, :]) & np.triu(np.ones((6, 6), bool), 1)).astype(float)
-    tree_before = ((group[:, None] == group[None, :]) & np.triu(np.ones((4, 4), bool), 1)).astype(float)
-    loc = rng.normal(0, 0.01, (6, 5)) * mask
-    y = (loc + rng.normal(0, 0.02, (6, 5))) * mask
-    t = np.ones((6, 5))
-    marginal = RunMarginal(jnp.asarray(loc), eigvals, eigvecs, mask, a, b, c, before, loading=t, run_var=own,
-                           tree=tree, tree_before=tree_before)
-    got = np.asarray(marginal.log_prob(jnp.asarray(y)))
-    slots = [(r, i) for r in range(6) for i in range(5) if mask[r, i]]
-    cov = np.zeros((len(slots), len(slots)))
-    for p_, (r, i) in enumerate(slots):
-        for q, (s_, j) in enumerate(slots):
-            shared = a[r] * (group[tree[r]] == group[tree[s_]]) + own[r] * (tree[r] == tree[s_])
-            cov[p_, q] = shared + (b[r] * float(bridge_kernel(x[r, i], x[s_, j])) + (c[r] + JITTER) * (i == j)
-                                   if r == s_ else 0.0)
-    dense = stats.multivariate_normal(np.array([loc[r, i] for r, i in slots]), cov).logpdf(
-        np.array([y[r, i] for r, i in slots]))
-    assert got.sum() == pytest.approx(dense, rel=1e-10)
-    # without the group the trees' offsets are independent, of variance a + b: another density
-    alone = np.asarray(RunMarginal(jnp.asarray(loc), eigvals, eigvecs, mask, a, b, c, before, loading=t,
-                                   run_var=own).log_prob(jnp.asarray(y)))
-    assert abs(alone.sum() - dense) > 1e-3
-    draws = np.asarray(marginal.sample(jax.random.PRNGKey(0), (60_000,)))
-    ends = draws[:, :, 3] - loc[:, 3]  # runs 0, 1, 3 at their 4th checkpoint
-    assert np.cov(ends[:, 0], ends[:, 1])[0, 1] == pytest.approx(a[0], rel=0.1)  # trees 0 and 1: s alone
-    assert np.var(ends[:, 0]) > a[0] + own[0]  # s, e_T and the run's own noise
-    assert abs(np.corrcoef(ends[:, 0], ends[:, 3])[0, 1]) < 0.02  # another group
-
-
 def test_the_deviation_along_a_run_vanishes_at_its_end():
     x = np.array([0.2, 0.5, 0.9, 1.0])
     k = np.asarray(bridge_kernel(x[:, None], x[None, :]))

@@ -372,55 +372,6 @@ def test_tree_conditioning_equals_dense_gaussian_conditioning(schedule_fit):
         assert reduction[s, 0] == pytest.approx(cross @ np.linalg.solve(cov, cross), rel=1e-6)
 
 
-def test_a_new_run_of_a_trained_seed_is_conditioned_on_every_tree_of_its_seed(schedule_fit):
-    """Under a schedule law the trees of one family, size and seed share part of their offsets (u_T = s + e_T):
-    a new cosine run of the trained seed is conditioned on the constant tree and the cosine tree through s
-    alone, which equals conditioning the dense joint Gaussian of those trees' training rows (covariance a + b
-    within a tree, a across); a new run of another seed is not conditioned, and is wider."""
-    from bayeslaw.models.runs import JITTER, bridge_kernel
-
-    df, fitted = schedule_fit
-    assert fitted.site_draws("sigma_run").min() > 0  # the trees' own parts are learnt beside the seed's
-    rows = fitted.training_rows()
-    groups, roots = fitted._run_groups(), fitted._run_roots()
-    assert groups["1e+08-constant"] == groups["1e+08-cosine"] != groups["3e+08-cosine"]
-    trees = {}
-    for r in ("1e+08-constant", "1e+08-cool2000", "1e+08-cosine"):
-        trees.setdefault(roots[r], {})[r] = np.flatnonzero(rows["run"].to_numpy() == r)
-    test = df[df["run"] == "1e+08-cosine3000"].iloc[[-8, -1]].reset_index(drop=True)
-    assert fitted._target_groups(test, fitted._target_roots(test)).tolist() == [groups["1e+08-cosine"]] * 2
-    assert fitted._target_groups(test.assign(seed=1), fitted._target_roots(test)).tolist() == [None, None]
-    draws = slice(0, 4)
-    theta = fitted.site_draws("theta")[draws][:, [0]]
-    noise = {k: v[draws] for k, v in fitted.noise_draws(["f"]).items()}
-    a, b = noise["sigma_seed"][:, 0] ** 2, noise["sigma_run"][:, 0] ** 2
-    parts = {tree: fitted._tree_residuals(theta[:, 0], noise, 0, runs, rows) for tree, runs in trees.items()}
-    x = (test["step"] / 3000).to_numpy()
-    shift, reduction = fitted._condition_on_tree({}, "1e+08-cosine3000", x, np.ones(2), a,
-                                                 noise["sigma_dev"][:, 0] ** 2, start=np.ones(len(a)), run_var=b,
-                                                 others=list(parts.values()))
-    law = np.log(fitted.predict(rows, kind="law").draws.values[draws])
-    fraction = fitted.idata.constant_data["fraction"].values
-    order = np.concatenate([i for runs in trees.values() for i in runs.values()])
-    owner = np.concatenate([[r] * len(i) for runs in trees.values() for r, i in runs.items()])
-    tree_of = np.array([roots[r] for r in owner])
-    for s_ in range(4):
-        dev2, obs2 = noise["sigma_dev"][s_, 0] ** 2, noise["sigma_obs"][s_, 0] ** 2
-        same = owner[:, None] == owner[None, :]
-        k = np.asarray(bridge_kernel(fraction[order][:, None], fraction[order][None, :]))
-        cov = (a[s_] + b[s_] * (tree_of[:, None] == tree_of[None, :])
-               + same * (dev2 * k + (obs2 + JITTER) * np.eye(len(order))))
-        cross = np.full((2, len(order)), a[s_])  # a new tree: s alone links it
-        resid = np.log(rows["loss"].to_numpy())[order] - law[s_, order]
-        assert shift[s_] == pytest.approx(cross @ np.linalg.solve(cov, resid), rel=1e-6, abs=1e-9)
-        assert reduction[s_] == pytest.approx(np.einsum("tn,tn->t", cross, np.linalg.solve(cov, cross.T).T), rel=1e-6)
-    # in the forecast: the trained seed's new run is narrower than another seed's
-    known = np.log(fitted.predict(test, kind="new_run", seed=1).draws.values)
-    other = np.log(fitted.predict(test.assign(seed=1), kind="new_run", seed=1).draws.values)
-    spread = [np.quantile(d, 0.95, 0) - np.quantile(d, 0.05, 0) for d in (known, other)]
-    assert np.all(spread[0] < 0.9 * spread[1])
-
-
 def test_a_run_that_outlasts_its_trained_tree_moves_the_tree_end(schedule_fit):
     """A branch of the trained constant run (tree end 4000 steps) that runs to 8000: the tree's end moves to
     8000, so the target's loading stays <= 1 and the trained runs' loadings halve; the closed-form

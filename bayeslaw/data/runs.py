@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["BUDGET_LOG_TOLERANCE", "RISE_LIMIT", "drop_copies", "replicated_runs", "rising_runs", "run_configurations",
-           "branch_roots", "offset_groups", "seed_groups", "single_size_families"]
+           "branch_roots", "single_size_families"]
 
 BUDGET_LOG_TOLERANCE = 0.01  # token budgets within 1% (in ln tokens) are one budget
 # a run whose last checkpoint's loss is this much above its first has diverged: no scaling law rises
@@ -68,35 +68,6 @@ def branch_roots(df: pd.DataFrame) -> pd.Series:
             seen.append(top)
         root[run] = top
     return pd.Series(root, name="root").rename_axis("run").loc[runs]
-
-
-def seed_groups(df: pd.DataFrame) -> pd.Series:
-    """Per run (index ``run``, sorted): a key shared by the runs of one family, model size N and ``seed``
-    (one initialisation and one data order), or None where the table has no ``seed`` for the run."""
-    runs = sorted(df["run"].unique())
-    if "seed" not in df.columns:
-        return pd.Series([None] * len(runs), index=pd.Index(runs, name="run"), name="group", dtype=object)
-    per_run = df.groupby("run").agg(family=("family", "first"), params=("params", "first"), seed=("seed", "first"))
-    per_run = per_run.loc[runs]
-    keys = [None if pd.isna(seed) else f"{family}|{float(params):.6g}|{seed}"
-            for family, params, seed in per_run.itertuples(index=False)]
-    return pd.Series(keys, index=pd.Index(runs, name="run"), name="group", dtype=object)
-
-
-def offset_groups(df: pd.DataFrame, *, by_seed: bool = False) -> pd.Series:
-    """Per run (index ``run``, sorted): the group of branch trees whose offsets share a part. Without
-    ``by_seed`` each tree is its own group, named by its root; with it, the trees of one family, model
-    size and seed (:func:`seed_groups`, read on each tree's root, or its first run where the root is
-    absent) form one group, named by that key (a tree without a seed stays a group of its own)."""
-    roots = branch_roots(df)
-    labels = roots.copy()
-    if by_seed:
-        keys = seed_groups(df)
-        first = pd.Series(roots.index, index=roots.index).groupby(roots.to_numpy()).transform("min")
-        tree_key = [keys.get(root) if root in keys.index else keys[first[run]] for run, root in roots.items()]
-        labels = pd.Series([key if key is not None else root for key, root in zip(tree_key, roots, strict=True)],
-                           index=roots.index, name="group", dtype=object)
-    return labels.rename("group")
 
 
 def drop_copies(df: pd.DataFrame) -> pd.DataFrame:

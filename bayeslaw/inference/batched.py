@@ -52,11 +52,10 @@ def structure(prepared: PreparedFit) -> tuple:
     """What a fit's model reads when it is traced, beyond its arrays: fits with equal structures can be
     sampled by one program. The numbers of rows and of checkpoints per run are not part of it (padded)."""
     data, config = prepared.data, prepared.config
-    before, (tree, tree_before) = data.run_before, data.tree_layout
+    before = data.run_before
     return (config.form, config.pooling, config.seed_scaling, data.n_families, data.n_runs,
             data.run_family.tobytes(), data.curve_families.tobytes(), data.replicated_families.tobytes(),
             centered_families(data).tobytes(), None if before is None else before.tobytes(),
-            None if tree_before is None else (tree.tobytes(), tree_before.tobytes()),
             tuple((name, np.shape(v)[1:]) for name, v in sorted(data.inputs.items())))
 
 

@@ -27,7 +27,7 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
 from numpyro.infer.util import initialize_model
 
 from bayeslaw.data.files import write_atomic
-from bayeslaw.data.runs import branch_roots, drop_copies, rising_runs, seed_groups, single_size_families
+from bayeslaw.data.runs import branch_roots, drop_copies, rising_runs, single_size_families
 from bayeslaw.data.schedules import after_warmup
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.config import ATTR as CONFIG_ATTR
@@ -89,8 +89,7 @@ def _constant_data(data: ModelData, rows: pd.DataFrame) -> xr.Dataset:
     }
     per_run = {"run_family": data.run_family, "run_log_params": data.run_log_params, "run_points": data.run_points,
                "run_replicated": data.run_replicated, "run_tree_end": data.run_tree_end,
-               "run_root": np.asarray(data.run_root, dtype=str),
-               **({"run_group": np.asarray(data.run_group, dtype=str)} if data.run_group is not None else {})}
+               "run_root": np.asarray(data.run_root, dtype=str)}
     return xr.Dataset(
         {**{k: ("obs_id", v) for k, v in per_row.items()}, **{k: ("run", v) for k, v in per_run.items()},
          "family_sizes": ("family", data.family_sizes)},
@@ -855,18 +854,14 @@ class Fit:
         size_f = self.site_draws("shape_size") if "shape_size" in self.idata.posterior else np.zeros_like(shape_f)
         centre = self._family_log_params()
         own_curve = set(self.curve_families)
-        # a fit saved before a tree's own offset part: none
-        run_f = self.site_draws("sigma_run") if "sigma_run" in self.idata.posterior else np.zeros_like(sigma_obs_f)
-        pop_run = run_f[np.arange(n), pick] if curves else np.zeros(n)
-        out = {"sigma_seed": [], "sigma_obs": [], "sigma_dev": [], "offset_start": [], "sigma_run": [], "shape": [],
-               "shape_size": [], "shape_centre": []}
+        out = {"sigma_seed": [], "sigma_obs": [], "sigma_dev": [], "offset_start": [], "shape": [], "shape_size": [],
+               "shape_centre": []}
         for f in families:
             i = pos.get(f)
             out["sigma_seed"].append(sigma_seed_f[:, i] if i is not None else pop_seed)
             out["sigma_obs"].append(sigma_obs_f[:, i] if i is not None else pop_obs)
             out["sigma_dev"].append(sigma_dev_f[:, i] if f in own_curve else pop_dev)
             out["offset_start"].append(start_f[:, i] if f in own_curve else pop_start)
-            out["sigma_run"].append(run_f[:, i] if f in own_curve else pop_run)
             out["shape"].append(shape_f[:, i] if f in own_curve else pop_shape)
             # a new family's shape, or one of a family seen without curves, does not move with N
             out["shape_size"].append(size_f[:, i] if f in own_curve else np.zeros_like(shape_f[:, 0]))
@@ -909,10 +904,8 @@ class Fit:
         ``flops`` optional for compute; ``step`` and ``schedule`` for a schedule law), optionally
         ``family``, ``run`` and ``run_tokens`` (the run's final tokens; default: the last tokens of each
         ``run`` among the targets, and without ``run`` each row is a run's final checkpoint; a schedule
-        law's runs end at their schedule's last step), ``parent_run`` (the trained run a target run
-        branches from: it shares that run's offset) and, under a schedule law, ``seed`` (a new run of a
-        trained family, size and seed shares the seed's part of their offsets; without ``seed``, or of
-        another seed, a new run draws its offset whole).
+        law's runs end at their schedule's last step) and ``parent_run`` (the trained run a target run
+        branches from: it shares that run's offset).
         ``kind="law"``: the law's loss of that configuration (parameter uncertainty only).
         ``kind="new_run"``: what one training run shows at that checkpoint: the law plus the family's
         schedule shape g_f(x) at the row's fraction x of its run, parameter uncertainty, and the run's
@@ -949,33 +942,28 @@ class Fit:
         trained, roots = self._run_rows(), self._target_roots(targets)
         loading, tree_scale = self._target_loading(targets, fraction, roots)
         mean = log_loss + np.einsum("tk,stk->st", np.asarray(shape_basis(fraction)), shape_weights(noise, log_params))
-        var = ((sd_seed**2 + noise["sigma_run"] ** 2) * offset_shape(loading, noise["offset_start"]) ** 2
+        var = (sd_seed**2 * offset_shape(loading, noise["offset_start"]) ** 2
                + noise["sigma_dev"] ** 2 * np.asarray(bridge_kernel(fraction, fraction))
                + noise["sigma_obs"] ** 2 + self.form_error_sd(families, log_params, form_error) ** 2)
-        groups = self._target_groups(targets, roots)
-        members: dict[str, dict[str, list[str]]] = {}  # per offset group, its trees' trained runs
-        for name, group in self._run_groups().items():
-            members.setdefault(group, {}).setdefault(self._run_roots()[name], []).append(name)
+        trees: dict[str, list[str]] = {}
+        for name, root in self._run_roots().items():
+            trees.setdefault(root, []).append(name)
         training = None if all(f"input_{k}" in self.idata.constant_data for k in self.spec.law.inputs) else (
             self.training_rows())  # a schedule law's design is rebuilt from the rows' schedules
-        residuals = {}  # per (group, family): its trained runs' residuals, shared by every target run of the group
+        residuals = {}  # per (tree, family): its trained runs' residuals, shared by every target run of the tree
         for run in {r for r in runs if r is not None}:
             cols = np.flatnonzero(np.asarray([r == run for r in runs]))
             j = cols[0]
-            if groups[j] is None:  # a run of its own: a new offset
+            if roots[j] not in trees:  # a run of its own: a new offset
                 continue
-            key = (groups[j], families[j])
+            key = (roots[j], families[j])
             if key not in residuals:
-                rows = {r: trained[r] for tree in members[groups[j]].values() for r in tree}
-                parts = self._tree_residuals(theta[:, j], noise, j, rows, training)
-                residuals[key] = {tree: {r: parts[r] for r in names} for tree, names in members[groups[j]].items()}
-            own = residuals[key].get(roots[j], {})
-            others = [part for tree, part in residuals[key].items() if tree != roots[j]]
-            c_mean, c_var = self._condition_on_tree(own, str(run), fraction[cols], loading[cols],
+                residuals[key] = self._tree_residuals(theta[:, j], noise, j, {r: trained[r] for r in trees[roots[j]]},
+                                                      training)
+            c_mean, c_var = self._condition_on_tree(residuals[key], str(run), fraction[cols], loading[cols],
                                                     sd_seed[:, j] ** 2, noise["sigma_dev"][:, j] ** 2,
                                                     scale=float(tree_scale[cols].min()),
-                                                    start=noise["offset_start"][:, j],
-                                                    run_var=noise["sigma_run"][:, j] ** 2, others=others)
+                                                    start=noise["offset_start"][:, j])
             mean[:, cols] += c_mean
             var[:, cols] -= c_var
         draws = mean + np.sqrt(np.maximum(var, 0.0)) * rng.standard_normal(mean.shape)
@@ -1023,30 +1011,6 @@ class Fit:
             run = str(run)
             top = own.get(run, run) if own is not None else run
             out.append(trained.get(run, trained.get(top, top)))
-        return np.asarray(out, dtype=object)
-
-    def _run_groups(self) -> dict[str, str]:
-        """The offset group of each trained run's tree (:func:`bayeslaw.data.runs.offset_groups`: its seed's,
-        under a schedule law; the tree itself otherwise, or in a fit saved before groups)."""
-        const = self.idata.constant_data
-        if "run_group" not in const:
-            return self._run_roots()
-        return dict(zip(self.runs, np.asarray(const["run_group"].values).astype(str), strict=True))
-
-    def _target_groups(self, targets: pd.DataFrame, roots: np.ndarray) -> np.ndarray:
-        """Per target row, the trained offset group its run's offset shares a part with: its trained tree's,
-        or under a schedule law that of the trained runs of its family, size and seed; None for neither."""
-        by_tree = {self._run_roots()[run]: group for run, group in self._run_groups().items()}
-        trained_groups = set(by_tree.values())
-        keys = (seed_groups(targets) if self.spec.law.sampling.explains_shape and "run" in targets.columns
-                and {"family", "params", "seed"} <= set(targets.columns) else None)
-        out = []
-        for i, root in enumerate(roots):
-            group = by_tree.get(root)
-            if group is None and keys is not None:
-                key = keys.get(str(targets["run"].iloc[i]))
-                group = key if key in trained_groups else None
-            out.append(group)
         return np.asarray(out, dtype=object)
 
     def _target_loading(self, targets: pd.DataFrame, fraction: np.ndarray, roots: np.ndarray):
@@ -1102,8 +1066,7 @@ class Fit:
         return out
 
     @staticmethod
-    def _condition_on_tree(residuals: dict, run: str, fraction, progress, a, dev2, scale: float = 1.0, start=None,
-                           run_var=None, others=()):
+    def _condition_on_tree(residuals: dict, run: str, fraction, progress, a, dev2, scale: float = 1.0, start=None):
         """Conditional mean shift and variance reduction (sample, len(fraction)) of run ``run``'s target rows
         at ``fraction`` (the offset's progress t, ``progress``) given its branch tree's trained runs
         (:meth:`_tree_residuals`), which share its offset u of prior variance ``a`` (sample,); when the run
@@ -1115,12 +1078,6 @@ class Fit:
         The offset's posterior has precision 1/a + sum_r l_r^T D_r^-1 l_r and mean (sum_r l_r^T D_r^-1 e_r)
         / precision. For the run's own deviation, given u: k~ = D^-1 k(x), mean k~^T (e - u l_r), variance
         s_dev^2 k(x, x) - k^T D^-1 k; a target row loads u by its own l.
-
-        With ``run_var`` b (sample,), the tree's offset is u = s + e, s shared with the other trees of its
-        offset group (``others``: their :meth:`_tree_residuals`, one dict per tree) and e its own: given
-        those trees, s ~ Normal(m, v), v = 1 / (1/a + sum_T W_T / (1 + b W_T)), m = v sum_T M_T / (1 + b W_T)
-        (W_T, M_T: l^T D^-1 l and l^T D^-1 e summed over a tree's runs), and u's prior is Normal(m, v + b)
-        in place of Normal(0, a); the returned reduction is against the prior variance a + b.
         """
         rho = np.zeros_like(a) if start is None else np.asarray(start, dtype=float)
         l = offset_shape(np.asarray(progress, dtype=float)[None, :], rho[:, None])
@@ -1130,33 +1087,21 @@ class Fit:
             return (offset_shape(scale * t_obs[None, :], rho[:, None]),
                     rho[:, None] * solved[..., 0] + (1.0 - rho[:, None]) * scale * solved[..., 1])
 
-        b = np.zeros_like(a) if run_var is None else np.asarray(run_var, dtype=float)
-        shared_precision, shared_info = 1.0 / a, 0.0  # s, the group's shared part, given the other trees
-        for tree in others:
-            w_tree = m_tree = 0.0
-            for part in tree.values():
-                l_r, dl_r = offset_shape(part[1][None, :], rho[:, None]), (rho[:, None] * part[4][..., 0]
-                                                                          + (1.0 - rho[:, None]) * part[4][..., 1])
-                w_tree = w_tree + np.sum(l_r * dl_r, -1)
-                m_tree = m_tree + np.sum(dl_r * part[3], -1)
-            shared_precision = shared_precision + w_tree / (1.0 + b * w_tree)
-            shared_info = shared_info + m_tree / (1.0 + b * w_tree)
-        prior_var = 1.0 / shared_precision + b
-        precision, info = 1.0 / prior_var, shared_info / shared_precision / prior_var
+        precision, info = 1.0 / a, 0.0
         for part in residuals.values():
             l_r, dl_r = loads(part)
             precision = precision + np.sum(l_r * dl_r, -1)
             info = info + np.sum(dl_r * part[3], -1)  # l_r^T D_r^-1 e_r
         u_mean, u_var = info / precision, 1.0 / precision
         if run not in residuals:
-            return u_mean[:, None] * l, (a + b - u_var)[:, None] * l**2
+            return u_mean[:, None] * l, (a - u_var)[:, None] * l**2
         x_obs, _, cov, resid, _ = residuals[run]
         l_obs, _ = loads(residuals[run])
         cross = dev2[:, None, None] * np.asarray(bridge_kernel(fraction[:, None], x_obs[None, :]))  # (S, t, n)
         k_tilde = np.linalg.solve(cov, np.swapaxes(cross, 1, 2))  # D^-1 k, (S, n, t)
         weight = l - np.einsum("snt,sn->st", k_tilde, l_obs)  # l - k~^T l_r
         shift = u_mean[:, None] * weight + np.einsum("snt,sn->st", k_tilde, resid)
-        reduction = (a + b)[:, None] * l**2 - u_var[:, None] * weight**2 + np.einsum("stn,snt->st", cross, k_tilde)
+        reduction = a[:, None] * l**2 - u_var[:, None] * weight**2 + np.einsum("stn,snt->st", cross, k_tilde)
         return shift, reduction
 
     # --- diagnostics -----------------------------------------------------------------------

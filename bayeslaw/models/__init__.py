@@ -6,12 +6,7 @@ y_i in nats per token, x_i = D_i / D_r the fraction of its run):
     log y_ri = log L(theta_f; inputs_ri) + g_f(x_ri) + u_r t_ri + d_r(x_ri) + eps_ri
 
     g_f(x)  = sum_k w_fk (-log x)^k / k!        schedule shape of the family's runs, g_f(1) = 0
-    u_r     ~ Normal(0, sigma_seed_f (N_r / 1e8)^(-gamma_seed))    run offset (seed) at its end, every run;
-                                                shared by the runs of one branch tree, and under a
-                                                schedule law u_r = s_g + e_T: s_g the seed's part, shared
-                                                by the trees of one family, size and seed, e_T ~ Normal(0,
-                                                sigma_run_f^2) each tree's own (the law's misfit of its
-                                                schedule; sigma_run = 0 under other laws)
+    u_r     ~ Normal(0, sigma_seed_f (N_r / 1e8)^(-gamma_seed))    run offset (seed) at its end, every run
     t_ri                                        the offset's growth along the run: x_ri, runs part as they
                                                 train (in a branch tree: tokens over the tree's end); 1,
                                                 a constant offset, under a schedule law (_curve_noise)
@@ -66,7 +61,7 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 import pandas as pd
 
-from bayeslaw.data.runs import branch_roots, offset_groups, replicated_runs
+from bayeslaw.data.runs import branch_roots, replicated_runs
 from bayeslaw.data.schedules import run_schedules
 from bayeslaw.laws import D_REF, LAWS, N_REF, Law, get_law
 from bayeslaw.laws.runs import array_module
@@ -137,11 +132,6 @@ PRIORS = {
     # moves with size"; (1, 1) is the setting measured there). A schedule law's fit has rho = 1 whatever
     # this says (_curve_noise)
     "offset_start": None,
-    # LogNormal(log median, sd) of sigma_run, under a schedule law the sd of each branch tree's own offset beside the
-    # part its seed shares with the other trees of one family, size and seed (runs of one initialisation
-    # and data order under other schedules): the law's misfit of one schedule against another, a few
-    # tenths of a percent on the shared sweeps (docs/run_likelihood.md, "Runs of one seed")
-    "sigma_run": (0.003, 0.5),
     # schedule shapes of the shared families (fitted with wide priors, docs/run_likelihood.md): w_k of
     # -0.09 to 0.14, spread across families 0.035-0.055 per k
     "shape": 0.1,  # Normal scale of the population's schedule-shape weights w_k (log loss)
@@ -223,7 +213,6 @@ class ModelData:
     form: str = "chinchilla"
     inputs: Mapping[str, np.ndarray] | None = None
     run_root: tuple[str, ...] | None = None
-    run_group: tuple[str, ...] | None = None
 
     @property
     def run_before(self) -> np.ndarray | None:
@@ -233,20 +222,6 @@ class ModelData:
         tree = pd.factorize(np.asarray(self.run_root))[0]
         before = (tree[:, None] == tree[None, :]) & np.triu(np.ones((len(tree), len(tree)), dtype=bool), k=1)
         return before.astype(float) if before.any() else None
-
-    @property
-    def tree_layout(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """Each run's branch tree (run,) and (tree, tree): 1 where tree i precedes tree j in one offset
-        group (``run_group``); None where no group holds two trees."""
-        if self.run_root is None:
-            return np.arange(self.n_runs), None
-        tree, names = pd.factorize(np.asarray(self.run_root))
-        if self.run_group is None:
-            return tree, None
-        group_of = pd.Series(np.asarray(self.run_group, dtype=object)).groupby(tree).first().loc[np.arange(len(names))]
-        group = pd.factorize(group_of.to_numpy())[0]
-        before = (group[:, None] == group[None, :]) & np.triu(np.ones((len(names), len(names)), dtype=bool), k=1)
-        return tree, (before.astype(float) if before.any() else None)
 
     @property
     def curve_families(self) -> np.ndarray:
@@ -367,7 +342,6 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
         form=law.name,
         inputs=inputs,
         run_root=tuple(roots.loc[list(runs)]),
-        run_group=tuple(offset_groups(df, by_seed=law.sampling.explains_shape).loc[list(runs)]),
     )
 
 
@@ -404,7 +378,7 @@ def _likelihood(data: ModelData, law_mean, shape: tuple, noise: Mapping, y):
 
     ``law_mean`` is each row's log L, ``shape`` the schedule-shape weights w_f and their change per
     e-fold of N v_f ((family, K) each: a row of size N has w_f + v_f (log N - the family's mean)); ``noise``
-    holds sigma_seed, sigma_obs, sigma_dev, offset_start, sigma_run (family,) and gamma_seed.
+    holds sigma_seed, sigma_obs, sigma_dev, offset_start (family,) and gamma_seed.
     """
     shape_w, shape_v = shape
     w = shape_w[data.family] + shape_v[data.family] * data.size_offset[:, None]
@@ -415,11 +389,9 @@ def _likelihood(data: ModelData, law_mean, shape: tuple, noise: Mapping, y):
     sd_seed = seed_sd(noise["sigma_seed"][data.run_family], noise["gamma_seed"], data.run_log_params)
     value = None if y is None else jnp.where(mask, y[index], 0.0)
     loading = offset_shape(data.loading[index], noise["offset_start"][data.run_family][:, None])
-    tree, tree_before = data.tree_layout
     marginal = RunMarginal(jnp.where(mask, mean[index], 0.0), data.run_eigvals, data.run_eigvecs, mask, sd_seed**2,
                            noise["sigma_dev"][data.run_family] ** 2, noise["sigma_obs"][data.run_family] ** 2,
-                           data.run_before, loading=jnp.where(mask, loading, 0.0),
-                           run_var=noise["sigma_run"][data.run_family] ** 2, tree=tree, tree_before=tree_before)
+                           data.run_before, loading=jnp.where(mask, loading, 0.0))
     with numpyro.plate("run", data.n_runs):
         numpyro.sample("obs", marginal, obs=value)
 
@@ -438,8 +410,8 @@ def offset_start_prior() -> dist.Distribution:
 
 
 def _curve_noise(data: ModelData) -> dict:
-    """sigma_obs, sigma_dev, offset_start, sigma_run (family,): sampled for the families with curves (rho
-    only when ``PRIORS["offset_start"]`` is set); for the others (a run seen once has one residual: its spread is
+    """sigma_obs, sigma_dev, offset_start (family,): sampled for the families with curves (rho only when
+    ``PRIORS["offset_start"]`` is set); for the others (a run seen once has one residual: its spread is
     the run offset's) 0, and rho 0 (an offset that grows along its branch tree, unchanged where every run
     is seen at its end, t = 1).
 
@@ -447,10 +419,7 @@ def _curve_noise(data: ModelData) -> dict:
     law explains how the loss falls along a run, and its slope late in the run is what a longer schedule
     extrapolates; an offset that grows is a linear trend in t per tree, which on single-seed runs takes
     part of that slope and leaves the law's level off where the runs end (docs/run_likelihood.md,
-    "Branch trees and schedule laws"). Under a schedule law the runs of one family, size and seed share an
-    initialisation and a data order: their trees share the seed's part of the offset, and sigma_run ~
-    LogNormal(PRIORS["sigma_run"]) is each tree's own part beside it, learnt where a seed has two trees
-    (0 under other laws, where each tree is a group of its own).
+    "Branch trees and schedule laws").
 
     Sampled as the total sd along a run and its split,
         sigma_curve ~ Rayleigh(s),  dev_share ~ Beta(a, a),
@@ -464,7 +433,6 @@ def _curve_noise(data: ModelData) -> dict:
     curves = np.flatnonzero(data.curve_families)
     sigma_obs = jnp.zeros(data.n_families)
     sigma_dev = jnp.zeros(data.n_families)
-    sigma_run = jnp.zeros(data.n_families)
     start = jnp.zeros(data.n_families)
     if len(curves):
         with numpyro.plate("curve_family", len(curves)):
@@ -475,15 +443,11 @@ def _curve_noise(data: ModelData) -> dict:
             sigma_dev = sigma_dev.at[curves].set(total * jnp.sqrt(share))
             if get_parameterization(data.form).law.sampling.explains_shape:
                 start = start.at[curves].set(1.0)
-                median, spread = PRIORS["sigma_run"]
-                own = numpyro.sample("sigma_run_curve", dist.LogNormal(np.log(median), spread))
-                sigma_run = sigma_run.at[curves].set(own)
             elif PRIORS["offset_start"] is not None:  # None: every offset grows from 0 (rho = 0)
                 start = start.at[curves].set(numpyro.sample("offset_start_curve", offset_start_prior()))
     return {"sigma_obs": numpyro.deterministic("sigma_obs", sigma_obs),
             "sigma_dev": numpyro.deterministic("sigma_dev", sigma_dev),
-            "offset_start": numpyro.deterministic("offset_start", start),
-            "sigma_run": numpyro.deterministic("sigma_run", sigma_run)}
+            "offset_start": numpyro.deterministic("offset_start", start)}
 
 
 def _shape_prior() -> dist.Distribution:
@@ -809,7 +773,6 @@ def start_values(pooling: str, data: ModelData, spec: Parameterization, theta) -
         "sigma_curve": np.full(n_c, 0.5 * PRIORS["sigma_curve"]),
         "dev_share_curve": np.full(n_c, 0.5),
         "offset_start_curve": np.full(n_c, 0.5),
-        "sigma_run_curve": np.full(n_c, PRIORS["sigma_run"][0]),
         # every v_f at 0 likewise: shape_size_total is the law's own size term along the runs
         "shape_size_total": (along[sized, SHAPE_DEGREE:].mean(axis=0) if pooling == "complete" and len(sized) else
                              along[sized, SHAPE_DEGREE:]),
@@ -834,9 +797,8 @@ def site_dims(pooling: str, spec: Parameterization) -> dict[str, list[str]]:
         "theta": family_theta, "theta_raw": family_theta,
         **{name: ["family"] for name in spec.law.theta_names},  # the law's own parameters
         "sigma_seed": ["family"], "sigma_obs": ["family"], "sigma_dev": ["family"],
-        "offset_start": ["family"], "sigma_run": ["family"],
+        "offset_start": ["family"],
         "sigma_curve": ["curve_family"], "dev_share_curve": ["curve_family"], "offset_start_curve": ["curve_family"],
-        "sigma_run_curve": ["curve_family"],
         "shape": ["family", "shape_dim"], "shape_total": ["curve_family", "shape_dim"], "shape_mu": ["shape_dim"],
         "shape_size": ["family", "shape_dim"], "shape_size_total": ["sized_curve_family", "shape_dim"],
         "obs": ["run", "checkpoint"],

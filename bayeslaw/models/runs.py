@@ -94,33 +94,21 @@ class RunMarginal(dist.Distribution):
     (the chain rule): given those, u ~ Normal(a M / (1 + a W), a / (1 + a W)) with W and M the sums of
     their w^T D^-1 w and w^T D^-1 z, so run j's formula holds with loc shifted by that mean and a by
     that variance. Without ``before`` every run has its own offset.
-
-    Trees may share part of their offsets: u_T = s_g + e_T, s_g ~ Normal(0, a) shared by the trees of a
-    group g (runs of one seed under a schedule law), e_T ~ Normal(0, b) each tree's own (``run_var`` b,
-    (run,); ``tree`` (run,) each run's tree index; ``tree_before`` (tree, tree): 1 where tree i precedes
-    tree j in one group). The chain rule runs over trees first: given the earlier trees of its group, s
-    ~ Normal(m, v), v = a / (1 + a P), m = v I, with P and I the sums over those trees of W_T / (1 + b
-    W_T) and M_T / (1 + b W_T) (W_T, M_T: the sums of w^T D^-1 w and w^T D^-1 z over a tree's runs, what
-    the tree says of u_T, less what e_T blurs); the tree's u_T then has prior Normal(m, v + b) and its
-    runs follow as above. Without ``tree_before`` every tree's offset has variance a + b.
     """
 
     arg_constraints = {}
     support = dist.constraints.real_vector
     pytree_data_fields = ("loc", "eigvals", "eigvecs", "run_mask", "loading", "seed_var", "dev_var", "obs_var",
-                          "before", "run_var", "tree", "tree_before")
+                          "before")
 
     def __init__(self, loc, eigvals, eigvecs, mask, seed_var, dev_var, obs_var, before=None, *, loading=None,
-                 run_var=None, tree=None, tree_before=None, validate_args=None):
+                 validate_args=None):
         self.loc, self.eigvals, self.eigvecs = loc, eigvals, eigvecs
         self.run_mask = jnp.asarray(mask, dtype=jnp.result_type(float))
         t = self.run_mask if loading is None else jnp.asarray(loading, dtype=self.run_mask.dtype)
         self.loading = t * self.run_mask
         self.seed_var, self.dev_var, self.obs_var = seed_var, dev_var, obs_var + JITTER
         self.before = None if before is None else jnp.asarray(before, dtype=jnp.result_type(float))
-        self.run_var = jnp.zeros_like(seed_var) if run_var is None else run_var
-        self.tree = None if tree is None else jnp.asarray(tree)
-        self.tree_before = None if tree_before is None else jnp.asarray(tree_before, dtype=jnp.result_type(float))
         super().__init__(batch_shape=jnp.shape(loc)[:-1], event_shape=jnp.shape(loc)[-1:], validate_args=validate_args)
 
     def log_prob(self, value):
@@ -129,19 +117,7 @@ class RunMarginal(dist.Distribution):
         z = jnp.einsum("...ji,...j->...i", self.eigvecs, (value - self.loc) * self.run_mask)
         w = jnp.einsum("...ji,...j->...i", self.eigvecs, self.loading)
         zz, zw, ww = jnp.sum(z * z / d, -1), jnp.sum(z * w / d, -1), jnp.sum(w * w / d, -1)
-        a, b = a[..., 0], self.run_var
-        if self.tree_before is not None:  # the group's shared part given its earlier trees
-            n_trees = self.tree_before.shape[0]
-            by_tree = jax.nn.one_hot(self.tree, n_trees, dtype=zw.dtype)  # (run, tree)
-            w_t, m_t = ww @ by_tree, zw @ by_tree
-            a_t, b_t = (a @ by_tree) / jnp.sum(by_tree, 0), (b @ by_tree) / jnp.sum(by_tree, 0)
-            blur = 1.0 + b_t * w_t
-            v = a_t / (1.0 + a_t * ((w_t / blur) @ self.tree_before))
-            m = v * ((m_t / blur) @ self.tree_before)
-            mean, a = m @ by_tree.T, (v + b_t) @ by_tree.T
-            zz, zw = zz - 2.0 * mean * zw + mean**2 * ww, zw - mean * ww
-        else:
-            a = a + b
+        a = a[..., 0]
         if self.before is not None:  # the shared offset given the earlier runs of the tree
             shrink = 1.0 + a * (ww @ self.before)
             mean, a = a * (zw @ self.before) / shrink, a / shrink
@@ -157,17 +133,11 @@ class RunMarginal(dist.Distribution):
         k1, k2 = jax.random.split(key)
         d = self.dev_var[..., None] * self.eigvals + self.obs_var[..., None]
         diag_part = jnp.einsum("...ij,...j->...i", self.eigvecs, jnp.sqrt(d) * jax.random.normal(k1, shape))
-        k2, k3 = jax.random.split(k2)
-        e2, e3 = jax.random.normal(k2, shape[:-1]), jax.random.normal(k3, shape[:-1])
+        e2 = jax.random.normal(k2, shape[:-1])
         if self.before is not None:  # each run takes its tree's first run's draw
             first = jnp.argmax(self.before + jnp.eye(self.before.shape[0]), axis=0)
-            e2, e3 = e2[..., first], e3[..., first]
-        if self.tree_before is not None:  # and the group's shared part from its first tree's first run
-            first_tree = jnp.argmax(self.tree_before + jnp.eye(self.tree_before.shape[0]), axis=0)
-            lead = jnp.argmax(jax.nn.one_hot(self.tree, self.tree_before.shape[0]), axis=0)  # each tree's first run
-            e2 = e2[..., lead[first_tree[self.tree]]]
-        offset = (jnp.sqrt(self.seed_var)[..., None] * e2[..., None]
-                  + jnp.sqrt(self.run_var)[..., None] * e3[..., None]) * self.loading
+            e2 = e2[..., first]
+        offset = jnp.sqrt(self.seed_var)[..., None] * e2[..., None] * self.loading
         return (self.loc + diag_part + offset) * self.run_mask
 
 

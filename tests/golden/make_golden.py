@@ -36,8 +36,7 @@ def demo_rows() -> pd.DataFrame:
 
 def schedule_rows() -> pd.DataFrame:
     """Annealing-law curves of two sizes: a constant run, a cooldown branch of it (sharing its offset) and a
-    cosine run (of the constant run's seed: the two trees share part of their offsets), eight checkpoints
-    each in steps; deterministic values (no random draws)."""
+    cosine run, eight checkpoints each in steps; deterministic values (no random draws)."""
     law = get_law("annealing")
     theta = {"l0": np.log(2.8), "a": np.log(0.5), "alpha": 0.45, "c": np.log(0.5), "l0_n": -0.08, "a_n": 0.05,
              "alpha_n": -0.02, "c_n": 0.1, "l0_lr": 0.0, "a_lr": 0.25, "alpha_lr": 0.0, "c_lr": -0.5}
@@ -49,7 +48,7 @@ def schedule_rows() -> pd.DataFrame:
         for j, (name, (schedule, parent)) in enumerate(plans.items()):
             steps = np.linspace(3000 if parent else 400, 4000, 8).round().astype(int)
             rows = pd.DataFrame({"family": "f", "run": f"{params:.0e}-{name}", "params": params, "step": steps,
-                                 "tokens": np.nan, "schedule": schedule.to_json(), "seed": 0,
+                                 "tokens": np.nan, "schedule": schedule.to_json(),
                                  "parent_run": f"{params:.0e}-{parent}" if parent else None})
             log_loss = np.asarray(law.log_loss({k: np.asarray(v) for k, v in theta.items()}, **law.columns(rows)))
             wiggle = 0.002 * np.sin(np.arange(len(rows)) * (1 + i + j)) + 0.003 * (j - 1)
