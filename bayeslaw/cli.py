@@ -19,7 +19,8 @@ from rich.table import Table
 
 from bayeslaw.data.files import jsonable, write_atomic
 from bayeslaw.data.schedules import DecayType
-from bayeslaw.inference.config import DEFAULT_TARGET_ACCEPT, Duplicates, PointMethod, Pooling, PredictionKind, check_choice
+from bayeslaw.inference.config import (DEFAULT_TARGET_ACCEPT, RETRY_TARGET_ACCEPT, Duplicates, PointMethod, Pooling,
+                                       PredictionKind, Rising, check_choice)
 from bayeslaw.laws import DEFAULT_FORM, forms
 
 app = typer.Typer(
@@ -480,6 +481,11 @@ def fit_command(
     extend: Annotated[int | None, typer.Option(min=0, help="While r-hat > 1.01 or ESS < 400, draw up to this many "
                                                            "more blocks of --draws per chain, going on from the "
                                                            "chains (default 2; 0: never).")] = None,
+    rising: Annotated[str, typer.Option(help="A run whose loss ends over 25% above its first checkpoint after the "
+                                             "cut (diverged): 'error' (refuse, naming it) or 'keep'.")] = "error",
+    retry_target_accept: Annotated[float, typer.Option(
+        min=0.0, max=0.999, help="With divergent draws, sample again from the start at this target acceptance "
+                                 "(0: never).")] = RETRY_TARGET_ACCEPT,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
                                                   help="NUTS progress bar on stderr (default: on a terminal).")] = None,
     root: RootOption = None,
@@ -497,12 +503,14 @@ def fit_command(
     check_choice(form, list(LAWS), "--form")
     check_choice(pooling, POOLINGS, "--pooling")
     check_choice(duplicates, get_args(Duplicates), "--duplicates")
+    check_choice(rising, get_args(Rising), "--rising")
     if out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a folder; give the fit file's name, e.g. {str(out / 'fit.nc')!r}")
     df = _select_families(_read_data(data, root, loss_name), _names(family))
     fitted = run_fit(df, form=form, pooling=pooling, chains=chains, draws=draws,
                      warmup=draws if warmup is None else warmup, min_tokens=min_tokens or None, thin=thin or None,
-                     seed=seed, target_accept=target_accept, duplicates=duplicates, extend=extend, progress=progress)
+                     seed=seed, target_accept=target_accept, duplicates=duplicates, extend=extend,
+                     retry_target_accept=retry_target_accept or None, rising=rising, progress=progress)
     path = fitted.save(out)
     diagnostics = fitted.diagnostics(warn=False)
     params = fitted.params()

@@ -13,6 +13,7 @@ population's law but not the run's own level.
 - polypythias: the highest seed of each size (lineage A, the two spiking 410m runs left out).
 
     BAYESLAW_DATA=../shared/data python benchmarks/live_forecast.py [--form annealing] [--fractions 0.25 0.5 0.75]
+        [--sources multipower polypythias]
 """
 
 from __future__ import annotations
@@ -52,10 +53,13 @@ def main():
     parser.add_argument("--form", default="annealing")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 0.75],
                         help="how much of each run's schedule is seen")
+    parser.add_argument("--sources", nargs="+", choices=("multipower", "polypythias"),
+                        default=["multipower", "polypythias"])
     options = parser.parse_args()
     form = options.form
     rows = []
-    for (source, df, run), fraction in [(case, f) for case in cases() for f in options.fractions]:
+    for (source, df, run), fraction in [(case, f) for case in cases() if case[0] in options.sources
+                                                  for f in options.fractions]:
         own = df[df["run"] == run]
         cut = int(run_schedules(own)[run].total_steps * fraction)
         seen = pd.concat([df[df["run"] != run], own[own["step"] <= cut]])

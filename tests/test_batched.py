@@ -46,6 +46,7 @@ def test_a_batched_fit_has_the_draws_of_its_own_fit(tables, batched):
         np.testing.assert_allclose(many.idata.posterior_predictive["obs"].values,
                                    one.idata.posterior_predictive["obs"].values, atol=1e-6)
         assert many.config["chain_method"] == "vectorized" and many.config["seed"] == 5 + i
+        assert many.idata.attrs["bayeslaw_target_accept"] == one.idata.attrs["bayeslaw_target_accept"]
         assert many.idata.attrs["bayeslaw_sampled_sites"] == one.idata.attrs["bayeslaw_sampled_sites"]
 
 
@@ -82,7 +83,7 @@ def test_tables_of_one_structure_share_a_program_split_evenly(tables, monkeypatc
     monkeypatch.setattr(batched_module, "_sample_batch", record)
     monkeypatch.setattr(batched_module, "sample_fit", lambda prepared: -prepared.config.seed)
     order = [tables[0], tables[2], tables[1], tables[0], tables[0]]
-    out = fit_many(order, seeds=[10, 11, 12, 13, 14], batch_size=3, **TINY)
+    out = fit_many(order, seeds=[10, 11, 12, 13, 14], batch_size=3, retry_target_accept=None, **TINY)
     assert out == [10, -11, 12, 13, 14]  # each table's fit in the order given
     # four tables of one structure in batches of at most 3: two programs of 2 (one shape); the other alone,
     # through NumPyro's MCMC
@@ -101,3 +102,26 @@ def test_fit_many_names_the_table_that_cannot_be_fitted(tables):
         fit_many([tables[0], tables[0].iloc[:0]], **TINY)
     with pytest.raises(ValueError, match="2 seeds for 1 tables"):
         fit_many(tables[:1], seeds=[1, 2], **TINY)
+
+
+def test_a_fit_that_diverges_is_sampled_again_at_the_retry_acceptance_in_fit_and_in_fit_many(tables):
+    """At target_accept 0.3 after 8 warmup iterations NUTS diverges; the fit is then sampled again from its
+    start and key at retry_target_accept: the draws of a fit asked for at that acceptance straight away, in
+    fit and in fit_many (whose diverging fits are sampled again as one more program) alike."""
+    from bayeslaw.inference.nuts import retry_accept
+
+    config = FitConfig(**TINY, target_accept=0.3, retry_target_accept=0.95)
+    assert retry_accept(config, {"diverging": np.array([[False, True]])}) == 0.95
+    assert retry_accept(config, {"diverging": np.zeros((2, 8), bool)}) is None
+    assert retry_accept(FitConfig(**TINY, target_accept=0.96, retry_target_accept=0.95),
+                        {"diverging": np.ones((2, 8), bool)}) is None  # not above the first run's
+    table = tables[0][tables[0]["family"] == tables[0]["family"].iloc[0]]  # one family: a smaller program
+    options = {**TINY, "chain_method": "vectorized", "extend": 0, "progress": False}
+    direct = fit(table, seed=4, target_accept=0.95, retry_target_accept=None, **options)
+    retried = fit(table, seed=4, target_accept=0.3, retry_target_accept=0.95, **options)
+    assert retried.idata.attrs["bayeslaw_target_accept"] == 0.95  # its first run diverged
+    np.testing.assert_array_equal(retried.site_draws("theta"), direct.site_draws("theta"))
+    assert retried.config["target_accept"] == 0.3  # the configuration refits the same way
+    many = fit_many([table, table], seeds=[4, 5], target_accept=0.3, retry_target_accept=0.95, **TINY)
+    assert many[0].idata.attrs["bayeslaw_target_accept"] == 0.95
+    np.testing.assert_allclose(many[0].site_draws("theta"), direct.site_draws("theta"), atol=1e-7)

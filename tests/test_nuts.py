@@ -312,6 +312,21 @@ def test_fit_refuses_bad_requests(sim):
     blown = sim.data.assign(loss=sim.data["loss"].where(sim.data.index != last, sim.data.loc[last, "loss"] * 2.5))
     with pytest.raises(ValueError, match=rf"run '{run}' ends \d+% above its first checkpoint .*rows \[\d+, {last}\].*diverged"):
         fit(blown, min_tokens=None)
+    # kept when asked (data drawn from the model's own prior, the calibration study): no error before sampling
+    from bayeslaw.inference.config import FitConfig
+    from bayeslaw.inference.nuts import prepare_fit
+
+    assert len(prepare_fit(blown, FitConfig(min_tokens=None, rising="keep")).y) > 0
+    with pytest.raises(ValueError, match="rising"):
+        FitConfig(rising="drop")
+    # a late rise that a run can show without diverging (the smallest PolyPythias models: up to +8%) is kept
+    from bayeslaw.data.runs import rising_runs
+
+    first = sim.data.index[sim.data["run"] == run].min()
+    risen = sim.data.assign(loss=sim.data["loss"].where(sim.data.index != last, sim.data.loc[first, "loss"] * 1.1))
+    assert run not in rising_runs(risen).index
+    spiked = risen.assign(loss=risen["loss"].where(risen.index != last, risen.loc[first, "loss"] * 1.3))
+    assert run in rising_runs(spiked).index
     # a family seen at one size: refused alone, a warning naming it beside others
     one_size = sim.data[(sim.data["family"] == "fam0") & (sim.data["params"] == 1e8)]
     with pytest.raises(ValueError, match=r"\['fam0'\] seen at a single model size cannot be extrapolated"):

@@ -22,9 +22,11 @@ __all__ = ["BUDGET_LOG_TOLERANCE", "RISE_LIMIT", "drop_copies", "replicated_runs
            "branch_roots", "single_size_families"]
 
 BUDGET_LOG_TOLERANCE = 0.01  # token budgets within 1% (in ln tokens) are one budget
-# a run whose last checkpoint's loss is this much above its first has diverged: no scaling law rises
-# along a run, and checkpoint noise is a fraction of a percent
-RISE_LIMIT = 0.05
+# a run whose last checkpoint's loss is this much above its first has diverged (a spike it never came back
+# from: wsd_horizons' 124M cosine run at peak rate 5e-3 ends 55% up). Below it a rise is training the
+# law does not describe but a run can show: the smallest models' late degradation (PolyPythias' 14M seed
+# 4 ends 7.7% above its loss at 10B tokens, its other seeds -5% to +1%), kept and left to the run's offset
+RISE_LIMIT = 0.25
 
 
 def run_configurations(df: pd.DataFrame) -> pd.DataFrame:

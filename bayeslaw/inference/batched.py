@@ -32,10 +32,11 @@ from numpyro.infer.hmc import hmc
 from tqdm.auto import tqdm
 
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS
-from bayeslaw.inference.config import DEFAULT_TARGET_ACCEPT, Duplicates, FitConfig, Pooling, SeedScaling
+from bayeslaw.inference.config import (DEFAULT_TARGET_ACCEPT, RETRY_TARGET_ACCEPT, Duplicates, FitConfig, Pooling,
+                                       Rising, SeedScaling)
 from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, Fit, PreparedFit, _replicate, check_start,
                                      compiled_initialize, finish_fit, laplace_start, latent_inverses, prepare_fit,
-                                     sample_fit)
+                                     retry_accept, sample_fit)
 from bayeslaw.models import ModelData, centered_families, get_model
 from bayeslaw.models.runs import run_basis
 
@@ -189,6 +190,8 @@ def fit_many(
     target_accept: float = DEFAULT_TARGET_ACCEPT,
     dense_mass: bool = True,
     duplicates: Duplicates = "error",
+    retry_target_accept: float | None = RETRY_TARGET_ACCEPT,
+    rising: Rising = "error",
     batch_size: int = BATCH_SIZE,
     devices: int | None = None,
     progress: bool | None = None,
@@ -198,7 +201,8 @@ def fit_many(
     Every option is :func:`bayeslaw.fit`'s, for every table; ``seeds`` gives each table its seed
     (default ``seed + i``). Returns one :class:`~bayeslaw.Fit` per table, in order, each as
     ``bayeslaw.fit(table, seed=seeds[i], chain_method="vectorized", extend=0, ...)`` would give it (one
-    block of draws: no extension). ``batch_size``
+    block of draws: no extension; a fit whose batched draws diverge is sampled again alone at
+    ``retry_target_accept``, as ``fit`` does). ``batch_size``
     caps the fits per program (a larger group is split evenly); ``devices`` (default: JAX's local
     devices, at most the batch) share each program's fits. ``progress``: a bar over the fits, advanced
     per program (default: when stderr is a terminal).
@@ -214,7 +218,8 @@ def fit_many(
                          min_tokens=min_tokens, min_fraction=min_fraction, thin=thin, seed_scaling=seed_scaling,
                          target_accept=target_accept, chain_method="vectorized", dense_mass=dense_mass,
                          # one block of draws: a program's fits run in lockstep, so one cannot go on alone
-                         duplicates=duplicates, extend=0) for s in seeds]
+                         duplicates=duplicates, extend=0, retry_target_accept=retry_target_accept, rising=rising)
+               for s in seeds]
     prepared = []
     for i, (table, config) in enumerate(zip(tables, configs, strict=True)):
         try:
@@ -240,10 +245,29 @@ def fit_many(
             size = math.ceil(len(members) / n_batches)  # split evenly: one padded shape, one compilation
             for start in range(0, len(members), size):
                 batch = members[start:start + size]
-                for i, fit in zip(batch, _sample_batch([prepared[i] for i in batch], key, size, options, devices)):
+                got = _sample_batch([prepared[i] for i in batch], key, size, options, devices)
+                for i, fit in zip(batch, _retried([prepared[i] for i in batch], got, key, size, options, devices)):
                     fits[i] = fit
                 bar.update(len(batch))
     return fits
+
+
+def _retried(batch: list[PreparedFit], fits: list[Fit], key: tuple, size: int, options: _Options,
+             devices: int | None) -> list[Fit]:
+    """A program's fits, those whose draws diverged sampled again at their ``retry_target_accept``: as one
+    more program of the same shape (the fits of one call share their options), what :func:`bayeslaw.fit`'s
+    second run gives each of them."""
+    again = [j for j, (p, f) in enumerate(zip(batch, fits, strict=True))
+             if retry_accept(p.config, {"diverging": f.idata.sample_stats["diverging"].values}) is not None]
+    if not again:
+        return fits
+    retry = batch[again[0]].config.retry_target_accept
+    redone = _sample_batch([batch[j] for j in again], key, size, replace(options, target_accept=retry), devices)
+    out = list(fits)
+    for j, fit in zip(again, redone, strict=True):
+        fit.idata.attrs["bayeslaw_target_accept"] = retry
+        out[j] = fit
+    return out
 
 
 def release_compiled(n_fits: int) -> None:

@@ -31,8 +31,8 @@ from bayeslaw.data.runs import branch_roots, drop_copies, rising_runs, single_si
 from bayeslaw.data.schedules import after_warmup
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.config import ATTR as CONFIG_ATTR
-from bayeslaw.inference.config import (DEFAULT_TARGET_ACCEPT, ChainMethod, Duplicates, FitConfig, Pooling,
-                                       PredictionKind, SeedScaling, check_choice)
+from bayeslaw.inference.config import (DEFAULT_TARGET_ACCEPT, RETRY_TARGET_ACCEPT, ChainMethod, Duplicates, FitConfig,
+                                       Pooling, PredictionKind, Rising, SeedScaling, check_choice)
 from bayeslaw.inference.point import fit_point
 from bayeslaw.models import (NEW_FAMILY_SITES, PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
                              get_parameterization, new_family, offset_shape, prepare, run_fractions, seed_sd,
@@ -225,6 +225,8 @@ def fit(
     dense_mass: bool = True,
     duplicates: Duplicates = "error",
     extend: int | None = None,
+    retry_target_accept: float | None = RETRY_TARGET_ACCEPT,
+    rising: Rising = "error",
     progress: bool | None = None,
 ) -> Fit:
     """Fit a scaling law by NUTS, initialised from the point fit.
@@ -266,13 +268,23 @@ def fit(
         While the draws so far miss r-hat <= 1.01 or bulk and tail ESS >= 400, draw up to this many more
         blocks of ``draws`` per chain, each chain going on where it stopped (default :data:`EXTEND_BLOCKS`,
         2; 0 never). ``fit.idata.attrs["bayeslaw_extensions"]`` says how many were drawn.
+    retry_target_accept : float or None, default 0.99
+        A fit whose draws hold divergent transitions is sampled again from its start, warmup included,
+        at this target acceptance probability (:data:`~bayeslaw.inference.config.RETRY_TARGET_ACCEPT`;
+        None, or a value not above ``target_accept``: never). ``fit.idata.attrs["bayeslaw_target_accept"]``
+        is the one its draws were taken at.
+    rising : {"error", "keep"}
+        A run whose loss ends more than :data:`~bayeslaw.data.runs.RISE_LIMIT` above its first checkpoint
+        after the cut (a diverged run): refused, naming it, or kept (curves simulated from the model's own
+        prior, which can rise: the calibration study).
     progress : bool, optional
         Progress bar on stderr (default: when stderr is a terminal).
     """
     config = FitConfig(form=form, pooling=pooling, seed=seed, chains=chains, draws=draws, warmup=warmup,
                        min_tokens=min_tokens, min_fraction=min_fraction, thin=thin, seed_scaling=seed_scaling,
                        target_accept=target_accept, chain_method=chain_method, dense_mass=dense_mass,
-                       duplicates=duplicates, extend=extend)  # every option checked before the data are read
+                       duplicates=duplicates, extend=extend,
+                       retry_target_accept=retry_target_accept, rising=rising)  # every option checked first
     return sample_fit(prepare_fit(df, config), progress=sys.stderr.isatty() if progress is None else progress)
 
 
@@ -414,10 +426,10 @@ def laplace_start(value_and_grad, z0, *, chains: int, seed: int) -> tuple[jnp.nd
     return jnp.asarray(center), jnp.asarray(root), jnp.asarray(np.stack(starts))
 
 
-def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
+def nuts_sampler(prepared: PreparedFit, *, progress: bool = False, target_accept: float | None = None):
     """NumPyro's ``MCMC`` with NUTS on the prepared fit's potential, its starts (one per chain, from
     :func:`laplace_start`) and the names of the sites it samples: run it as
-    ``mcmc.run(key, init_params=start)``."""
+    ``mcmc.run(key, init_params=start)``. ``target_accept``: the configuration's unless given."""
     config = prepared.config
     args = (prepared.data,)
     kwargs = {"y": jnp.asarray(prepared.y), "seed_scaling": config.seed_scaling}
@@ -432,7 +444,7 @@ def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
     # coordinates u of laplace_coordinates
     kernel = NUTS(
         potential_fn=lambda u: potential(to_z(u)),
-        target_accept_prob=config.target_accept,
+        target_accept_prob=config.target_accept if target_accept is None else target_accept,
         # dense: the law's level and exponents, and the schedule shape, trade off along linear ridges that
         # the Laplace map straightens only near the mode
         dense_mass=config.dense_mass,
@@ -450,16 +462,35 @@ def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
     return mcmc, start, sorted(info.param_info.z)
 
 
-def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
+def retry_accept(config: FitConfig, extra: dict) -> float | None:
+    """The target acceptance to sample a fit again at, when its draws (``extra``: their sampler fields)
+    hold divergent transitions and the configuration's ``retry_target_accept`` is above its
+    ``target_accept``; None otherwise."""
+    retry = config.retry_target_accept
+    if retry is None or retry <= config.target_accept or not np.any(np.asarray(extra["diverging"])):
+        return None
+    return retry
+
+
+def sample_fit(prepared: PreparedFit, *, progress: bool = False, target_accept: float | None = None) -> Fit:
     """NUTS (NumPyro's ``MCMC``) on a prepared fit, with the settings of its configuration, and its
-    :class:`Fit` (the second half of :func:`fit`)."""
+    :class:`Fit` (the second half of :func:`fit`). With divergent draws, sampled again at the
+    configuration's ``retry_target_accept`` (:func:`retry_accept`); ``target_accept`` given: sampled at it
+    straight away, as that second run (``fit_many`` retries a batch's diverging fits this way)."""
     config = prepared.config
     data, model = prepared.data, get_model(config.pooling)
     y = jnp.asarray(prepared.y)
-    mcmc, start, sites = nuts_sampler(prepared, progress=progress)
+    accept = config.target_accept if target_accept is None else target_accept
+    mcmc, start, sites = nuts_sampler(prepared, progress=progress, target_accept=accept)
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(config.seed))
     mcmc.run(key_fit, init_params=start, extra_fields=EXTRA_FIELDS)
     samples, extra = mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True)
+    if target_accept is None and (retry := retry_accept(config, extra)) is not None:
+        # the same start and key: the second run differs from the first only in its target acceptance
+        accept = retry
+        mcmc, start, sites = nuts_sampler(prepared, progress=progress, target_accept=accept)
+        mcmc.run(key_fit, init_params=start, extra_fields=EXTRA_FIELDS)
+        samples, extra = mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True)
     limit, blocks = EXTEND_BLOCKS if config.extend is None else config.extend, 0
     while blocks < limit and unconverged(samples, sites):
         mcmc.post_warmup_state = mcmc.last_state  # go on sampling: no new warmup
@@ -471,7 +502,7 @@ def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
     flat = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), samples)  # chain-major, as get_samples()
     ppc, log_lik = _replicate_in_chunks(model, flat, key_ppc, data, y, seed_scaling=config.seed_scaling)
     fitted = finish_fit(prepared, samples, extra, ppc, log_lik, sites)
-    fitted.idata.attrs["bayeslaw_extensions"] = blocks
+    fitted.idata.attrs.update({"bayeslaw_extensions": blocks, "bayeslaw_target_accept": accept})
     return fitted
 
 
@@ -542,14 +573,14 @@ def prepare_fit(df: pd.DataFrame, config: FitConfig) -> PreparedFit:
         rows, cut = cut_early(rows, min_tokens=config.min_tokens, min_fraction=config.min_fraction), (
             f"the early cut (min_tokens={config.min_tokens}, min_fraction={config.min_fraction})")
     diverged = rising_runs(rows, by=axis)
-    if len(diverged):
+    if len(diverged) and config.rising == "error":
         # one such run's offset (its loss doubled) is the seed spread the model would learn, and a new
         # run's band would carry it
         run, d = diverged.index[0], diverged.iloc[0]
         raise ValueError(f"fit: run {run!r} ends {100 * d['rise']:.0f}% above its first checkpoint after {cut} "
                          f"({d['first_loss']:.4g} at {axis} {d['first']:g}, {d['last_loss']:.4g} at {d['last']:g}; "
                          f"rows {d['rows']}): a diverged run, which no scaling law describes; leave it out "
-                         f"({len(diverged)} such run(s): {list(diverged.index[:3])})")
+                         f"({len(diverged)} such run(s): {list(diverged.index[:3])}), or keep it with rising='keep'")
     if len(rows) >= n_theta and config.thin is not None:
         rows = thin_checkpoints(rows, per_run=config.thin, by=axis)
     if len(rows) < n_theta:
@@ -631,6 +662,7 @@ def finish_fit(prepared: PreparedFit, samples: dict, extra: dict, ppc, log_lik, 
         CONFIG_ATTR: config.to_json(), "bayeslaw_likelihood": "run",
         "bayeslaw_sampled_sites": ",".join(sorted(sampled_sites)),  # the latent sites NUTS moved in
         "bayeslaw_rows_in": prepared.rows_in, "bayeslaw_rows_fitted": len(rows),
+        "bayeslaw_target_accept": config.target_accept,  # the first run's; a retry's is set by sample_fit
     })
     return Fit(idata)
 
@@ -1133,8 +1165,9 @@ class Fit:
             messages.append(f"r-hat {max_rhat:.3f} > {RHAT_MAX} (worst: {worst}): chains disagree; run longer "
                             f"(more warmup and draws), or check the data for a family the law cannot fit")
         if divergences > 0:
-            messages.append(f"{divergences} divergent transition(s): raise target_accept (e.g. 0.95-0.99), "
-                            f"or thin/cut the data less aggressively if a family has very few points")
+            accept = float(self.idata.attrs.get("bayeslaw_target_accept", np.nan))
+            messages.append(f"{divergences} divergent transition(s) at target_accept {accept:g}: raise it (e.g. "
+                            f"0.99-0.995), or thin/cut the data less aggressively if a family has very few points")
         if np.any(bfmi < 0.3):
             messages.append(f"BFMI {np.round(bfmi, 2).tolist()} < 0.3: the energy distribution is poorly explored; "
                             f"consider longer warmup")
