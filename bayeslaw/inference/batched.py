@@ -257,6 +257,8 @@ def _retried(batch: list[PreparedFit], fits: list[Fit], key: tuple, size: int, o
     """A program's fits, those whose draws diverged sampled again at their ``retry_target_accept``: as one
     more program of the same shape (the fits of one call share their options), what :func:`bayeslaw.fit`'s
     second run gives each of them."""
+    if batch[0].config.retry_target_accept is None:  # the fits of one call share their options
+        return fits
     again = [j for j, (p, f) in enumerate(zip(batch, fits, strict=True))
              if retry_accept(p.config, {"diverging": f.idata.sample_stats["diverging"].values}) is not None]
     if not again:

@@ -472,20 +472,19 @@ def retry_accept(config: FitConfig, extra: dict) -> float | None:
     return retry
 
 
-def sample_fit(prepared: PreparedFit, *, progress: bool = False, target_accept: float | None = None) -> Fit:
+def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
     """NUTS (NumPyro's ``MCMC``) on a prepared fit, with the settings of its configuration, and its
     :class:`Fit` (the second half of :func:`fit`). With divergent draws, sampled again at the
-    configuration's ``retry_target_accept`` (:func:`retry_accept`); ``target_accept`` given: sampled at it
-    straight away, as that second run (``fit_many`` retries a batch's diverging fits this way)."""
+    configuration's ``retry_target_accept`` (:func:`retry_accept`)."""
     config = prepared.config
     data, model = prepared.data, get_model(config.pooling)
     y = jnp.asarray(prepared.y)
-    accept = config.target_accept if target_accept is None else target_accept
-    mcmc, start, sites = nuts_sampler(prepared, progress=progress, target_accept=accept)
+    accept = config.target_accept
+    mcmc, start, sites = nuts_sampler(prepared, progress=progress)
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(config.seed))
     mcmc.run(key_fit, init_params=start, extra_fields=EXTRA_FIELDS)
     samples, extra = mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True)
-    if target_accept is None and (retry := retry_accept(config, extra)) is not None:
+    if (retry := retry_accept(config, extra)) is not None:
         # the same start and key: the second run differs from the first only in its target acceptance
         accept = retry
         mcmc, start, sites = nuts_sampler(prepared, progress=progress, target_accept=accept)
