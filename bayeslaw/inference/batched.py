@@ -201,8 +201,9 @@ def fit_many(
     Every option is :func:`bayeslaw.fit`'s, for every table; ``seeds`` gives each table its seed
     (default ``seed + i``). Returns one :class:`~bayeslaw.Fit` per table, in order, each as
     ``bayeslaw.fit(table, seed=seeds[i], chain_method="vectorized", extend=0, ...)`` would give it (one
-    block of draws: no extension; a fit whose batched draws diverge is sampled again alone at
-    ``retry_target_accept``, as ``fit`` does). ``batch_size``
+    block of draws: no extension; the fits whose batched draws diverge are sampled again at
+    ``retry_target_accept`` as one more program, which gives each what ``fit``'s second run gives).
+    ``batch_size``
     caps the fits per program (a larger group is split evenly); ``devices`` (default: JAX's local
     devices, at most the batch) share each program's fits. ``progress``: a bar over the fits, advanced
     per program (default: when stderr is a terminal).
@@ -257,17 +258,16 @@ def _retried(batch: list[PreparedFit], fits: list[Fit], key: tuple, size: int, o
     """A program's fits, those whose draws diverged sampled again at their ``retry_target_accept``: as one
     more program of the same shape (the fits of one call share their options), what :func:`bayeslaw.fit`'s
     second run gives each of them."""
-    if batch[0].config.retry_target_accept is None:  # the fits of one call share their options
+    retry = batch[0].config.retry_target_accept  # the fits of one call share their options
+    if retry is None:
         return fits
     again = [j for j, (p, f) in enumerate(zip(batch, fits, strict=True))
              if retry_accept(p.config, {"diverging": f.idata.sample_stats["diverging"].values}) is not None]
     if not again:
         return fits
-    retry = batch[again[0]].config.retry_target_accept
     redone = _sample_batch([batch[j] for j in again], key, size, replace(options, target_accept=retry), devices)
     out = list(fits)
     for j, fit in zip(again, redone, strict=True):
-        fit.idata.attrs["bayeslaw_target_accept"] = retry
         out[j] = fit
     return out
 
@@ -323,5 +323,5 @@ def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Opt
     for i, p in enumerate(batch):
         width_i = p.data.run_mask.shape[1]
         fits.append(finish_fit(p, {k: v[i] for k, v in samples.items()}, {k: stats[k][i] for k in EXTRA_FIELDS},
-                               p.data.per_row(ppc[i][..., :width_i]), log_lik[i], sampled))
+                               p.data.per_row(ppc[i][..., :width_i]), log_lik[i], sampled, options.target_accept))
     return fits

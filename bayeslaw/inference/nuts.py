@@ -500,8 +500,8 @@ def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
         blocks += 1
     flat = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), samples)  # chain-major, as get_samples()
     ppc, log_lik = _replicate_in_chunks(model, flat, key_ppc, data, y, seed_scaling=config.seed_scaling)
-    fitted = finish_fit(prepared, samples, extra, ppc, log_lik, sites)
-    fitted.idata.attrs.update({"bayeslaw_extensions": blocks, "bayeslaw_target_accept": accept})
+    fitted = finish_fit(prepared, samples, extra, ppc, log_lik, sites, accept)
+    fitted.idata.attrs["bayeslaw_extensions"] = blocks
     return fitted
 
 
@@ -630,10 +630,12 @@ def _replicate_in_chunks(model, samples: dict, key, data: ModelData, y, *, seed_
     return ppc, log_lik
 
 
-def finish_fit(prepared: PreparedFit, samples: dict, extra: dict, ppc, log_lik, sampled_sites) -> Fit:
+def finish_fit(prepared: PreparedFit, samples: dict, extra: dict, ppc, log_lik, sampled_sites,
+               target_accept: float) -> Fit:
     """A :class:`Fit` from NUTS' draws and extra fields (grouped by chain), the posterior predictive of
     ``obs`` per row (draw, row) and the log likelihood per run (draw, run) (draws of all chains, flat),
-    and the sites NUTS moved in."""
+    the sites NUTS moved in and the target acceptance the draws were taken at (the configuration's, or
+    its ``retry_target_accept`` after a divergence)."""
     data, rows, config, y = prepared.data, prepared.rows, prepared.config, prepared.y
     spec = get_parameterization(config.form)
     chains, draws = np.shape(extra["diverging"])[:2]
@@ -661,7 +663,7 @@ def finish_fit(prepared: PreparedFit, samples: dict, extra: dict, ppc, log_lik, 
         CONFIG_ATTR: config.to_json(), "bayeslaw_likelihood": "run",
         "bayeslaw_sampled_sites": ",".join(sorted(sampled_sites)),  # the latent sites NUTS moved in
         "bayeslaw_rows_in": prepared.rows_in, "bayeslaw_rows_fitted": len(rows),
-        "bayeslaw_target_accept": config.target_accept,  # the first run's; a retry's is set by sample_fit
+        "bayeslaw_target_accept": target_accept,
     })
     return Fit(idata)
 
