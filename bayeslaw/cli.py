@@ -65,12 +65,26 @@ def _read_data(data: str, root: Path | None, loss_name: str | None) -> pd.DataFr
     raise ValueError(f"DATA {data!r} is neither a .csv/.parquet file nor a known source ({', '.join(bd.SOURCES)}) nor 'demo'")
 
 
+def _cell(v) -> str:
+    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else escape(str(v))
+
+
 def _table(df: pd.DataFrame, title: str) -> Table:
     table = Table(title=title, title_justify="left")
+    if len(df.columns) * 9 > console.width and len(df) < len(df.columns):
+        # wider than the terminal (a schedule law's dozen constants): one row per column, else Rich cuts
+        # every cell to an ellipsis
+        text = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+        table.add_column("", justify="left")
+        for i, (_, row) in enumerate(df.iterrows()):
+            table.add_column(escape(" ".join(str(row[c]) for c in text)) or str(i), justify="right")
+        for column in df.columns.drop(text):
+            table.add_row(escape(str(column)), *(_cell(v) for v in df[column]))
+        return table
     for column in df.columns:
         table.add_column(str(column), justify="right" if pd.api.types.is_numeric_dtype(df[column]) else "left")
     for _, row in df.iterrows():
-        table.add_row(*(f"{v:.4g}" if isinstance(v, (float, np.floating)) else escape(str(v)) for v in row))
+        table.add_row(*(_cell(v) for v in row))
     return table
 
 

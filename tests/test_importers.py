@@ -19,6 +19,7 @@ from bayeslaw.cli import app
 from bayeslaw.data.importers import (
     ImportFormatError,
     MissingExtraError,
+    as_table,
     complete_minimal,
     detect_format,
     import_paths,
@@ -263,6 +264,57 @@ def test_complete_minimal_fills_defaults():
     assert (kept["family"].iloc[0], kept["step"].iloc[0]) == ("mine", 7)
     with pytest.raises(ImportFormatError, match=r"missing column\(s\) \['tokens'\]"):
         complete_minimal(pd.DataFrame({"run": ["a"], "params": [1e8], "loss": [3.0]}))
+
+
+def test_complete_minimal_takes_steps_for_schedule_laws():
+    schedule = Schedule("cosine", 3e-4, 1000, 100, 3e-5).to_json()
+    df = complete_minimal(pd.DataFrame({"run": ["a", "a"], "params": [1e8, 1e8], "step": [500, 1000],
+                                        "loss": [3.5, 3.2], "schedule": [schedule, schedule]}))
+    assert df["tokens"].isna().all() and df["flops"].isna().all()
+    assert list(df["step"]) == [500, 1000]
+    with pytest.raises(bd.DataValidationError, match="column 'tokens'"):  # no tokens and no step to stand in
+        complete_minimal(pd.DataFrame({"run": ["a"], "params": [1e8], "step": [-1], "loss": [3.0]}))
+
+
+def minimal_runs(families=None) -> pd.DataFrame:
+    """run, params, tokens, loss of four sizes on a Chinchilla-like law (a family column where given)."""
+    rows = []
+    for n in (1e8, 2e8, 4e8, 8e8):
+        for d in np.geomspace(1.2e10, 1e11, 6):
+            rows.append({"run": f"r{n:.0e}", "params": n, "tokens": d,
+                         "loss": 1.8 + 400 / n ** 0.34 + 400 / d ** 0.28})
+    df = pd.DataFrame(rows)
+    return df if families is None else pd.concat([df.assign(family=f, run=df["run"] + f) for f in families])
+
+
+def test_as_table_passes_a_complete_table_and_completes_a_minimal_one():
+    full = complete_minimal(minimal_runs())
+    assert as_table(full) is full
+    out = as_table(minimal_runs(), name="x")
+    assert set(bd.REQUIRED_COLUMNS) <= set(out.columns) and set(out["family"]) == {"default"}
+    assert set(as_table(minimal_runs(["a", "b"]))["family"]) == {"a", "b"}
+    with pytest.raises(ImportFormatError, match=r"missing column\(s\) \['params'\] in x"):
+        as_table(minimal_runs().drop(columns=["params"]), name="x")
+
+
+def test_a_minimal_table_is_accepted_everywhere(tmp_path):
+    from bayeslaw import evaluation, fit_point
+    from bayeslaw.inference.config import FitConfig
+    from bayeslaw.inference.nuts import prepare_fit
+
+    df = minimal_runs()
+    split = bd.hitchhiker_split(df, k=2)
+    assert split.models == {"default": ["100M", "200M"]} and len(split.test) > 0
+    assert fit_point(df, method="hitchhiker").converged
+    prepared = prepare_fit(df, FitConfig(chains=1, draws=10, warmup=10))
+    assert prepared.rows["family"].unique().tolist() == ["default"] and len(prepared.rows) == len(df)
+    result = evaluation.backtest(df, ks=(2,), fractions=(0.0,), methods=("hitchhiker",), poolings=(), transfer=False,
+                                 compare=False, progress=False)
+    assert set(result.cells["family"]) == {"default"} and result.cells["are"].notna().all()
+    df.to_csv(tmp_path / "mini.csv", index=False)
+    out = runner.invoke(app, ["fit-point", str(tmp_path / "mini.csv"), "--method", "hitchhiker", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)[0]["family"] == "default"
 
 
 def test_import_paths_combines_formats(tmp_path):

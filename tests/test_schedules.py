@@ -191,6 +191,21 @@ def test_schedule_law_constants_move_with_the_peak_rate(law_name, truth):
     assert errors["one set of constants"] > 5 * errors["rate slopes"]
 
 
+def test_a_point_fit_holds_the_slopes_its_table_cannot_identify():
+    """One size at one peak rate: the slopes in N and in the rate are flat directions of the objective, held
+    at 0, so the constants reported are the data's; with two rates the rate slopes are fitted."""
+    truth = {"l0": np.log(2.8), "a": np.log(0.5), "alpha": 0.45, "c": np.log(0.5)}
+    one = _curves("annealing", truth, {k: Schedule(k, 3e-4, 4000, 200, 3e-5) for k in ("constant", "cosine")}, params=2.5e7)
+    fit = fit_point(one, form="annealing")
+    assert set(fit.details["fixed"]) == set(ANNEALING_SLOPES)
+    assert all(fit.theta[k] == 0.0 for k in ANNEALING_SLOPES)
+    assert fit.params["L0"] == pytest.approx(2.8, rel=1e-3) and fit.params["C"] == pytest.approx(0.5, rel=2e-2)
+    two = _curves("annealing", {**truth, "c_lr": -0.5}, {f"{k}-{eta:g}": Schedule(k, eta, 4000, 200, eta / 10)
+                                                        for k in ("constant", "cosine") for eta in (5e-4, 2e-3)})
+    held = fit_point(two, form="annealing").details["fixed"]
+    assert set(held) == {k for k in ANNEALING_SLOPES if k.endswith("_n")}
+
+
 def test_cli_fits_a_schedule_law_over_the_sizes_of_a_family(tmp_path):
     import json
 

@@ -15,6 +15,7 @@ import pandas as pd
 from bayeslaw.data.importers import (
     ImportFormatError,
     MissingExtraError,
+    as_table,
     complete_minimal,
     detect_format,
     import_paths,
@@ -44,6 +45,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "Schedule",
     "Source",
+    "as_table",
     "complete_minimal",
     "cut_early",
     "data_root",
@@ -159,11 +161,12 @@ def load_study(root: str | os.PathLike | None = None, *, min_sizes: int = 3) -> 
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a user's table (CSV or parquet) in the bayeslaw schema and validate it.
+    """Read a user's table (CSV or parquet) in the bayeslaw schema, or a minimal one (``run, params, tokens,
+    loss``; ``run, params, step, loss`` with a ``schedule`` for laws of steps), and validate it.
 
-    Missing ``flops`` is filled with 6 N D; missing ``step`` with -1; missing ``seed`` with 0;
-    missing ``source`` with the file name. Errors name the file, the column and the rows
-    (line numbers of a CSV file).
+    The columns a minimal table lacks get :func:`complete_minimal`'s defaults (family 'default', model the
+    size label, seed 0, step -1, flops 6 N D, loss_name 'loss', source the file name). Errors name the
+    file, the column and the rows (line numbers of a CSV file).
     """
     path = Path(path)
     if not path.exists():
@@ -174,10 +177,4 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         df, first_row, label = pd.read_csv(path), 2, f"file {str(path)!r} (rows are line numbers)"
     else:
         raise DataValidationError(f"{str(path)!r}: unknown file type {path.suffix!r}; use .csv or .parquet")
-    defaults = {"step": -1, "seed": 0, "source": path.name}
-    for column, value in defaults.items():
-        if column not in df.columns:
-            df[column] = value
-    if "flops" not in df.columns and {"params", "tokens"} <= set(df.columns):
-        df["flops"] = 6.0 * pd.to_numeric(df["params"], errors="coerce") * pd.to_numeric(df["tokens"], errors="coerce")
-    return validate(df, name=label, first_row=first_row)
+    return complete_minimal(df, source=path.name, name=label, first_row=first_row)

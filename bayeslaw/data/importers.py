@@ -8,6 +8,7 @@ reader                             input
 :func:`read_wandb_csv`             a W&B chart export: a step column and ``"<run> - <metric>"`` columns
 :func:`read_tensorboard`           TensorBoard event files (needs ``pip install 'bayeslaw[tb]'``)
 :func:`complete_minimal`           a table ``run, params, tokens, loss`` completed with defaults
+:func:`as_table`                   a table as it is when complete, else :func:`complete_minimal`'s
 :func:`import_paths`               any of the above, the format detected per path (``bayeslaw import``)
 =================================  ====================================================================
 
@@ -31,12 +32,13 @@ import numpy as np
 import pandas as pd
 
 from bayeslaw.data.schedules import Schedule, lr_error
-from bayeslaw.data.validation import validate
+from bayeslaw.data.validation import REQUIRED_COLUMNS, validate
 
 __all__ = [
     "SCHEDULE_TOLERANCE",
     "ImportFormatError",
     "MissingExtraError",
+    "as_table",
     "complete_minimal",
     "detect_format",
     "import_paths",
@@ -772,26 +774,31 @@ def read_tensorboard(path: str | os.PathLike, *, tags: Iterable[str] | None = No
 
 
 def complete_minimal(df: pd.DataFrame, *, source: str = "user", family: str = "default",
-                     name: str | None = None) -> pd.DataFrame:
+                     name: str | None = None, first_row: int = 0) -> pd.DataFrame:
     """A minimal table ``run, params, tokens, loss`` (optionally family, step, ...) completed to the schema.
 
-    Defaults for the columns it lacks: family 'default', model = size label of params (e.g. '124M'),
-    seed 0, step -1, flops = 6 N D, loss_name 'loss' (taken as nats), source ``source`` (family ``family``
-    where given). Columns it has
-    are kept; the filled ones are listed in ``attrs["import_report"]``.
+    For laws of steps, ``run, params, step, loss`` with a ``schedule`` column (``tokens`` then missing:
+    NaN). Defaults for the columns it lacks: family ``family``, model = size label of params (e.g.
+    '124M'), seed 0, step -1, flops = 6 N D, loss_name 'loss' (taken as nats), source ``source``. Columns
+    it has are kept; the filled ones are listed in ``attrs["import_report"]``. ``name`` and ``first_row``
+    as in :func:`~bayeslaw.data.validation.validate`.
     """
-    missing = [c for c in ("run", "params", "tokens", "loss") if c not in df.columns]
     where = f" in {name}" if name else ""
+    if not isinstance(df, pd.DataFrame):
+        raise ImportFormatError(f"expected a pandas DataFrame{where}, got {type(df).__name__}")
+    # tokens or, for laws of the schedule, the step: the one a checkpoint's position along its run is read from
+    position = "step" if "tokens" not in df.columns and "step" in df.columns else "tokens"
+    missing = [c for c in ("run", "params", position, "loss") if c not in df.columns]
     if missing:
         raise ImportFormatError(f"missing column(s) {missing}{where}; a minimal table needs run, params, tokens, loss "
-                                "(optionally family, step)")
+                                "(or run, params, step, loss with a schedule; optionally family, ...)")
     out = df.copy()
     params = pd.to_numeric(out["params"], errors="coerce")
-    tokens = pd.to_numeric(out["tokens"], errors="coerce")
+    tokens = pd.to_numeric(out["tokens"], errors="coerce") if "tokens" in out.columns else np.nan
     defaults = {
         "family": lambda: family,
         "model": lambda: params.map(lambda p: _label(p) if np.isfinite(p) and p > 0 else "unknown"),
-        "seed": lambda: 0, "step": lambda: -1, "flops": lambda: 6.0 * params * tokens,
+        "seed": lambda: 0, "step": lambda: -1, "tokens": lambda: np.nan, "flops": lambda: 6.0 * params * tokens,
         "loss_name": lambda: "loss", "source": lambda: source,
     }
     filled = []
@@ -801,11 +808,21 @@ def complete_minimal(df: pd.DataFrame, *, source: str = "user", family: str = "d
             filled.append(column)
     report = [f"minimal table{where}: {len(out)} rows, {out['run'].nunique()} run(s)",
               "filled with defaults: " + (", ".join(filled) if filled else "nothing (all columns given)")
-              + f" (family {family!r}, model = size label, seed 0, step -1, flops 6ND, loss_name 'loss', source "
-              f"{source!r})"]
-    out = validate(out, name=name)
+              + f" (family {family!r}, model = size label, seed 0, step -1, tokens missing where the step is "
+              f"given, flops 6ND, loss_name 'loss', source {source!r})"]
+    out = validate(out, name=name, first_row=first_row)
     out.attrs["import_report"] = report
     return out
+
+
+def as_table(df: pd.DataFrame, *, name: str | None = None) -> pd.DataFrame:
+    """``df`` in the bayeslaw schema: returned as it is when it has every required column, else completed
+    from a minimal table by :func:`complete_minimal` (one family, 'default', unless a ``family`` column
+    says otherwise). Every public function that takes a table calls this first, so that a minimal
+    table is accepted everywhere."""
+    if isinstance(df, pd.DataFrame) and set(REQUIRED_COLUMNS) <= set(df.columns):
+        return df
+    return complete_minimal(df, name=name)
 
 
 # --------------------------------------------------------------------------- format detection

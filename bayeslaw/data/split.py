@@ -7,6 +7,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from bayeslaw.data.importers import as_table
+
 __all__ = ["Split", "cut_early", "hitchhiker_split", "thin_checkpoints"]
 
 DEFAULT_MIN_TOKENS = 1e10  # the Hitchhiker's Guide drops the first 10B tokens of every run
@@ -97,6 +99,7 @@ def hitchhiker_split(
     Train and test rows carry ``run_tokens``, each run's last tokens in ``df``, so that a partly
     seen run keeps its fractions of the whole run.
     """
+    df = as_table(df, name="hitchhiker_split's table")
     if not 0.0 < train_fraction <= 1.0:
         raise ValueError(f"train_fraction={train_fraction} must lie in (0, 1]")
     if not 0.0 <= target_fraction < test_from:

@@ -27,6 +27,7 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
 from numpyro.infer.util import initialize_model
 
 from bayeslaw.data.files import write_atomic
+from bayeslaw.data.importers import as_table
 from bayeslaw.data.runs import branch_roots, drop_copies, rising_runs, single_size_families
 from bayeslaw.data.schedules import after_warmup
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
@@ -559,6 +560,7 @@ class PreparedFit:
 def prepare_fit(df: pd.DataFrame, config: FitConfig) -> PreparedFit:
     """The rows, arrays and start of :func:`fit` for a checked ``config`` (shared by :func:`fit` and
     :func:`bayeslaw.inference.batched.fit_many`)."""
+    df = as_table(df, name="the fit's table")
     spec = get_parameterization(config.form)
     form, pooling = config.form, config.pooling
     n_theta = len(spec.names)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.optimize
 
+from bayeslaw.data.importers import as_table
 from bayeslaw.data.runs import drop_copies
 from bayeslaw.inference.config import PointMethod
 from bayeslaw.laws import Law, forms, get_law
@@ -669,7 +670,7 @@ def fit_point(
         ``.params`` (E, A, B, alpha, beta), ``.predict(params, tokens)``.
     """
     law = get_law(form)
-    df = drop_copies(df)  # a branch's copy of its parent's checkpoints counts once
+    df = drop_copies(as_table(df, name="fit_point's table"))  # a branch's copy of its parent's checkpoints counts once
     if method == "adamw":  # a path fits one size (Luo et al. fit each model alone); the size slopes need the grid
         sizes = df["params"].nunique() if "params" in df.columns else 1
         if law.path is None:
@@ -693,6 +694,11 @@ def fit_point(
                                  f"{', ...' if len(rates) > 6 else ''}): fit each rate apart, or use method='epoch' "
                                  f"for the rate slopes")
         held = {**held_size, **held_rate}
+        fixed = {**held, **(fixed or {})} or None
+    else:
+        # slopes in N or in the peak rate on a table of one size or one rate: flat directions of the
+        # objective, where the optimiser would stop anywhere and carry the constants it reports with it
+        held = {k: v for k, v in law.held_in(df, where="fit_point").items() if k not in (fixed or {})}
         fixed = {**held, **(fixed or {})} or None
     if fixed:
         free = law.fix(fixed)

@@ -12,7 +12,7 @@ Bayesian models pool them across sizes and families. Likewise over the peak lear
 (:func:`~bayeslaw.laws.schedule_terms.at_peak_lr`): S1 and S2 read the rate's value, yet over a sweep
 of peak rates the constants move too (C falls as the rate grows), and a law of one rate forecasts the
 cooldowns of another several percent off. A point fit of one size at one peak rate, which cannot tell the
-slopes from the constants, holds them at 0 (``fit_point(df, "annealing", fixed=SLOPES)``); a Bayesian fit
+slopes from the constants, holds them at 0 (``held_alone``: the size slopes on one size, the rate slopes on one rate); a Bayesian fit
 leaves them to their priors.
 
 Fitted as l0 = log L0, a = log A, alpha, c = log C at 1e8 parameters and peak rate 1e-3, the size slopes
@@ -81,4 +81,5 @@ ANNEALING = Law(
              for name in ("lr_area", "annealing_area", "peak_lr")},
     features=("annealing_area",),
     sampling=size_sampling(PRIORS, ("l0", "a", "alpha", "c", *SLOPES)),
+    held_alone={"params": SIZE_SLOPES, "peak_lr": LR_SLOPES},
 )

@@ -139,6 +139,10 @@ class Law:
         (row, bin)): checked finite only. Every other input must be positive.
     path : PathFit or None
         A published point fit that follows an optimiser's path (``fit_point(method="adamw")``); None: not offered.
+    held_alone : Mapping[str, Mapping[str, float]]
+        ``input -> {parameter: value}``: parameters a point fit holds at these values when every row has
+        one value of the input (a size slope on one model size, a rate slope at one peak rate), where the
+        data cannot tell them from the constants they multiply (:meth:`held_in`).
     """
 
     name: str
@@ -159,6 +163,7 @@ class Law:
     trajectory: Trajectory | None = None
     features: tuple[str, ...] = ()
     path: PathFit | None = None
+    held_alone: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @property
     def columns_needed(self) -> tuple[str, ...]:
@@ -184,6 +189,15 @@ class Law:
         """The law's inputs from column arrays (numpy or jax), deriving those it does not read directly."""
         return {name: (self.derived[name][1](columns) if name in self.derived else columns[name])
                 for name in self.inputs}
+
+    def held_in(self, df, *, where: str = "table") -> dict[str, float]:
+        """The parameters of :attr:`held_alone` that ``df`` cannot identify: those of each input with one
+        value over all its rows."""
+        if not self.held_alone:
+            return {}
+        inputs = self.columns(df, where=where)
+        return {name: value for column, held in self.held_alone.items()
+                if np.unique(inputs[column]).size == 1 for name, value in held.items()}
 
     def columns(self, df, *, where: str = "table") -> dict[str, np.ndarray]:
         """The law's inputs from a table, as float arrays; a missing column or a non-positive or
@@ -254,4 +268,6 @@ class Law:
             optimal_log_params=None,
             numeric_split=False,
             trajectory=None,
+            held_alone={column: {k: v for k, v in held.items() if k not in fixed}
+                        for column, held in self.held_alone.items()},
         )

@@ -12,8 +12,8 @@ size at a time; over sizes L0, A, alpha and B move with N
 (:func:`~bayeslaw.laws.schedule_terms.at_size`; their 25M and 100M fits nearly share C, beta, gamma), and
 the Bayesian models pool them across sizes and families. They move with the run's peak learning rate
 too (:func:`~bayeslaw.laws.schedule_terms.at_peak_lr`, as in the annealing law): the law reads the
-rate's value, yet over a sweep of peak rates one set of constants does not carry. A point fit of one
-size at one peak rate holds the slopes at 0 (``fit_point(df, "multipower", fixed=SLOPES)``). The loss
+rate's value, yet over a sweep of peak rates one set of constants does not carry. A point fit holds
+the size slopes at 0 on a table of one size and the rate slopes on one peak rate (``held_alone``). The loss
 drop is computed on a binned design (:mod:`bayeslaw.laws.schedule_terms`). Luo et al.'s own fitting
 protocol is ``fit_point(..., method="adamw")`` (:data:`LUO_PATH`, one size at one peak rate): it reproduces their published constants, but on other
 curves it ends far from the objective's minimum, so ``epoch`` stays the default (README).
@@ -159,4 +159,5 @@ MULTIPOWER = Law(
     features=DESIGN[1:],
     sampling=size_sampling(PRIORS, ("l0", "a", "alpha", "b", "c", "beta", "gamma", *SLOPES)),
     path=LUO_PATH,
+    held_alone={"params": SIZE_SLOPES, "peak_lr": LR_SLOPES},
 )
