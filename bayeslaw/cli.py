@@ -69,6 +69,11 @@ def _cell(v) -> str:
     return f"{v:.4g}" if isinstance(v, (float, np.floating)) else escape(str(v))
 
 
+def _cells(values: pd.Series) -> list[str]:
+    """A column's cells, formatted by its own dtype (a row of mixed columns would turn steps into floats)."""
+    return [str(v) for v in values] if pd.api.types.is_integer_dtype(values) else [_cell(v) for v in values]
+
+
 def _table(df: pd.DataFrame, title: str) -> Table:
     table = Table(title=title, title_justify="left")
     if len(df.columns) * 9 > console.width and len(df) < len(df.columns):
@@ -79,12 +84,12 @@ def _table(df: pd.DataFrame, title: str) -> Table:
         for i, (_, row) in enumerate(df.iterrows()):
             table.add_column(escape(" ".join(str(row[c]) for c in text)) or str(i), justify="right")
         for column in df.columns.drop(text):
-            table.add_row(escape(str(column)), *(_cell(v) for v in df[column]))
+            table.add_row(escape(str(column)), *_cells(df[column]))
         return table
     for column in df.columns:
         table.add_column(str(column), justify="right" if pd.api.types.is_numeric_dtype(df[column]) else "left")
-    for _, row in df.iterrows():
-        table.add_row(*(_cell(v) for v in row))
+    for row in zip(*(_cells(df[column]) for column in df.columns), strict=True):
+        table.add_row(*row)
     return table
 
 

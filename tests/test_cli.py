@@ -104,3 +104,24 @@ def test_demo_writes_report_and_scores(tmp_path):
     assert bayes["coverage90"].between(0, 1).all() and (bayes["width90"] > 0).all()
     for name in ("fits.csv", "predictions.csv", "scores.csv", "fit.nc"):
         assert (tmp_path / "demo" / name).exists()
+
+
+def test_tables_keep_whole_numbers_and_fold_when_wider_than_the_terminal(monkeypatch):
+    from rich.console import Console
+
+    from bayeslaw import cli
+
+    monkeypatch.setattr(cli, "console", Console(width=80))  # the terminal _table sizes itself against
+
+    def render(df):
+        console = Console(width=80, record=True)
+        console.print(cli._table(df, "t"))
+        return console.export_text()
+
+    # a step column beside float losses stays whole (row-wise formatting made it 7.2e+04)
+    text = render(pd.DataFrame({"step": [36000, 72000], "loss": [3.2712, 3.2056]}))
+    assert "72000" in text and "e+04" not in text
+    # 14 columns in 80 characters: one row per column, every value readable
+    wide = pd.DataFrame([{"family": "default", **{f"p{i}": 0.123456 + i for i in range(13)}}])
+    text = render(wide)
+    assert "…" not in text and "12.12" in text and "default" in text
