@@ -190,7 +190,10 @@ def fit_point_command(
     df = _read_data(data, root, loss_name)
     df = _select_families(df, family)
     if "tokens" in law.columns_needed:
-        df = cut_early(df, min_tokens=min_tokens or None)
+        rows_in, df = len(df), cut_early(df, min_tokens=min_tokens or None)
+        if df.empty:
+            raise ValueError(f"fit-point: none of the {rows_in} rows has more than --min-tokens {min_tokens:g} tokens "
+                             f"(the early cut); lower it (0 keeps every row)")
     # a law without a size term (a schedule law) describes one model, and a published path fits one size
     # (Luo et al. fit each model alone): fit each model apart
     keys = ["family"] if "params" in law.columns_needed and method != "adamw" else ["family", "model"]

@@ -175,6 +175,18 @@ def test_fit_bad_schema_names_column(tmp_path):
     assert not (tmp_path / "f.nc").exists()
 
 
+def test_fit_point_says_when_the_early_cut_leaves_nothing(tmp_path):
+    path = tmp_path / "early.csv"
+    n, d = np.repeat([1e8, 2e8, 4e8], 3), np.tile([1e9, 3e9, 9e9], 3)
+    pd.DataFrame({"run": [f"r{x:g}" for x in n], "params": n, "tokens": d,
+                  "loss": 1.8 + 400 / n ** 0.34 + 400 / d ** 0.28}).to_csv(path, index=False)
+    result = runner.invoke(app, ["fit-point", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "none of the 9 rows has more than --min-tokens 1e+10 tokens" in " ".join(result.stderr.split())
+    result = runner.invoke(app, ["fit-point", str(path), "--min-tokens", "0", "--method", "hitchhiker", "--json"])
+    assert result.exit_code == 0, result.output
+
+
 def test_plan_needs_a_question_and_su2024_for_loss(fitted):
     result = runner.invoke(app, ["plan", str(fitted["fit"])])
     assert result.exit_code == 2 and "nothing to plan" in result.stderr

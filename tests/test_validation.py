@@ -99,3 +99,20 @@ def test_read_table_parquet_roundtrip(tmp_path):
     path = tmp_path / "runs.parquet"
     table().to_parquet(path)
     pd.testing.assert_frame_equal(read_table(path), validate(table()))
+
+
+@pytest.mark.parametrize("column, value, cause", [
+    ("loss", 20.1 ** 2, r"above 20 \(rows 3: 404\.01\); a perplexity written as loss"),
+    ("tokens", 1.4, r"below 1000 \(rows 3: 1\.4\); token counts in billions"),
+    ("params", 190.0, r"below 10000 \(rows 3: 190\); parameter counts in millions or billions"),
+])
+def test_values_outside_the_units_are_refused_with_their_likely_cause(tmp_path, column, value, cause):
+    bad = table()
+    bad.loc[1, column] = value
+    path = tmp_path / "runs.csv"
+    bad.to_csv(path, index=False)
+    with pytest.raises(DataValidationError, match=rf"column '{column}' in file .*runs\.csv.*: 1 value\(s\) {cause}"):
+        read_table(path)
+    ok = table()
+    ok.loc[1, column] = {"loss": 19.9, "tokens": 1e3, "params": 1e4}[column]  # the bounds themselves pass
+    validate(ok)

@@ -65,6 +65,14 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "copied": "bool",
 }
 _POSITIVE = ("params", "tokens", "flops", "loss")
+#: values no language-model table holds in its units, each with the slip that usually writes them:
+#: (column, bound, "above"/"below", the likely cause). A loss of 20 nats per token would need a vocabulary
+#: of e^20 (485 million) tokens; a run under 1,000 tokens or a model under 10,000 parameters is not one.
+PLAUSIBLE = (
+    ("loss", 20.0, "above", "a perplexity written as loss? (loss = ln(perplexity), in nats per token)"),
+    ("tokens", 1e3, "below", "token counts in billions? (3e11 tokens, not 300)"),
+    ("params", 1e4, "below", "parameter counts in millions or billions? (7e9 parameters, not 7 or 7000)"),
+)
 _KNOWN_FROM_STEP = ("tokens", "flops")  # may be missing (NaN) on rows whose step is known
 _SHOW = 5  # how many offending rows an error message lists
 
@@ -104,8 +112,10 @@ def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0) -
     Raises
     ------
     DataValidationError
-        On a missing column, a non-numeric, NaN, or non-positive value, or a
-        duplicated (run, step, tokens, loss_name) row. Nothing is dropped silently.
+        On a missing column, a non-numeric, NaN, or non-positive value, a value outside what the
+        column's units allow (:data:`PLAUSIBLE`: a loss above 20 nats, tokens below 1,000, params below
+        10,000, each with its likely cause), or a duplicated (run, step, tokens, loss_name) row. Nothing
+        is dropped silently.
     """
     if not isinstance(df, pd.DataFrame):
         raise DataValidationError(f"expected a pandas DataFrame{_where(name)}, got {type(df).__name__}")
@@ -168,6 +178,17 @@ def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0) -
             raise DataValidationError(
                 f"column '{column}'{_where(name)}: {len(bad)} non-positive value(s) "
                 f"({_rows(bad, first_row)}); need {column} > 0"
+            )
+
+    for column, bound, side, cause in PLAUSIBLE:
+        values = out[column].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):  # NaN tokens where the step is known
+            bad = out.index[values > bound if side == "above" else values < bound]
+        if len(bad):
+            examples = ", ".join(f"{v:g}" for v in out.loc[bad[:3], column])
+            raise DataValidationError(
+                f"column '{column}'{_where(name)}: {len(bad)} value(s) {side} {bound:g} ({_rows(bad, first_row)}: "
+                f"{examples}); {cause}"
             )
 
     key = ["run", "step", "tokens", "loss_name"]
