@@ -171,6 +171,17 @@ def test_perplexity_and_bits_are_converted_to_nats(tmp_path):
         loss_to_nats([1.0], "eval/bpb")
 
 
+@pytest.mark.parametrize("metric", ["eval/accuracy", "val_acc", "hellaswag/acc_norm", "eval/f1", "train/grad_norm", "lr"])
+def test_a_metric_that_is_not_a_loss_is_refused(tmp_path, metric):
+    with pytest.raises(ImportFormatError, match=rf"metric '{metric}' is not a loss"):
+        loss_to_nats([0.4], metric)
+    assert loss_to_nats([3.0], "train/loss_acc")[0][0] == 3.0  # a name with 'loss' in it is a loss
+    path = tmp_path / "chart.csv"
+    pd.DataFrame({"Step": [100, 200], f"runA - {metric}": [0.3, 0.4]}).to_csv(path, index=False)
+    with pytest.raises(ImportFormatError, match=rf"chart.csv'?, run 'runA': metric '{metric}' is not a loss"):
+        read_wandb_csv(path, params={"runA": 1e8}, tokens_per_step=1000)
+
+
 def test_wandb_json_errors_name_the_file(tmp_path):
     path = export(tmp_path, "toy_noparams_iter1000_bs4x1_ws2", val_iters=[500, 1000], params=None)
     with pytest.raises(ImportFormatError, match=r"toy_noparams.*no parameter count.*params="):

@@ -116,3 +116,18 @@ def test_values_outside_the_units_are_refused_with_their_likely_cause(tmp_path, 
     ok = table()
     ok.loc[1, column] = {"loss": 19.9, "tokens": 1e3, "params": 1e4}[column]  # the bounds themselves pass
     validate(ok)
+
+
+def test_a_schedule_must_cover_its_run_and_a_learning_rate_is_not_negative(tmp_path):
+    from bayeslaw.data.schedules import Schedule
+
+    steps = table().assign(step=[1000, 2000, 3030, 4000], schedule=Schedule("cosine", 3e-4, 3000, 100).to_json())
+    path = tmp_path / "runs.csv"
+    steps.to_csv(path, index=False)
+    with pytest.raises(DataValidationError, match=r"column 'schedule' in file .*runs\.csv.*run 'r': 1 checkpoint\(s\) "
+                                                  r"past the end of its schedule \(rows \[5\], steps up to 4000; the "
+                                                  r"schedule's total_steps is 3000\)"):
+        read_table(path)
+    validate(steps.assign(schedule=Schedule("cosine", 3e-4, 4000, 100).to_json()))
+    with pytest.raises(DataValidationError, match=r"column 'lr'.*1 value\(s\) below 0 \(rows 2: -0.001\)"):
+        validate(table().assign(lr=[1e-3, 1e-3, -1e-3, 0.0]))

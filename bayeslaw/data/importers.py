@@ -80,6 +80,9 @@ def _short(names, limit: int = 5) -> str:
 _PER_BYTE = re.compile(r"bpb|per[_ -]?byte|bits[_ -]?per[_ -]?char|bpc", re.IGNORECASE)
 _PERPLEXITY = re.compile(r"perplexity|(^|[^a-z])ppl([^a-z]|$)", re.IGNORECASE)
 _BITS = re.compile(r"bits|log2|(^|[^a-z])bpt([^a-z]|$)", re.IGNORECASE)
+# scores of a model's outputs, which no loss law describes (a name with 'loss' in it is a loss whatever else it says)
+_NOT_A_LOSS = re.compile(r"acc(uracy)?|f1|bleu|rouge|exact[_ -]?match|(^|[^a-z])em([^a-z]|$)|score|reward|"
+                         r"grad[_ -]?norm|(^|[^a-z])lr([^a-z]|$)|learning[_ -]?rate", re.IGNORECASE)
 
 
 def loss_to_nats(values, metric: str, *, where: str = "") -> tuple[np.ndarray, str]:
@@ -87,10 +90,14 @@ def loss_to_nats(values, metric: str, *, where: str = "") -> tuple[np.ndarray, s
 
     Rule (by name, case-insensitive): a name with 'perplexity' or 'ppl' is a perplexity -> ln(ppl);
     'bits', 'log2' or 'bpt' is bits per token -> x ln 2; 'bpb'/'per byte'/'bpc' is per byte or
-    character, which no table of tokens can use -> error; anything else is taken as nats per token
-    (the cross-entropy PyTorch and JAX report).
+    character, which no table of tokens can use -> error; an accuracy, F1, BLEU, ROUGE, exact match, score,
+    reward, gradient norm or learning rate (a name without 'loss', 'perplexity' or 'ppl') is not a loss ->
+    error; anything else is taken as nats per token (the cross-entropy PyTorch and JAX report).
     """
     values = np.asarray(values, dtype=float)
+    if _NOT_A_LOSS.search(metric) and not re.search(r"loss|perplexity|ppl", metric, re.IGNORECASE):
+        raise ImportFormatError(f"{where}metric {metric!r} is not a loss (an accuracy, score or other quantity that "
+                                "no scaling law of the loss describes); import a loss, perplexity or bits metric")
     if _PER_BYTE.search(metric):
         raise ImportFormatError(f"{where}metric {metric!r} is per byte or character, not per token; "
                                 "convert it to nats per token first (bytes per token are not in the log)")

@@ -162,29 +162,45 @@ def lr_error(schedule: Schedule, steps, logged) -> np.ndarray:
     return np.where(compared, error, np.nan)
 
 
-def run_schedules(df: pd.DataFrame, *, where: str = "table") -> dict[str, Schedule]:
-    """Each run's :class:`Schedule` from the ``schedule`` column; a run with two descriptions, or one
-    that does not parse, raises naming the run and rows."""
+#: how far past its schedule's end (a fraction of its steps) a run's checkpoints may lie, read at the schedule's
+#: last rate: an evaluation after the last step, or a schedule counted from 0 (llm-baselines' cosine ends at
+#: iterations - 1); further, the schedule is not the run's
+SCHEDULE_OVERRUN = 0.01
+
+
+def run_schedules(df: pd.DataFrame, *, where: str = "table", first_row: int = 0) -> dict[str, Schedule]:
+    """Each run's :class:`Schedule` from the ``schedule`` column; a run with two descriptions, one that
+    does not parse, or one that ends before the run's last checkpoint (``step``, by more than
+    :data:`SCHEDULE_OVERRUN`) raises naming the run and rows (the table's index plus ``first_row``: 2 gives a CSV file's line numbers)."""
     if "schedule" not in df.columns:
         raise ValueError(f"{where}: no 'schedule' column (a JSON learning-rate schedule per run; see bayeslaw.data.schedules)")
     out = {}
     for run, text in df.groupby("run", sort=False)["schedule"]:
         if text.isna().any():
-            rows = text.index[text.isna()][:5].tolist()
+            rows = (text.index[text.isna()][:5] + first_row).tolist()
             raise ValueError(f"{where}: run {run!r} has no schedule (rows {rows}); leave it out of a schedule law's fit")
         values = text.unique()
         if len(values) != 1:
-            rows = text.index[text != values[0]][:5].tolist()
+            rows = (text.index[text != values[0]][:5] + first_row).tolist()
             raise ValueError(f"{where}: run {run!r} has {len(values)} different schedules (rows {rows})")
         try:
             out[run] = Schedule.from_json(values[0])
         except (ValueError, TypeError) as error:
-            raise ValueError(f"{where}: run {run!r}, column 'schedule' (rows {text.index[:3].tolist()}...): {error}") from None
+            raise ValueError(f"{where}: run {run!r}, column 'schedule' (rows {(text.index[:3] + first_row).tolist()}...): "
+                             f"{error}") from None
+        if "step" in df.columns:
+            steps = df.loc[text.index, "step"]
+            end = out[run].total_steps
+            past = steps.index[steps.to_numpy(dtype=float) > end + max(1.0, SCHEDULE_OVERRUN * end)]
+            if len(past):
+                raise ValueError(f"{where}: run {run!r}: {len(past)} checkpoint(s) past the end of its schedule (rows "
+                                 f"{(past[:5] + first_row).tolist()}, steps up to {steps.max():g}; the schedule's total_steps is "
+                                 f"{out[run].total_steps}): a schedule must cover its run's checkpoints")
     return out
 
 
-def after_warmup(df: pd.DataFrame) -> pd.DataFrame:
+def after_warmup(df: pd.DataFrame, *, where: str = "table") -> pd.DataFrame:
     """Rows past their run's warmup (step > the schedule's warmup_steps): where the schedule laws describe
     a run (the warmup's own curve is not theirs to describe)."""
-    warmup = df["run"].map({run: s.warmup_steps for run, s in run_schedules(df).items()})
+    warmup = df["run"].map({run: s.warmup_steps for run, s in run_schedules(df, where=where).items()})
     return df.loc[df["step"].to_numpy(dtype=float) > warmup.to_numpy(dtype=float)]

@@ -72,6 +72,7 @@ PLAUSIBLE = (
     ("loss", 20.0, "above", "a perplexity written as loss? (loss = ln(perplexity), in nats per token)"),
     ("tokens", 1e3, "below", "token counts in billions? (3e11 tokens, not 300)"),
     ("params", 1e4, "below", "parameter counts in millions or billions? (7e9 parameters, not 7 or 7000)"),
+    ("lr", 0.0, "below", "a learning rate is never negative"),
 )
 _KNOWN_FROM_STEP = ("tokens", "flops")  # may be missing (NaN) on rows whose step is known
 _SHOW = 5  # how many offending rows an error message lists
@@ -180,8 +181,19 @@ def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0) -
                 f"({_rows(bad, first_row)}); need {column} > 0"
             )
 
+    if "schedule" in out.columns and out["schedule"].notna().any():
+        from bayeslaw.data.schedules import run_schedules  # schedules reads the validated table's columns
+
+        given = out[out["run"].isin(out.loc[out["schedule"].notna(), "run"])]
+        try:
+            run_schedules(given, where=f"column 'schedule'{_where(name)}", first_row=first_row)
+        except ValueError as error:
+            raise DataValidationError(str(error)) from None
+
     for column, bound, side, cause in PLAUSIBLE:
-        values = out[column].to_numpy(dtype=float)
+        if column not in out.columns:  # lr: optional
+            continue
+        values = out[column].to_numpy(dtype=float, na_value=np.nan)
         with np.errstate(invalid="ignore"):  # NaN tokens where the step is known
             bad = out.index[values > bound if side == "above" else values < bound]
         if len(bad):

@@ -569,7 +569,7 @@ def prepare_fit(df: pd.DataFrame, config: FitConfig) -> PreparedFit:
     if axis == "step":
         # a law of the schedule describes the whole run after its warmup: the token cut (the
         # Hitchhiker's, for laws of final losses) does not apply
-        rows, cut = after_warmup(rows), "the warmup"
+        rows, cut = after_warmup(rows, where="fit"), "the warmup"
     else:
         rows, cut = cut_early(rows, min_tokens=config.min_tokens, min_fraction=config.min_fraction), (
             f"the early cut (min_tokens={config.min_tokens}, min_fraction={config.min_fraction})")

@@ -33,6 +33,7 @@ import scipy.optimize
 
 from bayeslaw.data.importers import as_table
 from bayeslaw.data.runs import drop_copies
+from bayeslaw.data.schedules import run_schedules
 from bayeslaw.inference.config import PointMethod
 from bayeslaw.laws import Law, forms, get_law
 
@@ -671,6 +672,8 @@ def fit_point(
     """
     law = get_law(form)
     df = drop_copies(as_table(df, name="fit_point's table"))  # a branch's copy of its parent's checkpoints counts once
+    if law.progress == "step":
+        run_schedules(df, where="fit_point")  # each run's schedule parses and covers its checkpoints, named if not
     if method == "adamw":  # a path fits one size (Luo et al. fit each model alone); the size slopes need the grid
         sizes = df["params"].nunique() if "params" in df.columns else 1
         if law.path is None:
