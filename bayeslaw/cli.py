@@ -579,6 +579,10 @@ def predict(
     """
     check_choice(kind, get_args(PredictionKind), "--kind")
     fit = _load_fit(fit_file)
+    if fit.spec.law.progress == "step":
+        raise ValueError(f"{fit_file}: a fit of the {fit.form} law reads a run's step and learning-rate schedule, "
+                         f"not its tokens: ask it with `bayeslaw schedule` (a planned run's final loss per cooldown "
+                         f"fraction, or a branch's drop) or `bayeslaw live` (the rest of a run in flight)")
     sizes, token_counts, batches = _numbers(params, "--params"), _numbers(tokens, "--tokens"), _numbers(
         batch_size, "--batch-size")
     reads_batch = "batch_size" in fit.spec.law.columns_needed
