@@ -319,6 +319,12 @@ def test_a_minimal_table_is_accepted_everywhere(tmp_path):
     assert fit_point(df, method="hitchhiker").converged
     prepared = prepare_fit(df, FitConfig(chains=1, draws=10, warmup=10))
     assert prepared.rows["family"].unique().tolist() == ["default"] and len(prepared.rows) == len(df)
+    # a restart logged twice is the fit's to resolve, by its duplicates option, not refused on the way in
+    restarted = pd.concat([df, df.iloc[[2]].assign(loss=9.0)], ignore_index=True)
+    with pytest.raises(ValueError, match="a restart logged twice"):
+        prepare_fit(restarted, FitConfig(chains=1, draws=10, warmup=10))
+    last = prepare_fit(restarted, FitConfig(chains=1, draws=10, warmup=10, duplicates="last"))
+    assert len(last.rows) == len(df) and 9.0 in last.rows["loss"].to_numpy()
     result = evaluation.backtest(df, ks=(2,), fractions=(0.0,), methods=("hitchhiker",), poolings=(), transfer=False,
                                  compare=False, progress=False)
     assert set(result.cells["family"]) == {"default"} and result.cells["are"].notna().all()

@@ -781,14 +781,14 @@ def read_tensorboard(path: str | os.PathLike, *, tags: Iterable[str] | None = No
 
 
 def complete_minimal(df: pd.DataFrame, *, source: str = "user", family: str = "default",
-                     name: str | None = None, first_row: int = 0) -> pd.DataFrame:
+                     name: str | None = None, first_row: int = 0, duplicates: bool = True) -> pd.DataFrame:
     """A minimal table ``run, params, tokens, loss`` (optionally family, step, ...) completed to the schema.
 
     For laws of steps, ``run, params, step, loss`` with a ``schedule`` column (``tokens`` then missing:
     NaN). Defaults for the columns it lacks: family ``family``, model = size label of params (e.g.
     '124M'), seed 0, step -1, flops = 6 N D, loss_name 'loss' (taken as nats), source ``source``. Columns
-    it has are kept; the filled ones are listed in ``attrs["import_report"]``. ``name`` and ``first_row``
-    as in :func:`~bayeslaw.data.validation.validate`.
+    it has are kept; the filled ones are listed in ``attrs["import_report"]``. ``name``, ``first_row`` and
+    ``duplicates`` as in :func:`~bayeslaw.data.validation.validate`.
     """
     where = f" in {name}" if name else ""
     if not isinstance(df, pd.DataFrame):
@@ -817,19 +817,20 @@ def complete_minimal(df: pd.DataFrame, *, source: str = "user", family: str = "d
               "filled with defaults: " + (", ".join(filled) if filled else "nothing (all columns given)")
               + f" (family {family!r}, model = size label, seed 0, step -1, tokens missing where the step is "
               f"given, flops 6ND, loss_name 'loss', source {source!r})"]
-    out = validate(out, name=name, first_row=first_row)
+    out = validate(out, name=name, first_row=first_row, duplicates=duplicates)
     out.attrs["import_report"] = report
     return out
 
 
-def as_table(df: pd.DataFrame, *, name: str | None = None) -> pd.DataFrame:
+def as_table(df: pd.DataFrame, *, name: str | None = None, duplicates: bool = True) -> pd.DataFrame:
     """``df`` in the bayeslaw schema: returned as it is when it has every required column, else completed
     from a minimal table by :func:`complete_minimal` (one family, 'default', unless a ``family`` column
     says otherwise). Every public function that takes a table calls this first, so that a minimal
-    table is accepted everywhere."""
+    table is accepted everywhere. ``duplicates=False``: rows of one run at one checkpoint are left to the
+    caller (``bl.fit``'s ``duplicates`` option)."""
     if isinstance(df, pd.DataFrame) and set(REQUIRED_COLUMNS) <= set(df.columns):
         return df
-    return complete_minimal(df, name=name)
+    return complete_minimal(df, name=name, duplicates=duplicates)
 
 
 # --------------------------------------------------------------------------- format detection

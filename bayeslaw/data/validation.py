@@ -92,7 +92,8 @@ def _where(name: str | None) -> str:
     return f" in {name}" if name else ""
 
 
-def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0) -> pd.DataFrame:
+def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0,
+             duplicates: bool = True) -> pd.DataFrame:
     """Check ``df`` against the schema and return a clean copy with canonical dtypes.
 
     Parameters
@@ -103,6 +104,9 @@ def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0) -
         What to call the table in error messages (a file path, a source name).
     first_row : int, default 0
         Number that error messages give the first row (2 for CSV line numbers under a header).
+    duplicates : bool, default True
+        Refuse duplicated (run, step, tokens, loss_name) rows; False leaves them to the caller (``bl.fit``,
+        whose ``duplicates`` option keeps a restart's last value).
 
     Returns
     -------
@@ -205,7 +209,7 @@ def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0) -
 
     key = ["run", "step", "tokens", "loss_name"]
     dup = out.duplicated(subset=key, keep="first")
-    if dup.any():
+    if duplicates and dup.any():
         rows = out.index[dup]
         first = out.loc[rows[0], key].to_dict()
         raise DataValidationError(

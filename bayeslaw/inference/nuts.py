@@ -560,7 +560,7 @@ class PreparedFit:
 def prepare_fit(df: pd.DataFrame, config: FitConfig) -> PreparedFit:
     """The rows, arrays and start of :func:`fit` for a checked ``config`` (shared by :func:`fit` and
     :func:`bayeslaw.inference.batched.fit_many`)."""
-    df = as_table(df, name="the fit's table")
+    df = as_table(df, name="the fit's table", duplicates=False)  # checked below, by config.duplicates
     spec = get_parameterization(config.form)
     form, pooling = config.form, config.pooling
     n_theta = len(spec.names)
