@@ -271,6 +271,17 @@ def test_other_poolings_fit_and_predict(sim, pooling):
         np.testing.assert_allclose(result.site_draws("alpha")[:, 0], result.site_draws("alpha")[:, 1])
 
 
+def test_a_target_without_a_family_is_of_a_one_family_fits_family(sim):
+    """A one-family fit (a user's minimal table) has no population beyond its prior: rows without a family
+    column are that family's, not a new family's."""
+    one = fit(sim.data[sim.data["family"] == "fam0"], seed=0, chains=1, draws=60, warmup=60, thin=4, progress=False)
+    target = pd.DataFrame({"params": [1e9], "tokens": [1e11]})
+    bare = one.predict(target).summary
+    np.testing.assert_array_equal(bare.filter(like="q"), one.predict(target.assign(family="fam0")).summary.filter(like="q"))
+    unseen = one.predict(target.assign(family="new")).summary  # an unseen family: the prior's width
+    assert unseen["q95"].iloc[0] / unseen["q5"].iloc[0] > 2 * (bare["q95"].iloc[0] / bare["q5"].iloc[0])
+
+
 def test_config_is_stored_once_and_refits_exactly(sim, fitted, tmp_path):
     """Refitting with the stored configuration (its seed among it) gives the same draws."""
     assert fitted.config == {**FitConfig().to_dict(), "seed": 0, **{k: v for k, v in QUICK.items() if k != "progress"}}

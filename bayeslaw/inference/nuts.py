@@ -949,14 +949,20 @@ class Fit:
         far), a target in a trained run's branch tree on the tree's offset, and a row outside the range
         of model sizes its family was fitted on carries the law's form error there
         (:meth:`form_error_sd`, ``form_error`` per e-fold of N; default ``PRIORS["form_error"]``, 0 for
-        none). A family the fit has not seen (or no ``family``) gets the
-        population's prediction. Draws are per row (the marginal predictive of each checkpoint).
+        none). A family the fit has not seen (or ``family`` None) gets the population's prediction;
+        without a ``family`` column, the rows are of the fit's family where it has one (a fit of one
+        family has no population beyond its prior), else the population's. Draws are per row (the
+        marginal predictive of each checkpoint).
         """
         check_choice(kind, PredictionKind, "kind")
+        if not isinstance(targets, pd.DataFrame):
+            raise TypeError(f"predict: targets must be a pandas DataFrame (one row per target), got {type(targets).__name__}")
         missing = [c for c in ("params", self.spec.law.progress) if c not in targets.columns]
         if missing:
             raise ValueError(f"predict: targets lack column(s) {missing}")
         targets = targets.reset_index(drop=True)
+        if "family" not in targets.columns and len(self.families) == 1:
+            targets = targets.assign(family=self.families[0])
         inputs = self.spec.law.columns(targets, where="predict: targets")
         rng = np.random.default_rng(seed)
         families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))
