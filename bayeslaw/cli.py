@@ -705,8 +705,8 @@ def plan(
     batch_size: Annotated[float | None, typer.Option(help="su2024 fits: tokens per step (required with --flops; with "
                                                           "--loss the default is Emin, the fewest tokens, at a batch "
                                                           "far below critical).")] = None,
-    family: Annotated[str | None, typer.Option(help="The family to plan for (default: the population, a family "
-                                                    "the fit has not seen).")] = None,
+    family: Annotated[str | None, typer.Option(help="The family to plan for (default: a one-family fit's family, "
+                                                    "else the population, a family the fit has not seen).")] = None,
     point_method: PointMethodOption = "epoch",
     as_json: JsonOption = False,
 ) -> None:
@@ -726,6 +726,7 @@ def plan(
         raise ValueError(f"--batch-size must be a positive number of tokens per step, got {batch_size}")
     if family is not None:
         _check_families(fit, [family], new_family_hint=False)
+    family = fit.family_or_only(family)
     payload, tables = {"form": fit.form, "family": family}, []
     if budgets:
         from bayeslaw.plan import optimal_allocation

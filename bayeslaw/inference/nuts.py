@@ -755,6 +755,11 @@ class Fit:
     def families(self) -> list[str]:
         return [str(f) for f in self.idata.posterior["family"].values]
 
+    def family_or_only(self, family: str | None) -> str | None:
+        """``family``, or for None the fit's family where it has only one: a one-family fit has no
+        population beyond its prior, so a question that names no family is about its family."""
+        return self.families[0] if family is None and len(self.families) == 1 else family
+
     @property
     def runs(self) -> list[str]:
         return [str(r) for r in self.idata.constant_data["run"].values]
@@ -844,8 +849,9 @@ class Fit:
 
     def law_theta(self, family: str | None = None, *, seed: int = 0) -> dict[str, np.ndarray]:
         """Posterior draws of the law's own parameters (its ``theta_names``, fitting space) for ``family``,
-        each of shape (sample,); a family the fit has not seen (or None) gets the population's draws."""
-        theta = self.sampled_theta(family, seed=seed)
+        each of shape (sample,); a family the fit has not seen gets the population's draws, and None the
+        population's too unless the fit has one family (:meth:`family_or_only`)."""
+        theta = self.sampled_theta(self.family_or_only(family), seed=seed)
         return {k: np.asarray(v) for k, v in self.spec.to_law(jnp.asarray(theta)).items()}
 
     @property
@@ -962,7 +968,7 @@ class Fit:
             raise ValueError(f"predict: targets lack column(s) {missing}")
         targets = targets.reset_index(drop=True)
         if "family" not in targets.columns and len(self.families) == 1:
-            targets = targets.assign(family=self.families[0])
+            targets = targets.assign(family=self.family_or_only(None))
         inputs = self.spec.law.columns(targets, where="predict: targets")
         rng = np.random.default_rng(seed)
         families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))

@@ -277,7 +277,7 @@ def optimal_allocation(fit: Fit, flops, *, family: str | None = None, point: Poi
     family : str, optional
         The family whose law is used; a family the fit has not seen, or None, gets the population's law
         (hierarchical: a new family drawn from it; complete pooling: the shared law); refused for
-        pooling="none", which has no population.
+        pooling="none", which has no population. None for a fit of one family: that family.
     point : PointFit, optional
         The point estimate to compare (same form). Default: ``fit_point(method="epoch")`` on the fit's own
         training rows (that family's rows, or all rows for the population), rebuilt from ``fit.idata``.
@@ -297,6 +297,7 @@ def optimal_allocation(fit: Fit, flops, *, family: str | None = None, point: Poi
     ``Fit.predict``);
     ``regret`` = L(N_pt, D_pt; theta_s) - L(N*_s, D*_s; theta_s) >= 0, nats per token.
     """
+    family = fit.family_or_only(family)
     _check_inputs(fit, family, batch_size, point)
     budgets = _flops_array(flops)
     law = fit.spec.law

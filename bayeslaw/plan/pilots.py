@@ -305,6 +305,7 @@ def rank_pilots(
     if baseline not in ("refit", "fit"):
         raise ValueError(f"unknown baseline {baseline!r}; use 'refit' or 'fit'")
     target_table, family = _target_table(target, family)
+    family = fit.family_or_only(family)
     candidates = _check_candidates(candidates, fit.spec.law.columns_needed, family)
     cut = _resolve_min_tokens(fit, min_tokens)
     seeds = pd.to_numeric(candidates["seeds"]).astype(int) if "seeds" in candidates else pd.Series(1, candidates.index)

@@ -50,8 +50,8 @@ def _targets(fit, schedules: Mapping[str, Schedule], steps, params: float, famil
         frames.append(pd.DataFrame({"name": name, "step": at, "description": schedule.describe(),
                                     "schedule": schedule.to_json()}))
     table = pd.concat(frames, ignore_index=True).assign(params=float(params), tokens=np.nan)
-    if family is None and _bayesian(fit) and len(fit.families) == 1:
-        family = fit.families[0]  # a fit of one family: its runs (else a new family of the population)
+    if _bayesian(fit):
+        family = fit.family_or_only(family)  # a fit of one family: its runs (else a new family of the population)
     if family is not None:
         table["family"] = family
     table["run"] = "planned-" + table["name"].astype(str)
