@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from numpyro.infer import Predictive
 
-from bayeslaw.data.importers import as_table
+from bayeslaw.data.importers import FIT_COLUMNS, as_table
 from bayeslaw.data.runs import single_size_families
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, hitchhiker_split, thin_checkpoints
 from bayeslaw.executor import CellError, StudyFolder, run_cells
@@ -595,7 +595,7 @@ def backtest(
     configuration and data, else refused naming the difference).
     """
     fit_options = {**STUDY_FIT, **(fit_options or {})}
-    df = as_table(df, name="backtest's table")
+    df = as_table(df, name="backtest's table", needs=(*FIT_COLUMNS, "model", "tokens"))
     if point_grid not in ("coarse", "full"):
         raise ValueError(f"point_grid={point_grid!r}; use 'coarse' or 'full'")
     starts = coarse_starts() if point_grid == "coarse" else None
@@ -744,7 +744,7 @@ def compare_poolings(
     """PSIS-LOO comparison (``arviz.compare``) of pooling variants fitted to the same rows (no cut, no
     thinning here); a variant whose fit raised is left out with a warning naming its error."""
     fit_options = {**STUDY_FIT, **(fit_options or {})}
-    jobs = _pooling_jobs(as_table(df, name="compare_poolings' table"), poolings, seed, fit_options)
+    jobs = _pooling_jobs(as_table(df, name="compare_poolings' table", needs=FIT_COLUMNS), poolings, seed, fit_options)
     fits, failed = _fit_all(jobs, "compare_poolings", workers=workers, client=client, scheduler=scheduler)
     for name, error in failed.items():
         warnings.warn(f"compare_poolings: the {name} fit failed and is left out ({error})", RuntimeWarning, stacklevel=2)
@@ -794,7 +794,7 @@ def compare_forms(
     (``workers``, ``client``, ``scheduler`` as in :func:`backtest`).
     """
     fit_options = {**STUDY_FIT, **(fit_options or {})}
-    rows = cut_early(as_table(df, name="compare_forms' table"), min_tokens=min_tokens)
+    rows = cut_early(as_table(df, name="compare_forms' table", needs=FIT_COLUMNS), min_tokens=min_tokens)
     if thin is not None:
         rows = thin_checkpoints(rows, per_run=thin)
     rows = rows.reset_index(drop=True)

@@ -38,6 +38,7 @@ __all__ = [
     "SCHEDULE_TOLERANCE",
     "ImportFormatError",
     "MissingExtraError",
+    "FIT_COLUMNS",
     "as_table",
     "complete_minimal",
     "detect_format",
@@ -822,13 +823,19 @@ def complete_minimal(df: pd.DataFrame, *, source: str = "user", family: str = "d
     return out
 
 
-def as_table(df: pd.DataFrame, *, name: str | None = None, duplicates: bool = True) -> pd.DataFrame:
-    """``df`` in the bayeslaw schema: returned as it is when it has every required column, else completed
-    from a minimal table by :func:`complete_minimal` (one family, 'default', unless a ``family`` column
-    says otherwise). Every public function that takes a table calls this first, so that a minimal
-    table is accepted everywhere. ``duplicates=False``: rows of one run at one checkpoint are left to the
-    caller (``bl.fit``'s ``duplicates`` option)."""
-    if isinstance(df, pd.DataFrame) and set(REQUIRED_COLUMNS) <= set(df.columns):
+#: the columns a fit reads beside the law's inputs; a split or backtest also reads ``model``
+FIT_COLUMNS = ("family", "run", "params", "loss")
+
+
+def as_table(df: pd.DataFrame, *, name: str | None = None, needs=tuple(REQUIRED_COLUMNS),
+             duplicates: bool = True) -> pd.DataFrame:
+    """``df`` as it is when it has the columns its caller reads (``needs``: default every required column
+    of the schema), else completed from a minimal table by :func:`complete_minimal` (one family,
+    'default', unless a ``family`` column says otherwise) and validated. Every public function that takes
+    a table calls this first, with the columns it reads (:data:`FIT_COLUMNS` for a fit), so that a
+    minimal table is accepted everywhere. ``duplicates=False``: rows of one run at one checkpoint are left
+    to the caller (``bl.fit``'s ``duplicates`` option)."""
+    if isinstance(df, pd.DataFrame) and set(needs) <= set(df.columns):
         return df
     return complete_minimal(df, name=name, duplicates=duplicates)
 

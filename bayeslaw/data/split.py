@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from bayeslaw.data.importers import as_table
+from bayeslaw.data.importers import FIT_COLUMNS, as_table
 
 __all__ = ["Split", "cut_early", "hitchhiker_split", "thin_checkpoints"]
 
@@ -99,7 +99,7 @@ def hitchhiker_split(
     Train and test rows carry ``run_tokens``, each run's last tokens in ``df``, so that a partly
     seen run keeps its fractions of the whole run.
     """
-    df = as_table(df, name="hitchhiker_split's table")
+    df = as_table(df, name="hitchhiker_split's table", needs=(*FIT_COLUMNS, "model", "tokens"))
     if not 0.0 < train_fraction <= 1.0:
         raise ValueError(f"train_fraction={train_fraction} must lie in (0, 1]")
     if not 0.0 <= target_fraction < test_from:

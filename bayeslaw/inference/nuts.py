@@ -27,7 +27,7 @@ from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
 from numpyro.infer.util import initialize_model
 
 from bayeslaw.data.files import write_atomic
-from bayeslaw.data.importers import as_table
+from bayeslaw.data.importers import FIT_COLUMNS, as_table
 from bayeslaw.data.runs import branch_roots, drop_copies, rising_runs, single_size_families
 from bayeslaw.data.schedules import after_warmup
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
@@ -560,7 +560,7 @@ class PreparedFit:
 def prepare_fit(df: pd.DataFrame, config: FitConfig) -> PreparedFit:
     """The rows, arrays and start of :func:`fit` for a checked ``config`` (shared by :func:`fit` and
     :func:`bayeslaw.inference.batched.fit_many`)."""
-    df = as_table(df, name="the fit's table", duplicates=False)  # checked below, by config.duplicates
+    df = as_table(df, name="the fit's table", needs=FIT_COLUMNS, duplicates=False)  # duplicates: config's, below
     spec = get_parameterization(config.form)
     form, pooling = config.form, config.pooling
     n_theta = len(spec.names)
@@ -756,9 +756,11 @@ class Fit:
         return [str(f) for f in self.idata.posterior["family"].values]
 
     def family_or_only(self, family: str | None) -> str | None:
-        """``family``, or for None the fit's family where it has only one: a one-family fit has no
-        population beyond its prior, so a question that names no family is about its family."""
-        return self.families[0] if family is None and len(self.families) == 1 else family
+        """``family``, or for None the family of an unpooled fit of one family (a user's one table): it has
+        no population beyond its prior, so a question that names no family is about its family. (A
+        hierarchical fit's None is a new family of the population; a completely pooled fit's, the shared law.)"""
+        one = family is None and self.pooling == "none" and len(self.families) == 1
+        return self.families[0] if one else family
 
     @property
     def runs(self) -> list[str]:
@@ -956,9 +958,9 @@ class Fit:
         of model sizes its family was fitted on carries the law's form error there
         (:meth:`form_error_sd`, ``form_error`` per e-fold of N; default ``PRIORS["form_error"]``, 0 for
         none). A family the fit has not seen (or ``family`` None) gets the population's prediction;
-        without a ``family`` column, the rows are of the fit's family where it has one (a fit of one
-        family has no population beyond its prior), else the population's. Draws are per row (the
-        marginal predictive of each checkpoint).
+        without a ``family`` column, the rows are of an unpooled one-family fit's family (it has no
+        population beyond its prior: :meth:`family_or_only`), else the population's. Draws are per row
+        (the marginal predictive of each checkpoint).
         """
         check_choice(kind, PredictionKind, "kind")
         if not isinstance(targets, pd.DataFrame):
@@ -967,8 +969,8 @@ class Fit:
         if missing:
             raise ValueError(f"predict: targets lack column(s) {missing}")
         targets = targets.reset_index(drop=True)
-        if "family" not in targets.columns and len(self.families) == 1:
-            targets = targets.assign(family=self.family_or_only(None))
+        if "family" not in targets.columns and (only := self.family_or_only(None)) is not None:
+            targets = targets.assign(family=only)
         inputs = self.spec.law.columns(targets, where="predict: targets")
         rng = np.random.default_rng(seed)
         families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))

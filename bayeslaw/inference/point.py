@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 import scipy.optimize
 
-from bayeslaw.data.importers import as_table
 from bayeslaw.data.runs import drop_copies
 from bayeslaw.data.schedules import run_schedules
 from bayeslaw.inference.config import PointMethod
@@ -671,8 +670,9 @@ def fit_point(
         ``.params`` (E, A, B, alpha, beta), ``.predict(params, tokens)``.
     """
     law = get_law(form)
-    df = drop_copies(as_table(df, name="fit_point's table"))  # a branch's copy of its parent's checkpoints counts once
-    if law.progress == "step":
+    # the law's input columns and loss are all a point fit reads: no table schema is asked for
+    df = drop_copies(df)  # a branch's copy of its parent's checkpoints counts once
+    if law.progress == "step" and "run" in df.columns:
         run_schedules(df, where="fit_point")  # each run's schedule parses and covers its checkpoints, named if not
     if method == "adamw":  # a path fits one size (Luo et al. fit each model alone); the size slopes need the grid
         sizes = df["params"].nunique() if "params" in df.columns else 1

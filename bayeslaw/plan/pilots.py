@@ -353,7 +353,8 @@ def rank_pilots(
     out["variance_reduction"] = out["sd_now"] ** 2 - out["sd_after"] ** 2
     out["fraction_removed"] = out["variance_reduction"] / out["sd_now"] ** 2
     out["reduction_per_eflop"] = out["variance_reduction"] / (out["cost_flops"] / EFLOP)
-    out["rank"] = out["reduction_per_eflop"].rank(ascending=False, method="min").astype(int)
+    # a candidate whose refits failed has no reduction and no rank (NaN, its error beside it)
+    out["rank"] = out["reduction_per_eflop"].rank(ascending=False, method="min").astype("Int64")
     out = out.sort_values(["rank", "cost_flops"], kind="stable")
     out.attrs.update({"method": method, "kind": kind, "family": family, "units": "sd of log loss (log nats per "
                       "token); variance_reduction in (log nats)^2; reduction_per_eflop per 1e18 FLOPs"})

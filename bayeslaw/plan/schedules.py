@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from bayeslaw.data.importers import as_table
+from bayeslaw.data.importers import FIT_COLUMNS, as_table
 from bayeslaw.data.schedules import DecayType, Schedule, run_schedules
 from bayeslaw.inference.nuts import fit as bayes_fit
 
@@ -140,7 +140,7 @@ def live_forecast(df: pd.DataFrame, run: str, *, form: str = "annealing", steps=
     the run's offset and deviation from its own checkpoints, so its forecast is conditioned on both.
     Returns (table of step, loss = median, q5..q95, observed where logged; the Fit).
     """
-    df = as_table(df, name="live_forecast's table")
+    df = as_table(df, name="live_forecast's table", needs=FIT_COLUMNS)
     own = df.loc[df["run"] == run]
     if own.empty:
         raise ValueError(f"live_forecast: run {run!r} is not in the table (runs: {sorted(df['run'].unique())[:5]}...)")
