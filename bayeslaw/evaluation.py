@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from numpyro.infer import Predictive
 
-from bayeslaw.data.importers import FIT_COLUMNS, as_table
+from bayeslaw.data.importers import as_table
 from bayeslaw.data.runs import single_size_families
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, hitchhiker_split, thin_checkpoints
 from bayeslaw.executor import CellError, StudyFolder, run_cells
