@@ -103,6 +103,13 @@ def _natural(theta: dict) -> dict:
     return {k: float(v) for k, v in CHINCHILLA.natural(theta).items()}
 
 
+def _check_design(where: str, **counts: int) -> None:
+    """Each count of a simulated design (families, sizes, seeds, checkpoints) at least 1, named if not."""
+    for name, count in counts.items():
+        if not (isinstance(count, (int, np.integer)) and count >= 1):
+            raise ValueError(f"{where}: {name}={count!r}; need at least one")
+
+
 def simulate(
     *,
     families: int | list[str] = 3,
@@ -166,6 +173,7 @@ def simulate(
     """
     rng = np.random.default_rng(seed)
     names = [f"fam{i}" for i in range(families)] if isinstance(families, int) else list(families)
+    _check_design("simulate", families=len(names), sizes=len(sizes), seeds=seeds, checkpoints=checkpoints)
     mu = dict(SHARED_THETA if shared is None else shared)
     scale = dict(FAMILY_SCALE if family_scale is None else family_scale)
     corr = FAMILY_CORRELATION if family_correlation is None else np.asarray(family_correlation)
@@ -298,6 +306,7 @@ def simulate_trajectories(
     """
     rng = np.random.default_rng(seed)
     names = [f"traj{i}" for i in range(families)] if isinstance(families, int) else list(families)
+    _check_design("simulate_trajectories", families=len(names), sizes=len(sizes), seeds=seeds, checkpoints=checkpoints)
     mu = dict(SU2024_THETA if shared is None else shared)
     scale = dict(SU2024_FAMILY_SCALE if family_scale is None else family_scale)
     truth = {"generator": "bayeslaw.simulate_trajectories", "seed": seed, "form": "su2024",

@@ -106,6 +106,13 @@ def test_demo_writes_report_and_scores(tmp_path):
         assert (tmp_path / "demo" / name).exists()
 
 
+def test_simulate_refuses_an_empty_design(tmp_path):
+    for option in ("--families", "--seeds"):
+        result = runner.invoke(app, ["simulate", "--out", str(tmp_path / "s.csv"), option, "0"])
+        assert result.exit_code == 2 and f"simulate: {option[2:]}=0; need at least one" in result.stderr
+    assert not (tmp_path / "s.csv").exists()
+
+
 def test_tables_keep_whole_numbers_and_fold_when_wider_than_the_terminal(monkeypatch):
     from rich.console import Console
 
