@@ -171,7 +171,8 @@ def test_perplexity_and_bits_are_converted_to_nats(tmp_path):
         loss_to_nats([1.0], "eval/bpb")
 
 
-@pytest.mark.parametrize("metric", ["eval/accuracy", "val_acc", "hellaswag/acc_norm", "eval/f1", "train/grad_norm", "lr"])
+@pytest.mark.parametrize("metric", ["eval/accuracy", "val_acc", "hellaswag/acc_norm", "eval/f1", "train/grad_norm",
+                                    "lr"])
 def test_a_metric_that_is_not_a_loss_is_refused(tmp_path, metric):
     with pytest.raises(ImportFormatError, match=rf"metric '{metric}' is not a loss"):
         loss_to_nats([0.4], metric)

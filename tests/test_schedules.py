@@ -195,7 +195,8 @@ def test_a_point_fit_holds_the_slopes_its_table_cannot_identify():
     """One size at one peak rate: the slopes in N and in the rate are flat directions of the objective, held
     at 0, so the constants reported are the data's; with two rates the rate slopes are fitted."""
     truth = {"l0": np.log(2.8), "a": np.log(0.5), "alpha": 0.45, "c": np.log(0.5)}
-    one = _curves("annealing", truth, {k: Schedule(k, 3e-4, 4000, 200, 3e-5) for k in ("constant", "cosine")}, params=2.5e7)
+    one = _curves("annealing", truth, {k: Schedule(k, 3e-4, 4000, 200, 3e-5) for k in ("constant", "cosine")},
+                  params=2.5e7)
     fit = fit_point(one, form="annealing")
     assert set(fit.details["fixed"]) == set(ANNEALING_SLOPES)
     assert all(fit.theta[k] == 0.0 for k in ANNEALING_SLOPES)

@@ -171,7 +171,8 @@ SCHEDULE_OVERRUN = 0.01
 def run_schedules(df: pd.DataFrame, *, where: str = "table", first_row: int = 0) -> dict[str, Schedule]:
     """Each run's :class:`Schedule` from the ``schedule`` column; a run with two descriptions, one that
     does not parse, or one that ends before the run's last checkpoint (``step``, by more than
-    :data:`SCHEDULE_OVERRUN`) raises naming the run and rows (the table's index plus ``first_row``: 2 gives a CSV file's line numbers)."""
+    :data:`SCHEDULE_OVERRUN`) raises naming the run and rows (the table's index plus ``first_row``: 2 gives
+    a CSV file's line numbers)."""
     if "schedule" not in df.columns:
         raise ValueError(f"{where}: no 'schedule' column (a JSON learning-rate schedule per run; see bayeslaw.data.schedules)")
     out = {}
@@ -186,16 +187,17 @@ def run_schedules(df: pd.DataFrame, *, where: str = "table", first_row: int = 0)
         try:
             out[run] = Schedule.from_json(values[0])
         except (ValueError, TypeError) as error:
-            raise ValueError(f"{where}: run {run!r}, column 'schedule' (rows {(text.index[:3] + first_row).tolist()}...): "
-                             f"{error}") from None
+            rows = (text.index[:3] + first_row).tolist()
+            raise ValueError(f"{where}: run {run!r}, column 'schedule' (rows {rows}...): {error}") from None
         if "step" in df.columns:
             steps = df.loc[text.index, "step"]
             end = out[run].total_steps
             past = steps.index[steps.to_numpy(dtype=float) > end + max(1.0, SCHEDULE_OVERRUN * end)]
             if len(past):
+                rows = (past[:5] + first_row).tolist()
                 raise ValueError(f"{where}: run {run!r}: {len(past)} checkpoint(s) past the end of its schedule (rows "
-                                 f"{(past[:5] + first_row).tolist()}, steps up to {steps.max():g}; the schedule's total_steps is "
-                                 f"{out[run].total_steps}): a schedule must cover its run's checkpoints")
+                                 f"{rows}, steps up to {steps.max():g}; the schedule's total_steps is {end}): a "
+                                 f"schedule must cover its run's checkpoints")
     return out
 
 

@@ -852,7 +852,7 @@ class Fit:
     def law_theta(self, family: str | None = None, *, seed: int = 0) -> dict[str, np.ndarray]:
         """Posterior draws of the law's own parameters (its ``theta_names``, fitting space) for ``family``,
         each of shape (sample,); a family the fit has not seen gets the population's draws, and None the
-        population's too unless the fit has one family (:meth:`family_or_only`)."""
+        population's too unless the fit is an unpooled fit of one family (:meth:`family_or_only`)."""
         theta = self.sampled_theta(self.family_or_only(family), seed=seed)
         return {k: np.asarray(v) for k, v in self.spec.to_law(jnp.asarray(theta)).items()}
 
@@ -964,7 +964,8 @@ class Fit:
         """
         check_choice(kind, PredictionKind, "kind")
         if not isinstance(targets, pd.DataFrame):
-            raise TypeError(f"predict: targets must be a pandas DataFrame (one row per target), got {type(targets).__name__}")
+            raise TypeError(f"predict: targets must be a pandas DataFrame (one row per target), got "
+                            f"{type(targets).__name__}")
         missing = [c for c in ("params", self.spec.law.progress) if c not in targets.columns]
         if missing:
             raise ValueError(f"predict: targets lack column(s) {missing}")

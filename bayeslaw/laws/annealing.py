@@ -11,9 +11,9 @@ time; over sizes the constants move with N (:func:`~bayeslaw.laws.schedule_terms
 Bayesian models pool them across sizes and families. Likewise over the peak learning rate
 (:func:`~bayeslaw.laws.schedule_terms.at_peak_lr`): S1 and S2 read the rate's value, yet over a sweep
 of peak rates the constants move too (C falls as the rate grows), and a law of one rate forecasts the
-cooldowns of another several percent off. A point fit of one size at one peak rate, which cannot tell the
-slopes from the constants, holds them at 0 (``held_alone``: the size slopes on one size, the rate slopes on one rate); a Bayesian fit
-leaves them to their priors.
+cooldowns of another several percent off. A point fit of one size or one peak rate, which cannot tell
+those slopes from the constants, holds them at 0 (``held_alone``); a Bayesian fit leaves them to their
+priors.
 
 Fitted as l0 = log L0, a = log A, alpha, c = log C at 1e8 parameters and peak rate 1e-3, the size slopes
 l0_n, a_n, alpha_n, c_n and the rate slopes l0_lr, a_lr, alpha_lr, c_lr. Reads a table's ``params``,
