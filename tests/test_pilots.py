@@ -94,3 +94,25 @@ def test_laplace_agrees_with_a_refit(fitted):
     ratio = laplace["sd_after"].iloc[0] ** 2 / refit["sd_after"].iloc[0] ** 2
     assert 0.5 < ratio < 2.0, f"laplace / refit expected variance {ratio:.2f}"
     assert refit["sd_after"].iloc[0] < refit["sd_now"].iloc[0]
+
+
+def test_a_candidate_whose_refits_fail_is_reported_unranked(fitted, monkeypatch):
+    """A candidate's failed refits leave it without a reduction and a rank (its error beside it); the
+    others are ranked as usual."""
+    from bayeslaw.plan import pilots
+
+    refit = pilots._refit_cell
+
+    def fails_for_the_second(job):
+        if any((t["run"].str.contains("pilot1")).any() for t in job["tables"]):
+            raise FloatingPointError("simulated failure")
+        return refit(job)
+
+    monkeypatch.setattr(pilots, "_refit_cell", fails_for_the_second)
+    two = pd.DataFrame({"params": [1e9, 2e9], "tokens": [1e11, 1e11]})
+    out = rank_pilots(fitted, TARGET, two, method="refit", outcomes=1, refit_options={"draws": 60, "warmup": 60},
+                      baseline="fit")
+    assert out.loc[0, "rank"] == 1 and np.isfinite(out.loc[0, "sd_after"]) and out.loc[0, "error"] is None
+    assert pd.isna(out.loc[1, "rank"]) and np.isnan(out.loc[1, "sd_after"])
+    assert "simulated failure" in out.loc[1, "error"]
+    assert list(out.index) == [0, 1]  # the ranked first, the unranked last
