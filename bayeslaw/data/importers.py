@@ -501,7 +501,8 @@ def read_wandb_json(paths, *, params: Mapping[str, float] | None = None, family:
     for text, group in (("no parent file", unjoined), ("parent config differs", mismatched)):
         if group:
             report.append(f"{len(group)} branch(es) not joined ({text}); kept with their own rows only, run_tokens = "
-                          "their final tokens: " + "; ".join(group))
+                          "their final tokens:")
+            report.extend(f"  {line}" for line in group)  # one per line, as the joined ones
     if not join_branches:
         report.append("branches not joined (join_branches=False)")
     report.extend(left)
