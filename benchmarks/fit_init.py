@@ -44,7 +44,8 @@ if path == "before":  # sample_fit before: NumPyro's NUTS on the model, init_to_
     first = time.perf_counter() - start
     mcmc.run(mcmc.post_warmup_state.rng_key, *args, **kwargs, extra_fields=nuts.EXTRA_FIELDS)
 else:  # sample_fit now
-    mcmc, z0, _ = nuts.nuts_sampler(prepared)
+    make, z0, _ = nuts.nuts_sampler(prepared)
+    mcmc = make(prepared.config.target_accept)
     mcmc.warmup(key_fit, init_params=z0, extra_fields=nuts.EXTRA_FIELDS)
     first = time.perf_counter() - start
     mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=nuts.EXTRA_FIELDS)

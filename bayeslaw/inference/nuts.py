@@ -427,10 +427,11 @@ def laplace_start(value_and_grad, z0, *, chains: int, seed: int) -> tuple[jnp.nd
     return jnp.asarray(center), jnp.asarray(root), jnp.asarray(np.stack(starts))
 
 
-def nuts_sampler(prepared: PreparedFit, *, progress: bool = False, target_accept: float | None = None):
-    """NumPyro's ``MCMC`` with NUTS on the prepared fit's potential, its starts (one per chain, from
-    :func:`laplace_start`) and the names of the sites it samples: run it as
-    ``mcmc.run(key, init_params=start)``. ``target_accept``: the configuration's unless given."""
+def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
+    """A maker of NumPyro's ``MCMC`` with NUTS on the prepared fit's potential at a target acceptance, its
+    starts (one per chain, from :func:`laplace_start`) and the names of the sites it samples: run it as
+    ``make(target_accept).run(key, init_params=start)``. The start and the Laplace map are computed once,
+    for every target acceptance a fit is sampled at (a retry after divergent draws)."""
     config = prepared.config
     args = (prepared.data,)
     kwargs = {"y": jnp.asarray(prepared.y), "seed_scaling": config.seed_scaling}
@@ -441,26 +442,29 @@ def nuts_sampler(prepared: PreparedFit, *, progress: bool = False, target_accept
     check_start(*value_and_grad(flat), info.param_info.z)
     center, root, u0 = laplace_start(value_and_grad, flat, chains=config.chains, seed=config.seed)
     to_z = lambda u: unravel(center + root @ u)  # noqa: E731
-    # NUTS on the model's potential (the model's own NUTS would trace it again, eagerly), in the
-    # coordinates u of laplace_coordinates
-    kernel = NUTS(
-        potential_fn=lambda u: potential(to_z(u)),
-        target_accept_prob=config.target_accept if target_accept is None else target_accept,
-        # dense: the law's level and exponents, and the schedule shape, trade off along linear ridges that
-        # the Laplace map straightens only near the mode
-        dense_mass=config.dense_mass,
-        max_tree_depth=MAX_TREE_DEPTH,
-    )
-    mcmc = MCMC(kernel, num_warmup=config.warmup, num_samples=config.draws, num_chains=config.chains,
-                chain_method=_chain_method(config.chains, config.chain_method), progress_bar=progress,
-                postprocess_fn=lambda u: constrain(to_z(u)))
+    chain_method = _chain_method(config.chains, config.chain_method)
+
+    def make(target_accept: float) -> MCMC:
+        # NUTS on the model's potential (the model's own NUTS would trace it again, eagerly), in the
+        # coordinates u of laplace_coordinates
+        kernel = NUTS(
+            potential_fn=lambda u: potential(to_z(u)),
+            target_accept_prob=target_accept,
+            # dense: the law's level and exponents, and the schedule shape, trade off along linear ridges
+            # that the Laplace map straightens only near the mode
+            dense_mass=config.dense_mass,
+            max_tree_depth=MAX_TREE_DEPTH,
+        )
+        return MCMC(kernel, num_warmup=config.warmup, num_samples=config.draws, num_chains=config.chains,
+                    chain_method=chain_method, progress_bar=progress, postprocess_fn=lambda u: constrain(to_z(u)))
+
     # each chain's start in u, with its potential and gradient, which NUTS would otherwise evaluate eagerly
     # again; root is symmetric, so dU/du = root dU/dz
     values, grads = zip(*(value_and_grad(center + root @ u) for u in u0))
     start = info.param_info._replace(z=u0, potential_energy=jnp.stack(values), z_grad=jnp.stack(grads) @ root)
     if config.chains == 1:
         start = jax.tree.map(lambda v: v[0], start)
-    return mcmc, start, sorted(info.param_info.z)
+    return make, start, sorted(info.param_info.z)
 
 
 def retry_accept(config: FitConfig, extra: dict) -> float | None:
@@ -481,14 +485,15 @@ def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
     data, model = prepared.data, get_model(config.pooling)
     y = jnp.asarray(prepared.y)
     accept = config.target_accept
-    mcmc, start, sites = nuts_sampler(prepared, progress=progress)
+    make, start, sites = nuts_sampler(prepared, progress=progress)
     key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(config.seed))
+    mcmc = make(accept)
     mcmc.run(key_fit, init_params=start, extra_fields=EXTRA_FIELDS)
     samples, extra = mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True)
     if (retry := retry_accept(config, extra)) is not None:
         # the same start and key: the second run differs from the first only in its target acceptance
         accept = retry
-        mcmc, start, sites = nuts_sampler(prepared, progress=progress, target_accept=accept)
+        mcmc = make(accept)
         mcmc.run(key_fit, init_params=start, extra_fields=EXTRA_FIELDS)
         samples, extra = mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True)
     limit, blocks = EXTEND_BLOCKS if config.extend is None else config.extend, 0
