@@ -683,7 +683,7 @@ def fit_point(
         def unfixed(slopes):  # the path's held slopes that the caller has not fixed
             return {k: v for k, v in slopes.items() if k in law.theta_names and k not in (fixed or {})}
 
-        held_size, held_rate = unfixed(law.path.one_size), unfixed(law.path.one_rate)
+        held_size, held_rate = (unfixed(law.held_alone.get(column, {})) for column in ("params", "peak_lr"))
         if held_size and sizes > 1:
             raise ValueError(f"method='adamw' fits one model size, as {law.path.source} do; the table has {sizes} "
                              f"(column 'params'): fit each size apart, or use method='epoch' for the size slopes")
@@ -697,12 +697,11 @@ def fit_point(
                                  f"{', ...' if len(rates) > 6 else ''}): fit each rate apart, or use method='epoch' "
                                  f"for the rate slopes")
         held = {**held_size, **held_rate}
-        fixed = {**held, **(fixed or {})} or None
     else:
         # slopes in N or in the peak rate on a table of one size or one rate: flat directions of the
         # objective, where the optimiser would stop anywhere and carry the constants it reports with it
         held = {k: v for k, v in law.held_in(df, where="fit_point").items() if k not in (fixed or {})}
-        fixed = {**held, **(fixed or {})} or None
+    fixed = {**held, **(fixed or {})} or None
     if fixed:
         free = law.fix(fixed)
         starts = None if starts is None else np.asarray(starts, dtype=float)

@@ -33,16 +33,13 @@ class PathFit:
     the law's inputs and ``loss`` of the table's rows), ``steps`` steps of AdamW on sum_i Huber_1e-3(log L_i
     - log L(inputs_i)) in those natural parameters, with a rate per parameter (``rates``) and decoupled
     weight decay, stopped after ``patience`` steps without improvement or at a gradient norm below
-    ``grad_tol``; the parameters after the best step are kept. ``one_size``: parameters (fitting space) held
-    at these values on a table of one model size, which the path does not fit (a law's size slopes); on a
-    table of several sizes the path is not offered. ``one_rate``: likewise the slopes in the runs' peak
-    learning rate (input ``peak_lr``), held on a table of one peak rate and refused on several.
+    ``grad_tol``; the parameters after the best step are kept. The path does not fit the law's
+    ``held_alone`` parameters (its slopes in N and in the peak rate): it holds them, and is refused on a
+    table of several sizes or several peak rates.
     """
 
     start: Callable
     rates: Mapping[str, float]
-    one_size: Mapping[str, float] = field(default_factory=dict)
-    one_rate: Mapping[str, float] = field(default_factory=dict)
     steps: int = 200
     patience: int = 20
     weight_decay: float = 1e-2

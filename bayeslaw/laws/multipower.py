@@ -134,7 +134,7 @@ def linearised_start(df, inputs) -> dict[str, float]:
 #: and weight decay 0.01): 200 steps, rate 5e-2 for L0, A, B, C and 5e-3 for the exponents, patience 20
 LUO_PATH = PathFit(start=linearised_start,
                    rates={"L0": 5e-2, "A": 5e-2, "B": 5e-2, "C": 5e-2, "alpha": 5e-3, "beta": 5e-3, "gamma": 5e-3},
-                   one_size=SIZE_SLOPES, one_rate=LR_SLOPES, steps=200, patience=20, weight_decay=1e-2, grad_tol=1e-5,
+                   steps=200, patience=20, weight_decay=1e-2, grad_tol=1e-5,
                    source="Luo et al. 2025")
 
 
