@@ -30,6 +30,7 @@ from bayeslaw.laws import DEFAULT_FORM, get_law
 from bayeslaw.metrics import are, crps
 from bayeslaw.models import get_model, prepare
 from bayeslaw.simulation import Simulation, simulate
+from bayeslaw.results import Result
 
 __all__ = [
     "Backtest",
@@ -62,9 +63,11 @@ def coarse_starts(form: str = DEFAULT_FORM) -> np.ndarray | None:
     return None if law.coarse_grid is None else law.grid(coarse=True)
 
 
-@dataclass(frozen=True)
-class PointBacktest:
+@dataclass(frozen=True, repr=False)
+class PointBacktest(Result):
     """Per (family, method): fitted parameters, per-checkpoint predictions, and ARE on the test points."""
+
+    _main = "scores"
 
     fits: pd.DataFrame
     predictions: pd.DataFrame
@@ -352,8 +355,8 @@ DEFAULT_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.5)
 MAX_DEFAULT_K = 5  # default ks: 2 .. 5; bounds the study (Chinchilla alone has 105 models below its target)
 
 
-@dataclass(frozen=True)
-class Backtest:
+@dataclass(frozen=True, repr=False)
+class Backtest(Result):
     """Result of :func:`backtest`.
 
     ``cells``: one row per (case, family, k, q, method) with ARE, CRPS, interval coverage and width,
@@ -362,6 +365,8 @@ class Backtest:
     of the pooling variants on all rows (or None); ``settings`` and ``timing`` say how it ran
     (``settings["loo_failures"]``: pooling -> error of a LOO fit that raised, left out of the comparison).
     """
+
+    _main = "cells"
 
     cells: pd.DataFrame
     predictions: pd.DataFrame
@@ -751,8 +756,8 @@ def compare_poolings(
     return _loo_table({name: f.idata for name, f in fits.items()})
 
 
-@dataclass(frozen=True)
-class FormComparison:
+@dataclass(frozen=True, repr=False)
+class FormComparison(Result):
     """PSIS-LOO comparison of laws (and pooling variants) fitted to the same rows.
 
     ``table``: ArviZ's comparison (rank, elpd, p, elpd_diff, weight, se, dse, warning), one row per
@@ -762,6 +767,8 @@ class FormComparison:
     PSIS-LOO is unreliable for that family); ``fits``: the fits; ``rows``: the rows they were fitted to;
     ``failures``: model name -> error of each fit that raised (left out of the comparison).
     """
+
+    _main = "table"
 
     table: pd.DataFrame
     by_family: pd.DataFrame

@@ -33,6 +33,7 @@ from bayeslaw.data import read_table, validate
 from bayeslaw.data.files import write_atomic
 from bayeslaw.laws import CHINCHILLA, DEFAULT_FORM, SU2024, get_law
 from bayeslaw.laws.runs import ELL, SHAPE_DEGREE, bridge_kernel, shape_basis
+from bayeslaw.results import Result
 
 __all__ = ["DEMO_PATH", "DEMO_TRUTH_PATH", "SHARED_THETA", "SU2024_THETA", "Simulation", "load_demo", "simulate",
            "simulate_trajectories"]
@@ -63,9 +64,11 @@ DEMO_TRUTH_PATH = _ROOT / "data" / "demo_truth.json"
 DEMO_SETTINGS = {"seed": 20260101}
 
 
-@dataclass(frozen=True)
-class Simulation:
+@dataclass(frozen=True, repr=False)
+class Simulation(Result):
     """A simulated table (bayeslaw schema) and the truth that generated it."""
+
+    _main = "data"
 
     data: pd.DataFrame
     truth: dict = field(repr=False)

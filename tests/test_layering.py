@@ -1,4 +1,4 @@
-"""Imports flow one way: data -> laws -> simulation -> models -> inference -> executor -> evaluation -> plan -> plots -> report
+"""Imports flow one way: results (how result objects show themselves) -> data -> laws -> simulation -> models -> inference -> executor -> evaluation -> plan -> plots -> report
 -> cli. Plots draw and may import anything up to plan; report (the file writers) may import plots; cli both."""
 
 import ast
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bayeslaw"
-STAGES = ["data", "laws", "simulation", "models", "inference", "metrics", "executor", "evaluation", "plan", "plots", "report",
+STAGES = ["results", "data", "laws", "simulation", "models", "inference", "metrics", "executor", "evaluation", "plan", "plots", "report",
           "cli"]
 # The one import of a later stage allowed: bayeslaw.plots keeps bayeslaw.plots.fit_report/backtest_report working
 # by importing bayeslaw.report inside its module __getattr__ (PEP 562), on first use, never at load time.

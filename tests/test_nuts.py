@@ -534,3 +534,21 @@ def test_bayeslaw_imported_after_arviz_fits():
             "assert tr['f']['type'] == 'sample'\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_results_show_their_tables_by_size():
+    """A result's repr is one short line whatever its draws hold (the generated one printed every draw), and a
+    notebook shows its main table under it."""
+    from bayeslaw.inference.nuts import summarize
+    from bayeslaw.results import brief
+
+    targets = pd.DataFrame({"params": [1e9, 2e9], "tokens": [2e10, 4e10]})
+    prediction = summarize(np.full((4000, 2), 3.0), targets, kind="law")
+    text = repr(prediction)
+    assert "\n" not in text and len(text) < 200, text
+    assert "sample: 4000" in text and "<DataFrame 2 rows x" in text and "kind='law'" in text
+    page = prediction._repr_html_()
+    assert page.count("<table") == 1 and "q95" in page
+    simulation = simulate(families=1, sizes=(1e8, 2e8, 4e8), seeds=1, checkpoints=4, seed=0)
+    assert repr(simulation).startswith("Simulation(data=<DataFrame ") and "truth" not in repr(simulation)
+    assert len(brief("x" * 500)) == 80 and brief({"a": np.zeros(20)}) == "{'a': ...}"

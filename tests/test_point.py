@@ -140,3 +140,20 @@ def test_fixed_parameters_are_held_and_the_rest_fitted(clean_sim):
     assert full.params["E"] == pytest.approx(truth["E"], rel=0.02)
     with pytest.raises(ValueError, match=r"no parameter\(s\) \['A'\]"):
         fit_point(clean_sim.data, method="hitchhiker", fixed={"A": 400.0})
+
+
+def test_fit_point_warns_of_the_early_checkpoints_of_curves(clean_sim):
+    """Curves' checkpoints at or before 10B tokens are named (the protocols leave them out); a final-loss table
+    and the cut curves fit without a word."""
+    import warnings
+
+    from bayeslaw.inference.point import EarlyCheckpointWarning
+
+    rows = clean_sim.data
+    with pytest.warns(EarlyCheckpointWarning, match=r"rows are checkpoints at or before 1e\+10 tokens of 8 run"):
+        fit_point(rows, method="hitchhiker")
+    finals = rows.loc[rows.groupby("run")["tokens"].idxmax()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_point(finals, method="hitchhiker")
+        fit_point(bd.cut_early(rows), method="hitchhiker")

@@ -34,11 +34,12 @@ from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.config import ATTR as CONFIG_ATTR
 from bayeslaw.inference.config import (DEFAULT_TARGET_ACCEPT, RETRY_TARGET_ACCEPT, ChainMethod, Duplicates, FitConfig,
                                        Pooling, PredictionKind, Rising, SeedScaling, check_choice)
-from bayeslaw.inference.point import fit_point
+from bayeslaw.inference.point import EarlyCheckpointWarning, fit_point
 from bayeslaw.models import (NEW_FAMILY_SITES, PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
                              get_parameterization, new_family, offset_shape, prepare, run_fractions, seed_sd,
                              site_dims, start_values)
 from bayeslaw.models.runs import JITTER, bridge_kernel, shape_basis
+from bayeslaw.results import Result
 
 __all__ = ["Diagnostics", "Fit", "PreparedFit", "Prediction", "check_checkpoints", "finish_fit", "fit", "load_fit",
            "prepare_fit", "sample_fit", "shape_weights", "summarize"]
@@ -61,7 +62,9 @@ def _point_init(df: pd.DataFrame, data: ModelData, pooling: str, spec: Parameter
     one (fast); otherwise the Huber fit from its grid (single-start least squares stops in local minima)."""
     try:
         method = "hitchhiker" if spec.law.point_start is not None else "epoch"
-        point = fit_point(df, form=spec.law, method=method)
+        with warnings.catch_warnings():  # the rows are the fit's, as its early cut chose
+            warnings.simplefilter("ignore", EarlyCheckpointWarning)
+            point = fit_point(df, form=spec.law, method=method)
         with np.errstate(divide="ignore", invalid="ignore"):
             vector = spec.from_law(point.theta) if point.converged else None
     except ValueError:  # e.g. fewer rows than the law has parameters: start at the prior centre
@@ -549,10 +552,12 @@ def unconverged(samples: dict, sites) -> bool:
                 or (table["ess_tail"].fillna(0) < ESS_MIN).any())
 
 
-@dataclass(frozen=True)
-class PreparedFit:
+@dataclass(frozen=True, repr=False)
+class PreparedFit(Result):
     """What a fit samples, before sampling: the rows as fitted (after the cut and thinning), the model's
     arrays, the configuration (its pooling as fitted), log loss ``y`` and the start values of every site."""
+
+    _main = "rows"
 
     rows: pd.DataFrame
     data: ModelData
@@ -675,10 +680,12 @@ def finish_fit(prepared: PreparedFit, samples: dict, extra: dict, ppc, log_lik, 
     return Fit(idata)
 
 
-@dataclass(frozen=True)
-class Prediction:
+@dataclass(frozen=True, repr=False)
+class Prediction(Result):
     """Posterior draws of a quantity per target: ``draws`` (sample x target) and a ``summary`` table
     (the targets with mean, sd and quantiles; loss in nats per token unless ``draws.attrs["units"]`` says)."""
+
+    _main = "summary"
 
     draws: xr.DataArray
     summary: pd.DataFrame
@@ -702,9 +709,11 @@ def summarize(values: np.ndarray, targets: pd.DataFrame, *, kind: str, quantiles
     return Prediction(draws, summary, kind)
 
 
-@dataclass
-class Diagnostics:
+@dataclass(repr=False)
+class Diagnostics(Result):
     """Convergence diagnostics from ArviZ, with a warning flag and remedies."""
+
+    _main = "table"
 
     table: pd.DataFrame
     divergences: int

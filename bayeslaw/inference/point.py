@@ -33,10 +33,11 @@ import scipy.optimize
 
 from bayeslaw.data.runs import drop_copies
 from bayeslaw.data.schedules import run_schedules
+from bayeslaw.data.split import DEFAULT_MIN_TOKENS
 from bayeslaw.inference.config import PointMethod
 from bayeslaw.laws import Law, forms, get_law
 
-__all__ = ["METHODS", "PointFit", "TooFewPoints", "fit_point", "huber", "grid_lbfgs"]
+__all__ = ["METHODS", "EarlyCheckpointWarning", "PointFit", "TooFewPoints", "fit_point", "huber", "grid_lbfgs"]
 
 HUBER_DELTA = 1e-3
 # the smallest batch of the grid: each batch size compiles anew (seconds), and a step of 64 starts
@@ -628,6 +629,25 @@ def _fit_path(law: Law, df: pd.DataFrame, data: dict) -> PointFit:
 METHODS = get_args(PointMethod)
 
 
+class EarlyCheckpointWarning(UserWarning):
+    """A point fit given the first checkpoints of training curves, which the published protocols leave out."""
+
+
+def _warn_early_checkpoints(df: pd.DataFrame, law: Law) -> None:
+    """Warn where a law of tokens is fitted to checkpoints at or before the Hitchhiker's 10B-token cut of runs
+    with curves: the protocols fit final losses or the later checkpoints, and the steep start of a curve pulls
+    the fit to a degenerate law (E near 0, a small size exponent). Final-loss tables (one row per run) pass."""
+    if law.progress != "tokens" or not {"run", "tokens"} <= set(df.columns):
+        return
+    early = (df["tokens"].to_numpy(dtype=float) <= DEFAULT_MIN_TOKENS) & df["run"].duplicated(keep=False).to_numpy()
+    if early.any():
+        runs = df.loc[early, "run"].unique()
+        warnings.warn(f"fit_point: {int(early.sum())} of {len(df)} rows are checkpoints at or before "
+                      f"{DEFAULT_MIN_TOKENS:.0e} tokens of {len(runs)} run(s) with curves (e.g. {runs[0]!r}), which "
+                      "the published protocols leave out; cut them first (bayeslaw.data.cut_early(df), as bl.fit "
+                      "and `bayeslaw fit-point` do)", EarlyCheckpointWarning, stacklevel=3)
+
+
 def fit_point(
     df: pd.DataFrame,
     form: str | Law = "chinchilla",
@@ -674,6 +694,7 @@ def fit_point(
     df = drop_copies(df)  # a branch's copy of its parent's checkpoints counts once
     if law.progress == "step" and "run" in df.columns:
         run_schedules(df, where="fit_point")  # each run's schedule parses and covers its checkpoints, named if not
+    _warn_early_checkpoints(df, law)
     if method == "adamw":  # a path fits one size (Luo et al. fit each model alone); the size slopes need the grid
         sizes = df["params"].nunique() if "params" in df.columns else 1
         if law.path is None:

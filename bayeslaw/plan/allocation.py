@@ -41,6 +41,7 @@ from bayeslaw.data.files import jsonable
 from bayeslaw.inference.nuts import DEFAULT_QUANTILES, Fit
 from bayeslaw.inference.point import PointFit, fit_point
 from bayeslaw.laws import Law, forms, get_law
+from bayeslaw.results import Result
 
 __all__ = ["Allocation", "FLOPS_PER_PARAM_TOKEN", "numeric_log_params", "optimal_allocation", "optimal_log_params"]
 
@@ -149,8 +150,8 @@ def _loss_at(law: Law, theta, log_params, log_flops, batch_size) -> np.ndarray:
 
 # --- the result ---------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Allocation:
+@dataclass(frozen=True, repr=False)
+class Allocation(Result):
     """The compute-optimal allocation of each FLOP budget C = 6 N D, with its posterior band.
 
     ``summary``: one row per budget: ``flops``; quantiles (``*_q5`` ... ``*_q95``) of ``params_opt`` (N*,
@@ -164,6 +165,8 @@ class Allocation:
     quantities per draw (``loss_at_point`` = L(N_pt, D_pt; theta_s), ``regret``).
     ``population``: True where the family was not in the fit (or None), so the population's law was used.
     """
+
+    _main = "summary"
 
     summary: pd.DataFrame
     draws: pd.DataFrame
