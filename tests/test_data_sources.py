@@ -51,7 +51,7 @@ EXPECTED = {
     "olmo_ladder": (3569, 30, 1, "c4_en-validation", (2.5, 9), (2e7, 7e11), (1.9e8, 3.2e9)),
     # learning-rate-schedule sources (left out of load_all by default); multipower has no tokens per step
     "multipower": (4162, 18, 1, "train_loss", (2.8, 4.2), None, (2.5e7, 1e8)),
-    "wsd_horizons": (38333, 213, 8, "val_loss", (2.7, 7.8), (2e7, 2.1e10), (3.3e7, 2.1e8)),
+    "wsd_horizons": (38333, 213, 6, "val_loss", (2.7, 7.8), (2e7, 2.1e10), (3.3e7, 2.1e8)),
 }
 SCHEDULE_SOURCES = ("multipower", "wsd_horizons")
 

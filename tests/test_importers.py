@@ -123,7 +123,9 @@ def test_cooldown_branch_is_joined_to_its_parent(tmp_path):
     assert "cooldown branches joined to their parent: 1, 5 parent checkpoint(s) copied" in report
     assert "1 branch(es) not joined (no parent file)" in report and "ann0.2_orphan" in report
     assert Schedule.from_json(parent["schedule"].iloc[0]).shape == "constant"
-    assert set(df["family"]) == {"toy-constant", "toy-wsd"}
+    # the branch continues its constant-rate parent, so it is of the parent's family; the orphan keeps its own
+    assert set(branch["family"]) == set(parent["family"]) == {"toy-constant"} and set(orphan["family"]) == {"toy-wsd"}
+    assert "1 branch(es) of another schedule shape than their parent take its family" in report
 
 
 def test_schedule_check_matches_cosine_and_wsd_and_flags_a_mismatch(tmp_path):

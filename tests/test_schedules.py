@@ -331,6 +331,18 @@ def test_a_bayesian_schedule_law_counts_copies_once_and_recovers_the_law(schedul
     assert fitted.diagnostics(warn=False).divergences == 0
 
 
+def test_a_fit_refuses_a_branch_tree_across_families():
+    """bl.fit takes a full table without validating it again; its model still refuses a tree across families."""
+    from bayeslaw.inference.config import FitConfig
+    from bayeslaw.inference.nuts import prepare_fit
+
+    df = _noisy_runs()
+    df.loc[df["run"] == "1e+08-cool2000", "family"] = "g"
+    with pytest.raises(ValueError, match=r"run '1e\+08-cool2000' \(family 'g'\) branches from '1e\+08-constant' of "
+                                         r"family 'f'"):
+        prepare_fit(df, FitConfig(form="annealing"))
+
+
 def test_a_branch_of_a_trained_run_shares_its_offset_and_a_run_of_its_own_does_not(schedule_fit):
     df, fitted = schedule_fit
     test = df[df["run"].str.split("-").str[-1].isin(HELD_OUT)].reset_index(drop=True)

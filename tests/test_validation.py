@@ -79,6 +79,18 @@ def test_duplicated_run_step_rows_are_refused():
         validate(df)
 
 
+def test_a_branch_of_another_family_than_its_parent_is_refused():
+    """A branch shares its parent's run offset, whose prior is one family's: across families it has none."""
+    parent = table().assign(parent_run=None)
+    branch = table().assign(run="b", parent_run="r", tokens=lambda d: d["tokens"] + 5e8, step=lambda d: d["step"] + 10)
+    validate(pd.concat([parent, branch], ignore_index=True))  # one family: fine
+    crossed = pd.concat([parent, branch.assign(family="g")], ignore_index=True)
+    with pytest.raises(DataValidationError, match=r"run 'b' \(family 'g'\) branches from 'r' of family 'f' \(1 such "
+                                                  r"branch\(es\); rows 6\); .*give it the parent's family"):
+        validate(crossed, first_row=2)
+    validate(pd.concat([parent, branch.assign(family="g", parent_run="absent")], ignore_index=True))  # no parent here
+
+
 def test_read_table_names_the_file_and_fills_defaults(tmp_path):
     good = table().drop(columns=["flops", "seed", "step", "source"])
     path = tmp_path / "runs.csv"

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bayeslaw.data.runs import branch_roots
 from bayeslaw.data.schedules import Schedule, lr_error
 from bayeslaw.data.validation import REQUIRED_COLUMNS, validate
 
@@ -276,7 +277,8 @@ def read_wandb_json(paths, *, params: Mapping[str, float] | None = None, family:
     tokens per step = batch_size x acc_steps x sequence_length x world size (world size from 'ws<N>' in
     the file name, else config.world_size); step = history.val.iter, tokens = step x tokens per step;
     loss = history.val.val_loss (nats; a perplexity is converted, :func:`loss_to_nats`); seed = config.seed;
-    family = '<dataset>-<schedule shape>' (or ``family``), model = the size label of params (e.g. '124M');
+    family = '<dataset>-<schedule shape>' of the run's branch tree's first run (a cooldown branch is of its
+    parent's family), or ``family``; model = the size label of params (e.g. '124M');
     lr = the logged learning rate at the step (history.train.train_lr), else the rebuilt schedule's;
     batch_size = tokens per step; run_tokens = iterations x tokens per step (the planned end of the
     schedule); ``schedule`` = the run's Schedule as JSON, checked against the logged lr
@@ -449,6 +451,12 @@ def read_wandb_json(paths, *, params: Mapping[str, float] | None = None, family:
         }))
     df = pd.concat(frames, ignore_index=True)
     df["flops"] = 6.0 * df["params"] * df["tokens"]
+    # a branch continues its parent's run (one model, data and start; they share a run offset): it is of the
+    # family of its tree's first run, whatever its own schedule's shape
+    own_family = df.groupby("run")["family"].first()
+    tree_family = branch_roots(df).map(own_family)
+    moved = sorted(tree_family.index[tree_family != own_family.loc[tree_family.index]])
+    df["family"] = df["run"].map(tree_family)
 
     # ---- what was left out
     at_zero = df["tokens"] <= 0
@@ -495,6 +503,9 @@ def read_wandb_json(paths, *, params: Mapping[str, float] | None = None, family:
                       "checkpoint(s) copied before the branch point (column copied = True, parent_run = the parent); "
                       "each branch keeps its own run name:")
         report.extend(f"  {r} <- {p} before step {k}: {n} checkpoint(s)" for r, p, k, n in joined)
+    if moved:
+        report.append(f"{len(moved)} branch(es) of another schedule shape than their parent take its family (a branch "
+                      f"continues its parent's run): {_short(moved)}")
     if zero:
         report.append(f"{len(zero)} branch(es) resume from their parent's step-0 checkpoint and log from step 0: "
                       f"nothing copied ({_short(zero)})")

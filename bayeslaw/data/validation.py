@@ -36,6 +36,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "OPTIONAL_COLUMNS",
     "DataValidationError",
+    "check_branch_families",
     "validate",
 ]
 
@@ -92,6 +93,23 @@ def _where(name: str | None) -> str:
     return f" in {name}" if name else ""
 
 
+def check_branch_families(out: pd.DataFrame, name: str | None = None, first_row: int = 0) -> None:
+    """A branch (``parent_run``) is of its parent's family: it continues that run and shares its run offset,
+    whose size is its family's seed spread (a tree across families has no one prior for it)."""
+    family_of = out.groupby("run")["family"].first()
+    branches = out[out["parent_run"].notna()].drop_duplicates("run")
+    parent_family = branches["parent_run"].astype(object).map(family_of)
+    crossed = branches[parent_family.notna() & (parent_family != branches["family"])]
+    if len(crossed):
+        run, parent = crossed["run"].iloc[0], crossed["parent_run"].iloc[0]
+        raise DataValidationError(
+            f"column 'family'{_where(name)}: run {run!r} (family {crossed['family'].iloc[0]!r}) branches from "
+            f"{parent!r} of family {family_of[parent]!r} ({len(crossed)} such branch(es); "
+            f"{_rows(crossed.index[:1], first_row)}); a branch continues its parent's run and shares its offset: "
+            "give it the parent's family"
+        )
+
+
 def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0,
              duplicates: bool = True) -> pd.DataFrame:
     """Check ``df`` against the schema and return a clean copy with canonical dtypes.
@@ -119,7 +137,8 @@ def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0,
     DataValidationError
         On a missing column, a non-numeric, NaN, or non-positive value, a value outside what the
         column's units allow (:data:`PLAUSIBLE`: a loss above 20 nats, tokens below 1,000, params below
-        10,000, each with its likely cause), or a duplicated (run, step, tokens, loss_name) row. Nothing
+        10,000, each with its likely cause), a duplicated (run, step, tokens, loss_name) row, or a branch
+        (``parent_run``) of another family than its parent. Nothing
         is dropped silently.
     """
     if not isinstance(df, pd.DataFrame):
@@ -193,6 +212,9 @@ def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0,
             run_schedules(given, where=f"column 'schedule'{_where(name)}", first_row=first_row)
         except ValueError as error:
             raise DataValidationError(str(error)) from None
+
+    if "parent_run" in out.columns and out["parent_run"].notna().any():
+        check_branch_families(out, name, first_row)
 
     for column, bound, side, cause in PLAUSIBLE:
         if column not in out.columns:  # lr: optional

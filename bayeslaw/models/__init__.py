@@ -63,6 +63,7 @@ import pandas as pd
 
 from bayeslaw.data.runs import branch_roots, replicated_runs
 from bayeslaw.data.schedules import run_schedules
+from bayeslaw.data.validation import check_branch_families
 from bayeslaw.laws import D_REF, LAWS, N_REF, Law, get_law
 from bayeslaw.laws.runs import array_module
 from bayeslaw.models.runs import (MAX_CHECKPOINTS, SHAPE_DEGREE, RunMarginal, offset_loading, offset_shape, run_basis,
@@ -307,6 +308,8 @@ def prepare(df: pd.DataFrame, form: str = "chinchilla") -> ModelData:
     run_points = df.groupby("run").size().loc[list(runs)].to_numpy(dtype=np.int32)
     family = df["family"].map(family_index).to_numpy(dtype=np.int32)
     curves = curve_families(run_family, run_points, len(families))
+    if "parent_run" in df.columns:
+        check_branch_families(df, "the fit's rows")  # a table that skipped validation: a tree is of one family
     roots = branch_roots(df)
     progress = df[law.progress].to_numpy(dtype=float)
     loading, tree_end = offset_loading(progress, fraction, df["run"].map(roots).to_numpy())
