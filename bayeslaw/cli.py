@@ -13,9 +13,10 @@ from typing import Annotated, get_args
 import numpy as np
 import pandas as pd
 import typer
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from bayeslaw.data.files import jsonable, write_atomic
 from bayeslaw.data.schedules import DecayType
@@ -74,8 +75,18 @@ def _cells(values: pd.Series) -> list[str]:
     return [str(v) for v in values] if pd.api.types.is_integer_dtype(values) else [_cell(v) for v in values]
 
 
-def _table(df: pd.DataFrame, title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+def _table(df: pd.DataFrame, title: str) -> RenderableType:
+    """``df`` as a Rich table under ``title``: in its title where it fits the table's width, else on a line of its
+    own above it (Rich wraps a title to the table's width: a long run name came out a word per line)."""
+    table = _bare_table(df)
+    if console.measure(table).maximum >= len(title):
+        table.title, table.title_justify = title, "left"
+        return table
+    return Group(Text(title, style="italic", overflow="fold"), table)  # a long run name folds, not a word a line
+
+
+def _bare_table(df: pd.DataFrame) -> Table:
+    table = Table()
     if len(df.columns) * 9 > console.width and len(df) < len(df.columns):
         # wider than the terminal (a schedule law's dozen constants): one row per column, else Rich cuts
         # every cell to an ellipsis

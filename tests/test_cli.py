@@ -120,10 +120,16 @@ def test_tables_keep_whole_numbers_and_fold_when_wider_than_the_terminal(monkeyp
 
     monkeypatch.setattr(cli, "console", Console(width=80))  # the terminal _table sizes itself against
 
-    def render(df):
+    def render(df, title="t"):
         console = Console(width=80, record=True)
-        console.print(cli._table(df, "t"))
+        console.print(cli._table(df, title))
         return console.export_text()
+
+    # a title longer than the table is one line above it, not wrapped to the table's width a word per line
+    name = "ann0.2_openwebtext2_llama_norm_nlayers12_nhead14_lr0.0005_sched_wsd_warmup300"
+    text = render(pd.DataFrame({"step": [36000, 72000], "loss": [3.2712, 3.2056]}), f"run {name}: forecast")
+    assert any(f"{name}:" in line for line in text.splitlines()[:3]) and "forecast" in text.split("┏")[0]
+    assert "forecast" in render(pd.DataFrame({"step": [1], "loss": [3.0]}), "forecast")
 
     # a step column beside float losses stays whole (row-wise formatting made it 7.2e+04)
     text = render(pd.DataFrame({"step": [36000, 72000], "loss": [3.2712, 3.2056]}))
