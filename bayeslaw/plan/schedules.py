@@ -94,9 +94,10 @@ def best_cooldown(fit, *, total_steps: int, peak_lr: float, params: float, famil
                   warmup_steps: int = 0, final_lr: float = 0.0, decay_type: DecayType = "linear",
                   fractions=None, parent_run: str | None = None, seed: int = 0) -> pd.DataFrame:
     """Final loss of a WSD run of ``total_steps`` for each cooldown fraction (default 0.02-0.6), with the
-    best marked (``best``, the lowest median). A Bayesian fit adds the bands of a new run's final loss and
-    ``p_best``, the posterior probability that the fraction is the best of those tried (on the law's draws:
-    the run's seed is common to every fraction). ``parent_run`` makes the candidates cooldown branches of
+    best marked (``best``: a point fit's lowest loss; a Bayesian fit's lowest expected loss under the law's
+    posterior). A Bayesian fit adds the bands of a new run's final loss and ``p_best``, the posterior
+    probability that the fraction is the best of those tried (on the law's draws: the run's seed is common
+    to every fraction). ``parent_run`` makes the candidates cooldown branches of
     that trained constant-rate run (its offset then known). An exponential cooldown needs ``final_lr`` > 0."""
     fractions = np.linspace(0.02, 0.6, 30) if fractions is None else np.asarray(fractions, dtype=float)
     schedules = {f"{f:.4g}": Schedule.wsd(peak_lr, total_steps, float(f), warmup_steps=warmup_steps,
@@ -104,10 +105,15 @@ def best_cooldown(fit, *, total_steps: int, peak_lr: float, params: float, famil
     table = schedule_loss(fit, schedules, params=params, family=family, parent_run=parent_run, seed=seed)
     table.insert(1, "cooldown_fraction", fractions)
     table.insert(2, "cooldown_start", [s.decay_start for s in schedules.values()])
-    if _bayesian(fit):
-        law = _draws(fit, _targets(fit, schedules, None, params, family, parent_run), "law", seed)
-        table["p_best"] = np.bincount(np.argmin(law, axis=1), minlength=len(fractions)) / law.shape[0]
-    return table.assign(best=table["loss"] == table["loss"].min())
+    if not _bayesian(fit):
+        return table.assign(best=table["loss"] == table["loss"].min())
+    # compared on the law's draws, paired across fractions: a new run's seed and noise are common to every
+    # fraction, and the medians of independent new-run draws per row differ by sampling noise that picked a
+    # different "best" from one seed to the next near a flat optimum
+    law = _draws(fit, _targets(fit, schedules, None, params, family, parent_run), "law", seed)
+    table["p_best"] = np.bincount(np.argmin(law, axis=1), minlength=len(fractions)) / law.shape[0]
+    expected = law.mean(axis=0)
+    return table.assign(best=expected == expected.min())
 
 
 def cooldown_drop(fit, *, branch_step: int, cooldown_steps: int, peak_lr: float, params: float,
