@@ -559,6 +559,9 @@ def fit_command(
     _print_diagnostics(diagnostics)
     console.print(_table(params[["family", "parameter", "median", "q05", "q95"]],
                          f"{fitted.spec.law.formula}: posterior median and 90% interval"))
+    for family, names in params[params["prior_only"]].groupby("family", sort=False)["parameter"]:
+        console.print(f"{family}: {', '.join(names)} from the prior alone (one value of their input in the family's "
+                      "rows: one model size, or one peak rate)", highlight=False, markup=False, soft_wrap=True)
     console.print(f"wrote {path}", highlight=False, markup=False)
 
 

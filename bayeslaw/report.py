@@ -100,6 +100,9 @@ def fit_report(fit, out, *, data: pd.DataFrame | None = None, point_fits: dict |
         "",
         _markdown(params[["family", "parameter", "median", "q05", "q95"]]),
         "",
+        *(f"{family}: {', '.join(names)} from the prior alone (one value of their input in the family's rows: one "
+          "model size, or one peak rate; `prior_only` in params.csv).\n"
+          for family, names in params[params["prior_only"]].groupby("family", sort=False)["parameter"]),
         "## Posterior predictive against the data",
         "",
         "![Posterior predictive curves](predictive_curves.png)",

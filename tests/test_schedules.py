@@ -323,6 +323,9 @@ def test_a_bayesian_schedule_law_counts_copies_once_and_recovers_the_law(schedul
     assert (fitted.site_draws("offset_start") == 1).all()
     roots = fitted._run_roots()
     assert roots["1e+08-cool2000"] == "1e+08-constant" and roots["1e+08-cosine"] == "1e+08-cosine"
+    # three sizes at one peak rate: the rate slopes are the prior's alone, and say so
+    table = fitted.params()
+    assert set(table.loc[table["prior_only"], "parameter"]) == set(fitted.spec.law.held_alone["peak_lr"])
     theta = fitted.site_draws("theta")[:, 0]
     names = fitted.spec.names
     for name, truth in (("l0", ANNEALING_TRUTH["l0"]), ("log_alpha", np.log(0.45)), ("l0_n", -0.08)):

@@ -822,15 +822,18 @@ class Fit:
     def params(self) -> pd.DataFrame:
         """Posterior mean and 90% interval of the law's parameters (chinchilla: E, A, B, alpha, beta), and of
         sigma_seed, sigma_obs and sigma_dev per family (the last two are 0 for a family seen only through
-        final losses: its runs' spread around the law is sigma_seed)."""
+        final losses: its runs' spread around the law is sigma_seed). ``prior_only``: a parameter the
+        family's rows cannot identify (:meth:`bayeslaw.laws.Law.held_in`: a schedule law's size slopes on
+        one model size, its rate slopes at one peak rate), whose band is its prior's (a point fit holds it)."""
         rows = []
         for i, family in enumerate(self.families):
             natural = self.spec.law.natural({n: self.site_draws(n)[:, i] for n in self.spec.law.theta_names})
             natural.update({name: self.site_draws(name)[:, i] for name in ("sigma_seed", "sigma_obs", "sigma_dev")})
+            held = self.spec.law.held_in(self.training_rows(family), where=f"family {family!r}")
             for name, d in natural.items():
                 d = np.asarray(d)
                 rows.append({"family": family, "parameter": name, "mean": d.mean(), "q05": np.quantile(d, 0.05),
-                             "median": np.median(d), "q95": np.quantile(d, 0.95)})
+                             "median": np.median(d), "q95": np.quantile(d, 0.95), "prior_only": name in held})
         return pd.DataFrame(rows)
 
     # --- prediction ------------------------------------------------------------------------
