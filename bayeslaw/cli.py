@@ -713,9 +713,9 @@ def plan(
     fit_file: FitArgument,
     flops: Annotated[list[str] | None, typer.Option(help="Compute budgets, FLOPs: the loss-optimal parameters and "
                                                          "tokens for each (repeatable or comma-separated).")] = None,
-    loss: Annotated[list[str] | None, typer.Option(help="su2024 fits: target losses, nats per token (tokens and "
-                                                        "steps to reach each; needs --params).")] = None,
-    params: Annotated[list[str] | None, typer.Option(help="su2024 fits with --loss: model sizes, parameters.")] = None,
+    loss: Annotated[list[str] | None, typer.Option(help="Target losses, nats per token: the tokens to reach each "
+                                                        "(and, for su2024 fits, the steps); needs --params.")] = None,
+    params: Annotated[list[str] | None, typer.Option(help="With --loss: model sizes, parameters.")] = None,
     batch_size: Annotated[float | None, typer.Option(help="su2024 fits: tokens per step (required with --flops; with "
                                                           "--loss the default is Emin, the fewest tokens, at a batch "
                                                           "far below critical).")] = None,
@@ -727,13 +727,14 @@ def plan(
     """Plan a training run from a fit: the compute-optimal split of a FLOP budget, or tokens to a loss.
 
     --flops C: the parameters N* and tokens D* (C = 6 N D) that minimise the loss, per posterior draw, and
-    the regret of the point fit's split. --loss L --params N (su2024 fits): tokens and steps to reach L,
-    the minimum loss L_inf(N) and the critical batch size.
+    the regret of the point fit's split. --loss L --params N: the tokens to reach L and the minimum loss
+    with unlimited data (chinchilla, kaplan, kaplan_e); for su2024 fits also the steps and the critical
+    batch size.
     """
     fit = _load_fit(fit_file)
     budgets, losses, sizes = _numbers(flops, "--flops"), _numbers(loss, "--loss"), _numbers(params, "--params")
     if not budgets and not losses:
-        raise ValueError("nothing to plan: give --flops (compute budgets) or, for a su2024 fit, --loss and --params")
+        raise ValueError("nothing to plan: give --flops (compute budgets), or --loss and --params (tokens to a loss)")
     if losses and not sizes:
         raise ValueError("--loss needs --params: the model sizes to reach that loss with")
     if batch_size is not None and not (np.isfinite(batch_size) and batch_size > 0):
@@ -756,23 +757,31 @@ def plan(
 
         grid = pd.MultiIndex.from_product([sizes, losses], names=["params", "loss"]).to_frame(index=False)
         args = (fit, grid["params"].to_numpy(), grid["loss"].to_numpy())
-        answers = {"tokens": tokens_to_loss(*args, batch_size=batch_size, family=family),
-                   "steps": steps_to_loss(*args, batch_size=batch_size, family=family),
-                   "minimum_loss": minimum_loss(fit, np.asarray(sizes), family=family),
-                   "critical_batch_size": critical_batch_size(fit, np.asarray(losses), family=family)}
-        titles = {"tokens": "training tokens to reach the loss" + (" at the batch size" if batch_size else
-                                                                     " (Emin: the fewest, at a small batch)"),
-                  "steps": "optimizer steps to reach the loss" + (" at the batch size" if batch_size else
-                                                                  " (Smin: the fewest, at a large batch)"),
-                  "minimum_loss": "minimum loss L_inf(N) after unlimited steps",
-                  "critical_batch_size": "critical batch size Bcrit(L)"}
+        law = fit.spec.law
+        if law.trajectory is None and law.data_to_loss is not None:  # a law of N and D, solved for D
+            if batch_size is not None:
+                raise ValueError(f"--batch-size: the {fit.form} law does not read the batch size; drop it")
+            answers = {"tokens": tokens_to_loss(*args, family=family),
+                       "minimum_loss": minimum_loss(fit, np.asarray(sizes), family=family)}
+            titles = {"tokens": "training tokens to reach the loss", "minimum_loss": "minimum loss with unlimited tokens"}
+        else:
+            answers = {"tokens": tokens_to_loss(*args, batch_size=batch_size, family=family),
+                       "steps": steps_to_loss(*args, batch_size=batch_size, family=family),
+                       "minimum_loss": minimum_loss(fit, np.asarray(sizes), family=family),
+                       "critical_batch_size": critical_batch_size(fit, np.asarray(losses), family=family)}
+            titles = {"tokens": "training tokens to reach the loss" + (" at the batch size" if batch_size else
+                                                                         " (Emin: the fewest, at a small batch)"),
+                      "steps": "optimizer steps to reach the loss" + (" at the batch size" if batch_size else
+                                                                      " (Smin: the fewest, at a large batch)"),
+                      "minimum_loss": "minimum loss L_inf(N) after unlimited steps",
+                      "critical_batch_size": "critical batch size Bcrit(L)"}
         payload["trajectory"] = {}
         for quantity, answer in answers.items():
             summary = answer.summary
             keep = [c for c in ("params", "loss", "batch_size", "q5", "q50", "q95", "p_reachable") if c in summary]
             payload["trajectory"][quantity] = _records(summary.drop(columns=["family", "kind"], errors="ignore"))
             reachable = " (p_reachable: posterior probability the loss is reached)" if "p_reachable" in summary else ""
-            tables.append((summary[keep], f"su2024: {titles[quantity]}, {answer.draws.attrs['units']}{reachable}"))
+            tables.append((summary[keep], f"{fit.form}: {titles[quantity]}, {answer.draws.attrs['units']}{reachable}"))
     if as_json:
         typer.echo(_json(payload))
         return

@@ -187,13 +187,21 @@ def test_fit_point_says_when_the_early_cut_leaves_nothing(tmp_path):
     assert result.exit_code == 0, result.output
 
 
-def test_plan_needs_a_question_and_su2024_for_loss(fitted):
+def test_plan_needs_a_question_and_answers_tokens_to_a_loss(fitted):
     result = runner.invoke(app, ["plan", str(fitted["fit"])])
     assert result.exit_code == 2 and "nothing to plan" in result.stderr
     result = runner.invoke(app, ["plan", str(fitted["fit"]), "--loss", "2.5"])
     assert result.exit_code == 2 and "--loss needs --params" in result.stderr
-    result = runner.invoke(app, ["plan", str(fitted["fit"]), "--loss", "2.5", "--params", "1e9"])
-    assert result.exit_code == 2 and "su2024" in result.stderr
+    # a chinchilla fit: the tokens to each loss and the minimum with unlimited tokens (su2024's steps need su2024)
+    out = invoke_json(["plan", str(fitted["fit"]), "--loss", "2.6,9", "--params", "1e9"])["trajectory"]
+    assert set(out) == {"tokens", "minimum_loss"}
+    floor = out["minimum_loss"][0]
+    assert floor["q5"] < floor["q50"] < floor["q95"] < 9
+    reach = {row["loss"]: row for row in out["tokens"]}
+    assert reach[9.0]["p_reachable"] == 1.0 and 0 < reach[9.0]["q50"] < 1e9  # 9 nats: reached early in any run
+    assert reach[2.6]["p_reachable"] < 1 or reach[2.6]["q50"] > reach[9.0]["q50"]
+    result = runner.invoke(app, ["plan", str(fitted["fit"]), "--loss", "2.6", "--params", "1e9", "--batch-size", "1e6"])
+    assert result.exit_code == 2 and "does not read the batch size" in result.stderr
     result = runner.invoke(app, ["plan", str(fitted["fit"]), "--flops", "1e21", "--family", "famX"])
     assert result.exit_code == 2 and "unknown family ['famX']" in " ".join(result.stderr.split())
 

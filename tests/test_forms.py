@@ -269,18 +269,20 @@ def test_su2024_questions_have_bands_that_hold_the_truth(su2024_fit):
     true_curve = np.exp(np.asarray(su2024.su2024_log_loss(truth, params=n, steps=steps, batch_size=2e6)))
     assert _inside(curve.summary, true_curve).mean() >= 5 / 6, curve.summary
     assert np.all(np.diff(curve.summary["q50"]) < 0)
-    with pytest.raises(ValueError, match="su2024 form"):
-        plan.minimum_loss(_chinchilla_fit_stub(fit), n)
+    with pytest.raises(ValueError, match="su2024 form"):  # chinchilla is solved for its tokens, not its steps
+        plan.critical_batch_size(_relabelled(fit, "chinchilla"), 3.0)
+    with pytest.raises(ValueError, match=r"su2024 form.*or of a law solved for its tokens \(chinchilla, kaplan"):
+        plan.minimum_loss(_relabelled(fit, "compute"), n)
 
 
-def _chinchilla_fit_stub(fit):
-    """The same posterior relabelled as another form: the plan functions must refuse it."""
+def _relabelled(fit, form):
+    """The same posterior relabelled as another form: the plan functions must refuse what it cannot answer."""
     from bayeslaw.inference.nuts import Fit
 
     import json
 
     idata = fit.idata.copy()
-    idata.attrs = {**idata.attrs, "bayeslaw_config": json.dumps({**fit.config, "form": "chinchilla"})}
+    idata.attrs = {**idata.attrs, "bayeslaw_config": json.dumps({**fit.config, "form": form})}
     return Fit(idata)
 
 

@@ -90,6 +90,15 @@ class Trajectory:
     steps_to_loss: Callable  # (theta, params, loss, batch_size) -> steps at batch B to reach L
 
 
+@dataclass(frozen=True)
+class DataToLoss:
+    """A law of N and D solved for D: functions of the law's parameters theta (fitting space, arrays that
+    broadcast) and N parameters, a loss L in nats per token."""
+
+    minimum_loss: Callable  # (theta, params) -> L(N, D -> infinity), nats per token
+    tokens_to_loss: Callable  # (theta, params, loss) -> D with L(N, D) = loss; infinite at or below the minimum
+
+
 @dataclass(frozen=True, eq=False)  # hashed by identity: a static argument of jitted fits
 class Law:
     """A scaling law L(inputs; theta) and what it can answer.
@@ -131,6 +140,9 @@ class Law:
         the optimum can be searched numerically where there is no closed form.
     trajectory : Trajectory or None
         Answers about training trajectories (steps, critical batch size); None: not offered.
+    data_to_loss : DataToLoss or None
+        The law solved for its tokens (the loss with unlimited data, the tokens to a loss) where it has a
+        closed form; None: not offered (a law of steps answers through ``trajectory``).
     features : tuple of str
         Inputs that may be zero or hold an array per row (e.g. a schedule law's loss-drop design,
         (row, bin)): checked finite only. Every other input must be positive.
@@ -158,6 +170,7 @@ class Law:
     optimal_log_params: Callable | None = None
     numeric_split: bool = False
     trajectory: Trajectory | None = None
+    data_to_loss: DataToLoss | None = None
     features: tuple[str, ...] = ()
     path: PathFit | None = None
     held_alone: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
@@ -265,6 +278,7 @@ class Law:
             optimal_log_params=None,
             numeric_split=False,
             trajectory=None,
+            data_to_loss=None,
             held_alone={column: {k: v for k, v in held.items() if k not in fixed}
                         for column, held in self.held_alone.items()},
         )

@@ -8,7 +8,8 @@ N parameters, D training tokens, L in nats per token. Fitted in log space as
 
 Sampled (Bayesian models) as e, a_ref = a - alpha log N_REF, b_ref = b - beta log D_REF (the log of
 each term at a reference size) and log alpha, log beta; a family seen at three or more sizes in its
-:class:`FamilyFrame`. Compute-optimal split in closed form (:func:`optimal_log_params`).
+:class:`FamilyFrame`. Compute-optimal split in closed form (:func:`optimal_log_params`), and the tokens to a
+loss (:func:`tokens_to_loss`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from jax.scipy.special import logsumexp
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import Transform
 
-from bayeslaw.laws.base import D_REF, N_REF, Law, Sampling
+from bayeslaw.laws.base import D_REF, N_REF, DataToLoss, Law, Sampling
 
 
 def chinchilla_log_loss(theta, *, params, tokens):
@@ -36,6 +37,20 @@ def optimal_log_params(theta, log_c6):
     """log N* = (log(alpha / beta) + a - b + beta log(C / 6)) / (alpha + beta): the minimum of L on D = C / (6 N)."""
     t = theta
     return (np.log(t["alpha"] / t["beta"]) + t["a"] - t["b"] + t["beta"] * log_c6) / (t["alpha"] + t["beta"])
+
+
+def minimum_loss(theta, params):
+    """L(N, D -> infinity) = E + A / N^alpha, nats per token."""
+    return np.exp(theta["e"]) + np.exp(theta["a"] - theta["alpha"] * np.log(params))
+
+
+def tokens_to_loss(theta, params, loss):
+    """D = (B / (L - E - A / N^alpha))^(1 / beta): the tokens at which a model of N parameters reaches L;
+    infinite where L is at or below its minimum."""
+    gap = np.asarray(loss) - minimum_loss(theta, params)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tokens = np.exp((theta["b"] - np.log(gap)) / theta["beta"])
+    return np.where(gap > 0, tokens, np.inf)
 
 
 def _natural(theta) -> dict:
@@ -169,4 +184,5 @@ CHINCHILLA = Law(
     lower_bounds={"alpha": 0.0, "beta": 0.0},
     sampling=Sampling(PRIORS, to_law, from_law, frame=family_frame),
     optimal_log_params=optimal_log_params,
+    data_to_loss=DataToLoss(minimum_loss, tokens_to_loss),
 )

@@ -8,7 +8,7 @@ log L = alphaD * logaddexp((alphaN / alphaD)(log Nc - log N), log Dc - log D) (a
 Kaplan et al.'s values (WebText2, non-embedding N): Nc 6.4e13, Dc 1.8e13, alphaN 0.076, alphaD 0.103.
 
 Sampled (Bayesian models) as [e,] n_ref = alphaN log(Nc / N_REF), d_ref = alphaD log(Dc / D_REF) (the log
-loss of each term at the reference size) and log alphaN, log alphaD. Compute-optimal split in closed form.
+loss of each term at the reference size) and log alphaN, log alphaD. Compute-optimal split and the tokens to a loss in closed form.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from bayeslaw.laws.base import D_REF, N_REF, Law, Sampling
+from bayeslaw.laws.base import D_REF, N_REF, DataToLoss, Law, Sampling
 
 
 def kaplan_log_loss(theta, *, params, tokens):
@@ -27,6 +27,23 @@ def kaplan_log_loss(theta, *, params, tokens):
     if "e" in theta:
         log_loss = jnp.logaddexp(theta["e"], log_loss)
     return log_loss
+
+
+def minimum_loss(theta, params):
+    """L(N, D -> infinity) = [E +] (Nc / N)^alphaN, nats per token."""
+    floor = np.exp(theta["e"]) if "e" in theta else 0.0
+    return floor + np.exp(theta["alpha_n"] * (theta["log_nc"] - np.log(params)))
+
+
+def tokens_to_loss(theta, params, loss):
+    """D = Dc / ((L [- E])^(1 / alphaD) - (Nc / N)^(alphaN / alphaD)): the tokens at which a model of N
+    parameters reaches L; infinite where L is at or below its minimum."""
+    floor = np.exp(theta["e"]) if "e" in theta else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = (np.asarray(loss) - floor) ** (1.0 / theta["alpha_d"]) - np.exp(
+            theta["alpha_n"] / theta["alpha_d"] * (theta["log_nc"] - np.log(params)))
+        tokens = np.exp(theta["log_dc"] - np.log(gap))
+    return np.where((np.asarray(loss) > minimum_loss(theta, params)) & (gap > 0), tokens, np.inf)
 
 
 def _natural(theta) -> dict:
@@ -100,6 +117,7 @@ KAPLAN = Law(
     init_grid=_GRID,
     sampling=Sampling(PRIORS, to_law, from_law),
     optimal_log_params=optimal_log_params,
+    data_to_loss=DataToLoss(minimum_loss, tokens_to_loss),
 )
 
 KAPLAN_E = Law(
@@ -113,4 +131,5 @@ KAPLAN_E = Law(
     init_grid={"e": np.array([-1.0, 0.0, 0.5]), **_GRID},
     sampling=Sampling(PRIORS_E, to_law, from_law),
     optimal_log_params=optimal_log_params,
+    data_to_loss=DataToLoss(minimum_loss, tokens_to_loss),
 )

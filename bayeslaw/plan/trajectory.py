@@ -1,7 +1,13 @@
-"""Loss trajectories with a critical batch size: the su2024 questions, as posterior draws with bands.
+"""Loss trajectories: how far a model goes with more data, and how long it takes, as posterior draws with bands.
 
-From a fit of a law that answers them (``Law.trajectory``: ``su2024``, Su et al. 2024). For a model of N
-parameters trained S steps at B tokens per step, with the fitted law's draws of its constants:
+From a fit of a law that answers them. A law of N parameters and D tokens solved for D (``Law.data_to_loss``:
+chinchilla, kaplan, kaplan_e):
+
+1. :func:`minimum_loss`         L(N, D -> infinity), e.g. E + A / N^alpha (nats per token);
+2. :func:`tokens_to_loss`       D(L; N), e.g. (B / (L - E - A / N^alpha))^(1 / beta), training tokens.
+
+A law of training trajectories with a critical batch size (``Law.trajectory``: ``su2024``, Su et al. 2024):
+for a model of N parameters trained S steps at B tokens per step,
 
 1. :func:`minimum_loss`         L_inf(N) = (Nc / N)^alphaN, the loss after unlimited steps (nats per token);
 2. :func:`steps_to_loss`        S(L) = Smin(L) (1 + Bcrit(L) / B), Smin(L) = Sc / (L - L_inf(N))^(1 / alphaS)
@@ -10,7 +16,7 @@ parameters trained S steps at B tokens per step, with the fitted law's draws of 
 3. :func:`critical_batch_size`  Bcrit(L) = B* / L^(1 / alphaB), tokens per step;
 4. :func:`loss_curve`           L(N, S; B) for any B and S (the law, or a new run with seed and checkpoint noise).
 
-A target loss at or below a draw's L_inf is never reached in that draw: its steps and tokens are
+A target loss at or below a draw's minimum is never reached in that draw: its steps and tokens are
 infinite, and ``p_reachable`` in the summary is the posterior probability that the loss is reachable.
 """
 
@@ -21,19 +27,28 @@ import numpy as np
 import pandas as pd
 
 from bayeslaw.inference.nuts import DEFAULT_QUANTILES, Fit, Prediction, summarize
-from bayeslaw.laws import Trajectory, forms
+from bayeslaw.laws import DataToLoss, Trajectory, forms
 
 __all__ = ["critical_batch_size", "loss_curve", "minimum_loss", "steps_to_loss", "tokens_to_loss"]
 
 
-def _answers(fit: Fit) -> Trajectory:
-    """The fit's law's trajectory answers; a law without them raises naming the laws that have them."""
+def _answers(fit: Fit, *, or_tokens: bool = False) -> Trajectory:
+    """The fit's law's trajectory answers; a law without them raises naming the laws that have them (and,
+    for an answer a law solved for its tokens gives too, ``or_tokens``, those laws)."""
     answers = fit.spec.law.trajectory
     if answers is None:
         able = forms(lambda law: law.trajectory)
+        also = (f", or of a law solved for its tokens ({', '.join(forms(lambda law: law.data_to_loss))})"
+                if or_tokens else "")
         raise ValueError(f"this answer needs a fit of a law of training trajectories ({', '.join(able)} form: "
-                         f"bayeslaw.fit(df, form={able[0]!r})); this fit's form is {fit.form!r}")
+                         f"bayeslaw.fit(df, form={able[0]!r})){also}; this fit's form is {fit.form!r}")
     return answers
+
+
+def _solved_for_tokens(fit: Fit) -> DataToLoss | None:
+    """The law solved for its tokens, where it is (and it has no trajectory answers, which come first)."""
+    law = fit.spec.law
+    return law.data_to_loss if law.trajectory is None else None
 
 
 def _law_theta(fit: Fit, family: str | None, seed: int) -> dict:
@@ -48,8 +63,9 @@ def _targets(family: str | None, **columns) -> pd.DataFrame:
 
 
 def minimum_loss(fit: Fit, params, *, family: str | None = None, quantiles=DEFAULT_QUANTILES, seed: int = 0) -> Prediction:
-    """(1) L_inf(N) = (Nc / N)^alphaN: the lowest loss a model of ``params`` parameters reaches (nats per token)."""
-    answers = _answers(fit)
+    """(1) The lowest loss a model of ``params`` parameters reaches (nats per token): with unlimited tokens
+    (E + A / N^alpha for chinchilla), or after unlimited steps, L_inf(N) = (Nc / N)^alphaN (su2024)."""
+    answers = _solved_for_tokens(fit) or _answers(fit, or_tokens=True)
     theta = _law_theta(fit, family, seed)
     targets = _targets(family, params=params)
     values = np.asarray(answers.minimum_loss(theta, targets["params"].to_numpy()[None, :]))
@@ -68,13 +84,18 @@ def critical_batch_size(fit: Fit, loss, *, family: str | None = None, quantiles=
 
 
 def _to_loss(fit, params, loss, batch_size, family, quantiles, seed, *, tokens: bool) -> Prediction:
-    answers = _answers(fit)
+    solved = _solved_for_tokens(fit) if tokens else None
+    if solved is not None and batch_size is not None:
+        raise ValueError(f"batch_size: the {fit.form} law does not read the batch size; tokens to a loss need none")
+    answers = solved or _answers(fit, or_tokens=tokens)
     theta = _law_theta(fit, family, seed)
     columns = {"params": params, "loss": loss} if batch_size is None else {"params": params, "loss": loss,
                                                                             "batch_size": batch_size}
     targets = _targets(family, **columns)
     n, target = targets["params"].to_numpy()[None, :], targets["loss"].to_numpy()[None, :]
-    if batch_size is None:
+    if solved is not None:
+        values = solved.tokens_to_loss(theta, n, target)
+    elif batch_size is None:
         values = answers.min_tokens(theta, n, target) if tokens else answers.min_steps(theta, n, target)
     else:
         batch = targets["batch_size"].to_numpy()[None, :]
@@ -95,7 +116,9 @@ def steps_to_loss(fit: Fit, params, loss, *, batch_size=None, family: str | None
 
 def tokens_to_loss(fit: Fit, params, loss, *, batch_size=None, family: str | None = None,
                    quantiles=DEFAULT_QUANTILES, seed: int = 0) -> Prediction:
-    """(2) Training tokens to reach ``loss``: S B at ``batch_size`` B, or Emin = Smin Bcrit, the fewest, when B is omitted."""
+    """(2) Training tokens for a model of ``params`` parameters to reach ``loss``: D(L; N) for a law of N and D
+    (chinchilla: (B / (L - E - A / N^alpha))^(1 / beta)); for su2024 S B at ``batch_size`` B, or Emin = Smin
+    Bcrit, the fewest, when B is omitted."""
     return _to_loss(fit, params, loss, batch_size, family, quantiles, seed, tokens=True)
 
 
