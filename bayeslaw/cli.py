@@ -763,7 +763,8 @@ def plan(
                 raise ValueError(f"--batch-size: the {fit.form} law does not read the batch size; drop it")
             answers = {"tokens": tokens_to_loss(*args, family=family),
                        "minimum_loss": minimum_loss(fit, np.asarray(sizes), family=family)}
-            titles = {"tokens": "training tokens to reach the loss", "minimum_loss": "minimum loss with unlimited tokens"}
+            titles = {"tokens": "training tokens to reach the loss",
+                      "minimum_loss": "minimum loss with unlimited tokens"}
         else:
             answers = {"tokens": tokens_to_loss(*args, batch_size=batch_size, family=family),
                        "steps": steps_to_loss(*args, batch_size=batch_size, family=family),

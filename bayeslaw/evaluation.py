@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from numpyro.infer import Predictive
 
-from bayeslaw.data.importers import as_table
+from bayeslaw.data.importers import FIT_COLUMNS, as_table
 from bayeslaw.data.runs import single_size_families
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, hitchhiker_split, thin_checkpoints
 from bayeslaw.executor import CellError, StudyFolder, run_cells
@@ -801,7 +801,8 @@ def compare_forms(
     (``workers``, ``client``, ``scheduler`` as in :func:`backtest`).
     """
     fit_options = {**STUDY_FIT, **(fit_options or {})}
-    rows = cut_early(as_table(df, name="compare_forms' table", needs=FIT_COLUMNS), min_tokens=min_tokens)
+    rows = as_table(df, name="compare_forms' table", needs=(*FIT_COLUMNS, "tokens"))
+    rows = cut_early(rows, min_tokens=min_tokens)
     if thin is not None:
         rows = thin_checkpoints(rows, per_run=thin)
     rows = rows.reset_index(drop=True)
@@ -839,12 +840,10 @@ def compare_forms(
 
 # --- what the plots draw but must not compute: point fits, prior draws, checked rows ------------------
 
-FIT_COLUMNS = ("family", "run", "params", "tokens", "loss")
-
 
 def fit_rows(fit: Fit, data: pd.DataFrame | None = None, *, where: str) -> pd.DataFrame:
-    """``data`` checked for the columns a picture of ``fit`` reads (:data:`FIT_COLUMNS` and the law's
-    inputs, e.g. su2024's ``batch_size``), index reset; None: the fit's own rows (after its early cut and
+    """``data`` checked for the columns a picture of ``fit`` reads (``FIT_COLUMNS`` of
+    :mod:`bayeslaw.data.importers` and the law's inputs, e.g. ``tokens``, su2024's ``batch_size``), index reset; None: the fit's own rows (after its early cut and
     thinning). Raises a ValueError that names ``where`` and the missing column(s)."""
     if data is None:
         return fit.training_rows()
