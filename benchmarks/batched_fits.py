@@ -41,7 +41,7 @@ def single(table, fit_opts: dict) -> None:
     wall_mcmc = time.perf_counter() - start
     options = _Options(config.chains, config.warmup, config.draws, config.target_accept, config.dense_mass)
     start = time.perf_counter()
-    (by_program,) = _sample_batch([prepared], structure(prepared), 1, options, None)
+    (by_program,), _ = _sample_batch([prepared], structure(prepared), 1, options, None)
     wall_program = time.perf_counter() - start
     gap = np.max(np.abs(by_mcmc.site_draws("alpha") - by_program.site_draws("alpha")))
     print(f"one table: NumPyro's MCMC {wall_mcmc:.0f} s, a program of one fit {wall_program:.0f} s "

@@ -76,9 +76,9 @@ def test_tables_of_one_structure_share_a_program_split_evenly(tables, monkeypatc
 
     calls = []
 
-    def record(batch, key, size, options, devices):
+    def record(batch, key, size, options, devices, starts=None):
         calls.append(([p.config.seed for p in batch], size))
-        return [p.config.seed for p in batch]
+        return [p.config.seed for p in batch], [None] * len(batch)
 
     monkeypatch.setattr(batched_module, "_sample_batch", record)
     monkeypatch.setattr(batched_module, "sample_fit", lambda prepared: -prepared.config.seed)

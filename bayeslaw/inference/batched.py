@@ -246,18 +246,19 @@ def fit_many(
             size = math.ceil(len(members) / n_batches)  # split evenly: one padded shape, one compilation
             for start in range(0, len(members), size):
                 batch = members[start:start + size]
-                got = _sample_batch([prepared[i] for i in batch], key, size, options, devices)
-                for i, fit in zip(batch, _retried([prepared[i] for i in batch], got, key, size, options, devices)):
+                got, starts = _sample_batch([prepared[i] for i in batch], key, size, options, devices)
+                for i, fit in zip(batch, _retried([prepared[i] for i in batch], got, starts, key, size, options,
+                                                  devices)):
                     fits[i] = fit
                 bar.update(len(batch))
     return fits
 
 
-def _retried(batch: list[PreparedFit], fits: list[Fit], key: tuple, size: int, options: _Options,
-             devices: int | None) -> list[Fit]:
+def _retried(batch: list[PreparedFit], fits: list[Fit], starts: list[tuple], key: tuple, size: int,
+             options: _Options, devices: int | None) -> list[Fit]:
     """A program's fits, those whose draws diverged sampled again at their ``retry_target_accept``: as one
-    more program of the same shape (the fits of one call share their options), what :func:`bayeslaw.fit`'s
-    second run gives each of them."""
+    more program of the same shape (the fits of one call share their options), from the same ``starts``
+    (:func:`_sample_batch`'s), what :func:`bayeslaw.fit`'s second run gives each of them."""
     retry = batch[0].config.retry_target_accept  # the fits of one call share their options
     if retry is None:
         return fits
@@ -265,7 +266,8 @@ def _retried(batch: list[PreparedFit], fits: list[Fit], key: tuple, size: int, o
              if retry_accept(p.config, {"diverging": f.idata.sample_stats["diverging"].values}) is not None]
     if not again:
         return fits
-    redone = _sample_batch([batch[j] for j in again], key, size, replace(options, target_accept=retry), devices)
+    redone, _ = _sample_batch([batch[j] for j in again], key, size, replace(options, target_accept=retry), devices,
+                              [starts[j] for j in again])
     out = list(fits)
     for j, fit in zip(again, redone, strict=True):
         out[j] = fit
@@ -281,8 +283,11 @@ def release_compiled(n_fits: int) -> None:
         jax.clear_caches()
 
 
-def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Options, devices: int | None) -> list[Fit]:
-    """Sample ``batch`` (one structure) as one program of ``size`` fits, padded with copies of its last."""
+def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Options, devices: int | None,
+                  starts: list[tuple] | None = None) -> tuple[list[Fit], list[tuple]]:
+    """Sample ``batch`` (one structure) as one program of ``size`` fits, padded with copies of its last; and
+    each fit's start (its chains' Laplace draws, the mode and the root of the coordinates), which
+    ``starts`` gives instead of finding it again (a retry's: the same start, as :func:`bayeslaw.fit`'s)."""
     n_devices = min(jax.local_device_count() if devices is None else devices, size)
     size = math.ceil(size / n_devices) * n_devices
     n_rows = max(len(p.y) for p in batch)
@@ -293,17 +298,22 @@ def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Opt
                                  first.config.seed_scaling, options, n_devices)
     if not state:
         build(jax.tree.map(jnp.asarray, arrays[0]), first.init)
-    starts, centers, roots, chain_keys, ppc_keys = [], [], [], [], []
-    for p, a in zip(batch, arrays):
-        missing = sorted(set(state["latent"]) - set(p.init))
-        if missing:
-            raise ValueError(f"fit_many: no start value for site(s) {missing}")
-        z = {name: inv(jnp.asarray(p.init[name])) for name, inv in state["latent"].items()}
-        flat, on_device = ravel_pytree(z)[0], jax.tree.map(jnp.asarray, a)
-        check_start(*state["value_and_grad"](flat, on_device), z)
-        center, root, u0 = laplace_start(lambda x, a=on_device: state["value_and_grad"](x, a), flat,
-                                         chains=options.chains, seed=p.config.seed)
-        starts.append(u0)
+    chain_starts, centers, roots, chain_keys, ppc_keys = [], [], [], [], []
+    found = []
+    for i, (p, a) in enumerate(zip(batch, arrays)):
+        if starts is None:
+            missing = sorted(set(state["latent"]) - set(p.init))
+            if missing:
+                raise ValueError(f"fit_many: no start value for site(s) {missing}")
+            z = {name: inv(jnp.asarray(p.init[name])) for name, inv in state["latent"].items()}
+            flat, on_device = ravel_pytree(z)[0], jax.tree.map(jnp.asarray, a)
+            check_start(*state["value_and_grad"](flat, on_device), z)
+            center, root, u0 = laplace_start(lambda x, a=on_device: state["value_and_grad"](x, a), flat,
+                                             chains=options.chains, seed=p.config.seed)
+        else:
+            u0, center, root = starts[i]
+        found.append((u0, center, root))
+        chain_starts.append(u0)
         centers.append(center)
         roots.append(root)
         key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(p.config.seed))
@@ -313,7 +323,7 @@ def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Opt
     pad = size - len(batch)
     stacked = [jax.tree.map(lambda *v: np.stack(list(v) + [v[-1]] * pad).reshape(n_devices, size // n_devices,
                                                                                 *np.shape(v[0])), *parts)
-               for parts in (chain_keys, starts, arrays, centers, roots, ppc_keys)]
+               for parts in (chain_keys, chain_starts, arrays, centers, roots, ppc_keys)]
     samples, stats, ppc, log_lik = jax.device_get(run(*stacked))
     flat = lambda v: v.reshape(-1, *v.shape[2:])  # noqa: E731  (device, fit, ...) -> (fit, ...)
     samples, stats = jax.tree.map(flat, samples), jax.tree.map(flat, stats)
@@ -324,4 +334,4 @@ def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Opt
         width_i = p.data.run_mask.shape[1]
         fits.append(finish_fit(p, {k: v[i] for k, v in samples.items()}, {k: stats[k][i] for k in EXTRA_FIELDS},
                                p.data.per_row(ppc[i][..., :width_i]), log_lik[i], sampled, options.target_accept))
-    return fits
+    return fits, found
