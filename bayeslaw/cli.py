@@ -97,9 +97,14 @@ def _bare_table(df: pd.DataFrame) -> Table:
         for column in df.columns.drop(text):
             table.add_row(escape(str(column)), *_cells(df[column]))
         return table
-    for column in df.columns:
-        table.add_column(str(column), justify="right" if pd.api.types.is_numeric_dtype(df[column]) else "left")
-    for row in zip(*(_cells(df[column]) for column in df.columns), strict=True):
+    cells = [_cells(df[column]) for column in df.columns]
+    for column, values in zip(df.columns, cells, strict=True):
+        # a narrow terminal folds a long header or name onto a second line (an ellipsis made are_median and
+        # are_mean the same "are_me…"); a number keeps its whole width
+        numeric = pd.api.types.is_numeric_dtype(df[column])
+        table.add_column(escape(str(column)), justify="right" if numeric else "left", overflow="fold",
+                         min_width=max(map(len, values), default=1) if numeric else None)
+    for row in zip(*cells, strict=True):
         table.add_row(*row)
     return table
 

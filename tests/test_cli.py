@@ -125,6 +125,12 @@ def test_tables_keep_whole_numbers_and_fold_when_wider_than_the_terminal(monkeyp
         console.print(cli._table(df, title))
         return console.export_text()
 
+    # eight columns of long names in 80 characters: names fold onto a second line, no cell or header is cut
+    scores = pd.DataFrame({"case": ["scaling"] * 2, "method": ["bayes-hierarchical", "hitchhiker"], "cells": [2, 2],
+                           **{name: [0.020751, 0.012693] for name in ("are_median", "are_mean", "crps_mean",
+                                                                        "coverage50", "coverage90")}})
+    text = render(scores)
+    assert "…" not in text and "0.02075" in text and "bayes-h" in text
     # a title longer than the table is one line above it, not wrapped to the table's width a word per line
     name = "ann0.2_openwebtext2_llama_norm_nlayers12_nhead14_lr0.0005_sched_wsd_warmup300"
     text = render(pd.DataFrame({"step": [36000, 72000], "loss": [3.2712, 3.2056]}), f"run {name}: forecast")
