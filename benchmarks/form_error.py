@@ -12,6 +12,7 @@ to 0.9), scored on the one left out. The library's default (``PRIORS["form_error
 
     BAYESLAW_DATA=../shared/data python benchmarks/form_error.py --out form-error   # ~10 min on 2 cores
     ... --out form-error --resume                                                   # reuse the fits
+    ... --out form-error --resume --span 1 2 3 4          # a form error that grows as the fitted span shrinks
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def fit_targets(out: Path, resume: bool, max_targets: int, seed: int) -> list[di
             draws = fit.predict(test[columns], kind="new_run", seed=seed, form_error=0.0).draws.values
             fitted = np.unique(sizes(train[train["family"] == family]))
             np.savez(path, y=test["loss"].to_numpy(float), log_draws=np.log(np.asarray(draws, float)),
-                     delta=np.log(target / fitted.max()), family=family, target=target)
+                     delta=np.log(target / fitted.max()), span=np.log(fitted.max() / fitted.min()), family=family,
+                     target=target)
             print(f"{family} {target:.3g}: {time.perf_counter() - start:.0f} s", flush=True)
             jax.clear_caches()
         with np.load(path) as z:
@@ -52,9 +54,11 @@ def fit_targets(out: Path, resume: bool, max_targets: int, seed: int) -> list[di
     return targets
 
 
-def scores(t: dict, kappa: float, rng: np.random.Generator) -> tuple[float, float, float, float]:
-    """(50% coverage, 90% coverage, mean CRPS / loss, mean 90% half-width / loss) of one target, as real_targets scores it."""
-    draws = np.exp(t["log_draws"] + kappa * float(t["delta"]) * rng.standard_normal(t["log_draws"].shape))
+def scores(t: dict, kappa: float, rng: np.random.Generator, s0: float = 0.0) -> tuple[float, float, float, float]:
+    """(50% coverage, 90% coverage, mean CRPS / loss, mean 90% half-width / loss) of one target, as real_targets
+    scores it, its draws widened by kappa * Delta (times max(1, s0 / span) with ``s0``: see --span)."""
+    widen = max(1.0, s0 / float(t["span"])) if s0 else 1.0
+    draws = np.exp(t["log_draws"] + kappa * float(t["delta"]) * widen * rng.standard_normal(t["log_draws"].shape))
     s = score(t["y"], np.median(draws, axis=0), draws)
     return s["cov50"], s["cov90"], s["crps_rel"], s["halfwidth90_rel"]
 
@@ -65,6 +69,8 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true", help="reuse the fits saved in --out")
     parser.add_argument("--max-targets-per-family", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--span", type=float, nargs="*", default=(),
+                        help="also try a form error growing as the fitted span shrinks, with these s0 (e-folds)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,6 +91,34 @@ def main(argv=None):
         held[family == f] = table[kappa][family == f, :2]
         print(f"  {f:26s} kappa {kappa:.3f}: {held[family == f, 0].mean():.2f} / {held[family == f, 1].mean():.2f}")
     print(f"leave one family out, over targets: 50% {held[:, 0].mean():.3f}, 90% {held[:, 1].mean():.3f}")
+    if args.span:
+        span_study(targets, family, args.span, args.seed)
+
+
+def span_study(targets: list[dict], family: np.ndarray, s0s, seed: int) -> None:
+    """A form error that grows as the fitted sizes' span shrinks, kappa * Delta * max(1, s0 / span) (span: e-folds
+    of N between the family's smallest and largest fitted size): in sample over (kappa, s0), then leave one
+    family out, (kappa, s0) chosen on the other families by 90% coverage closest to 0.9."""
+    grid = {}
+    for kappa in KAPPAS[1:]:
+        for s0 in (0.0, *s0s):
+            rng = np.random.default_rng(seed)
+            grid[(kappa, s0)] = np.array([scores(t, kappa, rng, s0) for t in targets])
+    print("\nspan term: kappa * Delta * max(1, s0 / span); in sample, the best few by 90% coverage near 0.9 with no "
+          "family below 0.7")
+    for (kappa, s0), s in sorted(grid.items(), key=lambda kv: abs(kv[1][:, 1].mean() - 0.9))[:6]:
+        low = {f: round(float(s[family == f, 1].mean()), 2) for f in sorted(set(family)) if s[family == f, 1].mean() < 0.7}
+        print(f"  kappa {kappa:.3f} s0 {s0:.0f}: {s[:, 0].mean():.3f} / {s[:, 1].mean():.3f}, CRPS {s[:, 2].mean():.4f}, "
+              f"below 0.7: {low}")
+    held = np.zeros((len(targets), 3))
+    for f in sorted(set(family)):
+        key = min(grid, key=lambda k: abs(grid[k][family != f, 1].mean() - 0.9))
+        held[family == f] = grid[key][family == f, :3]
+        print(f"  left out {f:26s} kappa {key[0]:.3f} s0 {key[1]:.0f}: {held[family == f, 0].mean():.2f} / "
+              f"{held[family == f, 1].mean():.2f}")
+    low = {f: round(float(held[family == f, 1].mean()), 2) for f in sorted(set(family)) if held[family == f, 1].mean() < 0.7}
+    print(f"span term, leave one family out: 50% {held[:, 0].mean():.3f}, 90% {held[:, 1].mean():.3f}, CRPS "
+          f"{held[:, 2].mean():.4f}; families below 0.7: {low}")
 
 
 if __name__ == "__main__":
