@@ -98,12 +98,15 @@ def _bare_table(df: pd.DataFrame) -> Table:
             table.add_row(escape(str(column)), *_cells(df[column]))
         return table
     cells = [_cells(df[column]) for column in df.columns]
+    widths = [max(len(str(column)), *map(len, values)) for column, values in zip(df.columns, cells, strict=True)]
+    # wider than the terminal (3 characters of border per column): a number column takes its cells' width and
+    # folds its header onto two lines, leaving the names their room; a name that still does not fit folds.
+    # (Rich's own squeeze cut names and headers to an ellipsis: are_median and are_mean both "are_me…")
+    narrow = sum(widths) + 3 * len(widths) + 1 > console.width
     for column, values in zip(df.columns, cells, strict=True):
-        # a narrow terminal folds a long header or name onto a second line (an ellipsis made are_median and
-        # are_mean the same "are_me…"); a number keeps its whole width
         numeric = pd.api.types.is_numeric_dtype(df[column])
-        table.add_column(escape(str(column)), justify="right" if numeric else "left", overflow="fold",
-                         min_width=max(map(len, values), default=1) if numeric else None)
+        fixed = max(*map(len, values), -(-len(str(column)) // 2)) if numeric and narrow else None
+        table.add_column(escape(str(column)), justify="right" if numeric else "left", overflow="fold", width=fixed)
     for row in zip(*cells, strict=True):
         table.add_row(*row)
     return table
