@@ -62,7 +62,14 @@ def _read_data(data: str, root: Path | None, loss_name: str | None) -> pd.DataFr
     if data in bd.SOURCES:
         return bd.load(data, root, **({"loss_name": loss_name} if loss_name else {}))
     if Path(data).suffix in (".csv", ".parquet", ".pq", ".gz"):
-        return bd.read_table(data)
+        table = bd.read_table(data)
+        if loss_name is None:
+            return table
+        kept = table[table["loss_name"] == loss_name]
+        if kept.empty:
+            raise ValueError(f"--loss-name {loss_name!r}: no row of {data!r} has it (column 'loss_name' holds "
+                             f"{sorted(table['loss_name'].astype(str).unique())})")
+        return kept.reset_index(drop=True)
     raise ValueError(f"DATA {data!r} is neither a .csv/.parquet file nor a known source ({', '.join(bd.SOURCES)}) nor 'demo'")
 
 
@@ -196,7 +203,7 @@ def fit_point_command(
     polish: Annotated[int, typer.Option(help="epoch: run the N best ends of the grid on to their basin's minimum "
                                              "(0: the published protocol's answer, scipy's stopping rule).")] = 0,
     root: RootOption = None,
-    loss_name: Annotated[str | None, typer.Option(help="Which loss metric, for a source name.")] = None,
+    loss_name: Annotated[str | None, typer.Option(help="Which loss metric (loss_name), for a source name or a file with several.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Fit a law to each family (each model of a family, for a law without a size term) by a published
@@ -353,7 +360,7 @@ def backtest(
     quick: Annotated[bool, typer.Option(help="Small study for a smoke test: k=2, q in {0, 0.3}, hierarchical "
                                              "only, 1 chain x 150 draws, no transfer or LOO.")] = False,
     root: RootOption = None,
-    loss_name: Annotated[str | None, typer.Option(help="Which loss metric, for a source name.")] = None,
+    loss_name: Annotated[str | None, typer.Option(help="Which loss metric (loss_name), for a source name or a file with several.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """The Hitchhiker's Guide backtest with uncertainty: point fits vs Bayesian fits, and a report folder."""
@@ -530,7 +537,7 @@ def fit_command(
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
                                                   help="NUTS progress bar on stderr (default: on a terminal).")] = None,
     root: RootOption = None,
-    loss_name: Annotated[str | None, typer.Option(help="Which loss metric, for a source name.")] = None,
+    loss_name: Annotated[str | None, typer.Option(help="Which loss metric (loss_name), for a source name or a file with several.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Fit a Bayesian scaling law by NUTS and save it; prints the diagnostics and the parameters.
@@ -674,7 +681,7 @@ def report(
                                                   "'demo' (default: the fitted rows only).")] = None,
     point_method: PointMethodOption = "epoch",
     root: RootOption = None,
-    loss_name: Annotated[str | None, typer.Option(help="Which loss metric, for a source name.")] = None,
+    loss_name: Annotated[str | None, typer.Option(help="Which loss metric (loss_name), for a source name or a file with several.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write a report folder for a fit: figures, the parameter table and report.md."""
@@ -865,7 +872,7 @@ def live(
     draws: Annotated[int, typer.Option(min=1, help="Kept draws (and warmup) per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="PRNG seed.")] = 0,
     root: RootOption = None,
-    loss_name: Annotated[str | None, typer.Option(help="Which loss metric, for a source name.")] = None,
+    loss_name: Annotated[str | None, typer.Option(help="Which loss metric (loss_name), for a source name or a file with several.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Forecast the rest of a run in flight and its final loss, with 90% bands: a Bayesian fit of a schedule

@@ -1,5 +1,7 @@
 """Runs of one configuration (bayeslaw.data.runs): the replication rule, in one place."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -60,3 +62,34 @@ def test_branch_roots_follow_parent_runs_up_and_copies_count_once():
     cycle = df.assign(parent_run=["b2", "b2", "root", "root", "b1", "b1", None, None])
     with pytest.raises(ValueError, match="cycle"):
         bd.runs.branch_roots(cycle)
+
+
+def test_a_run_with_two_loss_metrics_is_refused_not_taken_for_a_restart(tmp_path):
+    """A training log's train/loss and eval/loss of one run: bl.fit and fit_point name the metrics (before, the
+    fit called them a restart logged twice and offered duplicates='last', which would have mixed them), and the
+    CLI's --loss-name keeps one metric of a file."""
+    from typer.testing import CliRunner
+
+    from bayeslaw.cli import app
+    from bayeslaw.inference.config import FitConfig
+    from bayeslaw.inference.nuts import prepare_fit
+    from bayeslaw.inference.point import fit_point
+
+    tokens = np.geomspace(2e10, 2e11, 6)
+    rows = [{"run": f"r{n:g}", "params": n, "tokens": d, "loss": 1.8 + 400 / n**0.34 + 400 / d**0.28 + shift,
+             "loss_name": name} for n in (1e8, 3e8, 1e9) for d in tokens
+            for name, shift in (("train/loss", 0.05), ("eval/loss", 0.0))]
+    df = pd.DataFrame(rows)
+    for call in (lambda: prepare_fit(df, FitConfig(duplicates="last")), lambda: fit_point(df, method="hitchhiker")):
+        with pytest.raises(ValueError, match=r"run 'r1e\+08' logs 2 loss metrics \['eval/loss', 'train/loss'\].*"
+                                             r"--loss-name eval/loss"):
+            call()
+    prepare_fit(df[df["loss_name"] == "eval/loss"], FitConfig())  # one metric: fine
+    path = tmp_path / "two.csv"
+    df.to_csv(path, index=False)
+    result = CliRunner().invoke(app, ["fit-point", str(path), "--method", "hitchhiker", "--loss-name", "eval/loss",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["points"] == 18
+    result = CliRunner().invoke(app, ["fit-point", str(path), "--loss-name", "val"])
+    assert result.exit_code == 2 and "no row of" in result.stderr and "'eval/loss', 'train/loss'" in result.stderr

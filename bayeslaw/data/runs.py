@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["BUDGET_LOG_TOLERANCE", "RISE_LIMIT", "drop_copies", "replicated_runs", "rising_runs", "run_configurations",
-           "branch_roots", "single_size_families"]
+           "branch_roots", "one_metric_per_run", "single_size_families"]
 
 BUDGET_LOG_TOLERANCE = 0.01  # token budgets within 1% (in ln tokens) are one budget
 # a run whose last checkpoint's loss is this much above its first has diverged (a spike it never came back
@@ -70,6 +70,21 @@ def branch_roots(df: pd.DataFrame) -> pd.Series:
             seen.append(top)
         root[run] = top
     return pd.Series(root, name="root").rename_axis("run").loc[runs]
+
+
+def one_metric_per_run(df: pd.DataFrame, *, where: str = "the table") -> None:
+    """Refuse a run that logs two loss metrics (``loss_name``: a training log's train/loss beside its eval/loss),
+    naming them: a law fits one, and two curves of one run at the same tokens look like a restart logged twice.
+    Families of different sources may each have their own metric."""
+    if "loss_name" not in df.columns:
+        return
+    counts = df.groupby("run")["loss_name"].nunique()
+    mixed = counts.index[counts > 1]
+    if len(mixed):
+        names = sorted(df.loc[df["run"].isin(mixed), "loss_name"].astype(str).unique())
+        raise ValueError(f"{where}: run {mixed[0]!r} logs {len(names)} loss metrics {names} (column 'loss_name'; "
+                         f"{len(mixed)} run(s) so): a law fits one; keep one, e.g. df[df['loss_name'] == "
+                         f"{names[0]!r}] (CLI: --loss-name {names[0]})")
 
 
 def drop_copies(df: pd.DataFrame) -> pd.DataFrame:

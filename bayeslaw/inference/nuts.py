@@ -28,7 +28,7 @@ from numpyro.infer.util import initialize_model
 
 from bayeslaw.data.files import write_atomic
 from bayeslaw.data.importers import FIT_COLUMNS, as_table
-from bayeslaw.data.runs import branch_roots, drop_copies, rising_runs, single_size_families
+from bayeslaw.data.runs import branch_roots, drop_copies, one_metric_per_run, rising_runs, single_size_families
 from bayeslaw.data.schedules import after_warmup
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.config import ATTR as CONFIG_ATTR
@@ -106,6 +106,7 @@ def check_checkpoints(df: pd.DataFrame, duplicates: str = "error", *, by: str = 
     warns with the count)."""
     if duplicates not in ("error", "last"):
         raise ValueError(f"duplicates={duplicates!r}; use 'error' or 'last'")
+    one_metric_per_run(df, where="fit")  # two metrics of a run are not a restart: "last" would mix them
     repeated = df.duplicated(["run", by], keep="last")
     if repeated.any():
         first = df.loc[df.duplicated(["run", by], keep=False)]

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.optimize
 
-from bayeslaw.data.runs import drop_copies
+from bayeslaw.data.runs import drop_copies, one_metric_per_run
 from bayeslaw.data.schedules import run_schedules
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS
 from bayeslaw.inference.config import PointMethod
@@ -692,6 +692,8 @@ def fit_point(
     law = get_law(form)
     # the law's input columns and loss are all a point fit reads: no table schema is asked for
     df = drop_copies(df)  # a branch's copy of its parent's checkpoints counts once
+    if "run" in df.columns:
+        one_metric_per_run(df, where="fit_point")
     if law.progress == "step" and "run" in df.columns:
         run_schedules(df, where="fit_point")  # each run's schedule parses and covers its checkpoints, named if not
     _warn_early_checkpoints(df, law)
