@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayeslaw.laws.base import Law
-from bayeslaw.laws.schedule_terms import (LR_SLOPE_PRIORS, POWER_PRIORS, POWER_SLOPE_PRIORS, at_peak_lr, at_size,
-                                          schedule_inputs, size_sampling)
+from bayeslaw.laws.schedule_terms import (LR_REF, LR_SLOPE_PRIORS, POWER_PRIORS, POWER_SLOPE_PRIORS, SIZE_REF,
+                                          at_peak_lr, at_size, schedule_inputs, size_sampling)
 
 VARYING = ("l0", "a", "alpha", "c")  # the parameters that move with N and with the peak rate
 SIZE_SLOPES = {f"{k}_n": 0.0 for k in VARYING}
@@ -67,7 +67,8 @@ PRIORS = {**POWER_PRIORS, "c": (float(np.log(0.5)), 2.0, 0.5), **POWER_SLOPE_PRI
 
 ANNEALING = Law(
     name="annealing",
-    formula="L(s; N, eta) = L0 + A S1^-alpha - C S2, parameters linear in log N and log peak rate",
+    formula="L(s; N, eta) = L0 + A S1^-alpha - C S2, parameters linear in log N and log peak rate (quoted at "
+            f"{SIZE_REF:.0e} parameters and peak rate {LR_REF:.0e})".replace("e+0", "e").replace("e-0", "e-"),
     theta_names=("l0", "a", "alpha", "c", *SLOPES),
     inputs=("params", "peak_lr", "lr_area", "annealing_area"),
     log_loss=annealing_log_loss,

@@ -34,8 +34,8 @@ import scipy.special
 from bayeslaw.data.schedules import run_schedules
 from bayeslaw.laws.base import Law, PathFit
 from bayeslaw.laws.runs import array_module
-from bayeslaw.laws.schedule_terms import (LR_SLOPE_PRIORS, POWER_PRIORS, POWER_SLOPE_PRIORS, at_peak_lr, at_size,
-                                          schedule_inputs, size_sampling)
+from bayeslaw.laws.schedule_terms import (LR_REF, LR_SLOPE_PRIORS, POWER_PRIORS, POWER_SLOPE_PRIORS, SIZE_REF,
+                                          at_peak_lr, at_size, schedule_inputs, size_sampling)
 
 DESIGN = ("lr_area", "drop_weight", "drop_lr", "drop_area")
 VARYING = ("l0", "a", "alpha", "b")  # the parameters that move with N and with the peak rate
@@ -141,7 +141,8 @@ LUO_PATH = PathFit(start=linearised_start,
 MULTIPOWER = Law(
     name="multipower",
     formula="L(t; N) = L0 + A (S1(t) + S_W)^-alpha - B sum_k (eta_{k-1} - eta_k) (1 - (C eta_k^-gamma S_k(t) + 1)^-beta), "
-            "L0, A, alpha, B linear in log N and log peak rate",
+            "L0, A, alpha, B linear in log N and log peak rate (quoted at "
+            f"{SIZE_REF:.0e} parameters and peak rate {LR_REF:.0e})".replace("e+0", "e").replace("e-0", "e-"),
     theta_names=("l0", "a", "alpha", "b", "c", "beta", "gamma", *SLOPES),
     inputs=("params", "peak_lr", *DESIGN),
     log_loss=multipower_log_loss,
