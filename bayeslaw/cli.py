@@ -574,6 +574,10 @@ def fit_command(
     _print_diagnostics(diagnostics)
     console.print(_table(params[["family", "parameter", "median", "q05", "q95"]],
                          f"{fitted.spec.law.formula}: posterior median and 90% interval"))
+    if "at_params" in params:  # a schedule law's constants, at each family's own size and peak rate
+        for family, at in params.groupby("family", sort=False)[["at_params", "at_peak_lr"]].first().iterrows():
+            console.print(f"{family}: constants at its median size {at['at_params']:.4g} and peak rate "
+                          f"{at['at_peak_lr']:.3g}", highlight=False, markup=False, soft_wrap=True)
     for family, names in params[params["prior_only"]].groupby("family", sort=False)["parameter"]:
         console.print(f"{family}: {', '.join(names)} from the prior alone (one value of their input in the family's "
                       "rows: one model size, or one peak rate)", highlight=False, markup=False, soft_wrap=True)

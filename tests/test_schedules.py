@@ -326,6 +326,15 @@ def test_a_bayesian_schedule_law_counts_copies_once_and_recovers_the_law(schedul
     # three sizes at one peak rate: the rate slopes are the prior's alone, and say so
     table = fitted.params()
     assert set(table.loc[table["prior_only"], "parameter"]) == set(fitted.spec.law.held_alone["peak_lr"])
+    # the constants are quoted where the family's rows are: its median size and peak rate, the slopes folded in
+    rows = fitted.training_rows()
+    size = float(np.exp(np.median(np.log(rows["params"]))))
+    rate = float(np.exp(np.median(np.log(fitted.spec.law.columns(rows)["peak_lr"]))))
+    at = table.set_index("parameter")
+    assert at["at_params"].iloc[0] == pytest.approx(size) and at["at_peak_lr"].iloc[0] == pytest.approx(rate)
+    law = fitted.law_theta(fitted.families[0])
+    l0 = law["l0"] + law["l0_n"] * np.log(size / 1e8) + law["l0_lr"] * np.log(rate / 1e-3)
+    assert at.loc["L0", "median"] == pytest.approx(np.median(np.exp(l0)), rel=1e-9)
     theta = fitted.site_draws("theta")[:, 0]
     names = fitted.spec.names
     for name, truth in (("l0", ANNEALING_TRUTH["l0"]), ("log_alpha", np.log(0.45)), ("l0_n", -0.08)):

@@ -825,16 +825,29 @@ class Fit:
         sigma_seed, sigma_obs and sigma_dev per family (the last two are 0 for a family seen only through
         final losses: its runs' spread around the law is sigma_seed). ``prior_only``: a parameter the
         family's rows cannot identify (:meth:`bayeslaw.laws.Law.held_in`: a schedule law's size slopes on
-        one model size, its rate slopes at one peak rate), whose band is its prior's (a point fit holds it)."""
-        rows = []
+        one model size, its rate slopes at one peak rate), whose band is its prior's (a point fit holds it).
+
+        A law whose constants move with N and the peak rate (``Law.constants_at``: the schedule laws) gives
+        them at the family's median size and peak rate (columns ``at_params``, ``at_peak_lr``), where its
+        rows measure them: at the law's reference size and rate a family of one size or one rate would
+        carry the prior's slopes into every constant."""
+        law, rows = self.spec.law, []
         for i, family in enumerate(self.families):
-            natural = self.spec.law.natural({n: self.site_draws(n)[:, i] for n in self.spec.law.theta_names})
+            theta = {n: self.site_draws(n)[:, i] for n in law.theta_names}
+            own = self.training_rows(family)
+            at = {}
+            if law.constants_at is not None:
+                inputs = law.columns(own, where=f"family {family!r}")
+                at = {name: float(np.exp(np.median(np.log(inputs[name])))) for name in law.held_alone}
+                theta = {k: np.asarray(v) for k, v in law.constants_at(theta, at).items()}
+            natural = law.natural(theta)
             natural.update({name: self.site_draws(name)[:, i] for name in ("sigma_seed", "sigma_obs", "sigma_dev")})
-            held = self.spec.law.held_in(self.training_rows(family), where=f"family {family!r}")
+            held = law.held_in(own, where=f"family {family!r}")
             for name, d in natural.items():
                 d = np.asarray(d)
                 rows.append({"family": family, "parameter": name, "mean": d.mean(), "q05": np.quantile(d, 0.05),
-                             "median": np.median(d), "q95": np.quantile(d, 0.95), "prior_only": name in held})
+                             "median": np.median(d), "q95": np.quantile(d, 0.95), "prior_only": name in held,
+                             **{f"at_{k}": v for k, v in at.items()}})
         return pd.DataFrame(rows)
 
     # --- prediction ------------------------------------------------------------------------

@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayeslaw.laws.base import Law
-from bayeslaw.laws.schedule_terms import (LR_REF, LR_SLOPE_PRIORS, POWER_PRIORS, POWER_SLOPE_PRIORS, SIZE_REF,
-                                          at_peak_lr, at_size, schedule_inputs, size_sampling)
+from bayeslaw.laws.schedule_terms import (LR_SLOPE_PRIORS, POWER_PRIORS, POWER_SLOPE_PRIORS, at_peak_lr, at_size,
+                                          schedule_inputs, size_sampling)
 
 VARYING = ("l0", "a", "alpha", "c")  # the parameters that move with N and with the peak rate
 SIZE_SLOPES = {f"{k}_n": 0.0 for k in VARYING}
@@ -35,10 +35,15 @@ LR_SLOPES = {f"{k}_lr": 0.0 for k in VARYING}
 SLOPES = {**SIZE_SLOPES, **LR_SLOPES}
 
 
+def constants_at(theta, values) -> dict:
+    """The constants at N = ``values["params"]`` and peak rate ``values["peak_lr"]``, the slopes folded in."""
+    return at_peak_lr(at_size({k: jnp.asarray(v) for k, v in theta.items()}, values["params"], VARYING),
+                      values["peak_lr"], ("l0", "a", "c"), ("alpha",))
+
+
 def annealing_log_loss(theta, *, params, peak_lr, lr_area, annealing_area):
     """log L(s; N, eta); a parameter set that drives L to 0 or below gets log(1e-3) (a finite, large misfit)."""
-    theta = at_peak_lr(at_size({k: jnp.asarray(v) for k, v in theta.items()}, params, VARYING), peak_lr,
-                       ("l0", "a", "c"), ("alpha",))
+    theta = constants_at(theta, {"params": params, "peak_lr": peak_lr})
     loss = jnp.exp(theta["l0"]) + jnp.exp(theta["a"]) * lr_area ** -theta["alpha"] - jnp.exp(theta["c"]) * annealing_area
     return jnp.log(jnp.maximum(loss, 1e-3))
 
@@ -67,8 +72,7 @@ PRIORS = {**POWER_PRIORS, "c": (float(np.log(0.5)), 2.0, 0.5), **POWER_SLOPE_PRI
 
 ANNEALING = Law(
     name="annealing",
-    formula="L(s; N, eta) = L0 + A S1^-alpha - C S2, parameters linear in log N and log peak rate (quoted at "
-            f"{SIZE_REF:.0e} parameters and peak rate {LR_REF:.0e})".replace("e+0", "e").replace("e-0", "e-"),
+    formula="L(s; N, eta) = L0 + A S1^-alpha - C S2, parameters linear in log N and log peak rate",
     theta_names=("l0", "a", "alpha", "c", *SLOPES),
     inputs=("params", "peak_lr", "lr_area", "annealing_area"),
     log_loss=annealing_log_loss,
@@ -83,4 +87,5 @@ ANNEALING = Law(
     features=("annealing_area",),
     sampling=size_sampling(PRIORS, ("l0", "a", "alpha", "c", *SLOPES)),
     held_alone={"params": SIZE_SLOPES, "peak_lr": LR_SLOPES},
+    constants_at=constants_at,
 )

@@ -143,6 +143,10 @@ class Law:
     data_to_loss : DataToLoss or None
         The law solved for its tokens (the loss with unlimited data, the tokens to a loss) where it has a
         closed form; None: not offered (a law of steps answers through ``trajectory``).
+    constants_at : callable or None
+        ``(theta, values) -> theta``: a law whose constants move with the inputs of :attr:`held_alone` (a
+        schedule law's with N and the peak rate) gives them at ``values`` (``{"params": N, "peak_lr": eta}``),
+        the slopes folded in as its loss reads them; None: its constants are what they are.
     features : tuple of str
         Inputs that may be zero or hold an array per row (e.g. a schedule law's loss-drop design,
         (row, bin)): checked finite only. Every other input must be positive.
@@ -171,6 +175,7 @@ class Law:
     numeric_split: bool = False
     trajectory: Trajectory | None = None
     data_to_loss: DataToLoss | None = None
+    constants_at: Callable | None = None
     features: tuple[str, ...] = ()
     path: PathFit | None = None
     held_alone: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
@@ -279,6 +284,7 @@ class Law:
             numeric_split=False,
             trajectory=None,
             data_to_loss=None,
+            constants_at=None,
             held_alone={column: {k: v for k, v in held.items() if k not in fixed}
                         for column, held in self.held_alone.items()},
         )

@@ -34,8 +34,8 @@ import scipy.special
 from bayeslaw.data.schedules import run_schedules
 from bayeslaw.laws.base import Law, PathFit
 from bayeslaw.laws.runs import array_module
-from bayeslaw.laws.schedule_terms import (LR_REF, LR_SLOPE_PRIORS, POWER_PRIORS, POWER_SLOPE_PRIORS, SIZE_REF,
-                                          at_peak_lr, at_size, schedule_inputs, size_sampling)
+from bayeslaw.laws.schedule_terms import (LR_SLOPE_PRIORS, POWER_PRIORS, POWER_SLOPE_PRIORS, at_peak_lr, at_size,
+                                          schedule_inputs, size_sampling)
 
 DESIGN = ("lr_area", "drop_weight", "drop_lr", "drop_area")
 VARYING = ("l0", "a", "alpha", "b")  # the parameters that move with N and with the peak rate
@@ -44,9 +44,14 @@ LR_SLOPES = {f"{k}_lr": 0.0 for k in VARYING}
 SLOPES = {**SIZE_SLOPES, **LR_SLOPES}
 
 
+def constants_at(theta, values) -> dict:
+    """The constants at N = ``values["params"]`` and peak rate ``values["peak_lr"]``, the slopes folded in."""
+    return at_peak_lr(at_size(theta, values["params"], VARYING), values["peak_lr"], ("l0", "a", "b"), ("alpha",))
+
+
 def multipower_loss(theta, *, params, peak_lr, lr_area, drop_weight, drop_lr, drop_area):
     """L(t; N, eta) from the binned design: params, peak_lr, lr_area (row,), drop_* (row, bin)."""
-    theta = at_peak_lr(at_size(theta, params, VARYING), peak_lr, ("l0", "a", "b"), ("alpha",))
+    theta = constants_at(theta, {"params": params, "peak_lr": peak_lr})
     g = 1.0 - (jnp.exp(theta["c"])[..., None] * drop_lr ** -theta["gamma"][..., None] * drop_area + 1.0) ** (
         -theta["beta"][..., None])
     drop = jnp.exp(theta["b"]) * jnp.sum(drop_weight * g, axis=-1)
@@ -141,8 +146,7 @@ LUO_PATH = PathFit(start=linearised_start,
 MULTIPOWER = Law(
     name="multipower",
     formula="L(t; N) = L0 + A (S1(t) + S_W)^-alpha - B sum_k (eta_{k-1} - eta_k) (1 - (C eta_k^-gamma S_k(t) + 1)^-beta), "
-            "L0, A, alpha, B linear in log N and log peak rate (quoted at "
-            f"{SIZE_REF:.0e} parameters and peak rate {LR_REF:.0e})".replace("e+0", "e").replace("e-0", "e-"),
+            "L0, A, alpha, B linear in log N and log peak rate",
     theta_names=("l0", "a", "alpha", "b", "c", "beta", "gamma", *SLOPES),
     inputs=("params", "peak_lr", *DESIGN),
     log_loss=multipower_log_loss,
@@ -161,4 +165,5 @@ MULTIPOWER = Law(
     sampling=size_sampling(PRIORS, ("l0", "a", "alpha", "b", "c", "beta", "gamma", *SLOPES)),
     path=LUO_PATH,
     held_alone={"params": SIZE_SLOPES, "peak_lr": LR_SLOPES},
+    constants_at=constants_at,
 )
