@@ -572,7 +572,8 @@ def fit_command(
                   f"runs, {fitted.idata.attrs['bayeslaw_rows_fitted']} rows; {chains} chain(s) x {draws} draws",
                   highlight=False, markup=False, soft_wrap=True)
     _print_diagnostics(diagnostics)
-    console.print(_table(params[["family", "parameter", "median", "q05", "q95"]],
+    # the parameters the data cannot identify are their priors: named below the table, not listed in it
+    console.print(_table(params.loc[~params["prior_only"], ["family", "parameter", "median", "q05", "q95"]],
                          f"{fitted.spec.law.formula}: posterior median and 90% interval"))
     if "at_params" in params:  # a schedule law's constants, at each family's own size and peak rate
         for family, at in params.groupby("family", sort=False)[["at_params", "at_peak_lr"]].first().iterrows():
@@ -580,7 +581,8 @@ def fit_command(
                           f"{at['at_peak_lr']:.3g}", highlight=False, markup=False, soft_wrap=True)
     for family, names in params[params["prior_only"]].groupby("family", sort=False)["parameter"]:
         console.print(f"{family}: {', '.join(names)} from the prior alone (one value of their input in the family's "
-                      "rows: one model size, or one peak rate)", highlight=False, markup=False, soft_wrap=True)
+                      "rows: one model size, or one peak rate); not shown (--json has them)", highlight=False,
+                      markup=False, soft_wrap=True)
     console.print(f"wrote {path}", highlight=False, markup=False)
 
 

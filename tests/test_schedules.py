@@ -527,6 +527,8 @@ def test_cli_plans_a_schedule_and_forecasts_a_run_in_flight(tmp_path):
     result = runner.invoke(app, ["report", str(fit_file), "--out", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output  # curves against steps: the runs carry no tokens
     assert (tmp_path / "report" / "predictive_curves.png").exists()
+    page = (tmp_path / "report" / "report.md").read_text()  # one peak rate: the rate slopes are the prior's
+    assert "f: constants at its median size" in page and "l0_lr, a_lr, alpha_lr, c_lr from the prior alone" in page
     result = runner.invoke(app, ["predict", str(fit_file), "--params", "2e8", "--tokens", "1e10"])
     assert result.exit_code == 2 and "ask it with `bayeslaw schedule`" in " ".join(result.stderr.split())
     result = runner.invoke(app, ["schedule", str(fit_file), "--params", "2e8", "--total-steps", "4000", "--peak-lr", "1e-3",
