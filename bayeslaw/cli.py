@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, get_args
@@ -35,15 +36,22 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library warning as one line on stderr, as an error is (Python's form adds the file, line and source)."""
+    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 def _friendly_errors(command):
-    """Turn the errors a user can cause into one line on stderr and exit code 2."""
+    """Turn the errors a user can cause into one line on stderr and exit code 2, and warnings into one line."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from bayeslaw.data import DataNotFoundError, DataValidationError
 
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():  # restores Python's own display when the command ends
+                warnings.showwarning = _show_warning
+                return command(*args, **kwargs)
         except (DataNotFoundError, DataValidationError, FileNotFoundError, KeyError, ValueError) as err:
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
             err_console.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
@@ -530,7 +538,8 @@ def fit_command(
                                                            "more blocks of --draws per chain, going on from the "
                                                            "chains (default 2; 0: never).")] = None,
     rising: Annotated[str, typer.Option(help="A run whose loss ends over 25% above its first checkpoint after the "
-                                             "cut (diverged): 'error' (refuse, naming it) or 'keep'.")] = "error",
+                                             "cut (diverged): 'error' (refuse, naming it), 'keep', or 'drop' (leave "
+                                             "it out, saying which).")] = "error",
     retry_target_accept: Annotated[float, typer.Option(
         min=0.0, max=0.999, help="With divergent draws, sample again from the start at this target acceptance "
                                  "(0: never).")] = RETRY_TARGET_ACCEPT,

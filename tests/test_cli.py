@@ -144,3 +144,26 @@ def test_tables_keep_whole_numbers_and_fold_when_wider_than_the_terminal(monkeyp
     wide = pd.DataFrame([{"family": "default", **{f"p{i}": 0.123456 + i for i in range(13)}}])
     text = render(wide)
     assert "…" not in text and "12.12" in text and "default" in text
+
+
+def test_a_library_warning_is_one_line_on_stderr(monkeypatch):
+    """As an error is: 'warning: ...', not Python's file:line: UserWarning and the source line that raised it."""
+    import warnings
+
+    from rich.console import Console
+
+    from bayeslaw import cli
+
+    stderr = Console(stderr=True, record=True, width=200)
+    monkeypatch.setattr(cli, "err_console", stderr)
+
+    @cli._friendly_errors
+    def command():
+        warnings.warn("fit: left out 1 diverged run(s)", UserWarning, stacklevel=2)
+        return 3
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert command() == 3
+    assert stderr.export_text().strip() == "warning: fit: left out 1 diverged run(s)"
+    assert warnings.showwarning is not cli._show_warning  # Python's own display is back after the command

@@ -329,8 +329,12 @@ def test_fit_refuses_bad_requests(sim):
     from bayeslaw.inference.nuts import prepare_fit
 
     assert len(prepare_fit(blown, FitConfig(min_tokens=None, rising="keep")).y) > 0
+    # or left out when asked, saying which (a source whose table the user cannot edit: wsd_horizons has one)
+    with pytest.warns(UserWarning, match=rf"left out 1 diverged run\(s\).*'{run}'"):
+        dropped = prepare_fit(blown, FitConfig(min_tokens=None, rising="drop"))
+    assert run not in set(dropped.rows["run"]) and len(dropped.rows) > 0
     with pytest.raises(ValueError, match="rising"):
-        FitConfig(rising="drop")
+        FitConfig(rising="skip")
     # a late rise that a run can show without diverging (the smallest PolyPythias models: up to +8%) is kept
     from bayeslaw.data.runs import rising_runs
 

@@ -21,7 +21,7 @@ Pooling = Literal["hierarchical", "none", "complete"]
 SeedScaling = Literal["constant", "size"]
 ChainMethod = Literal["parallel", "sequential", "vectorized"]
 Duplicates = Literal["error", "last"]
-Rising = Literal["error", "keep"]  # a run whose loss ends far above where it started: refused, or kept
+Rising = Literal["error", "keep", "drop"]  # a run whose loss ends far above where it started: refused, kept or left out
 PredictionKind = Literal["new_run", "law"]  # a new training run's loss, or the law's mean
 # grid of starts with Huber loss, least squares from one start, or a law's published optimiser path
 PointMethod = Literal["epoch", "hitchhiker", "adamw"]

@@ -28,7 +28,8 @@ from numpyro.infer.util import initialize_model
 
 from bayeslaw.data.files import write_atomic
 from bayeslaw.data.importers import FIT_COLUMNS, as_table
-from bayeslaw.data.runs import branch_roots, drop_copies, one_metric_per_run, rising_runs, single_size_families
+from bayeslaw.data.runs import (RISE_LIMIT, branch_roots, drop_copies, one_metric_per_run, rising_runs,
+                                single_size_families)
 from bayeslaw.data.schedules import after_warmup
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.config import ATTR as CONFIG_ATTR
@@ -278,10 +279,10 @@ def fit(
         at this target acceptance probability (:data:`~bayeslaw.inference.config.RETRY_TARGET_ACCEPT`;
         None, or a value not above ``target_accept``: never). ``fit.idata.attrs["bayeslaw_target_accept"]``
         is the one its draws were taken at.
-    rising : {"error", "keep"}
+    rising : {"error", "keep", "drop"}
         A run whose loss ends more than :data:`~bayeslaw.data.runs.RISE_LIMIT` above its first checkpoint
-        after the cut (a diverged run): refused, naming it, or kept (curves simulated from the model's own
-        prior, which can rise: the calibration study).
+        after the cut (a diverged run): refused, naming it; kept (curves simulated from the model's own
+        prior, which can rise: the calibration study); or left out, with a warning that names it.
     progress : bool, optional
         Progress bar on stderr (default: when stderr is a terminal).
     """
@@ -591,8 +592,13 @@ def prepare_fit(df: pd.DataFrame, config: FitConfig) -> PreparedFit:
         run, d = diverged.index[0], diverged.iloc[0]
         raise ValueError(f"fit: run {run!r} ends {100 * d['rise']:.0f}% above its first checkpoint after {cut} "
                          f"({d['first_loss']:.4g} at {axis} {d['first']:g}, {d['last_loss']:.4g} at {d['last']:g}; "
-                         f"rows {d['rows']}): a diverged run, which no scaling law describes; leave it out "
-                         f"({len(diverged)} such run(s): {list(diverged.index[:3])}), or keep it with rising='keep'")
+                         f"rows {d['rows']}): a diverged run, which no scaling law describes ({len(diverged)} such "
+                         f"run(s): {list(diverged.index[:3])}); leave them out with rising='drop' (CLI: --rising drop), "
+                         f"or keep them with rising='keep'")
+    if len(diverged) and config.rising == "drop":
+        warnings.warn(f"fit: left out {len(diverged)} diverged run(s) (loss ending over {RISE_LIMIT:.0%} above its "
+                      f"first checkpoint after {cut}; rising='drop'): {list(diverged.index)}", stacklevel=3)
+        rows = rows[~rows["run"].isin(diverged.index)]
     if len(rows) >= n_theta and config.thin is not None:
         rows = thin_checkpoints(rows, per_run=config.thin, by=axis)
     if len(rows) < n_theta:
