@@ -840,15 +840,16 @@ class Fit:
         law, rows = self.spec.law, []
         for i, family in enumerate(self.families):
             theta = {n: self.site_draws(n)[:, i] for n in law.theta_names}
-            own = self.training_rows(family)
+            own, where = self.training_rows(family), f"family {family!r}"
+            # the family's inputs, read once for both (a schedule law derives them from its runs' schedules)
+            inputs = law.columns(own, where=where) if law.held_alone else None
             at = {}
             if law.constants_at is not None:
-                inputs = law.columns(own, where=f"family {family!r}")
                 at = {name: float(np.exp(np.median(np.log(inputs[name])))) for name in law.held_alone}
                 theta = {k: np.asarray(v) for k, v in law.constants_at(theta, at).items()}
             natural = law.natural(theta)
             natural.update({name: self.site_draws(name)[:, i] for name in ("sigma_seed", "sigma_obs", "sigma_dev")})
-            held = law.held_in(own, where=f"family {family!r}")
+            held = law.held_in(own, where=where, inputs=inputs)
             for name, d in natural.items():
                 d = np.asarray(d)
                 rows.append({"family": family, "parameter": name, "mean": d.mean(), "q05": np.quantile(d, 0.05),

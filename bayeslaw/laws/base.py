@@ -205,12 +205,12 @@ class Law:
         return {name: (self.derived[name][1](columns) if name in self.derived else columns[name])
                 for name in self.inputs}
 
-    def held_in(self, df, *, where: str = "table") -> dict[str, float]:
+    def held_in(self, df, *, where: str = "table", inputs: Mapping | None = None) -> dict[str, float]:
         """The parameters of :attr:`held_alone` that ``df`` cannot identify: those of each input with one
-        value over all its rows."""
+        value over all its rows (``inputs``: the table's, where the caller has read them already)."""
         if not self.held_alone:
             return {}
-        inputs = self.columns(df, where=where)
+        inputs = self.columns(df, where=where) if inputs is None else inputs
         return {name: value for column, held in self.held_alone.items()
                 if np.unique(inputs[column]).size == 1 for name, value in held.items()}
 
