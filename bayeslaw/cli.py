@@ -555,6 +555,7 @@ def fit_command(
     nats per token. Use the fit file with `bayeslaw predict`, `diagnose`, `report` and `plan`.
     """
     from bayeslaw.inference.nuts import fit as run_fit
+    from bayeslaw.inference.nuts import parameter_notes
     from bayeslaw.laws import LAWS
 
     check_choice(form, list(LAWS), "--form")
@@ -584,14 +585,8 @@ def fit_command(
     # the parameters the data cannot identify are their priors: named below the table, not listed in it
     console.print(_table(params.loc[~params["prior_only"], ["family", "parameter", "median", "q05", "q95"]],
                          f"{fitted.spec.law.formula}: posterior median and 90% interval"))
-    if "at_params" in params:  # a schedule law's constants, at each family's own size and peak rate
-        for family, at in params.groupby("family", sort=False)[["at_params", "at_peak_lr"]].first().iterrows():
-            console.print(f"{family}: constants at its median size {at['at_params']:.4g} and peak rate "
-                          f"{at['at_peak_lr']:.3g}", highlight=False, markup=False, soft_wrap=True)
-    for family, names in params[params["prior_only"]].groupby("family", sort=False)["parameter"]:
-        console.print(f"{family}: {', '.join(names)} from the prior alone (one value of their input in the family's "
-                      "rows: one model size, or one peak rate); not shown (--json has them)", highlight=False,
-                      markup=False, soft_wrap=True)
+    for note in parameter_notes(params, kept="not shown here: --json has them"):
+        console.print(note, highlight=False, markup=False, soft_wrap=True)
     console.print(f"wrote {path}", highlight=False, markup=False)
 
 

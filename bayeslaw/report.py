@@ -19,6 +19,7 @@ import pandas as pd
 from bayeslaw import plots
 from bayeslaw.data.files import write_atomic
 from bayeslaw.evaluation import point_fits_by_family
+from bayeslaw.inference.nuts import parameter_notes
 
 __all__ = ["backtest_report", "fit_report"]
 
@@ -100,12 +101,7 @@ def fit_report(fit, out, *, data: pd.DataFrame | None = None, point_fits: dict |
         "",
         _markdown(params[["family", "parameter", "median", "q05", "q95"]]),
         "",
-        *(f"{family}: constants at its median size {at['at_params']:.4g} and peak rate {at['at_peak_lr']:.3g}.\n"
-          for family, at in (params.groupby("family", sort=False)[["at_params", "at_peak_lr"]].first().iterrows()
-                             if "at_params" in params else ())),
-        *(f"{family}: {', '.join(names)} from the prior alone (one value of their input in the family's rows: one "
-          "model size, or one peak rate; `prior_only` in params.csv).\n"
-          for family, names in params[params["prior_only"]].groupby("family", sort=False)["parameter"]),
+        *(f"{note}.\n" for note in parameter_notes(params, kept="`prior_only` in params.csv")),
         "## Posterior predictive against the data",
         "",
         "![Posterior predictive curves](predictive_curves.png)",

@@ -43,7 +43,7 @@ from bayeslaw.models.runs import JITTER, bridge_kernel, shape_basis
 from bayeslaw.results import Result
 
 __all__ = ["Diagnostics", "Fit", "PreparedFit", "Prediction", "check_checkpoints", "finish_fit", "fit", "load_fit",
-           "prepare_fit", "sample_fit", "shape_weights", "summarize"]
+           "parameter_notes", "prepare_fit", "sample_fit", "shape_weights", "summarize"]
 
 EXTRA_FIELDS = ("potential_energy", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "diverging")
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -740,6 +740,21 @@ class Diagnostics(Result):
                 f"{self.min_ess_tail:.0f}, divergences {self.divergences}, BFMI {np.round(self.bfmi, 2).tolist()}"
                 + (f", {self.extensions} more block(s) of draws per chain" if self.extensions else ""))
         return "\n".join([head, *(f"warning: {m}" for m in self.messages)] or [head])
+
+
+def parameter_notes(params: pd.DataFrame, *, kept: str) -> list[str]:
+    """The lines under a table of :meth:`Fit.params`: where a schedule law's constants are quoted (each family's
+    median size and peak rate), and which parameters are their priors alone (``kept``: where the reader finds
+    those)."""
+    notes = []
+    if "at_params" in params:
+        for family, at in params.groupby("family", sort=False)[["at_params", "at_peak_lr"]].first().iterrows():
+            notes.append(f"{family}: constants at its median size {at['at_params']:.4g} and peak rate "
+                         f"{at['at_peak_lr']:.3g}")
+    for family, names in params[params["prior_only"]].groupby("family", sort=False)["parameter"]:
+        notes.append(f"{family}: {', '.join(names)} from the prior alone (one value of their input in the family's "
+                     f"rows: one model size, or one peak rate; {kept})")
+    return notes
 
 
 class Fit:
