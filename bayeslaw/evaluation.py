@@ -843,8 +843,9 @@ def compare_forms(
 
 def fit_rows(fit: Fit, data: pd.DataFrame | None = None, *, where: str) -> pd.DataFrame:
     """``data`` checked for the columns a picture of ``fit`` reads (``FIT_COLUMNS`` of
-    :mod:`bayeslaw.data.importers` and the law's inputs, e.g. ``tokens``, su2024's ``batch_size``), index reset; None: the fit's own rows (after its early cut and
-    thinning). Raises a ValueError that names ``where`` and the missing column(s)."""
+    :mod:`bayeslaw.data.importers` and the law's inputs, e.g. ``tokens``, su2024's ``batch_size``), index
+    reset; None: the fit's own rows (after its early cut and thinning). Raises a ValueError that names
+    ``where`` and the missing column(s)."""
     if data is None:
         return fit.training_rows()
     missing = [c for c in FIT_COLUMNS if c not in data.columns]

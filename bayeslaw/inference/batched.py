@@ -299,7 +299,6 @@ def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Opt
     if not state:
         build(jax.tree.map(jnp.asarray, arrays[0]), first.init)
     chain_starts, centers, roots, chain_keys, ppc_keys = [], [], [], [], []
-    found = []
     for i, (p, a) in enumerate(zip(batch, arrays)):
         if starts is None:
             missing = sorted(set(state["latent"]) - set(p.init))
@@ -312,7 +311,6 @@ def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Opt
                                              chains=options.chains, seed=p.config.seed)
         else:
             u0, center, root = starts[i]
-        found.append((u0, center, root))
         chain_starts.append(u0)
         centers.append(center)
         roots.append(root)
@@ -334,4 +332,4 @@ def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Opt
         width_i = p.data.run_mask.shape[1]
         fits.append(finish_fit(p, {k: v[i] for k, v in samples.items()}, {k: stats[k][i] for k in EXTRA_FIELDS},
                                p.data.per_row(ppc[i][..., :width_i]), log_lik[i], sampled, options.target_accept))
-    return fits, found
+    return fits, list(zip(chain_starts, centers, roots))
