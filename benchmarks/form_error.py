@@ -63,6 +63,21 @@ def scores(t: dict, kappa: float, rng: np.random.Generator, s0: float = 0.0) -> 
     return s["cov50"], s["cov90"], s["crps_rel"], s["halfwidth90_rel"]
 
 
+def below_floor(s: np.ndarray, family: np.ndarray, floor: float = 0.7) -> dict:
+    """The families whose mean 90% coverage (``s[:, 1]``, per target) is below ``floor``."""
+    return {f: round(float(s[family == f, 1].mean()), 2) for f in sorted(set(family)) if s[family == f, 1].mean() < floor}
+
+
+def leave_family_out(grid: dict, family: np.ndarray):
+    """Per family, the grid key whose 90% coverage on the other families is closest to 0.9, and the family's
+    scores under it: (key per family, held-out scores per target)."""
+    chosen, held = {}, np.zeros((len(family), next(iter(grid.values())).shape[1]))
+    for f in sorted(set(family)):
+        chosen[f] = min(grid, key=lambda k: abs(grid[k][family != f, 1].mean() - 0.9))
+        held[family == f] = grid[chosen[f]][family == f]
+    return chosen, held
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="form-error")
@@ -81,14 +96,11 @@ def main(argv=None):
     print(f"{len(targets)} targets of {len(set(family))} families; library default kappa {PRIORS['form_error']}")
     print("kappa  cov50  cov90  mean CRPS/loss  median half-width  families with cov90 < 0.7")
     for kappa, s in table.items():
-        low = {f: round(float(s[family == f, 1].mean()), 2) for f in sorted(set(family)) if s[family == f, 1].mean() < 0.7}
         print(f"{kappa:5.3f}  {s[:, 0].mean():.3f}  {s[:, 1].mean():.3f}  {s[:, 2].mean():.4f}          "
-              f"{np.median(s[:, 3]):.4f}             {low}")
-    held = np.zeros((len(targets), 2))
+              f"{np.median(s[:, 3]):.4f}             {below_floor(s, family)}")
     print("leave one family out: kappa chosen on the others, the family's coverage 50% / 90%")
-    for f in sorted(set(family)):
-        kappa = min(KAPPAS, key=lambda k: abs(table[k][family != f, 1].mean() - 0.9))
-        held[family == f] = table[kappa][family == f, :2]
+    chosen, held = leave_family_out(table, family)
+    for f, kappa in chosen.items():
         print(f"  {f:26s} kappa {kappa:.3f}: {held[family == f, 0].mean():.2f} / {held[family == f, 1].mean():.2f}")
     print(f"leave one family out, over targets: 50% {held[:, 0].mean():.3f}, 90% {held[:, 1].mean():.3f}")
     if args.span:
@@ -107,18 +119,14 @@ def span_study(targets: list[dict], family: np.ndarray, s0s, seed: int) -> None:
     print("\nspan term: kappa * Delta * max(1, s0 / span); in sample, the best few by 90% coverage near 0.9 with no "
           "family below 0.7")
     for (kappa, s0), s in sorted(grid.items(), key=lambda kv: abs(kv[1][:, 1].mean() - 0.9))[:6]:
-        low = {f: round(float(s[family == f, 1].mean()), 2) for f in sorted(set(family)) if s[family == f, 1].mean() < 0.7}
         print(f"  kappa {kappa:.3f} s0 {s0:.0f}: {s[:, 0].mean():.3f} / {s[:, 1].mean():.3f}, CRPS {s[:, 2].mean():.4f}, "
-              f"below 0.7: {low}")
-    held = np.zeros((len(targets), 3))
-    for f in sorted(set(family)):
-        key = min(grid, key=lambda k: abs(grid[k][family != f, 1].mean() - 0.9))
-        held[family == f] = grid[key][family == f, :3]
-        print(f"  left out {f:26s} kappa {key[0]:.3f} s0 {key[1]:.0f}: {held[family == f, 0].mean():.2f} / "
+              f"below 0.7: {below_floor(s, family)}")
+    chosen, held = leave_family_out(grid, family)
+    for f, (kappa, s0) in chosen.items():
+        print(f"  left out {f:26s} kappa {kappa:.3f} s0 {s0:.0f}: {held[family == f, 0].mean():.2f} / "
               f"{held[family == f, 1].mean():.2f}")
-    low = {f: round(float(held[family == f, 1].mean()), 2) for f in sorted(set(family)) if held[family == f, 1].mean() < 0.7}
     print(f"span term, leave one family out: 50% {held[:, 0].mean():.3f}, 90% {held[:, 1].mean():.3f}, CRPS "
-          f"{held[:, 2].mean():.4f}; families below 0.7: {low}")
+          f"{held[:, 2].mean():.4f}; families below 0.7: {below_floor(held, family)}")
 
 
 if __name__ == "__main__":
