@@ -50,12 +50,12 @@ def _fit_from_draws(form, theta, *, families=("fam0",), pooling="complete", sigm
     elif pooling == "hierarchical":
         posterior.update({"mu": (("chain", "draw", "theta_dim"), theta[None]),
                           "tau": (("chain", "draw", "theta_dim"), np.full((1, n, k), hierarchical_tau)),
-                          "corr_chol": (("chain", "draw", "theta_dim", "theta_dim_bis"),
+                          "corr_chol": (("chain", "draw", "corr_dim", "corr_dim_bis"),
                                         np.broadcast_to(np.eye(k), (1, n, k, k)).copy()),
                           "tau_seed": (("chain", "draw"), np.full((1, n), 0.1)),
                           "shape_mu": (("chain", "draw", "shape_dim"), np.zeros((1, n, 3)))})
     coords = {"chain": [0], "draw": np.arange(n), "family": list(families), "theta_dim": list(spec.names),
-              "theta_dim_bis": list(spec.names)}
+              "corr_dim": list(spec.names), "corr_dim_bis": list(spec.names)}
     used = {dim for dims, _ in posterior.values() for dim in dims}
     post = xr.Dataset({name: xr.DataArray(v, dims=dims) for name, (dims, v) in posterior.items()},
                       coords={c: v for c, v in coords.items() if c in used})

@@ -343,6 +343,49 @@ def test_a_bayesian_schedule_law_counts_copies_once_and_recovers_the_law(schedul
     assert fitted.diagnostics(warn=False).divergences == 0
 
 
+def test_a_schedule_law_pools_families_centred_with_only_its_constants_correlated():
+    # f at two sizes, g at one (its runs are f's 1e8 runs): under a schedule law both are centred (their
+    # curves pin the constants at their own sizes), and the population's correlations are among the law's
+    # constants only: its size and rate slopes spread independently
+    import jax
+    from numpyro import handlers
+    from numpyro.infer import Predictive
+
+    from bayeslaw.models import MODELS, _theta_population, centered_families, get_parameterization, new_family, prepare
+
+    f = _noisy_runs()
+    g = f[f["params"] == 1e8].assign(family="g", run=lambda d: "g" + d["run"],
+                                     parent_run=lambda d: d["parent_run"].map(lambda p: None if p is None else "g" + p))
+    data = prepare(pd.concat([f, g], ignore_index=True), form="annealing")
+    spec = get_parameterization("annealing")
+    assert data.family_sizes.tolist() == [2, 1] and centered_families(data).tolist() == [True, True]
+    assert spec.law.sampling.correlated_names == ("l0", "a", "log_alpha", "c")
+    assert get_parameterization("multipower").law.sampling.correlated_names == (
+        "l0", "a", "log_alpha", "b", "c", "log_beta", "log_gamma")
+
+    trace = handlers.trace(handlers.seed(MODELS["hierarchical"], 3)).get_trace(data)
+    assert trace["corr_chol"]["value"].shape == (4, 4)
+    np.testing.assert_array_equal(np.asarray(trace["theta"]["value"]), np.asarray(trace["theta_raw"]["value"]))
+    _, tril = handlers.seed(_theta_population, 4)(spec)
+    cov, k = np.asarray(tril @ tril.T), len(spec.names)
+    slopes = [i for i, n in enumerate(spec.names) if n not in spec.law.sampling.correlated_names]
+    assert len(slopes) == 8 and np.allclose(np.asarray(tril), np.tril(np.asarray(tril)))
+    off = ~np.eye(k, dtype=bool)
+    assert np.all(cov[slopes][:, :][off[slopes]] == 0.0) and np.all(np.abs(cov[:4, :4][off[:4, :4]]) > 0)
+    # a new family drawn from the population reads corr_chol draws of that shape
+    draws = {"mu": np.zeros((5, k)), "tau": np.full((5, k), 0.1), "corr_chol": np.broadcast_to(np.eye(4), (5, 4, 4)),
+             "shape_mu": np.zeros((5, 3)), "sigma_seed_shared": np.full(5, 0.01)}
+    new = Predictive(new_family, posterior_samples=draws)(jax.random.PRNGKey(0), spec, "hierarchical", 2)
+    assert new["theta_new"].shape == (5, k) and np.all(np.isfinite(new["theta_new"]))
+
+
+def test_a_sampling_names_only_its_own_coordinates_as_correlated():
+    from bayeslaw.laws.base import Sampling
+
+    with pytest.raises(ValueError, match=r"correlated coordinates \['z'\] are not among"):
+        Sampling(priors={"e": (0.0, 1.0, 0.1)}, to_law=lambda t: t, from_law=lambda p: p, correlated=("e", "z"))
+
+
 def test_a_fit_refuses_a_branch_tree_across_families():
     """bl.fit takes a full table without validating it again; its model still refuses a tree across families."""
     from bayeslaw.inference.config import FitConfig

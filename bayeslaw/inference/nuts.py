@@ -662,7 +662,8 @@ def finish_fit(prepared: PreparedFit, samples: dict, extra: dict, ppc, log_lik, 
               "curve_family": [f for f, c in zip(data.families, data.curve_families) if c],
               "replicated_family": [f for f, c in zip(data.families, data.replicated_families) if c],
               "sized_curve_family": [f for f, c in zip(data.families, data.sized_curve_families) if c],
-              "theta_dim": list(spec.names), "theta_dim_bis": list(spec.names),
+              "theta_dim": list(spec.names), "corr_dim": list(spec.law.sampling.correlated_names),
+              "corr_dim_bis": list(spec.law.sampling.correlated_names),
               "shape_dim": [f"(-log x)^{k}/{k}!" for k in range(1, SHAPE_DEGREE + 1)],
               "checkpoint": np.arange(data.run_mask.shape[1])}
     idata = _posterior_tree(samples, extra, MAX_TREE_DEPTH, coords, site_dims(config.pooling, spec))

@@ -85,7 +85,7 @@ ANNEALING = Law(
     derived={name: (("step", "schedule"), lambda columns, name=name: schedule_inputs(columns)[name])
              for name in ("lr_area", "annealing_area", "peak_lr")},
     features=("annealing_area",),
-    sampling=size_sampling(PRIORS, ("l0", "a", "alpha", "c", *SLOPES)),
+    sampling=size_sampling(PRIORS, ("l0", "a", "alpha", "c", *SLOPES), slopes=SLOPES),
     held_alone={"params": SIZE_SLOPES, "peak_lr": LR_SLOPES},
     constants_at=constants_at,
 )

@@ -59,6 +59,8 @@ class Sampling:
     is sampled in, given the mean log N and log D of each family's rows and a 0/1 switch per family.
     ``explains_shape``: the law itself describes how a run's loss moves along the run (it reads the
     learning-rate schedule), so the models add no schedule shape g_f of their own (see :mod:`bayeslaw.models`).
+    ``correlated``: the coordinates whose spreads across families are correlated in the hierarchy (an
+    LKJ prior); None: all of them. The others (a schedule law's size and rate slopes) spread independently.
     """
 
     priors: Mapping[str, tuple[float, float, float]]
@@ -66,6 +68,11 @@ class Sampling:
     from_law: Callable[[Mapping], np.ndarray]
     frame: Callable | None = None
     explains_shape: bool = False
+    correlated: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if self.correlated is not None and (unknown := set(self.correlated) - set(self.priors)):
+            raise ValueError(f"Sampling: correlated coordinates {sorted(unknown)} are not among {tuple(self.priors)}")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -76,6 +83,13 @@ class Sampling:
         """Prior "center", "scale" or "tau" per coordinate, in ``names`` order."""
         column = {"center": 0, "scale": 1, "tau": 2}[key]
         return np.array([self.priors[n][column] for n in self.names])
+
+    @property
+    def correlated_names(self) -> tuple[str, ...]:
+        """The coordinates correlated across families, in ``names`` order."""
+        if self.correlated is None:
+            return self.names
+        return tuple(n for n in self.names if n in self.correlated)
 
 
 @dataclass(frozen=True)

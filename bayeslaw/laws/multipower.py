@@ -162,7 +162,7 @@ MULTIPOWER = Law(
     derived={name: (("step", "schedule"), lambda columns, name=name: schedule_inputs(columns)[name])
              for name in (*DESIGN, "peak_lr")},
     features=DESIGN[1:],
-    sampling=size_sampling(PRIORS, ("l0", "a", "alpha", "b", "c", "beta", "gamma", *SLOPES)),
+    sampling=size_sampling(PRIORS, ("l0", "a", "alpha", "b", "c", "beta", "gamma", *SLOPES), slopes=SLOPES),
     path=LUO_PATH,
     held_alone={"params": SIZE_SLOPES, "peak_lr": LR_SLOPES},
     constants_at=constants_at,

@@ -29,7 +29,7 @@ design is a (checkpoint, bin) matrix per input; padded bins have W = 0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -103,13 +103,21 @@ def at_peak_lr(theta, peak_lr, varying: tuple[str, ...], exponents: tuple[str, .
             **{k: theta[k] * jnp.exp(theta[f"{k}_lr"] * x) for k in exponents}}
 
 
-def size_sampling(priors: Mapping[str, tuple[float, float, float]], theta_names: tuple[str, ...]) -> Sampling:
+def size_sampling(priors: Mapping[str, tuple[float, float, float]], theta_names: tuple[str, ...],
+                  slopes: Iterable[str] = ()) -> Sampling:
     """How the Bayesian models sample a schedule law: its own parameters, each exponent x as ``log_x``
-    (positive: a longer or hotter schedule never raises the loss). ``priors`` is keyed by the coordinates."""
+    (positive: a longer or hotter schedule never raises the loss). ``priors`` is keyed by the coordinates.
+
+    The families' spreads of the law's constants are correlated in the hierarchy, those of its ``slopes``
+    (in log N and log peak rate) independent: a handful of families cannot inform the 66 correlations of
+    twelve coordinates, and the slopes a family's rows do not identify (its size slopes at one size) are
+    the population's prior, whose draws of such a correlation matrix leave NUTS a hundred weakly-identified
+    directions (docs/run_likelihood.md, "Schedule laws across families")."""
     names = tuple(priors)
     law_of = {name: name.removeprefix("log_") for name in names}
     if sorted(law_of.values()) != sorted(theta_names):
         raise ValueError(f"size_sampling: coordinates {names} do not cover the law's parameters {theta_names}")
+    slopes = set(slopes)
 
     def to_law(theta) -> dict:
         return {law_of[n]: (jnp.exp(theta[..., i]) if n.startswith("log_") else theta[..., i])
@@ -118,7 +126,8 @@ def size_sampling(priors: Mapping[str, tuple[float, float, float]], theta_names:
     def from_law(params) -> np.ndarray:
         return np.array([np.log(params[law_of[n]]) if n.startswith("log_") else params[n] for n in names], dtype=float)
 
-    return Sampling(priors=dict(priors), to_law=to_law, from_law=from_law, explains_shape=True)
+    return Sampling(priors=dict(priors), to_law=to_law, from_law=from_law, explains_shape=True,
+                    correlated=tuple(n for n in names if law_of[n] not in slopes))
 
 
 def lr_area(schedule: Schedule, steps) -> np.ndarray:

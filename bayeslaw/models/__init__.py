@@ -24,7 +24,8 @@ weights w_f and sigma_seed_f, like NumPyro's ``examples/baseball.py``:
 ``pooled``        (``pooling="complete"``) one theta, one w and one sigma_seed for all families;
 ``unpooled``      (``pooling="none"``)     each family's from the prior, independently;
 ``hierarchical``  (``pooling="hierarchical"``) theta_f ~ MVN(mu, diag(tau) L L^T diag(tau)),
-                  L ~ LKJCholesky(2), tau ~ Gamma(10, 10 / s); w_f ~ Normal(w, tau_w) (tau_w a constant);
+                  L ~ LKJCholesky(10) among the law's correlated coordinates (``law.sampling.correlated``;
+                  the identity for the rest), tau ~ Gamma(20, 20 / s); w_f ~ Normal(w, tau_w) (tau_w a constant);
                   log sigma_seed_f ~ Normal(log sigma_seed, tau_seed) for families with replicated runs
                   (non-centred, tau_seed ~ Gamma(10, 10 / 0.5)),
                   sigma_seed for the others (see ``_seed_scales``).
@@ -145,7 +146,8 @@ PRIORS = {
 
 def centered_families(data: "ModelData") -> np.ndarray:
     """Per family: is its theta_f sampled centred (the hierarchical model)? Every family under a law with
-    a family frame; under one without, the families seen at CENTERED_MIN_SIZES sizes or more.
+    a family frame or one that reads the schedule; under another, the families seen at CENTERED_MIN_SIZES
+    sizes or more.
 
     A family at one or two sizes leaves E and A / N^alpha on a ridge only the population constrains. Non-
     centred, theta_f = mu + scale_tril z_f, that ridge is curved in z_f (e and a trade along
@@ -153,8 +155,15 @@ def centered_families(data: "ModelData") -> np.ndarray:
     255-511 leapfrog steps per draw with divergent draws in that corner. The frame's coordinates are the
     level and slopes the family's data pin, and the ridge runs along its remaining coordinates, so it is
     centred there (docs/run_likelihood.md, "Families at one size"). Without a frame, non-centred keeps
-    the ridge from forming a funnel with tau."""
-    if get_parameterization(data.form).frame is not None:
+    the ridge from forming a funnel with tau.
+
+    A schedule law's curves pin a family's constants at its own sizes and peak rates whatever their
+    number (its level to a few tenths of a percent): non-centred, that pinned level is a sum of mu, tau
+    and z_f that NUTS must keep constant while each moves (with the slopes' correlations, which
+    _theta_population no longer samples, the whole wsd_horizons fit ran 1,023 leapfrog steps a draw; now
+    31: docs/run_likelihood.md, "Schedule laws across families")."""
+    spec = get_parameterization(data.form)
+    if spec.frame is not None or spec.law.sampling.explains_shape:
         return np.ones(data.n_families, dtype=bool)
     return np.asarray(data.family_sizes) >= CENTERED_MIN_SIZES
 
@@ -628,7 +637,12 @@ def _theta_population(spec: Parameterization):
     # posterior sds below its median, at one seed of three; docs/run_likelihood.md, "The mass matrix's floor")
     k_tau = PRIORS["tau_concentration"]
     tau = numpyro.sample("tau", dist.Gamma(k_tau, k_tau / spec.vector("tau")).to_event(1))
-    corr_chol = numpyro.sample("corr_chol", dist.LKJCholesky(len(spec.names), PRIORS["lkj_concentration"]))
+    # correlated among the law's constants only (law.sampling.correlated): L is the identity elsewhere,
+    # and set into it at the correlated rows and columns it stays lower triangular
+    correlated = spec.correlated_index
+    corr_chol = numpyro.sample("corr_chol", dist.LKJCholesky(len(correlated), PRIORS["lkj_concentration"]))
+    if len(correlated) < len(spec.names):
+        corr_chol = jnp.eye(len(spec.names)).at[np.ix_(correlated, correlated)].set(corr_chol)
     return mu, tau[:, None] * corr_chol
 
 
@@ -673,6 +687,12 @@ class Parameterization:
     def vector(self, key: str) -> np.ndarray:
         """Prior "center", "scale" or "tau" per coordinate, in ``names`` order."""
         return self.law.sampling.vector(key)
+
+    @property
+    def correlated_index(self) -> np.ndarray:
+        """Positions in ``names`` of the coordinates whose family spreads are correlated (``corr_chol``'s)."""
+        correlated = set(self.law.sampling.correlated_names)
+        return np.array([i for i, n in enumerate(self.names) if n in correlated], dtype=int)
 
     def to_law(self, theta) -> dict:
         """The law's own parameters (its ``theta_names``) from sampled coordinates theta (..., K)."""
@@ -787,7 +807,7 @@ def start_values(pooling: str, data: ModelData, spec: Parameterization, theta) -
     if pooling == "none":
         values["sigma_seed"] = np.full(n_f, sigma_seed)
     if pooling == "hierarchical":
-        values.update({"tau": spec.vector("tau"), "corr_chol": np.eye(len(spec.names)),
+        values.update({"tau": spec.vector("tau"), "corr_chol": np.eye(len(spec.correlated_index)),
                        "tau_seed": PRIORS["tau_seed"],
                        "log_sigma_seed_z": np.zeros(int(data.replicated_families.sum()))})
     return {k: jnp.asarray(v) for k, v in values.items()}
@@ -807,7 +827,7 @@ def site_dims(pooling: str, spec: Parameterization) -> dict[str, list[str]]:
         "obs": ["run", "checkpoint"],
     }
     if pooling == "hierarchical":
-        dims.update({"mu": ["theta_dim"], "tau": ["theta_dim"], "corr_chol": ["theta_dim", "theta_dim_bis"],
+        dims.update({"mu": ["theta_dim"], "tau": ["theta_dim"], "corr_chol": ["corr_dim", "corr_dim_bis"],
                      "log_sigma_seed_z": ["replicated_family"]})
     if pooling == "complete":
         dims.update({"theta_shared": ["theta_dim"], "shape_total": ["shape_dim"], "shape_size_total": ["shape_dim"]})
