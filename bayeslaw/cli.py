@@ -131,6 +131,9 @@ RootOption = Annotated[
     Path | None, typer.Option("--root", help="Folder of the public data (default: $BAYESLAW_DATA).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+RisingOption = Annotated[str, typer.Option(help="A run whose loss ends over 25% above its first checkpoint after the "
+                                                "cut (diverged): 'error' (refuse, naming it), 'keep', or 'drop' (leave "
+                                                "it out, saying which).")]
 
 
 @app.command()
@@ -537,9 +540,7 @@ def fit_command(
     extend: Annotated[int | None, typer.Option(min=0, help="While r-hat > 1.01 or ESS < 400, draw up to this many "
                                                            "more blocks of --draws per chain, going on from the "
                                                            "chains (default 2; 0: never).")] = None,
-    rising: Annotated[str, typer.Option(help="A run whose loss ends over 25% above its first checkpoint after the "
-                                             "cut (diverged): 'error' (refuse, naming it), 'keep', or 'drop' (leave "
-                                             "it out, saying which).")] = "error",
+    rising: RisingOption = "error",
     retry_target_accept: Annotated[float, typer.Option(
         min=0.0, max=0.999, help="With divergent draws, sample again from the start at this target acceptance "
                                  "(0: never).")] = RETRY_TARGET_ACCEPT,
@@ -881,6 +882,7 @@ def live(
     chains: Annotated[int, typer.Option(min=1, help="NUTS chains.")] = 4,
     draws: Annotated[int, typer.Option(min=1, help="Kept draws (and warmup) per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="PRNG seed.")] = 0,
+    rising: RisingOption = "error",
     root: RootOption = None,
     loss_name: Annotated[str | None, typer.Option(help="Which loss metric (loss_name), for a source name or a file with several.")] = None,
     as_json: JsonOption = False,
@@ -889,9 +891,11 @@ def live(
     law to the finished runs and the run's own checkpoints, conditioned on both."""
     from bayeslaw.plan.schedules import live_forecast
 
+    check_choice(rising, get_args(Rising), "--rising")
     df = _read_data(data, root, loss_name)
     with _working(f"fitting {form} to {df['run'].nunique()} runs ({chains} chains x {draws} draws)..."):
-        table, fitted = live_forecast(df, run, form=form, chains=chains, draws=draws, warmup=draws, seed=seed)
+        table, fitted = live_forecast(df, run, form=form, chains=chains, draws=draws, warmup=draws, seed=seed,
+                                      rising=rising)
     diagnostics = fitted.diagnostics(warn=False)
     if out is not None:
         write_atomic(out, lambda tmp: table.to_csv(tmp, index=False))

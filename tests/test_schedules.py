@@ -343,7 +343,7 @@ def test_a_bayesian_schedule_law_counts_copies_once_and_recovers_the_law(schedul
     assert fitted.diagnostics(warn=False).divergences == 0
 
 
-def test_a_schedule_law_pools_families_centred_with_only_its_constants_correlated():
+def test_a_schedule_law_pools_families_centred_with_only_its_constants_correlated_and_draws_new_ones_shapeless():
     # f at two sizes, g at one (its runs are f's 1e8 runs): under a schedule law both are centred (their
     # curves pin the constants at their own sizes), and the population's correlations are among the law's
     # constants only: its size and rate slopes spread independently
@@ -351,7 +351,8 @@ def test_a_schedule_law_pools_families_centred_with_only_its_constants_correlate
     from numpyro import handlers
     from numpyro.infer import Predictive
 
-    from bayeslaw.models import MODELS, _theta_population, centered_families, get_parameterization, new_family, prepare
+    from bayeslaw.models import (MODELS, _theta_population, centered_families, get_parameterization, new_family,
+                                 new_family_sites, prepare)
 
     f = _noisy_runs()
     g = f[f["params"] == 1e8].assign(family="g", run=lambda d: "g" + d["run"],
@@ -372,11 +373,17 @@ def test_a_schedule_law_pools_families_centred_with_only_its_constants_correlate
     assert len(slopes) == 8 and np.allclose(np.asarray(tril), np.tril(np.asarray(tril)))
     off = ~np.eye(k, dtype=bool)
     assert np.all(cov[slopes][:, :][off[slopes]] == 0.0) and np.all(np.abs(cov[:4, :4][off[:4, :4]]) > 0)
-    # a new family drawn from the population reads corr_chol draws of that shape
-    draws = {"mu": np.zeros((5, k)), "tau": np.full((5, k), 0.1), "corr_chol": np.broadcast_to(np.eye(4), (5, 4, 4)),
-             "shape_mu": np.zeros((5, 3)), "sigma_seed_shared": np.full(5, 0.01)}
-    new = Predictive(new_family, posterior_samples=draws)(jax.random.PRNGKey(0), spec, "hierarchical", 2)
-    assert new["theta_new"].shape == (5, k) and np.all(np.isfinite(new["theta_new"]))
+    # a family the fit has not seen is drawn from what each variant's fit holds (a schedule law's fit has
+    # no schedule shape: the new family's is 0 too), corr_chol draws of the constants' shape included
+    for pooling in ("hierarchical", "complete", "none"):
+        fitted = handlers.trace(handlers.seed(MODELS[pooling], 5)).get_trace(data)
+        sites = new_family_sites(spec, pooling)
+        assert set(sites) <= set(fitted), pooling
+        draws = {name: np.repeat(np.asarray(fitted[name]["value"])[None], 3, axis=0) for name in sites}
+        new = Predictive(new_family, posterior_samples=draws or None, num_samples=None if draws else 3)(
+            jax.random.PRNGKey(0), spec, pooling, 2)
+        assert new["theta_new"].shape == (3, k) and np.all(np.isfinite(new["theta_new"])), pooling
+        np.testing.assert_array_equal(new["shape_new"], 0.0)
 
 
 def test_a_sampling_names_only_its_own_coordinates_as_correlated():
@@ -601,6 +608,19 @@ def test_cli_plans_a_schedule_and_forecasts_a_run_in_flight(tmp_path):
     assert pd.read_csv(out)["step"].iloc[0] == 2500
     result = runner.invoke(app, ["live", str(data), "--run", "nope", "--chains", "2", "--draws", "50"])
     assert result.exit_code != 0 and "run 'nope' is not in the table" in result.output
+    # a diverged finished run is left out as in `bayeslaw fit` (the error that refuses one names --rising drop)
+    result = runner.invoke(app, ["live", str(data), "--run", run, "--rising", "sideways"])
+    assert result.exit_code == 2 and "unknown --rising 'sideways'; valid: 'error', 'keep', 'drop'" in result.output
+
+
+def test_live_forecast_refuses_a_run_its_fit_left_out(schedule_fit):
+    # a run the fit does not hold (here a held-out one; in use, one left out as diverged) would be forecast
+    # as a new run, unconditioned on its own checkpoints
+    from bayeslaw.plan.schedules import live_forecast
+
+    df, fitted = schedule_fit
+    with pytest.raises(ValueError, match=r"run '1e\+08-cosine3000' is not among the fit's runs"):
+        live_forecast(df, "1e+08-cosine3000", fit=fitted)
 
 
 def test_lr_error_compares_each_logged_rate_except_the_last_iteration():

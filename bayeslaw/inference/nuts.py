@@ -36,9 +36,9 @@ from bayeslaw.inference.config import ATTR as CONFIG_ATTR
 from bayeslaw.inference.config import (DEFAULT_TARGET_ACCEPT, RETRY_TARGET_ACCEPT, ChainMethod, Duplicates, FitConfig,
                                        Pooling, PredictionKind, Rising, SeedScaling, check_choice)
 from bayeslaw.inference.point import EarlyCheckpointWarning, fit_point
-from bayeslaw.models import (NEW_FAMILY_SITES, PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
-                             get_parameterization, new_family, offset_shape, prepare, run_fractions, seed_sd,
-                             site_dims, start_values)
+from bayeslaw.models import (PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
+                             get_parameterization, new_family, new_family_sites, offset_shape, prepare,
+                             run_fractions, seed_sd, site_dims, start_values)
 from bayeslaw.models.runs import JITTER, bridge_kernel, shape_basis
 from bayeslaw.results import Result
 
@@ -877,7 +877,7 @@ class Fit:
     def _new_family(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """A family the fit has not seen, per draw, drawn by the model (:func:`bayeslaw.models.new_family`):
         ``theta_new`` (sample, K), ``shape_new`` (sample, K_shape), ``sigma_seed_new`` (sample,)."""
-        sites = {name: jnp.asarray(self.site_draws(name)) for name in NEW_FAMILY_SITES[self.pooling]}
+        sites = {name: jnp.asarray(self.site_draws(name)) for name in new_family_sites(self.spec, self.pooling)}
         n = self.site_draws("sigma_seed").shape[0]
         key = jax.random.PRNGKey(int(rng.integers(2**31)))
         draws = _new_family_sampler(self.spec, self.pooling, len(self.families), n)(sites, key)

@@ -85,6 +85,7 @@ __all__ = [
     "get_parameterization",
     "hierarchical",
     "new_family",
+    "new_family_sites",
     "offset_shape",
     "pooled",
     "prepare",
@@ -834,7 +835,8 @@ def site_dims(pooling: str, spec: Parameterization) -> dict[str, list[str]]:
     return dims
 
 
-#: The fitted sites a family the fit has not seen depends on, per variant (what :func:`new_family` reads).
+#: The fitted sites a family the fit has not seen depends on, per variant (what :func:`new_family` reads;
+#: :func:`new_family_sites` leaves out the schedule shape's under a law that reads the schedule).
 NEW_FAMILY_SITES = {
     "hierarchical": ("mu", "tau", "corr_chol", "shape_mu", "sigma_seed_shared"),
     "complete": ("theta", "shape", "sigma_seed_shared"),
@@ -842,31 +844,46 @@ NEW_FAMILY_SITES = {
 }
 
 
+def new_family_sites(spec: Parameterization, pooling: str) -> tuple[str, ...]:
+    """:data:`NEW_FAMILY_SITES` of ``pooling`` that a fit of ``spec``'s law has: a law that reads the
+    schedule has no schedule shape (``_shape``), and a new family's is 0 too."""
+    if spec.law.sampling.explains_shape:
+        return tuple(name for name in NEW_FAMILY_SITES[pooling] if name not in ("shape_mu", "shape"))
+    return NEW_FAMILY_SITES[pooling]
+
+
 def new_family(spec: Parameterization, pooling: str, n_families: int):
     """A family the fit has not seen, drawn by the model: ``theta_new`` (K,) in sampled coordinates,
     ``shape_new`` (K_shape,) schedule-shape weights and ``sigma_seed_new``.
 
-    Run under ``numpyro.infer.Predictive`` with a fit's draws of :data:`NEW_FAMILY_SITES`: the population
+    Run under ``numpyro.infer.Predictive`` with a fit's draws of :func:`new_family_sites`: the population
     sites are conditioned on them and the new family is drawn from the population (hierarchical: theta
     ~ MVN(mu, diag(tau) L L^T diag(tau)), w ~ Normal(w_pop, tau_w); a new family's runs are unreplicated,
     so its sigma_seed is the shared value), is the one shared law (complete), or comes from the prior (none).
+    Under a law that reads the schedule its shape is 0, as a fitted family's is.
     """
+    shaped = not spec.law.sampling.explains_shape
+    if not shaped:
+        numpyro.deterministic("shape_new", jnp.zeros(SHAPE_DEGREE))
     if pooling == "hierarchical":
         mu, scale_tril = _theta_population(spec)
         numpyro.sample("theta_new", dist.MultivariateNormal(mu, scale_tril=scale_tril))
-        w_pop = numpyro.sample("shape_mu", _shape_prior())
-        numpyro.sample("shape_new", dist.Normal(w_pop, PRIORS["tau_shape"]).to_event(1))
+        if shaped:
+            w_pop = numpyro.sample("shape_mu", _shape_prior())
+            numpyro.sample("shape_new", dist.Normal(w_pop, PRIORS["tau_shape"]).to_event(1))
         numpyro.deterministic("sigma_seed_new", numpyro.sample("sigma_seed_shared", seed_prior()))
     elif pooling == "complete":
         # the fitted families' theta (all equal): read from the draws, never sampled
         fitted = numpyro.sample("theta", dist.ImproperUniform(constraints.real, (), (n_families, len(spec.names))))
         numpyro.deterministic("theta_new", fitted[0])
-        shape = numpyro.sample("shape", dist.ImproperUniform(constraints.real, (), (n_families, SHAPE_DEGREE)))
-        numpyro.deterministic("shape_new", shape[0])
+        if shaped:
+            shape = numpyro.sample("shape", dist.ImproperUniform(constraints.real, (), (n_families, SHAPE_DEGREE)))
+            numpyro.deterministic("shape_new", shape[0])
         numpyro.deterministic("sigma_seed_new", numpyro.sample("sigma_seed_shared", seed_prior()))
     elif pooling == "none":
         numpyro.sample("theta_new", dist.Normal(spec.vector("center"), spec.vector("scale")).to_event(1))
-        numpyro.sample("shape_new", _shape_prior())
+        if shaped:
+            numpyro.sample("shape_new", _shape_prior())
         numpyro.sample("sigma_seed_new", seed_prior())
     else:
         raise ValueError(f"unknown pooling {pooling!r}; valid: {sorted(MODELS)}")

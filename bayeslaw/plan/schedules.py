@@ -158,6 +158,9 @@ def live_forecast(df: pd.DataFrame, run: str, *, form: str = "annealing", steps=
     if fit is None:
         fit = bayes_fit(df, form=form, seed=seed, **fit_options)
     _check_schedule_law(fit)
+    if run not in fit.runs:  # left out of the fit (rising="drop": a diverged run): nothing conditions on it
+        raise ValueError(f"live_forecast: run {run!r} is not among the fit's runs (left out of it, e.g. as a diverged "
+                         f"run by rising='drop'); its forecast would not be conditioned on its own checkpoints")
     first = own.iloc[0]
     targets = pd.DataFrame({"run": run, "family": first["family"], "params": float(first["params"]),
                             "step": steps, "tokens": np.nan, "schedule": schedule.to_json()})
