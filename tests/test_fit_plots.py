@@ -172,6 +172,31 @@ def test_trace_and_rank_of_the_main_sites(fitted):
         plots.rank(fitted, var_names=["alpha", "Alpha"])
 
 
+def test_rank_of_more_panels_than_arviz_draws_shows_the_families_with_the_largest_rhat(fitted, monkeypatch):
+    # ArviZ refuses a figure of more than plot.max_subplots panels (a fit of six families of a schedule
+    # law has 90): the plot keeps the families whose sites have the largest r-hat, as many as fit, and says so
+    import arviz as az
+    from arviz_base import rcParams
+
+    monkeypatch.setitem(rcParams, "plot.max_subplots", 3)  # 2 sites x 2 families = 4 panels
+    rhat = az.rhat(fitted.idata, var_names=["alpha", "sigma_obs"])
+    worst = fitted.families[int(np.argmax(np.maximum(rhat["alpha"].values, rhat["sigma_obs"].values)))]
+    figure = plots.rank(fitted, var_names=["alpha", "sigma_obs"])
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert sorted(titles) == [f"alpha\n{worst}", f"sigma_obs\n{worst}"]
+    assert figure._suptitle.get_text().endswith("the 1 of 2 families with the largest r-hat")
+
+
+def test_run_labels_drop_what_every_run_shares():
+    from bayeslaw.plots.fit import run_labels
+
+    sweep = [f"ann124-{f}_slimpajama_llama_norm_nlayers12_lr0.001_iter{n}_seed0" for f, n in ((0.2, 50000), (0.9, 35000))]
+    assert run_labels(sweep) == ["ann124-0.2_iter50000", "ann124-0.9_iter35000"]
+    cut = "a" * 17 + "…" + "b" * 18  # 36 characters: the start and end of each name, which read alike here
+    assert run_labels(["a" * 30 + "x" + "b" * 30, "a" * 30 + "y" + "b" * 30]) == [f"1: {cut}", f"2: {cut}"]
+    assert run_labels(["only-run"]) == ["only-run"]
+
+
 def test_point_vs_posterior_marks_each_point_fit(fitted, sim, hitchhiker):
     figure = plots.point_vs_posterior(fitted, hitchhiker)
     assert [ax.get_title() for ax in figure.axes] == ["E", "A", "B", "alpha", "beta"]

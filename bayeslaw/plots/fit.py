@@ -112,6 +112,20 @@ def _spread_runs(rows: pd.DataFrame, max_runs: int) -> list[str]:
     return [runs[i] for i in keep]
 
 
+def run_labels(runs, width: int = 36) -> list[str]:
+    """Legend labels for ``runs``: each name without the ``_``-separated parts every one of them shares
+    (a W&B sweep's names repeat the model, data and optimiser settings), its middle cut to keep ``width``
+    characters (names tend to differ at both ends); numbered where two labels would read alike."""
+    parts = [str(r).split("_") for r in runs]
+    common = set.intersection(*map(set, parts)) if len(parts) > 1 else set()
+    short = ["_".join(p for p in ps if p not in common) or str(r) for r, ps in zip(runs, parts, strict=True)]
+    head = (width - 1) // 2
+    short = [s if len(s) <= width else s[:head] + "…" + s[len(s) - (width - 1 - head):] for s in short]
+    if len(set(short)) < len(short):
+        short = [f"{i + 1}: {s}" for i, s in enumerate(short)]
+    return short
+
+
 def predictive_curves(fit, data: pd.DataFrame | None = None, *, families=None, max_runs: int = 6,
                       kind: str = "new_run", seed: int = 0):
     """Observed loss against tokens per run, with the posterior predictive median and 50%/90% bands.
@@ -138,6 +152,7 @@ def predictive_curves(fit, data: pd.DataFrame | None = None, *, families=None, m
         targets = fam[fam["run"].isin(runs)].sort_values(["run", x])
         summary = fit.predict(targets.drop(columns="loss"), kind=kind, seed=seed).summary
         summary["loss"] = targets["loss"].to_numpy()
+        labels = dict(zip(runs, run_labels(runs), strict=True))
         for color, run in zip(plt.cm.viridis(np.linspace(0, 0.9, len(runs))), runs, strict=True):
             curve = summary[summary["run"] == run]
             n = float(curve["params"].iloc[0])
@@ -146,7 +161,7 @@ def predictive_curves(fit, data: pd.DataFrame | None = None, *, families=None, m
             ax.fill_between(curve[x], curve["q25"], curve["q75"], color=color, alpha=0.3, lw=0,
                             gid=f"band50:{run}")
             ax.plot(curve[x], curve["q50"], "-", color=color, lw=1.2, gid=f"median:{run}",
-                    label=f"{run} (N = {n:.3g})")
+                    label=f"{labels[run]} (N = {n:.3g})")
             ax.plot(curve[x], curve["loss"], "o", ms=3, color=color, mec="k", mew=0.3)
         title = family if family in fit.families else f"{family} (not fitted: the population's prediction)"
         ax.set(xscale="log" if x == "tokens" else "linear", yscale="log", xlabel="tokens D" if x == "tokens" else "step",
@@ -300,12 +315,37 @@ def rank(fit, var_names=None):
     posterior = fit.idata.posterior
     if posterior.sizes["chain"] < 2:
         raise ValueError("rank: a rank plot compares chains and this fit has one; refit with chains >= 2")
-    panels = sum(int(np.prod([n for dim, n in posterior[v].sizes.items() if dim not in ("chain", "draw")]))
+    coords, note = _families_shown(fit, sites)
+    shown = posterior if coords is None else posterior.sel(coords)
+    panels = sum(int(np.prod([n for dim, n in shown[v].sizes.items() if dim not in ("chain", "draw")]))
                  for v in sites)  # arviz_plots wraps them 4 to a row
     size = (12, 2.6 * int(np.ceil(panels / 4)))
-    collection = azp.plot_rank(fit.idata, var_names=sites, backend="matplotlib",
+    collection = azp.plot_rank(fit.idata, var_names=sites, coords=coords, backend="matplotlib",
                                figure_kwargs={"figsize": size, "layout": "constrained"})
-    return _arviz_figure(collection, f"rank: {fit.form}, {fit.pooling} pooling")
+    return _arviz_figure(collection, f"rank: {fit.form}, {fit.pooling} pooling{note}")
+
+
+def _families_shown(fit, sites) -> tuple[dict | None, str]:
+    """(coords, title note) for a plot of one panel per site and family: every family where the panels fit
+    under ArviZ's ``plot.max_subplots`` (it refuses more), else the families whose sites have the largest
+    r-hat, as many as fit: where chains disagree is what the plot is for."""
+    import arviz as az
+    from arviz_base import rcParams
+
+    posterior = fit.idata.posterior
+    per_family = [v for v in sites if "family" in posterior[v].dims]
+    panels = lambda v: int(np.prod([n for d, n in posterior[v].sizes.items() if d not in ("chain", "draw", "family")]))  # noqa: E731
+    fixed = sum(panels(v) for v in sites if v not in per_family)
+    each = sum(panels(v) for v in per_family)
+    room = (rcParams["plot.max_subplots"] - fixed) // max(each, 1)
+    families = list(posterior["family"].values) if per_family else []
+    if not per_family or len(families) <= room:
+        return None, ""
+    rhat = az.rhat(fit.idata, var_names=per_family)
+    worst = np.max(np.stack([np.asarray(rhat[v].max([d for d in rhat[v].dims if d != "family"])) for v in per_family]),
+                   axis=0)
+    kept = [families[i] for i in sorted(np.argsort(-worst, kind="stable")[:max(room, 1)])]
+    return {"family": kept}, f"; the {len(kept)} of {len(families)} families with the largest r-hat"
 
 
 def point_vs_posterior(fit, point_fits: dict | None = None, *, failures: dict | None = None, seed: int = 0):
