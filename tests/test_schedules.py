@@ -386,6 +386,25 @@ def test_a_schedule_law_pools_families_centred_with_only_its_constants_correlate
         np.testing.assert_array_equal(new["shape_new"], 0.0)
 
 
+def test_a_fit_warns_where_a_schedule_laws_design_makes_nuts_run_for_hours(monkeypatch):
+    # the multi-power law's loss drop is a rows x bins sum per evaluation: past DESIGN_TERMS_WARN terms the
+    # fit says so (size, a rough time, remedies) before its start and sampling; annealing has no such sum
+    import warnings
+
+    import bayeslaw.inference.nuts as nuts
+
+    monkeypatch.setattr(nuts, "DESIGN_TERMS_WARN", 1_000)
+    monkeypatch.setattr(nuts, "_point_init", lambda *args: {})  # the warning comes before the start
+    truth = {"l0": np.log(2.8), "a": np.log(0.5), "alpha": 0.45, "b": np.log(300.0), "c": np.log(2.0), "beta": 0.55,
+             "gamma": 0.6}
+    df = _curves("multipower", truth, SCHEDULES).assign(family="f", tokens=np.nan)
+    with pytest.warns(UserWarning, match=r"multipower law's design is \d+ rows x \d+ bins .* or use form='annealing'"):
+        nuts.prepare_fit(df, nuts.FitConfig(form="multipower"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        nuts.prepare_fit(df, nuts.FitConfig(form="annealing"))
+
+
 def test_a_sampling_names_only_its_own_coordinates_as_correlated():
     from bayeslaw.laws.base import Sampling
 

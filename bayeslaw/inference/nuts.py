@@ -56,6 +56,11 @@ ESS_MIN = 400  # bulk and tail ESS a fit's every sampled quantity should reach (
 #: hundred, benchmarks/rhat_noise.py) and a family seen at two sizes mixes slowly along its token term
 EXTEND_BLOCKS = 2
 MAX_TREE_DEPTH = 10  # NUTS' default: at most 1023 leapfrog steps per draw
+#: A schedule law's per-row design (the multi-power law's loss-drop sum: rows x quadrature bins) past which
+#: a fit is warned of its cost. The cost of a gradient grows with the design's terms: the multipower test
+#: split of benchmarks/schedule_laws.py (120 rows x 362 bins) takes about 344 s on 2 CPU cores at 4 x 1000.
+DESIGN_TERMS_WARN = 1_000_000
+DESIGN_REFERENCE = (120 * 362, 344.0, 4 * 2000)  # (terms, seconds, chains x iterations) of that fit
 
 
 def _point_init(df: pd.DataFrame, data: ModelData, pooling: str, spec: Parameterization) -> dict:
@@ -610,6 +615,7 @@ def prepare_fit(df: pd.DataFrame, config: FitConfig) -> PreparedFit:
     rows = rows.reset_index(drop=True)
     _check_sizes(rows, pooling, spec.law)
     data = prepare(rows, form)
+    _warn_design_cost(data, spec.law.name, config)
     if pooling == "hierarchical" and data.n_families == 1:
         # one family says nothing about a population: its mu, tau would be the prior's, and a centred
         # family under them a funnel. The hierarchical model of one family is the unpooled one.
@@ -618,6 +624,25 @@ def prepare_fit(df: pd.DataFrame, config: FitConfig) -> PreparedFit:
     y = np.asarray(jnp.log(jnp.asarray(rows["loss"].to_numpy(dtype=float))))
     return PreparedFit(rows, data, config, y,
                        _point_init(rows, data, pooling, spec), len(df))
+
+
+def _warn_design_cost(data: ModelData, law: str, config: FitConfig) -> None:
+    """Warn, before the start and the sampling, where a schedule law's per-row design is so large that
+    NUTS would run for hours: its size, a time scaled from :data:`DESIGN_REFERENCE` (linear in the terms
+    and the iterations: a rough guide, not a promise) and what makes it smaller."""
+    designs = [np.shape(v) for v in data.inputs.values() if np.ndim(v) == 2]
+    if not designs:
+        return
+    rows, bins = max(designs, key=lambda shape: shape[0] * shape[1])
+    if rows * bins <= DESIGN_TERMS_WARN:
+        return
+    terms, seconds, iterations = DESIGN_REFERENCE
+    hours = seconds * (rows * bins / terms) * (config.chains * (config.warmup + config.draws) / iterations) / 3600
+    expected = f"{hours:.0f} hour(s)" if hours >= 1 else f"{60 * hours:.0f} minutes"
+    warnings.warn(f"fit: the {law} law's design is {rows:,} rows x {bins:,} bins ({rows * bins / 1e6:.1f}M terms "
+                  f"per evaluation); scaled from a 120 x 362 fit that takes about 6 minutes on 2 CPU cores, NUTS would "
+                  f"take of the order of {expected} here: thin the rows (thin=), fit fewer runs, or use "
+                  f"form='annealing' (no such sum)", UserWarning, stacklevel=4)
 
 
 def _replicate(model, samples: dict, key, data: ModelData, y, *, seed_scaling: str):
