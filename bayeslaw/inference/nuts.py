@@ -60,7 +60,7 @@ MAX_TREE_DEPTH = 10  # NUTS' default: at most 1023 leapfrog steps per draw
 #: a fit is warned of its cost. The cost of a gradient grows with the design's terms: the multipower test
 #: split of benchmarks/schedule_laws.py (120 rows x 362 bins) takes about 344 s on 2 CPU cores at 4 x 1000.
 DESIGN_TERMS_WARN = 1_000_000
-DESIGN_REFERENCE = (120 * 362, 344.0, 4 * 2000)  # (terms, seconds, chains x iterations) of that fit
+DESIGN_REFERENCE = (120, 362, 344.0, 4 * 2000)  # (rows, bins, seconds, chains x iterations) of that fit
 
 
 def _point_init(df: pd.DataFrame, data: ModelData, pooling: str, spec: Parameterization) -> dict:
@@ -636,12 +636,14 @@ def _warn_design_cost(data: ModelData, law: str, config: FitConfig) -> None:
     rows, bins = max(designs, key=lambda shape: shape[0] * shape[1])
     if rows * bins <= DESIGN_TERMS_WARN:
         return
-    terms, seconds, iterations = DESIGN_REFERENCE
-    hours = seconds * (rows * bins / terms) * (config.chains * (config.warmup + config.draws) / iterations) / 3600
+    ref_rows, ref_bins, seconds, iterations = DESIGN_REFERENCE
+    hours = (seconds * (rows * bins / (ref_rows * ref_bins))
+             * (config.chains * (config.warmup + config.draws) / iterations) / 3600)
     expected = f"{hours:.0f} hour(s)" if hours >= 1 else f"{60 * hours:.0f} minutes"
     warnings.warn(f"fit: the {law} law's design is {rows:,} rows x {bins:,} bins ({rows * bins / 1e6:.1f}M terms "
-                  f"per evaluation); scaled from a 120 x 362 fit that takes about 6 minutes on 2 CPU cores, NUTS would "
-                  f"take of the order of {expected} here: thin the rows (thin=), fit fewer runs, or use "
+                  f"per evaluation); scaled from a {ref_rows} x {ref_bins} fit that takes about {seconds / 60:.0f} "
+                  f"minutes on 2 CPU cores, NUTS would take of the order of {expected} here: thin the rows (thin=), "
+                  f"fit fewer runs, or use "
                   f"form='annealing' (no such sum)", UserWarning, stacklevel=4)
 
 

@@ -692,8 +692,7 @@ class Parameterization:
     @property
     def correlated_index(self) -> np.ndarray:
         """Positions in ``names`` of the coordinates whose family spreads are correlated (``corr_chol``'s)."""
-        correlated = set(self.law.sampling.correlated_names)
-        return np.array([i for i, n in enumerate(self.names) if n in correlated], dtype=int)
+        return np.flatnonzero(np.isin(self.names, self.law.sampling.correlated_names))
 
     def to_law(self, theta) -> dict:
         """The law's own parameters (its ``theta_names``) from sampled coordinates theta (..., K)."""

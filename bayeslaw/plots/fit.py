@@ -334,12 +334,13 @@ def _families_shown(fit, sites) -> tuple[dict | None, str]:
 
     posterior = fit.idata.posterior
     per_family = [v for v in sites if "family" in posterior[v].dims]
+    if not per_family:
+        return None, ""
     panels = lambda v: int(np.prod([n for d, n in posterior[v].sizes.items() if d not in ("chain", "draw", "family")]))  # noqa: E731
     fixed = sum(panels(v) for v in sites if v not in per_family)
-    each = sum(panels(v) for v in per_family)
-    room = (rcParams["plot.max_subplots"] - fixed) // max(each, 1)
-    families = list(posterior["family"].values) if per_family else []
-    if not per_family or len(families) <= room:
+    room = (rcParams["plot.max_subplots"] - fixed) // sum(panels(v) for v in per_family)
+    families = list(posterior["family"].values)
+    if len(families) <= room:
         return None, ""
     rhat = az.rhat(fit.idata, var_names=per_family)
     worst = np.max(np.stack([np.asarray(rhat[v].max([d for d in rhat[v].dims if d != "family"])) for v in per_family]),
