@@ -22,7 +22,8 @@ cooldown fraction of the 124M sweep forecast before any 124M cooldown is seen.
    loss among the fractions tried; ``p_best`` its posterior probability, on the law's draws) against the
    observed best, the regret (the observed final loss at the forecast best over the observed best), and
    the 90% band's coverage of the sweep's final losses (each run a branch of its stable run where that
-   is known). Also :func:`bayeslaw.plan.best_cooldown` over its default grid (0.02-0.6).
+   is known), and whether ``p_best`` is calibrated (its mean at the forecast best against how often that
+   is the observed best). Also :func:`bayeslaw.plan.best_cooldown` over its default grid (0.02-0.6).
 
     BAYESLAW_DATA=../shared/data python benchmarks/schedules.py [--part horizons|cooldown|all]
 
@@ -212,8 +213,14 @@ def cooldown() -> pd.DataFrame:
     print("\ncooldown sweeps at 124M:")
     print(table.round(4).to_string(index=False))
     if len(table):
-        print(f"forecast best = observed best in {int((table['forecast best'] == table['observed best']).sum())} of "
+        hits = table["forecast best"] == table["observed best"]
+        print(f"forecast best = observed best in {int(hits.sum())} of "
               f"{len(table)} sweeps; median regret {table['regret_pct'].median():.3f}%, worst {table['regret_pct'].max():.3f}%")
+        # p_best is calibrated where the forecast best is right as often as its p_best says
+        print(f"p_best of the forecast best: mean {table['p_best'].mean():.3f} against a hit rate of {hits.mean():.3f}; "
+              f"p_best of the observed best: mean log {np.log(np.maximum(table['p_best(observed)'], 1e-4)).mean():.2f} "
+              f"(floored at 1e-4), smallest {table['p_best(observed)'].min():.4f}; 90% coverage of the final losses: "
+              f"median {table['cover90'].median():.2f}, mean {table['cover90'].mean():.2f} over sweeps")
     return table
 
 

@@ -554,6 +554,34 @@ def test_schedule_questions_with_bands_from_a_bayesian_fit(schedule_fit):
     assert 0 < drop["drop_q5"] < drop["drop"] < drop["drop_q95"]
 
 
+def test_planned_schedules_carry_the_laws_misfit_correlated_by_how_far_apart_they_are(schedule_fit):
+    """The law's draws put every schedule's end on the law; a planned schedule's end carries the misfit
+    sigma_dev, correlated as exp(-d / ELL): two nearly equal cooldowns are a toss-up, not a certainty."""
+    from bayeslaw.laws.runs import ELL
+    from bayeslaw.plan import best_cooldown, schedule_distance
+    from bayeslaw.plan.schedules import _misfit, _targets
+
+    df, fitted = schedule_fit
+    wsd = {f: Schedule.wsd(1e-3, 4000, f) for f in (0.2, 0.21, 0.6)}
+    assert schedule_distance(wsd[0.2], wsd[0.6]) == pytest.approx(0.2, abs=1e-3)  # |f1 - f2| / 2, linear to 0
+    assert schedule_distance(wsd[0.2], wsd[0.2]) == 0.0
+    misfit = _misfit(fitted, {str(k): v for k, v in wsd.items()}, None, 20000, seed=0)
+    sd = np.sqrt(np.mean(fitted.site_draws("sigma_dev") ** 2))  # a scale mixture over the posterior's sigma_dev
+    assert np.std(misfit[:, 0]) == pytest.approx(sd, rel=0.05)
+    corr = np.corrcoef(misfit.T)
+    assert corr[0, 2] == pytest.approx(np.exp(-0.2 / ELL), abs=0.03) and corr[0, 1] > 0.95
+    # two cooldowns 1% of the run apart: the law alone gave one of them p_best near 1
+    # near a flat optimum (the losses of 0.8-0.98 within 0.1%): the law's draws alone all but name one
+    flat = dict(total_steps=4000, peak_lr=1e-3, warmup_steps=200, final_lr=1e-5, params=2e8)
+    fractions = np.linspace(0.6, 0.98, 20)
+    table = best_cooldown(fitted, fractions=fractions, **flat)
+    plans = {f"{f:.4g}": Schedule.wsd(1e-3, 4000, float(f), warmup_steps=200, final_lr=1e-5) for f in fractions}
+    law = fitted.predict(_targets(fitted, plans, None, 2e8, None, None), kind="law", seed=0).draws.values
+    alone = np.bincount(np.argmin(law, axis=1), minlength=len(fractions)) / len(law)
+    assert alone.max() > 0.9 > 0.5 > table["p_best"].max()
+    assert (table["p_best"] > 0.05).sum() >= 3 and table["p_best"].sum() == pytest.approx(1.0)
+
+
 def test_live_forecast_of_a_run_in_flight_is_conditioned_on_its_checkpoints():
     """A cosine run seen to step 2000 of 4000: its forecast to the end covers the rest of the run, and is
     narrower than the forecast of the same schedule as a run not yet started."""

@@ -12,8 +12,9 @@
 
 from bayeslaw.plan.allocation import Allocation, optimal_allocation
 from bayeslaw.plan.pilots import pilot_rows, rank_pilots
-from bayeslaw.plan.schedules import best_cooldown, cooldown_drop, live_forecast, schedule_loss
+from bayeslaw.plan.schedules import best_cooldown, cooldown_drop, live_forecast, schedule_distance, schedule_loss
 from bayeslaw.plan.trajectory import critical_batch_size, loss_curve, minimum_loss, steps_to_loss, tokens_to_loss
 
 __all__ = ["Allocation", "best_cooldown", "cooldown_drop", "critical_batch_size", "live_forecast", "loss_curve",
-           "minimum_loss", "optimal_allocation", "pilot_rows", "rank_pilots", "schedule_loss", "steps_to_loss", "tokens_to_loss"]
+           "minimum_loss", "optimal_allocation", "pilot_rows", "rank_pilots", "schedule_distance", "schedule_loss",
+           "steps_to_loss", "tokens_to_loss"]

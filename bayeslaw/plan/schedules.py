@@ -10,6 +10,18 @@ Each takes a point fit (:func:`bayeslaw.fit_point`: the fit's numbers) or a Baye
 new run (its loss carries a seed offset and the run's noise) unless it branches from a trained run
 (``parent_run``), whose offset it shares; comparisons between schedules of one run (the best cooldown,
 a branch's drop) are made on the law's draws, where the seed is common to both and cancels.
+
+**The law's misfit of a planned schedule.** The run-level likelihood pins every trained run's deviation
+from the law to 0 at the run's end (the law is the law of final losses), so the law's draws put the end
+of any schedule exactly on the law. A schedule the fit has not seen ends off it: by about the deviation
+scale sigma_dev along the trained runs (the 124M cooldown sweeps of wsd_horizons end 0.05-0.46% (sd)
+apart around their law, against sigma_dev 0.53%: docs/run_likelihood.md, "The law's misfit of a planned
+schedule"). Where nothing else carries it, a planned schedule's end gets that misfit m ~ Normal(0,
+sigma_dev^2) in log loss, correlated between two planned schedules as exp(-d / ELL), d the mean gap of
+their learning rates over the run (:func:`schedule_distance`), ELL the deviation's correlation length: a
+branch of a trained run (its offset is its parent's, which carries no misfit of the branch's schedule),
+and every comparison on the law's draws (``p_best``, a branch's drop). A new run's seed offset already
+carries it (a schedule law's runs differ in schedule, so sigma_seed measures the law's misfit of each).
 """
 
 from __future__ import annotations
@@ -22,10 +34,12 @@ import pandas as pd
 from bayeslaw.data.importers import FIT_COLUMNS, as_table
 from bayeslaw.data.schedules import DecayType, Schedule, run_schedules
 from bayeslaw.inference.nuts import fit as bayes_fit
+from bayeslaw.laws.runs import ELL
 
-__all__ = ["best_cooldown", "cooldown_drop", "live_forecast", "schedule_loss"]
+__all__ = ["best_cooldown", "cooldown_drop", "live_forecast", "schedule_distance", "schedule_loss"]
 
 BANDS = (0.05, 0.25, 0.5, 0.75, 0.95)
+DISTANCE_POINTS = 1000  # points of the run at which two schedules' rates are compared
 
 
 def _check_schedule_law(fit) -> None:
@@ -70,6 +84,31 @@ def _draws(fit, table: pd.DataFrame, kind: str, seed: int) -> np.ndarray:
     return np.asarray(fit.predict(table), dtype=float)[None, :]
 
 
+def schedule_distance(a: Schedule, b: Schedule) -> float:
+    """The mean gap between two schedules' learning rates over the run, in fractions x of each run, over
+    the larger peak rate: d = mean_x |eta_a(x T_a) - eta_b(x T_b)| / max(peak). 0 for one schedule; for
+    WSD runs of one budget with cooldown fractions f1 and f2 (linear to 0), |f1 - f2| / 2."""
+    x = (np.arange(DISTANCE_POINTS) + 0.5) / DISTANCE_POINTS
+    gap = np.abs(a.lr(x * a.total_steps) - b.lr(x * b.total_steps))
+    return float(gap.mean() / max(a.peak_lr, b.peak_lr))
+
+
+def _misfit(fit, schedules: Mapping[str, Schedule], family: str | None, n: int, seed: int) -> np.ndarray:
+    """(sample, schedule) draws of the law's misfit at the end of each planned schedule, in log loss: per
+    posterior draw Normal(0, sigma_dev^2 R), R_ij = exp(-d_ij / ELL) (the module docstring). sigma_dev is
+    the family's, or for a new family that of a family with curves drawn per sample (``Fit.noise_draws``)."""
+    rng = np.random.default_rng([seed, 7])  # its own stream: the law's draws stay those of the same seed
+    sd = fit.noise_draws([family], seed=rng)["sigma_dev"][:, 0]
+    plans = list(schedules.values())
+    distance = np.array([[schedule_distance(a, b) for b in plans] for a in plans])
+    # the kernel is positive definite for distinct schedules; equal ones (d = 0) make it singular, so an
+    # eigen-square-root, not a Cholesky factor
+    values, vectors = np.linalg.eigh(np.exp(-distance / ELL))
+    root = vectors * np.sqrt(np.clip(values, 0.0, None))
+    sd = sd if len(sd) == n else rng.choice(sd, n)  # one per predictive draw
+    return sd[:, None] * (rng.standard_normal((n, len(plans))) @ root.T)
+
+
 def schedule_loss(fit, schedules: Schedule | Mapping[str, Schedule], steps=None, *, params: float,
                   family: str | None = None, parent_run: str | None = None, kind: str = "new_run",
                   seed: int = 0) -> pd.DataFrame:
@@ -82,6 +121,12 @@ def schedule_loss(fit, schedules: Schedule | Mapping[str, Schedule], steps=None,
         schedules = {"planned": schedules}
     table = _targets(fit, schedules, steps, params, family, parent_run)
     draws = _draws(fit, table, kind, seed)
+    if _bayesian(fit) and kind == "new_run" and parent_run is not None:
+        # a branch's own schedule's misfit, grown along the run as the offset is (x = step / total steps)
+        misfit = _misfit(fit, schedules, fit.family_or_only(family), draws.shape[0], seed)
+        which = table["name"].map({name: i for i, name in enumerate(schedules)}).to_numpy()
+        along = table["step"].to_numpy() / np.array([schedules[name].total_steps for name in table["name"]])
+        draws = draws * np.exp(misfit[:, which] * along)
     out = table[["name", "step", "description"]].rename(columns={"name": "schedule"})
     out["loss"] = np.median(draws, axis=0)
     if _bayesian(fit):
@@ -111,7 +156,10 @@ def best_cooldown(fit, *, total_steps: int, peak_lr: float, params: float, famil
     # fraction, and the medians of independent new-run draws per row differ by sampling noise that picked a
     # different "best" from one seed to the next near a flat optimum
     law = _draws(fit, _targets(fit, schedules, None, params, family, parent_run), "law", seed)
-    table["p_best"] = np.bincount(np.argmin(law, axis=1), minlength=len(fractions)) / law.shape[0]
+    # the probability on the law's draws with each fraction's misfit: the law alone puts every end on
+    # itself, and its p_best was near 1 where the observed best differed (docs/run_likelihood.md)
+    ends = law * np.exp(_misfit(fit, schedules, fit.family_or_only(family), law.shape[0], seed))
+    table["p_best"] = np.bincount(np.argmin(ends, axis=1), minlength=len(fractions)) / law.shape[0]
     expected = law.mean(axis=0)
     return table.assign(best=expected == expected.min())
 
@@ -127,6 +175,8 @@ def cooldown_drop(fit, *, branch_step: int, cooldown_steps: int, peak_lr: float,
     constant = Schedule("constant", peak_lr, end, warmup_steps)
     schedules = {"cooldown": branch, "constant": constant}
     law = _draws(fit, _targets(fit, schedules, None, params, family, None), "law", seed)
+    if _bayesian(fit):  # the band of the drop carries the two schedules' misfits (the module docstring)
+        law = law * np.exp(_misfit(fit, schedules, fit.family_or_only(family), law.shape[0], seed))
     drop = law[:, 1] - law[:, 0]
     out = {"step": end, "loss_cooldown": float(np.median(law[:, 0])), "loss_constant": float(np.median(law[:, 1])),
            "drop": float(np.median(drop))}
