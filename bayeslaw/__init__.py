@@ -70,3 +70,15 @@ __all__ = [
     "simulate",
     "simulate_trajectories",
 ]
+
+# the last stages (evaluation, figures, reports) import on first use, so that ``bl.plots.forest(...)`` and
+# ``bl.report.fit_report(...)`` work after ``import bayeslaw as bl`` without loading them for every fit
+_LAZY = ("evaluation", "plots", "report")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"bayeslaw.{name}")
+    raise AttributeError(f"module 'bayeslaw' has no attribute {name!r}")

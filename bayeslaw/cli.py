@@ -487,10 +487,13 @@ def _load_fit(path: Path):
     if not path.exists():
         raise FileNotFoundError(f"fit file {str(path)!r} does not exist; write one with "
                                 f"`bayeslaw fit DATA --out {path}`")
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder, not a fit file (a netCDF file written by `bayeslaw fit`)")
     try:
         return load_fit(path)
-    except OSError as err:  # h5netcdf: a directory, a CSV, an empty or truncated file
-        raise ValueError(f"{str(path)!r} is not a fit file (a netCDF file written by `bayeslaw fit`): {err}") from None
+    except OSError as err:  # h5netcdf: a CSV, an empty or truncated file; its message is HDF5's, first line only
+        reason = str(err).split(",")[0].strip()
+        raise ValueError(f"{str(path)!r} is not a fit file (a netCDF file written by `bayeslaw fit`): {reason}") from None
 
 
 def _check_families(fit, families: list[str], *, new_family_hint: bool = True) -> None:
@@ -573,6 +576,7 @@ def fit_command(
     path = fitted.save(out)
     diagnostics = fitted.diagnostics(warn=False)
     params = fitted.params()
+    chains, draws = (int(fitted.idata.posterior.sizes[d]) for d in ("chain", "draw"))  # after any extension
     if as_json:
         typer.echo(_json({"out": str(path), "form": fitted.form, "pooling": fitted.pooling,
                           "families": fitted.families, "runs": len(fitted.runs),
@@ -763,6 +767,9 @@ def plan(
         raise ValueError("nothing to plan: give --flops (compute budgets), or --loss and --params (tokens to a loss)")
     if losses and not sizes:
         raise ValueError("--loss needs --params: the model sizes to reach that loss with")
+    if sizes and not losses:
+        raise ValueError("--params goes with --loss (the model sizes to reach a loss with); --flops finds the "
+                         "parameters itself")
     if batch_size is not None and not (np.isfinite(batch_size) and batch_size > 0):
         raise ValueError(f"--batch-size must be a positive number of tokens per step, got {batch_size}")
     if family is not None:
@@ -808,7 +815,9 @@ def plan(
             keep = [c for c in ("params", "loss", "batch_size", "q5", "q50", "q95", "p_reachable") if c in summary]
             payload["trajectory"][quantity] = _records(summary.drop(columns=["family", "kind"], errors="ignore"))
             reachable = " (p_reachable: posterior probability the loss is reached)" if "p_reachable" in summary else ""
-            tables.append((summary[keep], f"{fit.form}: {titles[quantity]}, {answer.draws.attrs['units']}{reachable}"))
+            who = f"family {family}" if family is not None else "the population (a new family)"
+            tables.append((summary[keep], f"{fit.form}, {who}: {titles[quantity]}, {answer.draws.attrs['units']}"
+                                          f"{reachable}"))
     if as_json:
         typer.echo(_json(payload))
         return
@@ -947,11 +956,19 @@ def import_command(
              "path.")],
     out: Annotated[Path, typer.Option(help="The long table to write (.parquet or .csv), atomically.")],
     params: Annotated[list[str] | None, typer.Option(
-        "--params", help="RUN=N: parameters of a run (chart exports, TensorBoard); repeat per run.")] = None,
+        "--params", help="RUN=N: parameters of a run (needed for chart exports and TensorBoard; replaces a W&B "
+                         "JSON export's summary.parameters); repeat per run. A RUN that names no run is "
+                         "refused.")] = None,
     sidecar: Annotated[Path | None, typer.Option(
-        help="CSV run,params[,tokens_per_step,family]: parameters (and tokens per step, family) per run.")] = None,
+        help="CSV run,params[,tokens_per_step,family]: parameters (and tokens per step, family) per run, for "
+             "every input format (counts as 1.2e8 or 124M).")] = None,
     tokens_per_step: Annotated[list[str] | None, typer.Option(
-        "--tokens-per-step", help="Tokens per optimizer step: N for every run, or RUN=N repeated.")] = None,
+        "--tokens-per-step", help="Tokens per optimizer step: N for every chart-export and TensorBoard run (W&B "
+                                  "JSON exports keep their config's; with JSON inputs alone N must match it), or "
+                                  "RUN=N repeated (replaces a W&B run's). A RUN that names no run is refused.")] = None,
+    tags: Annotated[list[str] | None, typer.Option(
+        "--tags", help="TensorBoard scalar tags to import as losses (repeat, or comma-separated), instead of every "
+                       "tag with 'loss', 'perplexity' or 'ppl' in its name.")] = None,
     family: Annotated[str | None, typer.Option(
         help="Family of the runs: for chart exports, TensorBoard and tables without a family (a sidecar's family "
              "wins); replaces W&B JSON exports' '<dataset>-<schedule shape>'.")] = None,
@@ -960,15 +977,33 @@ def import_command(
     """Import real training logs into the bayeslaw long table, reporting what was read, converted and left out."""
     from bayeslaw.data.importers import import_paths
 
-    if out.suffix not in (".parquet", ".pq", ".csv"):
+    suffix = out.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv"):
         raise ValueError(f"--out {str(out)!r}: unknown file type {out.suffix!r}; use .parquet or .csv")
-    df = import_paths(paths, params=_run_numbers(params, "--params"), sidecar=sidecar,
-                      tokens_per_step=_run_numbers(tokens_per_step, "--tokens-per-step"), family=family)
+    # a bad --out is found before the inputs are read (which can take minutes), not after
+    if out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a directory; give a file name such as {str(out / 'runs.parquet')!r}")
+    blocker = next((p for p in out.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ValueError(f"--out {str(out)!r}: {str(blocker)!r} is a file, not a folder")
+    selected = [t.strip() for text in tags or [] for t in text.split(",") if t.strip()] or None
+    try:
+        df = import_paths(paths, params=_run_numbers(params, "--params"), sidecar=sidecar,
+                          tokens_per_step=_run_numbers(tokens_per_step, "--tokens-per-step"), family=family,
+                          tags=selected)
+    except (FileNotFoundError, ValueError):
+        raise
+    except OSError as error:  # unreadable input (permissions, a device error): one line naming the file
+        raise ValueError(f"cannot read {error.filename or 'an input'!s}: {error.strerror or error}") from None
     report = list(df.attrs.get("import_report", []))
-    writer = (lambda p: df.to_parquet(p, index=False)) if out.suffix in (".parquet", ".pq") else (
+    writer = (lambda p: df.to_parquet(p, index=False)) if suffix in (".parquet", ".pq") else (
         lambda p: df.to_csv(p, index=False))
-    write_atomic(out, writer)
-    flags = df["schedule_flag"].astype(bool) if "schedule_flag" in df.columns else pd.Series(False, df.index)
+    try:
+        write_atomic(out, writer)
+    except OSError as error:  # write_atomic leaves no partial file; say which option to change
+        raise ValueError(f"--out {str(out)!r}: cannot write ({error.strerror or error})") from None
+    # only a True flag is a flagged schedule: runs from charts or TensorBoard have none to check
+    flags = df["schedule_flag"].eq(True) if "schedule_flag" in df.columns else pd.Series(False, df.index)
     summary = (
         df.assign(flagged_run=df["run"].where(flags))
         .groupby(["family", "model"], sort=False)

@@ -249,6 +249,34 @@ def test_bad_inputs_raise_clear_errors():
             optimal_allocation(chinchilla, 1e21, point=wrong)
 
 
+def test_an_unpooled_fit_refuses_a_family_it_has_not_seen_everywhere_it_forecasts():
+    """pooling='none' has no population: an unseen (mistyped) family would get the prior's forecast, which
+    no answer gives silently (allocation refused it; predict and the trajectory answers did not)."""
+    from bayeslaw.plan import minimum_loss, tokens_to_loss
+
+    two = _fit_from_draws("chinchilla", _draws("chinchilla", n=5), families=("fam0", "fam1"), pooling="none")
+    target = pd.DataFrame({"family": ["fam9"], "params": [1e9], "tokens": [1e11]})
+    with pytest.raises(ValueError, match="family 'fam9' is not in this fit.*no population law"):
+        two.predict(target)
+    with pytest.raises(ValueError, match="family 'fam9' is not in this fit"):
+        tokens_to_loss(two, 1e9, 2.5, family="fam9")
+    with pytest.raises(ValueError, match="no family named"):  # several families, none named
+        minimum_loss(two, 1e9)
+    assert np.isfinite(two.predict(target.assign(family="fam1")).summary["q50"]).all()
+
+
+def test_trajectory_answers_refuse_non_positive_or_non_finite_inputs():
+    from bayeslaw.plan import minimum_loss, tokens_to_loss
+
+    fit = _fit_from_draws("chinchilla", _draws("chinchilla", n=5))
+    for params, loss, name in ((0.0, 2.5, "params"), (-1e9, 2.5, "params"), (1e9, -2.0, "loss"),
+                               (1e9, np.nan, "loss")):
+        with pytest.raises(ValueError, match=f"{name}: need finite positive values"):
+            tokens_to_loss(fit, params, loss, family="fam0")
+    with pytest.raises(ValueError, match="params: need finite positive values"):
+        minimum_loss(fit, [1e9, 0.0], family="fam0")
+
+
 def test_su2024_allocation_end_to_end_and_the_plot():
     draws = _draws("su2024", n=40, scale=0.2)
     fit = _fit_from_draws("su2024", draws)

@@ -154,15 +154,26 @@ def test_predict_bad_options(fitted, args, message):
     assert message in " ".join(result.stderr.split())
 
 
+def test_fit_reports_the_draws_it_kept_after_an_extension(fitted, tmp_path, monkeypatch):
+    """A fit that drew more blocks (--extend) reports the draws it holds, not the --draws asked for."""
+    import bayeslaw.inference.nuts as nuts
+
+    kept = nuts.load_fit(fitted["fit"])  # 1 chain x 100 draws
+    monkeypatch.setattr(nuts, "fit", lambda *args, **kwargs: kept)
+    out = invoke_json(["fit", str(fitted["data"]), "--out", str(tmp_path / "f.nc"), "--chains", "1", "--draws", "40"])
+    assert (out["chains"], out["draws"]) == (1, 100)
+
+
 def test_not_a_fit_file(fitted, tmp_path):
     other = tmp_path / "other.nc"
     xr.Dataset({"x": ("i", np.arange(3.0))}).to_netcdf(other, engine="h5netcdf")
     for path, message in [(fitted["data"], "is not a fit file (a netCDF file written by `bayeslaw fit`)"),
                           (other, "is a netCDF file but not a bayeslaw fit"),
-                          (tmp_path, "is not a fit file")]:
+                          (tmp_path, "is a folder, not a fit file")]:
         result = runner.invoke(app, ["diagnose", str(path)])
         assert result.exit_code == 2, result.output
         assert message in " ".join(result.stderr.split()) and "Traceback" not in result.output
+        assert len(result.stderr.strip().splitlines()) == 1  # HDF5's own report ran over several lines
 
 
 def test_fit_bad_schema_names_column(tmp_path):
@@ -192,6 +203,10 @@ def test_plan_needs_a_question_and_answers_tokens_to_a_loss(fitted):
     assert result.exit_code == 2 and "nothing to plan" in result.stderr
     result = runner.invoke(app, ["plan", str(fitted["fit"]), "--loss", "2.5"])
     assert result.exit_code == 2 and "--loss needs --params" in result.stderr
+    result = runner.invoke(app, ["plan", str(fitted["fit"]), "--flops", "1e21", "--params", "7e9"])
+    assert result.exit_code == 2 and "--params goes with --loss" in result.stderr  # not left unused
+    table = runner.invoke(app, ["plan", str(fitted["fit"]), "--loss", "2.6", "--params", "1e9", "--family", "fam0"])
+    assert table.exit_code == 0 and "family fam0: training tokens" in " ".join(table.output.split())
     # a chinchilla fit: the tokens to each loss and the minimum with unlimited tokens (su2024's steps need su2024)
     out = invoke_json(["plan", str(fitted["fit"]), "--loss", "2.6,9", "--params", "1e9"])["trajectory"]
     assert set(out) == {"tokens", "minimum_loss"}

@@ -116,6 +116,17 @@ def test_predictive_curves_of_a_family_the_fit_has_not_seen(fitted, sim):
     assert len(_check_bands(figure.axes[1])) == 2
 
 
+def test_predictive_curves_of_final_losses_draw_interval_bars(fitted, sim):
+    """One row per run (final losses): a band over a single point has no area, so each run's 50% / 90%
+    intervals are bars with a width, around the median."""
+    finals = sim.data.loc[sim.data.groupby("run")["tokens"].idxmax()]
+    ax = plots.predictive_curves(fitted, finals, families="fam0", max_runs=3).axes[0]
+    medians = _check_bands(ax)
+    assert len(medians) == 3 and all(len(line.get_xdata()) == 1 for line in medians.values())
+    for prefix in ("band50:", "band90:"):
+        assert all(np.max(band.get_linewidth()) > 0 for band in _by_gid(ax, prefix).values())
+
+
 def test_predictive_curves_bad_input(fitted, sim):
     with pytest.raises(ValueError, match="kind"):
         plots.predictive_curves(fitted, kind="median")
@@ -123,6 +134,8 @@ def test_predictive_curves_bad_input(fitted, sim):
         plots.predictive_curves(fitted, sim.data.drop(columns="loss"))
     with pytest.raises(ValueError, match="fam9"):
         plots.predictive_curves(fitted, sim.data, families=["fam9"])
+    with pytest.raises(ValueError, match="none of the fit's"):  # else an empty figure
+        plots.predictive_curves(fitted, sim.data.assign(family="other"))
 
 
 def test_forest_rows_are_the_families_and_the_population(fitted):

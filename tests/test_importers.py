@@ -421,3 +421,223 @@ def test_real_wsd_horizons(data_root):
     assert "dropped 2858 duplicate checkpoint(s)" in notes
     assert "cooldown branches joined to their parent: 99" in notes
     assert (df["tokens"] <= df["run_tokens"]).all() and df.loc[df["copied"], "parent_run"].notna().all()
+
+
+# --------------------------------------------------------------------------- defects found by probing the importers
+
+
+def tb_run(folder: Path, events, *, wall0: float = 1000.0) -> Path:
+    """A TensorBoard event file in ``folder`` of (step, {tag: value}) events."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    writer = EventFileWriter(str(folder))
+    for i, (step, values) in enumerate(events):
+        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=t, simple_value=v)
+                                             for t, v in values.items()])
+        writer.add_event(event_pb2.Event(wall_time=wall0 + i, step=step, summary=summary))
+    writer.close()
+    return folder
+
+
+def test_tensorboard_loss_scaler_is_not_a_loss_and_tags_select_losses(tmp_path):
+    pytest.importorskip("tensorboard")
+    tb_run(tmp_path / "logs" / "gpt", [(s, {"lm loss": 4.0 - s / 1000, "loss-scale": 65536.0,
+                                            "lm loss validation": 4.1 - s / 1000}) for s in (100, 200, 300)])
+    df = read_tensorboard(tmp_path / "logs", params={"gpt": 1.25e8}, tokens_per_step=1000)
+    assert set(df["loss_name"]) == {"lm loss", "lm loss validation"}  # Megatron's fp16 scaler is left out
+    assert any("loss-scaler tag(s) loss-scale" in line for line in df.attrs["import_report"])
+    out = tmp_path / "t.parquet"
+    result = runner.invoke(app, ["import", str(tmp_path / "logs"), "--out", str(out), "--params", "gpt=125M",
+                                 "--tokens-per-step", "1000", "--tags", "lm loss validation,lm loss"])
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_parquet(out)["loss_name"]) == {"lm loss", "lm loss validation"}
+    result = runner.invoke(app, ["import", str(tmp_path / "logs"), "--out", str(out), "--params", "gpt=125M",
+                                 "--tokens-per-step", "1000", "--tags", "lm loss validation"])
+    assert result.exit_code == 0 and set(pd.read_parquet(out)["loss_name"]) == {"lm loss validation"}
+    tb_run(tmp_path / "noloss" / "r", [(100, {"train/accuracy": 0.5})])
+    result = runner.invoke(app, ["import", str(tmp_path / "noloss"), "--out", str(out), "--params", "r=1e7",
+                                 "--tokens-per-step", "10"])
+    assert result.exit_code == 2 and "--tags" in result.output and "train/accuracy" in result.output
+    chart(tmp_path / "chart.csv")
+    result = runner.invoke(app, ["import", str(tmp_path / "chart.csv"), "--out", str(out), "--tags", "x"])
+    assert result.exit_code == 2 and "no input is a TensorBoard" in result.output
+
+
+def test_tensorboard_names_runs_left_out_and_refuses_a_corrupt_file(tmp_path):
+    pytest.importorskip("tensorboard")
+    tb_run(tmp_path / "logs" / "runA", [(s, {"val/loss": 4.0 - s / 1000}) for s in (100, 200)])
+    tb_run(tmp_path / "logs" / "runN", [(s, {"train/accuracy": 0.5}) for s in (100, 200)])
+    (tmp_path / "logs" / "runA" / "events.out.tfevents.9.empty").write_bytes(b"")
+    df = read_tensorboard(tmp_path / "logs", params={"runA": 1e7}, tokens_per_step=1000)
+    report = "\n".join(df.attrs["import_report"])
+    assert "left out run 'runN': no loss tag (scalar tags: train/accuracy)" in report
+    assert "left out 1 empty event file(s)" in report
+    (tmp_path / "logs" / "runA" / "events.out.tfevents.10.bad").write_bytes(bytes(range(256)) * 2)
+    with pytest.raises(ImportFormatError, match=r"events.out.tfevents.10.bad'.*no TensorBoard event could be read"):
+        read_tensorboard(tmp_path / "logs", params={"runA": 1e7}, tokens_per_step=1000)
+
+
+def test_cli_import_of_json_and_chart_flags_only_checked_schedules(tmp_path):
+    export(tmp_path, "toy_run_iter1000_bs4x1_ws2", val_iters=[500, 1000])
+    chart(tmp_path / "chart.csv")
+    out = tmp_path / "t.parquet"
+    result = runner.invoke(app, ["import", str(tmp_path / "toy_run_iter1000_bs4x1_ws2.json"),
+                                 str(tmp_path / "chart.csv"), "--out", str(out), "--params", "small=1e7", "--params", "big=1e8",
+                                 "--tokens-per-step", "1000", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["schedule_flagged"] == [] and all(m["schedule_flagged"] == 0 for m in payload["models"])
+    assert any("W&B JSON runs keep their config's" in line for line in payload["report"])
+    table = pd.read_parquet(out)
+    assert table["schedule_flag"].dtype == bool and not table["schedule_flag"].any()
+    json_run = table[table["run"] == "toy_run_iter1000_bs4x1_ws2"]
+    assert (json_run["batch_size"] == PER_STEP).all()  # the chart's tokens per step is not the JSON run's
+
+
+def test_a_params_or_tokens_key_that_names_no_run_is_refused(tmp_path):
+    path = chart(tmp_path / "chart.csv")
+    with pytest.raises(ImportFormatError, match=r"--params / params= name\(s\) no run: 'typo'; runs: big, small"):
+        read_wandb_csv(path, params={"small": 1e7, "big": 1e8, "typo": 1e8}, tokens_per_step=1000)
+    with pytest.raises(ImportFormatError, match=r"tokens_per_step= name\(s\) no run: 'smal'"):
+        read_wandb_csv(path, params={"small": 1e7, "big": 1e8}, tokens_per_step={"smal": 10, "big": 10})
+    export(tmp_path, "toy_run_iter1000_bs4x1_ws2", val_iters=[500, 1000])
+    with pytest.raises(ImportFormatError, match=r"name\(s\) no run: 'toy_run'"):  # would fall back to the summary's
+        read_wandb_json(tmp_path / "toy_run_iter1000_bs4x1_ws2.json", params={"toy_run": 5e6})
+    pd.DataFrame({"run": ["m"], "params": [1e8], "tokens": [1e9], "loss": [3.0]}).to_csv(tmp_path / "m.csv")
+    with pytest.raises(ImportFormatError, match=r"given for run\(s\) 'm' of a table input"):
+        import_paths([tmp_path / "m.csv"], params={"m": 2e8})
+    out = tmp_path / "t.parquet"
+    result = runner.invoke(app, ["import", str(path), "--out", str(out), "--params", "small=1e7", "--params",
+                                 "big=1e8", "--params", "bgi=1e8", "--tokens-per-step", "1000"])
+    assert result.exit_code == 2 and "'bgi'" in result.output and "runs: big, small" in result.output
+    assert not out.exists()
+
+
+def test_sidecar_and_tokens_per_step_apply_to_wandb_json(tmp_path):
+    export(tmp_path, "toy_run_iter1000_bs4x1_ws2", val_iters=[500, 1000], params=None)
+    path = tmp_path / "toy_run_iter1000_bs4x1_ws2.json"
+    with pytest.raises(ImportFormatError, match=r"give --params toy_run_iter1000_bs4x1_ws2=N"):
+        read_wandb_json(path)
+    sidecar = tmp_path / "side.csv"
+    sidecar.write_text("run,params,tokens_per_step,family\ntoy_run_iter1000_bs4x1_ws2,33M,,mine\nother,1e7,,\n")
+    df = import_paths([path], sidecar=sidecar)
+    assert (df["params"] == 33e6).all() and set(df["family"]) == {"mine"} and (df["batch_size"] == PER_STEP).all()
+    assert any("1 row(s) name no imported run, not used: other" in line for line in df.attrs["import_report"])
+    df = read_wandb_json(path, params={"toy_run_iter1000_bs4x1_ws2": 2e6},
+                         tokens_per_step={"toy_run_iter1000_bs4x1_ws2": 128})
+    assert (df["batch_size"] == 128).all() and (df["tokens"] == df["step"] * 128).all()
+    assert any("instead of the config's" in line for line in df.attrs["import_report"])
+    with pytest.raises(ImportFormatError, match="contradicts the config"):  # alone, one number would do nothing
+        read_wandb_json(path, params={"toy_run_iter1000_bs4x1_ws2": 2e6}, tokens_per_step=100)
+
+
+@pytest.mark.parametrize("kind", ["parent_is_a_file", "out_is_a_folder"])
+def test_cli_import_bad_out_is_one_line(tmp_path, kind):
+    path = chart(tmp_path / "chart.csv")
+    if kind == "parent_is_a_file":
+        (tmp_path / "f.parquet").write_text("x")
+        out, message = tmp_path / "f.parquet" / "t.parquet", "is a file, not a folder"
+    else:
+        (tmp_path / "d.parquet").mkdir()
+        out, message = tmp_path / "d.parquet", "is a directory"
+    result = runner.invoke(app, ["import", str(path), "--out", str(out), "--params", "small=1e7", "--params",
+                                 "big=1e8", "--tokens-per-step", "1000"])
+    assert result.exit_code == 2, result.output
+    assert "--out" in result.output and message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_import_write_error_is_one_line(tmp_path, monkeypatch):
+    import bayeslaw.cli as cli
+
+    def fail(path, write):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cli, "write_atomic", fail)
+    path = chart(tmp_path / "chart.csv")
+    result = runner.invoke(app, ["import", str(path), "--out", str(tmp_path / "T.CSV"), "--params", "small=1e7",
+                                 "--params", "big=1e8", "--tokens-per-step", "1000"])
+    assert result.exit_code == 2 and "--out" in result.output and "Permission denied" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_write_atomic_gives_the_umask_mode(tmp_path):
+    import os
+    import stat
+
+    from bayeslaw.data.files import write_atomic
+
+    old = os.umask(0o027)
+    try:
+        path = write_atomic(tmp_path / "a.csv", lambda p: p.write_text("x"))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640  # 0o666 less the umask, not mkstemp's 0o600
+        path.chmod(0o664)
+        write_atomic(path, lambda p: p.write_text("y"))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o664 and path.read_text() == "y"  # a replaced file's mode
+    finally:
+        os.umask(old)
+
+
+def test_cli_import_out_suffix_is_case_insensitive(tmp_path):
+    path = chart(tmp_path / "chart.csv")
+    result = runner.invoke(app, ["import", str(path), "--out", str(tmp_path / "T.CSV"), "--params", "small=1e7",
+                                 "--params", "big=1e8", "--tokens-per-step", "1000"])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "T.CSV")) == 6
+
+
+def test_unreadable_inputs_name_the_file(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ImportFormatError, match=r"empty.csv' is empty"):
+        import_paths([tmp_path / "empty.csv"])
+    (tmp_path / "header.csv").write_text("Step,x - val/loss\n")
+    with pytest.raises(ImportFormatError, match=r"header.csv': no values .* \(a header only\)"):
+        read_wandb_csv(tmp_path / "header.csv", params={"x": 1e7}, tokens_per_step=10)
+    export(tmp_path, "nulliter_ws2", val_iters=[500, None, 1000], val_loss=[3.5, 3.4, 3.2])
+    with pytest.raises(ImportFormatError, match=r"nulliter_ws2.json' \(run 'nulliter_ws2'\): history.val.iter: 1 "
+                                                r"missing or non-numeric iteration\(s\) \(index 1: None\)"):
+        read_wandb_json(tmp_path / "nulliter_ws2.json")
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1garbage")
+    with pytest.raises(ImportFormatError, match=r"bad.parquet': not a readable parquet file"):
+        import_paths([tmp_path / "bad.parquet"])
+
+
+def test_log_perplexity_is_nats_already():
+    values = np.array([3.0, 2.5])
+    np.testing.assert_allclose(loss_to_nats(values, "val/log_perplexity")[0], values)
+    np.testing.assert_allclose(loss_to_nats(values, "train/log_ppl")[0], values)
+    assert "already nats" in loss_to_nats(values, "log_ppl")[1]
+    np.testing.assert_allclose(loss_to_nats(values, "val/log2_perplexity")[0], values * math.log(2))
+    np.testing.assert_allclose(loss_to_nats(values, "val/perplexity")[0], np.log(values))
+
+
+def test_validation_errors_name_run_and_step(tmp_path):
+    path = tmp_path / "huge.csv"
+    pd.DataFrame({"Step": [100, 200], "r1 - val/loss": [3.0, 45.0]}).to_csv(path, index=False)
+    with pytest.raises(bd.DataValidationError, match=r"above 20 \(at run 'r1' step 200: 45\)"):
+        read_wandb_csv(path, params={"r1": 1e7}, tokens_per_step=1000)
+
+
+def test_runs_in_two_files_of_one_name_name_both(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        chart(tmp_path / folder / "chart.csv")
+    with pytest.raises(ImportFormatError, match=r"run 'small' appears in '.*a/chart.csv' and '.*b/chart.csv'"):
+        import_paths([tmp_path / "a" / "chart.csv", tmp_path / "b" / "chart.csv"],
+                     params={"small": 1e7, "big": 1e8}, tokens_per_step=1000)
+
+
+def test_fractional_steps_are_refused_and_the_sidecar_reads_size_labels(tmp_path):
+    path = tmp_path / "frac.csv"
+    pd.DataFrame({"Step": [100, 200.5], "r1 - val/loss": [3.0, 2.9]}).to_csv(path, index=False)
+    with pytest.raises(ImportFormatError, match=r"column 'Step': 1 fractional step\(s\) \(lines \[3\]: 200.5\)"):
+        read_wandb_csv(path, params={"r1": 1e7}, tokens_per_step=1000)
+    export(tmp_path, "frac_ws2", val_iters=[500, 750.5])
+    with pytest.raises(ImportFormatError, match=r"1 fractional iteration\(s\) \(index 1: 750.5\)"):
+        read_wandb_json(tmp_path / "frac_ws2.json")
+    sidecar = tmp_path / "side.csv"
+    sidecar.write_text("run,params,tokens_per_step\nsmall,33M,1k\nbig,1.2e8,1000\n")
+    df = read_wandb_csv(chart(tmp_path / "chart.csv"), sidecar=sidecar)
+    assert df.groupby("run")["params"].first().to_dict() == {"big": 1.2e8, "small": 33e6}
+    assert (df["batch_size"] == 1000).all()

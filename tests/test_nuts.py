@@ -185,6 +185,16 @@ def test_the_offsets_share_at_a_runs_start_is_learnt(monkeypatch):
     assert medians[0.0] < 0.35 and medians[0.9] > 0.6, medians
 
 
+def test_a_targets_draws_do_not_depend_on_the_other_targets_of_the_call(fitted):
+    """With one seed, a target's new-run draws are the same alone, beside another target, in either order."""
+    a = pd.DataFrame({"family": ["fam0"], "params": [4e8], "tokens": [1e11]})
+    b = pd.DataFrame({"family": ["fam0"], "params": [1.6e9], "tokens": [2e11]})
+    alone = fitted.predict(a, seed=5).draws.values[:, 0]
+    np.testing.assert_array_equal(fitted.predict(pd.concat([a, b]), seed=5).draws.values[:, 0], alone)
+    np.testing.assert_array_equal(fitted.predict(pd.concat([b, a]), seed=5).draws.values[:, 1], alone)
+    assert not np.array_equal(fitted.predict(a, seed=6).draws.values[:, 0], alone)
+
+
 def test_forecast_beyond_the_fitted_sizes_carries_the_form_error(fitted):
     """Outside its family's fitted sizes (1e8-1.6e9) a run's forecast widens by kappa per e-fold of N; inside it does not."""
     targets = pd.DataFrame({"family": ["fam0", "fam0"], "params": [4e8, 1.6e10], "tokens": [1e11, 1e11]})
@@ -194,8 +204,9 @@ def test_forecast_beyond_the_fitted_sizes_carries_the_form_error(fitted):
     extra = PRIORS["form_error"] * np.log(10.0)
     assert np.var(default[:, 0]) == pytest.approx(np.var(none[:, 0]), rel=1e-9)  # inside: unchanged
     assert np.var(default[:, 1]) - np.var(none[:, 1]) == pytest.approx(extra**2, rel=0.15)
-    with pytest.raises(ValueError, match="form_error"):
-        fitted.predict(targets, form_error=-0.01)
+    for bad in (-0.01, np.nan, np.inf):  # not a row of NaN forecasts
+        with pytest.raises(ValueError, match="need a finite number >= 0"):
+            fitted.predict(targets, form_error=bad)
 
 
 def test_an_unseen_family_is_drawn_by_the_model_from_the_population(fitted):
@@ -307,8 +318,10 @@ def test_config_is_stored_once_and_refits_exactly(sim, fitted, tmp_path):
 def test_fit_refuses_bad_requests(sim):
     with pytest.raises(ValueError, match="unknown pooling"):
         fit(sim.data, pooling="partial")
-    with pytest.raises(ValueError, match="row\\(s\\) left after the early cut"):
-        fit(sim.data, min_tokens=1e13)
+    runs = sim.data["run"].nunique()
+    with pytest.warns(UserWarning, match=f"left out {runs} of {runs} run\\(s\\) whole .*every row of famil"):
+        with pytest.raises(ValueError, match="row\\(s\\) left after the early cut"):
+            fit(sim.data, min_tokens=1e13)
     with pytest.raises(ValueError, match="unknown"):
         fit(sim.data, form="kaplan2020")
     with pytest.raises(ValueError, match="batch_size"):  # su2024 reads the batch size and steps

@@ -33,7 +33,8 @@ import pandas as pd
 
 from bayeslaw.data.runs import branch_roots
 from bayeslaw.data.schedules import Schedule, lr_error
-from bayeslaw.data.validation import REQUIRED_COLUMNS, validate
+from bayeslaw.data.sources import parse_count
+from bayeslaw.data.validation import REQUIRED_COLUMNS, DataValidationError, validate
 
 __all__ = [
     "SCHEDULE_TOLERANCE",
@@ -79,7 +80,42 @@ def _short(names, limit: int = 5) -> str:
     return ", ".join(str(n) for n in names[:limit]) + more
 
 
+class _Shared(dict):
+    """A ``params``/``tokens_per_step`` mapping that :func:`import_paths` hands to every input: a key for
+    another input's run is no typo in this one, so the caller checks the keys against all runs at once."""
+
+
+def _unmatched(given, runs, option: str = "--params / params=") -> str:
+    """The keys of ``given`` naming none of ``runs``, for an error about a run without a count: a typo's cause."""
+    keys = [k for k in given if k not in set(runs)] if isinstance(given, Mapping) else []
+    return f" ({option} given for {_short(repr(k) for k in keys)}, which name(s) no run here)" if keys else ""
+
+
+def _check_run_keys(runs, params, tokens_per_step, where: str | None) -> None:
+    """Refuse a ``params``/``tokens_per_step`` key that names no run: a typo would otherwise be ignored
+    (and a W&B run would fall back, unseen, to its summary's count)."""
+    runs = list(runs)
+    for given, option in ((params, "--params / params="), (tokens_per_step, "--tokens-per-step / tokens_per_step=")):
+        if isinstance(given, Mapping) and not isinstance(given, _Shared):
+            unknown = [k for k in given if k not in set(runs)]
+            if unknown:
+                raise ImportFormatError(f"{where + ': ' if where else ''}{option} name(s) no run: "
+                                        f"{_short(repr(k) for k in unknown)}; runs: {_short(sorted(runs), 8)}")
+
+
+def _read_csv(path: Path, what: str, **kwargs) -> pd.DataFrame:
+    """pandas.read_csv, its errors naming the file (pandas' own name none: 'No columns to parse from file')."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise ImportFormatError(f"{what} {str(path)!r} is empty (no header line)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
+        raise ImportFormatError(f"{what} {str(path)!r}: not a readable CSV ({str(error).splitlines()[0]})") from None
+
+
 _PER_BYTE = re.compile(r"bpb|per[_ -]?byte|bits[_ -]?per[_ -]?char|bpc", re.IGNORECASE)
+# the log of a perplexity is the cross-entropy itself (ln ppl = nats, log2 ppl = bits): never take its log again
+_LOG_PERPLEXITY = re.compile(r"(^|[^a-z])(log|ln)(2|10)?[_ -]?(perplexity|ppl)", re.IGNORECASE)
 _PERPLEXITY = re.compile(r"perplexity|(^|[^a-z])ppl([^a-z]|$)", re.IGNORECASE)
 _BITS = re.compile(r"bits|log2|(^|[^a-z])bpt([^a-z]|$)", re.IGNORECASE)
 # scores of a model's outputs, which no loss law describes (a name with 'loss' in it is a loss whatever else it says)
@@ -90,7 +126,9 @@ _NOT_A_LOSS = re.compile(r"acc(uracy)?|f1|bleu|rouge|exact[_ -]?match|(^|[^a-z])
 def loss_to_nats(values, metric: str, *, where: str = "") -> tuple[np.ndarray, str]:
     """Loss values in nats per token, by the metric's name; returns (values, the rule applied).
 
-    Rule (by name, case-insensitive): a name with 'perplexity' or 'ppl' is a perplexity -> ln(ppl);
+    Rule (by name, case-insensitive): a log-perplexity ('log_perplexity', 'log_ppl', 'ln_ppl') is the
+    cross-entropy already -> as is (nats), 'log2_ppl' -> x ln 2 (bits), 'log10_ppl' -> x ln 10;
+    a name with 'perplexity' or 'ppl' is a perplexity -> ln(ppl);
     'bits', 'log2' or 'bpt' is bits per token -> x ln 2; 'bpb'/'per byte'/'bpc' is per byte or
     character, which no table of tokens can use -> error; an accuracy, F1, BLEU, ROUGE, exact match, score,
     reward, gradient norm or learning rate (a name without 'loss', 'perplexity' or 'ppl') is not a loss ->
@@ -103,12 +141,38 @@ def loss_to_nats(values, metric: str, *, where: str = "") -> tuple[np.ndarray, s
     if _PER_BYTE.search(metric):
         raise ImportFormatError(f"{where}metric {metric!r} is per byte or character, not per token; "
                                 "convert it to nats per token first (bytes per token are not in the log)")
+    log_ppl = _LOG_PERPLEXITY.search(metric)
+    if log_ppl:
+        base = log_ppl.group(3)
+        if base is None:
+            return values, f"{metric!r} is a log-perplexity: already nats per token (loss = ln ppl, as is)"
+        return values * math.log(float(base)), f"{metric!r} is a log{base}-perplexity: loss = value x ln {base}"
     if _PERPLEXITY.search(metric):
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.log(values), f"{metric!r} is a perplexity: loss = ln(ppl)"
     if _BITS.search(metric):
         return values * math.log(2.0), f"{metric!r} is in bits: loss = bits x ln 2"
     return values, f"{metric!r} taken as nats per token (no 'perplexity', 'ppl', 'bits' or 'log2' in the name)"
+
+
+_ROWS = re.compile(r"\brows ((?:\d+, )*\d+)(?: and (\d+) more)?")
+
+
+def _validate_curves(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """:func:`validate` of an importer's long table, its errors naming run and step instead of row numbers
+    (the long table's rows are the importer's own, no line of the input)."""
+    try:
+        return validate(df, name=name)
+    except DataValidationError as error:
+        rows = df.reset_index(drop=True)
+
+        def checkpoints(match: re.Match) -> str:
+            shown = [int(i) for i in match.group(1).split(", ")]
+            named = [f"run {rows.at[i, 'run']!r} step {rows.at[i, 'step']}" if i < len(rows) else f"row {i}"
+                     for i in shown]
+            return "at " + ", ".join(named) + (f" and {match.group(2)} more" if match.group(2) else "")
+
+        raise DataValidationError(_ROWS.sub(checkpoints, str(error), count=1)) from None
 
 
 def _keep_last_per_step(steps, columns: Mapping[str, Iterable]) -> tuple[pd.DataFrame, int, int]:
@@ -254,7 +318,23 @@ def _history_block(history: Mapping, block: str, value_key: str | None, file: Pa
     if len(part[value_key]) != len(part["iter"]):
         raise ImportFormatError(f"{str(file)!r}: history.{block}.{value_key} has {len(part[value_key])} values "
                                 f"for {len(part['iter'])} iterations")
-    return part["iter"], part[value_key], value_key
+    return _iterations(part["iter"], f"{str(file)!r} (run {file.stem!r}): history.{block}.iter"), part[value_key], \
+        value_key
+
+
+def _iterations(values, where: str) -> np.ndarray:
+    """A history's iterations as whole numbers; a null, text or fractional one is refused by its index
+    (a step is a count of optimizer steps: rounding one would misplace its loss on the curve)."""
+    steps = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(steps))
+    if len(bad):
+        raise ImportFormatError(f"{where}: {len(bad)} missing or non-numeric iteration(s) (index "
+                                f"{_short(bad.tolist())}: {_short(repr(values[i]) for i in bad[:3])})")
+    frac = np.flatnonzero(steps != np.round(steps))
+    if len(frac):
+        raise ImportFormatError(f"{where}: {len(frac)} fractional iteration(s) (index {_short(frac.tolist())}: "
+                                f"{_short(steps[frac][:3].tolist())}); need whole steps")
+    return steps
 
 
 def _val_loss(history: Mapping, file: Path):
@@ -270,15 +350,20 @@ def _val_loss(history: Mapping, file: Path):
 
 
 def read_wandb_json(paths, *, params: Mapping[str, float] | None = None, family: str | None = None,
-                    source: str = "wandb_json", join_branches: bool = True) -> pd.DataFrame:
+                    source: str = "wandb_json", join_branches: bool = True, sidecar=None,
+                    tokens_per_step: float | Mapping[str, float] | None = None) -> pd.DataFrame:
     """W&B run exports (one JSON per run, or folders of them, searched recursively) as a long table.
 
-    Per run (``run`` = the file name without .json): params = summary.parameters (or ``params[run]``);
-    tokens per step = batch_size x acc_steps x sequence_length x world size (world size from 'ws<N>' in
-    the file name, else config.world_size); step = history.val.iter, tokens = step x tokens per step;
+    Per run (``run`` = the file name without .json): params = ``params[run]``, else the ``sidecar``'s
+    (CSV run,params[,tokens_per_step,family], :func:`read_params_sidecar`), else summary.parameters;
+    tokens per step = ``tokens_per_step[run]``, else the sidecar's, else batch_size x acc_steps x
+    sequence_length x world size (world size from 'ws<N>' in the file name, else config.world_size); a
+    single ``tokens_per_step`` number must agree with that (it is meant for runs without a count of their
+    own; one that disagrees is refused); a key of ``params``/``tokens_per_step`` that names no run is refused;
+    step = history.val.iter (whole numbers), tokens = step x tokens per step;
     loss = history.val.val_loss (nats; a perplexity is converted, :func:`loss_to_nats`); seed = config.seed;
     family = '<dataset>-<schedule shape>' of the run's branch tree's first run (a cooldown branch is of its
-    parent's family), or ``family``; model = the size label of params (e.g. '124M');
+    parent's family), or ``family``, or the sidecar's for the run; model = the size label of params (e.g. '124M');
     lr = the logged learning rate at the step (history.train.train_lr), else the rebuilt schedule's;
     batch_size = tokens per step; run_tokens = iterations x tokens per step (the planned end of the
     schedule); ``schedule`` = the run's Schedule as JSON, checked against the logged lr
@@ -308,7 +393,12 @@ def read_wandb_json(paths, *, params: Mapping[str, float] | None = None, family:
         if isinstance(name, str):
             by_name.setdefault(name, run)
 
+    _check_run_keys(runs, params, tokens_per_step, f"W&B export(s) under {_short(str(p) for p in files[:2])}")
+    side = _sidecar_table(sidecar)
     per_run: dict[str, dict] = {}
+    origins: dict[str, int] = {}
+    tokens_given: list[str] = []
+    disagree: list[str] = []
     conversions: dict[str, int] = {}
     world_notes: dict[str, int] = {}
     tokens_notes: dict[str, int] = {}
@@ -318,13 +408,21 @@ def read_wandb_json(paths, *, params: Mapping[str, float] | None = None, family:
         file, data = info["file"], info["data"]
         where = f"{str(file)!r} (run {run!r})"
         config, summary, history = data["config"], data["summary"], data["history"]
-        value = (params or {}).get(run, summary.get("parameters") if isinstance(summary, Mapping) else None)
+        row = side.loc[run] if side is not None and run in side.index else None
+        if run in (params or {}):
+            value, origin = params[run], "--params / params="
+        elif row is not None:
+            value, origin = row["params"], "the sidecar"
+        else:
+            value, origin = summary.get("parameters") if isinstance(summary, Mapping) else None, "summary.parameters"
+        origins[origin] = origins.get(origin, 0) + 1
         try:
             value = None if value is None else float(value)
         except (TypeError, ValueError):
-            raise ImportFormatError(f"{where}: summary.parameters {value!r} is not a number") from None
+            raise ImportFormatError(f"{where}: {origin} {value!r} is not a number") from None
         if value is None or not np.isfinite(value) or value <= 0:
-            raise ImportFormatError(f"{where}: no parameter count (summary.parameters); pass params={{'{run}': N}}")
+            raise ImportFormatError(f"{where}: no parameter count (summary.parameters); give --params {run}=N "
+                                    f"(params= in Python) or a sidecar CSV run,params{_unmatched(params, runs)}")
         match = _WORLD.search(file.stem)
         if match:
             world, origin = int(match.group(1)), f"the file name ('ws{match.group(1)}')"
@@ -343,6 +441,17 @@ def read_wandb_json(paths, *, params: Mapping[str, float] | None = None, family:
         world_notes[origin] = world_notes.get(origin, 0) + 1
         tokens_notes[f"{parts[0]} x {parts[1]} x {parts[2]} x {world} = {per_step:,.0f}"] = (
             tokens_notes.get(f"{parts[0]} x {parts[1]} x {parts[2]} x {world} = {per_step:,.0f}", 0) + 1)
+        # a per-run count (RUN=N, the sidecar) overrides the config's product, e.g. where the world size is
+        # not in the export; one number for every run is for runs without a count and must not contradict one
+        given = tokens_per_step.get(run) if isinstance(tokens_per_step, Mapping) else None
+        if given is None and row is not None and "tokens_per_step" in row.index and pd.notna(row["tokens_per_step"]):
+            given = row["tokens_per_step"]
+        if given is not None:
+            tokens_given.append(f"{run} ({float(given):,.0f}, config {per_step:,.0f})")
+            per_step = float(given)
+        elif tokens_per_step is not None and not isinstance(tokens_per_step, Mapping) \
+                and float(tokens_per_step) != per_step:
+            disagree.append(f"{run} ({per_step:,.0f})")
 
         steps, values, key = _val_loss(history, file)
         val, dup, differ = _keep_last_per_step(steps, {"value": values})
@@ -368,10 +477,16 @@ def read_wandb_json(paths, *, params: Mapping[str, float] | None = None, family:
             "file": file, "config": config, "params": float(value), "per_step": per_step, "val": val,
             "iterations": int(config["iterations"]),
             "lr_log": lr_log, "dup": dup, "differ": differ, "lr_dup": lr_dup, "final_val": n_final,
-            "schedule": schedule, "family": family or f"{config.get('dataset', 'unknown')}-{shape_family}",
+            "schedule": schedule,
+            "family": (row["family"] if row is not None and "family" in row.index and pd.notna(row["family"])
+                       else family or f"{config.get('dataset', 'unknown')}-{shape_family}"),
             "seed": int(config.get("seed", 0) or 0), "name": data.get("name"),
         }
 
+    if disagree:
+        raise ImportFormatError(f"--tokens-per-step / tokens_per_step={float(tokens_per_step):,.0f} for every run "
+                                f"contradicts the config of W&B run(s) {_short(disagree)}; give RUN=N for the runs "
+                                "without a count (or for a W&B run, to override its config)")
     # ---- cooldown branches: join each to its parent (parents first, so a chain is joined whole)
     joined, zero, unjoined, restarts, mismatched = [], [], [], [], []
     parent_of: dict[str, tuple[str, int]] = {}
@@ -478,11 +593,14 @@ def read_wandb_json(paths, *, params: Mapping[str, float] | None = None, family:
     # ---- report
     report.append(f"{df['run'].nunique()} runs, {len(df)} rows; families: "
                   + ", ".join(f"{k} ({v} runs)" for k, v in df.groupby("family")["run"].nunique().items()))
-    report.append("params from summary.parameters" + (" (or the params= given)" if params else "")
+    report.append("params from " + ", ".join(f"{k} ({v} runs)" for k, v in origins.items())
                   + f": {_short(df.groupby('model')['params'].first().sort_values().index, 12)}")
     report.append("tokens per step = batch_size x acc_steps x sequence_length x world size: "
                   + "; ".join(f"{k} ({v} runs)" for k, v in tokens_notes.items())
                   + "; world size from " + "; ".join(f"{k} ({v} runs)" for k, v in world_notes.items()))
+    if tokens_given:
+        report.append(f"tokens per step given (--tokens-per-step RUN=N or the sidecar) instead of the config's for "
+                      f"{len(tokens_given)} run(s): {_short(tokens_given)}")
     report.extend(f"loss: {rule} ({n} runs)" for rule, n in conversions.items())
     dups = {r: (i["dup"], i["differ"]) for r, i in per_run.items() if i["dup"]}
     if dups:
@@ -536,18 +654,20 @@ def read_wandb_json(paths, *, params: Mapping[str, float] | None = None, family:
     report.extend(notes)
     df.attrs["import_report"] = report
     df.attrs["schedule_check"] = {r: (None if not np.isfinite(e) else e) for r, e in errors.items()}
-    return validate(df, name=f"W&B export(s) {_short(str(p) for p in files[:1])}" + (" ..." if len(files) > 1 else ""))
+    return _validate_curves(df, f"W&B export(s) {_short(str(p) for p in files[:1])}"
+                            + (" ..." if len(files) > 1 else ""))
 
 
 # --------------------------------------------------------------------------- params for CSV / TensorBoard
 
 
 def read_params_sidecar(path: str | os.PathLike) -> pd.DataFrame:
-    """A small CSV ``run,params[,tokens_per_step,family]`` (one row per run) for chart exports and TensorBoard."""
+    """A small CSV ``run,params[,tokens_per_step,family]`` (one row per run; counts as 1.2e8 or 124M) for
+    chart exports, TensorBoard, and W&B JSON exports (where it overrides the export's counts)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"sidecar file {str(path)!r} does not exist")
-    table = pd.read_csv(path)
+    table = _read_csv(path, "sidecar")
     missing = [c for c in ("run", "params") if c not in table.columns]
     if missing:
         raise ImportFormatError(f"sidecar {str(path)!r}: missing column(s) {missing}; need run,params"
@@ -558,9 +678,11 @@ def read_params_sidecar(path: str | os.PathLike) -> pd.DataFrame:
         raise ImportFormatError(f"sidecar {str(path)!r}: run {table.loc[dup[0], 'run']!r} listed twice (lines "
                                 f"{[int(i) + 2 for i in dup[:5]]})")
     for column in ("params", "tokens_per_step"):
-        if column in table.columns:
-            numbers = pd.to_numeric(table[column], errors="coerce")
-            bad = table.index[~(numbers > 0)]
+        if column in table.columns:  # the notation --params takes: 1.2e8, 124M, 1.5B
+            numbers = table[column].map(_count)
+            # params is needed for every run listed; an empty tokens_per_step cell leaves the run's own count
+            given = table[column].notna() if column == "tokens_per_step" else True
+            bad = table.index[given & ~(numbers > 0)]
             if len(bad):
                 raise ImportFormatError(f"sidecar {str(path)!r}, column {column!r}: need positive numbers (lines "
                                         f"{[int(i) + 2 for i in bad[:5]]})")
@@ -568,9 +690,22 @@ def read_params_sidecar(path: str | os.PathLike) -> pd.DataFrame:
     return table.set_index("run")
 
 
+def _count(value) -> float:
+    """A count as --params reads it (1.2e8, 124M); NaN where it is none."""
+    try:
+        return parse_count(value) if pd.notna(value) else float("nan")
+    except ValueError:
+        return float("nan")
+
+
+def _sidecar_table(sidecar) -> pd.DataFrame | None:
+    return read_params_sidecar(sidecar) if sidecar is not None and not isinstance(sidecar, pd.DataFrame) else sidecar
+
+
 def _run_settings(runs, where: str, params, sidecar, tokens_per_step, family) -> dict[str, dict]:
     """params, tokens per step and family of each run: ``params``/``tokens_per_step`` dicts, then the sidecar."""
-    side = read_params_sidecar(sidecar) if sidecar is not None and not isinstance(sidecar, pd.DataFrame) else sidecar
+    _check_run_keys(runs, params, tokens_per_step, where)
+    side = _sidecar_table(sidecar)
     out, missing, no_tokens = {}, [], []
     for run in runs:
         row = side.loc[run] if side is not None and run in side.index else None
@@ -589,10 +724,12 @@ def _run_settings(runs, where: str, params, sidecar, tokens_per_step, family) ->
         out[run] = {"params": value, "per_step": per_step, "family": fam or "default"}
     if missing:
         raise ImportFormatError(f"{where}: no parameter count for run(s) {_short(missing)}; give --params RUN=N "
-                                "(params={'RUN': N}) or a sidecar CSV run,params[,tokens_per_step,family]")
+                                "(params={'RUN': N}) or a sidecar CSV run,params[,tokens_per_step,family]"
+                                + _unmatched(params, runs))
     if no_tokens:
         raise ImportFormatError(f"{where}: no tokens per step for run(s) {_short(no_tokens)}; give --tokens-per-step "
-                                "(tokens_per_step=) or a tokens_per_step column in the sidecar")
+                                "(tokens_per_step=) or a tokens_per_step column in the sidecar"
+                                + _unmatched(tokens_per_step, runs, "--tokens-per-step / tokens_per_step="))
     return out
 
 
@@ -652,7 +789,7 @@ def read_wandb_csv(path: str | os.PathLike, *, params: Mapping[str, float] | Non
     if not path.is_file():
         raise FileNotFoundError(f"file {str(path)!r} does not exist")
     where = f"{str(path)!r}"
-    raw = pd.read_csv(path)
+    raw = _read_csv(path, "chart export")
     lower = {c.lower(): c for c in raw.columns}
     step_col = next((lower[n] for n in _STEP_NAMES if n in lower), None)
     if step_col is None:
@@ -662,6 +799,11 @@ def read_wandb_csv(path: str | os.PathLike, *, params: Mapping[str, float] | Non
     if steps.isna().any():
         rows = [int(i) + 2 for i in raw.index[steps.isna()][:5]]
         raise ImportFormatError(f"{where}, column {step_col!r}: non-numeric or empty step(s) (lines {rows})")
+    fractional = raw.index[steps != np.round(steps)]
+    if len(fractional):  # a step counts optimizer steps: cutting 1.5 to 1 would misplace its loss on the curve
+        raise ImportFormatError(f"{where}, column {step_col!r}: {len(fractional)} fractional step(s) (lines "
+                                f"{[int(i) + 2 for i in fractional[:5]]}: {_short(steps[fractional][:3].tolist())}); "
+                                "need whole optimizer steps")
     report = [f"read {where}: W&B chart export, {len(raw)} rows, step column {step_col!r}"]
     bands = [c for c in raw.columns if c.endswith(("__MIN", "__MAX"))]
     other = [c for c in raw.columns if c != step_col and c not in bands and " - " not in c]
@@ -688,10 +830,13 @@ def read_wandb_csv(path: str | os.PathLike, *, params: Mapping[str, float] | Non
     if empty:
         report.append(f"skipped {empty} empty cell(s) (steps at which a run logged nothing)")
     curves = pd.concat(long, ignore_index=True)
+    if curves.empty:
+        raise ImportFormatError(f"{where}: no values under the '<run> - <metric>' columns "
+                                f"({'a header only' if raw.empty else 'every cell empty'})")
     settings = _run_settings(curves["run"].unique(), where, params, sidecar, tokens_per_step, family)
     df = _long_from_curves(curves, settings, where, source or path.name, report)
     df.attrs["import_report"] = report
-    return validate(df, name=where)
+    return _validate_curves(df, where)
 
 
 # --------------------------------------------------------------------------- TensorBoard
@@ -707,6 +852,9 @@ def _event_accumulator():
 
 
 _LOSS_TAG = re.compile(r"loss|perplexity|ppl|cross[_-]?entropy", re.IGNORECASE)
+# mixed-precision loss scalers (Megatron's 'loss-scale', DeepSpeed's 'loss_scale', 'grad-scale'): a factor
+# of 2^k the loss is multiplied by before backward, not a loss, though the name says 'loss'
+_SCALER_TAG = re.compile(r"(loss|grad)[\s_-]*scal(e|er|ing)", re.IGNORECASE)
 _LR_TAG = re.compile(r"(^|[/_])(lr|learning[_-]?rate)", re.IGNORECASE)
 
 
@@ -731,22 +879,36 @@ def read_tensorboard(path: str | os.PathLike, *, tags: Iterable[str] | None = No
 
     A run is the folder holding its event files (relative to ``path``; several files in one folder,
     e.g. after a restart, are one run, ordered by wall time, the last logged value per step kept).
-    Loss curves: the scalar ``tags`` given, else every tag with 'loss', 'perplexity', 'ppl' or
-    'cross_entropy' in its name (each its own ``loss_name``, in nats); a learning-rate tag ('lr',
-    'learning_rate') fills the ``lr`` column; other tags are left out and listed. Params and tokens per
-    step as for :func:`read_wandb_csv`. Reads through tensorboard's EventAccumulator (extra ``[tb]``).
+    Loss curves: the scalar ``tags`` given (``bayeslaw import --tags``), else every tag with 'loss',
+    'perplexity', 'ppl' or 'cross_entropy' in its name but for loss scalers ('loss-scale', 'loss_scale',
+    'grad-scale': fp16 scaling factors), each its own ``loss_name``, in nats; a learning-rate tag ('lr',
+    'learning_rate') fills the ``lr`` column; other tags, and runs without a loss tag, are left out and
+    listed. An event file that is not empty but yields no event (corrupt, truncated at the start, or not
+    an event file) is refused, naming it. Params and tokens per step as for :func:`read_wandb_csv`.
+    Reads through tensorboard's EventAccumulator (extra ``[tb]``).
     """
     accumulator = _event_accumulator()
     path = Path(path)
     files = _event_files(path)
     base = path if path.is_dir() else path.parent
+    tags = None if tags is None else ([tags] if isinstance(tags, str) else list(tags))
     report = [f"read {len(files)} TensorBoard event file(s) under {str(path)!r}"]
-    rows, lr_rows, skipped = [], [], set()
+    rows, lr_rows, skipped, empty = [], [], set(), []
+    run_tags: dict[str, set] = {}
     for file in files:
         rel = file.parent.relative_to(base).as_posix() if file.parent != base else (base.name or "run")
+        run_tags.setdefault(rel, set())
         acc = accumulator(str(file), size_guidance={"scalars": 0, "tensors": 0})
         try:
             acc.Reload()
+            acc.FirstEventTimestamp()  # every event file starts with a file_version event
+        except ValueError:  # EventAccumulator logs a read error instead of raising: no event read at all
+            size = file.stat().st_size
+            if size == 0:  # a writer that was opened and never flushed: nothing to lose
+                empty.append(file)
+                continue
+            raise ImportFormatError(f"{str(file)!r}: no TensorBoard event could be read from its {size:,} bytes "
+                                    "(corrupt or not an event file); remove it or give the other files") from None
         except Exception as error:  # a corrupt or truncated file: name it
             raise ImportFormatError(f"{str(file)!r}: cannot read TensorBoard events ({error})") from None
         scalars = {t: [(e.wall_time, e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags().get("scalars", [])}
@@ -760,23 +922,38 @@ def read_tensorboard(path: str | os.PathLike, *, tags: Iterable[str] | None = No
             if events:
                 scalars.setdefault(tag, events)
         for tag, events in scalars.items():
-            wanted = tag in set(tags) if tags is not None else bool(_LOSS_TAG.search(tag))
+            run_tags[rel].add(tag)
+            if tags is not None:
+                wanted = tag in tags
+            else:
+                wanted = bool(_LOSS_TAG.search(tag)) and not _SCALER_TAG.search(tag)
             target = rows if wanted else (lr_rows if _LR_TAG.search(tag) else None)
             if target is None:
                 skipped.add(tag)
                 continue
             target.extend({"run": rel, "metric": tag, "wall": w, "step": s, "value": v} for w, s, v in events)
+    all_tags = sorted(set().union(*run_tags.values())) if run_tags else []
     if tags is not None:
         found = {r["metric"] for r in rows}
         missing = [t for t in tags if t not in found]
         if missing:
-            raise ImportFormatError(f"{str(path)!r}: tag(s) {missing} not found; scalar tags: "
-                                    f"{_short(sorted(found | skipped | {r['metric'] for r in lr_rows}), 12)}")
+            raise ImportFormatError(f"{str(path)!r}: tag(s) {missing} not found; scalar tags: {_short(all_tags, 12)}")
     if not rows:
-        raise ImportFormatError(f"{str(path)!r}: no loss tags (names with 'loss', 'perplexity', 'ppl'); scalar tags: "
-                                f"{_short(sorted(skipped | {r['metric'] for r in lr_rows}), 12)}; pass tags=[...]")
-    if skipped:
-        report.append(f"left out {len(skipped)} non-loss scalar tag(s): {_short(sorted(skipped), 8)}")
+        raise ImportFormatError(f"{str(path)!r}: no loss tags (names with 'loss', 'perplexity', 'ppl', loss scalers "
+                                f"excepted); scalar tags: {_short(all_tags, 12)}; select them with --tags TAG "
+                                "(tags=[...] in Python)")
+    if empty:
+        report.append(f"left out {len(empty)} empty event file(s) (0 bytes): {_short(str(f) for f in empty)}")
+    with_loss = {r["run"] for r in rows}
+    for run, found in run_tags.items():  # a run without a loss curve is named, never dropped unseen
+        if run not in with_loss:
+            report.append(f"left out run {run!r}: no loss tag (scalar tags: {_short(sorted(found), 8) or 'none'})")
+    scalers = sorted(t for t in skipped if _SCALER_TAG.search(t) and _LOSS_TAG.search(t))
+    if scalers:
+        report.append(f"left out loss-scaler tag(s) {_short(scalers)} (fp16 loss scaling factors, not losses)")
+    if skipped - set(scalers):
+        report.append(f"left out {len(skipped - set(scalers))} non-loss scalar tag(s): "
+                      f"{_short(sorted(skipped - set(scalers)), 8)}")
     curves = pd.DataFrame(rows).sort_values(["run", "metric", "wall"], kind="stable")
     settings = _run_settings(curves["run"].unique(), f"{str(path)!r}", params, sidecar, tokens_per_step, family)
     df = _long_from_curves(curves, settings, f"{str(path)!r}", source or "tensorboard", report)
@@ -787,7 +964,7 @@ def read_tensorboard(path: str | os.PathLike, *, tags: Iterable[str] | None = No
         report.append(f"lr from tag(s) {_short(sorted({r['metric'] for r in lr_rows}))} at "
                       f"{int(df['lr'].notna().sum())} of {len(df)} checkpoints")
     df.attrs["import_report"] = report
-    return validate(df, name=f"{str(path)!r}")
+    return _validate_curves(df, f"{str(path)!r}")
 
 
 # --------------------------------------------------------------------------- minimal tables
@@ -879,7 +1056,7 @@ def detect_format(path: str | os.PathLike) -> str:
     if suffix in (".parquet", ".pq"):
         return "table"
     if suffix in (".csv", ".gz", ".txt"):
-        header = pd.read_csv(path, nrows=0).columns
+        header = _read_csv(path, "file", nrows=0).columns
         if any(" - " in str(c) for c in header):
             return "wandb_csv"
         return "table"
@@ -888,46 +1065,94 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def _read_table_file(path: Path, source: str | None, family: str | None) -> pd.DataFrame:
-    raw = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
-    return complete_minimal(raw, source=source or path.name, family=family or "default", name=f"file {str(path)!r}")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            raw = pd.read_parquet(path)
+        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError and names no file
+            raise ImportFormatError(f"file {str(path)!r}: not a readable parquet file "
+                                    f"({str(error).splitlines()[0]})") from None
+        first_row = 0
+    else:
+        raw, first_row = _read_csv(path, "file"), 2  # errors number the CSV's lines (the header is line 1)
+    return complete_minimal(raw, source=source or path.name, family=family or "default", name=f"file {str(path)!r}",
+                            first_row=first_row)
 
 
 def import_paths(paths, *, params: Mapping[str, float] | None = None, sidecar=None,
                  tokens_per_step: float | Mapping[str, float] | None = None, family: str | None = None,
-                 source: str | None = None) -> pd.DataFrame:
+                 source: str | None = None, tags: Iterable[str] | None = None) -> pd.DataFrame:
     """Import every path (format detected per path, :func:`detect_format`) into one validated table.
 
     W&B JSON paths are read together, so that a cooldown branch finds its parent in another path.
+    ``params``/``tokens_per_step`` keys and ``sidecar`` rows apply to the run they name in any input (a key
+    naming no run is refused; sidecar rows naming none are reported); ``tags`` selects TensorBoard loss tags
+    (refused without a TensorBoard input). A run name in two inputs is refused, naming both.
     ``attrs["import_report"]`` holds every importer's lines, each prefixed by its format.
     """
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     if not paths:
         raise ImportFormatError("no input paths given")
     formats = {p: detect_format(p) for p in paths}
+    tags = None if tags is None else ([tags] if isinstance(tags, str) else list(tags))
+    if tags is not None and "tensorboard" not in formats.values():
+        raise ImportFormatError(f"--tags / tags= {_short(tags)} select TensorBoard loss tags, and no input is a "
+                                "TensorBoard event file or folder")
     side = read_params_sidecar(sidecar) if sidecar is not None else None
-    frames = []
+    # every input sees every key; the keys are checked against all inputs' runs below
+    shared_params = _Shared(params) if isinstance(params, Mapping) else params
+    shared_tokens = _Shared(tokens_per_step) if isinstance(tokens_per_step, Mapping) else tokens_per_step
+    frames = []  # (format, the input as named in messages, table)
     json_paths = [p for p in paths if formats[p] == "wandb_json"]
+    json_tokens, json_note = shared_tokens, []
+    if json_paths and tokens_per_step is not None and not isinstance(tokens_per_step, Mapping) and (
+            {"wandb_csv", "tensorboard"} & set(formats.values())):
+        # one number beside chart/TensorBoard inputs is theirs (they log no tokens per step); W&B JSON runs
+        # have their own in the config (alone, the JSON reader refuses a number that contradicts it)
+        json_tokens = None
+        json_note = [f"tokens per step {float(tokens_per_step):,.0f} (--tokens-per-step / tokens_per_step=) applied "
+                     "to the chart/TensorBoard runs only; W&B JSON runs keep their config's (give RUN=N to override)"]
     if json_paths:
-        frames.append(("wandb_json", read_wandb_json(json_paths, params=params, family=family,
-                                                     source=source or "wandb_json")))
+        frame = read_wandb_json(json_paths, params=shared_params, family=family, sidecar=side,
+                                tokens_per_step=json_tokens, source=source or "wandb_json")
+        frame.attrs["import_report"] = [*frame.attrs.get("import_report", []), *json_note]
+        frames.append(("wandb_json", _short((str(p) for p in json_paths), 3), frame))
     for p in paths:
         kind = formats[p]
         if kind == "wandb_csv":
-            frames.append((kind, read_wandb_csv(p, params=params, sidecar=side, tokens_per_step=tokens_per_step,
-                                                family=family, source=source)))
+            frames.append((kind, str(p), read_wandb_csv(p, params=shared_params, sidecar=side,
+                                                        tokens_per_step=shared_tokens, family=family, source=source)))
         elif kind == "tensorboard":
-            frames.append((kind, read_tensorboard(p, params=params, sidecar=side, tokens_per_step=tokens_per_step,
-                                                  family=family, source=source)))
+            frames.append((kind, str(p), read_tensorboard(p, tags=tags, params=shared_params, sidecar=side,
+                                                          tokens_per_step=shared_tokens, family=family,
+                                                          source=source)))
         elif kind == "table":
-            frames.append((kind, _read_table_file(p, source, family)))
-    report = [f"{kind}: {line}" for kind, frame in frames for line in frame.attrs.get("import_report", [])]
-    for _, frame in frames:
+            frames.append((kind, str(p), _read_table_file(p, source, family)))
+    report = [f"{kind}: {line}" for kind, _, frame in frames for line in frame.attrs.get("import_report", [])]
+    inputs_of: dict[str, list[str]] = {}
+    for _, name, frame in frames:
         frame.attrs = {}
-    table = pd.concat([f for _, f in frames], ignore_index=True)
-    dup_runs = table.groupby("run")["source"].nunique()
-    if (dup_runs > 1).any():
-        raise ImportFormatError(f"run name(s) {_short(dup_runs.index[dup_runs > 1])} appear in more than one input; "
-                                "rename the runs (e.g. a sidecar per input)")
-    out = validate(table, name="the imported table")
+        for run in frame["run"].unique():
+            inputs_of.setdefault(run, []).append(name)
+    _check_run_keys(inputs_of, params, tokens_per_step, None)
+    table_runs = {run for kind, _, frame in frames if kind == "table" for run in frame["run"].unique()}
+    for given, option in ((params, "--params / params="), (tokens_per_step, "--tokens-per-step / tokens_per_step=")):
+        named = [k for k in (given if isinstance(given, Mapping) else {}) if k in table_runs]
+        if named:  # a table keeps its own columns: an override would be ignored
+            raise ImportFormatError(f"{option} given for run(s) {_short(repr(k) for k in named)} of a table input, "
+                                    "which has its own params and tokens columns; edit the table instead")
+    if side is not None:
+        unused = [r for r in side.index if r not in inputs_of]
+        if unused:
+            report.append(f"sidecar: {len(unused)} row(s) name no imported run, not used: {_short(unused)}")
+    shared = {run: names for run, names in inputs_of.items() if len(names) > 1}
+    if shared:  # by input path, not source: two files named chart.csv in two folders are two inputs
+        run, names = next(iter(shared.items()))
+        more = f" ({len(shared)} such runs: {_short(shared)})" if len(shared) > 1 else ""
+        raise ImportFormatError(f"run {run!r} appears in {' and '.join(repr(n) for n in names)}{more}; "
+                                "import one of them, or rename the runs (e.g. a sidecar per input)")
+    table = pd.concat([f for _, _, f in frames], ignore_index=True)
+    if "schedule_flag" in table.columns:  # only W&B JSON runs have a schedule to check: False for the others
+        table["schedule_flag"] = table["schedule_flag"].eq(True)
+    out = _validate_curves(table, "the imported table")
     out.attrs["import_report"] = report
     return out

@@ -186,6 +186,13 @@ def _new_family_sampler(spec: Parameterization, pooling: str, n_families: int, n
     return jax.jit(sample)
 
 
+def _row_normals(targets: pd.DataFrame, seed, n: int) -> np.ndarray:
+    """(n, row) standard normals, each row's from a generator keyed by the seed and the row's values: a
+    target's draws are the same whatever other targets share the call, and in whatever order."""
+    keys = pd.util.hash_pandas_object(targets, index=False).to_numpy()
+    return np.stack([np.random.default_rng([abs(int(seed)), int(key)]).standard_normal(n) for key in keys], axis=1)
+
+
 PREDICT_ELEMENTS = 2**24  # per chunk of target rows: draws x rows x (bins of a schedule law's design)
 
 
@@ -574,6 +581,18 @@ class PreparedFit(Result):
     rows_in: int
 
 
+def _warn_whole_runs_cut(rows: pd.DataFrame, kept: pd.DataFrame, cut: str) -> None:
+    """Say which runs (and families) a cut left out whole: a table whose curves all stop below the cut
+    (an imported log of short runs) would otherwise lose most of itself with no word."""
+    gone = sorted(set(rows["run"]) - set(kept["run"]))
+    if not gone:
+        return
+    families = sorted(set(rows["family"]) - set(kept["family"])) if "family" in rows else []
+    whole = f", and with them every row of famil(y/ies) {families[:5]}" if families else ""
+    warnings.warn(f"fit: {cut} left out {len(gone)} of {rows['run'].nunique()} run(s) whole (e.g. {gone[:3]}){whole}: "
+                  f"every row at or below the cut; min_tokens=None (CLI: --min-tokens 0) keeps them", stacklevel=4)
+
+
 def prepare_fit(df: pd.DataFrame, config: FitConfig) -> PreparedFit:
     """The rows, arrays and start of :func:`fit` for a checked ``config`` (shared by :func:`fit` and
     :func:`bayeslaw.inference.batched.fit_many`)."""
@@ -588,8 +607,10 @@ def prepare_fit(df: pd.DataFrame, config: FitConfig) -> PreparedFit:
         # Hitchhiker's, for laws of final losses) does not apply
         rows, cut = after_warmup(rows, where="fit"), "the warmup"
     else:
-        rows, cut = cut_early(rows, min_tokens=config.min_tokens, min_fraction=config.min_fraction), (
-            f"the early cut (min_tokens={config.min_tokens}, min_fraction={config.min_fraction})")
+        kept = cut_early(rows, min_tokens=config.min_tokens, min_fraction=config.min_fraction)
+        cut = f"the early cut (min_tokens={config.min_tokens}, min_fraction={config.min_fraction})"
+        _warn_whole_runs_cut(rows, kept, cut)
+        rows = kept
     diverged = rising_runs(rows, by=axis)
     if len(diverged) and config.rising == "error":
         # one such run's offset (its loss doubled) is the seed spread the model would learn, and a new
@@ -921,6 +942,13 @@ class Fit:
         ``population`` (see :meth:`_population`)."""
         theta_f = self.site_draws("theta")  # (S, F, K)
         family_pos = {f: i for i, f in enumerate(self.families)}
+        unseen = sorted({str(f) for f in families if f not in family_pos}, key=str)
+        if unseen and self.pooling == "none":  # the "population" of an unpooled fit is the prior alone
+            named = [f for f in unseen if f != "None"]
+            raise ValueError(f"{'family ' + repr(named[0]) + ' is not in this fit' if named else 'no family named'} "
+                             f"(its families: {self.families}), and pooling='none' has no population law: an unseen "
+                             f"family would get the prior's forecast; name one of its families, or fit with "
+                             f"pooling='hierarchical'")
         return np.stack([theta_f[:, family_pos[f]] if f in family_pos else population["theta_new"] for f in families],
                         axis=1)
 
@@ -1097,7 +1125,7 @@ class Fit:
                                                     start=noise["offset_start"][:, j])
             mean[:, cols] += c_mean
             var[:, cols] -= c_var
-        draws = mean + np.sqrt(np.maximum(var, 0.0)) * rng.standard_normal(mean.shape)
+        draws = mean + np.sqrt(np.maximum(var, 0.0)) * _row_normals(targets, seed, mean.shape[0])
         return summarize(np.exp(draws), targets, kind=kind, quantiles=quantiles)
 
     def form_error_sd(self, families, log_params, per_efold: float | None = None) -> np.ndarray:
@@ -1113,8 +1141,8 @@ class Fit:
         residuals it was fitted to.
         """
         kappa = PRIORS["form_error"] if per_efold is None else float(per_efold)
-        if kappa < 0:
-            raise ValueError(f"form_error: {kappa} per e-fold of N is negative")
+        if not (np.isfinite(kappa) and kappa >= 0):
+            raise ValueError(f"form_error: {kappa} per e-fold of N; need a finite number >= 0")
         log_n = self._training_log_params()
         ranges = log_n.groupby(level=0).agg(["min", "max"])
         rows = pd.Series(list(families), dtype=object)

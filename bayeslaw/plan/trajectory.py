@@ -56,8 +56,14 @@ def _law_theta(fit: Fit, family: str | None, seed: int) -> dict:
 
 
 def _targets(family: str | None, **columns) -> pd.DataFrame:
-    """One row per combination of the broadcast ``columns`` (scalars or 1-d arrays of equal length)."""
+    """One row per combination of the broadcast ``columns`` (scalars or 1-d arrays of equal length), each
+    finite and positive (parameters, losses in nats, batch sizes, steps): else a ValueError naming it."""
     arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=float)) for v in columns.values()))
+    for name, values in zip(columns, arrays, strict=True):
+        bad = ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            raise ValueError(f"{name}: need finite positive values, found {values[bad][:3].tolist()} "
+                             f"(at {np.flatnonzero(bad)[:3].tolist()})")
     table = pd.DataFrame(dict(zip(columns, arrays, strict=True)))
     return table.assign(family=family) if family is not None else table
 

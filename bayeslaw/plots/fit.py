@@ -96,7 +96,11 @@ def _families_of(fit, rows: pd.DataFrame, families, *, where: str) -> list[str]:
     """The families to draw: by default the fit's families that the rows have; asked for by name, any family
     of the rows (one the fit has not seen gets the population's prediction)."""
     if families is None:
-        return [f for f in fit.families if f in set(rows["family"])]
+        shared = [f for f in fit.families if f in set(rows["family"])]
+        if not shared:  # else an empty figure
+            raise ValueError(f"{where}: the data's families {sorted(rows['family'].unique())[:6]} include none of "
+                             f"the fit's {fit.families[:6]}; pass data= with their rows, or families= by name")
+        return shared
     families = [families] if isinstance(families, str) else list(families)
     unknown = [f for f in families if f not in set(rows["family"])]
     if unknown:
@@ -156,18 +160,25 @@ def predictive_curves(fit, data: pd.DataFrame | None = None, *, families=None, m
         for color, run in zip(plt.cm.viridis(np.linspace(0, 0.9, len(runs))), runs, strict=True):
             curve = summary[summary["run"] == run]
             n = float(curve["params"].iloc[0])
-            ax.fill_between(curve[x], curve["q5"], curve["q95"], color=color, alpha=0.12, lw=0,
-                            gid=f"band90:{run}")
-            ax.fill_between(curve[x], curve["q25"], curve["q75"], color=color, alpha=0.3, lw=0,
-                            gid=f"band50:{run}")
-            ax.plot(curve[x], curve["q50"], "-", color=color, lw=1.2, gid=f"median:{run}",
-                    label=f"{labels[run]} (N = {n:.3g})")
+            label = f"{labels[run]} (N = {n:.3g})"
+            if len(curve) == 1:  # a final loss alone: a band over one point would not show, so interval bars
+                at = curve[x].to_numpy()
+                ax.vlines(at, curve["q5"], curve["q95"], color=color, alpha=0.4, lw=1.5, gid=f"band90:{run}")
+                ax.vlines(at, curve["q25"], curve["q75"], color=color, alpha=0.8, lw=4, gid=f"band50:{run}")
+                ax.plot(at, curve["q50"], "_", color=color, ms=10, mew=1.5, gid=f"median:{run}", label=label)
+            else:
+                ax.fill_between(curve[x], curve["q5"], curve["q95"], color=color, alpha=0.12, lw=0,
+                                gid=f"band90:{run}")
+                ax.fill_between(curve[x], curve["q25"], curve["q75"], color=color, alpha=0.3, lw=0,
+                                gid=f"band50:{run}")
+                ax.plot(curve[x], curve["q50"], "-", color=color, lw=1.2, gid=f"median:{run}", label=label)
             ax.plot(curve[x], curve["loss"], "o", ms=3, color=color, mec="k", mew=0.3)
         title = family if family in fit.families else f"{family} (not fitted: the population's prediction)"
         ax.set(xscale="log" if x == "tokens" else "linear", yscale="log", xlabel="tokens D" if x == "tokens" else "step",
                ylabel="loss (nats per token)", title=title)
         ax.legend(fontsize=6, title="dots observed; median, 50%/90% bands", title_fontsize=6)
-    fig.suptitle(f"posterior predictive ({kind}) of the {fit.form} fit, {fit.pooling} pooling", fontsize=10)
+    # two lines: one line is wider than a one-panel figure
+    fig.suptitle(f"posterior predictive ({kind})\nof the {fit.form} fit, {fit.pooling} pooling", fontsize=10)
     fig.tight_layout()
     return fig
 
