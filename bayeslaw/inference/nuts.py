@@ -1066,10 +1066,11 @@ class Fit:
         far), a target in a trained run's branch tree on the tree's offset, and a row outside the range
         of model sizes its family was fitted on carries the law's form error there
         (:meth:`form_error_sd`, ``form_error`` per e-fold of N; default ``PRIORS["form_error"]``, 0 for
-        none). A family the fit has not seen (or ``family`` None) gets the population's prediction;
-        without a ``family`` column, the rows are of an unpooled one-family fit's family (it has no
-        population beyond its prior: :meth:`family_or_only`), else the population's. Draws are per row
-        (the marginal predictive of each checkpoint).
+        none). A family the fit has not seen (or ``family`` None) gets the population's prediction, and
+        is refused by an unpooled fit, which has no population beyond its prior; without a ``family``
+        column, the rows are of an unpooled one-family fit's family (:meth:`family_or_only`), else the
+        population's. Draws are per row (the marginal predictive of each checkpoint), each row's from its
+        own stream of the seed (the same whatever other rows share the call).
         """
         check_choice(kind, PredictionKind, "kind")
         if not isinstance(targets, pd.DataFrame):

@@ -115,7 +115,8 @@ def schedule_loss(fit, schedules: Schedule | Mapping[str, Schedule], steps=None,
     """The loss (nats per token) of a model of ``params`` parameters under each schedule, at ``steps``
     (default: each schedule's last step): one row per (schedule, step) with ``loss`` (the point fit's, or
     the posterior median) and, for a Bayesian fit, the quantiles ``q5``..``q95``. ``kind="law"`` leaves
-    out the run's own noise; ``parent_run`` makes the planned runs branches of that trained run."""
+    out the run's own noise; ``parent_run`` makes the planned runs branches of that trained run (its
+    offset, and each branch's misfit of its own schedule: the module docstring)."""
     _check_schedule_law(fit)
     if isinstance(schedules, Schedule):
         schedules = {"planned": schedules}
@@ -141,8 +142,8 @@ def best_cooldown(fit, *, total_steps: int, peak_lr: float, params: float, famil
     """Final loss of a WSD run of ``total_steps`` for each cooldown fraction (default 0.02-0.6), with the
     best marked (``best``: a point fit's lowest loss; a Bayesian fit's lowest expected loss under the law's
     posterior). A Bayesian fit adds the bands of a new run's final loss and ``p_best``, the posterior
-    probability that the fraction is the best of those tried (on the law's draws: the run's seed is common
-    to every fraction). ``parent_run`` makes the candidates cooldown branches of
+    probability that the fraction is the best of those tried (on the law's draws with each fraction's
+    misfit, see the module docstring: the run's seed is common to every fraction). ``parent_run`` makes the candidates cooldown branches of
     that trained constant-rate run (its offset then known). An exponential cooldown needs ``final_lr`` > 0."""
     fractions = np.linspace(0.02, 0.6, 30) if fractions is None else np.asarray(fractions, dtype=float)
     schedules = {f"{f:.4g}": Schedule.wsd(peak_lr, total_steps, float(f), warmup_steps=warmup_steps,
@@ -169,7 +170,8 @@ def cooldown_drop(fit, *, branch_step: int, cooldown_steps: int, peak_lr: float,
                   decay_type: DecayType = "linear", seed: int = 0) -> dict:
     """A cooldown branch from step ``branch_step`` of a constant-rate run, decaying over ``cooldown_steps``:
     the loss at the branch's end with the cooldown and without (the constant run there), and the drop.
-    A Bayesian fit adds ``drop_q5``/``drop_q95`` (the law's draws: one run, so its seed cancels)."""
+    A Bayesian fit adds ``drop_q5``/``drop_q95`` (the law's draws with the two schedules' misfits: one run,
+    so its seed cancels)."""
     end = branch_step + cooldown_steps
     branch = Schedule("wsd", peak_lr, end, warmup_steps, final_lr, branch_step, decay_type)
     constant = Schedule("constant", peak_lr, end, warmup_steps)
