@@ -56,8 +56,29 @@ def _friendly_errors(command):
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
             err_console.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
+        except OSError as err:  # an --out that is a folder, a path under a file, no permission: the path and why
+            where = err.filename if err.filename is not None else ""
+            message = f"{str(where)!r}: {err.strerror or err}" if where else str(err)
+            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
 
     return wrapper
+
+
+def _check_out_file(out: Path, option: str = "--out") -> None:
+    """An output file's path, checked before any work: not a folder, and no file where a folder must be."""
+    if out.is_dir():
+        raise ValueError(f"{option} {str(out)!r} is a folder; give a file name, e.g. {str(out / 'runs.csv')!r}")
+    blocker = next((p for p in out.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ValueError(f"{option} {str(out)!r}: {str(blocker)!r} is a file, not a folder")
+
+
+def _table_writer(df: pd.DataFrame, out: Path, float_format: str | None = None):
+    """Write ``df`` as parquet for a .parquet/.pq name, else as CSV."""
+    if out.suffix.lower() in (".parquet", ".pq"):
+        return lambda p: df.to_parquet(p, index=False)
+    return lambda p: df.to_csv(p, index=False, float_format=float_format)
 
 
 def _read_data(data: str, root: Path | None, loss_name: str | None) -> pd.DataFrame:
@@ -65,12 +86,10 @@ def _read_data(data: str, root: Path | None, loss_name: str | None) -> pd.DataFr
     from bayeslaw import data as bd
     from bayeslaw.simulation import load_demo
 
-    if data == "demo":
-        return load_demo().data
     if data in bd.SOURCES:
         return bd.load(data, root, **({"loss_name": loss_name} if loss_name else {}))
-    if Path(data).suffix in (".csv", ".parquet", ".pq", ".gz"):
-        table = bd.read_table(data)
+    if data == "demo" or Path(data).suffix in (".csv", ".parquet", ".pq", ".gz"):
+        table = load_demo().data if data == "demo" else bd.read_table(data)
         if loss_name is None:
             return table
         kept = table[table["loss_name"] == loss_name]
@@ -167,11 +186,10 @@ def load(
         .reset_index()
     )
     if out is not None:
-        writer = (lambda p: df.to_parquet(p, index=False)) if out.suffix in (".parquet", ".pq") else (
-            lambda p: df.to_csv(p, index=False))
-        write_atomic(out, writer)
+        _check_out_file(out)
+        write_atomic(out, _table_writer(df, out))
     if as_json:
-        typer.echo(json.dumps({"rows": len(df), "notes": df.attrs, "models": summary.to_dict(orient="records")}, indent=1))
+        typer.echo(_json({"rows": len(df), "notes": df.attrs, "models": summary.to_dict(orient="records")}))
         return
     console.print(_table(summary, f"{name}: {len(df)} rows, loss = {df['loss_name'].iloc[0]}"))
     for key, sentences in df.attrs.items():
@@ -184,7 +202,8 @@ def load(
 @app.command()
 @_friendly_errors
 def simulate(
-    out: Annotated[Path, typer.Option(help="CSV to write; the truth goes beside it as <name>_truth.json.")],
+    out: Annotated[Path, typer.Option(help="CSV (or .parquet) to write; the truth goes beside it as "
+                                           "<name>_truth.json.")],
     seed: Annotated[int, typer.Option(help="Random seed (equal seeds, identical data).")] = 0,
     families: Annotated[int, typer.Option(help="Number of families.")] = 3,
     seeds: Annotated[int, typer.Option(help="Training runs (seeds) per family and size.")] = 3,
@@ -193,9 +212,10 @@ def simulate(
     """Simulate a multi-family, multi-seed data set with known true parameters."""
     from bayeslaw.simulation import simulate as draw
 
+    _check_out_file(out)
     sim = draw(seed=seed, families=families, seeds=seeds, sigma_seed=sigma_seed)
     truth_path = out.with_name(out.stem + "_truth.json")
-    write_atomic(out, lambda p: sim.data.to_csv(p, index=False, float_format="%.10g"))
+    write_atomic(out, _table_writer(sim.data, out, "%.10g"))
     write_atomic(truth_path, lambda p: p.write_text(json.dumps(sim.truth, indent=1) + "\n"))
     console.print(f"wrote {out} ({len(sim.data)} rows) and {truth_path}")
 
@@ -211,8 +231,9 @@ def fit_point_command(
     form: Annotated[str, typer.Option(help="The law (bayeslaw.laws.LAWS), e.g. chinchilla, multipower, annealing.")] = "chinchilla",
     min_tokens: Annotated[float, typer.Option(help="Drop checkpoints with tokens <= this (0: keep all); laws that "
                                                    "read tokens only.")] = 1e10,
-    polish: Annotated[int, typer.Option(help="epoch: run the N best ends of the grid on to their basin's minimum "
-                                             "(0: the published protocol's answer, scipy's stopping rule).")] = 0,
+    polish: Annotated[int, typer.Option(min=0, help="epoch: run the N best ends of the grid on to their basin's "
+                                                    "minimum (0: the published protocol's answer, scipy's stopping "
+                                                    "rule).")] = 0,
     root: RootOption = None,
     loss_name: Annotated[str | None, typer.Option(help="Which loss metric (loss_name), for a source name or a file with several.")] = None,
     as_json: JsonOption = False,
@@ -227,10 +248,15 @@ def fit_point_command(
     df = _read_data(data, root, loss_name)
     df = _select_families(df, family)
     if "tokens" in law.columns_needed:
-        rows_in, df = len(df), cut_early(df, min_tokens=min_tokens or None)
+        before, df = df, cut_early(df, min_tokens=min_tokens or None)
         if df.empty:
-            raise ValueError(f"fit-point: none of the {rows_in} rows has more than --min-tokens {min_tokens:g} tokens "
-                             f"(the early cut); lower it (0 keeps every row)")
+            raise ValueError(f"fit-point: none of the {len(before)} rows has more than --min-tokens {min_tokens:g} "
+                             f"tokens (the early cut); lower it (0 keeps every row)")
+        if len(df) < len(before):  # said, not dropped silently (on stderr: --json stays one document)
+            whole = sorted(set(before["run"]) - set(df["run"])) if "run" in before else []
+            runs = f", {len(whole)} run(s) whole (e.g. {whole[:2]})" if whole else ""
+            typer.echo(f"fit-point: the early cut (--min-tokens {min_tokens:g}) left out {len(before) - len(df)} of "
+                       f"{len(before)} rows{runs}; --min-tokens 0 keeps them", err=True)
     # a law without a size term (a schedule law) describes one model, and a published path fits one size
     # (Luo et al. fit each model alone): fit each model apart
     keys = ["family"] if "params" in law.columns_needed and method != "adamw" else ["family", "model"]
@@ -243,7 +269,8 @@ def fit_point_command(
     if as_json:
         typer.echo(table.to_json(orient="records", indent=1))
     else:
-        console.print(_table(table, f"{', '.join(sorted(table['method'].unique()))} point fits, {law.formula}"))
+        console.print(_table(table, f"{', '.join(sorted(table['method'].unique()))} point fits, {law.formula} "
+                                    f"(loss in nats per token)"))
 
 
 def _select_families(df: pd.DataFrame, families: list[str] | None) -> pd.DataFrame:
@@ -1023,8 +1050,17 @@ def import_command(
     console.print(f"wrote {escape(str(out))}")
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    """SIGTERM (``timeout``, a job scheduler) ends the command as Ctrl-C does, by an exception: the
+    ``finally`` blocks run, so an atomic write removes its temporary file instead of leaving it."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Console-script entry point."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     app()
 
 

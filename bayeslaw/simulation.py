@@ -175,8 +175,13 @@ def simulate(
         ``.data`` (validated table), ``.truth`` (JSON-serialisable dict); unpacks as ``df, truth``.
     """
     rng = np.random.default_rng(seed)
+    if isinstance(families, int):
+        _check_design("simulate", families=families)
     names = [f"fam{i}" for i in range(families)] if isinstance(families, int) else list(families)
     _check_design("simulate", families=len(names), sizes=len(sizes), seeds=seeds, checkpoints=checkpoints)
+    for name, scale in (("sigma_seed", sigma_seed), ("sigma_obs", sigma_obs), ("sigma_dev", sigma_dev)):
+        if not (np.isfinite(scale) and scale >= 0):
+            raise ValueError(f"simulate: {name}={scale!r}; need a finite sd of log loss >= 0")
     mu = dict(SHARED_THETA if shared is None else shared)
     scale = dict(FAMILY_SCALE if family_scale is None else family_scale)
     corr = FAMILY_CORRELATION if family_correlation is None else np.asarray(family_correlation)

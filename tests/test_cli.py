@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -80,14 +81,14 @@ def test_load_source_summary(data_root, tmp_path):
 def test_fit_point_hitchhiker_on_demo():
     result = runner.invoke(app, ["fit-point", "demo", "--method", "hitchhiker", "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    rows = json.loads(result.stdout)
     assert [r["family"] for r in rows] == ["fam0", "fam1", "fam2"]
     # the demo's runs carry a schedule shape the point law does not model: a plausible law, not the truth
     assert all(0.5 < r["E"] < 3.5 and 0 < r["alpha"] < 1.5 for r in rows), rows
 
 
 def test_fit_point_polish_never_ends_higher_than_the_protocol():
-    runs = [json.loads(runner.invoke(app, ["fit-point", "demo", "--json", *extra]).output) for extra in ([], ["--polish", "4"])]
+    runs = [json.loads(runner.invoke(app, ["fit-point", "demo", "--json", *extra]).stdout) for extra in ([], ["--polish", "4"])]
     protocol, polished = (pd.DataFrame(r).set_index("family")["objective"] for r in runs)
     assert list(protocol.index) == ["fam0", "fam1", "fam2"]
     assert (polished <= protocol).all(), (protocol, polished)
@@ -110,7 +111,46 @@ def test_simulate_refuses_an_empty_design(tmp_path):
     for option in ("--families", "--seeds"):
         result = runner.invoke(app, ["simulate", "--out", str(tmp_path / "s.csv"), option, "0"])
         assert result.exit_code == 2 and f"simulate: {option[2:]}=0; need at least one" in result.stderr
+    for option, value, message in (("--families", "-1", "families=-1"), ("--sigma-seed", "nan", "sigma_seed=nan"),
+                                   ("--sigma-seed", "-0.5", "sigma_seed=-0.5")):  # the option's value, named
+        result = runner.invoke(app, ["simulate", "--out", str(tmp_path / "s.csv"), option, value])
+        assert result.exit_code == 2 and message in result.stderr, result.output
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_outputs_are_written_in_the_format_their_name_says_and_bad_paths_are_one_line(tmp_path):
+    out = tmp_path / "sim.parquet"
+    assert runner.invoke(app, ["simulate", "--out", str(out), "--families", "1"]).exit_code == 0
+    assert len(pd.read_parquet(out)) > 0  # parquet, not CSV text under a .parquet name
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    for path, message in ((tmp_path / "folder", "is a folder; give a file name"),
+                          (tmp_path / "file" / "x.csv", "is a file, not a folder")):
+        for command in (["simulate", "--out", str(path)], ["load", "demo", "--out", str(path)]):
+            result = runner.invoke(app, command)
+            assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+            assert len(result.stderr.strip().splitlines()) == 1
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    result = runner.invoke(app, ["fit-point", str(empty)])
+    assert result.exit_code == 2 and f"file {str(empty)!r} is empty" in " ".join(result.stderr.split())
+    result = runner.invoke(app, ["load", "demo", "--loss-name", "xx"])  # was ignored for the demo
+    assert result.exit_code == 2 and "--loss-name 'xx'" in result.stderr
+
+
+def test_fit_point_says_what_the_early_cut_left_out_and_refuses_a_bad_polish(tmp_path):
+    path = tmp_path / "finals.csv"
+    n, d = np.repeat([1e8, 2e8, 4e8, 8e8], 3), np.tile([5e9, 2e10, 8e10], 4)
+    pd.DataFrame({"run": [f"r{i}" for i in range(12)], "params": n, "tokens": d,
+                  "loss": 1.8 + 400 / n ** 0.34 + 400 / d ** 0.28}).to_csv(path, index=False)
+    result = runner.invoke(app, ["fit-point", str(path), "--method", "hitchhiker", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "left out 4 of 12 rows, 4 run(s) whole" in " ".join(result.stderr.split())
+    assert json.loads(result.stdout)[0]["points"] == 8  # the note is on stderr: the JSON stays one document
+    for args, message in ((["--polish", "-3"], "greater than or equal to 0"),
+                          (["--polish", "2", "--method", "hitchhiker"], "has no grid")):
+        result = runner.invoke(app, ["fit-point", str(path), *args])
+        assert result.exit_code == 2 and message in result.stderr, result.output
 
 
 def test_tables_keep_whole_numbers_and_fold_when_wider_than_the_terminal(monkeypatch):
@@ -167,3 +207,28 @@ def test_a_library_warning_is_one_line_on_stderr(monkeypatch):
         assert command() == 3
     assert stderr.export_text().strip() == "warning: fit: left out 1 diverged run(s)"
     assert warnings.showwarning is not cli._show_warning  # Python's own display is back after the command
+
+
+def test_sigterm_ends_a_command_like_ctrl_c_so_an_atomic_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import signal
+
+    from bayeslaw import cli
+    from bayeslaw.data.files import write_atomic
+
+    seen = {}
+    monkeypatch.setattr(cli, "app", lambda: seen.setdefault("handler", signal.getsignal(signal.SIGTERM)))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        cli.main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen["handler"] is cli._exit_on_sigterm
+
+    def killed_halfway(path):
+        path.write_text("run,params\n")
+        cli._exit_on_sigterm(signal.SIGTERM, None)  # what the handler does when the signal lands mid-write
+
+    with pytest.raises(SystemExit) as stop:
+        write_atomic(tmp_path / "out.csv", killed_halfway)
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary file

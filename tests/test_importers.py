@@ -334,7 +334,7 @@ def test_a_minimal_table_is_accepted_everywhere(tmp_path):
     df.to_csv(tmp_path / "mini.csv", index=False)
     out = runner.invoke(app, ["fit-point", str(tmp_path / "mini.csv"), "--method", "hitchhiker", "--json"])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output)[0]["family"] == "default"
+    assert json.loads(out.stdout)[0]["family"] == "default"
 
 
 def test_import_paths_combines_formats(tmp_path):

@@ -39,6 +39,16 @@ def test_point_fit_recovers_simulated_truth(clean_sim, method):
     np.testing.assert_allclose(fit.predict(rows["params"], rows["tokens"]), rows["true_law"], rtol=0.003)
 
 
+def test_polish_is_a_count_of_the_epoch_grids_ends(clean_sim):
+    """A negative polish ran every end of the grid on (100 s for nothing); another method has no grid."""
+    rows = bd.cut_early(clean_sim.data)
+    for polish in (-3, 1.5, True):
+        with pytest.raises(ValueError, match="need a whole number of grid ends >= 0"):
+            fit_point(rows, polish=polish)
+    with pytest.raises(ValueError, match="method='hitchhiker' has no grid"):
+        fit_point(rows, method="hitchhiker", polish=4)
+
+
 def test_grid_starts_all_run_and_the_best_is_kept(clean_sim):
     data = {k: clean_sim.data[k].to_numpy() for k in ("params", "tokens", "loss")}
     x, values, grad_norms, iterations = grid_lbfgs(CHINCHILLA, SMALL_GRID, data)

@@ -84,14 +84,14 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
         env = os.environ.get(DATA_ENV)
         if not env:
             raise DataNotFoundError(
-                f"no data folder given: pass root=... or set {DATA_ENV} to the folder that holds "
+                f"no data folder given: pass root=... (CLI: --root) or set {DATA_ENV} to the folder that holds "
                 f"colpret/, polypythias_trainloss/ and olmo_ladder_runs/ (e.g. export {DATA_ENV}=../shared/data)"
             )
         root = env
     path = Path(root).expanduser()
     if not path.is_dir():
         raise DataNotFoundError(
-            f"data folder {str(path)!r} does not exist; pass root=... or set {DATA_ENV} to the folder "
+            f"data folder {str(path)!r} does not exist; pass root=... (CLI: --root) or set {DATA_ENV} to the folder "
             f"that holds colpret/, polypythias_trainloss/ and olmo_ladder_runs/"
         )
     return path
@@ -171,10 +171,21 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DataNotFoundError(f"file {str(path)!r} does not exist")
-    if path.suffix in (".parquet", ".pq"):
-        df, first_row, label = pd.read_parquet(path), 0, f"file {str(path)!r} (rows counted from 0)"
-    elif path.suffix in (".csv", ".txt", ".gz"):
-        df, first_row, label = pd.read_csv(path), 2, f"file {str(path)!r} (rows are line numbers)"
-    else:
-        raise DataValidationError(f"{str(path)!r}: unknown file type {path.suffix!r}; use .csv or .parquet")
+    if path.is_dir():
+        raise DataValidationError(f"{str(path)!r} is a folder, not a table (.csv or .parquet)")
+    # pandas' own errors name no file ('No columns to parse from file'): said with the file's name
+    try:
+        if path.suffix in (".parquet", ".pq"):
+            df, first_row, label = pd.read_parquet(path), 0, f"file {str(path)!r} (rows counted from 0)"
+        elif path.suffix in (".csv", ".txt", ".gz"):
+            df, first_row, label = pd.read_csv(path), 2, f"file {str(path)!r} (rows are line numbers)"
+        else:
+            raise DataValidationError(f"{str(path)!r}: unknown file type {path.suffix!r}; use .csv or .parquet")
+    except pd.errors.EmptyDataError:
+        raise DataValidationError(f"file {str(path)!r} is empty (no header line)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as error:
+        if isinstance(error, DataValidationError):
+            raise
+        raise DataValidationError(f"file {str(path)!r} cannot be read as a table: "
+                                  f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
     return complete_minimal(df, source=path.name, name=label, first_row=first_row)

@@ -690,6 +690,10 @@ def fit_point(
         ``.params`` (E, A, B, alpha, beta), ``.predict(params, tokens)``.
     """
     law = get_law(form)
+    if isinstance(polish, bool) or not isinstance(polish, (int, np.integer)) or polish < 0:
+        raise ValueError(f"fit_point: polish={polish!r}; need a whole number of grid ends >= 0")
+    if polish and method != "epoch":
+        raise ValueError(f"fit_point: polish={polish} runs the epoch grid's best ends on; method={method!r} has no grid")
     # the law's input columns and loss are all a point fit reads: no table schema is asked for
     df = drop_copies(df)  # a branch's copy of its parent's checkpoints counts once
     if "run" in df.columns:
