@@ -540,7 +540,7 @@ def test_cli_import_bad_out_is_one_line(tmp_path, kind):
         out, message = tmp_path / "f.parquet" / "t.parquet", "is a file, not a folder"
     else:
         (tmp_path / "d.parquet").mkdir()
-        out, message = tmp_path / "d.parquet", "is a directory"
+        out, message = tmp_path / "d.parquet", "is a folder; give a file name"
     result = runner.invoke(app, ["import", str(path), "--out", str(out), "--params", "small=1e7", "--params",
                                  "big=1e8", "--tokens-per-step", "1000"])
     assert result.exit_code == 2, result.output

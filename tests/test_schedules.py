@@ -580,6 +580,12 @@ def test_planned_schedules_carry_the_laws_misfit_correlated_by_how_far_apart_the
     alone = np.bincount(np.argmin(law, axis=1), minlength=len(fractions)) / len(law)
     assert alone.max() > 0.9 > 0.5 > table["p_best"].max()
     assert (table["p_best"] > 0.05).sum() >= 3 and table["p_best"].sum() == pytest.approx(1.0)
+    # a new branch of a trained run: its tree's offset is known, its own schedule's misfit is not
+    test = df[df["run"].str.split("-").str[-1].isin(HELD_OUT)]
+    ends = test[test["run"].str.endswith("cool3000")].groupby("run").tail(1)
+    spread = np.log(fitted.predict(ends, kind="new_run", seed=1).draws.values).var(axis=0)
+    floor = np.mean(fitted.site_draws("sigma_obs") ** 2) + np.mean(fitted.site_draws("sigma_dev") ** 2)
+    assert (spread > floor).all(), (spread, floor)  # without the misfit: 1.2e-6 against a floor of 1.4e-6
 
 
 def test_live_forecast_of_a_run_in_flight_is_conditioned_on_its_checkpoints():

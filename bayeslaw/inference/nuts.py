@@ -1111,6 +1111,7 @@ class Fit:
         training = None if all(f"input_{k}" in self.idata.constant_data for k in self.spec.law.inputs) else (
             self.training_rows())  # a schedule law's design is rebuilt from the rows' schedules
         residuals = {}  # per (tree, family): its trained runs' residuals, shared by every target run of the tree
+        schedule_law = self.spec.law.progress == "step"
         for run in {r for r in runs if r is not None}:
             cols = np.flatnonzero(np.asarray([r == run for r in runs]))
             j = cols[0]
@@ -1126,6 +1127,11 @@ class Fit:
                                                     start=noise["offset_start"][:, j])
             mean[:, cols] += c_mean
             var[:, cols] -= c_var
+            if schedule_law and str(run) not in trained:
+                # a new branch shares its tree's offset, which carries no misfit of the branch's own schedule:
+                # the law's misfit of a schedule it was not fitted to, sigma_dev, grown along the run as the
+                # offset is (docs/run_likelihood.md, "The law's misfit of a planned schedule")
+                var[:, cols] += noise["sigma_dev"][:, j, None] ** 2 * fraction[cols] ** 2
         draws = mean + np.sqrt(np.maximum(var, 0.0)) * _row_normals(targets, seed, mean.shape[0])
         return summarize(np.exp(draws), targets, kind=kind, quantiles=quantiles)
 

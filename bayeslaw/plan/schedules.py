@@ -18,10 +18,11 @@ scale sigma_dev along the trained runs (the 124M cooldown sweeps of wsd_horizons
 apart around their law, against sigma_dev 0.53%: docs/run_likelihood.md, "The law's misfit of a planned
 schedule"). Where nothing else carries it, a planned schedule's end gets that misfit m ~ Normal(0,
 sigma_dev^2) in log loss, correlated between two planned schedules as exp(-d / ELL), d the mean gap of
-their learning rates over the run (:func:`schedule_distance`), ELL the deviation's correlation length: a
-branch of a trained run (its offset is its parent's, which carries no misfit of the branch's schedule),
-and every comparison on the law's draws (``p_best``, a branch's drop). A new run's seed offset already
-carries it (a schedule law's runs differ in schedule, so sigma_seed measures the law's misfit of each).
+their learning rates over the run (:func:`schedule_distance`), ELL the deviation's correlation length, in
+every comparison on the law's draws (``p_best``, a branch's drop). A branch of a trained run carries it in
+its band (``Fit.predict``: its offset is its parent's, which carries no misfit of the branch's schedule); a
+new run's seed offset already does (a schedule law's runs differ in schedule, so sigma_seed measures the
+law's misfit of each).
 """
 
 from __future__ import annotations
@@ -121,13 +122,7 @@ def schedule_loss(fit, schedules: Schedule | Mapping[str, Schedule], steps=None,
     if isinstance(schedules, Schedule):
         schedules = {"planned": schedules}
     table = _targets(fit, schedules, steps, params, family, parent_run)
-    draws = _draws(fit, table, kind, seed)
-    if _bayesian(fit) and kind == "new_run" and parent_run is not None:
-        # a branch's own schedule's misfit, grown along the run as the offset is (x = step / total steps)
-        misfit = _misfit(fit, schedules, fit.family_or_only(family), draws.shape[0], seed)
-        which = table["name"].map({name: i for i, name in enumerate(schedules)}).to_numpy()
-        along = table["step"].to_numpy() / np.array([schedules[name].total_steps for name in table["name"]])
-        draws = draws * np.exp(misfit[:, which] * along)
+    draws = _draws(fit, table, kind, seed)  # a branch's band carries its schedule's misfit (Fit.predict)
     out = table[["name", "step", "description"]].rename(columns={"name": "schedule"})
     out["loss"] = np.median(draws, axis=0)
     if _bayesian(fit):
