@@ -351,20 +351,39 @@ ResumeOption = Annotated[bool, typer.Option(
     help="Keep the cells already in the --out folder (same version and configuration) and run only the rest.")]
 
 
-def _run_study(df: pd.DataFrame, out: Path, options: dict, *, families, scheduler, resume, as_json: bool) -> None:
-    """Run a backtest study with its cells kept in ``out``/cells, write the report, print the summary."""
+def _check_study_options(poolings, **counts: int) -> None:
+    """A study's options checked before the data is read or anything runs (the library checks them again
+    before any fit, but a bad one named here as the user typed it saves reading a large table first)."""
+    for pooling in poolings:
+        check_choice(pooling, POOLINGS, "--pooling")
+    for name, value in counts.items():
+        if value < 1:
+            raise ValueError(f"--{name} {value}: need a whole number >= 1")
+
+
+def _run_study(load, out: Path, options: dict, *, families, scheduler, resume, as_json: bool) -> None:
+    """Run a backtest study on the table ``load()`` reads, with its cells kept in ``out``/cells, write the
+    report, print the summary."""
     from bayeslaw.evaluation import backtest as run_backtest
+    from bayeslaw.executor import connect
     from bayeslaw.report import backtest_report
 
-    result = run_backtest(df, families=families or None, progress=not as_json, scheduler=scheduler, folder=out,
-                          resume=resume, **options)
+    # the scheduler first: an address that does not answer is named before a large table is read
+    client = connect(scheduler) if scheduler is not None else None
+    try:
+        result = run_backtest(load(), families=families or None, progress=not as_json, client=client, folder=out,
+                              resume=resume, **options)
+    finally:
+        if client is not None:
+            client.close()
     report = backtest_report(result, out)
     table = result.aggregate(("case", "method"))
     failed = result.failures
     if as_json:
-        typer.echo(json.dumps({"aggregate": table.to_dict(orient="records"), "timing": result.timing,
-                               "failed": _records(failed[["case", "family", "k", "q", "method", "error"]]),
-                               "report": str(report)}, indent=1, default=float))
+        # _json: a NaN (an unscored group's ARE, a point fit's coverage) is null, so the output is strict JSON
+        typer.echo(_json({"aggregate": _records(table), "timing": result.timing,
+                          "failed": _records(failed[["case", "family", "k", "q", "method", "error"]]),
+                          "report": str(report)}))
         return
     console.print(_table(table[["case", "method", "cells", "are_median", "are_mean", "crps_mean", "coverage50",
                                 "coverage90"]], "backtest: ARE (fraction) and interval coverage on held-out targets"))
@@ -373,7 +392,9 @@ def _run_study(df: pd.DataFrame, out: Path, options: dict, *, families, schedule
         for _, row in failed.head(5).iterrows():
             console.print(f"  {row['case']} {row['family']} k={row['k']} q={row['q']:g} {row['method']}: "
                           f"{escape(str(row['error']))}", highlight=False)
-    console.print(f"{result.timing['fits']} fits in {result.timing['wall_s']:.0f} s; report written to {report}")
+    timing = result.timing  # the fits run now; a resume's cells read back took no time here
+    reused = f", {timing['reused']} read back from {out} (resumed)" if timing.get("reused") else ""
+    console.print(f"{timing['fits']} fits in {timing['wall_s']:.0f} s{reused}; report written to {report}")
 
 
 @app.command()
@@ -388,15 +409,18 @@ def backtest(
     q: Annotated[list[float] | None, typer.Option("--q", help="Fractions of the target's run seen (repeatable; "
                                                                "default 0, 0.1, 0.2, 0.3, 0.5).")] = None,
     pooling: Annotated[list[str] | None, typer.Option(help="Bayesian variants (default hierarchical, none).")] = None,
-    transfer: Annotated[bool, typer.Option(help="Also the one-model transfer case per family.")] = True,
-    chains: Annotated[int, typer.Option(help="NUTS chains per Bayesian fit.")] = 4,
-    draws: Annotated[int, typer.Option(help="NUTS draws (and warmup) per chain.")] = 1000,
+    transfer: Annotated[bool | None, typer.Option(help="Also the one-model transfer case per family (default: "
+                                                        "yes; no with --quick).")] = None,
+    chains: Annotated[int | None, typer.Option(help="NUTS chains per Bayesian fit (default 4; 1 with --quick).")] = None,
+    draws: Annotated[int | None, typer.Option(help="NUTS draws (and warmup) per chain (default 1000; 150 with "
+                                                   "--quick).")] = None,
     thin: Annotated[int, typer.Option(help="Log-spaced checkpoints kept per run.")] = 8,
     workers: WorkersOption = 1,
     scheduler: SchedulerOption = None,
     resume: ResumeOption = False,
     quick: Annotated[bool, typer.Option(help="Small study for a smoke test: k=2, q in {0, 0.3}, hierarchical "
-                                             "only, 1 chain x 150 draws, no transfer or LOO.")] = False,
+                                             "only, 1 chain x 150 draws, no transfer or LOO (an option given "
+                                             "as well wins).")] = False,
     root: RootOption = None,
     loss_name: Annotated[str | None, typer.Option(help="Which loss metric (loss_name), for a source name or a file with several.")] = None,
     as_json: JsonOption = False,
@@ -404,15 +428,19 @@ def backtest(
     """The Hitchhiker's Guide backtest with uncertainty: point fits vs Bayesian fits, and a report folder."""
     from bayeslaw.evaluation import DEFAULT_FRACTIONS
 
-    df = _select_families(_read_data(data, root, loss_name), family)
+    # --quick changes only the defaults: an option the user gave explicitly wins (None: not given)
+    chains = chains if chains is not None else (1 if quick else 4)
+    draws = draws if draws is not None else (150 if quick else 1000)
+    _check_study_options(pooling or (), chains=chains, draws=draws, thin=thin, workers=workers)
     options = {"ks": tuple(k) if k else None, "fractions": tuple(q) if q else DEFAULT_FRACTIONS,
-               "poolings": tuple(pooling) if pooling else ("hierarchical", "none"), "transfer": transfer,
+               "poolings": tuple(pooling) if pooling else ("hierarchical", "none"),
+               "transfer": transfer if transfer is not None else not quick,
                "thin": thin, "workers": workers, "fit_options": {"chains": chains, "draws": draws, "warmup": draws}}
     if quick:
         options.update(ks=tuple(k) if k else (2,), fractions=tuple(q) if q else (0.0, 0.3),
-                       poolings=tuple(pooling) if pooling else ("hierarchical",), transfer=False, compare=False,
-                       fit_options={"chains": 1, "draws": 150, "warmup": 150})
-    _run_study(df, out, options, families=family, scheduler=scheduler, resume=resume, as_json=as_json)
+                       poolings=tuple(pooling) if pooling else ("hierarchical",), compare=False)
+    _run_study(lambda: _select_families(_read_data(data, root, loss_name), family), out, options, families=family,
+               scheduler=scheduler, resume=resume, as_json=as_json)
 
 
 @app.command()
@@ -441,10 +469,11 @@ def study(
     from bayeslaw import data as bd
 
     check_choice(point_grid, ("coarse", "full"), "--point-grid")
-    df = bd.load_study(root) if data == "shared" else _read_data(data, root, None)
+    _check_study_options((), chains=chains, draws=draws, workers=workers)
     options = {"point_grid": point_grid, "workers": workers,
                "fit_options": {"chains": chains, "draws": draws, "warmup": draws}}
-    _run_study(df, out, options, families=None, scheduler=scheduler, resume=resume, as_json=as_json)
+    _run_study(lambda: bd.load_study(root) if data == "shared" else _read_data(data, root, None), out, options,
+               families=None, scheduler=scheduler, resume=resume, as_json=as_json)
 
 
 # --- Bayesian fits: fit, predict, diagnose, report, plan -------------------------------------------
@@ -1008,11 +1037,7 @@ def import_command(
     if suffix not in (".parquet", ".pq", ".csv"):
         raise ValueError(f"--out {str(out)!r}: unknown file type {out.suffix!r}; use .parquet or .csv")
     # a bad --out is found before the inputs are read (which can take minutes), not after
-    if out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a directory; give a file name such as {str(out / 'runs.parquet')!r}")
-    blocker = next((p for p in out.parents if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise ValueError(f"--out {str(out)!r}: {str(blocker)!r} is a file, not a folder")
+    _check_out_file(out)
     selected = [t.strip() for text in tags or [] for t in text.split(",") if t.strip()] or None
     try:
         df = import_paths(paths, params=_run_numbers(params, "--params"), sidecar=sidecar,

@@ -7,9 +7,10 @@ fit on the k smallest models (and a fraction q of the target's own run), predict
 
 from __future__ import annotations
 
+import inspect
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import arviz as az
@@ -22,8 +23,9 @@ from bayeslaw.data.importers import FIT_COLUMNS, as_table
 from bayeslaw.data.runs import single_size_families
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, hitchhiker_split, thin_checkpoints
 from bayeslaw.executor import CellError, StudyFolder, run_cells
+from bayeslaw.inference import nuts
 from bayeslaw.inference.batched import fit_many, release_compiled
-from bayeslaw.inference.config import check_choice
+from bayeslaw.inference.config import FitConfig, check_choice
 from bayeslaw.inference.nuts import Fit, fit
 from bayeslaw.inference.point import PointFit, TooFewPoints, fit_point
 from bayeslaw.laws import DEFAULT_FORM, get_law
@@ -541,6 +543,23 @@ def data_hash(df: pd.DataFrame) -> str:
 STUDY_FIT = {"progress": False}
 
 
+def _check_fit_options(poolings, fit_options: dict, seed: int) -> None:
+    """bl.fit's own checks of each pooling and the NUTS options (FitConfig), made before any fit runs:
+    else a study with ``chains=0`` or an unknown pooling ran its point fits and then failed every Bayesian cell."""
+    fixed = {"df", "form", "pooling", "seed", "min_tokens", "thin"}  # the study sets these itself
+    known = set(inspect.signature(nuts.fit).parameters) - fixed  # nuts.fit: the real one where a test patches ours
+    unknown = sorted(set(fit_options) - known)
+    if unknown:
+        raise ValueError(f"backtest: fit_options {unknown} are not options of bayeslaw.fit the study passes on; "
+                         f"valid: {', '.join(sorted(known))}")
+    config = {k: v for k, v in fit_options.items() if k in {f.name for f in fields(FitConfig)}}
+    for pooling in poolings:
+        try:
+            FitConfig(pooling=pooling, seed=seed, **config)
+        except ValueError as error:
+            raise ValueError(f"backtest: {error}") from None
+
+
 def backtest(
     df: pd.DataFrame,
     *,
@@ -600,6 +619,7 @@ def backtest(
     configuration and data, else refused naming the difference).
     """
     fit_options = {**STUDY_FIT, **(fit_options or {})}
+    _check_fit_options(poolings, fit_options, seed)
     df = as_table(df, name="backtest's table", needs=(*FIT_COLUMNS, "model", "tokens"))
     if point_grid not in ("coarse", "full"):
         raise ValueError(f"point_grid={point_grid!r}; use 'coarse' or 'full'")
@@ -616,7 +636,26 @@ def backtest(
         raise ValueError(f"backtest: no family has at least min_sizes={min_sizes} model sizes")
     by_family = {f: df[df["family"] == f] for f in eligible}
     n_models = {f: rows["model"].nunique() for f, rows in by_family.items()}
+    given_ks = ks is not None
     ks = tuple(range(2, min(max(n_models.values()), MAX_DEFAULT_K + 1))) if ks is None else tuple(ks)
+    # a k no family can take would leave a study of no cells: refuse it before anything runs; a k that
+    # some families cannot take leaves them unscored there, which the report (and, for a k asked for, a
+    # warning) names, rather than dropping them silently
+    most = {f: n - 1 for f, n in n_models.items()}  # models below each family's target
+    per_family = ", ".join(f"{f} {m}" for f, m in most.items())
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"backtest: k={k!r} must be a whole number >= 1 (models below the target trained on)")
+        if k > max(most.values()):
+            raise ValueError(f"backtest: k={k} is more models than any family has below its target; the largest "
+                             f"valid k is {max(most.values())} (per family: {per_family})")
+    if not methods and not poolings:
+        raise ValueError("backtest: no point methods and no poolings: nothing to fit")
+    left_out = {int(k): [f for f, m in most.items() if k > m] for k in ks if any(k > m for m in most.values())}
+    if left_out and given_ks:
+        what = "; ".join(f"k={k}: {', '.join(fs)}" for k, fs in left_out.items())
+        warnings.warn(f"backtest: not scored where a family has fewer models below its target than k ({what})",
+                      RuntimeWarning, stacklevel=2)
 
     def thinned(rows):
         return rows if thin is None or rows.empty else thin_checkpoints(rows, per_run=thin)
@@ -670,11 +709,16 @@ def backtest(
     if compare and len(poolings) > 1:  # the PSIS-LOO comparison's fits are cells of the study too
         all_rows = thinned(cut_early(df[df["family"].isin(eligible)], min_tokens=min_tokens))
         jobs += [{"kind": "fit", **job} for job in _pooling_jobs(all_rows, poolings, seed, fit_options).values()]
+    if not any(job["kind"] != "fit" for job in jobs) and not unscored:  # refused before the folder is made
+        raise ValueError(f"backtest: no cell to score: no family has training rows for any k in {list(ks)} "
+                         f"after the early cut (min_tokens={min_tokens})")
     keyed = {_job_key(job): job for job in jobs}
     start = time.perf_counter()
     results = run_cells(_run, keyed, workers=workers, client=client, scheduler=scheduler, folder=store,
                         progress=progress, desc="backtest fits")
     rows, points, loo_fits, loo_failed = list(unscored), [], {}, {}
+    reused = store.reused if store is not None else set()
+    fit_s_sum = 0.0
     for key, result in results.items():
         job = keyed[key]
         if job["kind"] == "fit":
@@ -684,6 +728,8 @@ def backtest(
                 loo_fits[job["pooling"]] = result.idata
             continue
         r, p = _failed(job, result) if isinstance(result, CellError) else result
+        if key not in reused:  # a member's families share its wall time (one per q): count it once
+            fit_s_sum += sum(wall for _, wall in {(row["q"], row.get("wall_s", 0.0)) for row in r})
         rows += r
         points += p
     wall = time.perf_counter() - start
@@ -702,8 +748,11 @@ def backtest(
                       RuntimeWarning, stacklevel=2)
     settings["workers"] = workers
     settings["loo_failures"] = loo_failed
-    timing = {"fits": sum(len(job.get("members", [job])) for job in jobs), "wall_s": wall,
-              "fit_s_sum": float(cells.drop_duplicates(["case", "k", "q", "method", "wall_s"])["wall_s"].sum())}
+    settings["left_out"] = left_out  # k -> families not scored there (fewer models below their target)
+    # fits run now, and those a resume read back from the folder: a reused cell took no time here
+    fits = {key: len(job.get("members", [job])) for key, job in keyed.items()}
+    timing = {"fits": sum(n for key, n in fits.items() if key not in reused), "wall_s": wall,
+              "reused": sum(n for key, n in fits.items() if key in reused), "fit_s_sum": float(fit_s_sum)}
     return Backtest(cells, predictions, comparison, settings, timing)
 
 

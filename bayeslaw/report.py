@@ -24,6 +24,21 @@ from bayeslaw.inference.nuts import parameter_notes
 __all__ = ["backtest_report", "fit_report"]
 
 
+def _render(figures: dict) -> dict[str, bytes]:
+    """Each figure drawn and saved as PNG bytes in memory, closed as it is done: a report's files are written
+    only once every one of them has been made, so a failing figure leaves no half report."""
+    images = {}
+    for name, draw in figures.items():
+        figure = draw()
+        try:
+            buffer = io.BytesIO()
+            figure.savefig(buffer, dpi=110, format="png")
+            images[name] = buffer.getvalue()
+        finally:
+            plt.close(figure)
+    return images
+
+
 def fit_report(fit, out, *, data: pd.DataFrame | None = None, point_fits: dict | None = None) -> Path:
     """Write a fit's report folder: its figures (:mod:`bayeslaw.plots.fit`) as PNGs, params.csv,
     diagnostics.csv/.txt and report.md. Returns the path of report.md.
@@ -60,15 +75,7 @@ def fit_report(fit, out, *, data: pd.DataFrame | None = None, point_fits: dict |
     chains = fit.idata.posterior.sizes["chain"]
     if chains < 2:  # a rank plot compares chains
         del figures["rank.png"]
-    images = {}
-    for name, draw in figures.items():
-        figure = draw()
-        try:
-            buffer = io.BytesIO()
-            figure.savefig(buffer, dpi=110, format="png")
-            images[name] = buffer.getvalue()
-        finally:
-            plt.close(figure)
+    images = _render(figures)
     diagnostics = fit.diagnostics(warn=False)
     params = fit.params()
 
@@ -140,10 +147,11 @@ def _markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
 def backtest_report(result, out) -> Path:
     """Write a backtest's report folder: cells.csv, predictions.csv, aggregate tables, PNG figures, report.md.
 
-    Every file is written to a temporary name and renamed, so an interrupted report leaves no half-written file.
+    Every table, figure and line is made before anything is written (a report that fails writes nothing),
+    then each file is written to a temporary name and renamed, report.md last: an interrupted report
+    leaves no half-written file and no report.md of its own.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     cells, predictions = result.cells, result.predictions
     by_method = result.aggregate(("case", "method"))
     by_family = result.aggregate(("case", "family", "method"))
@@ -152,15 +160,12 @@ def backtest_report(result, out) -> Path:
               "aggregate_by_family.csv": by_family, "aggregate_by_k.csv": by_k}
     if result.comparison is not None:
         tables["loo_comparison.csv"] = result.comparison
-    for name, table in tables.items():
-        write_atomic(out / name, lambda tmp, table=table: table.to_csv(tmp, index=False))
-    figures = {"are_heatmap.png": plots.are_heatmap(cells), "trajectories.png": plots.trajectory_bands(predictions),
-               "calibration.png": plots.calibration_plot(cells)}
+    figures = {"are_heatmap.png": lambda: plots.are_heatmap(cells),
+               "trajectories.png": lambda: plots.trajectory_bands(predictions),
+               "calibration.png": lambda: plots.calibration_plot(cells)}
     if (cells["case"] == "transfer").any():
-        figures["transfer_trajectories.png"] = plots.trajectory_bands(predictions, k=1, case="transfer")
-    for name, figure in figures.items():
-        write_atomic(out / name, lambda tmp, figure=figure: figure.savefig(tmp, dpi=110, format="png"))
-        plt.close(figure)
+        figures["transfer_trajectories.png"] = lambda: plots.trajectory_bands(predictions, k=1, case="transfer")
+    images = _render(figures)
 
     scaling = by_method[by_method["case"] == "scaling"].set_index("method")
     verdict = []
@@ -176,16 +181,19 @@ def backtest_report(result, out) -> Path:
                            f"90% intervals cover {100 * row['coverage90']:.0f}% of test points (50%: "
                            f"{100 * row['coverage50']:.0f}%).")
     s = result.settings
+    # None means the step was not applied (a study on every checkpoint): say so, not "cut at None"
+    cut = ("early checkpoints cut at " + format(s["min_tokens"], "g") + " tokens" if s.get("min_tokens") is not None
+           else "no early cut")
+    thinned = f"thinned to {s['thin']} checkpoints per run" if s.get("thin") is not None else "not thinned"
     parts = [
         "# bayeslaw backtest report",
         "",
         f"Families: {', '.join(s['families'])}. Target: each family's largest model; test points: its checkpoints "
         f"with tokens >= {s['test_from']} x the run's last. Training: the k smallest models (k = {s['ks']}) "
-        f"and a fraction q of the target's run (q = {s['fractions']}), early checkpoints cut at "
-        f"{s['min_tokens']:g} tokens, thinned to {s['thin']} checkpoints per run; every method sees the same rows.",
+        f"and a fraction q of the target's run (q = {s['fractions']}), {cut}, {thinned}; every method sees "
+        f"the same rows.",
         "",
-        f"{result.timing['fits']} fits in {result.timing['wall_s']:.0f} s wall ({s['workers']} worker(s)); "
-        f"Bayesian fits: {s['fit_options']}.",
+        f"{_timing_line(result.timing)} ({s['workers']} worker(s)); Bayesian fits: {s['fit_options']}.",
         "",
         "## Verdict (scaling cells)",
         "",
@@ -217,6 +225,11 @@ def backtest_report(result, out) -> Path:
                   _markdown(result.comparison.drop(columns=[c for c in ("warning",) if c in result.comparison])), ""]
     for pooling, error in result.settings.get("loo_failures", {}).items():
         parts += [f"The {pooling} fit of the PSIS-LOO comparison failed and is left out of it: {error}", ""]
+    left_out = s.get("left_out") or {}
+    if left_out:
+        parts += ["## Families not scored at some k", "",
+                  "A family with fewer models below its target than k has no cell at that k (a hierarchical fit "
+                  "still learns from its rows):", "", *(f"- k = {k}: {', '.join(fs)}" for k, fs in left_out.items()), ""]
     failed = cells[cells["error"].notna()] if "error" in cells else cells.iloc[:0]
     if not failed.empty:
         parts += ["## Cells whose fit failed", "", "Unscored; the study went on without them (rerun with resume to retry):", "",
@@ -228,6 +241,23 @@ def backtest_report(result, out) -> Path:
                   _markdown(unscored[["case", "family", "k", "q", "method", "train_points"]]), ""]
     parts += ["Columns: ARE = mean |y - y_hat| / y over the test points (posterior median for Bayes); CRPS in nats; "
               "coverage = share of test points inside the new_run interval (point fits have none); width in nats.", ""]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"backtest_report: cannot make the report folder {str(out)!r} ({err}); "
+                         f"pass a folder that can be created and written") from err
+    for name, table in tables.items():
+        write_atomic(out / name, lambda tmp, table=table: table.to_csv(tmp, index=False))
+    for name, image in images.items():
+        write_atomic(out / name, lambda tmp, image=image: Path(tmp).write_bytes(image))
     report = out / "report.md"
     write_atomic(report, lambda tmp: Path(tmp).write_text("\n".join(parts)))
     return report
+
+
+def _timing_line(timing: dict) -> str:
+    """How many fits ran now, in how long, and how many cells a resume read back instead of fitting."""
+    line = f"{timing['fits']} fits in {timing['wall_s']:.0f} s wall"
+    if timing.get("reused"):
+        line += f", {timing['reused']} more read back from the study folder (resumed)"
+    return line
