@@ -432,6 +432,10 @@ def backtest(
     chains = chains if chains is not None else (1 if quick else 4)
     draws = draws if draws is not None else (150 if quick else 1000)
     _check_study_options(pooling or (), chains=chains, draws=draws, thin=thin, workers=workers)
+    for fraction in q or ():  # the split's own check names target_fraction=, not the option typed
+        if not 0.0 <= fraction < 0.7:
+            raise ValueError(f"--q {fraction:g}: need a fraction of the target's run seen in [0, 0.7) (its last 30% "
+                             f"is the test)")
     options = {"ks": tuple(k) if k else None, "fractions": tuple(q) if q else DEFAULT_FRACTIONS,
                "poolings": tuple(pooling) if pooling else ("hierarchical", "none"),
                "transfer": transfer if transfer is not None else not quick,
@@ -470,6 +474,10 @@ def study(
 
     check_choice(point_grid, ("coarse", "full"), "--point-grid")
     _check_study_options((), chains=chains, draws=draws, workers=workers)
+    if data != "shared" and data != "demo" and data not in bd.SOURCES and Path(data).suffix not in (
+            ".csv", ".parquet", ".pq", ".gz"):
+        raise ValueError(f"DATA {data!r} is neither 'shared' (every shared family with >= 3 sizes), a .csv/.parquet "
+                         f"file, a known source ({', '.join(bd.SOURCES)}) nor 'demo'")
     options = {"point_grid": point_grid, "workers": workers,
                "fit_options": {"chains": chains, "draws": draws, "warmup": draws}}
     _run_study(lambda: bd.load_study(root) if data == "shared" else _read_data(data, root, None), out, options,

@@ -215,6 +215,7 @@ def test_bad_study_options_are_refused_before_any_fit(monkeypatch, tmp_path, opt
     (["--chains", "0"], "error: --chains 0: need a whole number >= 1"),
     (["--draws", "0"], "error: --draws 0: need a whole number >= 1"),
     (["--pooling", "nosuch"], "error: unknown --pooling 'nosuch'; valid: 'hierarchical', 'none', 'complete'"),
+    (["--q", "1.5"], "error: --q 1.5: need a fraction of the target's run seen in [0, 0.7) (its last 30% is the test)"),
 ])
 def test_cli_backtest_refuses_bad_options_in_one_line_before_reading_the_data(monkeypatch, tmp_path, args, message):
     from bayeslaw import evaluation
@@ -295,3 +296,8 @@ def test_a_report_that_fails_writes_nothing(monkeypatch, tmp_path):
     with pytest.raises(AssertionError):
         backtest_report(result, tmp_path / "bt")
     assert not (tmp_path / "bt").exists()  # no tables or figures of a report that has no report.md
+
+
+def test_cli_study_names_shared_among_the_data_it_takes(tmp_path):
+    result = CliRunner().invoke(app, ["study", "nosuch", "--out", str(tmp_path / "st")])
+    assert result.exit_code == 2 and "neither 'shared'" in result.output and not (tmp_path / "st").exists()
