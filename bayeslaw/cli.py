@@ -81,23 +81,37 @@ def _table_writer(df: pd.DataFrame, out: Path, float_format: str | None = None):
     return lambda p: df.to_csv(p, index=False, float_format=float_format)
 
 
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq", ".gz")
+
+
+def _check_data_name(data: str, *, also: tuple[str, ...] = ()) -> None:
+    """DATA names a CSV/parquet file, a known source, 'demo' or one of ``also`` (a command's own: study's
+    'shared'); else one line listing what it may be, before anything is read or made."""
+    from bayeslaw import data as bd
+
+    if data in (*also, "demo", *bd.SOURCES) or Path(data).suffix in TABLE_SUFFIXES:
+        return
+    extra = "".join(f"{name!r}, " for name in also)
+    raise ValueError(f"DATA {data!r} is neither {extra}a .csv/.parquet file nor a known source "
+                     f"({', '.join(bd.SOURCES)}) nor 'demo'")
+
+
 def _read_data(data: str, root: Path | None, loss_name: str | None) -> pd.DataFrame:
     """DATA is a CSV/parquet file in the bayeslaw schema, a known source name, or 'demo'."""
     from bayeslaw import data as bd
     from bayeslaw.simulation import load_demo
 
+    _check_data_name(data)
     if data in bd.SOURCES:
         return bd.load(data, root, **({"loss_name": loss_name} if loss_name else {}))
-    if data == "demo" or Path(data).suffix in (".csv", ".parquet", ".pq", ".gz"):
-        table = load_demo().data if data == "demo" else bd.read_table(data)
-        if loss_name is None:
-            return table
-        kept = table[table["loss_name"] == loss_name]
-        if kept.empty:
-            raise ValueError(f"--loss-name {loss_name!r}: no row of {data!r} has it (column 'loss_name' holds "
-                             f"{sorted(table['loss_name'].astype(str).unique())})")
-        return kept.reset_index(drop=True)
-    raise ValueError(f"DATA {data!r} is neither a .csv/.parquet file nor a known source ({', '.join(bd.SOURCES)}) nor 'demo'")
+    table = load_demo().data if data == "demo" else bd.read_table(data)
+    if loss_name is None:
+        return table
+    kept = table[table["loss_name"] == loss_name]
+    if kept.empty:
+        raise ValueError(f"--loss-name {loss_name!r}: no row of {data!r} has it (column 'loss_name' holds "
+                         f"{sorted(table['loss_name'].astype(str).unique())})")
+    return kept.reset_index(drop=True)
 
 
 def _cell(v) -> str:
@@ -426,6 +440,7 @@ def backtest(
     as_json: JsonOption = False,
 ) -> None:
     """The Hitchhiker's Guide backtest with uncertainty: point fits vs Bayesian fits, and a report folder."""
+    from bayeslaw.data.split import TEST_FROM
     from bayeslaw.evaluation import DEFAULT_FRACTIONS
 
     # --quick changes only the defaults: an option the user gave explicitly wins (None: not given)
@@ -433,9 +448,9 @@ def backtest(
     draws = draws if draws is not None else (150 if quick else 1000)
     _check_study_options(pooling or (), chains=chains, draws=draws, thin=thin, workers=workers)
     for fraction in q or ():  # the split's own check names target_fraction=, not the option typed
-        if not 0.0 <= fraction < 0.7:
-            raise ValueError(f"--q {fraction:g}: need a fraction of the target's run seen in [0, 0.7) (its last 30% "
-                             f"is the test)")
+        if not 0.0 <= fraction < TEST_FROM:
+            raise ValueError(f"--q {fraction:g}: need a fraction of the target's run seen in [0, {TEST_FROM:g}) (its "
+                             f"last {1 - TEST_FROM:.0%} is the test)")
     options = {"ks": tuple(k) if k else None, "fractions": tuple(q) if q else DEFAULT_FRACTIONS,
                "poolings": tuple(pooling) if pooling else ("hierarchical", "none"),
                "transfer": transfer if transfer is not None else not quick,
@@ -474,10 +489,7 @@ def study(
 
     check_choice(point_grid, ("coarse", "full"), "--point-grid")
     _check_study_options((), chains=chains, draws=draws, workers=workers)
-    if data != "shared" and data != "demo" and data not in bd.SOURCES and Path(data).suffix not in (
-            ".csv", ".parquet", ".pq", ".gz"):
-        raise ValueError(f"DATA {data!r} is neither 'shared' (every shared family with >= 3 sizes), a .csv/.parquet "
-                         f"file, a known source ({', '.join(bd.SOURCES)}) nor 'demo'")
+    _check_data_name(data, also=("shared",))
     options = {"point_grid": point_grid, "workers": workers,
                "fit_options": {"chains": chains, "draws": draws, "warmup": draws}}
     _run_study(lambda: bd.load_study(root) if data == "shared" else _read_data(data, root, None), out, options,
@@ -1056,10 +1068,8 @@ def import_command(
     except OSError as error:  # unreadable input (permissions, a device error): one line naming the file
         raise ValueError(f"cannot read {error.filename or 'an input'!s}: {error.strerror or error}") from None
     report = list(df.attrs.get("import_report", []))
-    writer = (lambda p: df.to_parquet(p, index=False)) if suffix in (".parquet", ".pq") else (
-        lambda p: df.to_csv(p, index=False))
     try:
-        write_atomic(out, writer)
+        write_atomic(out, _table_writer(df, out))
     except OSError as error:  # write_atomic leaves no partial file; say which option to change
         raise ValueError(f"--out {str(out)!r}: cannot write ({error.strerror or error})") from None
     # only a True flag is a flagged schedule: runs from charts or TensorBoard have none to check

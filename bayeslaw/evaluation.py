@@ -21,7 +21,7 @@ from numpyro.infer import Predictive
 
 from bayeslaw.data.importers import FIT_COLUMNS, as_table
 from bayeslaw.data.runs import single_size_families
-from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, hitchhiker_split, thin_checkpoints
+from bayeslaw.data.split import DEFAULT_MIN_TOKENS, TEST_FROM, cut_early, hitchhiker_split, thin_checkpoints
 from bayeslaw.executor import CellError, StudyFolder, run_cells
 from bayeslaw.inference import nuts
 from bayeslaw.inference.batched import fit_many, release_compiled
@@ -281,7 +281,7 @@ def calibration_rows(sim) -> tuple[pd.DataFrame, pd.DataFrame]:
     target_model = df.loc[df["family"] == first].sort_values("params")["model"].iloc[-1]
     held_out = df["model"] == target_model
     test = df.loc[held_out]
-    return df.loc[~held_out], test.loc[test["tokens"] >= 0.7 * test.groupby("run")["tokens"].transform("max")]
+    return df.loc[~held_out], test.loc[test["tokens"] >= TEST_FROM * test.groupby("run")["tokens"].transform("max")]
 
 
 def _calibration_cell(job: dict) -> list[dict]:
@@ -571,7 +571,7 @@ def backtest(
     families: list[str] | None = None,
     min_sizes: int = 3,
     min_tokens: float | None = DEFAULT_MIN_TOKENS,
-    test_from: float = 0.7,
+    test_from: float = TEST_FROM,
     thin: int | None = 8,
     point_grid: str = "coarse",
     fit_options: dict | None = None,

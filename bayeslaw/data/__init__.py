@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bayeslaw.data.files import read_csv_file, read_parquet_file
 from bayeslaw.data.importers import (
     ImportFormatError,
     MissingExtraError,
@@ -173,19 +174,12 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         raise DataNotFoundError(f"file {str(path)!r} does not exist")
     if path.is_dir():
         raise DataValidationError(f"{str(path)!r} is a folder, not a table (.csv or .parquet)")
-    # pandas' own errors name no file ('No columns to parse from file'): said with the file's name
-    try:
-        if path.suffix in (".parquet", ".pq"):
-            df, first_row, label = pd.read_parquet(path), 0, f"file {str(path)!r} (rows counted from 0)"
-        elif path.suffix in (".csv", ".txt", ".gz"):
-            df, first_row, label = pd.read_csv(path), 2, f"file {str(path)!r} (rows are line numbers)"
-        else:
-            raise DataValidationError(f"{str(path)!r}: unknown file type {path.suffix!r}; use .csv or .parquet")
-    except pd.errors.EmptyDataError:
-        raise DataValidationError(f"file {str(path)!r} is empty (no header line)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as error:
-        if isinstance(error, DataValidationError):
-            raise
-        raise DataValidationError(f"file {str(path)!r} cannot be read as a table: "
-                                  f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+    if path.suffix in (".parquet", ".pq"):
+        df, first_row = read_parquet_file(path, "file", DataValidationError), 0
+        label = f"file {str(path)!r} (rows counted from 0)"
+    elif path.suffix in (".csv", ".txt", ".gz"):
+        df, first_row = read_csv_file(path, "file", DataValidationError), 2
+        label = f"file {str(path)!r} (rows are line numbers)"
+    else:
+        raise DataValidationError(f"{str(path)!r}: unknown file type {path.suffix!r}; use .csv or .parquet")
     return complete_minimal(df, source=path.name, name=label, first_row=first_row)

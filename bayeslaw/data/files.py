@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["jsonable", "write_atomic"]
+__all__ = ["jsonable", "read_csv_file", "read_parquet_file", "write_atomic"]
 
 
 def _umask() -> int:
@@ -27,6 +27,27 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def read_csv_file(path: str | os.PathLike, what: str = "file", error: type[Exception] = ValueError,
+                  **kwargs) -> pd.DataFrame:
+    """pandas.read_csv, its errors as ``error`` naming the file (pandas' own name none: 'No columns to
+    parse from file')."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise error(f"{what} {str(path)!r} is empty (no header line)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as reason:
+        raise error(f"{what} {str(path)!r}: not a readable CSV ({str(reason).splitlines()[0]})") from None
+
+
+def read_parquet_file(path: str | os.PathLike, what: str = "file", error: type[Exception] = ValueError) -> pd.DataFrame:
+    """pandas.read_parquet, its errors as ``error`` naming the file (pyarrow's ArrowInvalid is a ValueError
+    that names none)."""
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as reason:
+        raise error(f"{what} {str(path)!r}: not a readable parquet file ({str(reason).splitlines()[0]})") from None
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:

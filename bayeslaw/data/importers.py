@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bayeslaw.data.files import read_csv_file, read_parquet_file
 from bayeslaw.data.runs import branch_roots
 from bayeslaw.data.schedules import Schedule, lr_error
 from bayeslaw.data.sources import parse_count
@@ -104,13 +105,7 @@ def _check_run_keys(runs, params, tokens_per_step, where: str | None) -> None:
 
 
 def _read_csv(path: Path, what: str, **kwargs) -> pd.DataFrame:
-    """pandas.read_csv, its errors naming the file (pandas' own name none: 'No columns to parse from file')."""
-    try:
-        return pd.read_csv(path, **kwargs)
-    except pd.errors.EmptyDataError:
-        raise ImportFormatError(f"{what} {str(path)!r} is empty (no header line)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
-        raise ImportFormatError(f"{what} {str(path)!r}: not a readable CSV ({str(error).splitlines()[0]})") from None
+    return read_csv_file(path, what, ImportFormatError, **kwargs)
 
 
 _PER_BYTE = re.compile(r"bpb|per[_ -]?byte|bits[_ -]?per[_ -]?char|bpc", re.IGNORECASE)
@@ -1066,12 +1061,7 @@ def detect_format(path: str | os.PathLike) -> str:
 
 def _read_table_file(path: Path, source: str | None, family: str | None) -> pd.DataFrame:
     if path.suffix.lower() in (".parquet", ".pq"):
-        try:
-            raw = pd.read_parquet(path)
-        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError and names no file
-            raise ImportFormatError(f"file {str(path)!r}: not a readable parquet file "
-                                    f"({str(error).splitlines()[0]})") from None
-        first_row = 0
+        raw, first_row = read_parquet_file(path, "file", ImportFormatError), 0
     else:
         raw, first_row = _read_csv(path, "file"), 2  # errors number the CSV's lines (the header is line 1)
     return complete_minimal(raw, source=source or path.name, family=family or "default", name=f"file {str(path)!r}",

@@ -12,6 +12,7 @@ from bayeslaw.data.importers import FIT_COLUMNS, as_table
 __all__ = ["Split", "cut_early", "hitchhiker_split", "thin_checkpoints"]
 
 DEFAULT_MIN_TOKENS = 1e10  # the Hitchhiker's Guide drops the first 10B tokens of every run
+TEST_FROM = 0.7  # and scores the target's checkpoints from 70% of its run on (its last 30%)
 
 
 def _run_max_tokens(df: pd.DataFrame) -> pd.Series:
@@ -82,7 +83,7 @@ def hitchhiker_split(
     k: int | None = None,
     train_fraction: float = 1.0,
     target_fraction: float = 0.0,
-    test_from: float = 0.7,
+    test_from: float = TEST_FROM,
     min_tokens: float | None = DEFAULT_MIN_TOKENS,
     min_fraction: float | None = None,
 ) -> Split:
