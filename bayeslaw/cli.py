@@ -65,18 +65,35 @@ def _friendly_errors(command):
     return wrapper
 
 
-def _check_out_file(out: Path, option: str = "--out") -> None:
-    """An output file's path, checked before any work: not a folder, and no file where a folder must be."""
+TABLE_OUT_SUFFIXES = (".csv", ".parquet", ".pq")  # the tables _table_writer writes
+
+
+def _check_out_file(out: Path, option: str = "--out", *, table: bool = True, example: str = "runs.csv") -> None:
+    """An output file's path, checked before any work: not a folder, and no file where a folder must be; a
+    table's (``table``, what _table_writer writes) name ends in one of TABLE_OUT_SUFFIXES, its format."""
     if out.is_dir():
-        raise ValueError(f"{option} {str(out)!r} is a folder; give a file name, e.g. {str(out / 'runs.csv')!r}")
+        raise ValueError(f"{option} {str(out)!r} is a folder; give a file name, e.g. {str(out / example)!r}")
     blocker = next((p for p in out.parents if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         raise ValueError(f"{option} {str(out)!r}: {str(blocker)!r} is a file, not a folder")
+    if table:
+        _table_suffix(out, option)
+
+
+def _table_suffix(out: Path, option: str = "--out") -> str:
+    """The format a table's name says, one of TABLE_OUT_SUFFIXES; any other (.json, .txt, none) is refused: it
+    would get CSV text under a name that says otherwise."""
+    suffix = out.suffix.lower()
+    if suffix not in TABLE_OUT_SUFFIXES:
+        ends = f"ends in {out.suffix!r}" if out.suffix else "has no suffix"
+        raise ValueError(f"{option} {str(out)!r}: a table is written as {', '.join(TABLE_OUT_SUFFIXES)}; its name "
+                         f"{ends}")
+    return suffix
 
 
 def _table_writer(df: pd.DataFrame, out: Path, float_format: str | None = None):
-    """Write ``df`` as parquet for a .parquet/.pq name, else as CSV."""
-    if out.suffix.lower() in (".parquet", ".pq"):
+    """Write ``df`` as parquet for a .parquet/.pq name, as CSV for a .csv name (another name: a ValueError)."""
+    if _table_suffix(out) in (".parquet", ".pq"):
         return lambda p: df.to_parquet(p, index=False)
     return lambda p: df.to_csv(p, index=False, float_format=float_format)
 
@@ -227,8 +244,12 @@ def simulate(
     from bayeslaw.simulation import simulate as draw
 
     _check_out_file(out)
-    sim = draw(seed=seed, families=families, seeds=seeds, sigma_seed=sigma_seed)
     truth_path = out.with_name(out.stem + "_truth.json")
+    # both files are checked before either is written: a folder under the truth's name failed after the table
+    if truth_path.is_dir():
+        raise ValueError(f"--out {str(out)!r}: the truth goes beside it as {str(truth_path)!r}, which is a folder; "
+                         f"move it or give --out another name")
+    sim = draw(seed=seed, families=families, seeds=seeds, sigma_seed=sigma_seed)
     write_atomic(out, _table_writer(sim.data, out, "%.10g"))
     write_atomic(truth_path, lambda p: p.write_text(json.dumps(sim.truth, indent=1) + "\n"))
     console.print(f"wrote {out} ({len(sim.data)} rows) and {truth_path}")
@@ -605,7 +626,9 @@ def fit_command(
     pooling: Annotated[str, typer.Option(help="hierarchical (partial pooling across families), none, or complete "
                                               "(one law for all).")] = "hierarchical",
     chains: Annotated[int, typer.Option(min=1, help="NUTS chains.")] = 4,
-    draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 1000,
+    # 4: the fewest draws per chain ESS and r-hat can be computed from (nuts.MIN_DRAWS; fewer give no diagnostics)
+    draws: Annotated[int, typer.Option(min=4, help="Kept draws per chain (4 or more: ESS and r-hat need "
+                                                   "them).")] = 1000,
     warmup: Annotated[int | None, typer.Option(min=1, help="Warmup iterations per chain (default: = draws).")] = None,
     min_tokens: Annotated[float, typer.Option(help="Drop checkpoints with tokens <= this (0: keep all); a schedule "
                                                    "law drops the warmup instead.")] = 1e10,
@@ -642,8 +665,7 @@ def fit_command(
     check_choice(pooling, POOLINGS, "--pooling")
     check_choice(duplicates, get_args(Duplicates), "--duplicates")
     check_choice(rising, get_args(Rising), "--rising")
-    if out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a folder; give the fit file's name, e.g. {str(out / 'fit.nc')!r}")
+    _check_out_file(out, table=False, example="fit.nc")  # before the fit, which takes minutes, not after it
     df = _select_families(_read_data(data, root, loss_name), _names(family))
     fitted = run_fit(df, form=form, pooling=pooling, chains=chains, draws=draws,
                      warmup=draws if warmup is None else warmup, min_tokens=min_tokens or None, thin=thin or None,
@@ -744,6 +766,8 @@ def diagnose(
 
     Exit code 0 even when they fail (the warning is printed), unless --strict.
     """
+    from bayeslaw.inference.nuts import ESS_MIN, RHAT_MAX
+
     fit = _load_fit(fit_file)
     diagnostics = fit.diagnostics(warn=False)
     table = (diagnostics.table.sort_values("ess_bulk").head(worst).reset_index(names="site")
@@ -754,10 +778,11 @@ def diagnose(
     else:
         console.print(repr(fit), highlight=False, markup=False, soft_wrap=True)
         _print_diagnostics(diagnostics)
-        if worst:
+        if worst and len(table):  # none where no sampled quantity varies (one draw per chain): no empty table
             console.print(_table(table, f"the {len(table)} sites with the lowest bulk ESS"))
         if not diagnostics.warning:
-            console.print("diagnostics pass: r-hat <= 1.01, no divergences, BFMI >= 0.3")
+            console.print(f"diagnostics pass: r-hat <= {RHAT_MAX}, bulk and tail ESS >= {ESS_MIN}, no divergences, "
+                          f"BFMI >= 0.3")
     if strict and diagnostics.warning:
         raise typer.Exit(code=1)
 
@@ -776,7 +801,7 @@ def report(
     as_json: JsonOption = False,
 ) -> None:
     """Write a report folder for a fit: figures, the parameter table and report.md."""
-    from bayeslaw.report import fit_report
+    from bayeslaw.report import fit_report, fit_report_files
 
     fit = _load_fit(fit_file)
     df = None if data is None else _read_data(data, root, loss_name)
@@ -784,7 +809,7 @@ def report(
         point_fits = _point_fits(fit, point_method, fit.families)
         written = fit_report(fit, out, data=df, point_fits=point_fits)
     folder = written.parent  # fit_report returns report.md
-    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    files = fit_report_files(fit)  # the files it wrote, not whatever else the folder holds (--out .)
     if as_json:
         typer.echo(_json({"report": str(written), "folder": str(folder), "files": files}))
         return
@@ -901,18 +926,39 @@ def plan(
         console.print(_table(table, title))
 
 
+def _check_schedule_mode(branch_step: int | None, **options) -> None:
+    """`schedule`'s two questions take different options: one that the chosen one would not read is refused,
+    not ignored (a --total-steps beside --branch-step would seem to set the branch's end)."""
+    given = {f"--{name.replace('_', '-')}" for name, value in options.items() if value not in (None, [])}
+    if branch_step is not None:
+        extra = sorted(given & {"--total-steps", "--cooldown", "--parent-run"})
+        if extra:
+            raise ValueError(f"{', '.join(extra)} {'does' if len(extra) == 1 else 'do'} not apply with --branch-step "
+                             f"(a branch of a constant-rate run, ending at --branch-step + --cooldown-steps); drop "
+                             f"{'it' if len(extra) == 1 else 'them'}, or drop --branch-step")
+        if "--cooldown-steps" not in given:
+            raise ValueError("--branch-step needs --cooldown-steps (the length of the branch's cooldown)")
+    elif "--cooldown-steps" in given:
+        raise ValueError("--cooldown-steps goes with --branch-step (a cooldown branch from that step); for the best "
+                         "cooldown of a run give --total-steps and --cooldown fractions")
+    elif "--total-steps" not in given:
+        raise ValueError("schedule needs --total-steps (the run's step budget, for the best cooldown fraction), or "
+                         "--branch-step and --cooldown-steps (the drop of a cooldown branch)")
+
+
 @app.command()
 @_friendly_errors
 def schedule(
     fit_file: FitArgument,
     params: Annotated[float, typer.Option(help="Model size N, parameters.")],
-    total_steps: Annotated[int, typer.Option(min=1, help="The run's step budget.")],
     peak_lr: Annotated[float, typer.Option(help="Peak (stable) learning rate.")],
+    total_steps: Annotated[int | None, typer.Option(min=1, help="The run's step budget (not with "
+                                                               "--branch-step).")] = None,
     warmup: Annotated[int, typer.Option(min=0, help="Linear warmup steps.")] = 0,
     final_lr: Annotated[float, typer.Option(help="Learning rate at the end of the cooldown.")] = 0.0,
     decay_type: Annotated[str, typer.Option(help="Cooldown shape: linear, exponential, cosine or 1-sqrt.")] = "linear",
     cooldown: Annotated[list[str] | None, typer.Option(help="Cooldown fractions to compare (comma-separated or "
-                                                             "repeated; default 0.02-0.6).")] = None,
+                                                             "repeated; default 0.02-0.6, after the warmup).")] = None,
     branch_step: Annotated[int | None, typer.Option(help="Instead: the drop a cooldown branch from this step of a "
                                                          "constant-rate run gives (with --cooldown-steps).")] = None,
     cooldown_steps: Annotated[int | None, typer.Option(help="Length of that branch's cooldown, steps.")] = None,
@@ -929,12 +975,12 @@ def schedule(
     from bayeslaw.plan.schedules import best_cooldown, cooldown_drop
 
     check_choice(decay_type, get_args(DecayType), "--decay-type")
+    _check_schedule_mode(branch_step, total_steps=total_steps, cooldown=cooldown, parent_run=parent_run,
+                         cooldown_steps=cooldown_steps)
     fit = _load_fit(fit_file)
-    if family is not None:
-        _check_families(fit, [family])
+    if family is not None:  # schedule has no --new-family: leaving out --family plans for a new family
+        _check_families(fit, [family], new_family_hint=False)
     if branch_step is not None:
-        if cooldown_steps is None:
-            raise ValueError("--branch-step needs --cooldown-steps (the length of the branch's cooldown)")
         drop = cooldown_drop(fit, branch_step=branch_step, cooldown_steps=cooldown_steps, peak_lr=peak_lr, params=params,
                              family=family, warmup_steps=warmup, final_lr=final_lr, decay_type=decay_type, seed=seed)
         if as_json:
@@ -963,7 +1009,7 @@ def live(
     run: Annotated[str, typer.Option(help="The run in flight: its checkpoints so far; its schedule's total_steps "
                                           "is where it will end.")],
     form: Annotated[str, typer.Option(help="A schedule law: multipower or annealing.")] = "annealing",
-    out: Annotated[Path | None, typer.Option(help="CSV of the forecast (written atomically).")] = None,
+    out: Annotated[Path | None, typer.Option(help="CSV (or .parquet) of the forecast (written atomically).")] = None,
     chains: Annotated[int, typer.Option(min=1, help="NUTS chains.")] = 4,
     draws: Annotated[int, typer.Option(min=1, help="Kept draws (and warmup) per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="PRNG seed.")] = 0,
@@ -974,16 +1020,19 @@ def live(
 ) -> None:
     """Forecast the rest of a run in flight and its final loss, with 90% bands: a Bayesian fit of a schedule
     law to the finished runs and the run's own checkpoints, conditioned on both."""
-    from bayeslaw.plan.schedules import live_forecast
+    from bayeslaw.plan.schedules import check_schedule_form, live_forecast
 
     check_choice(rising, get_args(Rising), "--rising")
+    check_schedule_form(form, label="--form")  # before the data are read and fitted, as --out below
+    if out is not None:
+        _check_out_file(out)
     df = _read_data(data, root, loss_name)
     with _working(f"fitting {form} to {df['run'].nunique()} runs ({chains} chains x {draws} draws)..."):
         table, fitted = live_forecast(df, run, form=form, chains=chains, draws=draws, warmup=draws, seed=seed,
                                       rising=rising)
     diagnostics = fitted.diagnostics(warn=False)
     if out is not None:
-        write_atomic(out, lambda tmp: table.to_csv(tmp, index=False))
+        write_atomic(out, _table_writer(table, out))
     final = table.iloc[-1]
     if as_json:
         typer.echo(_json({"run": run, "form": fitted.form, "units": "nats per token", "final_step": int(final["step"]),

@@ -21,7 +21,10 @@ from bayeslaw.data.files import write_atomic
 from bayeslaw.evaluation import point_fits_by_family
 from bayeslaw.inference.nuts import parameter_notes
 
-__all__ = ["backtest_report", "fit_report"]
+__all__ = ["backtest_report", "fit_report", "fit_report_files"]
+
+FIT_FIGURES = ("predictive_curves.png", "forest.png", "seed_variance.png", "point_vs_posterior.png", "trace.png",
+               "rank.png")
 
 
 def _render(figures: dict) -> dict[str, bytes]:
@@ -39,6 +42,28 @@ def _render(figures: dict) -> dict[str, bytes]:
     return images
 
 
+def fit_report_files(fit) -> list[str]:
+    """The names of the files :func:`fit_report` writes for ``fit`` into its folder, report.md last: what a caller
+    lists (the folder may hold files of its own). No rank plot for a fit of one chain: it compares chains."""
+    one_chain = fit.idata.posterior.sizes["chain"] < 2
+    figures = [name for name in FIT_FIGURES if not (one_chain and name == "rank.png")]
+    return [*figures, "params.csv", "diagnostics.csv", "diagnostics.txt", "report.md"]
+
+
+def _check_folder(out: Path, writer: str) -> None:
+    """A report folder that can be made and written, checked before any plotting and without making it (it is
+    made once everything is drawn: a report that fails leaves no empty folder behind)."""
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        raise ValueError(f"{writer}: cannot make the report folder {str(out)!r} ({str(existing)!r} is a file); "
+                         f"pass a folder that can be created and written")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == out else f" (cannot write in {str(existing)!r})"
+        raise ValueError(f"{writer}: the report folder {str(out)!r} is not writable{where}; pass a writable folder")
+
+
 def fit_report(fit, out, *, data: pd.DataFrame | None = None, point_fits: dict | None = None) -> Path:
     """Write a fit's report folder: its figures (:mod:`bayeslaw.plots.fit`) as PNGs, params.csv,
     diagnostics.csv/.txt and report.md. Returns the path of report.md.
@@ -46,18 +71,13 @@ def fit_report(fit, out, *, data: pd.DataFrame | None = None, point_fits: dict |
     ``data``: rows to draw against the fit (default: its own rows). ``point_fits``: family -> PointFit for
     the point-vs-posterior figure; default: epoch point fits of each family's rows of ``data``
     (:func:`bayeslaw.evaluation.point_fits_by_family`), made while the figures are drawn.
-    Every figure is drawn before anything is written, and each file is written to a temporary name and
-    renamed, report.md last: a report that fails leaves no half-written file and no report.md of its own.
-    An unwritable ``out`` raises a ValueError naming it before any plotting.
+    Every figure is drawn before anything is written (the folder is made then), and each file is written to a
+    temporary name and renamed, report.md last: a report that fails leaves no half-written file, no report.md
+    of its own and no empty folder. An unwritable ``out`` raises a ValueError naming it before any plotting.
+    :func:`fit_report_files` names the files it writes.
     """
     out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"fit_report: cannot make the report folder {str(out)!r} ({err}); "
-                         f"pass a folder that can be created and written") from err
-    if not os.access(out, os.W_OK):
-        raise ValueError(f"fit_report: the report folder {str(out)!r} is not writable; pass a writable folder")
+    _check_folder(out, "fit_report")
 
     def point_figure():
         # point fits given, else epoch fits made here: the report owns this convenience, the plot only draws
@@ -73,17 +93,10 @@ def fit_report(fit, out, *, data: pd.DataFrame | None = None, point_fits: dict |
         "rank.png": lambda: plots.rank(fit),
     }
     chains = fit.idata.posterior.sizes["chain"]
-    if chains < 2:  # a rank plot compares chains
-        del figures["rank.png"]
-    images = _render(figures)
+    names = fit_report_files(fit)
+    images = _render({name: draw for name, draw in figures.items() if name in names})  # no rank plot for one chain
     diagnostics = fit.diagnostics(warn=False)
     params = fit.params()
-
-    for name, image in images.items():
-        write_atomic(out / name, lambda tmp, image=image: Path(tmp).write_bytes(image))
-    write_atomic(out / "params.csv", lambda tmp: params.to_csv(tmp, index=False))
-    write_atomic(out / "diagnostics.csv", lambda tmp: diagnostics.table.to_csv(tmp, index_label="site"))
-    write_atomic(out / "diagnostics.txt", lambda tmp: Path(tmp).write_text(str(diagnostics) + "\n"))
 
     posterior = fit.idata.posterior
     rhat = "n/a (one chain)" if not np.isfinite(diagnostics.max_rhat) and posterior.sizes["chain"] < 2 \
@@ -130,6 +143,16 @@ def fit_report(fit, out, *, data: pd.DataFrame | None = None, point_fits: dict |
         "![Rank](rank.png)" if chains >= 2 else "No rank plot: it compares chains, and this fit has one.",
         "",
     ]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"fit_report: cannot make the report folder {str(out)!r} ({err}); "
+                         f"pass a folder that can be created and written") from err
+    for name, image in images.items():
+        write_atomic(out / name, lambda tmp, image=image: Path(tmp).write_bytes(image))
+    write_atomic(out / "params.csv", lambda tmp: params.to_csv(tmp, index=False))
+    write_atomic(out / "diagnostics.csv", lambda tmp: diagnostics.table.to_csv(tmp, index_label="site"))
+    write_atomic(out / "diagnostics.txt", lambda tmp: Path(tmp).write_text(str(diagnostics) + "\n"))
     report = out / "report.md"
     write_atomic(report, lambda tmp: Path(tmp).write_text("\n".join(parts)))
     return report

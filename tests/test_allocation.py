@@ -5,6 +5,7 @@ of the law's draws, and a point-mass posterior is then easy to make. One test ru
 """
 
 import json
+import warnings
 
 import matplotlib.figure
 import numpy as np
@@ -212,13 +213,58 @@ def test_unseen_family_gets_the_population_and_default_point_fit_uses_the_traini
 
     monkeypatch.setattr(al, "fit_point", quick_fit_point)
     seen = optimal_allocation(fit, BUDGETS, family="fam0")
-    unseen = optimal_allocation(fit, BUDGETS, family="not-a-family")
+    with warnings.catch_warnings(record=True) as caught:  # the population's, as documented, but said once
+        warnings.simplefilter("always")
+        unseen = optimal_allocation(fit, BUDGETS, family="not-a-family")
+    said = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert said == ["optimal_allocation: 'not-a-family' is not a family of the fit (families: fam0): forecast for a "
+                    "new family from the population"]
+    assert caught[0].filename == __file__  # it points at the caller's line
     assert not seen.population and unseen.population
     rows, form, method = calls[0]
     assert (form, method) == ("chinchilla", "epoch") and len(rows) == fit.idata.attrs["bayeslaw_rows_fitted"]
     assert set(rows.columns) >= {"params", "tokens", "loss", "family"}
     # complete pooling: the population is the shared law, so the allocation is the family's
     pd.testing.assert_series_equal(seen.summary["params_opt_q50"], unseen.summary["params_opt_q50"])
+
+
+def test_a_family_not_in_the_fit_is_the_population_with_a_warning_and_none_is_silent():
+    """A mistyped family got the population's forecast silently; None asks for the population by name."""
+    from bayeslaw.plan import minimum_loss, tokens_to_loss
+
+    fit = _fit_from_draws("chinchilla", _draws("chinchilla", n=5), families=("fam0", "fam1"), pooling="hierarchical")
+    for answer in (lambda family: tokens_to_loss(fit, 1e9, 2.5, family=family),
+                   lambda family: minimum_loss(fit, 1e9, family=family)):
+        with pytest.warns(UserWarning, match=r"'fam9' is not a family of the fit \(families: fam0, fam1\): forecast "
+                                             r"for a new family from the population"):
+            typo = answer("fam9").summary
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            population = answer(None).summary
+            answer("fam0")
+        np.testing.assert_allclose(typo["q50"], population["q50"])  # the same population draw (seed 0)
+
+
+def test_the_default_point_fit_does_not_warn_of_the_fits_own_early_checkpoints(monkeypatch):
+    """A fit made with min_tokens=None (CLI: --min-tokens 0) kept its early checkpoints on purpose; the point
+    fit of those same rows advised cutting them (EarlyCheckpointWarning) on every `plan --flops`."""
+    from bayeslaw.inference.point import EarlyCheckpointWarning
+
+    n, d = np.repeat([1e8, 3e8, 1e9], 4), np.tile([2e9, 6e9, 2e10, 6e10], 3)
+    rows = pd.DataFrame({"params": n, "tokens": d, "loss": 1.8 + 400 / n**0.34 + 400 / d**0.28, "family": "fam0"})
+    fit = _fit_from_draws("chinchilla", _draws("chinchilla", n=20), rows=rows)
+    tree = fit.idata.copy()  # three runs of four checkpoints each, two of them at or below 10B tokens
+    runs = [f"run{x:g}" for x in np.unique(n)]
+    tree["constant_data"] = tree["constant_data"].to_dataset().drop_vars("run").assign_coords(run=runs).assign(
+        obs_run=("obs_id", np.repeat(np.arange(3), 4)))
+    fit = Fit(tree)
+    with pytest.warns(EarlyCheckpointWarning):  # these rows do draw the warning from a point fit of them
+        bl.fit_point(fit.training_rows("fam0"), method="hitchhiker")
+    monkeypatch.setattr(al, "fit_point", lambda rows, *, form, method: bl.fit_point(rows, form=form,
+                                                                                   method="hitchhiker"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EarlyCheckpointWarning)
+        optimal_allocation(fit, BUDGETS, family="fam0")
 
 
 def test_bad_inputs_raise_clear_errors():

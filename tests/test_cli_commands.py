@@ -241,11 +241,17 @@ def test_plan_allocation(fitted):
 def test_report_writes_folder(fitted, tmp_path):
     if not hasattr(bayeslaw.plots, "fit_report"):
         pytest.skip("bayeslaw.plots.fit_report is not written yet")
+    (tmp_path / "rep" / "old").mkdir(parents=True)  # a folder with files of its own (--out .)
+    (tmp_path / "rep" / "old" / "notes.txt").write_text("mine")
     out = invoke_json(["report", str(fitted["fit"]), "--out", str(tmp_path / "rep"), "--data", str(fitted["data"]),
                        "--point-method", "hitchhiker"])
     assert "report.md" in out["files"] and "params.csv" in out["files"]
     assert any(name.endswith(".png") for name in out["files"])
     assert (tmp_path / "rep" / "report.md").read_text().strip()
+    # the files the report wrote, not every file under the folder
+    written = {p.name for p in (tmp_path / "rep").iterdir() if p.is_file()}
+    assert set(out["files"]) == written and "old/notes.txt" not in out["files"]
+    assert "rank.png" not in out["files"]  # one chain: no rank plot
 
 
 def test_fit_refuses_a_restart_logged_twice_and_leaves_no_file(fitted, tmp_path):
@@ -258,3 +264,101 @@ def test_fit_refuses_a_restart_logged_twice_and_leaves_no_file(fitted, tmp_path)
     message = " ".join(result.stderr.split())
     assert f"run '{df['run'].iloc[3]}' has two or more rows at the same tokens" in message and "duplicates='last'" in message
     assert not (tmp_path / "f.nc").exists()
+
+
+# --- paths checked before the work, diagnostics that cannot crash or pass silently --------------------------
+
+
+def test_fit_checks_its_out_path_before_fitting(fitted, tmp_path, monkeypatch):
+    """A --out under a file was found by the save, after the whole NUTS fit: now before it."""
+    import bayeslaw.inference.nuts as nuts
+
+    fits = []
+    monkeypatch.setattr(nuts, "fit", lambda *args, **kwargs: fits.append(1))
+    (tmp_path / "runs.csv").write_text("x")
+    result = runner.invoke(app, ["fit", str(fitted["data"]), "--out", str(tmp_path / "runs.csv" / "fit.nc")])
+    assert result.exit_code == 2 and "is a file, not a folder" in " ".join(result.stderr.split())
+    assert not fits and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_fit_refuses_fewer_draws_than_the_diagnostics_need(fitted, tmp_path):
+    result = runner.invoke(app, ["fit", str(fitted["data"]), "--out", str(tmp_path / "f.nc"), "--draws", "1"])
+    assert result.exit_code == 2 and "--draws" in result.output and not (tmp_path / "f.nc").exists()
+
+
+def test_diagnostics_of_one_draw_per_chain_are_nan_and_say_why(fitted, tmp_path):
+    """A fit of one draw per chain (bayeslaw.fit(draws=1)): no sampled quantity varies, and the diagnostics
+    crashed on the empty table ('zero-size array'), in `fit` after the file was written and in `diagnose`."""
+    fit = bayeslaw.load_fit(fitted["fit"])
+    one = bayeslaw.Fit(fit.idata.isel(draw=slice(0, 1)))
+    diagnostics = one.diagnostics(warn=False)
+    assert np.isnan(diagnostics.min_ess_bulk) and np.isnan(diagnostics.min_ess_tail) and np.isnan(diagnostics.max_rhat)
+    assert diagnostics.warning and "1 draw(s) per chain: too few draws for ESS and r-hat" in diagnostics.messages[0]
+    path = one.save(tmp_path / "one.nc")
+    result = runner.invoke(app, ["diagnose", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "too few draws" in " ".join(result.stderr.split())
+    assert invoke_json(["diagnose", str(path)])["min_ess_bulk"] is None
+
+
+def _synthetic_fit(source, path, chain_draws) -> None:
+    """The fit at ``source`` with every posterior site's draws replaced by ``chain_draws`` (one chain's
+    draws, the same in each of 4 chains and for every element), no divergence and independent energies
+    (BFMI ~ 2), saved at ``path``: its r-hat, divergences and BFMI pass, and its ESS is what the draws make it."""
+    fit = bayeslaw.load_fit(source)
+    post = fit.idata.posterior.to_dataset()
+    chains, n = 4, len(chain_draws)
+    sites = {}
+    for name, da in post.data_vars.items():
+        shape = (chains, n, *da.shape[2:])
+        values = np.broadcast_to(np.reshape(chain_draws, (1, n) + (1,) * (len(shape) - 2)), shape)
+        sites[name] = (da.dims, values + np.arange(int(np.prod(shape[2:]))).reshape(shape[2:]))
+    coords = {k: v for k, v in post.coords.items() if k not in ("chain", "draw")}
+    tree = fit.idata.copy()
+    tree["posterior"] = xr.Dataset(sites, coords={**coords, "chain": np.arange(chains), "draw": np.arange(n)})
+    energy = np.random.default_rng(0).normal(size=(chains, n))
+    tree["sample_stats"] = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((chains, n), bool)),
+                                       "energy": (("chain", "draw"), energy)},
+                                      coords={"chain": np.arange(chains), "draw": np.arange(n)})
+    for group in ("posterior_predictive", "log_likelihood"):
+        del tree[group]
+    bayeslaw.Fit(tree).save(path)
+
+
+def test_diagnose_strict_fails_on_low_ess_alone_and_the_pass_line_names_ess(fitted, tmp_path):
+    """README: `diagnose --strict` checks r-hat, ESS, divergences and BFMI; ESS was never checked. Chains that
+    agree (r-hat < 1) but crawl (sorted halves: a few effective draws) fail on ESS alone, naming the worst site."""
+    half = np.random.default_rng(1).permutation(np.linspace(-1.0, 1.0, 500))
+    slow, mixed = tmp_path / "slow.nc", tmp_path / "mixed.nc"
+    _synthetic_fit(fitted["fit"], slow, np.concatenate([np.sort(half), np.sort(half)]))
+    _synthetic_fit(fitted["fit"], mixed, np.concatenate([half, half]))
+    out = invoke_json(["diagnose", str(slow)])
+    assert out["max_rhat"] <= 1.01 and out["divergences"] == 0 and min(out["bfmi"]) > 0.3
+    assert out["min_ess_bulk"] < 400 and out["warning"] is True
+    assert len(out["messages"]) == 1 and "ESS" in out["messages"][0] and "< 400 (worst: " in out["messages"][0]
+    strict = runner.invoke(app, ["diagnose", str(slow), "--strict"])
+    assert strict.exit_code == 1 and "ESS" in strict.stderr
+    good = runner.invoke(app, ["diagnose", str(mixed), "--strict"])
+    assert good.exit_code == 0, good.output
+    assert "diagnostics pass: r-hat <= 1.01, bulk and tail ESS >= 400" in " ".join(good.stdout.split())
+
+
+def test_simulate_checks_the_truth_path_before_writing_anything(tmp_path):
+    (tmp_path / "s_truth.json").mkdir()
+    result = runner.invoke(app, ["simulate", "--out", str(tmp_path / "s.csv"), "--families", "1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    message = " ".join(result.stderr.split())
+    assert "s_truth.json" in message and "is a folder" in message and len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s_truth.json"]  # no s.csv, no temporary file
+
+
+@pytest.mark.parametrize("name", ["sim.json", "sim.txt", "sim"])
+def test_a_table_out_names_its_format(tmp_path, name):
+    """A table is written as CSV or parquet; another name (.json, none) got CSV text under it."""
+    for command in (["simulate", "--out", str(tmp_path / name), "--families", "1"],
+                    ["load", "demo", "--out", str(tmp_path / name)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        message = " ".join(result.stderr.split())
+        assert f"--out {str(tmp_path / name)!r}: a table is written as .csv, .parquet, .pq" in message
+        assert not list(tmp_path.iterdir())

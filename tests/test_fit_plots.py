@@ -13,6 +13,7 @@ from bayeslaw import plots  # noqa: E402
 from bayeslaw.evaluation import point_fits_by_family  # noqa: E402
 from bayeslaw.inference.nuts import fit  # noqa: E402
 from bayeslaw.inference.point import fit_point  # noqa: E402
+from bayeslaw.report import fit_report_files  # noqa: E402
 from bayeslaw.simulation import simulate  # noqa: E402
 
 # small and fast, not converged: a diagonal mass matrix keeps NUTS' trees short
@@ -238,6 +239,7 @@ def test_fit_report_writes_every_file(fitted, sim, hitchhiker, tmp_path):
     assert report == tmp_path / "report" / "report.md"
     files = {p.name for p in report.parent.iterdir()}
     assert files == {*PNGS, "params.csv", "diagnostics.csv", "diagnostics.txt", "report.md"}  # no temporary left
+    assert fit_report_files(fitted) == [*PNGS, "params.csv", "diagnostics.csv", "diagnostics.txt", "report.md"]
     text = report.read_text()
     for png in PNGS:
         assert f"]({png})" in text
@@ -266,7 +268,8 @@ def test_fit_report_fails_cleanly(fitted, hitchhiker, tmp_path, monkeypatch):
     out = tmp_path / "half"
     with pytest.raises(RuntimeError, match="rank plot failed"):
         plots.fit_report(fitted, out, point_fits=hitchhiker)
-    assert list(out.iterdir()) == []  # figures are drawn before anything is written: no PNG, no report.md
+    # figures are drawn before anything is written, the folder too: no PNG, no report.md, no empty folder
+    assert not out.exists()
     assert not plt.get_fignums()
 
 

@@ -574,3 +574,16 @@ def test_results_show_their_tables_by_size():
     simulation = simulate(families=1, sizes=(1e8, 2e8, 4e8), seeds=1, checkpoints=4, seed=0)
     assert repr(simulation).startswith("Simulation(data=<DataFrame ") and "truth" not in repr(simulation)
     assert len(brief("x" * 500)) == 80 and brief({"a": np.zeros(20)}) == "{'a': ...}"
+
+
+def test_a_run_in_flight_carries_the_laws_misfit_of_the_schedule_it_has_not_run():
+    """0 up to the last logged fraction, then growing as the deviation's OU process towards 1 (of sigma_dev^2);
+    a finished run (seen to its end) adds nothing."""
+    from bayeslaw.inference.nuts import in_flight_misfit
+    from bayeslaw.models.runs import ELL
+
+    share = in_flight_misfit(np.array([0.5, 0.9, 0.95, 1.0, 3.0]), 0.9)
+    assert share[0] == 0.0 and share[1] == 0.0
+    assert 0.0 < share[2] < share[3] < share[4] < 1.0
+    assert share[3] == pytest.approx(1.0 - np.exp(-2 * 0.1 / ELL))
+    assert not in_flight_misfit(np.array([0.2, 1.0]), 1.0).any()

@@ -73,6 +73,17 @@ def test_bad_candidates_name_the_column_and_rows(fitted):
         rank_pilots(fitted, TARGET, pd.DataFrame({"params": [1e9], "tokens": [1e11], "family": ["other"]}))
     with pytest.raises(ValueError, match="early cut"):  # the fit's 10B-token cut would drop the whole pilot
         rank_pilots(fitted, TARGET, pd.DataFrame({"params": [1e9], "tokens": [5e9]}))
+    one = pd.DataFrame({"params": [1e9], "tokens": [1e11]})
+    for checkpoints in (0, -2, 2.5):  # was taken as 1 (a final loss only), as the column's 0 is not
+        with pytest.raises(ValueError, match=rf"rank_pilots: checkpoints={checkpoints} is not a whole number >= 1"):
+            rank_pilots(fitted, TARGET, one, checkpoints=checkpoints)
+
+
+def test_a_target_family_not_in_the_fit_is_the_population_with_a_warning(fitted):
+    one = pd.DataFrame({"params": [1e9], "tokens": [1e11]})
+    with pytest.warns(UserWarning, match=r"rank_pilots: 'fam9' is not a family of the fit \(families: fam0\): "
+                                         r"forecast for a new family from the population"):
+        rank_pilots(fitted, {**TARGET, "family": "fam9"}, one)
 
 
 def test_pilot_rows_are_log_spaced_past_the_cut():
@@ -82,6 +93,12 @@ def test_pilot_rows_are_log_spaced_past_the_cut():
     assert (rows["tokens"] > 1e10).all() and rows["tokens"].max() == pytest.approx(1e11)
     assert np.allclose(np.diff(np.log(rows["tokens"].iloc[:4])), np.log(10) / 3, rtol=1e-4)  # log-spaced
     assert (rows["batch_size"] == 2**21).all()
+    for bad in ({"checkpoints": 0}, {"checkpoints": -1}, {"seeds": 0}):  # 0 seeds: no rows at all, silently
+        name, value = next(iter(bad.items()))
+        with pytest.raises(ValueError, match=f"pilot p: {name}={value} is not a whole number >= 1"):
+            pilot_rows({"params": 1e9, "tokens": 1e11, **bad}, name="p")
+    with pytest.raises(ValueError, match="checkpoints=0 is not a whole number"):
+        pilot_rows({"params": 1e9, "tokens": 1e11}, checkpoints=0)
 
 
 def test_laplace_agrees_with_a_refit(fitted):
@@ -94,6 +111,7 @@ def test_laplace_agrees_with_a_refit(fitted):
     ratio = laplace["sd_after"].iloc[0] ** 2 / refit["sd_after"].iloc[0] ** 2
     assert 0.5 < ratio < 2.0, f"laplace / refit expected variance {ratio:.2f}"
     assert refit["sd_after"].iloc[0] < refit["sd_now"].iloc[0]
+    assert np.isnan(refit["sd_after_se"].iloc[0])  # one outcome has no spread: not an se of exactly 0
 
 
 def test_a_candidate_whose_refits_fail_is_reported_unranked(fitted, monkeypatch):

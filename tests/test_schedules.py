@@ -58,6 +58,16 @@ def test_schedule_json_round_trip_and_bad_descriptions():
         Schedule("wsd", 1e-3, 100, 0, 0.0, 50, "exponential")
 
 
+def test_a_schedule_refuses_a_final_rate_above_its_peak_and_a_cooldown_inside_its_warmup():
+    with pytest.raises(ValueError, match=r"final_lr \(0.003\) is above peak_lr \(0.0003\)"):
+        Schedule("cosine", 3e-4, 24000, 2160, 3e-3)
+    # a cooldown that would start inside the warmup was moved to the warmup's end: 0.95 and 0.99 were one schedule
+    assert Schedule.wsd(3e-4, 24000, 0.91, warmup_steps=2160).decay_start == 2160
+    with pytest.raises(ValueError, match=r"cooldown_fraction 0.95 would start the cooldown at step 1200, inside the "
+                                         r"warmup \(2160 steps\).*the largest fraction is 0.91"):
+        Schedule.wsd(3e-4, 24000, 0.95, warmup_steps=2160)
+
+
 def test_run_schedules_names_a_run_with_two_descriptions():
     a, b = Schedule("constant", 1e-3, 100).to_json(), Schedule("constant", 2e-3, 100).to_json()
     df = pd.DataFrame({"run": ["r1", "r1", "r2"], "schedule": [a, b, a]})
@@ -257,6 +267,35 @@ def test_schedule_planning_with_a_multipower_fit():
     chinchilla = PointFit("chinchilla", "epoch", {"e": 0.5, "a": 6.0, "b": 7.0, "alpha": 0.3, "beta": 0.3}, 0.0, 0, True)
     with pytest.raises(ValueError, match="reads a run's step and schedule"):
         schedule_loss(chinchilla, plans, params=1e8)
+
+
+def test_schedule_questions_refuse_what_they_would_drop_or_truncate():
+    from bayeslaw.inference.point import PointFit
+    from bayeslaw.plan import best_cooldown, schedule_loss
+
+    fit = PointFit("multipower", "epoch", {k: float(v) for k, v in {**MULTIPOWER_SLOPES, **MPL_TRUTH}.items()},
+                   0.0, 0, True)
+    cosine = Schedule("cosine", 1e-3, 6000, 200, 1e-4)
+    with pytest.raises(ValueError, match=r"steps must be whole optimizer steps, found \[3000.7\]"):
+        schedule_loss(fit, cosine, steps=[1000, 3000.7], params=1e8)  # was step 3000
+    with pytest.raises(ValueError, match="schedule_loss: steps is empty"):
+        schedule_loss(fit, cosine, steps=[], params=1e8)
+    with pytest.raises(ValueError, match="schedule_loss: no schedules"):
+        schedule_loss(fit, {}, params=1e8)
+    # fractions that round to one cooldown start are one schedule (a pandas length mismatch before)
+    wsd = dict(total_steps=6000, peak_lr=1e-3, warmup_steps=200, params=1e8)
+    for fractions in ([0.2, 0.2], [0.1, 0.2, 0.20001]):
+        with pytest.raises(ValueError, match=r"fractions 0.2 and 0.2\S* \(CLI: --cooldown\) both start the cooldown "
+                                             r"at step 4800 of 6000"):
+            best_cooldown(fit, fractions=fractions, **wsd)
+    with pytest.raises(ValueError, match="fractions is empty"):
+        best_cooldown(fit, fractions=[], **wsd)
+    # distinct starts, equal to 4 digits: each named in full
+    table = best_cooldown(fit, fractions=[0.2, 0.20001], **{**wsd, "total_steps": 100000})
+    assert table["schedule"].tolist() == ["0.2", "0.20001"] and table["cooldown_start"].tolist() == [80000, 79999]
+    # the default grid stays after the warmup, one fraction per cooldown start
+    table = best_cooldown(fit, **{**wsd, "warmup_steps": 5000})
+    assert table["cooldown_start"].min() == 5000 and table["cooldown_start"].is_unique
 
 
 # --- Bayesian schedule laws ----------------------------------------------------------------------
@@ -543,7 +582,7 @@ def test_schedule_questions_with_bands_from_a_bayesian_fit(schedule_fit):
     assert table["p_best"].sum() == pytest.approx(1.0) and table.loc[table["best"], "p_best"].item() > 0.5
     # near a flat optimum the best is the posterior's, not the predictive draws' seed's (new-run medians moved it)
     flat = dict(total_steps=4000, peak_lr=1e-3, warmup_steps=200, final_lr=1e-5, params=2e8,
-                fractions=np.linspace(0.6, 0.98, 20))
+                fractions=np.linspace(0.6, 0.95, 20))  # 0.95: a cooldown after the warmup
     picks = {best_cooldown(fitted, seed=s, **flat).query("best")["cooldown_fraction"].item() for s in range(6)}
     assert len(picks) == 1, picks
     # the cooldown of a run in training: branches of it, narrower than the same fractions for a new run
@@ -571,14 +610,14 @@ def test_planned_schedules_carry_the_laws_misfit_correlated_by_how_far_apart_the
     corr = np.corrcoef(misfit.T)
     assert corr[0, 2] == pytest.approx(np.exp(-0.2 / ELL), abs=0.03) and corr[0, 1] > 0.95
     # two cooldowns 1% of the run apart: the law alone gave one of them p_best near 1
-    # near a flat optimum (the losses of 0.8-0.98 within 0.1%): the law's draws alone all but name one
+    # near a flat optimum (the losses of 0.8-0.95 within 0.1%): the law's draws alone all but name one
     flat = dict(total_steps=4000, peak_lr=1e-3, warmup_steps=200, final_lr=1e-5, params=2e8)
-    fractions = np.linspace(0.6, 0.98, 20)
+    fractions = np.linspace(0.6, 0.95, 20)
     table = best_cooldown(fitted, fractions=fractions, **flat)
     plans = {f"{f:.4g}": Schedule.wsd(1e-3, 4000, float(f), warmup_steps=200, final_lr=1e-5) for f in fractions}
     law = fitted.predict(_targets(fitted, plans, None, 2e8, None, None), kind="law", seed=0).draws.values
     alone = np.bincount(np.argmin(law, axis=1), minlength=len(fractions)) / len(law)
-    assert alone.max() > 0.9 > 0.5 > table["p_best"].max()
+    assert alone.max() > 0.8 > 0.5 > table["p_best"].max()  # 0.84 on this grid
     assert (table["p_best"] > 0.05).sum() >= 3 and table["p_best"].sum() == pytest.approx(1.0)
     # a new branch of a trained run: its tree's offset is known, its own schedule's misfit is not
     test = df[df["run"].str.split("-").str[-1].isin(HELD_OUT)]
@@ -588,9 +627,11 @@ def test_planned_schedules_carry_the_laws_misfit_correlated_by_how_far_apart_the
     assert (spread > floor).all(), (spread, floor)  # without the misfit: 1.2e-6 against a floor of 1.4e-6
 
 
-def test_live_forecast_of_a_run_in_flight_is_conditioned_on_its_checkpoints():
-    """A cosine run seen to step 2000 of 4000: its forecast to the end covers the rest of the run, and is
-    narrower than the forecast of the same schedule as a run not yet started."""
+def test_live_forecast_of_a_run_in_flight_is_conditioned_on_its_checkpoints(monkeypatch):
+    """A cosine run seen to step 2000 of 4000: its forecast to the end covers the rest of the run, is
+    narrower than the forecast of the same schedule as a run not yet started, and carries the law's misfit
+    of the half it has not run (wider than without it, with the same median)."""
+    import bayeslaw.inference.nuts as nuts
     from bayeslaw.plan import live_forecast
 
     df = _noisy_runs(seed=2)
@@ -605,6 +646,12 @@ def test_live_forecast_of_a_run_in_flight_is_conditioned_on_its_checkpoints():
     not_started = fitted.predict(rest.drop(columns="run").assign(run="new"), kind="new_run").summary
     assert np.median(table["q95"] - table["q5"]) < 0.7 * np.median(not_started["q95"] - not_started["q5"])
     assert table["observed"].isna().all()  # steps after the last logged checkpoint
+    with monkeypatch.context() as patch:
+        patch.setattr(nuts, "in_flight_misfit", lambda x, seen: np.zeros(np.shape(x)))
+        pinned, _ = live_forecast(pd.concat([finished, in_flight]), run, steps=rest["step"].to_numpy(), fit=fitted)
+    np.testing.assert_allclose(table["loss"], pinned["loss"], rtol=2e-3)  # the median stays
+    widening = (table["q95"] - table["q5"]).to_numpy() / (pinned["q95"] - pinned["q5"]).to_numpy()
+    assert (widening > 1.0).all() and widening.mean() > 1.02
     with pytest.raises(ValueError, match="run 'nope' is not in the table"):
         live_forecast(df, "nope", fit=fitted)
 
@@ -649,8 +696,8 @@ def test_cli_plans_a_schedule_and_forecasts_a_run_in_flight(tmp_path):
     result = runner.invoke(app, ["schedule", str(fit_file), "--params", "2e8", "--total-steps", "4000", "--peak-lr",
                                  "1e-3", "--parent-run", "nope"])
     assert result.exit_code != 0 and "parent_run 'nope' is not a run of the fit" in result.output
-    result = runner.invoke(app, ["schedule", str(fit_file), "--params", "2e8", "--total-steps", "4000", "--peak-lr",
-                                 "1e-3", "--branch-step", "2500"])
+    result = runner.invoke(app, ["schedule", str(fit_file), "--params", "2e8", "--peak-lr", "1e-3", "--branch-step",
+                                 "2500"])
     assert result.exit_code != 0 and "--branch-step needs --cooldown-steps" in result.output
     out = tmp_path / "live.csv"
     result = runner.invoke(app, ["live", str(data), "--run", run, "--chains", "2", "--draws", "150", "--out", str(out),
@@ -672,8 +719,47 @@ def test_live_forecast_refuses_a_run_its_fit_left_out(schedule_fit):
     from bayeslaw.plan.schedules import live_forecast
 
     df, fitted = schedule_fit
-    with pytest.raises(ValueError, match=r"run '1e\+08-cosine3000' is not among the fit's runs"):
+    with pytest.raises(ValueError, match=r"run '1e\+08-cosine3000' is not among the fit's runs .*or fit= was made "
+                                         r"without it"):
         live_forecast(df, "1e+08-cosine3000", fit=fitted)
+
+
+def test_live_forecast_refuses_before_fitting_what_it_would_drop_or_truncate(schedule_fit):
+    from bayeslaw.plan.schedules import live_forecast
+
+    df, fitted = schedule_fit
+    run = "1e+08-cosine"
+    # not a schedule law: refused before a fit (which failed late, naming options live_forecast lacks)
+    for form in ("chinchilla", "su2024"):
+        with pytest.raises(ValueError, match=f"form '{form}' is not a schedule law.*the schedule laws: annealing, "
+                                             f"multipower"):
+            live_forecast(df, run, form=form, chains=1, draws=10, warmup=10, progress=False)
+    # a given fit is used as it is: another form or fit options would be ignored
+    with pytest.raises(ValueError, match=r"form='multipower' \(the fit's is 'annealing'\), chains= given with fit="):
+        live_forecast(df, run, fit=fitted, form="multipower", chains=1)
+    with pytest.raises(ValueError, match=r"rising= given with fit="):
+        live_forecast(df, run, fit=fitted, form="annealing", rising="drop")
+    with pytest.raises(ValueError, match=r"steps must be whole optimizer steps, found \[3000.7\]"):
+        live_forecast(df, run, fit=fitted, steps=[3000.7])  # was step 3000
+    with pytest.raises(ValueError, match="live_forecast: steps is empty"):
+        live_forecast(df, run, fit=fitted, steps=[])
+    # only warmup checkpoints: the fit leaves the run out (after_warmup), not as a diverged run
+    early = df[df["run"] == run].head(2).assign(step=[100, 200])
+    with pytest.raises(ValueError, match=r"run '1e\+08-cosine' has no checkpoint past its warmup \(step <= 200\)"):
+        live_forecast(pd.concat([df[df["run"] != run], early]), run, fit=fitted)
+
+
+def test_a_branch_is_refused_from_a_parent_of_another_size_or_peak_rate(schedule_fit):
+    from bayeslaw.plan import best_cooldown
+
+    df, fitted = schedule_fit
+    sweep = dict(total_steps=4000, warmup_steps=200, final_lr=1e-5, fractions=[0.1], parent_run="1e+08-constant")
+    with pytest.raises(ValueError, match=r"parent_run '1e\+08-constant' is a model of 1e\+08 parameters.*"
+                                         r"params=1e\+09"):
+        best_cooldown(fitted, peak_lr=1e-3, params=1e9, **sweep)
+    with pytest.raises(ValueError, match=r"parent_run '1e\+08-constant' trained at peak_lr 0.001.*peak at 0.003"):
+        best_cooldown(fitted, peak_lr=3e-3, params=1e8, **sweep)
+    assert len(best_cooldown(fitted, peak_lr=1.005e-3, params=1.005e8, **sweep)) == 1  # within 1%
 
 
 def test_lr_error_compares_each_logged_rate_except_the_last_iteration():

@@ -58,6 +58,9 @@ class Schedule:
             raise ValueError(f"schedule: unknown decay_type {self.decay_type!r}; valid: {list(get_args(DecayType))}")
         if not (self.peak_lr > 0 and self.final_lr >= 0):
             raise ValueError(f"schedule: need peak_lr > 0 and final_lr >= 0, found {self.peak_lr}, {self.final_lr}")
+        if self.final_lr > self.peak_lr:  # the peak is the largest rate: a final rate above it is a swapped pair
+            raise ValueError(f"schedule: final_lr ({self.final_lr:g}) is above peak_lr ({self.peak_lr:g}); the rate "
+                             f"decays from the peak to the final rate")
         if not 0 <= self.warmup_steps < self.total_steps:
             raise ValueError(f"schedule: need 0 <= warmup_steps < total_steps, found {self.warmup_steps}, {self.total_steps}")
         if self.shape in ("wsd", "two_stage", "wsd_two_stage"):
@@ -81,7 +84,11 @@ class Schedule:
         """Warmup-stable-decay with the last ``cooldown_fraction`` of the steps in the cooldown."""
         if not 0.0 <= cooldown_fraction <= 1.0:
             raise ValueError(f"schedule: cooldown_fraction must be in [0, 1], found {cooldown_fraction}")
-        start = max(total_steps - int(round(cooldown_fraction * total_steps)), warmup_steps)
+        start = total_steps - int(round(cooldown_fraction * total_steps))
+        if start < warmup_steps:  # not moved to the warmup's end: two fractions would then name one schedule
+            raise ValueError(f"schedule: cooldown_fraction {cooldown_fraction:g} would start the cooldown at step "
+                             f"{start}, inside the warmup ({warmup_steps} steps) of a {total_steps}-step run; the "
+                             f"largest fraction is {(total_steps - warmup_steps) / total_steps:.6g}")
         return cls("wsd", peak_lr, total_steps, warmup_steps, final_lr, start, decay_type)
 
     def lr(self, steps) -> np.ndarray:

@@ -39,7 +39,7 @@ from bayeslaw.inference.point import EarlyCheckpointWarning, fit_point
 from bayeslaw.models import (PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
                              get_parameterization, new_family, new_family_sites, offset_shape, prepare,
                              run_fractions, seed_sd, site_dims, start_values)
-from bayeslaw.models.runs import JITTER, bridge_kernel, shape_basis
+from bayeslaw.models.runs import ELL, JITTER, bridge_kernel, shape_basis
 from bayeslaw.results import Result
 
 __all__ = ["Diagnostics", "Fit", "PreparedFit", "Prediction", "check_checkpoints", "finish_fit", "fit", "load_fit",
@@ -765,6 +765,11 @@ def summarize(values: np.ndarray, targets: pd.DataFrame, *, kind: str, quantiles
     return Prediction(draws, summary, kind)
 
 
+#: draws per chain that ArviZ needs for ESS and r-hat: with fewer it gives NaN for both (and with one draw
+#: per chain no sampled quantity varies, so the convergence table is empty)
+MIN_DRAWS = 4
+
+
 @dataclass(repr=False)
 class Diagnostics(Result):
     """Convergence diagnostics from ArviZ, with a warning flag and remedies."""
@@ -1112,6 +1117,7 @@ class Fit:
             self.training_rows())  # a schedule law's design is rebuilt from the rows' schedules
         residuals = {}  # per (tree, family): its trained runs' residuals, shared by every target run of the tree
         schedule_law = self.spec.law.progress == "step"
+        const_fraction = self.idata.constant_data["fraction"].values if schedule_law else None
         for run in {r for r in runs if r is not None}:
             cols = np.flatnonzero(np.asarray([r == run for r in runs]))
             j = cols[0]
@@ -1132,6 +1138,9 @@ class Fit:
                 # the law's misfit of a schedule it was not fitted to, sigma_dev, grown along the run as the
                 # offset is (docs/run_likelihood.md, "The law's misfit of a planned schedule")
                 var[:, cols] += noise["sigma_dev"][:, j, None] ** 2 * fraction[cols] ** 2
+            elif schedule_law:
+                var[:, cols] += noise["sigma_dev"][:, j, None] ** 2 * in_flight_misfit(
+                    fraction[cols], float(const_fraction[trained[str(run)]].max()))
         draws = mean + np.sqrt(np.maximum(var, 0.0)) * _row_normals(targets, seed, mean.shape[0])
         return summarize(np.exp(draws), targets, kind=kind, quantiles=quantiles)
 
@@ -1272,7 +1281,9 @@ class Fit:
 
     # --- diagnostics -----------------------------------------------------------------------
     def diagnostics(self, *, warn: bool = True) -> Diagnostics:
-        """r-hat, bulk/tail ESS (ArviZ), divergences, BFMI; a warning with a remedy when they fail.
+        """r-hat, bulk/tail ESS (ArviZ), divergences, BFMI; a warning with a remedy when they fail: r-hat >
+        RHAT_MAX, bulk or tail ESS < ESS_MIN, a divergence, BFMI < 0.3, one chain, or fewer than MIN_DRAWS draws
+        per chain (ESS and r-hat are NaN then).
 
         Over every sampled site (deterministic transforms share their diagnostics).
         """
@@ -1288,16 +1299,36 @@ class Fit:
         divergences = int(self.idata.sample_stats["diverging"].values.sum())
         bfmi = np.asarray(bfmi.to_dataset()["energy"].values if isinstance(bfmi, xr.DataTree) else bfmi).ravel()
         messages = []
-        if posterior.sizes["chain"] < 2:  # ArviZ gives NaN: r-hat compares chains
+        # NaN, not a crash, where they cannot be computed (a fit of fewer than MIN_DRAWS draws per chain)
+        min_ess = {c: float(table[c].min()) if table[c].notna().any() else float("nan")
+                   for c in ("ess_bulk", "ess_tail")}
+        draws = posterior.sizes["draw"]
+        if draws < MIN_DRAWS:  # every ESS and r-hat is NaN: one message, not one per quantity
+            max_rhat = float("nan")
+            messages.append(f"{draws} draw(s) per chain: too few draws for ESS and r-hat (they need {MIN_DRAWS} or "
+                            f"more per chain); run draws=1000")
+        elif posterior.sizes["chain"] < 2:  # ArviZ gives NaN: r-hat compares chains
             max_rhat = float("nan")
             messages.append("one chain: r-hat needs two or more chains to compare; run chains=4")
         else:
             r_hat = table["r_hat"].fillna(np.inf)  # NaN r-hat with several chains: a chain that never moved
-            max_rhat = float(r_hat.max())
+            max_rhat = float(r_hat.max()) if len(r_hat) else float("nan")
         if max_rhat > RHAT_MAX:
             worst = r_hat.idxmax()
             messages.append(f"r-hat {max_rhat:.3f} > {RHAT_MAX} (worst: {worst}): chains disagree; run longer "
                             f"(more warmup and draws), or check the data for a family the law cannot fit")
+        if draws >= MIN_DRAWS and not len(table):  # no ESS to read: said, not passed
+            messages.append("no sampled quantity varies across the draws: the chains never moved; check the data "
+                            "and run again")
+        elif draws >= MIN_DRAWS:
+            # bulk or tail ESS < ESS_MIN: too few effective draws for stable quantiles (unconverged()'s test,
+            # which extends a fit; a NaN ESS counts as none, as there)
+            ess = table[["ess_bulk", "ess_tail"]].fillna(0.0)
+            kind = ess.min().idxmin()
+            if ess[kind].min() < ESS_MIN:
+                messages.append(f"{kind.removeprefix('ess_')} ESS {ess[kind].min():.0f} < {ESS_MIN} (worst: "
+                                f"{ess[kind].idxmin()}): too few effective draws for stable quantiles; run longer "
+                                f"(more draws or chains)")
         if divergences > 0:
             accept = float(self.idata.attrs.get("bayeslaw_target_accept", np.nan))
             messages.append(f"{divergences} divergent transition(s) at target_accept {accept:g}: raise it (e.g. "
@@ -1305,8 +1336,7 @@ class Fit:
         if np.any(bfmi < 0.3):
             messages.append(f"BFMI {np.round(bfmi, 2).tolist()} < 0.3: the energy distribution is poorly explored; "
                             f"consider longer warmup")
-        result = Diagnostics(table, divergences, bfmi, max_rhat, float(np.nanmin(table["ess_bulk"])),
-                             float(np.nanmin(table["ess_tail"])), messages,
+        result = Diagnostics(table, divergences, bfmi, max_rhat, min_ess["ess_bulk"], min_ess["ess_tail"], messages,
                              int(self.idata.attrs.get("bayeslaw_extensions", 0)))
         if warn and result.warning:
             warnings.warn("bayeslaw fit diagnostics: " + "; ".join(messages), RuntimeWarning, stacklevel=2)
@@ -1316,6 +1346,19 @@ class Fit:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the DataTree to netCDF (h5netcdf) atomically: a temporary file, then a rename."""
         return write_atomic(path, lambda tmp: self.idata.to_netcdf(tmp, engine="h5netcdf"))
+
+
+def in_flight_misfit(fraction, seen: float):
+    """Share of sigma_dev^2 added to the band of a trained run's row at ``fraction`` of its schedule past
+    ``seen``, the last fraction it logged: 1 - exp(-2 (x - seen) / ELL), 0 up to ``seen``.
+
+    The run-level likelihood pins a run's deviation to 0 at its end, the end's residual being its offset;
+    a run in flight has not logged its end, so its offset is read from the part it ran, and the law's
+    misfit of the rest of its schedule (a cooldown it has not finished) is not in it. That misfit starts
+    at 0 where the run was last seen and grows as the deviation's Ornstein-Uhlenbeck process does, to
+    sigma_dev^2 a correlation length or more past it (docs/run_likelihood.md, "A run in flight")."""
+    gap = np.clip(np.asarray(fraction, dtype=float) - seen, 0.0, None)
+    return -np.expm1(-2.0 * gap / ELL)
 
 
 def shape_weights(noise: dict, log_params):

@@ -39,8 +39,9 @@ import pandas as pd
 
 from bayeslaw.data.files import jsonable
 from bayeslaw.inference.nuts import DEFAULT_QUANTILES, Fit
-from bayeslaw.inference.point import PointFit, fit_point
+from bayeslaw.inference.point import EarlyCheckpointWarning, PointFit, fit_point
 from bayeslaw.laws import Law, forms, get_law
+from bayeslaw.plan.trajectory import warn_new_family
 from bayeslaw.results import Result
 
 __all__ = ["Allocation", "FLOPS_PER_PARAM_TOKEN", "numeric_log_params", "optimal_allocation", "optimal_log_params"]
@@ -279,8 +280,9 @@ def optimal_allocation(fit: Fit, flops, *, family: str | None = None, point: Poi
         Budgets C in FLOPs, C = 6 N D (N parameters, D training tokens).
     family : str, optional
         The family whose law is used; a family the fit has not seen, or None, gets the population's law
-        (hierarchical: a new family drawn from it; complete pooling: the shared law); refused for
-        pooling="none", which has no population. None for a fit of one family: that family.
+        (hierarchical: a new family drawn from it; complete pooling: the shared law; a name not in the fit
+        with a UserWarning, as a typo would be); refused for pooling="none", which has no population. None
+        for a fit of one family: that family.
     point : PointFit, optional
         The point estimate to compare (same form). Default: ``fit_point(method="epoch")`` on the fit's own
         training rows (that family's rows, or all rows for the population), rebuilt from ``fit.idata``.
@@ -302,13 +304,18 @@ def optimal_allocation(fit: Fit, flops, *, family: str | None = None, point: Poi
     """
     family = fit.family_or_only(family)
     _check_inputs(fit, family, batch_size, point)
+    warn_new_family(fit, family, "optimal_allocation")
     budgets = _flops_array(flops)
     law = fit.spec.law
     theta = fit.law_theta(family, seed=seed)  # (sample,) each; the same draws Fit.predict(seed=seed) uses
     population = family not in fit.families
     if point is None:
-        point = fit_point(fit.training_rows(family if family in fit.families else None), form=law.name,
-                          method="epoch")
+        # the fit's own rows, as its early cut chose them (a fit with min_tokens=None kept its early checkpoints
+        # on purpose): not the point fit's advice to cut them (as the fit's start, nuts._point_init)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EarlyCheckpointWarning)
+            point = fit_point(fit.training_rows(family if family in fit.families else None), form=law.name,
+                              method="epoch")
     if not point.converged:
         warnings.warn(f"optimal_allocation: the {law.name} point fit did not converge; its allocation may be off",
                       RuntimeWarning, stacklevel=2)

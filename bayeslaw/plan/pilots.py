@@ -64,6 +64,7 @@ from bayeslaw.inference.config import PredictionKind, check_choice
 from bayeslaw.inference.nuts import Fit, shape_weights
 from bayeslaw.models import seed_sd
 from bayeslaw.models.runs import offset_shape, run_covariance, shape_basis
+from bayeslaw.plan.trajectory import warn_new_family
 
 __all__ = ["EFLOP", "pilot_rows", "rank_pilots"]
 
@@ -114,6 +115,18 @@ def _check_candidates(candidates: pd.DataFrame, law_columns: tuple[str, ...], fa
     return candidates
 
 
+def _whole(value, name: str, where: str) -> int:
+    """A count (checkpoints, seeds) as a whole number >= 1, as the candidates' columns are checked: 0 or a
+    negative count would otherwise be taken as 1 (one checkpoint) or as no runs at all."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not np.isfinite(number) or number < 1 or number != round(number):
+        raise ValueError(f"{where}: {name}={value!r} is not a whole number >= 1")
+    return int(number)
+
+
 def _resolve_min_tokens(fit: Fit, min_tokens) -> float | None:
     if isinstance(min_tokens, str):
         if min_tokens != "fit":
@@ -129,7 +142,11 @@ def pilot_rows(candidate: Mapping, *, checkpoints: int = 1, first_fraction: floa
     Checkpoints are log-spaced from max(``first_fraction`` x D, just above ``min_tokens``) to D (one
     checkpoint: D alone), so that a fit with that early cut keeps them all. Extra columns of the
     candidate (e.g. ``batch_size``) are carried to every row. Runs are named ``{name}-s{seed}``.
+    ``checkpoints`` and the candidate's ``seeds`` and ``checkpoints`` are whole numbers >= 1.
     """
+    k = _whole(candidate.get("checkpoints", _whole(checkpoints, "checkpoints", f"pilot {name}")), "checkpoints",
+               f"pilot {name}")
+    seeds = _whole(candidate.get("seeds", 1), "seeds", f"pilot {name}")
     tokens = float(candidate["tokens"])
     if min_tokens is not None and tokens <= min_tokens:
         raise ValueError(f"pilot {name}: its {tokens:.3g} tokens are at or below the early cut min_tokens="
@@ -137,10 +154,8 @@ def pilot_rows(candidate: Mapping, *, checkpoints: int = 1, first_fraction: floa
                          f"min_tokens (None: no cut)")
     if not 0 < first_fraction <= 1:
         raise ValueError(f"first_fraction={first_fraction} must lie in (0, 1]")
-    k = int(candidate.get("checkpoints", checkpoints))
     first = first_fraction * tokens if min_tokens is None else max(first_fraction * tokens, min_tokens * (1 + 1e-6))
     grid = np.geomspace(first, tokens, k) if k > 1 else np.array([tokens])
-    seeds = int(candidate.get("seeds", 1))
     extra = {c: candidate[c] for c in candidate.keys()
              if c not in ("params", "tokens", "seeds", "checkpoints", "cost_flops", "family", "run")}
     table = pd.DataFrame({
@@ -242,7 +257,8 @@ def rank_pilots(
         The current posterior (any form and pooling).
     target : dict or one-row DataFrame
         ``params``, ``tokens`` (and the law's other inputs, e.g. ``batch_size`` for su2024), optionally
-        ``family`` (none: a family the fit has not seen, i.e. the population's prediction).
+        ``family`` (none: a family the fit has not seen, i.e. the population's prediction; a name that is
+        not one of the fit's families is that too, with a UserWarning: a typo would otherwise pass).
     candidates : DataFrame
         One row per pilot: ``params``, ``tokens`` (and the law's other inputs); optional ``seeds``
         (runs, default 1), ``checkpoints`` (per run, default the keyword) and ``cost_flops``
@@ -256,8 +272,8 @@ def rank_pilots(
         Variance of the law's log loss at the target, or of one new run's (+ seed and checkpoint
         noise). With ``laplace`` the noise is not updated by the pilot, so both rank alike.
     checkpoints, first_fraction : int, float
-        Each pilot run is seen at ``checkpoints`` token counts log-spaced from ``first_fraction`` x D
-        (or just above ``min_tokens``) to D; 1: its final loss only.
+        Each pilot run is seen at ``checkpoints`` (a whole number >= 1) token counts log-spaced from
+        ``first_fraction`` x D (or just above ``min_tokens``) to D; 1: its final loss only.
     min_tokens : "fit", float or None
         The early cut the pilot's checkpoints must clear: "fit" takes the fit's own (10B tokens by
         default: a pilot at or below it raises; the simulator's runs are shorter, so pass a smaller
@@ -272,7 +288,8 @@ def rank_pilots(
         ``refit`` only: the table the fit was made from (refit with its cut and thinning); default:
         the fitted rows, rebuilt from ``fit.idata``.
     outcomes : int
-        ``refit`` only: simulated pilot outcomes averaged per candidate.
+        ``refit`` only: simulated pilot outcomes averaged per candidate (two or more for
+        ``sd_after_se``).
     refit_options : mapping, optional
         ``refit`` only: NUTS settings for ``bayeslaw.fit`` (default 1 chain, 200 draws, 200 warmup).
     baseline : {"refit", "fit"}
@@ -294,7 +311,8 @@ def rank_pilots(
         the pilot), ``variance_reduction`` (= sd_now^2 - sd_after^2, (log nats)^2),
         ``fraction_removed``, ``reduction_per_eflop`` (variance_reduction per 1e18 FLOPs) and
         ``rank`` (1: most per FLOP); ``laplace`` adds ``sd_now_draws`` (the draws' sd, a check on the
-        linearisation), ``refit`` adds ``sd_after_se`` (the spread over outcomes / sqrt(outcomes)).
+        linearisation), ``refit`` adds ``sd_after_se`` (the spread over outcomes / sqrt(outcomes); NaN
+        with one outcome, which has no spread to measure).
         ``attrs`` record method, kind and units.
     """
     if method not in ("laplace", "refit"):
@@ -304,8 +322,10 @@ def rank_pilots(
         raise ValueError(f"unknown linearize {linearize!r}; use 'mean' or 'draws'")
     if baseline not in ("refit", "fit"):
         raise ValueError(f"unknown baseline {baseline!r}; use 'refit' or 'fit'")
+    checkpoints = _whole(checkpoints, "checkpoints", "rank_pilots")
     target_table, family = _target_table(target, family)
     family = fit.family_or_only(family)
+    warn_new_family(fit, family, "rank_pilots")
     candidates = _check_candidates(candidates, fit.spec.law.columns_needed, family)
     cut = _resolve_min_tokens(fit, min_tokens)
     seeds = pd.to_numeric(candidates["seeds"]).astype(int) if "seeds" in candidates else pd.Series(1, candidates.index)
@@ -430,7 +450,10 @@ def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise
             after[i] = se[i] = np.nan
             continue
         after[i] = np.sqrt(np.mean(variances[i]))
-        se[i] = np.std(variances[i]) / np.sqrt(len(variances[i])) / (2 * after[i])  # delta method: se of the sd
+        # delta method: se of the sd; the sample sd of the variances (ddof=1), NaN from one outcome (no spread to
+        # measure: ddof=0 gave an se of exactly 0, a certainty one refit does not give)
+        spread = np.std(variances[i], ddof=1) if len(variances[i]) > 1 else np.nan
+        se[i] = spread / np.sqrt(len(variances[i])) / (2 * after[i])
     return now, pd.Series(after), pd.Series(se), pd.Series({i: errors.get(i) for i in pilots}, dtype=object)
 
 

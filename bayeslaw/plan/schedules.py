@@ -35,12 +35,16 @@ import pandas as pd
 from bayeslaw.data.importers import FIT_COLUMNS, as_table
 from bayeslaw.data.schedules import DecayType, Schedule, run_schedules
 from bayeslaw.inference.nuts import fit as bayes_fit
+from bayeslaw.laws import forms, get_law
 from bayeslaw.laws.runs import ELL
 
 __all__ = ["best_cooldown", "cooldown_drop", "live_forecast", "schedule_distance", "schedule_loss"]
 
 BANDS = (0.05, 0.25, 0.5, 0.75, 0.95)
 DISTANCE_POINTS = 1000  # points of the run at which two schedules' rates are compared
+#: how far a branch's size and peak rate may lie from its parent run's (relative): a branch continues its
+#: parent's model at its parent's rate, so a larger gap is another run, whose offset the parent's is not
+PARENT_RTOL = 0.01
 
 
 def _check_schedule_law(fit) -> None:
@@ -50,15 +54,65 @@ def _check_schedule_law(fit) -> None:
                          f"(multipower, annealing); the {fit.form} law reads {sorted(law.columns_needed)}")
 
 
+def check_schedule_form(form: str, *, label: str = "live_forecast: form") -> None:
+    """``form`` names a schedule law (one that reads a run's step and schedule), checked before any fit."""
+    schedule_laws = forms(lambda law: law.progress == "step")
+    if form not in forms():
+        raise ValueError(f"{label} {form!r} is not a known law; the schedule laws: {', '.join(schedule_laws)}")
+    law = get_law(form)
+    if law.progress != "step":
+        raise ValueError(f"{label} {form!r} is not a schedule law (it reads {sorted(law.columns_needed)}, not "
+                         f"a run's step and schedule); the schedule laws: {', '.join(schedule_laws)}")
+
+
+def _steps(steps, where: str) -> np.ndarray:
+    """``steps`` as whole optimizer steps; empty, non-finite or fractional ones are refused (an int cast
+    truncated 12000.7 to 12000 without a word)."""
+    at = np.atleast_1d(np.asarray(steps, dtype=float))
+    if at.size == 0:
+        raise ValueError(f"{where}: steps is empty; give the optimizer steps to forecast, or None for the default")
+    bad = ~np.isfinite(at) | (at != np.round(at))
+    if bad.any():
+        raise ValueError(f"{where}: steps must be whole optimizer steps, found {at[bad][:3].tolist()} "
+                         f"(positions {np.flatnonzero(bad)[:3].tolist()})")
+    return at.astype(int)
+
+
+def _check_parent(fit, parent_run: str, params: float, schedules: Mapping[str, Schedule]) -> None:
+    """A branch is its trained parent run continued: the parent must be a run of the fit, of the planned
+    size and at the planned peak rate (within :data:`PARENT_RTOL`, read from the fit's rows of it)."""
+    if parent_run not in set(fit.runs):
+        raise ValueError(f"parent_run {parent_run!r} is not a run of the fit ({len(fit.runs)} runs, e.g. "
+                         f"{list(fit.runs)[:3]}): a branch needs its trained run")
+    rows = fit.training_rows()
+    rows = rows[rows["run"] == parent_run]
+    if rows.empty:
+        return
+    size = float(rows["params"].iloc[0])
+    if not np.isclose(params, size, rtol=PARENT_RTOL, atol=0.0):
+        raise ValueError(f"parent_run {parent_run!r} is a model of {size:.4g} parameters, the planned run one of "
+                         f"params={params:.4g} (CLI: --params): a branch continues its parent's model")
+    if "schedule" in rows:
+        peak = Schedule.from_json(rows["schedule"].iloc[0]).peak_lr
+        other = sorted({s.peak_lr for s in schedules.values() if not np.isclose(s.peak_lr, peak, rtol=PARENT_RTOL)})
+        if other:
+            raise ValueError(f"parent_run {parent_run!r} trained at peak_lr {peak:g}, the planned schedule(s) peak "
+                             f"at {', '.join(f'{v:g}' for v in other)} (CLI: --peak-lr): a branch continues its "
+                             f"parent's rate")
+
+
 def _bayesian(fit) -> bool:
     return hasattr(fit, "idata")
 
 
 def _targets(fit, schedules: Mapping[str, Schedule], steps, params: float, family: str | None,
              parent_run: str | None) -> pd.DataFrame:
+    if not schedules:
+        raise ValueError("schedule_loss: no schedules; give a Schedule or a mapping of names to schedules")
+    steps = None if steps is None else _steps(steps, "schedule_loss")
     frames = []
     for name, schedule in schedules.items():
-        at = np.atleast_1d(np.asarray([schedule.total_steps] if steps is None else steps, dtype=int))
+        at = np.array([schedule.total_steps]) if steps is None else steps
         if (at < 1).any() or (at > schedule.total_steps).any():
             raise ValueError(f"schedule_loss: steps must lie in 1..{schedule.total_steps} (the schedule {name!r}), "
                              f"found {at[(at < 1) | (at > schedule.total_steps)][:3].tolist()}")
@@ -71,9 +125,8 @@ def _targets(fit, schedules: Mapping[str, Schedule], steps, params: float, famil
         table["family"] = family
     table["run"] = "planned-" + table["name"].astype(str)
     if parent_run is not None:
-        if _bayesian(fit) and parent_run not in set(fit.runs):
-            raise ValueError(f"parent_run {parent_run!r} is not a run of the fit ({len(fit.runs)} runs, e.g. "
-                             f"{list(fit.runs)[:3]}): a branch needs its trained run")
+        if _bayesian(fit):
+            _check_parent(fit, parent_run, params, schedules)
         table["parent_run"] = parent_run
     return table
 
@@ -134,15 +187,30 @@ def schedule_loss(fit, schedules: Schedule | Mapping[str, Schedule], steps=None,
 def best_cooldown(fit, *, total_steps: int, peak_lr: float, params: float, family: str | None = None,
                   warmup_steps: int = 0, final_lr: float = 0.0, decay_type: DecayType = "linear",
                   fractions=None, parent_run: str | None = None, seed: int = 0) -> pd.DataFrame:
-    """Final loss of a WSD run of ``total_steps`` for each cooldown fraction (default 0.02-0.6), with the
-    best marked (``best``: a point fit's lowest loss; a Bayesian fit's lowest expected loss under the law's
-    posterior). A Bayesian fit adds the bands of a new run's final loss and ``p_best``, the posterior
-    probability that the fraction is the best of those tried (on the law's draws with each fraction's
-    misfit, see the module docstring: the run's seed is common to every fraction). ``parent_run`` makes the candidates cooldown branches of
-    that trained constant-rate run (its offset then known). An exponential cooldown needs ``final_lr`` > 0."""
-    fractions = np.linspace(0.02, 0.6, 30) if fractions is None else np.asarray(fractions, dtype=float)
-    schedules = {f"{f:.4g}": Schedule.wsd(peak_lr, total_steps, float(f), warmup_steps=warmup_steps,
-                                          final_lr=final_lr, decay_type=decay_type) for f in fractions}
+    """Final loss of a WSD run of ``total_steps`` for each cooldown fraction (default 0.02-0.6, after the
+    warmup), with the best marked (``best``: a point fit's lowest loss; a Bayesian fit's lowest expected loss
+    under the law's posterior). A Bayesian fit adds the bands of a new run's final loss and ``p_best``, the
+    posterior probability that the fraction is the best of those tried (on the law's draws with each
+    fraction's misfit, see the module docstring: the run's seed is common to every fraction). ``parent_run``
+    makes the candidates cooldown branches of that trained constant-rate run (its offset then known), of its
+    size and peak rate. Two fractions that start the cooldown at one step are refused. An exponential
+    cooldown needs ``final_lr`` > 0."""
+    fractions = _fractions(fractions, total_steps, warmup_steps)
+    plans = [Schedule.wsd(peak_lr, total_steps, float(f), warmup_steps=warmup_steps, final_lr=final_lr,
+                          decay_type=decay_type) for f in fractions]
+    # two fractions that round to one cooldown start are one schedule: rows keyed by one name, a p_best split
+    # between twins
+    first = {}
+    for f, plan in zip(fractions, plans, strict=True):
+        if plan.decay_start in first:
+            raise ValueError(f"best_cooldown: fractions {first[plan.decay_start]:g} and {f:g} (CLI: --cooldown) both "
+                             f"start the cooldown at step {plan.decay_start} of {total_steps}: one schedule; give "
+                             f"each once")
+        first[plan.decay_start] = f
+    names = [f"{f:.4g}" for f in fractions]
+    if len(set(names)) < len(names):  # distinct schedules, equal to 4 digits: named in full
+        names = [str(float(f)) for f in fractions]
+    schedules = dict(zip(names, plans, strict=True))
     table = schedule_loss(fit, schedules, params=params, family=family, parent_run=parent_run, seed=seed)
     table.insert(1, "cooldown_fraction", fractions)
     table.insert(2, "cooldown_start", [s.decay_start for s in schedules.values()])
@@ -158,6 +226,22 @@ def best_cooldown(fit, *, total_steps: int, peak_lr: float, params: float, famil
     table["p_best"] = np.bincount(np.argmin(ends, axis=1), minlength=len(fractions)) / law.shape[0]
     expected = law.mean(axis=0)
     return table.assign(best=expected == expected.min())
+
+
+def _fractions(fractions, total_steps: int, warmup_steps: int) -> np.ndarray:
+    """The cooldown fractions to compare: the user's (refused if empty), or the default grid 0.02-0.6 within
+    the steps after the warmup, one fraction per cooldown start."""
+    if fractions is not None:
+        fractions = np.atleast_1d(np.asarray(fractions, dtype=float))
+        if fractions.size == 0:
+            raise ValueError("best_cooldown: fractions is empty (CLI: --cooldown); give the cooldown fractions to "
+                             "compare, or None for the default 0.02-0.6")
+        return fractions
+    top = float(np.clip((total_steps - warmup_steps) / max(total_steps, 1), 0.0, 0.6))  # a cooldown after the warmup
+    grid = np.linspace(min(0.02, top), top, 30)
+    # a short run's grid rounds several fractions to one step: the grid's own, so kept once, not refused
+    starts = total_steps - np.round(grid * total_steps)
+    return grid[np.sort(np.unique(starts, return_index=True)[1])]
 
 
 def cooldown_drop(fit, *, branch_step: int, cooldown_steps: int, peak_lr: float, params: float,
@@ -182,32 +266,49 @@ def cooldown_drop(fit, *, branch_step: int, cooldown_steps: int, peak_lr: float,
     return out
 
 
-def live_forecast(df: pd.DataFrame, run: str, *, form: str = "annealing", steps=None, fit=None,
+def live_forecast(df: pd.DataFrame, run: str, *, form: str | None = None, steps=None, fit=None,
                   seed: int = 0, **fit_options):
     """The rest of run ``run``, in flight: its loss at ``steps`` (default: 50 steps from its last logged
     checkpoint to its schedule's end) with bands, and the fit it came from.
 
     ``df`` holds the finished runs and the run in flight (its checkpoints so far and its ``schedule``,
     whose ``total_steps`` is where the run will end). The Bayesian fit of all of them (``fit`` if given,
-    else :func:`bayeslaw.fit` of ``form`` with ``fit_options``) learns the law from the finished runs and
-    the run's offset and deviation from its own checkpoints, so its forecast is conditioned on both.
+    else :func:`bayeslaw.fit` of ``form``, default annealing, with ``fit_options``) learns the law from the
+    finished runs and the run's offset and deviation from its own checkpoints, so its forecast is conditioned
+    on both.
     Returns (table of step, loss = median, q5..q95, observed where logged; the Fit).
     """
+    # everything is checked before the fit, which takes minutes
+    if fit is None:
+        form = "annealing" if form is None else form
+        check_schedule_form(form)
+    else:  # a given fit is used as it is: options of another fit would be dropped without a word
+        _check_schedule_law(fit)
+        ignored = [f"form={form!r} (the fit's is {fit.form!r})"] if form not in (None, fit.form) else []
+        ignored += [f"{name}=" for name in sorted(fit_options)]
+        if ignored:
+            raise ValueError(f"live_forecast: {', '.join(ignored)} given with fit=, which is fitted already; leave "
+                             f"them out, or leave out fit= to fit with them")
     df = as_table(df, name="live_forecast's table", needs=FIT_COLUMNS)
     own = df.loc[df["run"] == run]
     if own.empty:
         raise ValueError(f"live_forecast: run {run!r} is not in the table (runs: {sorted(df['run'].unique())[:5]}...)")
     schedule = run_schedules(own, where=f"live_forecast: run {run!r}")[run]
+    if not (own["step"].to_numpy(dtype=float) > schedule.warmup_steps).any():
+        # a schedule law's fit leaves out the warmup's checkpoints (after_warmup), and with them such a run
+        raise ValueError(f"live_forecast: run {run!r} has no checkpoint past its warmup (step <= "
+                         f"{schedule.warmup_steps}), which a schedule law's fit leaves out; its forecast would not "
+                         f"be conditioned on its own checkpoints: forecast it after step {schedule.warmup_steps}")
     last = int(own["step"].max())
     if steps is None:
         steps = np.unique(np.linspace(last, schedule.total_steps, 50).round().astype(int))
-    steps = np.atleast_1d(np.asarray(steps, dtype=int))
+    steps = _steps(steps, "live_forecast")
     if fit is None:
         fit = bayes_fit(df, form=form, seed=seed, **fit_options)
-    _check_schedule_law(fit)
-    if run not in fit.runs:  # left out of the fit (rising="drop": a diverged run): nothing conditions on it
-        raise ValueError(f"live_forecast: run {run!r} is not among the fit's runs (left out of it, e.g. as a diverged "
-                         f"run by rising='drop'); its forecast would not be conditioned on its own checkpoints")
+    if run not in fit.runs:  # left out of the fit: nothing conditions on it
+        raise ValueError(f"live_forecast: run {run!r} is not among the fit's runs (the fit left it out, e.g. as a "
+                         f"diverged run by rising='drop', or all its rows by the fit's cuts; or fit= was made "
+                         f"without it); its forecast would not be conditioned on its own checkpoints")
     first = own.iloc[0]
     targets = pd.DataFrame({"run": run, "family": first["family"], "params": float(first["params"]),
                             "step": steps, "tokens": np.nan, "schedule": schedule.to_json()})

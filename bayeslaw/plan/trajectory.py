@@ -22,6 +22,8 @@ infinite, and ``p_reachable`` in the summary is the posterior probability that t
 
 from __future__ import annotations
 
+import warnings
+
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -30,6 +32,17 @@ from bayeslaw.inference.nuts import DEFAULT_QUANTILES, Fit, Prediction, summariz
 from bayeslaw.laws import DataToLoss, Trajectory, forms
 
 __all__ = ["critical_batch_size", "loss_curve", "minimum_loss", "steps_to_loss", "tokens_to_loss"]
+
+
+def warn_new_family(fit: Fit, family: str | None, where: str) -> None:
+    """Warn (UserWarning) where ``family`` names no family of ``fit``: the answer is the population's, a new
+    family's (as documented), but a mistyped name would get it silently. None (the population, asked for by
+    name) passes, as does an unpooled fit's unseen family, which is refused where it is read (no population).
+    Called by the public answers themselves: the warning points at the caller's line."""
+    if family is None or family in fit.families or fit.pooling == "none":
+        return
+    warnings.warn(f"{where}: {family!r} is not a family of the fit (families: {', '.join(fit.families)}): "
+                  f"forecast for a new family from the population", UserWarning, stacklevel=3)
 
 
 def _answers(fit: Fit, *, or_tokens: bool = False) -> Trajectory:
@@ -72,6 +85,7 @@ def minimum_loss(fit: Fit, params, *, family: str | None = None, quantiles=DEFAU
     """(1) The lowest loss a model of ``params`` parameters reaches (nats per token): with unlimited tokens
     (E + A / N^alpha for chinchilla), or after unlimited steps, L_inf(N) = (Nc / N)^alphaN (su2024)."""
     answers = _solved_for_tokens(fit) or _answers(fit, or_tokens=True)
+    warn_new_family(fit, family, "minimum_loss")
     theta = _law_theta(fit, family, seed)
     targets = _targets(family, params=params)
     values = np.asarray(answers.minimum_loss(theta, targets["params"].to_numpy()[None, :]))
@@ -82,6 +96,7 @@ def critical_batch_size(fit: Fit, loss, *, family: str | None = None, quantiles=
                         seed: int = 0) -> Prediction:
     """(3) Bcrit(L) = B* / L^(1 / alphaB): the critical batch size at loss L, tokens per step."""
     answers = _answers(fit)
+    warn_new_family(fit, family, "critical_batch_size")
     theta = _law_theta(fit, family, seed)
     targets = _targets(family, loss=loss)
     values = np.asarray(answers.critical_batch_size(theta, targets["loss"].to_numpy()[None, :]))
@@ -117,6 +132,7 @@ def steps_to_loss(fit: Fit, params, loss, *, batch_size=None, family: str | None
                   quantiles=DEFAULT_QUANTILES, seed: int = 0) -> Prediction:
     """(2) Optimizer steps for a model of ``params`` parameters to reach ``loss``: S = Smin (1 + Bcrit / B) at
     ``batch_size`` B (tokens per step), or Smin = Sc / (L - L_inf)^(1 / alphaS), the fewest, when B is omitted."""
+    warn_new_family(fit, family, "steps_to_loss")
     return _to_loss(fit, params, loss, batch_size, family, quantiles, seed, tokens=False)
 
 
@@ -125,6 +141,7 @@ def tokens_to_loss(fit: Fit, params, loss, *, batch_size=None, family: str | Non
     """(2) Training tokens for a model of ``params`` parameters to reach ``loss``: D(L; N) for a law of N and D
     (chinchilla: (B / (L - E - A / N^alpha))^(1 / beta)); for su2024 S B at ``batch_size`` B, or Emin = Smin
     Bcrit, the fewest, when B is omitted."""
+    warn_new_family(fit, family, "tokens_to_loss")
     return _to_loss(fit, params, loss, batch_size, family, quantiles, seed, tokens=True)
 
 
@@ -133,6 +150,7 @@ def loss_curve(fit: Fit, params: float, batch_size: float, steps, *, family: str
     """(4) The loss curve L(N, S; B) of a model of ``params`` parameters at ``batch_size`` tokens per step,
     at each of ``steps`` (``kind="new_run"`` adds a new run's seed offset and checkpoint noise)."""
     _answers(fit)
+    warn_new_family(fit, family, "loss_curve")
     targets = _targets(family, params=params, batch_size=batch_size, steps=steps)
     targets["tokens"] = targets["steps"] * targets["batch_size"]
     return fit.predict(targets, kind=kind, quantiles=quantiles, seed=seed)
