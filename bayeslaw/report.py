@@ -143,19 +143,11 @@ def fit_report(fit, out, *, data: pd.DataFrame | None = None, point_fits: dict |
         "![Rank](rank.png)" if chains >= 2 else "No rank plot: it compares chains, and this fit has one.",
         "",
     ]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"fit_report: cannot make the report folder {str(out)!r} ({err}); "
-                         f"pass a folder that can be created and written") from err
-    for name, image in images.items():
-        write_atomic(out / name, lambda tmp, image=image: Path(tmp).write_bytes(image))
-    write_atomic(out / "params.csv", lambda tmp: params.to_csv(tmp, index=False))
-    write_atomic(out / "diagnostics.csv", lambda tmp: diagnostics.table.to_csv(tmp, index_label="site"))
-    write_atomic(out / "diagnostics.txt", lambda tmp: Path(tmp).write_text(str(diagnostics) + "\n"))
-    report = out / "report.md"
-    write_atomic(report, lambda tmp: Path(tmp).write_text("\n".join(parts)))
-    return report
+    writers = {name: (lambda tmp, image=image: Path(tmp).write_bytes(image)) for name, image in images.items()}
+    writers["params.csv"] = lambda tmp: params.to_csv(tmp, index=False)
+    writers["diagnostics.csv"] = lambda tmp: diagnostics.table.to_csv(tmp, index_label="site")
+    writers["diagnostics.txt"] = lambda tmp: Path(tmp).write_text(str(diagnostics) + "\n")
+    return _write_report(out, "fit_report", writers, parts)
 
 
 def _markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
@@ -264,15 +256,21 @@ def backtest_report(result, out) -> Path:
                   _markdown(unscored[["case", "family", "k", "q", "method", "train_points"]]), ""]
     parts += ["Columns: ARE = mean |y - y_hat| / y over the test points (posterior median for Bayes); CRPS in nats; "
               "coverage = share of test points inside the new_run interval (point fits have none); width in nats.", ""]
+    writers = {name: (lambda tmp, table=table: table.to_csv(tmp, index=False)) for name, table in tables.items()}
+    writers.update({name: (lambda tmp, image=image: Path(tmp).write_bytes(image)) for name, image in images.items()})
+    return _write_report(out, "backtest_report", writers, parts)
+
+
+def _write_report(out: Path, where: str, writers: dict, parts: list[str]) -> Path:
+    """Make the report folder ``out`` (only now that everything in it is rendered: a failed report leaves
+    none), write each file atomically (``writers``: name -> writer of a temporary path), then report.md."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ValueError(f"backtest_report: cannot make the report folder {str(out)!r} ({err}); "
+        raise ValueError(f"{where}: cannot make the report folder {str(out)!r} ({err}); "
                          f"pass a folder that can be created and written") from err
-    for name, table in tables.items():
-        write_atomic(out / name, lambda tmp, table=table: table.to_csv(tmp, index=False))
-    for name, image in images.items():
-        write_atomic(out / name, lambda tmp, image=image: Path(tmp).write_bytes(image))
+    for name, writer in writers.items():
+        write_atomic(out / name, writer)
     report = out / "report.md"
     write_atomic(report, lambda tmp: Path(tmp).write_text("\n".join(parts)))
     return report
