@@ -568,7 +568,9 @@ def _point_fits(fit, method: str, families) -> dict | None:
                          f"use --point-method epoch")
     from bayeslaw.inference.point import fit_point
 
-    return {family: fit_point(fit.training_rows(family), form=fit.form, method=method) for family in families}
+    # the fit's own rows, as its early cut chose them: no advice to cut them
+    return {family: fit_point(fit.training_rows(family), form=fit.form, method=method, warn_early=False)
+            for family in families}
 
 
 def _working(text: str):

@@ -918,7 +918,8 @@ def point_fits_by_family(fit: Fit, data: pd.DataFrame | None = None, *,
     point_fits, failures = {}, {}
     for family in fit.families:
         try:
-            point_fits[family] = fit_point(rows[rows["family"] == family], form=fit.form, method=method)
+            point_fits[family] = fit_point(rows[rows["family"] == family], form=fit.form, method=method,
+                                           warn_early=data is not None)  # the fit's own rows: as its cut chose
         except ValueError as err:  # TooFewPoints among them
             failures[family] = str(err)
     return point_fits, failures

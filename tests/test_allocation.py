@@ -207,9 +207,9 @@ def test_unseen_family_gets_the_population_and_default_point_fit_uses_the_traini
     fit = _fit_from_draws("chinchilla", draws)
     calls = []
 
-    def quick_fit_point(rows, *, form, method):  # the epoch grid takes a minute; the call is what is tested
+    def quick_fit_point(rows, *, form, method, warn_early):  # the epoch grid takes a minute; the call is tested
         calls.append((rows, form, method))
-        return bl.fit_point(rows, form=form, method="hitchhiker")
+        return bl.fit_point(rows, form=form, method="hitchhiker", warn_early=warn_early)
 
     monkeypatch.setattr(al, "fit_point", quick_fit_point)
     seen = optimal_allocation(fit, BUDGETS, family="fam0")
@@ -260,8 +260,8 @@ def test_the_default_point_fit_does_not_warn_of_the_fits_own_early_checkpoints(m
     fit = Fit(tree)
     with pytest.warns(EarlyCheckpointWarning):  # these rows do draw the warning from a point fit of them
         bl.fit_point(fit.training_rows("fam0"), method="hitchhiker")
-    monkeypatch.setattr(al, "fit_point", lambda rows, *, form, method: bl.fit_point(rows, form=form,
-                                                                                   method="hitchhiker"))
+    monkeypatch.setattr(al, "fit_point", lambda rows, *, form, method, warn_early: bl.fit_point(
+        rows, form=form, method="hitchhiker", warn_early=warn_early))
     with warnings.catch_warnings():
         warnings.simplefilter("error", EarlyCheckpointWarning)
         optimal_allocation(fit, BUDGETS, family="fam0")

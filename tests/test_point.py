@@ -153,8 +153,8 @@ def test_fixed_parameters_are_held_and_the_rest_fitted(clean_sim):
 
 
 def test_fit_point_warns_of_the_early_checkpoints_of_curves(clean_sim):
-    """Curves' checkpoints at or before 10B tokens are named (the protocols leave them out); a final-loss table
-    and the cut curves fit without a word."""
+    """Curves' checkpoints at or before 10B tokens are named (the protocols leave them out); a final-loss table,
+    the cut curves and a fit's own rows (warn_early=False) fit without a word."""
     import warnings
 
     from bayeslaw.inference.point import EarlyCheckpointWarning
@@ -167,3 +167,6 @@ def test_fit_point_warns_of_the_early_checkpoints_of_curves(clean_sim):
         warnings.simplefilter("error")
         fit_point(finals, method="hitchhiker")
         fit_point(bd.cut_early(rows), method="hitchhiker")
+        # rows a Bayesian fit kept as its own cut chose them (its start, the point fits beside it)
+        fit_point(rows, method="hitchhiker", warn_early=False)
+        fit_point(rows, method="hitchhiker", warn_early=False, fixed={"alpha": 0.34})

@@ -743,6 +743,8 @@ def test_live_forecast_refuses_before_fitting_what_it_would_drop_or_truncate(sch
         live_forecast(df, run, fit=fitted, steps=[3000.7])  # was step 3000
     with pytest.raises(ValueError, match="live_forecast: steps is empty"):
         live_forecast(df, run, fit=fitted, steps=[])
+    with pytest.raises(ValueError, match=r"steps \[5000\] lie outside run .* schedule \(steps 1..4000"):
+        live_forecast(df, run, fit=fitted, steps=[3000, 5000])  # was: 'a schedule must cover its checkpoints'
     # only warmup checkpoints: the fit leaves the run out (after_warmup), not as a diverged run
     early = df[df["run"] == run].head(2).assign(step=[100, 200])
     with pytest.raises(ValueError, match=r"run '1e\+08-cosine' has no checkpoint past its warmup \(step <= 200\)"):

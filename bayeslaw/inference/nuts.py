@@ -35,7 +35,7 @@ from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.config import ATTR as CONFIG_ATTR
 from bayeslaw.inference.config import (DEFAULT_TARGET_ACCEPT, RETRY_TARGET_ACCEPT, ChainMethod, Duplicates, FitConfig,
                                        Pooling, PredictionKind, Rising, SeedScaling, check_choice)
-from bayeslaw.inference.point import EarlyCheckpointWarning, fit_point
+from bayeslaw.inference.point import fit_point
 from bayeslaw.models import (PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
                              get_parameterization, new_family, new_family_sites, offset_shape, prepare,
                              run_fractions, seed_sd, site_dims, start_values)
@@ -68,9 +68,7 @@ def _point_init(df: pd.DataFrame, data: ModelData, pooling: str, spec: Parameter
     one (fast); otherwise the Huber fit from its grid (single-start least squares stops in local minima)."""
     try:
         method = "hitchhiker" if spec.law.point_start is not None else "epoch"
-        with warnings.catch_warnings():  # the rows are the fit's, as its early cut chose
-            warnings.simplefilter("ignore", EarlyCheckpointWarning)
-            point = fit_point(df, form=spec.law, method=method)
+        point = fit_point(df, form=spec.law, method=method, warn_early=False)  # the fit's rows, as its cut chose
         with np.errstate(divide="ignore", invalid="ignore"):
             vector = spec.from_law(point.theta) if point.converged else None
     except ValueError:  # e.g. fewer rows than the law has parameters: start at the prior centre

@@ -658,6 +658,7 @@ def fit_point(
     starts=None,
     fixed: dict[str, float] | None = None,
     polish: int = 0,
+    warn_early: bool = True,
 ) -> PointFit:
     """Fit one law to all rows of ``df`` by a published point-estimate protocol.
 
@@ -678,6 +679,9 @@ def fit_point(
         Parameters held at these values (fitting space, e.g. ``{"a": 6.2, "alpha": 0.34}``)
         while the rest are fitted: the Hitchhiker's Guide's way to fit a family seen through
         one model with A and alpha borrowed from other families.
+    warn_early : bool, default True
+        Warn of checkpoints at or before the early cut (the published protocols leave them out). False for
+        rows a Bayesian fit kept as its own cut chose them (its start, and point fits beside it).
     polish : int, default 0
         ``epoch`` only: run the ``polish`` best distinct ends of the grid on to their basin's minimum
         (see :func:`grid_lbfgs`). The default keeps the published protocol's answer: scipy's L-BFGS-B
@@ -700,7 +704,8 @@ def fit_point(
         one_metric_per_run(df, where="fit_point")
     if law.progress == "step" and "run" in df.columns:
         run_schedules(df, where="fit_point")  # each run's schedule parses and covers its checkpoints, named if not
-    _warn_early_checkpoints(df, law)
+    if warn_early:
+        _warn_early_checkpoints(df, law)
     if method == "adamw":  # a path fits one size (Luo et al. fit each model alone); the size slopes need the grid
         sizes = df["params"].nunique() if "params" in df.columns else 1
         if law.path is None:
@@ -736,7 +741,8 @@ def fit_point(
             # starts over all of the law's parameters: keep the free columns, each distinct start once
             keep = [law.theta_names.index(n) for n in free.theta_names]
             starts = np.unique(starts[:, keep], axis=0)
-        result = fit_point(df, free, method, delta=delta, max_iter=max_iter, starts=starts, polish=polish)
+        result = fit_point(df, free, method, delta=delta, max_iter=max_iter, starts=starts, polish=polish,
+                           warn_early=False)  # warned above
         theta = {**result.theta, **{k: float(v) for k, v in fixed.items()}}
         return replace(result, form=law.name, theta={n: theta[n] for n in law.theta_names},
                        details={**result.details, "fixed": dict(fixed)})

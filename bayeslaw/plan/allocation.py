@@ -39,7 +39,7 @@ import pandas as pd
 
 from bayeslaw.data.files import jsonable
 from bayeslaw.inference.nuts import DEFAULT_QUANTILES, Fit
-from bayeslaw.inference.point import EarlyCheckpointWarning, PointFit, fit_point
+from bayeslaw.inference.point import PointFit, fit_point
 from bayeslaw.laws import Law, forms, get_law
 from bayeslaw.plan.trajectory import warn_new_family
 from bayeslaw.results import Result
@@ -312,10 +312,8 @@ def optimal_allocation(fit: Fit, flops, *, family: str | None = None, point: Poi
     if point is None:
         # the fit's own rows, as its early cut chose them (a fit with min_tokens=None kept its early checkpoints
         # on purpose): not the point fit's advice to cut them (as the fit's start, nuts._point_init)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", EarlyCheckpointWarning)
-            point = fit_point(fit.training_rows(family if family in fit.families else None), form=law.name,
-                              method="epoch")
+        point = fit_point(fit.training_rows(family if family in fit.families else None), form=law.name,
+                          method="epoch", warn_early=False)
     if not point.converged:
         warnings.warn(f"optimal_allocation: the {law.name} point fit did not converge; its allocation may be off",
                       RuntimeWarning, stacklevel=2)

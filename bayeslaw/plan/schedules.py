@@ -293,7 +293,7 @@ def live_forecast(df: pd.DataFrame, run: str, *, form: str | None = None, steps=
     own = df.loc[df["run"] == run]
     if own.empty:
         raise ValueError(f"live_forecast: run {run!r} is not in the table (runs: {sorted(df['run'].unique())[:5]}...)")
-    schedule = run_schedules(own, where=f"live_forecast: run {run!r}")[run]
+    schedule = run_schedules(own, where="live_forecast")[run]
     if not (own["step"].to_numpy(dtype=float) > schedule.warmup_steps).any():
         # a schedule law's fit leaves out the warmup's checkpoints (after_warmup), and with them such a run
         raise ValueError(f"live_forecast: run {run!r} has no checkpoint past its warmup (step <= "
@@ -303,6 +303,10 @@ def live_forecast(df: pd.DataFrame, run: str, *, form: str | None = None, steps=
     if steps is None:
         steps = np.unique(np.linspace(last, schedule.total_steps, 50).round().astype(int))
     steps = _steps(steps, "live_forecast")
+    beyond = steps[(steps < 1) | (steps > schedule.total_steps)]
+    if beyond.size:  # the run ends where its schedule does: a step past it is not the run's
+        raise ValueError(f"live_forecast: steps {beyond[:3].tolist()} lie outside run {run!r}'s schedule (steps "
+                         f"1..{schedule.total_steps}, its total_steps); forecast within it")
     if fit is None:
         fit = bayes_fit(df, form=form, seed=seed, **fit_options)
     if run not in fit.runs:  # left out of the fit: nothing conditions on it
