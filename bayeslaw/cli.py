@@ -533,8 +533,9 @@ def _records(df: pd.DataFrame) -> list[dict]:
     return df.astype(object).where(df.notna(), None).to_dict(orient="records")
 
 
-def _numbers(values: list[str] | None, option: str) -> list[float]:
-    """The positive numbers of a repeatable, comma-separated option (``--params 1e9,7e9 --params 3e10``)."""
+def _numbers(values: list[str] | None, option: str, *, zero: bool = False) -> list[float]:
+    """The positive numbers of a repeatable, comma-separated option (``--params 1e9,7e9 --params 3e10``);
+    ``zero``: 0 too (a cooldown fraction of 0, no cooldown, as the API takes it)."""
     numbers = []
     for text in (part.strip() for value in values or [] for part in value.split(",")):
         try:
@@ -542,8 +543,8 @@ def _numbers(values: list[str] | None, option: str) -> list[float]:
         except ValueError:
             raise ValueError(f"{option}: {text!r} is not a number; give e.g. {option} 7e9 or {option} 1e9,7e9"
                              ) from None
-        if not np.isfinite(number) or number <= 0:
-            raise ValueError(f"{option}: {text!r} must be a positive finite number")
+        if not np.isfinite(number) or number < 0 or (number == 0 and not zero):
+            raise ValueError(f"{option}: {text!r} must be a {'non-negative' if zero else 'positive'} finite number")
         numbers.append(number)
     return numbers
 
@@ -960,7 +961,8 @@ def schedule(
     final_lr: Annotated[float, typer.Option(help="Learning rate at the end of the cooldown.")] = 0.0,
     decay_type: Annotated[str, typer.Option(help="Cooldown shape: linear, exponential, cosine or 1-sqrt.")] = "linear",
     cooldown: Annotated[list[str] | None, typer.Option(help="Cooldown fractions to compare (comma-separated or "
-                                                             "repeated; default 0.02-0.6, after the warmup).")] = None,
+                                                             "repeated; 0: no cooldown; default 0.02-0.6, after "
+                                                             "the warmup).")] = None,
     branch_step: Annotated[int | None, typer.Option(help="Instead: the drop a cooldown branch from this step of a "
                                                          "constant-rate run gives (with --cooldown-steps).")] = None,
     cooldown_steps: Annotated[int | None, typer.Option(help="Length of that branch's cooldown, steps.")] = None,
@@ -991,7 +993,7 @@ def schedule(
         console.print(_table(pd.DataFrame([drop]), f"cooldown branch from step {branch_step}: loss at step "
                                                    f"{drop['step']} (medians; drop with its 90% interval)"))
         return
-    fractions = _numbers(cooldown, "--cooldown") or None
+    fractions = _numbers(cooldown, "--cooldown", zero=True) or None  # 0: the run without a cooldown, a baseline
     table = best_cooldown(fit, total_steps=total_steps, peak_lr=peak_lr, params=params, family=family,
                           warmup_steps=warmup, final_lr=final_lr, decay_type=decay_type, fractions=fractions,
                           parent_run=parent_run, seed=seed)

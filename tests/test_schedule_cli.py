@@ -128,3 +128,17 @@ def test_live_writes_parquet_for_a_parquet_out(files, tmp_path):
     table = pd.read_parquet(out)  # the old writer wrote CSV text under a .parquet name
     assert table["step"].iloc[0] == 2000 and table["step"].iloc[-1] == 4000
     assert (table["q5"] <= table["q95"]).all()
+
+
+def test_schedule_compares_no_cooldown_as_the_api_does(files):
+    """--cooldown 0 is the run without a cooldown, the baseline a sweep is weighed against (the API's
+    fractions=[0.0]; the CLI refused it); a negative fraction is refused."""
+    import json
+
+    result = runner.invoke(app, plan(files, "--total-steps", "4000", "--cooldown", "0,0.2", "--json"))
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["cooldown"]
+    assert [r["cooldown_fraction"] for r in rows] == [0.0, 0.2] and rows[0]["cooldown_start"] == 4000
+    assert rows[1]["loss"] < rows[0]["loss"]  # a cooldown lowers the final loss
+    assert "--cooldown: '-0.1' must be a non-negative finite number" in refused(
+        plan(files, "--total-steps", "4000", "--cooldown", "-0.1"))
