@@ -1106,10 +1106,8 @@ def import_command(
     """Import real training logs into the bayeslaw long table, reporting what was read, converted and left out."""
     from bayeslaw.data.importers import import_paths
 
-    suffix = out.suffix.lower()
-    if suffix not in (".parquet", ".pq", ".csv"):
-        raise ValueError(f"--out {str(out)!r}: unknown file type {out.suffix!r}; use .parquet or .csv")
-    # a bad --out is found before the inputs are read (which can take minutes), not after
+    # a bad --out (a folder, or a name not .csv/.parquet) is found before the inputs are read (which can take
+    # minutes), not after
     _check_out_file(out)
     selected = [t.strip() for text in tags or [] for t in text.split(",") if t.strip()] or None
     try:

@@ -1094,7 +1094,8 @@ class Fit:
         if kind == "law":
             return summarize(np.exp(log_loss), targets, kind=kind, quantiles=quantiles)
 
-        if self.spec.law.progress == "step" or "run_tokens" in targets.columns or "run" in targets.columns:
+        schedule_law = self.spec.law.progress == "step"
+        if schedule_law or "run_tokens" in targets.columns or "run" in targets.columns:
             fraction = run_fractions(targets, self.spec.law)
         else:
             fraction = np.ones(len(targets))
@@ -1114,7 +1115,6 @@ class Fit:
         training = None if all(f"input_{k}" in self.idata.constant_data for k in self.spec.law.inputs) else (
             self.training_rows())  # a schedule law's design is rebuilt from the rows' schedules
         residuals = {}  # per (tree, family): its trained runs' residuals, shared by every target run of the tree
-        schedule_law = self.spec.law.progress == "step"
         const_fraction = self.idata.constant_data["fraction"].values if schedule_law else None
         for run in {r for r in runs if r is not None}:
             cols = np.flatnonzero(np.asarray([r == run for r in runs]))
