@@ -68,9 +68,14 @@ def _friendly_errors(command):
 TABLE_OUT_SUFFIXES = (".csv", ".parquet", ".pq")  # the tables _table_writer writes
 
 
-def _check_out_file(out: Path, option: str = "--out", *, table: bool = True, example: str = "runs.csv") -> None:
+FIT_OUT_SUFFIX = ".nc"  # a fit file is netCDF (Fit.save), whatever its name says
+
+
+def _check_out_file(out: Path, option: str = "--out", *, table: bool = True, fit: bool = False,
+                    example: str = "runs.csv") -> None:
     """An output file's path, checked before any work: not a folder, and no file where a folder must be; a
-    table's (``table``, what _table_writer writes) name ends in one of TABLE_OUT_SUFFIXES, its format."""
+    table's (``table``, what _table_writer writes) name ends in one of TABLE_OUT_SUFFIXES, its format, and a
+    fit file's (``fit``) in FIT_OUT_SUFFIX."""
     if out.is_dir():
         raise ValueError(f"{option} {str(out)!r} is a folder; give a file name, e.g. {str(out / example)!r}")
     blocker = next((p for p in out.parents if p.exists()), None)
@@ -78,6 +83,17 @@ def _check_out_file(out: Path, option: str = "--out", *, table: bool = True, exa
         raise ValueError(f"{option} {str(out)!r}: {str(blocker)!r} is a file, not a folder")
     if table:
         _table_suffix(out, option)
+    if fit:
+        _fit_suffix(out, option)
+
+
+def _fit_suffix(out: Path, option: str = "--out") -> None:
+    """A fit file's name ends in FIT_OUT_SUFFIX: any other (.json, .csv, none) is refused, as a table's is,
+    since netCDF under a name that says JSON or CSV misleads whoever opens it."""
+    if out.suffix.lower() != FIT_OUT_SUFFIX:
+        ends = f"ends in {out.suffix!r}" if out.suffix else "has no suffix"
+        raise ValueError(f"{option} {str(out)!r}: a fit file is written as netCDF ({FIT_OUT_SUFFIX}); its name {ends}, "
+                         f"e.g. {str(out.with_suffix(FIT_OUT_SUFFIX))!r}")
 
 
 def _table_suffix(out: Path, option: str = "--out") -> str:
@@ -113,15 +129,27 @@ def _check_data_name(data: str, *, also: tuple[str, ...] = ()) -> None:
                      f"({', '.join(bd.SOURCES)}) nor 'demo'")
 
 
-def _read_data(data: str, root: Path | None, loss_name: str | None) -> pd.DataFrame:
-    """DATA is a CSV/parquet file in the bayeslaw schema, a known source name, or 'demo'."""
+def _read_data(data: str, root: Path | None, loss_name: str | None, *, duplicates: str | None = None) -> pd.DataFrame:
+    """DATA is a CSV/parquet file in the bayeslaw schema, a known source name, or 'demo'. ``duplicates``: the
+    command's --duplicates choice, where it has the option (None: it has not)."""
     from bayeslaw import data as bd
     from bayeslaw.simulation import load_demo
 
     _check_data_name(data)
     if data in bd.SOURCES:
         return bd.load(data, root, **({"loss_name": loss_name} if loss_name else {}))
-    table = load_demo().data if data == "demo" else bd.read_table(data)
+    if data == "demo":
+        table = load_demo().data
+    else:
+        # 'last': a file's repeated checkpoints (a restart's) pass its validation and the fit keeps the last of
+        # each; refused here, they never reached the option. 'error' still refuses here, naming the file's lines
+        try:
+            table = bd.read_table(data, duplicates=duplicates != "last")
+        except bd.DuplicateRowsError as error:
+            if duplicates is None:  # a command without the option: no advice it cannot follow
+                raise
+            raise bd.DuplicateRowsError(f"{error}; --duplicates last keeps the last logged row of each (a "
+                                        f"restart's)") from None
     if loss_name is None:
         return table
     kept = table[table["loss_name"] == loss_name]
@@ -181,6 +209,9 @@ RootOption = Annotated[
     Path | None, typer.Option("--root", help="Folder of the public data (default: $BAYESLAW_DATA).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+DuplicatesOption = Annotated[str, typer.Option(help="Two rows of one run at the same checkpoint (tokens, or a "
+                                                     "schedule law's step): 'error' (refuse, naming them) or 'last' "
+                                                     "(keep the last logged, a restart's).")]
 RisingOption = Annotated[str, typer.Option(help="A run whose loss ends over 25% above its first checkpoint after the "
                                                 "cut (diverged): 'error' (refuse, naming it), 'keep', or 'drop' (leave "
                                                 "it out, saying which).")]
@@ -280,6 +311,7 @@ def fit_point_command(
     from bayeslaw.laws import get_law
 
     law = get_law(form)
+    _check_point_method(method, law, polish)
     df = _read_data(data, root, loss_name)
     df = _select_families(df, family)
     if "tokens" in law.columns_needed:
@@ -297,7 +329,8 @@ def fit_point_command(
     keys = ["family"] if "params" in law.columns_needed and method != "adamw" else ["family", "model"]
     rows = []
     for key, rows_f in df.groupby(keys, sort=True):
-        fit = fit_point(rows_f, form=law, method=method, polish=polish)
+        # cut by --min-tokens above, as the user chose (said there): no advice to cut them
+        fit = fit_point(rows_f, form=law, method=method, polish=polish, warn_early=False)
         rows.append({**dict(zip(keys, key, strict=True)), "method": fit.method, "points": len(rows_f), **fit.params,
                      "objective": fit.objective})
     table = pd.DataFrame(rows)
@@ -306,6 +339,22 @@ def fit_point_command(
     else:
         console.print(_table(table, f"{', '.join(sorted(table['method'].unique()))} point fits, {law.formula} "
                                     f"(loss in nats per token)"))
+
+
+def _check_point_method(method: str, law, polish: int) -> None:
+    """fit-point's --method against --form and --polish, in the options' words: fit_point's own checks say
+    method='epoch' (the API's), and run after the table is read."""
+    if method not in get_args(PointMethod):
+        return  # fit_point names it with the known methods
+    if polish and method != "epoch":
+        raise ValueError(f"--polish {polish} runs the epoch grid's best ends on; --method {method} has no grid: drop "
+                         f"--polish or use --method epoch")
+    if method == "hitchhiker" and law.point_start is None:
+        raise ValueError(f"--method hitchhiker (least squares from one start) needs a law with a start; the {law.name} "
+                         f"law has none (forms with one: {forms(lambda law: law.point_start)}): use --method epoch")
+    if method == "adamw" and law.path is None:
+        raise ValueError(f"--method adamw follows a law's published optimiser path; the {law.name} law has none "
+                         f"(forms with one: {forms(lambda law: law.path)}): use --method epoch")
 
 
 def _select_families(df: pd.DataFrame, families: list[str] | None) -> pd.DataFrame:
@@ -589,11 +638,7 @@ def _load_fit(path: Path):
                                 f"`bayeslaw fit DATA --out {path}`")
     if path.is_dir():
         raise ValueError(f"{str(path)!r} is a folder, not a fit file (a netCDF file written by `bayeslaw fit`)")
-    try:
-        return load_fit(path)
-    except OSError as err:  # h5netcdf: a CSV, an empty or truncated file; its message is HDF5's, first line only
-        reason = str(err).split(",")[0].strip()
-        raise ValueError(f"{str(path)!r} is not a fit file (a netCDF file written by `bayeslaw fit`): {reason}") from None
+    return load_fit(path)  # a file that is not a fit: one line naming it
 
 
 def _check_families(fit, families: list[str], *, new_family_hint: bool = True) -> None:
@@ -640,8 +685,7 @@ def fit_command(
     seed: Annotated[int, typer.Option(help="PRNG seed (equal seeds, identical draws).")] = 0,
     target_accept: Annotated[float, typer.Option(min=0.5, max=0.999, help="NUTS target acceptance probability "
                                                                          "(raise it when NUTS diverges).")] = DEFAULT_TARGET_ACCEPT,
-    duplicates: Annotated[str, typer.Option(help="Two rows of one run at the same tokens: 'error' (refuse, naming "
-                                                 "them) or 'last' (keep the last logged, a restart's).")] = "error",
+    duplicates: DuplicatesOption = "error",
     extend: Annotated[int | None, typer.Option(min=0, help="While r-hat > 1.01 or ESS < 400, draw up to this many "
                                                            "more blocks of --draws per chain, going on from the "
                                                            "chains (default 2; 0: never).")] = None,
@@ -668,8 +712,8 @@ def fit_command(
     check_choice(pooling, POOLINGS, "--pooling")
     check_choice(duplicates, get_args(Duplicates), "--duplicates")
     check_choice(rising, get_args(Rising), "--rising")
-    _check_out_file(out, table=False, example="fit.nc")  # before the fit, which takes minutes, not after it
-    df = _select_families(_read_data(data, root, loss_name), _names(family))
+    _check_out_file(out, table=False, fit=True, example="fit.nc")  # before the fit, which takes minutes
+    df = _select_families(_read_data(data, root, loss_name, duplicates=duplicates), _names(family))
     fitted = run_fit(df, form=form, pooling=pooling, chains=chains, draws=draws,
                      warmup=draws if warmup is None else warmup, min_tokens=min_tokens or None, thin=thin or None,
                      seed=seed, target_accept=target_accept, duplicates=duplicates, extend=extend,
@@ -737,6 +781,13 @@ def predict(
     if batches and not reads_batch:
         readers = " and ".join(forms(lambda law: "batch_size" in law.columns_needed))
         raise ValueError(f"--batch-size applies to {readers} fits only; this fit's form is {fit.form!r}")
+    if new_family and fit.pooling == "none":
+        # an unpooled fit has no population law: a new family's forecast would be the prior's (the library's
+        # own message names the family 'nan', the CLI's placeholder for it)
+        one = " (a fit of one family is unpooled: a population needs two or more)" if len(fit.families) == 1 else ""
+        raise ValueError(f"--new-family needs a hierarchical fit (`bayeslaw fit --pooling hierarchical`); "
+                         f"{str(fit_file)!r} is fitted with pooling 'none'{one}, which has no population law for a "
+                         f"family it has not seen: predict one of its families {fit.families} with --family")
     families = _names(family)
     _check_families(fit, families)
     families = (families or ([] if new_family else fit.families)) + ([None] if new_family else [])
@@ -879,6 +930,10 @@ def plan(
     if family is not None:
         _check_families(fit, [family], new_family_hint=False)
     family = fit.family_or_only(family)
+    if family is None and fit.pooling == "none":  # no --family: the population, which an unpooled fit lacks
+        raise ValueError(f"--family is needed: {str(fit_file)!r} is fitted with pooling 'none' over families "
+                         f"{fit.families}, which has no population law to plan a new family with (`bayeslaw fit "
+                         f"--pooling hierarchical`)")
     payload, tables = {"form": fit.form, "family": family}, []
     if budgets:
         from bayeslaw.plan import optimal_allocation
@@ -1018,6 +1073,7 @@ def live(
     draws: Annotated[int, typer.Option(min=1, help="Kept draws (and warmup) per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="PRNG seed.")] = 0,
     rising: RisingOption = "error",
+    duplicates: DuplicatesOption = "error",
     root: RootOption = None,
     loss_name: Annotated[str | None, typer.Option(help="Which loss metric (loss_name), for a source name or a file with several.")] = None,
     as_json: JsonOption = False,
@@ -1027,13 +1083,15 @@ def live(
     from bayeslaw.plan.schedules import check_schedule_form, live_forecast
 
     check_choice(rising, get_args(Rising), "--rising")
+    check_choice(duplicates, get_args(Duplicates), "--duplicates")
     check_schedule_form(form, label="--form")  # before the data are read and fitted, as --out below
     if out is not None:
         _check_out_file(out)
-    df = _read_data(data, root, loss_name)
+    # a run in flight that was restarted logs its checkpoints again: --duplicates last keeps the restart's
+    df = _read_data(data, root, loss_name, duplicates=duplicates)
     with _working(f"fitting {form} to {df['run'].nunique()} runs ({chains} chains x {draws} draws)..."):
         table, fitted = live_forecast(df, run, form=form, chains=chains, draws=draws, warmup=draws, seed=seed,
-                                      rising=rising)
+                                      rising=rising, duplicates=duplicates)
     diagnostics = fitted.diagnostics(warn=False)
     if out is not None:
         write_atomic(out, _table_writer(table, out))

@@ -21,6 +21,7 @@ from numpyro.infer import Predictive
 
 from bayeslaw.data.importers import FIT_COLUMNS, as_table
 from bayeslaw.data.runs import single_size_families
+from bayeslaw.data.schedules import after_warmup
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, TEST_FROM, cut_early, hitchhiker_split, thin_checkpoints
 from bayeslaw.executor import CellError, StudyFolder, run_cells
 from bayeslaw.inference import nuts
@@ -894,7 +895,8 @@ def fit_rows(fit: Fit, data: pd.DataFrame | None = None, *, where: str) -> pd.Da
     """``data`` checked for the columns a picture of ``fit`` reads (``FIT_COLUMNS`` of
     :mod:`bayeslaw.data.importers` and the law's inputs, e.g. ``tokens``, su2024's ``batch_size``), index
     reset; None: the fit's own rows (after its early cut and thinning). Raises a ValueError that names
-    ``where`` and the missing column(s)."""
+    ``where`` and the missing column(s). A schedule law's rows inside their runs' warmup are left out, with a
+    warning."""
     if data is None:
         return fit.training_rows()
     missing = [c for c in FIT_COLUMNS if c not in data.columns]
@@ -902,24 +904,34 @@ def fit_rows(fit: Fit, data: pd.DataFrame | None = None, *, where: str) -> pd.Da
         raise ValueError(f"{where}: the table lacks column(s) {missing}; it needs {list(FIT_COLUMNS)} "
                          f"(the bayeslaw schema), or pass data=None to use the fit's own rows")
     fit.spec.law.columns(data, where=where)  # raises naming the column and rows the law cannot read
+    if fit.spec.law.progress == "step":  # a schedule law's picture is of its runs after their warmup, as fitted
+        kept = after_warmup(data, where=where)
+        if len(kept) < len(data):
+            warnings.warn(f"{where}: {len(data) - len(kept)} row(s) inside their runs' warmup not shown (a schedule "
+                          f"law describes a run after its warmup, as its fit did)", UserWarning, stacklevel=3)
+        data = kept
     return data.reset_index(drop=True)
 
 
 def point_fits_by_family(fit: Fit, data: pd.DataFrame | None = None, *,
                          method: str = "epoch") -> tuple[dict[str, PointFit], dict[str, str]]:
     """Point fits beside a Bayesian fit: ``fit_point(rows, form=fit.form, method=method)`` on each of the
-    fit's families' rows of ``data`` (default: the fit's own rows).
+    fit's families' rows of ``data`` (default: the fit's own rows), cut early as the fit's own rows were
+    (its ``min_tokens`` / ``min_fraction``; a schedule law's, its runs' warmup): the two estimates then
+    read the same checkpoints.
 
     Returns ``(point_fits, failures)``: family -> :class:`~bayeslaw.inference.point.PointFit`, and
     family -> the reason its point fit failed (e.g. fewer rows than the law's parameters), so that a
     picture can say which family has none rather than drop it silently.
     """
     rows = fit_rows(fit, data, where="point_fits_by_family: data")
+    if data is not None and fit.spec.law.progress == "tokens":
+        rows = cut_early(rows, min_tokens=fit.config["min_tokens"], min_fraction=fit.config["min_fraction"])
     point_fits, failures = {}, {}
     for family in fit.families:
         try:
             point_fits[family] = fit_point(rows[rows["family"] == family], form=fit.form, method=method,
-                                           warn_early=data is not None)  # the fit's own rows: as its cut chose
+                                           warn_early=False)  # cut as the fit's rows were
         except ValueError as err:  # TooFewPoints among them
             failures[family] = str(err)
     return point_fits, failures

@@ -167,7 +167,7 @@ def test_fit_reports_the_draws_it_kept_after_an_extension(fitted, tmp_path, monk
 def test_not_a_fit_file(fitted, tmp_path):
     other = tmp_path / "other.nc"
     xr.Dataset({"x": ("i", np.arange(3.0))}).to_netcdf(other, engine="h5netcdf")
-    for path, message in [(fitted["data"], "is not a fit file (a netCDF file written by `bayeslaw fit`)"),
+    for path, message in [(fitted["data"], "is not a fit file (a netCDF file written by `bayeslaw fit`"),
                           (other, "is a netCDF file but not a bayeslaw fit"),
                           (tmp_path, "is a folder, not a fit file")]:
         result = runner.invoke(app, ["diagnose", str(path)])

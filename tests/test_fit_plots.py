@@ -9,6 +9,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+import bayeslaw.data as bd  # noqa: E402
 from bayeslaw import plots  # noqa: E402
 from bayeslaw.evaluation import point_fits_by_family  # noqa: E402
 from bayeslaw.inference.nuts import fit  # noqa: E402
@@ -296,3 +297,18 @@ def test_fit_report_makes_the_point_fits_it_is_not_given(fitted, sim, hitchhiker
     assert len(asked) == 1 and asked[0][0] is fitted and asked[0][1] is sim.data
     assert asked[0][2].get("method", "epoch") == "epoch"
     assert "no point fit for fam1: too few rows" in drawn[0].get_suptitle()
+
+
+def test_point_fits_beside_a_fit_read_the_rows_the_fit_read(fitted, sim):
+    """Given the whole table, the point fits are cut early as the fit's rows were: the same fits as on the cut
+    rows, without a warning to cut them (which report --data could not follow)."""
+    import warnings
+
+    rows = bd.cut_early(sim.data, min_tokens=fitted.config["min_tokens"])  # the fit's own cut
+    assert len(rows) < len(sim.data)  # the table has checkpoints the fit's cut left out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        whole, _ = point_fits_by_family(fitted, sim.data, method="hitchhiker")
+    cut, _ = point_fits_by_family(fitted, rows, method="hitchhiker")
+    for family in fitted.families:
+        assert whole[family].params == pytest.approx(cut[family].params, rel=1e-12)

@@ -587,3 +587,16 @@ def test_a_run_in_flight_carries_the_laws_misfit_of_the_schedule_it_has_not_run(
     assert 0.0 < share[2] < share[3] < share[4] < 1.0
     assert share[3] == pytest.approx(1.0 - np.exp(-2 * 0.1 / ELL))
     assert not in_flight_misfit(np.array([0.2, 1.0]), 1.0).any()
+
+
+def test_predict_warns_of_tokens_far_outside_the_fitted_ones(fitted):
+    """The band carries the law's form error in N, none in D: tokens ten times beyond the family's are said,
+    naming the rows; tokens among the fitted ones, and a size far beyond them, are not."""
+    rows = fitted.training_rows("fam0")
+    far = pd.DataFrame({"family": "fam0", "params": 1e9, "tokens": [rows["tokens"].max(), 1e17]})
+    with pytest.warns(UserWarning, match=r"rows \[1\] ask for D = 1e\+17 tokens, more than 10 times outside the "
+                                         r"fitted tokens"):
+        fitted.predict(far)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitted.predict(far.iloc[:1].assign(params=1e12), form_error=0.0)

@@ -170,3 +170,19 @@ def test_fit_point_warns_of_the_early_checkpoints_of_curves(clean_sim):
         # rows a Bayesian fit kept as its own cut chose them (its start, the point fits beside it)
         fit_point(rows, method="hitchhiker", warn_early=False)
         fit_point(rows, method="hitchhiker", warn_early=False, fixed={"alpha": 0.34})
+
+
+def test_fit_point_warns_of_a_table_of_one_model_size(clean_sim):
+    """One size leaves a final-loss law's size term unidentified: said, unless the caller fixed it (the
+    Hitchhiker's one-model transfer); two sizes fit without a word."""
+    import warnings
+
+    rows = bd.cut_early(clean_sim.data)
+    one = rows[rows["params"] == rows["params"].max()]
+    with pytest.warns(UserWarning, match=r"every row is of one model size \(N = .*\): the law's size term is not "
+                                         r"identified"):
+        fit_point(one, method="hitchhiker", warn_early=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_point(one, method="hitchhiker", warn_early=False, fixed={"a": 6.0, "alpha": 0.34})
+        fit_point(rows[rows["params"] >= sorted(rows["params"].unique())[-2]], method="hitchhiker", warn_early=False)

@@ -142,3 +142,20 @@ def test_schedule_compares_no_cooldown_as_the_api_does(files):
     assert rows[1]["loss"] < rows[0]["loss"]  # a cooldown lowers the final loss
     assert "--cooldown: '-0.1' must be a non-negative finite number" in refused(
         plan(files, "--total-steps", "4000", "--cooldown", "-0.1"))
+
+
+def test_live_takes_a_restarted_run_in_flight_with_duplicates_last(files, tmp_path):
+    """A run in flight that restarted logs its last checkpoints again: refused, naming --duplicates last,
+    which keeps the restart's (the forecast's observed loss is the last logged)."""
+    df = pd.read_csv(files / "runs.csv")
+    again = df[(df["run"] == IN_FLIGHT) & (df["step"] >= 1900)].assign(loss=lambda d: d["loss"] + 0.01)
+    path = tmp_path / "restarted.csv"
+    pd.concat([df, again]).to_csv(path, index=False)
+    refused = runner.invoke(app, ["live", str(path), "--run", IN_FLIGHT, "--chains", "1", "--draws", "40"])
+    assert refused.exit_code == 2 and "--duplicates last keeps the last logged row" in refused.stderr
+    out = tmp_path / "live.csv"
+    result = runner.invoke(app, ["live", str(path), "--run", IN_FLIGHT, "--chains", "1", "--draws", "40",
+                                 "--duplicates", "last", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert table["observed"].iloc[0] == pytest.approx(again["loss"].iloc[-1], rel=1e-12)  # step 2000, restarted

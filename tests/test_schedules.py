@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -168,7 +170,7 @@ SCHEDULES = {
 ])
 def test_point_fit_on_three_schedules_predicts_a_fourth(law_name, truth):
     df = _curves(law_name, truth, SCHEDULES)
-    train, test = df[df["run"] != "wsd"], df[df["run"] == "wsd"]
+    train, test = df[df["run"] != "wsd"], df[(df["run"] == "wsd") & (df["step"] > 200)]  # forecast after the warmup
     # one size: no size slopes; epoch runs to the objective's minimum (adamw's path stops short, its own test)
     fit = fit_point(train, form=law_name, method="epoch", fixed=SLOPES[law_name])
     relative = np.abs(fit.predict(test) / test["loss"].to_numpy() - 1)
@@ -192,7 +194,7 @@ def test_schedule_law_constants_move_with_the_peak_rate(law_name, truth):
     size_slopes = {k: v for k, v in SLOPES[law_name].items() if k.endswith("_n")}
     train = _curves(law_name, truth, {f"{kind}-{eta:g}": Schedule(kind, eta, 4000, 200, eta / 10)
                                       for kind in ("constant", "cosine") for eta in (5e-4, 2e-3)})
-    test = _curves(law_name, truth, {"wsd": Schedule.wsd(1e-3, 4000, 0.25, warmup_steps=200, final_lr=1e-5)})
+    test = _curves(law_name, truth, {"wsd": Schedule.wsd(1e-3, 4000, 0.25, warmup_steps=200, final_lr=1e-5)}).query("step > 200")
     errors = {}
     for name, fixed in (("rate slopes", size_slopes), ("one set of constants", SLOPES[law_name])):
         fit = fit_point(train, form=law_name, fixed=fixed)
@@ -762,6 +764,27 @@ def test_a_branch_is_refused_from_a_parent_of_another_size_or_peak_rate(schedule
     with pytest.raises(ValueError, match=r"parent_run '1e\+08-constant' trained at peak_lr 0.001.*peak at 0.003"):
         best_cooldown(fitted, peak_lr=3e-3, params=1e8, **sweep)
     assert len(best_cooldown(fitted, peak_lr=1.005e-3, params=1.005e8, **sweep)) == 1  # within 1%
+    # a branch follows its parent's rate up to its branch step: not a cosine parent, nor another warmup
+    with pytest.raises(ValueError, match=r"branch '0.1' .* leaves its parent_run '1e\+08-cosine' .* at step 455, "
+                                         r"before it branches at step 3600"):
+        best_cooldown(fitted, peak_lr=1e-3, params=1e8, **{**sweep, "parent_run": "1e+08-cosine"})
+    with pytest.raises(ValueError, match=r"leaves its parent_run '1e\+08-constant' .* at step 1, before it branches"):
+        best_cooldown(fitted, peak_lr=1e-3, params=1e8, **{**sweep, "warmup_steps": 100})
+
+
+def test_predict_checks_a_target_branch_against_its_parent(schedule_fit):
+    df, fitted = schedule_fit
+    branch = Schedule.wsd(1e-3, 4000, 0.1, warmup_steps=200, final_lr=1e-5)
+    target = pd.DataFrame({"run": "b", "family": "f", "params": 1e8, "step": [4000], "schedule": branch.to_json()})
+    assert np.isfinite(fitted.predict(target.assign(parent_run="1e+08-constant")).summary["q50"]).all()
+    with pytest.raises(ValueError, match=r"predict: run 'b' \(row 0\): parent_run 'no-such' is not a run of the fit"):
+        fitted.predict(target.assign(parent_run="no-such"))  # was: a run of its own, without a word
+    with pytest.raises(ValueError, match=r"parent_run '3e\+08-constant' is a model of 3e\+08 parameters"):
+        fitted.predict(target.assign(parent_run="3e+08-constant"))
+    # a branch of a planned branch: its tree is the other target's
+    second = target.assign(run="c", parent_run="b")
+    both = pd.concat([target.assign(parent_run="1e+08-constant"), second], ignore_index=True)
+    assert np.isfinite(fitted.predict(both).summary["q50"]).all()
 
 
 def test_lr_error_compares_each_logged_rate_except_the_last_iteration():
@@ -779,7 +802,7 @@ def test_lr_error_compares_each_logged_rate_except_the_last_iteration():
 
 def test_adamw_path_fits_one_size_from_its_linearised_start():
     df = _curves("multipower", MPL_TRUTH, SCHEDULES)
-    train, test = df[df["run"] != "wsd"], df[df["run"] == "wsd"]
+    train, test = df[df["run"] != "wsd"], df[(df["run"] == "wsd") & (df["step"] > 200)]  # forecast after the warmup
     fit = fit_point(train, form="multipower", method="adamw")
     assert fit.method == "adamw" and fit.converged and fit.details["steps"] <= 200
     relative = np.abs(fit.predict(test) / test["loss"].to_numpy() - 1)
@@ -838,3 +861,87 @@ def test_adamw_path_reaches_the_published_test_error(data_root, size, target):
                  "100M": {"L0": 2.6514, "A": 0.6012, "alpha": 0.4530, "B": 437.95}}[size]
     for name, value in published.items():  # the same path as theirs (C, beta, gamma trade along a flat valley)
         assert fit.params[name] == pytest.approx(value, rel=0.03)
+
+
+def test_a_schedule_description_names_its_unknown_or_missing_fields():
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['foo'\]; valid: \['shape', 'peak_lr'"):
+        Schedule.from_json('{"shape": "constant", "peak_lr": 0.001, "total_steps": 10, "foo": 1}')
+    with pytest.raises(ValueError, match=r"missing field\(s\) \['total_steps'\]"):
+        Schedule.from_json('{"shape": "constant", "peak_lr": 0.001}')
+    with pytest.raises(ValueError, match=r"not a JSON schedule description \(an object of fields\)"):
+        Schedule.from_json("[1]")
+
+
+def test_a_schedule_law_forecasts_after_the_warmup_within_the_run_and_warns_far_from_its_fit(schedule_fit):
+    """Forecast rows inside the warmup (S1 -> 0: hundreds of nats) or past the schedule are refused, by the
+    posterior and a point fit alike; sizes far outside the fitted ones and peak rates outside the fitted one
+    are warned of, naming the rows; rows without a run are each a run of their own schedule."""
+    import warnings
+
+    df, fitted = schedule_fit
+    point = fit_point(df[df["step"] > 200], form="annealing", method="hitchhiker")
+    plan = Schedule.wsd(1e-3, 4000, 0.25, warmup_steps=200, final_lr=1e-5)
+    target = pd.DataFrame({"family": "f", "params": 1e8, "step": [1000, 4000], "schedule": plan.to_json()})
+    for predict in (fitted.predict, point.predict):
+        with pytest.raises(ValueError, match=r"rows \[0\] ask for steps \[100\] outside wsd 0.001 .* from its warmup's "
+                                             r"end to its end \(steps 200..4000\)"):
+            predict(target.assign(step=[100, 4000]))
+        with pytest.raises(ValueError, match=r"rows \[1\] ask for steps \[4100\] outside"):
+            predict(target.assign(step=[1000, 4100]))
+        with pytest.warns(UserWarning, match=r"rows \[0, 1\] ask for N = 1e\+10, more than 2.72 times outside the "
+                                             r"fitted sizes \(1e\+08..3e\+08\)"):
+            predict(target.assign(params=1e10))
+        hot = Schedule.wsd(3e-2, 4000, 0.25, warmup_steps=200, final_lr=1e-5)
+        with pytest.warns(UserWarning, match=r"ask for peak_lr 0.03, outside the fitted peak rates \(0.001\): the law's "
+                                             r"slopes in the peak rate are its priors alone"):
+            predict(target.assign(schedule=hot.to_json()))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            predict(target.assign(params=5e8))  # within a factor e of the fitted sizes
+    # without a run column (was a KeyError): each row a checkpoint of its own schedule's run, at step / total
+    alone = fitted.predict(target).summary
+    assert np.all(np.isfinite(alone["q50"])) and alone["q50"].iloc[1] < alone["q50"].iloc[0]
+
+
+def test_a_targets_draws_read_only_the_columns_that_define_it(schedule_fit):
+    """An extra column, or the columns in another order, leave a target's draws as they were."""
+    _, fitted = schedule_fit
+    plan = Schedule.wsd(1e-3, 4000, 0.25, warmup_steps=200, final_lr=1e-5)
+    target = pd.DataFrame({"run": "x", "family": "f", "params": 1e8, "step": [4000], "schedule": plan.to_json()})
+    base = fitted.predict(target).draws.values
+    np.testing.assert_array_equal(fitted.predict(target.assign(note="my plan", tokens=np.nan)).draws.values, base)
+    np.testing.assert_array_equal(fitted.predict(target[target.columns[::-1]]).draws.values, base)
+    assert not np.array_equal(fitted.predict(target.assign(run="y")).draws.values, base)  # another run: another draw
+
+
+def test_a_fit_refuses_a_schedule_its_logged_lr_contradicts(schedule_fit):
+    from bayeslaw.inference.nuts import fit
+
+    df, _ = schedule_fit
+    rows = df[df["step"] > 200].copy()
+    rows["lr"] = [Schedule.from_json(text).lr(step) for text, step in zip(rows["schedule"], rows["step"])]
+    assert fit_point(rows, form="annealing", method="hitchhiker").converged is not None  # logged = described
+    run = rows["run"].iloc[0]
+    wrong = rows.assign(lr=np.where(rows["run"] == run, rows["lr"] * 10, rows["lr"]))
+    message = rf"run '{re.escape(run)}': its logged lr differs from its schedule .* by up to 0.9 \(relative\)"
+    with pytest.raises(ValueError, match="fit_point: " + message):
+        fit_point(wrong, form="annealing", method="hitchhiker")
+    with pytest.raises(ValueError, match="fit: " + message):
+        fit(wrong, form="annealing", chains=1, draws=4, warmup=4)
+
+
+def test_the_posterior_and_the_point_fit_of_a_schedule_law_are_drawn_where_params_quotes_them(schedule_fit):
+    from bayeslaw import plots
+
+    df, fitted = schedule_fit
+    point = fit_point(fitted.training_rows(), form="annealing", method="hitchhiker")
+    at = fitted.reference_point("f")
+    table = fitted.params().set_index("parameter")
+    assert at == {"params": pytest.approx(table["at_params"].iloc[0]), "peak_lr": pytest.approx(table["at_peak_lr"].iloc[0])}
+    figure = plots.point_vs_posterior(fitted, {"f": point})
+    law = fitted.spec.law
+    expected = law.natural(law.constants_at(point.theta, at))
+    marks = {ax.get_title(): [line.get_xdata()[0] for line in ax.lines if line.get_marker() == "x"] for ax in figure.axes}
+    assert marks["L0"] == [pytest.approx(float(expected["L0"]))]
+    assert float(expected["L0"]) != pytest.approx(point.params["L0"], rel=1e-6)  # not the reference size's
+    assert "f at params" in figure.get_suptitle()

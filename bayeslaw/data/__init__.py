@@ -33,6 +33,7 @@ from bayeslaw.data.validation import (
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     DataValidationError,
+    DuplicateRowsError,
     validate,
 )
 
@@ -40,6 +41,7 @@ __all__ = [
     "DATA_ENV",
     "DataNotFoundError",
     "DataValidationError",
+    "DuplicateRowsError",
     "ImportFormatError",
     "MissingExtraError",
     "OPTIONAL_COLUMNS",
@@ -161,13 +163,15 @@ def load_study(root: str | os.PathLike | None = None, *, min_sizes: int = 3) -> 
     return df[df["family"].isin(sizes.index[sizes >= min_sizes])]
 
 
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
+def read_table(path: str | os.PathLike, *, duplicates: bool = True) -> pd.DataFrame:
     """Read a user's table (CSV or parquet) in the bayeslaw schema, or a minimal one (``run, params, tokens,
     loss``; ``run, params, step, loss`` with a ``schedule`` for laws of steps), and validate it.
 
     The columns a minimal table lacks get :func:`complete_minimal`'s defaults (family 'default', model the
     size label, seed 0, step -1, flops 6 N D, loss_name 'loss', source the file name). Errors name the
-    file, the column and the rows (line numbers of a CSV file).
+    file, the column and the rows (line numbers of a CSV file). ``duplicates=False`` leaves rows of one run
+    at one checkpoint to the caller (``bl.fit(df, duplicates="last")`` keeps a restart's), as in
+    :func:`~bayeslaw.data.validation.validate`; True refuses them (:class:`DuplicateRowsError`).
     """
     path = Path(path)
     if not path.exists():
@@ -182,4 +186,4 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         label = f"file {str(path)!r} (rows are line numbers)"
     else:
         raise DataValidationError(f"{str(path)!r}: unknown file type {path.suffix!r}; use .csv or .parquet")
-    return complete_minimal(df, source=path.name, name=label, first_row=first_row)
+    return complete_minimal(df, source=path.name, name=label, first_row=first_row, duplicates=duplicates)

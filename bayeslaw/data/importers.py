@@ -33,7 +33,7 @@ import pandas as pd
 
 from bayeslaw.data.files import read_csv_file, read_parquet_file
 from bayeslaw.data.runs import branch_roots
-from bayeslaw.data.schedules import Schedule, lr_error
+from bayeslaw.data.schedules import SCHEDULE_TOLERANCE, Schedule, lr_error
 from bayeslaw.data.sources import parse_count
 from bayeslaw.data.validation import REQUIRED_COLUMNS, DataValidationError, validate
 
@@ -53,7 +53,6 @@ __all__ = [
     "read_wandb_json",
 ]
 
-SCHEDULE_TOLERANCE = 1e-3  # max relative error between a rebuilt schedule and the logged lr before a run is flagged
 
 
 class ImportFormatError(ValueError):

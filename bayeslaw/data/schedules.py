@@ -24,13 +24,14 @@ cooldown fraction: T_d = T - round(fraction T).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["DecayType", "Schedule", "ScheduleShape", "after_warmup", "lr_error", "run_schedules"]
+__all__ = ["SCHEDULE_TOLERANCE", "DecayType", "Schedule", "ScheduleShape", "after_warmup", "check_logged_lr", "lr_error",
+           "run_schedules"]
 
 ScheduleShape = Literal["constant", "cosine", "linear", "wsd", "two_stage", "wsd_two_stage"]
 DecayType = Literal["linear", "exponential", "cosine", "1-sqrt"]
@@ -131,10 +132,17 @@ class Schedule:
     @classmethod
     def from_json(cls, text: str) -> Schedule:
         try:
-            fields = json.loads(text)
+            given = json.loads(text)
         except (TypeError, json.JSONDecodeError) as error:
             raise ValueError(f"schedule: not a JSON schedule description: {str(text)[:80]!r}") from error
-        return cls(**fields)
+        if not isinstance(given, dict):
+            raise ValueError(f"schedule: not a JSON schedule description (an object of fields): {str(text)[:80]!r}")
+        valid = [f.name for f in fields(cls)]
+        if unknown := sorted(set(given) - set(valid)):  # a TypeError of __init__ would name no field list
+            raise ValueError(f"schedule: unknown field(s) {unknown}; valid: {valid}")
+        if missing := [f.name for f in fields(cls) if f.name not in given and f.default is MISSING]:
+            raise ValueError(f"schedule: missing field(s) {missing}")
+        return cls(**given)
 
     def describe(self) -> str:
         """One line, e.g. ``wsd 3e-4 -> 3e-5 over 24000 steps (warmup 2160, exponential cooldown from 20000)``."""
@@ -168,6 +176,8 @@ def lr_error(schedule: Schedule, steps, logged) -> np.ndarray:
         error = np.where(scale > 0, np.abs(rebuilt - logged) / scale, 0.0)
     return np.where(compared, error, np.nan)
 
+
+SCHEDULE_TOLERANCE = 1e-3  # max relative error between a described schedule and the logged lr (after warmup)
 
 #: how far past its schedule's end (a fraction of its steps) a run's checkpoints may lie, read at the schedule's
 #: last rate: an evaluation after the last step, or a schedule counted from 0 (llm-baselines' cosine ends at
@@ -206,6 +216,28 @@ def run_schedules(df: pd.DataFrame, *, where: str = "table", first_row: int = 0)
                                  f"{rows}, steps up to {steps.max():g}; the schedule's total_steps is {end}): a "
                                  f"schedule must cover its run's checkpoints")
     return out
+
+
+def check_logged_lr(df: pd.DataFrame, *, where: str = "table") -> None:
+    """Refuse a run whose logged ``lr`` (where the table has the column) differs after the warmup from its
+    described ``schedule`` by more than :data:`SCHEDULE_TOLERANCE`, naming the run and rows: the schedule laws
+    read the description, so one that is not the run's (a peak rate off by 10x, another cooldown) would be
+    fitted without a word. (The importers flag such runs and keep them, for the user to see; a fit refuses.)"""
+    if "lr" not in df.columns:
+        return
+    for run, schedule in run_schedules(df, where=where).items():
+        own = df.loc[df["run"] == run]
+        steps, logged = own["step"].to_numpy(dtype=float), own["lr"].to_numpy(dtype=float)
+        error = lr_error(schedule, steps, logged)
+        error[~(steps > schedule.warmup_steps)] = np.nan  # the warmup's off-by-ones: not compared
+        bad = np.flatnonzero(error > SCHEDULE_TOLERANCE)
+        if bad.size:
+            i = bad[0]
+            raise ValueError(f"{where}: run {run!r}: its logged lr differs from its schedule ({schedule.describe()}) "
+                             f"by up to {np.nanmax(error):.3g} (relative) at {bad.size} checkpoint(s) (rows "
+                             f"{own.index[bad[:5]].tolist()}; step {steps[i]:g}: logged {logged[i]:.4g}, described "
+                             f"{float(schedule.lr(steps[i])):.4g}): fix the schedule, or drop the lr column to fit the "
+                             f"schedule as described")
 
 
 def after_warmup(df: pd.DataFrame, *, where: str = "table") -> pd.DataFrame:

@@ -36,6 +36,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "OPTIONAL_COLUMNS",
     "DataValidationError",
+    "DuplicateRowsError",
     "check_branch_families",
     "validate",
 ]
@@ -81,6 +82,11 @@ _SHOW = 5  # how many offending rows an error message lists
 
 class DataValidationError(ValueError):
     """A table does not follow the bayeslaw schema; the message names column, rows and fix."""
+
+
+class DuplicateRowsError(DataValidationError):
+    """Two rows of one run at one checkpoint: a caller with an option that keeps the last (``bl.fit``'s
+    ``duplicates``, the CLI's ``--duplicates``) catches this one and adds it to the message."""
 
 
 def _rows(index: pd.Index, first_row: int = 0) -> str:
@@ -137,7 +143,8 @@ def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0,
     DataValidationError
         On a missing column, a non-numeric, NaN, or non-positive value, a value outside what the
         column's units allow (:data:`PLAUSIBLE`: a loss above 20 nats, tokens below 1,000, params below
-        10,000, each with its likely cause), a duplicated (run, step, tokens, loss_name) row, or a branch
+        10,000, each with its likely cause), a duplicated (run, step, tokens, loss_name) row
+        (:class:`DuplicateRowsError`), or a branch
         (``parent_run``) of another family than its parent. Nothing
         is dropped silently.
     """
@@ -234,7 +241,7 @@ def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0,
     if duplicates and dup.any():
         rows = out.index[dup]
         first = out.loc[rows[0], key].to_dict()
-        raise DataValidationError(
+        raise DuplicateRowsError(
             f"{int(dup.sum())} duplicated (run, step) row(s){_where(name)} ({_rows(rows, first_row)}; "
             f"first: {first}); each run has one loss per checkpoint and loss_name"
         )

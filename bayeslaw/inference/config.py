@@ -100,10 +100,16 @@ class FitConfig:
     def from_attrs(cls, idata: xr.DataTree) -> FitConfig:
         """The configuration a fit recorded; for fits saved before it was recorded, rebuilt from the
         attributes they carry (their chains and draws from the posterior; warmup and the sampler's
-        settings unknown, so the defaults)."""
+        settings unknown, so the defaults). A configuration it cannot read (invalid JSON, an option this version
+        does not know, no law or pooling) raises a one-line ValueError naming the attribute."""
         attrs = idata.attrs
         if ATTR in attrs:
-            return cls(**json.loads(attrs[ATTR]))
+            return cls._from_json(attrs[ATTR])
+        # a legacy fit names its law and pooling: without them there is no model to rebuild its draws in
+        missing = [name for name in ("bayeslaw_form", "bayeslaw_pooling") if name not in attrs]
+        if missing:
+            raise ValueError(f"no {ATTR} attribute and no {' or '.join(missing)} attribute (the fit's law and "
+                             f"pooling): not a complete bayeslaw fit (written by another bayeslaw version?)")
         legacy = {"form": str(attrs["bayeslaw_form"]), "pooling": str(attrs["bayeslaw_pooling"]),
                   "seed_scaling": str(attrs.get("bayeslaw_seed_scaling", "constant"))}
         for name, kind in (("seed", int), ("min_tokens", float), ("min_fraction", float), ("thin", int)):
@@ -113,3 +119,27 @@ class FitConfig:
         if "posterior" in idata.children:
             legacy.update(chains=int(idata.posterior.sizes["chain"]), draws=int(idata.posterior.sizes["draw"]))
         return cls(**legacy)
+
+    @classmethod
+    def _from_json(cls, text) -> FitConfig:
+        """The :data:`ATTR` JSON as a configuration; text that is not a JSON object of known options raises a
+        one-line ValueError naming the attribute (the caller adds the file)."""
+        try:
+            options = json.loads(text)
+        except (TypeError, ValueError) as error:  # truncated or edited JSON; json's message names no attribute
+            raise ValueError(f"attribute {ATTR} is not valid JSON ({error})") from None
+        if not isinstance(options, dict):
+            raise ValueError(f"attribute {ATTR} is JSON {type(options).__name__}, not an object of fit options")
+        # a key this version does not know: an option of a newer (or older) bayeslaw, whose draws it cannot
+        # reproduce; named, not a TypeError from the dataclass
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"attribute {ATTR} has option(s) {unknown} this bayeslaw version does not know "
+                             f"(written by another bayeslaw version?)")
+        # every version wrote the law and the pooling; without them the defaults would silently stand in for
+        # the model the draws came from (an option added later is right at its default: older fits had it so)
+        missing = [name for name in ("form", "pooling") if name not in options]
+        if missing:
+            raise ValueError(f"attribute {ATTR} lacks option(s) {missing} (the fit's law and pooling): not a "
+                             f"complete bayeslaw fit")
+        return cls(**options)

@@ -30,12 +30,14 @@ from bayeslaw.data.files import write_atomic
 from bayeslaw.data.importers import FIT_COLUMNS, as_table
 from bayeslaw.data.runs import (RISE_LIMIT, branch_roots, drop_copies, one_metric_per_run, rising_runs,
                                 single_size_families)
-from bayeslaw.data.schedules import after_warmup
+from bayeslaw.data.schedules import Schedule, after_warmup, check_logged_lr
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.config import ATTR as CONFIG_ATTR
 from bayeslaw.inference.config import (DEFAULT_TARGET_ACCEPT, RETRY_TARGET_ACCEPT, ChainMethod, Duplicates, FitConfig,
                                        Pooling, PredictionKind, Rising, SeedScaling, check_choice)
 from bayeslaw.inference.point import fit_point
+from bayeslaw.laws import ExtrapolationWarning
+from bayeslaw.laws.schedule_terms import check_forecast_steps, warn_outside_fitted
 from bayeslaw.models import (PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
                              get_parameterization, new_family, new_family_sites, offset_shape, prepare,
                              run_fractions, seed_sd, site_dims, start_values)
@@ -104,12 +106,20 @@ def _constant_data(data: ModelData, rows: pd.DataFrame) -> xr.Dataset:
         coords={"obs_id": np.arange(len(rows)), "run": list(data.runs), "family": list(data.families)})
 
 
-def check_checkpoints(df: pd.DataFrame, duplicates: str = "error", *, by: str = "tokens") -> pd.DataFrame:
+def check_checkpoints(df: pd.DataFrame, duplicates: str = "error", *, by: str = "tokens", law=None) -> pd.DataFrame:
     """Rows sorted by ``by`` (tokens, or step) within each run; two rows of one run at the same ``by`` are
     refused, naming the run and rows (``duplicates="last"`` keeps the last logged one, a restart's, and
-    warns with the count)."""
+    warns with the count). Rows without ``by`` are refused first (``law``: the law that reads it, named)."""
     if duplicates not in ("error", "last"):
         raise ValueError(f"duplicates={duplicates!r}; use 'error' or 'last'")
+    # rows without ``by`` cannot be ordered, and pandas counts NaN equal to NaN: a table without tokens (held as
+    # NaN, complete_minimal's fill) would read as every run logged twice at one checkpoint
+    unknown = df.index[df[by].isna()] if by in df.columns else df.index
+    if len(unknown):
+        where = "" if len(unknown) == len(df) else f" at rows {unknown[:5].tolist()} ({len(unknown)} of {len(df)})"
+        needs = (f"the {law.name} law needs it (it reads {list(law.columns_needed)})" if law is not None
+                 else "a run's checkpoints are ordered by it")
+        raise ValueError(f"fit: column {by!r} is missing{where}; {needs}")
     one_metric_per_run(df, where="fit")  # two metrics of a run are not a restart: "last" would mix them
     repeated = df.duplicated(["run", by], keep="last")
     if repeated.any():
@@ -184,10 +194,17 @@ def _new_family_sampler(spec: Parameterization, pooling: str, n_families: int, n
     return jax.jit(sample)
 
 
-def _row_normals(targets: pd.DataFrame, seed, n: int) -> np.ndarray:
-    """(n, row) standard normals, each row's from a generator keyed by the seed and the row's values: a
-    target's draws are the same whatever other targets share the call, and in whatever order."""
-    keys = pd.util.hash_pandas_object(targets, index=False).to_numpy()
+#: how far (a factor) a target's tokens may lie outside its family's fitted tokens before predict warns: the
+#: form error (kappa per e-fold) is measured and carried in N only
+TOKENS_REACH = 10.0
+TARGET_KEYS = ("family", "run", "parent_run", "params", "run_tokens")  # with the law's columns: what a target is
+
+
+def _row_normals(targets: pd.DataFrame, seed, n: int, columns) -> np.ndarray:
+    """(n, row) standard normals, each row's from a generator keyed by the seed and the row's values in
+    ``columns`` (those the prediction reads, in a fixed order): a target's draws are the same whatever other
+    targets share the call, in whatever order, and whatever other columns the table carries."""
+    keys = pd.util.hash_pandas_object(targets[[c for c in columns if c in targets.columns]], index=False).to_numpy()
     return np.stack([np.random.default_rng([abs(int(seed)), int(key)]).standard_normal(n) for key in keys], axis=1)
 
 
@@ -599,10 +616,12 @@ def prepare_fit(df: pd.DataFrame, config: FitConfig) -> PreparedFit:
     form, pooling = config.form, config.pooling
     n_theta = len(spec.names)
     axis = spec.law.progress
-    rows = check_checkpoints(drop_copies(df), config.duplicates, by=axis)  # a branch's copy of its parent counts once
+    # a branch's copy of its parent counts once
+    rows = check_checkpoints(drop_copies(df), config.duplicates, by=axis, law=spec.law)
     if axis == "step":
         # a law of the schedule describes the whole run after its warmup: the token cut (the
         # Hitchhiker's, for laws of final losses) does not apply
+        check_logged_lr(rows, where="fit")
         rows, cut = after_warmup(rows, where="fit"), "the warmup"
     else:
         kept = cut_early(rows, min_tokens=config.min_tokens, min_fraction=config.min_fraction)
@@ -910,9 +929,8 @@ class Fit:
             own, where = self.training_rows(family), f"family {family!r}"
             # the family's inputs, read once for both (a schedule law derives them from its runs' schedules)
             inputs = law.columns(own, where=where) if law.held_alone else None
-            at = {}
-            if law.constants_at is not None:
-                at = {name: float(np.exp(np.median(np.log(inputs[name])))) for name in law.held_alone}
+            at = self.reference_point(family, inputs=inputs)
+            if at:
                 theta = {k: np.asarray(v) for k, v in law.constants_at(theta, at).items()}
             natural = law.natural(theta)
             natural.update({name: self.site_draws(name)[:, i] for name in ("sigma_seed", "sigma_obs", "sigma_dev")})
@@ -923,6 +941,17 @@ class Fit:
                              "median": np.median(d), "q95": np.quantile(d, 0.95), "prior_only": name in held,
                              **{f"at_{k}": v for k, v in at.items()}})
         return pd.DataFrame(rows)
+
+    def reference_point(self, family: str, *, inputs: dict | None = None) -> dict[str, float]:
+        """Where a law whose constants move with N and the peak rate (``Law.constants_at``: the schedule laws)
+        quotes them for ``family``: the median size and peak rate of its rows (``inputs``: their law inputs,
+        where the caller has read them); {} for a law with fixed constants."""
+        law = self.spec.law
+        if law.constants_at is None:
+            return {}
+        if inputs is None:
+            inputs = law.columns(self.training_rows(family), where=f"family {family!r}")
+        return {name: float(np.exp(np.median(np.log(inputs[name])))) for name in law.held_alone}
 
     # --- prediction ------------------------------------------------------------------------
     def _new_family(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -1073,7 +1102,10 @@ class Fit:
         is refused by an unpooled fit, which has no population beyond its prior; without a ``family``
         column, the rows are of an unpooled one-family fit's family (:meth:`family_or_only`), else the
         population's. Draws are per row (the marginal predictive of each checkpoint), each row's from its
-        own stream of the seed (the same whatever other rows share the call).
+        own stream of the seed and the columns the prediction reads (the same whatever other rows or
+        columns share the call). A schedule law's rows must lie from their warmup's end to their schedule's end,
+        and a row far from its family's fitted sizes or peak rates is warned of
+        (:func:`~bayeslaw.laws.schedule_terms.warn_outside_fitted`).
         """
         check_choice(kind, PredictionKind, "kind")
         if not isinstance(targets, pd.DataFrame):
@@ -1085,7 +1117,15 @@ class Fit:
         targets = targets.reset_index(drop=True)
         if "family" not in targets.columns and (only := self.family_or_only(None)) is not None:
             targets = targets.assign(family=only)
+        if "parent_run" in targets.columns:
+            self._check_parents(targets)
         inputs = self.spec.law.columns(targets, where="predict: targets")
+        if self.spec.law.progress == "step":
+            check_forecast_steps(targets["step"], targets["schedule"], where="predict: targets")
+            sizes, rates = self._fitted_ranges(targets)
+            warn_outside_fitted(targets["params"], inputs["peak_lr"], sizes, rates, where="predict: targets")
+        elif "tokens" in self.spec.law.columns_needed:
+            self._warn_tokens_outside(targets)
         rng = np.random.default_rng(seed)
         families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))
         population = self._population(families, rng)  # one draw of a new family, for its theta and noise
@@ -1139,8 +1179,56 @@ class Fit:
             elif schedule_law:
                 var[:, cols] += noise["sigma_dev"][:, j, None] ** 2 * in_flight_misfit(
                     fraction[cols], float(const_fraction[trained[str(run)]].max()))
-        draws = mean + np.sqrt(np.maximum(var, 0.0)) * _row_normals(targets, seed, mean.shape[0])
+        normals = _row_normals(targets, seed, mean.shape[0], (*TARGET_KEYS, *self.spec.law.columns_needed))
+        draws = mean + np.sqrt(np.maximum(var, 0.0)) * normals
         return summarize(np.exp(draws), targets, kind=kind, quantiles=quantiles)
+
+    def _warn_tokens_outside(self, targets: pd.DataFrame) -> None:
+        """Warn, naming the rows, where a target's tokens lie more than :data:`TOKENS_REACH` times outside the
+        tokens its family was fitted at (all the fit's rows for a family it has not seen): the band carries
+        the law's form error beyond the fitted sizes in N (:meth:`form_error_sd`), none in D."""
+        rows = self.training_rows()
+        per = rows.groupby("family")["tokens"].agg(["min", "max"])
+        families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))
+        lo = families.map(per["min"]).fillna(rows["tokens"].min()).to_numpy(dtype=float)
+        hi = families.map(per["max"]).fillna(rows["tokens"].max()).to_numpy(dtype=float)
+        tokens = targets["tokens"].to_numpy(dtype=float)
+        far = np.flatnonzero((tokens > hi * TOKENS_REACH) | (tokens < lo / TOKENS_REACH))
+        if far.size:
+            i = far[0]
+            warnings.warn(f"predict: targets rows {far[:5].tolist()} ask for D = {tokens[i]:.3g} tokens, more than "
+                          f"{TOKENS_REACH:g} times outside the fitted tokens ({lo[i]:.3g}..{hi[i]:.3g}): the band "
+                          f"carries the law's form error beyond the fitted sizes in N, none in D",
+                          ExtrapolationWarning, stacklevel=3)
+
+    def _fitted_ranges(self, targets: pd.DataFrame):
+        """Per target row, the (lo, hi) of model sizes and of peak rates its family was fitted at (all the fit's
+        runs for a family it has not seen): where a schedule law's slopes in N and eta were measured."""
+        rows = self.training_rows().groupby("run", sort=False).head(1)
+        runs = rows.assign(peak_lr=[Schedule.from_json(text).peak_lr for text in rows["schedule"]])
+        per = runs.groupby("family")[["params", "peak_lr"]].agg(["min", "max"])
+        families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))
+        out = []
+        for column in ("params", "peak_lr"):
+            lo = families.map(per[(column, "min")]).fillna(runs[column].min()).to_numpy(dtype=float)
+            hi = families.map(per[(column, "max")]).fillna(runs[column].max()).to_numpy(dtype=float)
+            out.append((lo, hi))
+        return out
+
+    def _check_parents(self, targets: pd.DataFrame) -> None:
+        """Each target run's ``parent_run`` is a trained run it branches from (:func:`check_branch`) or another
+        target run: a parent that is neither would leave the branch a run of its own without a word."""
+        if "run" not in targets.columns:
+            raise ValueError("predict: targets have parent_run but no run column; a branch is a run (name it)")
+        firsts = targets[targets["parent_run"].notna()].groupby("run", sort=False).head(1)
+        own = set(targets["run"].astype(str))
+        schedule_law = self.spec.law.progress == "step"
+        for index, row in firsts.iterrows():
+            parent, where = str(row["parent_run"]), f"predict: run {row['run']!r} (row {index})"
+            if parent in own and parent not in set(self.runs):
+                continue  # a branch of a branch among the targets: its tree is the other target's
+            schedules = {str(row["run"]): Schedule.from_json(row["schedule"])} if schedule_law else {}
+            check_branch(self, parent, float(row["params"]), schedules, where=where)
 
     def form_error_sd(self, families, log_params, per_efold: float | None = None) -> np.ndarray:
         """sd of log loss that the law's form adds at log N = ``log_params`` (one per target row):
@@ -1359,6 +1447,52 @@ def in_flight_misfit(fraction, seen: float):
     return -np.expm1(-2.0 * gap / ELL)
 
 
+#: how far a branch's size and learning rate may lie from its parent run's (relative): a branch continues its
+#: parent's model at its parent's rate, so a larger gap is another run, whose offset the parent's is not
+PARENT_RTOL = 0.01
+
+
+def shared_steps(schedule: Schedule) -> int:
+    """The steps a branch shares with its parent run: up to where its own schedule departs (the decay of a
+    WSD or two-stage schedule, the transition of a wsd_two_stage one), else its warmup."""
+    if schedule.shape == "wsd_two_stage":
+        return int(schedule.transition_start)
+    if schedule.shape in ("wsd", "two_stage"):
+        return int(schedule.decay_start)
+    return int(schedule.warmup_steps)
+
+
+def check_branch(fit: Fit, parent_run: str, params: float, schedules, *, where: str = "parent_run") -> None:
+    """A branch is its trained parent run continued: the parent must be a run of ``fit``, of the branch's size
+    and, for the ``schedules`` (name -> :class:`Schedule`) of a schedule law, at the parent's learning rate
+    over the steps the branch shares with it (:func:`shared_steps`), within :data:`PARENT_RTOL`."""
+    if parent_run not in set(fit.runs):
+        raise ValueError(f"{where}: parent_run {parent_run!r} is not a run of the fit ({len(fit.runs)} runs, e.g. "
+                         f"{list(fit.runs)[:3]}): a branch needs its trained run")
+    rows = fit.training_rows()
+    rows = rows[rows["run"] == parent_run]
+    size = float(rows["params"].iloc[0])
+    if not np.isclose(params, size, rtol=PARENT_RTOL, atol=0.0):
+        raise ValueError(f"{where}: parent_run {parent_run!r} is a model of {size:.4g} parameters, the branch one of "
+                         f"params={params:.4g} (CLI: --params): a branch continues its parent's model")
+    if "schedule" not in rows or not schedules:
+        return
+    parent = Schedule.from_json(rows["schedule"].iloc[0])
+    other = sorted({s.peak_lr for s in schedules.values() if not np.isclose(s.peak_lr, parent.peak_lr, rtol=PARENT_RTOL)})
+    if other:
+        raise ValueError(f"{where}: parent_run {parent_run!r} trained at peak_lr {parent.peak_lr:g}, the branch's "
+                         f"schedule(s) peak at {', '.join(f'{v:g}' for v in other)} (CLI: --peak-lr): a branch continues "
+                         f"its parent's rate")
+    for name, schedule in schedules.items():
+        steps = np.arange(1, shared_steps(schedule) + 1)
+        apart = np.flatnonzero(~np.isclose(schedule.lr(steps), parent.lr(steps), rtol=PARENT_RTOL, atol=0.0))
+        if apart.size:
+            raise ValueError(f"{where}: the branch {name!r} ({schedule.describe()}) leaves its parent_run "
+                             f"{parent_run!r} ({parent.describe()}) at step {int(steps[apart[0]])}, before it branches "
+                             f"at step {int(steps[-1])}: a branch follows its parent's learning rate up to its "
+                             f"branch step")
+
+
 def shape_weights(noise: dict, log_params):
     """The schedule shape's weights w + v (log N - centre) at log N = ``log_params`` from :meth:`Fit.noise_draws`'s
     ``shape``, ``shape_size`` and ``shape_centre`` (sample, [row,] K); ``log_params`` broadcasts against the rows."""
@@ -1371,7 +1505,15 @@ def load_fit(path: str | os.PathLike) -> Fit:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"fit file {str(path)!r} does not exist")
-    idata = xr.open_datatree(path, engine="h5netcdf").load()
-    if CONFIG_ATTR not in idata.attrs and "bayeslaw_pooling" not in idata.attrs:
+    try:
+        idata = xr.open_datatree(path, engine="h5netcdf").load()
+    except (OSError, ValueError) as error:  # a CSV, an empty or truncated file: HDF5's message names no file and
+        reason = str(error).splitlines()[0].split(",")[0].strip()  # runs over several lines; its first clause
+        raise ValueError(f"{str(path)!r} is not a fit file (a netCDF file written by `bayeslaw fit`, or Fit.save): "
+                         f"{reason}") from None
+    if not any(str(k).startswith("bayeslaw_") for k in idata.attrs):
         raise ValueError(f"{str(path)!r} is a netCDF file but not a bayeslaw fit (no bayeslaw_* attributes)")
-    return Fit(idata)
+    try:
+        return Fit(idata)
+    except ValueError as error:  # FitConfig's messages name the attribute, not the file (it reads no file)
+        raise ValueError(f"{str(path)!r}: {error}") from None

@@ -32,10 +32,11 @@ import pandas as pd
 import scipy.optimize
 
 from bayeslaw.data.runs import drop_copies, one_metric_per_run
-from bayeslaw.data.schedules import run_schedules
+from bayeslaw.data.schedules import check_logged_lr, run_schedules
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS
 from bayeslaw.inference.config import PointMethod
 from bayeslaw.laws import Law, forms, get_law
+from bayeslaw.laws.schedule_terms import check_forecast_steps, warn_outside_fitted
 
 __all__ = ["METHODS", "EarlyCheckpointWarning", "PointFit", "TooFewPoints", "fit_point", "huber", "grid_lbfgs"]
 
@@ -83,10 +84,18 @@ class PointFit:
         """Predicted loss L in nats per token; arguments broadcast like numpy arrays.
 
         ``params`` may instead be a table: the law's inputs are then read (or derived, e.g. compute's
-        FLOPs, su2024's steps = tokens / batch_size) from its columns.
+        FLOPs, su2024's steps = tokens / batch_size) from its columns. A schedule law's rows must lie from
+        their warmup's end to their schedule's end (refused otherwise), and a row far from the fitted sizes or
+        peak rates is warned of (:func:`~bayeslaw.laws.schedule_terms.warn_outside_fitted`).
         """
         if isinstance(params, pd.DataFrame):
-            inputs, params = self.law.columns(params, where="predict"), None
+            table, params = params, None
+            inputs = self.law.columns(table, where="predict")
+            if self.law.progress == "step":
+                check_forecast_steps(table["step"], table["schedule"], where="predict")
+                if (fitted := self.details.get("fitted")) is not None:
+                    warn_outside_fitted(inputs["params"], inputs["peak_lr"], fitted["params"], fitted["peak_lr"],
+                                        where="predict")
         if params is not None:
             inputs["params"] = params
         if tokens is not None:
@@ -678,7 +687,8 @@ def fit_point(
     fixed : dict, optional
         Parameters held at these values (fitting space, e.g. ``{"a": 6.2, "alpha": 0.34}``)
         while the rest are fitted: the Hitchhiker's Guide's way to fit a family seen through
-        one model with A and alpha borrowed from other families.
+        one model with A and alpha borrowed from other families. Without it, a table of one model size
+        is warned of: a final-loss law's size term is not identified there.
     warn_early : bool, default True
         Warn of checkpoints at or before the early cut (the published protocols leave them out). False for
         rows a Bayesian fit kept as its own cut chose them (its start, and point fits beside it).
@@ -704,8 +714,16 @@ def fit_point(
         one_metric_per_run(df, where="fit_point")
     if law.progress == "step" and "run" in df.columns:
         run_schedules(df, where="fit_point")  # each run's schedule parses and covers its checkpoints, named if not
+        check_logged_lr(df, where="fit_point")
     if warn_early:
         _warn_early_checkpoints(df, law)
+    if fixed is None and law.progress == "tokens" and "params" in law.columns_needed and "params" in df.columns \
+            and df["params"].nunique() == 1:
+        # one size: the size term's constants trade off freely, and the optimiser's stop reports made-up ones
+        warnings.warn(f"fit_point: every row is of one model size (N = {float(df['params'].iloc[0]):.3g}): the law's "
+                      f"size term is not identified, so its constants in N (e.g. A, alpha) are wherever the optimiser "
+                      f"stopped; fix them from other families (fixed=, the Hitchhiker's one-model transfer) or add "
+                      f"sizes", UserWarning, stacklevel=2)
     if method == "adamw":  # a path fits one size (Luo et al. fit each model alone); the size slopes need the grid
         sizes = df["params"].nunique() if "params" in df.columns else 1
         if law.path is None:
@@ -742,15 +760,21 @@ def fit_point(
             keep = [law.theta_names.index(n) for n in free.theta_names]
             starts = np.unique(starts[:, keep], axis=0)
         result = fit_point(df, free, method, delta=delta, max_iter=max_iter, starts=starts, polish=polish,
-                           warn_early=False)  # warned above
+                           fixed={}, warn_early=False)  # warned above
         theta = {**result.theta, **{k: float(v) for k, v in fixed.items()}}
         return replace(result, form=law.name, theta={n: theta[n] for n in law.theta_names},
                        details={**result.details, "fixed": dict(fixed)})
     data = _inputs(df, law)
     if method == "epoch":
-        return _fit_epoch(law, data, delta=delta, max_iter=max_iter, starts=starts, polish=polish)
-    if method == "hitchhiker":
-        return _fit_hitchhiker(law, data)
-    if method == "adamw":
-        return _fit_path(law, df, data)
-    raise ValueError(f"unknown method {method!r}; known methods: {list(METHODS)}")
+        result = _fit_epoch(law, data, delta=delta, max_iter=max_iter, starts=starts, polish=polish)
+    elif method == "hitchhiker":
+        result = _fit_hitchhiker(law, data)
+    elif method == "adamw":
+        result = _fit_path(law, df, data)
+    else:
+        raise ValueError(f"unknown method {method!r}; known methods: {list(METHODS)}")
+    if law.progress != "step":
+        return result
+    # the sizes and peak rates a schedule law's slopes were measured at, for predict's warnings
+    fitted = {c: (float(np.min(data[c])), float(np.max(data[c]))) for c in ("params", "peak_lr")}
+    return replace(result, details={**result.details, "fitted": fitted})

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bayeslaw.laws.annealing import ANNEALING
-from bayeslaw.laws.base import C_REF, D_REF, N_REF, S_REF, DataToLoss, Law, Sampling, Trajectory
+from bayeslaw.laws.base import C_REF, D_REF, N_REF, S_REF, DataToLoss, ExtrapolationWarning, Law, Sampling, Trajectory
 from bayeslaw.laws.chinchilla import CHINCHILLA
 from bayeslaw.laws.compute import COMPUTE
 from bayeslaw.laws.kaplan import KAPLAN, KAPLAN_E
@@ -53,4 +53,5 @@ def forms(where: Callable[[Law], object] = lambda law: True) -> list[str]:
 
 
 __all__ = ["ANNEALING", "CHINCHILLA", "COMPUTE", "MULTIPOWER", "C_REF", "DEFAULT_FORM", "D_REF", "KAPLAN", "KAPLAN_E", "LAWS", "N_REF",
-           "SU2024", "S_REF", "DataToLoss", "Law", "Sampling", "Trajectory", "forms", "get_law", "register"]
+           "SU2024", "S_REF", "DataToLoss", "ExtrapolationWarning", "Law", "Sampling", "Trajectory", "forms", "get_law",
+           "register"]

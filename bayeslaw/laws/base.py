@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-__all__ = ["C_REF", "D_REF", "N_REF", "S_REF", "Law", "PathFit", "Sampling", "Trajectory"]
+__all__ = ["C_REF", "D_REF", "N_REF", "S_REF", "ExtrapolationWarning", "Law", "PathFit", "Sampling", "Trajectory"]
 
 # Reference scales of the sampled coordinates: a power-law term is sampled as its log loss at the
 # reference (which the data pin), not as its constant (which sits far from the data on a ridge with
@@ -23,6 +23,12 @@ N_REF = 1e9  # parameters
 D_REF = 1e11  # tokens
 S_REF = 1e4  # optimizer steps
 C_REF = 6.0 * N_REF * D_REF  # FLOPs: 6 N D at N_REF, D_REF
+
+
+class ExtrapolationWarning(UserWarning):
+    """A forecast asked for where the fit measured nothing the forecast's band could carry (tokens far beyond
+    the fitted ones, a schedule law's size or peak rate far from its fitted runs). Planners that extrapolate
+    by design (a compute-optimal allocation's tokens) filter it."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -31,15 +31,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+import warnings
+
 import numpy as np
 
 import jax.numpy as jnp
 
 from bayeslaw.data.schedules import Schedule
-from bayeslaw.laws.base import Sampling
+from bayeslaw.laws.base import ExtrapolationWarning, Sampling
 
 __all__ = ["ANNEALING_MOMENTUM", "BIN_STEPS", "LR_REF", "LR_SLOPE_PRIORS", "SIZE_REF", "annealing_area", "at_peak_lr",
-           "at_size", "drop_design", "drop_exact", "lr_area", "size_sampling", "schedule_inputs"]
+           "at_size", "check_forecast_steps", "drop_design", "drop_exact", "lr_area", "size_sampling", "schedule_inputs",
+           "warn_outside_fitted"]
 
 BIN_STEPS = 200  # at most this many steps per quadrature bin of the loss-drop sum
 MAX_LOG_CHANGE = 0.01  # and at most this fall of log eta within a bin (a jump is a bin of its own: exact)
@@ -52,6 +55,10 @@ RATE_FLOOR = 1e-6  # of the peak: the smallest rate the loss-drop design uses (e
 ANNEALING_MOMENTUM = 0.999  # lam of Tissue et al. 2024's annealing area (their value)
 SIZE_REF = 1e8  # parameters: a schedule law's constants are quoted at this size (where its runs are)
 LR_REF = 1e-3  # and at this peak learning rate
+#: how far (a factor) a forecast's model size may lie outside the fitted sizes before a schedule law warns: its
+#: constants are linear in log N, a description near the fitted sizes (at_size)
+SIZE_REACH = float(np.e)
+PEAK_LR_RTOL = 0.01  # a peak rate within 1% of a fitted one is that rate
 
 
 #: Normal prior (centre, scale, prior mean of the spread across families) of the term both schedule laws
@@ -255,7 +262,10 @@ def _schedule_inputs(steps: np.ndarray, texts: np.ndarray, bin_steps: int) -> di
     designs = []
     for text in dict.fromkeys(texts.tolist()):
         rows = np.flatnonzero(texts == text)
-        schedule = Schedule.from_json(text)
+        try:
+            schedule = Schedule.from_json(text)
+        except ValueError as error:  # named by its rows: a table's own check (run_schedules) names its run
+            raise ValueError(f"column 'schedule', rows {rows[:5].tolist()}: {error}") from None
         t = steps[rows].astype(int)
         out["lr_area"][rows] = lr_area(schedule, t)
         out["annealing_area"][rows] = annealing_area(schedule, t)
@@ -268,3 +278,48 @@ def _schedule_inputs(steps: np.ndarray, texts: np.ndarray, bin_steps: int) -> di
             matrix[rows, : design[name].shape[1]] = design[name]
         out[name] = matrix
     return out
+
+
+def check_forecast_steps(steps, texts, *, where: str) -> None:
+    """Refuse forecast rows whose ``step`` lies outside the run from its warmup's end (warmup_steps <= step <=
+    total_steps of the row's ``schedule``, JSON ``texts``), naming the rows: a schedule law describes a run
+    after its warmup (its fits leave the warmup's checkpoints out, and inside it S1 -> 0 sends L0 + A S1^-alpha
+    to hundreds of nats), and a run ends with its schedule."""
+    steps = np.asarray(steps, dtype=float)
+    texts = np.asarray(texts, dtype=object)
+    for text in dict.fromkeys(texts.tolist()):
+        rows = np.flatnonzero(texts == text)
+        schedule = Schedule.from_json(text)
+        at = steps[rows]
+        first = max(schedule.warmup_steps, 1)  # the warmup's last step: the rate at its peak, S1 well away from 0
+        bad = rows[~((at >= first) & (at <= schedule.total_steps))]
+        if bad.size:
+            raise ValueError(f"{where}: rows {bad[:5].tolist()} ask for steps {steps[bad[:3]].astype(int).tolist()} "
+                             f"outside {schedule.describe()}: a schedule law forecasts a run from its warmup's end to "
+                             f"its end (steps {first}..{schedule.total_steps})")
+
+
+def warn_outside_fitted(params, peak_lr, sizes, rates, *, where: str) -> None:
+    """Warn, naming the rows, where a forecast's model size ``params`` lies more than :data:`SIZE_REACH` times
+    outside the fitted ``sizes`` (lo, hi), or its ``peak_lr`` outside the fitted peak ``rates`` (lo, hi); each
+    bound a number or one per row (a family's own): the schedule laws' constants move with log N and log eta
+    around the fitted runs (:func:`at_size`, :func:`at_peak_lr`), slopes that data at one size or one rate
+    leave to their priors, and beyond the fitted rates the law can fall to its floor."""
+    params, peak_lr = np.asarray(params, dtype=float), np.asarray(peak_lr, dtype=float)
+    lo, hi = (np.broadcast_to(np.asarray(v, dtype=float), params.shape) for v in sizes)
+    far = np.flatnonzero((params > hi * SIZE_REACH) | (params < lo / SIZE_REACH))
+    if far.size:
+        i = far[0]
+        warnings.warn(f"{where}: rows {far[:5].tolist()} ask for N = {params[i]:.3g}, more than {SIZE_REACH:.3g} "
+                      f"times outside the fitted sizes ({lo[i]:.3g}..{hi[i]:.3g}): a schedule law's constants are "
+                      f"linear in log N near the sizes it was fitted on; forecast a far larger run's final loss with "
+                      f"a final-loss law (chinchilla)", ExtrapolationWarning, stacklevel=3)
+    lo, hi = (np.broadcast_to(np.asarray(v, dtype=float), params.shape) for v in rates)
+    off = np.flatnonzero((peak_lr > hi * (1 + PEAK_LR_RTOL)) | (peak_lr < lo * (1 - PEAK_LR_RTOL)))
+    if off.size:
+        i = off[0]
+        one = bool(np.isclose(lo[i], hi[i], rtol=PEAK_LR_RTOL))
+        warnings.warn(f"{where}: rows {off[:5].tolist()} ask for peak_lr {peak_lr[i]:.3g}, outside the fitted peak "
+                      f"rates ({f'{lo[i]:.3g}' if one else f'{lo[i]:.3g}..{hi[i]:.3g}'}): the law's slopes in the "
+                      f"peak rate are {'its priors alone' if one else 'extrapolated'} there", ExtrapolationWarning,
+                      stacklevel=3)

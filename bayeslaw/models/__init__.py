@@ -277,11 +277,17 @@ def run_fractions(df: pd.DataFrame, law: Law | None = None) -> np.ndarray:
     step / the last step of the run's schedule."""
     if law is not None and law.progress == "step":
         steps = df["step"].to_numpy(dtype=float)
-        total = df["run"].map({run: s.total_steps for run, s in run_schedules(df).items()}).to_numpy(dtype=float)
+        if "run" in df.columns:
+            total = df["run"].map({run: s.total_steps for run, s in run_schedules(df).items()})
+        else:  # each row a checkpoint of a run of its own schedule: keyed by the schedule itself
+            total = df["schedule"].map({text: s.total_steps
+                                        for text, s in run_schedules(df.assign(run=df["schedule"])).items()})
+        total = total.to_numpy(dtype=float)
         bad = np.flatnonzero(~((steps >= 1) & (steps <= total)))
         if len(bad):
+            runs = f"; runs {sorted(set(df['run'].iloc[bad[:5]]))}" if "run" in df.columns else ""
             raise ValueError(f"step: rows {df.index[bad[:5]].tolist()} lie outside their run's schedule (steps 1 to its "
-                             f"total_steps; runs {sorted(set(df['run'].iloc[bad[:5]]))})")
+                             f"total_steps{runs})")
         return steps / total
     tokens = df["tokens"].to_numpy(dtype=float)
     final = (df["run_tokens"].to_numpy(dtype=float) if "run_tokens" in df.columns

@@ -40,7 +40,7 @@ import pandas as pd
 from bayeslaw.data.files import jsonable
 from bayeslaw.inference.nuts import DEFAULT_QUANTILES, Fit
 from bayeslaw.inference.point import PointFit, fit_point
-from bayeslaw.laws import Law, forms, get_law
+from bayeslaw.laws import ExtrapolationWarning, Law, forms, get_law
 from bayeslaw.plan.trajectory import warn_new_family
 from bayeslaw.results import Result
 
@@ -256,8 +256,10 @@ def _new_run_noise(fit: Fit, family, params, tokens, batch_size, seed, form_erro
         targets["batch_size"] = float(batch_size)
     if family is not None:
         targets["family"] = family
-    law = fit.predict(targets, kind="law", seed=seed).draws.values
-    new_run = fit.predict(targets, kind="new_run", seed=seed, form_error=form_error).draws.values
+    with warnings.catch_warnings():  # the optimum's tokens are the answer's, not the user's: beyond the fit by design
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        law = fit.predict(targets, kind="law", seed=seed).draws.values
+        new_run = fit.predict(targets, kind="new_run", seed=seed, form_error=form_error).draws.values
     return np.log(new_run) - np.log(law)
 
 

@@ -27,6 +27,8 @@ law's misfit of each).
 
 from __future__ import annotations
 
+import numbers
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -34,17 +36,16 @@ import pandas as pd
 
 from bayeslaw.data.importers import FIT_COLUMNS, as_table
 from bayeslaw.data.schedules import DecayType, Schedule, run_schedules
+from bayeslaw.inference.nuts import check_branch
 from bayeslaw.inference.nuts import fit as bayes_fit
 from bayeslaw.laws import forms, get_law
 from bayeslaw.laws.runs import ELL
+from bayeslaw.plan.trajectory import warn_new_family
 
 __all__ = ["best_cooldown", "cooldown_drop", "live_forecast", "schedule_distance", "schedule_loss"]
 
 BANDS = (0.05, 0.25, 0.5, 0.75, 0.95)
 DISTANCE_POINTS = 1000  # points of the run at which two schedules' rates are compared
-#: how far a branch's size and peak rate may lie from its parent run's (relative): a branch continues its
-#: parent's model at its parent's rate, so a larger gap is another run, whose offset the parent's is not
-PARENT_RTOL = 0.01
 
 
 def _check_schedule_law(fit) -> None:
@@ -78,31 +79,16 @@ def _steps(steps, where: str) -> np.ndarray:
     return at.astype(int)
 
 
-def _check_parent(fit, parent_run: str, params: float, schedules: Mapping[str, Schedule]) -> None:
-    """A branch is its trained parent run continued: the parent must be a run of the fit, of the planned
-    size and at the planned peak rate (within :data:`PARENT_RTOL`, read from the fit's rows of it)."""
-    if parent_run not in set(fit.runs):
-        raise ValueError(f"parent_run {parent_run!r} is not a run of the fit ({len(fit.runs)} runs, e.g. "
-                         f"{list(fit.runs)[:3]}): a branch needs its trained run")
-    rows = fit.training_rows()
-    rows = rows[rows["run"] == parent_run]
-    if rows.empty:
-        return
-    size = float(rows["params"].iloc[0])
-    if not np.isclose(params, size, rtol=PARENT_RTOL, atol=0.0):
-        raise ValueError(f"parent_run {parent_run!r} is a model of {size:.4g} parameters, the planned run one of "
-                         f"params={params:.4g} (CLI: --params): a branch continues its parent's model")
-    if "schedule" in rows:
-        peak = Schedule.from_json(rows["schedule"].iloc[0]).peak_lr
-        other = sorted({s.peak_lr for s in schedules.values() if not np.isclose(s.peak_lr, peak, rtol=PARENT_RTOL)})
-        if other:
-            raise ValueError(f"parent_run {parent_run!r} trained at peak_lr {peak:g}, the planned schedule(s) peak "
-                             f"at {', '.join(f'{v:g}' for v in other)} (CLI: --peak-lr): a branch continues its "
-                             f"parent's rate")
-
-
 def _bayesian(fit) -> bool:
     return hasattr(fit, "idata")
+
+
+def _warn_point_family(family: str | None, where: str) -> None:
+    """A point fit has one law and no families: a ``family`` given to it is ignored, said (it would read as
+    that family's answer). Called by the public answers themselves: the warning points at the caller's line."""
+    if family is not None:
+        warnings.warn(f"{where}: a point fit has no families; family={family!r} is ignored (the answer is the "
+                      f"point fit's one law)", UserWarning, stacklevel=3)
 
 
 def _targets(fit, schedules: Mapping[str, Schedule], steps, params: float, family: str | None,
@@ -126,7 +112,7 @@ def _targets(fit, schedules: Mapping[str, Schedule], steps, params: float, famil
     table["run"] = "planned-" + table["name"].astype(str)
     if parent_run is not None:
         if _bayesian(fit):
-            _check_parent(fit, parent_run, params, schedules)
+            check_branch(fit, parent_run, params, schedules, where="schedule_loss")
         table["parent_run"] = parent_run
     return table
 
@@ -172,6 +158,18 @@ def schedule_loss(fit, schedules: Schedule | Mapping[str, Schedule], steps=None,
     out the run's own noise; ``parent_run`` makes the planned runs branches of that trained run (its
     offset, and each branch's misfit of its own schedule: the module docstring)."""
     _check_schedule_law(fit)
+    # a family the fit has not seen (a typo) gets the population's much wider forecast: said, as by the
+    # other planners
+    if _bayesian(fit):
+        warn_new_family(fit, family, "schedule_loss")
+    else:
+        _warn_point_family(family, "schedule_loss")
+    return _schedule_loss(fit, schedules, steps, params, family, parent_run, kind, seed)
+
+
+def _schedule_loss(fit, schedules, steps, params: float, family: str | None, parent_run: str | None, kind: str,
+                   seed: int) -> pd.DataFrame:
+    """:func:`schedule_loss` after its checks (best_cooldown's table, which warns of a family once itself)."""
     if isinstance(schedules, Schedule):
         schedules = {"planned": schedules}
     table = _targets(fit, schedules, steps, params, family, parent_run)
@@ -195,6 +193,11 @@ def best_cooldown(fit, *, total_steps: int, peak_lr: float, params: float, famil
     makes the candidates cooldown branches of that trained constant-rate run (its offset then known), of its
     size and peak rate. Two fractions that start the cooldown at one step are refused. An exponential
     cooldown needs ``final_lr`` > 0."""
+    _check_schedule_law(fit)
+    if _bayesian(fit):
+        warn_new_family(fit, family, "best_cooldown")
+    else:
+        _warn_point_family(family, "best_cooldown")
     fractions = _fractions(fractions, total_steps, warmup_steps)
     plans = [Schedule.wsd(peak_lr, total_steps, float(f), warmup_steps=warmup_steps, final_lr=final_lr,
                           decay_type=decay_type) for f in fractions]
@@ -211,7 +214,7 @@ def best_cooldown(fit, *, total_steps: int, peak_lr: float, params: float, famil
     if len(set(names)) < len(names):  # distinct schedules, equal to 4 digits: named in full
         names = [str(float(f)) for f in fractions]
     schedules = dict(zip(names, plans, strict=True))
-    table = schedule_loss(fit, schedules, params=params, family=family, parent_run=parent_run, seed=seed)
+    table = _schedule_loss(fit, schedules, None, params, family, parent_run, "new_run", seed)
     table.insert(1, "cooldown_fraction", fractions)
     table.insert(2, "cooldown_start", [s.decay_start for s in schedules.values()])
     if not _bayesian(fit):
@@ -226,6 +229,19 @@ def best_cooldown(fit, *, total_steps: int, peak_lr: float, params: float, famil
     table["p_best"] = np.bincount(np.argmin(ends, axis=1), minlength=len(fractions)) / law.shape[0]
     expected = law.mean(axis=0)
     return table.assign(best=expected == expected.min())
+
+
+def _whole_steps(value, name: str, option: str, *, least: int = 0, meaning: str = "") -> int:
+    """``value`` as a whole number of steps >= ``least`` for cooldown_drop, else an error naming ``name`` and its
+    CLI ``option``: a negative or fractional count made a schedule whose own error named neither."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"cooldown_drop: {name} (CLI: {option}) must be a whole number of steps, found "
+                        f"{type(value).__name__} {value!r}")
+    if not (np.isfinite(value) and value == round(value) and value >= least):
+        why = f" ({meaning})" if meaning else ""
+        raise ValueError(f"cooldown_drop: {name} (CLI: {option}) must be a whole number of steps >= {least}{why}, "
+                         f"found {value!r}")
+    return int(value)
 
 
 def _fractions(fractions, total_steps: int, warmup_steps: int) -> np.ndarray:
@@ -249,9 +265,27 @@ def cooldown_drop(fit, *, branch_step: int, cooldown_steps: int, peak_lr: float,
                   decay_type: DecayType = "linear", seed: int = 0) -> dict:
     """A cooldown branch from step ``branch_step`` of a constant-rate run, decaying over ``cooldown_steps``:
     the loss at the branch's end with the cooldown and without (the constant run there), and the drop.
-    A Bayesian fit adds ``drop_q5``/``drop_q95`` (the law's draws with the two schedules' misfits: one run,
-    so its seed cancels)."""
+    ``branch_step`` is a step at or after the warmup; ``cooldown_steps`` 0 is no cooldown (the branch is the
+    constant run: a drop of 0, a baseline). A Bayesian fit adds ``drop_q5``/``drop_q95`` (the law's draws with
+    the two schedules' misfits: one run, so its seed cancels)."""
+    _check_schedule_law(fit)
+    # checked here, in the arguments' own names: the schedules built below refused a negative cooldown as "a
+    # wsd schedule needs decay_start between warmup_steps ... found <branch_step>", naming neither
+    warmup_steps = _whole_steps(warmup_steps, "warmup_steps", "--warmup")
+    cooldown_steps = _whole_steps(cooldown_steps, "cooldown_steps", "--cooldown-steps",
+                                  meaning="the length of the branch's cooldown; 0: no cooldown")
+    branch_step = _whole_steps(branch_step, "branch_step", "--branch-step", least=warmup_steps,
+                               meaning=f"a step of the constant run at or after its warmup: warmup_steps="
+                                       f"{warmup_steps}, CLI: --warmup")
     end = branch_step + cooldown_steps
+    if end <= warmup_steps:  # branch_step == warmup_steps with no cooldown: a run that ends with its warmup
+        raise ValueError(f"cooldown_drop: branch_step={branch_step} (CLI: --branch-step) with cooldown_steps=0 ends "
+                         f"the branch at the warmup's end (warmup_steps={warmup_steps}, CLI: --warmup): no step "
+                         f"after the warmup to compare; give cooldown_steps > 0 or a later branch_step")
+    if _bayesian(fit):
+        warn_new_family(fit, family, "cooldown_drop")
+    else:
+        _warn_point_family(family, "cooldown_drop")
     branch = Schedule("wsd", peak_lr, end, warmup_steps, final_lr, branch_step, decay_type)
     constant = Schedule("constant", peak_lr, end, warmup_steps)
     schedules = {"cooldown": branch, "constant": constant}
@@ -266,19 +300,38 @@ def cooldown_drop(fit, *, branch_step: int, cooldown_steps: int, peak_lr: float,
     return out
 
 
+def _check_fit_is_current(fit, own: pd.DataFrame, schedule: Schedule, run: str) -> None:
+    """A given fit must have seen the run's newest checkpoint in the table: one made on an earlier cut of the
+    run conditions the forecast on the older checkpoints only, while the default steps start at the newest.
+    Compared by the last step past the warmup (the fit leaves the warmup out, ``after_warmup``, and thins the
+    rest, always keeping each run's last checkpoint)."""
+    rows = fit.training_rows()
+    seen = rows.loc[rows["run"] == run, "step"]
+    logged = own.loc[own["step"].to_numpy(dtype=float) > schedule.warmup_steps, "step"]
+    if seen.empty or logged.empty:  # refused elsewhere: a run the fit left out, or no checkpoint past the warmup
+        return
+    fit_last, table_last = int(seen.max()), int(logged.max())
+    if table_last > fit_last:
+        raise ValueError(f"live_forecast: run {run!r} has checkpoints the fit has not seen (the fit's last step of it "
+                         f"{fit_last}, the table's {table_last}): fit= was made on an earlier cut of the run, and its "
+                         f"forecast would ignore the newer ones; refit without fit= (or pass the table the fit was "
+                         f"made from)")
+
+
 def live_forecast(df: pd.DataFrame, run: str, *, form: str | None = None, steps=None, fit=None,
                   seed: int = 0, **fit_options):
     """The rest of run ``run``, in flight: its loss at ``steps`` (default: 50 steps from its last logged
     checkpoint to its schedule's end) with bands, and the fit it came from.
 
     ``df`` holds the finished runs and the run in flight (its checkpoints so far and its ``schedule``,
-    whose ``total_steps`` is where the run will end). The Bayesian fit of all of them (``fit`` if given,
-    else :func:`bayeslaw.fit` of ``form``, default annealing, with ``fit_options``) learns the law from the
-    finished runs and the run's offset and deviation from its own checkpoints, so its forecast is conditioned
-    on both.
+    whose ``total_steps`` is where the run will end). The Bayesian fit of all of them (``fit`` if given, made
+    on this table: one that has not seen the run's newest checkpoint is refused; else :func:`bayeslaw.fit` of
+    ``form``, default annealing, with ``fit_options``) learns the law from the finished runs and the run's
+    offset and deviation from its own checkpoints, so its forecast is conditioned on both.
     Returns (table of step, loss = median, q5..q95, observed where logged; the Fit).
     """
     # everything is checked before the fit, which takes minutes
+    given = fit is not None
     if fit is None:
         form = "annealing" if form is None else form
         check_schedule_form(form)
@@ -313,6 +366,8 @@ def live_forecast(df: pd.DataFrame, run: str, *, form: str | None = None, steps=
         raise ValueError(f"live_forecast: run {run!r} is not among the fit's runs (the fit left it out, e.g. as a "
                          f"diverged run by rising='drop', or all its rows by the fit's cuts; or fit= was made "
                          f"without it); its forecast would not be conditioned on its own checkpoints")
+    if given:
+        _check_fit_is_current(fit, own, schedule, run)
     first = own.iloc[0]
     targets = pd.DataFrame({"run": run, "family": first["family"], "params": float(first["params"]),
                             "step": steps, "tokens": np.nan, "schedule": schedule.to_json()})
@@ -320,6 +375,8 @@ def live_forecast(df: pd.DataFrame, run: str, *, form: str | None = None, steps=
     out = pd.DataFrame({"run": run, "step": steps, "loss": np.median(draws, axis=0)})
     for q in BANDS:
         out[f"q{100 * q:g}"] = np.quantile(draws, q, axis=0)
-    observed = own.set_index("step")["loss"]
+    # a restart's checkpoints logged twice: the last of each, as the fit keeps them (duplicates="last"; with
+    # "error" the fit refused them)
+    observed = own.drop_duplicates("step", keep="last").set_index("step")["loss"]
     out["observed"] = out["step"].map(observed)
     return out, fit

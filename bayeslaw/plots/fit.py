@@ -367,7 +367,9 @@ def point_vs_posterior(fit, point_fits: dict | None = None, *, failures: dict | 
     caller (e.g. ``bayeslaw.evaluation.point_fits_by_family(fit, data, method=...)``; this function draws,
     it does not fit). ``failures``: family -> why it has no point fit (the second value that returns).
     A family without a point fit is drawn without one, and the figure says why ("not given" where no
-    reason came). Returns the figure (one panel per parameter).
+    reason came). A schedule law's constants are drawn at each family's median size and peak rate
+    (:meth:`~bayeslaw.inference.nuts.Fit.reference_point`, as ``Fit.params`` quotes them), both sides, and
+    the title says where. Returns the figure (one panel per parameter).
     """
     families = list(fit.families)
     if point_fits is None:
@@ -379,7 +381,17 @@ def point_vs_posterior(fit, point_fits: dict | None = None, *, failures: dict | 
         raise ValueError(f"point_vs_posterior: point_fits for famil(y/ies) {unknown} the fit does not have "
                          f"(fitted: {families}), or of another form than {fit.form!r}: {wrong_form}")
     failures = {f: (failures or {}).get(f, "not given") for f in families if f not in point_fits}
-    posterior = [fit.spec.law.natural(fit.law_theta(family, seed=seed)) for family in families]
+    law = fit.spec.law
+    # a schedule law's constants move with N and the peak rate: both sides at the family's median size and
+    # rate, as Fit.params quotes them (at the law's reference point, slopes its rows leave to the prior would
+    # move the posterior alone)
+    at = {family: fit.reference_point(family) for family in families}
+
+    def natural(theta, family):
+        return law.natural(law.constants_at(theta, at[family]) if at[family] else theta)
+
+    posterior = [natural(fit.law_theta(family, seed=seed), family) for family in families]
+    points = {family: {k: float(v) for k, v in natural(p.theta, family).items()} for family, p in point_fits.items()}
     names = list(posterior[0])
     fig, axes = panel_grid(len(names), ncols=len(names), width=2.6, height=0.6 * len(families) + 1.6, sharey=True)
     for ax, name in zip(axes, names, strict=True):
@@ -391,7 +403,7 @@ def point_vs_posterior(fit, point_fits: dict | None = None, *, failures: dict | 
         labelled = False
         for y, family in enumerate(families):
             if family in point_fits:
-                ax.plot(point_fits[family].params[name], y, "x", color="C3", ms=8, mew=2,
+                ax.plot(points[family][name], y, "x", color="C3", ms=8, mew=2,
                         label=None if labelled else f"point fit ({point_fits[family].method})")
                 labelled = True
         ax.set(xscale="log" if log else "linear", xlabel=name, title=name)
@@ -399,6 +411,9 @@ def point_vs_posterior(fit, point_fits: dict | None = None, *, failures: dict | 
     axes[0].set_ylim(len(families) - 0.5, -0.7)
     axes[0].legend(fontsize=6, loc="lower left")
     note = "; ".join(f"no point fit for {f}: {why}" for f, why in failures.items())
+    if any(at.values()):
+        note = "; ".join([*(f"{f} at " + ", ".join(f"{k} {v:.3g}" for k, v in a.items()) for f, a in at.items()),
+                          *([note] if note else [])])
     fig.suptitle(f"{fit.form}: posterior ({fit.pooling} pooling; density, median, 50%/90%) vs point estimates"
                  + (f"\n{note}" if note else ""), fontsize=9)
     fig.tight_layout()

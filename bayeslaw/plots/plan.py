@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bayeslaw.plan.allocation import Allocation
 from bayeslaw.plots._style import plt
 
 __all__ = ["allocation_frontier"]
@@ -13,6 +14,10 @@ def allocation_frontier(allocation):
     """The compute-optimal frontier of a :class:`bayeslaw.plan.Allocation`: N* (parameters) and D* (tokens)
     against the budget C = 6 N D (FLOPs), log-log, as the posterior median with 50% and 90% bands, and the
     point estimate's allocation (N_pt, D_pt) overlaid. Returns the matplotlib Figure (two Axes)."""
+    # it reads the Allocation's draws, summary and point fit: anything else failed on a missing attribute
+    if not isinstance(allocation, Allocation):
+        raise TypeError(f"allocation_frontier: needs an Allocation (the result of bayeslaw.plan.optimal_allocation), "
+                        f"found {type(allocation).__name__}")
     draws = allocation.draws
     budgets = allocation.summary["flops"].to_numpy(dtype=float)
     order = np.argsort(budgets)
