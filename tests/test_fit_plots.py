@@ -312,3 +312,18 @@ def test_point_fits_beside_a_fit_read_the_rows_the_fit_read(fitted, sim):
     cut, _ = point_fits_by_family(fitted, rows, method="hitchhiker")
     for family in fitted.families:
         assert whole[family].params == pytest.approx(cut[family].params, rel=1e-12)
+
+
+def test_a_picture_of_the_data_does_not_warn_of_its_own_rows(fitted, sim):
+    """The curves are drawn at the table's checkpoints, early ones included: predict would warn of those
+    tokens (far below the fitted ones), the picture does not (they are drawn, not asked for)."""
+    import warnings
+
+    from bayeslaw.laws import ExtrapolationWarning
+
+    early = sim.data.assign(tokens=sim.data["tokens"] / 100)  # runs a hundredth as long
+    with pytest.warns(ExtrapolationWarning):
+        fitted.predict(early.drop(columns="loss"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExtrapolationWarning)
+        plots.predictive_curves(fitted, early)

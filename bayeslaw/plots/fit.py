@@ -9,11 +9,14 @@ table in the bayeslaw schema, and returns a matplotlib Figure. They read the pos
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
 from bayeslaw.data.runs import run_configurations
 from bayeslaw.evaluation import fit_rows, prior_predictive_quantiles
+from bayeslaw.laws import ExtrapolationWarning
 from bayeslaw.models import seed_sd
 from bayeslaw.plots._style import density, intervals, log_axis, panel_grid, plt
 
@@ -78,7 +81,9 @@ def form_curves(comparison, *, families=None, max_runs: int = 6, seed: int = 0):
             ax.plot(points["tokens"], points["loss"], "o", ms=2.5, color=color)
             for style, (name, fitted) in zip(styles * 4, comparison.fits.items(), strict=False):
                 targets = points.drop(columns=["run", "loss"])  # the law at the run's checkpoints
-                summary = fitted.predict(targets, kind="law", seed=seed).summary
+                with warnings.catch_warnings():  # the picture's rows, drawn as they are
+                    warnings.simplefilter("ignore", ExtrapolationWarning)
+                    summary = fitted.predict(targets, kind="law", seed=seed).summary
                 label = f"{name} (elpd {elpd.loc[family, name]:.0f})" if run == runs[0] else None
                 ax.plot(points["tokens"], summary["q50"], style, lw=1, color=color, label=label)
                 ax.fill_between(points["tokens"], summary["q5"], summary["q95"], color=color, alpha=0.08, lw=0)
@@ -154,7 +159,9 @@ def predictive_curves(fit, data: pd.DataFrame | None = None, *, families=None, m
         fam = rows[rows["family"] == family]
         runs = _spread_runs(fam, max_runs)
         targets = fam[fam["run"].isin(runs)].sort_values(["run", x])
-        summary = fit.predict(targets.drop(columns="loss"), kind=kind, seed=seed).summary
+        with warnings.catch_warnings():  # the picture's rows (a run's early checkpoints, the cut left out) are
+            warnings.simplefilter("ignore", ExtrapolationWarning)  # drawn as they are, not asked for
+            summary = fit.predict(targets.drop(columns="loss"), kind=kind, seed=seed).summary
         summary["loss"] = targets["loss"].to_numpy()
         labels = dict(zip(runs, run_labels(runs), strict=True))
         for color, run in zip(plt.cm.viridis(np.linspace(0, 0.9, len(runs))), runs, strict=True):
