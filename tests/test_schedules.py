@@ -945,3 +945,20 @@ def test_the_posterior_and_the_point_fit_of_a_schedule_law_are_drawn_where_param
     assert marks["L0"] == [pytest.approx(float(expected["L0"]))]
     assert float(expected["L0"]) != pytest.approx(point.params["L0"], rel=1e-6)  # not the reference size's
     assert "f at params" in figure.get_suptitle()
+
+
+def test_best_cooldown_names_its_step_counts_and_a_point_fit_says_it_ignores_parent_run(schedule_fit):
+    from bayeslaw.plan import best_cooldown
+
+    df, fitted = schedule_fit
+    sweep = dict(peak_lr=1e-3, params=1e8, fractions=[0.1, 0.2], final_lr=1e-5)
+    with pytest.raises(ValueError, match=r"best_cooldown: total_steps \(CLI: --total-steps\) must be a whole number "
+                                         r"of steps >= 201 \(the run's length, past its warmup of 200 steps\), found 150"):
+        best_cooldown(fitted, total_steps=150, warmup_steps=200, **sweep)
+    with pytest.raises(ValueError, match=r"best_cooldown: warmup_steps \(CLI: --warmup\) must be a whole number of "
+                                         r"steps >= 0"):
+        best_cooldown(fitted, total_steps=4000, warmup_steps=-5, **sweep)
+    point = fit_point(df[df["step"] > 200], form="annealing", method="hitchhiker")
+    with pytest.warns(UserWarning, match=r"a point fit has no run offsets; parent_run='1e\+08-constant' is ignored"):
+        table = best_cooldown(point, total_steps=4000, warmup_steps=200, parent_run="1e+08-constant", **sweep)
+    assert table["best"].sum() == 1

@@ -113,6 +113,9 @@ def _targets(fit, schedules: Mapping[str, Schedule], steps, params: float, famil
     if parent_run is not None:
         if _bayesian(fit):
             check_branch(fit, parent_run, params, schedules, where="schedule_loss")
+        else:  # a point fit has no run offsets: the branch's answer is the law's, whatever its parent
+            warnings.warn(f"a point fit has no run offsets; parent_run={parent_run!r} is ignored (the answer is the "
+                          f"law's)", UserWarning, stacklevel=4)
         table["parent_run"] = parent_run
     return table
 
@@ -194,6 +197,10 @@ def best_cooldown(fit, *, total_steps: int, peak_lr: float, params: float, famil
     size and peak rate. Two fractions that start the cooldown at one step are refused. An exponential
     cooldown needs ``final_lr`` > 0."""
     _check_schedule_law(fit)
+    warmup_steps = _whole_steps(warmup_steps, "warmup_steps", "--warmup", where="best_cooldown")
+    total_steps = _whole_steps(total_steps, "total_steps", "--total-steps", least=warmup_steps + 1,
+                               meaning=f"the run's length, past its warmup of {warmup_steps} steps",
+                               where="best_cooldown")
     if _bayesian(fit):
         warn_new_family(fit, family, "best_cooldown")
     else:
@@ -231,15 +238,16 @@ def best_cooldown(fit, *, total_steps: int, peak_lr: float, params: float, famil
     return table.assign(best=expected == expected.min())
 
 
-def _whole_steps(value, name: str, option: str, *, least: int = 0, meaning: str = "") -> int:
-    """``value`` as a whole number of steps >= ``least`` for cooldown_drop, else an error naming ``name`` and its
-    CLI ``option``: a negative or fractional count made a schedule whose own error named neither."""
+def _whole_steps(value, name: str, option: str, *, least: int = 0, meaning: str = "",
+                 where: str = "cooldown_drop") -> int:
+    """``value`` as a whole number of steps >= ``least``, else an error naming ``name`` and its CLI ``option``: a
+    negative or fractional count made a schedule whose own error named neither."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"cooldown_drop: {name} (CLI: {option}) must be a whole number of steps, found "
+        raise TypeError(f"{where}: {name} (CLI: {option}) must be a whole number of steps, found "
                         f"{type(value).__name__} {value!r}")
     if not (np.isfinite(value) and value == round(value) and value >= least):
         why = f" ({meaning})" if meaning else ""
-        raise ValueError(f"cooldown_drop: {name} (CLI: {option}) must be a whole number of steps >= {least}{why}, "
+        raise ValueError(f"{where}: {name} (CLI: {option}) must be a whole number of steps >= {least}{why}, "
                          f"found {value!r}")
     return int(value)
 
