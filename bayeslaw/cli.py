@@ -331,14 +331,18 @@ def fit_point_command(
     for key, rows_f in df.groupby(keys, sort=True):
         # cut by --min-tokens above, as the user chose (said there): no advice to cut them
         fit = fit_point(rows_f, form=law, method=method, polish=polish, warn_early=False)
-        rows.append({**dict(zip(keys, key, strict=True)), "method": fit.method, "points": len(rows_f), **fit.params,
-                     "objective": fit.objective})
+        # a schedule law's constants at the rows' median size and peak rate, as `bayeslaw fit` quotes them
+        at = law.reference_point(law.columns(rows_f, where="fit-point")) if law.constants_at is not None else {}
+        rows.append({**dict(zip(keys, key, strict=True)), "method": fit.method, "points": len(rows_f),
+                     **fit.params_at(at), **{f"at_{k}": v for k, v in at.items()}, "objective": fit.objective})
     table = pd.DataFrame(rows)
     if as_json:
-        typer.echo(table.to_json(orient="records", indent=1))
+        typer.echo(_json(_records(table)))  # every digit (to_json kept 10 decimal places: 3e-12 came out 0.0)
     else:
+        where = " at each row's at_params and at_peak_lr (the rows' median)" if any(
+            c.startswith("at_") for c in table.columns) else ""
         console.print(_table(table, f"{', '.join(sorted(table['method'].unique()))} point fits, {law.formula} "
-                                    f"(loss in nats per token)"))
+                                    f"(loss in nats per token){where}"))
 
 
 def _check_point_method(method: str, law, polish: int) -> None:

@@ -600,3 +600,15 @@ def test_predict_warns_of_tokens_far_outside_the_fitted_ones(fitted):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fitted.predict(far.iloc[:1].assign(params=1e12), form_error=0.0)
+
+
+def test_a_targets_draws_do_not_depend_on_how_its_values_are_held(fitted):
+    """1e9 written as an int, a family given as None or left out (both the population): the same question, the
+    same draws (the CLI builds float columns, a caller may not)."""
+    floats = pd.DataFrame({"family": ["fam0"], "params": [1e9], "tokens": [1.4e11]})
+    ints = pd.DataFrame({"family": ["fam0"], "params": [1_000_000_000], "tokens": [140_000_000_000]})
+    np.testing.assert_array_equal(fitted.predict(ints).draws.values, fitted.predict(floats).draws.values)
+    population = [fitted.predict(t, seed=3).draws.values for t in
+                  (floats.drop(columns="family"), floats.assign(family=[None]), floats.assign(family=[np.nan]))]
+    np.testing.assert_array_equal(population[0], population[1])
+    np.testing.assert_array_equal(population[0], population[2])

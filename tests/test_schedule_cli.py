@@ -159,3 +159,27 @@ def test_live_takes_a_restarted_run_in_flight_with_duplicates_last(files, tmp_pa
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
     assert table["observed"].iloc[0] == pytest.approx(again["loss"].iloc[-1], rel=1e-12)  # step 2000, restarted
+
+
+def test_fit_point_quotes_a_schedule_laws_constants_where_fit_does(files):
+    """`fit-point --form annealing` gives the constants at the rows' median size and peak rate (at_params,
+    at_peak_lr), as `bayeslaw fit` and Fit.params do (they were at the law's 1e8 / 1e-3, read as a 6% gap),
+    and its --json keeps every digit."""
+    import json
+
+    from bayeslaw.inference.nuts import load_fit
+    from bayeslaw.inference.point import fit_point
+
+    result = runner.invoke(app, ["fit-point", str(files / "runs.csv"), "--form", "annealing", "--method",
+                                 "hitchhiker", "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    params = load_fit(files / "fit.nc").params().set_index("parameter")
+    assert row["at_params"] == pytest.approx(params["at_params"].iloc[0], rel=1e-12)
+    assert row["at_peak_lr"] == pytest.approx(params["at_peak_lr"].iloc[0], rel=1e-12)
+    df = pd.read_csv(files / "runs.csv")
+    point = fit_point(df, form="annealing", method="hitchhiker", warn_early=False)
+    at = {"params": row["at_params"], "peak_lr": row["at_peak_lr"]}
+    assert row["L0"] == point.params_at(at)["L0"] and row["objective"] == point.objective  # every digit
+    moved = point.params_at({"params": 5e7, "peak_lr": 3e-4})  # elsewhere the constants move with N and eta
+    assert moved["L0"] != pytest.approx(point.params_at(at)["L0"], rel=1e-6)

@@ -57,3 +57,12 @@ def test_split_fractions_and_errors(sim_df):
     with pytest.raises(ValueError, match="needs a target and at least one smaller model"):
         hitchhiker_split(one_model)
     assert isinstance(split.train, pd.DataFrame)
+
+
+def test_thinning_keeps_the_tables_order_whatever_its_index(sim_df):
+    """The same rows in the same order give the same thinned table, however they are labelled (a table built
+    by pd.concat, a slice): sorting the kept labels reordered the rows, and a fit's draws with them."""
+    relabelled = sim_df.set_axis(np.arange(len(sim_df))[::-1] * 7)
+    a = thin_checkpoints(sim_df, per_run=5)
+    b = thin_checkpoints(relabelled, per_run=5)
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))

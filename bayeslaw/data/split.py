@@ -66,7 +66,7 @@ def thin_checkpoints(df: pd.DataFrame, *, per_run: int = 20, by: str = "tokens")
         return group.index.to_numpy()[np.unique(np.append(nearest, np.argmax(axis)))]
 
     keep = np.concatenate([pick(g) for _, g in df.groupby("run", sort=False)])
-    return df.loc[np.sort(keep)]
+    return df[df.index.isin(keep)]  # in the table's order: sorting the labels reordered a table indexed otherwise
 
 
 class Split(NamedTuple):

@@ -197,14 +197,27 @@ def _new_family_sampler(spec: Parameterization, pooling: str, n_families: int, n
 #: how far (a factor) a target's tokens may lie outside its family's fitted tokens before predict warns: the
 #: form error (kappa per e-fold) is measured and carried in N only
 TOKENS_REACH = 10.0
-TARGET_KEYS = ("family", "run", "parent_run", "params", "run_tokens")  # with the law's columns: what a target is
+#: with the law's columns, what a target asks (a run's name is not: a planned run named otherwise is the same run)
+TARGET_KEYS = ("family", "params", "run_tokens")
+
+
+def _key_values(values: pd.Series) -> pd.Series:
+    """A key column's values as the question they ask: numbers as float64 (1e9 written as an int is 1e9), text as
+    str, a missing value as NaN, whatever the dtype pandas gave them (the hash reads the dtype too)."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.notna().sum() == values.notna().sum():
+        return numbers.astype(float)
+    return values.astype(object).where(values.notna(), "").astype(str)
 
 
 def _row_normals(targets: pd.DataFrame, seed, n: int, columns) -> np.ndarray:
     """(n, row) standard normals, each row's from a generator keyed by the seed and the row's values in
-    ``columns`` (those the prediction reads, in a fixed order): a target's draws are the same whatever other
-    targets share the call, in whatever order, and whatever other columns the table carries."""
-    keys = pd.util.hash_pandas_object(targets[[c for c in columns if c in targets.columns]], index=False).to_numpy()
+    ``columns`` (those the prediction reads, in a fixed order; a column the table lacks counts as missing
+    values): a target's draws are the same whatever other targets share the call, in whatever order, whatever
+    other columns the table carries, and whatever dtypes it holds its values in."""
+    missing = pd.Series(np.nan, index=targets.index)
+    key = pd.DataFrame({c: _key_values(targets[c] if c in targets.columns else missing) for c in dict.fromkeys(columns)})
+    keys = pd.util.hash_pandas_object(key, index=False).to_numpy()
     return np.stack([np.random.default_rng([abs(int(seed)), int(key)]).standard_normal(n) for key in keys], axis=1)
 
 
@@ -951,7 +964,7 @@ class Fit:
             return {}
         if inputs is None:
             inputs = law.columns(self.training_rows(family), where=f"family {family!r}")
-        return {name: float(np.exp(np.median(np.log(inputs[name])))) for name in law.held_alone}
+        return law.reference_point(inputs)
 
     # --- prediction ------------------------------------------------------------------------
     def _new_family(self, rng: np.random.Generator) -> dict[str, np.ndarray]:

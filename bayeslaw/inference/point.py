@@ -80,6 +80,14 @@ class PointFit:
     def params(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.law.natural(self.theta).items()}
 
+    def params_at(self, at: dict[str, float]) -> dict[str, float]:
+        """:attr:`params` with a law's constants moved to ``at`` (``Law.constants_at``: a schedule law's size N
+        and peak rate, e.g. ``law.reference_point`` of the fitted rows, where ``Fit.params`` quotes a family's);
+        :attr:`params` itself is at the law's reference size and rate (1e8, 1e-3)."""
+        if not at or self.law.constants_at is None:
+            return self.params
+        return {k: float(v) for k, v in self.law.natural(self.law.constants_at(self.theta, at)).items()}
+
     def predict(self, params=None, tokens=None, **inputs) -> np.ndarray:
         """Predicted loss L in nats per token; arguments broadcast like numpy arrays.
 

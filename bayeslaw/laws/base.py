@@ -225,6 +225,15 @@ class Law:
         return {name: (self.derived[name][1](columns) if name in self.derived else columns[name])
                 for name in self.inputs}
 
+    def reference_point(self, inputs: Mapping) -> dict[str, float]:
+        """Where a law whose constants move with its inputs (:attr:`constants_at`: a schedule law's size N and
+        peak rate) quotes them for rows with these ``inputs``: their median N and peak rate (geometric), where
+        the rows measure them; {} for a law with fixed constants."""
+        if self.constants_at is None:
+            return {}
+        return {name: float(np.exp(np.median(np.log(np.asarray(inputs[name], dtype=float)))))
+                for name in self.held_alone}
+
     def held_in(self, df, *, where: str = "table", inputs: Mapping | None = None) -> dict[str, float]:
         """The parameters of :attr:`held_alone` that ``df`` cannot identify: those of each input with one
         value over all its rows (``inputs``: the table's, where the caller has read them already)."""
