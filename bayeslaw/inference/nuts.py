@@ -210,6 +210,15 @@ def _key_values(values: pd.Series) -> pd.Series:
     return values.astype(object).where(values.notna(), "").astype(str)
 
 
+def _family_range(values: pd.Series, families) -> tuple[np.ndarray, np.ndarray]:
+    """Per target row (``families``: its family's name, or None), the (lo, hi) of ``values`` (the fit's, indexed
+    by family) over its family, or over all of them for a family the fit has not seen: where the fit measured."""
+    ranges = values.groupby(level=0).agg(["min", "max"])
+    rows = pd.Series(list(families), dtype=object)
+    return (rows.map(ranges["min"]).fillna(values.min()).to_numpy(dtype=float),
+            rows.map(ranges["max"]).fillna(values.max()).to_numpy(dtype=float))
+
+
 def _row_normals(targets: pd.DataFrame, seed, n: int, columns) -> np.ndarray:
     """(n, row) standard normals, each row's from a generator keyed by the seed and the row's values in
     ``columns`` (those the prediction reads, in a fixed order; a column the table lacks counts as missing
@@ -1200,11 +1209,8 @@ class Fit:
         """Warn, naming the rows, where a target's tokens lie more than :data:`TOKENS_REACH` times outside the
         tokens its family was fitted at (all the fit's rows for a family it has not seen): the band carries
         the law's form error beyond the fitted sizes in N (:meth:`form_error_sd`), none in D."""
-        rows = self.training_rows()
-        per = rows.groupby("family")["tokens"].agg(["min", "max"])
-        families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))
-        lo = families.map(per["min"]).fillna(rows["tokens"].min()).to_numpy(dtype=float)
-        hi = families.map(per["max"]).fillna(rows["tokens"].max()).to_numpy(dtype=float)
+        families = targets["family"] if "family" in targets.columns else [None] * len(targets)
+        lo, hi = _family_range(self.training_rows().set_index("family")["tokens"], families)
         tokens = targets["tokens"].to_numpy(dtype=float)
         far = np.flatnonzero((tokens > hi * TOKENS_REACH) | (tokens < lo / TOKENS_REACH))
         if far.size:
@@ -1218,15 +1224,9 @@ class Fit:
         """Per target row, the (lo, hi) of model sizes and of peak rates its family was fitted at (all the fit's
         runs for a family it has not seen): where a schedule law's slopes in N and eta were measured."""
         rows = self.training_rows().groupby("run", sort=False).head(1)
-        runs = rows.assign(peak_lr=[Schedule.from_json(text).peak_lr for text in rows["schedule"]])
-        per = runs.groupby("family")[["params", "peak_lr"]].agg(["min", "max"])
-        families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))
-        out = []
-        for column in ("params", "peak_lr"):
-            lo = families.map(per[(column, "min")]).fillna(runs[column].min()).to_numpy(dtype=float)
-            hi = families.map(per[(column, "max")]).fillna(runs[column].max()).to_numpy(dtype=float)
-            out.append((lo, hi))
-        return out
+        runs = rows.assign(peak_lr=[Schedule.from_json(text).peak_lr for text in rows["schedule"]]).set_index("family")
+        families = targets["family"] if "family" in targets.columns else [None] * len(targets)
+        return [_family_range(runs[column], families) for column in ("params", "peak_lr")]
 
     def _check_parents(self, targets: pd.DataFrame) -> None:
         """Each target run's ``parent_run`` is a trained run it branches from (:func:`check_branch`) or another
@@ -1258,11 +1258,7 @@ class Fit:
         kappa = PRIORS["form_error"] if per_efold is None else float(per_efold)
         if not (np.isfinite(kappa) and kappa >= 0):
             raise ValueError(f"form_error: {kappa} per e-fold of N; need a finite number >= 0")
-        log_n = self._training_log_params()
-        ranges = log_n.groupby(level=0).agg(["min", "max"])
-        rows = pd.Series(list(families), dtype=object)
-        lo = rows.map(ranges["min"]).fillna(log_n.min()).to_numpy(dtype=float)
-        hi = rows.map(ranges["max"]).fillna(log_n.max()).to_numpy(dtype=float)
+        lo, hi = _family_range(self._training_log_params(), families)
         log_params = np.asarray(log_params, dtype=float)
         return kappa * (np.maximum(log_params - hi, 0.0) + np.maximum(lo - log_params, 0.0))
 
