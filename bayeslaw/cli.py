@@ -51,6 +51,9 @@ def _friendly_errors(command):
         try:
             with warnings.catch_warnings():  # restores Python's own display when the command ends
                 warnings.showwarning = _show_warning
+                # the commands that fit (fit, demo, live) print the diagnostics table themselves, and backtest
+                # and study their cells' r-hat: bayeslaw.fit's one-line ConvergenceWarning would repeat it
+                warnings.filterwarnings("ignore", message="fit: not converged", category=RuntimeWarning)
                 return command(*args, **kwargs)
         except (DataNotFoundError, DataValidationError, FileNotFoundError, KeyError, ValueError) as err:
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
@@ -274,6 +277,8 @@ def simulate(
     """Simulate a multi-family, multi-seed data set with known true parameters."""
     from bayeslaw.simulation import simulate as draw
 
+    if seed < 0:  # named as the option, not as the API's argument
+        raise ValueError(f"--seed {seed}: need a whole number >= 0 (equal seeds, identical data)")
     _check_out_file(out)
     truth_path = out.with_name(out.stem + "_truth.json")
     # both files are checked before either is written: a folder under the truth's name failed after the table
@@ -473,8 +478,9 @@ def _run_study(load, out: Path, options: dict, *, families, scheduler, resume, a
                           "failed": _records(failed[["case", "family", "k", "q", "method", "error"]]),
                           "report": str(report)}))
         return
-    console.print(_table(table[["case", "method", "cells", "are_median", "are_mean", "crps_mean", "coverage50",
-                                "coverage90"]], "backtest: ARE (fraction) and interval coverage on held-out targets"))
+    console.print(_table(table[["case", "method", "cells", "unscored", "failed", "are_median", "are_mean", "crps_mean",
+                                "coverage50", "coverage90"]],
+                         "backtest: ARE (fraction) and interval coverage on held-out targets"))
     if not failed.empty:
         console.print(f"[yellow]{len(failed)} cell(s) failed (listed in the report; --resume retries them):[/]")
         for _, row in failed.head(5).iterrows():
@@ -798,6 +804,8 @@ def predict(
     columns = {"family": families, "params": sizes, "tokens": token_counts,
                **({"batch_size": batches} if batches else {})}
     targets = pd.MultiIndex.from_product(list(columns.values()), names=list(columns)).to_frame(index=False)
+    # --new-family's rows: None (the population, asked for), not NaN (which predict warns of as unseen)
+    targets["family"] = targets["family"].astype(object).where(targets["family"].notna(), None)
     summary = fit.predict(targets, kind=kind, seed=seed, form_error=form_error).summary
     summary["family"] = summary["family"].astype(object).fillna("(new family)")
     quantile_columns = [c for c in summary.columns if c.startswith("q")]
@@ -922,13 +930,14 @@ def plan(
     """
     fit = _load_fit(fit_file)
     budgets, losses, sizes = _numbers(flops, "--flops"), _numbers(loss, "--loss"), _numbers(params, "--params")
+    # the most specific mistake first: --params alone is a half-given --loss question, not nothing
+    if sizes and not losses:
+        raise ValueError("--params goes with --loss (the model sizes to reach a loss with); --flops finds the "
+                         "parameters itself")
     if not budgets and not losses:
         raise ValueError("nothing to plan: give --flops (compute budgets), or --loss and --params (tokens to a loss)")
     if losses and not sizes:
         raise ValueError("--loss needs --params: the model sizes to reach that loss with")
-    if sizes and not losses:
-        raise ValueError("--params goes with --loss (the model sizes to reach a loss with); --flops finds the "
-                         "parameters itself")
     if batch_size is not None and not (np.isfinite(batch_size) and batch_size > 0):
         raise ValueError(f"--batch-size must be a positive number of tokens per step, got {batch_size}")
     if family is not None:
@@ -942,6 +951,9 @@ def plan(
     if budgets:
         from bayeslaw.plan import optimal_allocation
 
+        if batch_size is None and "batch_size" in fit.spec.law.columns_needed:  # the CLI's name, not the API's
+            raise ValueError(f"--batch-size is needed with --flops for a {fit.form} fit: its compute-optimal split "
+                             f"depends on the tokens per optimizer step; give e.g. --batch-size 2097152 (2**21)")
         with _working("point fit and the compute-optimal split of each budget..."):
             point = _point_fits(fit, point_method, [family])
             allocation = optimal_allocation(fit, flops=budgets, family=family, batch_size=batch_size,
@@ -1171,6 +1183,12 @@ def import_command(
     # a bad --out (a folder, or a name not .csv/.parquet) is found before the inputs are read (which can take
     # minutes), not after
     _check_out_file(out)
+    # an --out that is one of the inputs would replace the data being read with its converted table
+    same = [p for p in [*paths, *([sidecar] if sidecar is not None else [])]
+            if p.exists() and out.exists() and p.resolve() == out.resolve()]
+    if same:
+        raise ValueError(f"--out {str(out)!r} is an input ({str(same[0])!r}); writing it would replace the data being "
+                         f"read: give another file name")
     selected = [t.strip() for text in tags or [] for t in text.split(",") if t.strip()] or None
     try:
         df = import_paths(paths, params=_run_numbers(params, "--params"), sidecar=sidecar,

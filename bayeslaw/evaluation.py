@@ -28,6 +28,7 @@ from bayeslaw.inference import nuts
 from bayeslaw.inference.batched import fit_many, release_compiled
 from bayeslaw.inference.config import FitConfig, check_choice
 from bayeslaw.inference.nuts import Fit, fit
+from bayeslaw.inference.point import METHODS as POINT_METHODS
 from bayeslaw.inference.point import PointFit, TooFewPoints, fit_point
 from bayeslaw.laws import DEFAULT_FORM, get_law
 from bayeslaw.metrics import are, crps
@@ -355,6 +356,11 @@ def coverage_table(study: pd.DataFrame) -> pd.DataFrame:
 # --- the backtest study ---------------------------------------------------------------------------
 
 DEFAULT_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.5)
+#: Every file :func:`bayeslaw.report.backtest_report` may write into a study's folder: a study started over in
+#: that folder removes these (and only these, with its cell files), so that no report of the earlier study is left
+BACKTEST_REPORT_FILES = ("cells.csv", "predictions.csv", "aggregate_by_method.csv", "aggregate_by_family.csv",
+                         "aggregate_by_k.csv", "loo_comparison.csv", "are_heatmap.png", "trajectories.png",
+                         "calibration.png", "transfer_trajectories.png", "report.md")
 MAX_DEFAULT_K = 5  # default ks: 2 .. 5; bounds the study (Chinchilla alone has 105 models below its target)
 
 
@@ -363,7 +369,7 @@ class Backtest(Result):
     """Result of :func:`backtest`.
 
     ``cells``: one row per (case, family, k, q, method) with ARE, CRPS, interval coverage and width,
-    and ``error`` where its fit raised (then unscored);
+    ``error`` where it is unscored with a reason, and ``failed`` where that reason is its fit raising;
     ``predictions``: one row per test checkpoint and cell; ``comparison``: the ArviZ LOO comparison
     of the pooling variants on all rows (or None); ``settings`` and ``timing`` say how it ran
     (``settings["loo_failures"]``: pooling -> error of a LOO fit that raised, left out of the comparison).
@@ -379,28 +385,41 @@ class Backtest(Result):
 
     @property
     def failures(self) -> pd.DataFrame:
-        """The cells whose fit raised, with the error."""
-        return self.cells[self.cells["error"].notna()]
+        """The cells whose fit raised, with the error (not those a method could not predict, e.g. an
+        unpooled family seen at one size: their ``error`` says why, and a rerun would not change it)."""
+        return self.cells[_failed_mask(self.cells)]
 
     def aggregate(self, by: tuple[str, ...] = ("method",), *, common: bool = True) -> pd.DataFrame:
         """ARE (median, mean), CRPS, coverage and width per group of cells (``by``: columns of ``cells``).
 
-        ``common``: only the (case, family, k, q) cells that every method scored, so that methods are
-        compared on the same cells; ``unscored`` counts each group's cells left out for a method that
-        could not predict there (a point fit on fewer points than parameters).
+        Each cell is counted once: in ``cells`` (scored and used), ``unscored`` or ``failed``.
+        ``common``: only the (case, family, k, q) cells that every method could predict, so that methods
+        are compared on the same cells; ``unscored`` counts each group's cells left out for a method that
+        could not predict there (a point fit on fewer points than parameters). ``failed`` counts the cells
+        whose fit raised: a failure is an accident of the run, not of the cell, so it does not take the
+        other methods' scores of that cell out of the tables (rerun with resume to fill it in).
         """
-        unscored = self.cells["are"].isna()
+        failed = _failed_mask(self.cells)
+        unpredicted = self.cells["are"].isna() & ~failed
         if common:
-            unscored = unscored.groupby([self.cells[c] for c in ("case", "family", "k", "q")]).transform("any")
-        cells = self.cells.assign(unscored=unscored)
-        cells_used = cells[~cells["unscored"]]
+            unpredicted = unpredicted.groupby([self.cells[c] for c in ("case", "family", "k", "q")]).transform("any")
+        cells = self.cells.assign(unscored=unpredicted & ~failed, failed=failed)
+        cells_used = cells[~cells["unscored"] & ~cells["failed"]]
         table = cells_used.groupby(list(by), sort=True).agg(
             cells=("are", "size"), are_median=("are", "median"), are_mean=("are", "mean"),
             crps_mean=("crps", "mean"), coverage50=("coverage50", "mean"), coverage90=("coverage90", "mean"),
             width90=("width90", "mean"), max_rhat=("max_rhat", "max"), divergences=("divergences", "sum"),
         )
-        unscored = cells.groupby(list(by), sort=True)["unscored"].sum().rename("unscored")
-        return table.join(unscored, how="outer").fillna({"cells": 0, "unscored": 0}).reset_index()
+        counts = cells.groupby(list(by), sort=True)[["unscored", "failed"]].sum()
+        table = table.join(counts, how="outer").fillna({"cells": 0, "unscored": 0, "failed": 0})
+        return table.astype({"cells": int, "unscored": int, "failed": int}).reset_index()
+
+
+def _failed_mask(cells: pd.DataFrame) -> pd.Series:
+    """Which cells' fit raised: the ``failed`` column (a table of an older version has none: every error)."""
+    if "failed" in cells.columns:
+        return cells["failed"].eq(True)  # NaN (a row without the flag) is not a failure
+    return cells["error"].notna() if "error" in cells.columns else pd.Series(False, index=cells.index)
 
 
 def _family_split(rows: pd.DataFrame, k: int, q: float, *, min_tokens, test_from):
@@ -458,7 +477,7 @@ def _point_job(job: dict):
     fixed = None
     if job.get("borrow_from") is not None:
         # the Hitchhiker's transfer baseline: A and alpha from one fit of all other families
-        donor = fit_point(job["borrow_from"], method=job["method"], starts=starts)
+        donor = fit_point(job["borrow_from"], method=job["method"], starts=starts, across_families=True)
         fixed = {"a": donor.theta["a"], "alpha": donor.theta["alpha"]}
     test = job["test"]
     try:
@@ -528,7 +547,7 @@ def _job_key(job: dict) -> str:
 def _failed(job: dict, failure: CellError):
     """The cells of a job that raised: kept, unscored, with the error (the study goes on)."""
     cells = [job["cell"]] if job["kind"] == "point" else [c for m in job["members"] for c in m["cells"].values()]
-    return [{**cell, "are": np.nan, "error": failure.error} for cell in cells], []
+    return [{**cell, "are": np.nan, "error": failure.error, "failed": True} for cell in cells], []
 
 
 def data_hash(df: pd.DataFrame) -> str:
@@ -605,7 +624,8 @@ def backtest(
     - ``transfer``: the family seen through one model (the largest below the target) while
       every other family is seen in full. Point baseline: A and alpha from a fit of the other
       families, E, B, beta fitted on the one model (the Hitchhiker's trick); ours: the
-      hierarchical posterior.
+      hierarchical posterior. With a single family there is nothing to borrow from: the case is
+      skipped with a warning.
 
     ``ks`` defaults to 2 .. min(5, the most models below any target). ``point_grid="coarse"`` starts the
     ``epoch`` fits from 243 of the published grid's 4500 starts (a 3^5 subset: the study runs
@@ -617,8 +637,13 @@ def backtest(
     cluster (``client``, ``scheduler`` address, or a LocalCluster of ``workers`` > 1 processes). A fit
     that raises leaves its cells unscored with the ``error`` and the study goes on. ``folder`` keeps
     each fit's cells as they finish; ``resume=True`` runs only those not there yet (same version,
-    configuration and data, else refused naming the difference).
+    configuration and data, else refused naming the difference; the order of ``ks``, ``fractions``,
+    ``methods``, ``poolings`` and ``families`` does not matter). An unknown point method is refused before
+    anything runs.
     """
+    unknown_methods = [m for m in methods if m not in POINT_METHODS]
+    if unknown_methods:  # else every point cell failed with it, after the NUTS fits had run
+        raise ValueError(f"backtest: unknown point method(s) {unknown_methods}; known: {list(POINT_METHODS)}")
     fit_options = {**STUDY_FIT, **(fit_options or {})}
     _check_fit_options(poolings, fit_options, seed)
     df = as_table(df, name="backtest's table", needs=(*FIT_COLUMNS, "model", "tokens"))
@@ -660,6 +685,12 @@ def backtest(
 
     def thinned(rows):
         return rows if thin is None or rows.empty else thin_checkpoints(rows, per_run=thin)
+
+    if transfer and len(eligible) < 2:
+        # a transfer cell borrows from the other families: with none, every fit of it would fail
+        warnings.warn(f"backtest: no transfer case: it borrows from the other families, and the study has one "
+                      f"({eligible[0]})", RuntimeWarning, stacklevel=2)
+        transfer = False
 
     jobs, unscored = [], []
     for k in ks:
@@ -706,7 +737,12 @@ def backtest(
                 "seed": seed, "batch": batch}
     store = None
     if folder is not None:
-        store = StudyFolder(folder, {**settings, "study": "backtest", "data": data_hash(df)}, resume=resume)
+        # the recorded configuration does not depend on the order options were given in (a resume with ks
+        # 3, 2 is the study of ks 2, 3): the sets are sorted
+        recorded = {**settings, "ks": sorted(settings["ks"]), "fractions": sorted(settings["fractions"]),
+                    **{name: sorted(settings[name], key=str) for name in ("methods", "poolings", "families")}}
+        store = StudyFolder(folder, {**recorded, "study": "backtest", "data": data_hash(df)}, resume=resume,
+                            outputs=BACKTEST_REPORT_FILES)
     if compare and len(poolings) > 1:  # the PSIS-LOO comparison's fits are cells of the study too
         all_rows = thinned(cut_early(df[df["family"].isin(eligible)], min_tokens=min_tokens))
         jobs += [{"kind": "fit", **job} for job in _pooling_jobs(all_rows, poolings, seed, fit_options).values()]
@@ -738,6 +774,8 @@ def backtest(
     cells = pd.DataFrame(rows)
     if "error" not in cells.columns:
         cells["error"] = None
+    # failed: the fit raised (a rerun may score it); an error without it: the method cannot predict there
+    cells["failed"] = cells["failed"].eq(True) if "failed" in cells.columns else False
     cells = cells.sort_values(order, kind="stable").reset_index(drop=True)
     predictions = (pd.concat(points, ignore_index=True).sort_values(order, kind="stable").reset_index(drop=True)
                    if points else pd.DataFrame(columns=[*order, "params", "tokens", "loss", "predicted"]))
@@ -811,11 +849,11 @@ class FormComparison(Result):
     """PSIS-LOO comparison of laws (and pooling variants) fitted to the same rows.
 
     ``table``: ArviZ's comparison (rank, elpd, p, elpd_diff, weight, se, dse, warning), one row per
-    model, best first; ``by_family``: each model's LOO elpd summed over each family's rows, with the
-    family's ``best`` model and its margin over the runner-up (``margin``, ``margin_se``: the se of the
-    paired pointwise differences); ``pareto_k``: each model's largest Pareto k per family (above 0.7,
-    PSIS-LOO is unreliable for that family); ``fits``: the fits; ``rows``: the rows they were fitted to;
-    ``failures``: model name -> error of each fit that raised (left out of the comparison).
+    model, best first; ``by_family``: each model's LOO elpd summed over each family's runs (the likelihood's
+    unit: leave one run out; ``runs`` counts them), with the family's ``best`` model and its margin over the
+    runner-up (``margin``, ``margin_se``: the se of the paired pointwise differences); ``pareto_k``: each
+    model's largest Pareto k per family (above 0.7, PSIS-LOO is unreliable for that family); ``fits``: the
+    fits; ``rows``: the rows they were fitted to; ``failures``: model name -> error of each fit that raised (left out of the comparison).
     """
 
     _main = "table"
@@ -862,8 +900,10 @@ def compare_forms(
             {"rows": rows, "form": form, "pooling": pooling, "seed": seed, "fit_options": fit_options}
             for form in forms for pooling in poolings}
     fits, failed = _fit_all(jobs, "compare_forms", workers=workers, client=client, scheduler=scheduler)
+    # LOO once per model, and the comparison of those (arviz.compare of the fits would run it again, and
+    # warn of each Pareto k twice)
     loos = {name: az.loo(f.idata, pointwise=True) for name, f in fits.items()}
-    table = _loo_table({name: f.idata for name, f in fits.items()})
+    table = _loo_table(loos)
     # the likelihood factorises over runs: one pointwise elpd per run (leave one run out)
     first = next(iter(fits.values()))
     family = np.asarray(first.families)[first.idata.constant_data["run_family"].values]
@@ -884,7 +924,7 @@ def compare_forms(
         margin.append(float(diff.sum()))
         margin_se.append(float(np.sqrt(len(diff)) * diff.std(ddof=1)) if len(diff) > 1 else np.nan)
     by_family = by_family[names].assign(best=best, margin=margin, margin_se=margin_se,
-                                        rows=pointwise.groupby("family").size()).reset_index()
+                                        runs=pointwise.groupby("family").size()).reset_index()
     return FormComparison(table, by_family, pareto_k.rename_axis("family").reset_index(), fits, rows, failed)
 
 

@@ -184,11 +184,17 @@ def backtest_report(result, out) -> Path:
 
     scaling = by_method[by_method["case"] == "scaling"].set_index("method")
     verdict = []
-    point = scaling[scaling["coverage90"].isna()]
-    bayes = scaling[scaling["coverage90"].notna()]
+    # a method is Bayesian by its name, not by having a coverage: one whose every cell failed has none
+    is_bayes = scaling.index.str.startswith("bayes-")
+    point = scaling[~is_bayes & (scaling["cells"] > 0)]
+    bayes = scaling[is_bayes]
     if not point.empty and not bayes.empty:
         best_point = point["are_median"].idxmin()
         for method, row in bayes.iterrows():
+            if row["cells"] == 0:  # said, not dropped: every scaling cell of it failed or was unscored
+                verdict.append(f"- {method}: no scored scaling cell ({row['failed']} failed, {row['unscored']} "
+                               f"unscored).")
+                continue
             ratio = row["are_median"] / point.loc[best_point, "are_median"]
             word = "lower" if ratio < 1 else "higher"
             verdict.append(f"- {method}: median ARE {100 * row['are_median']:.2f}% vs {100 * point.loc[best_point, 'are_median']:.2f}% "
@@ -245,15 +251,18 @@ def backtest_report(result, out) -> Path:
         parts += ["## Families not scored at some k", "",
                   "A family with fewer models below its target than k has no cell at that k (a hierarchical fit "
                   "still learns from its rows):", "", *(f"- k = {k}: {', '.join(fs)}" for k, fs in left_out.items()), ""]
-    failed = cells[cells["error"].notna()] if "error" in cells else cells.iloc[:0]
+    failed = result.failures
     if not failed.empty:
-        parts += ["## Cells whose fit failed", "", "Unscored; the study went on without them (rerun with resume to retry):", "",
+        parts += ["## Cells whose fit failed", "",
+                  "Counted as `failed` in the tables above (the other methods' scores of the same cells are "
+                  "kept); the study went on without them (rerun with resume to retry):", "",
                   _markdown(failed[["case", "family", "k", "q", "method", "error"]]), ""]
-    unscored = cells[cells["are"].isna() & (cells["error"].isna() if "error" in cells else True)]
+    unscored = cells[cells["are"].isna() & ~cells.index.isin(failed.index)]
     if not unscored.empty:
+        columns = ["case", "family", "k", "q", "method", *(c for c in ("train_points", "error") if c in unscored)]
         parts += ["## Cells a method could not predict", "",
                   "Left out of the tables above for every method (they compare methods on the same cells):", "",
-                  _markdown(unscored[["case", "family", "k", "q", "method", "train_points"]]), ""]
+                  _markdown(unscored[columns].rename(columns={"error": "reason"}).fillna({"reason": ""})), ""]
     parts += ["Columns: ARE = mean |y - y_hat| / y over the test points (posterior median for Bayes); CRPS in nats; "
               "coverage = share of test points inside the new_run interval (point fits have none); width in nats.", ""]
     writers = {name: (lambda tmp, table=table: table.to_csv(tmp, index=False)) for name, table in tables.items()}

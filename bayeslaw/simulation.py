@@ -107,10 +107,74 @@ def _natural(theta: dict) -> dict:
 
 
 def _check_design(where: str, **counts: int) -> None:
-    """Each count of a simulated design (families, sizes, seeds, checkpoints) at least 1, named if not."""
+    """Each count of a simulated design (families, sizes, seeds, checkpoints) at least 1, named if not (a bool
+    is not a count: True would be taken as 1)."""
     for name, count in counts.items():
-        if not (isinstance(count, (int, np.integer)) and count >= 1):
-            raise ValueError(f"{where}: {name}={count!r}; need at least one")
+        if isinstance(count, (bool, np.bool_)) or not (isinstance(count, (int, np.integer)) and count >= 1):
+            raise ValueError(f"{where}: {name}={count!r}; need at least one (a whole number)")
+
+
+def _check_positive(where: str, **values) -> None:
+    """Each setting a finite number > 0, named if not: a zero or negative token count, batch size or correlation
+    length made NaN losses that failed validation far from their cause."""
+    for name, value in values.items():
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
+                np.isfinite(value) and value > 0):
+            raise ValueError(f"{where}: {name}={value!r}; need a finite number > 0")
+
+
+def _check_seed(where: str, seed) -> None:
+    """The generator's seed a whole number >= 0 (numpy's own errors name neither the argument nor the function)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{where}: seed={seed!r}; need a whole number >= 0")
+
+
+def _family_names(where: str, families, prefix: str) -> list[str]:
+    """``families`` as names: a count gives ``{prefix}0``...; a list its names, distinct strings. A bare string is
+    refused: it would be iterated into one family per character."""
+    if isinstance(families, str):
+        raise ValueError(f"{where}: families={families!r}; give a count or a list of names (one family: "
+                         f"[{families!r}])")
+    if isinstance(families, (int, np.integer, bool, np.bool_)):
+        _check_design(where, families=families)
+        return [f"{prefix}{i}" for i in range(families)]
+    names = list(families)
+    bad = [name for name in names if not (isinstance(name, str) and name)]
+    if bad or len(set(names)) != len(names):
+        raise ValueError(f"{where}: families={names!r}; need distinct non-empty names (str)")
+    _check_design(where, families=len(names))
+    return names
+
+
+def _check_values(where: str, name: str, values, *, whole: bool = False) -> list[float]:
+    """A design's list (sizes, batch sizes) as distinct finite numbers > 0, named if not: a repeated value makes
+    repeated runs."""
+    array = np.atleast_1d(np.asarray(values, dtype=object))
+    try:
+        numbers = [float(v) for v in array if not isinstance(v, (bool, np.bool_, str))]
+    except (TypeError, ValueError):
+        numbers = []
+    if array.ndim != 1 or array.size == 0 or len(numbers) != array.size or not all(
+            np.isfinite(v) and v > 0 for v in numbers) or len(set(numbers)) != len(numbers):
+        raise ValueError(f"{where}: {name}={values!r}; need one or more distinct finite numbers > 0")
+    return numbers
+
+
+def _labels(values, unit: float, first: str, widths) -> list[str]:
+    """Labels of ``values`` / ``unit`` in format ``{x:.{w}{first}}``, with the first width in ``widths`` that
+    makes them distinct and non-zero: the shortest that tells the design's values apart (the default designs
+    keep the first width's labels, which the demo data and tests name)."""
+    scaled = [v / unit for v in values]
+    for width in widths:
+        labels = [f"{x:.{width}{first}}" for x in scaled]
+        if len(set(labels)) == len(labels) and all(float(label) > 0 for label in labels):
+            return labels
+    return [repr(x) for x in scaled]
+
+
+def _size_labels(sizes) -> list[str]:
+    """Model-size labels in millions, ``70M``, ``0.1M``, ``70.4M``: whole millions unless that repeats."""
+    return [f"{label}M" for label in _labels(sizes, 1e6, "f", range(0, 18))]
 
 
 def simulate(
@@ -141,9 +205,11 @@ def simulate(
     Parameters
     ----------
     families : int or list of str, default 3
-        Number of families (named ``fam0``...) or their names.
+        Number of families (named ``fam0``...) or a list of their names (one family: ``["name"]``; a bare
+        string is refused).
     sizes : tuple of float
-        Parameter counts N of the models in every family.
+        Parameter counts N of the models in every family, distinct; models are labelled in millions
+        (``fam0-70M``), with decimals where whole millions would repeat (``0.1M``, ``70.4M``).
     seeds : int, default 3
         Training runs per (family, size), each with its own offset u_r.
     max_tokens, checkpoints, first_tokens : float, int, float
@@ -167,21 +233,31 @@ def simulate(
     shape_size : float, default 0
         sd of each family's change of its shape weights per e-fold of N (0: one shape for every size).
     seed : int
-        Seed of the random generator: equal seeds give identical data.
+        Seed of the random generator (a whole number >= 0): equal seeds give identical data.
 
     Returns
     -------
     Simulation
         ``.data`` (validated table), ``.truth`` (JSON-serialisable dict); unpacks as ``df, truth``.
     """
-    rng = np.random.default_rng(seed)
-    if isinstance(families, int):
-        _check_design("simulate", families=families)
-    names = [f"fam{i}" for i in range(families)] if isinstance(families, int) else list(families)
-    _check_design("simulate", families=len(names), sizes=len(sizes), seeds=seeds, checkpoints=checkpoints)
-    for name, scale in (("sigma_seed", sigma_seed), ("sigma_obs", sigma_obs), ("sigma_dev", sigma_dev)):
-        if not (np.isfinite(scale) and scale >= 0):
+    _check_seed("simulate", seed)
+    names = _family_names("simulate", families, "fam")
+    sizes = _check_values("simulate", "sizes", sizes)
+    _check_design("simulate", seeds=seeds, checkpoints=checkpoints)
+    _check_positive("simulate", max_tokens=max_tokens, first_tokens=first_tokens, batch_size=batch_size, ell=ell)
+    for name, scale in (("sigma_seed", sigma_seed), ("sigma_obs", sigma_obs), ("sigma_dev", sigma_dev),
+                        ("shape_scale", shape_scale), ("shape_size", shape_size)):
+        if isinstance(scale, (bool, np.bool_)) or not (np.isfinite(scale) and scale >= 0):
             raise ValueError(f"simulate: {name}={scale!r}; need a finite sd of log loss >= 0")
+    if not (np.isfinite(seed_size_exponent)):
+        raise ValueError(f"simulate: seed_size_exponent={seed_size_exponent!r}; need a finite number")
+    # rho is a share of the run's offset: outside [0, 1] the offset would overshoot or change sign along the run
+    if isinstance(offset_start, (bool, np.bool_)) or not (0 <= offset_start <= 1):
+        raise ValueError(f"simulate: offset_start={offset_start!r}; need a share in [0, 1]")
+    if max_tokens < first_tokens or (checkpoints > 1 and max_tokens == first_tokens):
+        raise ValueError(f"simulate: max_tokens={max_tokens!r} is not above first_tokens={first_tokens!r}; the "
+                         f"checkpoints are log-spaced from first_tokens up to max_tokens")
+    rng = np.random.default_rng(seed)
     mu = dict(SHARED_THETA if shared is None else shared)
     scale = dict(FAMILY_SCALE if family_scale is None else family_scale)
     corr = FAMILY_CORRELATION if family_correlation is None else np.asarray(family_correlation)
@@ -211,6 +287,14 @@ def simulate(
     if len(shape) != SHAPE_DEGREE:
         raise ValueError(f"shape has {len(shape)} weights; the schedule shape has {SHAPE_DEGREE}")
     steps = np.round(np.geomspace(first_tokens, max_tokens, checkpoints) / batch_size).astype(int)
+    # each checkpoint a step of its own: a step 0 has no tokens (no loss), a repeated step a repeated row
+    if steps[0] < 1:
+        raise ValueError(f"simulate: batch_size={batch_size!r} is more than twice first_tokens={first_tokens!r}: the "
+                         f"first checkpoint would come before the first step; use a smaller batch_size")
+    if np.any(np.diff(steps) < 1):
+        raise ValueError(f"simulate: checkpoints={checkpoints!r} log-spaced from first_tokens={first_tokens!r} to "
+                         f"max_tokens={max_tokens!r} repeat optimizer steps of batch_size={batch_size!r} tokens; use "
+                         f"fewer checkpoints, a wider token range or a smaller batch_size")
     token_grid = steps * batch_size
     fraction = token_grid / token_grid[-1]
     basis = np.asarray(shape_basis(fraction))
@@ -227,8 +311,8 @@ def simulate(
         v = shape_size * rng.standard_normal(SHAPE_DEGREE) if shape_size > 0 else np.zeros(SHAPE_DEGREE)
         truth["families"][family] = {"theta": theta, "natural": _natural(theta), "shape": w.tolist(),
                                      "shape_size": v.tolist()}
-        for params in sizes:
-            model = f"{family}-{params / 1e6:.0f}M"
+        for params, label in zip(sizes, _size_labels(sizes), strict=True):
+            model = f"{family}-{label}"
             run_sd = sigma_seed * (params / 1e8) ** (-seed_size_exponent)
             law = _chinchilla_loss(theta, params, token_grid)
             for s in range(seeds):
@@ -312,9 +396,19 @@ def simulate_trajectories(
     (``checkpoints`` log-spaced from ``first_steps`` to ``max_steps``):
     log y = log L(N, S; B, theta_f) + u_r S / S_max + sigma_obs z (Gaussian). tokens = S B. ``true_law`` holds L.
     """
+    where = "simulate_trajectories"
+    _check_seed(where, seed)
+    names = _family_names(where, families, "traj")
+    sizes = _check_values(where, "sizes", sizes)
+    batch_sizes = _check_values(where, "batch_sizes", batch_sizes)
+    _check_design(where, seeds=seeds, checkpoints=checkpoints, first_steps=first_steps, max_steps=max_steps)
+    if max_steps < first_steps:
+        raise ValueError(f"{where}: max_steps={max_steps!r} is below first_steps={first_steps!r}; the checkpoints "
+                         f"are log-spaced from first_steps up to max_steps")
+    for name, scale in (("sigma_seed", sigma_seed), ("sigma_obs", sigma_obs)):
+        if isinstance(scale, (bool, np.bool_)) or not (np.isfinite(scale) and scale >= 0):
+            raise ValueError(f"{where}: {name}={scale!r}; need a finite sd of log loss >= 0")
     rng = np.random.default_rng(seed)
-    names = [f"traj{i}" for i in range(families)] if isinstance(families, int) else list(families)
-    _check_design("simulate_trajectories", families=len(names), sizes=len(sizes), seeds=seeds, checkpoints=checkpoints)
     mu = dict(SU2024_THETA if shared is None else shared)
     scale = dict(SU2024_FAMILY_SCALE if family_scale is None else family_scale)
     truth = {"generator": "bayeslaw.simulate_trajectories", "seed": seed, "form": "su2024",
@@ -326,9 +420,9 @@ def simulate_trajectories(
     for family in names:
         theta = {k: float(mu[k] + scale.get(k, 0.0) * rng.standard_normal()) for k in SU2024.theta_names}
         truth["families"][family] = {"theta": theta, "natural": {k: float(v) for k, v in SU2024.natural(theta).items()}}
-        for params in sizes:
-            for batch in batch_sizes:
-                model = f"{family}-{params / 1e6:.0f}M-b{batch / 1e6:g}M"
+        for params, size_label in zip(sizes, _size_labels(sizes), strict=True):
+            for batch, batch_label in zip(batch_sizes, _labels(batch_sizes, 1e6, "g", range(6, 18)), strict=True):
+                model = f"{family}-{size_label}-b{batch_label}M"
                 law = _su2024_loss(theta, params, steps.astype(float), batch)
                 for s in range(seeds):
                     run = f"{model}-s{s}"

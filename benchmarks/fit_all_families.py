@@ -8,7 +8,7 @@ how loss scales with N, and the one such family, datablations-code, is a data-mi
 10% .. 90%) at 4.2B whose runs differ by their data, not their seed; with it the fit does not mix
 (its law level and the mean of its nine run offsets trade off one for one: min ESS 1.5 in 300 draws).
 
-    BAYESLAW_DATA=../shared/data python benchmarks/fit_all_families.py [--thin 8] [--draws 1000] [--chains 4] [--min-sizes 2]
+    BAYESLAW_DATA=../shared/data python benchmarks/fit_all_families.py [--thin 20] [--draws 1000] [--chains 4] [--min-sizes 2]
 
 """
 
@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 import bayeslaw.data as bd
+from bayeslaw.inference.config import FitConfig
 from bayeslaw.inference.nuts import fit
 
 
@@ -30,7 +31,7 @@ def shared_families(min_sizes: int = 1):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--thin", type=int, default=8)
+    parser.add_argument("--thin", type=int, default=FitConfig.thin, help="default: bayeslaw.fit's")
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--target-accept", type=float, default=None, help="default: bayeslaw.fit's")
@@ -51,7 +52,8 @@ def main(argv=None):
     print(f"families: {', '.join(result.families)}")
     print(f"wall time {wall:.0f} s ({wall / 60:.1f} min) on this machine; {diag}")
     print(f"min bulk ESS per second: {diag.min_ess_bulk / wall:.3f}; median bulk ESS per second: "
-          f"{np.median(diag.table['ess_bulk']) / wall:.2f}")
+          f"{np.median(diag.table['ess_bulk']) / wall:.2f}; median leapfrog steps per draw "
+          f"{np.median(result.idata.sample_stats['n_steps'].values):.0f} (issue 16: <= 31)")
     params = result.params()
     wide = params.pivot(index="family", columns="parameter", values="median")
     print(wide[["E", "A", "B", "alpha", "beta", "sigma_seed", "sigma_obs"]].to_string(float_format=lambda v: f"{v:.4g}"))

@@ -28,6 +28,9 @@ def test_thin_keeps_last_checkpoint_and_bounds_count(sim_df):
     assert counts.max() <= 6 and counts.min() >= 4
     last = sim_df.loc[sim_df.groupby("run")["tokens"].idxmax()]
     assert set(last.index) <= set(thin.index)
+    # an empty table (a cut that left nothing) stays empty, with its columns
+    empty = thin_checkpoints(sim_df.iloc[:0], per_run=5)
+    assert empty.empty and list(empty.columns) == list(sim_df.columns)
 
 
 def test_hitchhiker_split_targets_largest_model(sim_df):

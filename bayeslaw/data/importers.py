@@ -33,7 +33,7 @@ import pandas as pd
 
 from bayeslaw.data.files import read_csv_file, read_parquet_file
 from bayeslaw.data.runs import branch_roots
-from bayeslaw.data.schedules import SCHEDULE_TOLERANCE, Schedule, lr_error
+from bayeslaw.data.schedules import SCHEDULE_TOLERANCE, Schedule, lr_error, run_schedules
 from bayeslaw.data.sources import parse_count
 from bayeslaw.data.validation import REQUIRED_COLUMNS, DataValidationError, validate
 
@@ -149,7 +149,8 @@ def loss_to_nats(values, metric: str, *, where: str = "") -> tuple[np.ndarray, s
     return values, f"{metric!r} taken as nats per token (no 'perplexity', 'ppl', 'bits' or 'log2' in the name)"
 
 
-_ROWS = re.compile(r"\brows ((?:\d+, )*\d+)(?: and (\d+) more)?")
+# validate's "rows 3, 4 and 2 more" and run_schedules' "rows [3, 4]": both number the importer's own rows
+_ROWS = re.compile(r"\brows \[?((?:\d+, )*\d+)\]?(?: and (\d+) more)?")
 
 
 def _validate_curves(df: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -225,30 +226,75 @@ def _schedule_from_config(config: Mapping, where: str) -> Schedule:
     Warmup: linear from lr/100 in llm-baselines (cosine-shaped for 'cos'), linear from 0 in Schedule;
     the check therefore starts after the warmup.
     """
+    peak = _config_number(config, "lr", where, low=0.0)
+    total = _config_number(config, "iterations", where, whole=True, low=0)
+    warmup = _config_number(config, "warmup_steps", where, whole=True, default=0, low=-1)
+    if warmup >= total:
+        raise ImportFormatError(f"{where}: config.warmup_steps {warmup} is not below config.iterations {total}")
+    scheduler = config.get("scheduler", "cos")
     try:
-        peak, total, warmup = float(config["lr"]), int(config["iterations"]), int(config.get("warmup_steps", 0))
-        scheduler = config.get("scheduler", "cos")
-    except (KeyError, TypeError, ValueError) as error:
-        raise ImportFormatError(f"{where}: config lacks lr/iterations ({error})") from None
+        return _schedule_of(config, scheduler, peak, total, warmup, where)
+    except ImportFormatError:
+        raise
+    except ValueError as error:  # Schedule's own check of what the config describes (a final lr above the peak)
+        raise ImportFormatError(f"{where}: config (scheduler {scheduler!r}, lr, iterations, warmup_steps and the "
+                                f"scheduler's keys) describes no valid schedule: {error}") from None
+
+
+_NO_DEFAULT = object()
+
+
+def _config_number(config: Mapping, key: str, where: str, *, whole: bool = False, default=_NO_DEFAULT,
+                   low: float | None = None, high: float | None = None):
+    """config[key] as a float (an int where ``whole``), ``default`` where absent or null; a text, list or
+    fractional count, or a value not above ``low`` (not above ``high``), is refused naming the key: a config
+    value that is not what it should be would otherwise build another schedule or another token count."""
+    value = config.get(key)
+    if value is None:
+        if default is _NO_DEFAULT:
+            raise ImportFormatError(f"{where}: config lacks {key!r}" if key not in config
+                                    else f"{where}: config.{key} is null")
+        return default
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ImportFormatError(f"{where}: config.{key} {value!r} is not a number")
+    if whole and number != round(number):
+        raise ImportFormatError(f"{where}: config.{key} {value!r} is not a whole number")
+    if low is not None and not number > low:
+        raise ImportFormatError(f"{where}: config.{key} {value!r}: need a number above {low:g}")
+    if high is not None and number > high:
+        raise ImportFormatError(f"{where}: config.{key} {value!r}: need a number at most {high:g}")
+    return int(number) if whole else number
+
+
+def _schedule_of(config: Mapping, scheduler, peak: float, total: int, warmup: int, where: str) -> Schedule:
+    """The Schedule of :func:`_schedule_from_config`, the config's values read by :func:`_config_number`."""
     if scheduler == "cos":
-        final = config.get("cos_final_lr")
-        final = peak / 10.0 if final is None or float(final) < 0 else float(final)
+        final = _config_number(config, "cos_final_lr", where, default=-1.0)
+        final = peak / 10.0 if final < 0 else final
         # OneCycleLR(total_steps=iterations) ends its warmup at step warmup - 1 and its cosine at
         # iterations - 1 (phase ends pct_start x total - 1 and total - 1): one step earlier than WSD's lambda
         return Schedule("cosine", peak, total - 1, max(warmup - 1, 0), final_lr=final)
     if scheduler in ("wsd", "wsd_twostage"):
-        fraction = float(config.get("wsd_fract_decay", 0.1))
-        final = float(config.get("wsd_final_lr_scale", 0.0) or 0.0) * peak
+        fraction = _config_number(config, "wsd_fract_decay", where, default=0.1)
+        if not 0 <= fraction <= 1:
+            raise ImportFormatError(f"{where}: config.wsd_fract_decay {fraction:g}: need a fraction in [0, 1]")
+        final = _config_number(config, "wsd_final_lr_scale", where, default=0.0) * peak
         decay = config.get("decay_type")
-        if decay not in _DECAY_TYPES:
+        if not isinstance(decay, (str, type(None))) or decay not in _DECAY_TYPES:  # a list is no name (nor hashable)
             known = sorted(k for k in _DECAY_TYPES if k)
-            raise ImportFormatError(f"{where}: unknown decay_type {decay!r}; known: {known}")
+            raise ImportFormatError(f"{where}: unknown config.decay_type {decay!r}; known: {known}")
         cooldown = int(fraction * total)  # llm-baselines: n_anneal_steps = int(fract_decay * n_iterations)
         start = max(total - cooldown, warmup)
         if scheduler == "wsd_twostage":
-            after = min(max(int(config.get("wsd_twostage_transition_after", start)), warmup), start)
-            steps = min(int(config.get("wsd_twostage_transition_steps", 0) or 0), start - after)
-            factor = float(config.get("wsd_twostage_factor", 1.0))
+            after = _config_number(config, "wsd_twostage_transition_after", where, whole=True, default=start)
+            after = min(max(after, warmup), start)
+            steps = min(_config_number(config, "wsd_twostage_transition_steps", where, whole=True, default=0),
+                        start - after)
+            factor = _config_number(config, "wsd_twostage_factor", where, default=1.0)
             return Schedule("wsd_two_stage", peak, total, warmup, final_lr=final, decay_start=start,
                             decay_type=_DECAY_TYPES[decay], second_lr=factor * peak, transition_start=after,
                             transition_steps=steps)
@@ -256,7 +302,7 @@ def _schedule_from_config(config: Mapping, where: str) -> Schedule:
             return Schedule("constant", peak, total, warmup)
         return Schedule("wsd", peak, total, warmup, final_lr=final, decay_start=start,
                         decay_type=_DECAY_TYPES[decay])
-    raise ImportFormatError(f"{where}: unknown scheduler {scheduler!r}; known: cos, wsd, wsd_twostage")
+    raise ImportFormatError(f"{where}: unknown config.scheduler {scheduler!r}; known: cos, wsd, wsd_twostage")
 
 
 def _schedule_error(schedule: Schedule, steps: np.ndarray, logged: np.ndarray) -> tuple[float, float]:
@@ -289,6 +335,8 @@ def _json_files(paths) -> list[Path]:
 
 
 def _read_export(file: Path) -> dict:
+    """The export as a dict, its shape checked: config and summary mappings, history a mapping of blocks or
+    the W&B API's list of rows (:func:`_history_from_rows`); a wrong type is refused naming file, run and key."""
     try:
         data = json.loads(file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -297,11 +345,55 @@ def _read_export(file: Path) -> dict:
     if missing:
         raise ImportFormatError(f"{str(file)!r}: not a W&B run export, missing key(s) {missing} "
                                 "(expected {'name', 'config', 'summary', 'history'})")
+    where = f"{str(file)!r} (run {file.stem!r})"
+    for key in ("config", "summary"):  # a null summary is an export without one; a null config has no schedule
+        if not isinstance(data[key], Mapping) and not (key == "summary" and data[key] is None):
+            raise ImportFormatError(f"{where}: {key} is of type {type(data[key]).__name__}, not a mapping of names to "
+                                    "values")
+    if isinstance(data["history"], list):
+        data["history"] = _history_from_rows(data["history"], where)
+    elif not isinstance(data["history"], Mapping):
+        raise ImportFormatError(f"{where}: history is of type {type(data['history']).__name__}; need blocks "
+                                "{'val': {'iter': [...], 'val_loss': [...]}} or a list of rows with '_step'")
     return data
 
 
+#: the validation loss and learning-rate keys of a W&B API history (a list of rows), first found is read
+_ROW_LOSS_KEYS = ("val_loss", "val/loss", "val_perplexity", "val/perplexity")
+_ROW_LR_KEYS = ("train_lr", "train/lr", "lr")
+
+
+def _history_from_rows(rows: list, where: str) -> dict:
+    """A W&B API history (``run.history()``: one row per logged step, ``_step`` and the metrics logged then) as
+    the export's blocks: val (the first of :data:`_ROW_LOSS_KEYS` found), train (train_lr), and 'rows' (every
+    other metric, reported as not read). A row without the key is a step that logged other metrics."""
+    bad = [i for i, r in enumerate(rows) if not isinstance(r, Mapping) or r.get("_step") is None]
+    if bad:
+        raise ImportFormatError(f"{where}: history is a list of rows, and {len(bad)} row(s) are no mapping with a "
+                                f"'_step' (index {_short(bad)})")
+    keys = sorted({k for r in rows for k in r if not str(k).startswith("_")})
+    loss_key = next((k for k in _ROW_LOSS_KEYS if k in keys), None)
+    if loss_key is None:
+        raise ImportFormatError(f"{where}: history rows hold no validation loss (need one of {list(_ROW_LOSS_KEYS)}; "
+                                f"found {_short(keys, 8)})")
+    lr_key = next((k for k in _ROW_LR_KEYS if k in keys), None)
+
+    def block(key):
+        logged = [r for r in rows if r.get(key) is not None]
+        return [r["_step"] for r in logged], [r[key] for r in logged]
+
+    history = {"val": dict(zip(("iter", loss_key), block(loss_key)))}
+    if lr_key is not None:
+        steps, values = block(lr_key)
+        history["train"] = {"iter": steps, "train_lr": values}
+    others = [k for k in keys if k not in (loss_key, lr_key)]
+    if others:
+        history["rows"] = {k: block(k)[1] for k in others}
+    return history
+
+
 def _history_block(history: Mapping, block: str, value_key: str | None, file: Path):
-    """(steps, values, value key) of a history block such as val/val_loss; None when absent."""
+    """(steps, values as floats, value key) of a history block such as val/val_loss; None when absent."""
     part = history.get(block)
     if not isinstance(part, Mapping) or "iter" not in part:
         return None
@@ -309,11 +401,27 @@ def _history_block(history: Mapping, block: str, value_key: str | None, file: Pa
         return part["iter"], None, None
     if value_key not in part:
         return None
+    where = f"{str(file)!r} (run {file.stem!r}): history.{block}"
+    for key in ("iter", value_key):
+        if not isinstance(part[key], list):
+            raise ImportFormatError(f"{where}.{key} is of type {type(part[key]).__name__}, not a list of values")
     if len(part[value_key]) != len(part["iter"]):
-        raise ImportFormatError(f"{str(file)!r}: history.{block}.{value_key} has {len(part[value_key])} values "
-                                f"for {len(part['iter'])} iterations")
-    return _iterations(part["iter"], f"{str(file)!r} (run {file.stem!r}): history.{block}.iter"), part[value_key], \
+        raise ImportFormatError(f"{where}.{value_key} has {len(part[value_key])} values for {len(part['iter'])} "
+                                "iterations")
+    return _iterations(part["iter"], f"{where}.iter"), _history_values(part[value_key], f"{where}.{value_key}"), \
         value_key
+
+
+def _history_values(values: list, where: str) -> np.ndarray:
+    """A history's logged values as floats: null, NaN and inf kept (left out later and counted), text refused
+    by its index (a value that is no number is no loss)."""
+    series = pd.Series(values, dtype=object)
+    numbers = pd.to_numeric(series, errors="coerce")
+    text = np.flatnonzero(numbers.isna().to_numpy() & series.map(lambda v: isinstance(v, (str, list, dict))).to_numpy())
+    if len(text):
+        raise ImportFormatError(f"{where}: {len(text)} non-numeric value(s) (index {_short(text.tolist())}: "
+                                f"{_short(repr(values[i]) for i in text[:3])})")
+    return numbers.to_numpy(dtype=float)
 
 
 def _iterations(values, where: str) -> np.ndarray:
@@ -333,7 +441,7 @@ def _iterations(values, where: str) -> np.ndarray:
 
 def _val_loss(history: Mapping, file: Path):
     """The validation loss block: val_loss (nats), else val_perplexity (converted to nats by its name)."""
-    for key in ("val_loss", "val_perplexity"):
+    for key in _ROW_LOSS_KEYS:
         found = _history_block(history, "val", key, file)
         if found:
             return found
@@ -401,81 +509,92 @@ def read_wandb_json(paths, *, params: Mapping[str, float] | None = None, family:
     for run, info in runs.items():
         file, data = info["file"], info["data"]
         where = f"{str(file)!r} (run {run!r})"
-        config, summary, history = data["config"], data["summary"], data["history"]
-        row = side.loc[run] if side is not None and run in side.index else None
-        if run in (params or {}):
-            value, origin = params[run], "--params / params="
-        elif row is not None:
-            value, origin = row["params"], "the sidecar"
-        else:
-            value, origin = summary.get("parameters") if isinstance(summary, Mapping) else None, "summary.parameters"
-        origins[origin] = origins.get(origin, 0) + 1
-        try:
-            value = None if value is None else float(value)
-        except (TypeError, ValueError):
-            raise ImportFormatError(f"{where}: {origin} {value!r} is not a number") from None
-        if value is None or not np.isfinite(value) or value <= 0:
-            raise ImportFormatError(f"{where}: no parameter count (summary.parameters); give --params {run}=N "
-                                    f"(params= in Python) or a sidecar CSV run,params{_unmatched(params, runs)}")
-        match = _WORLD.search(file.stem)
-        if match:
-            world, origin = int(match.group(1)), f"the file name ('ws{match.group(1)}')"
-            if "world_size" in config and int(config["world_size"]) != world:
-                raise ImportFormatError(f"{where}: world size {world} in the file name but {config['world_size']} "
-                                        "in config.world_size")
-        elif "world_size" in config:
-            world, origin = int(config["world_size"]), "config.world_size (no 'ws<N>' in the file name)"
-        else:
-            world, origin = 1, "neither file name nor config: taken as 1"
-        try:
-            parts = [int(config[k]) for k in ("batch_size", "acc_steps", "sequence_length")]
-        except KeyError as error:
-            raise ImportFormatError(f"{where}: config lacks {error.args[0]!r}, needed for tokens per step") from None
-        per_step = float(np.prod(parts) * world)
-        world_notes[origin] = world_notes.get(origin, 0) + 1
-        tokens_notes[f"{parts[0]} x {parts[1]} x {parts[2]} x {world} = {per_step:,.0f}"] = (
-            tokens_notes.get(f"{parts[0]} x {parts[1]} x {parts[2]} x {world} = {per_step:,.0f}", 0) + 1)
-        # a per-run count (RUN=N, the sidecar) overrides the config's product, e.g. where the world size is
-        # not in the export; one number for every run is for runs without a count and must not contradict one
-        given = tokens_per_step.get(run) if isinstance(tokens_per_step, Mapping) else None
-        if given is None and row is not None and "tokens_per_step" in row.index and pd.notna(row["tokens_per_step"]):
-            given = row["tokens_per_step"]
-        if given is not None:
-            tokens_given.append(f"{run} ({float(given):,.0f}, config {per_step:,.0f})")
-            per_step = float(given)
-        elif tokens_per_step is not None and not isinstance(tokens_per_step, Mapping) \
-                and float(tokens_per_step) != per_step:
-            disagree.append(f"{run} ({per_step:,.0f})")
+        try:  # a value of the wrong type that no check below names: still one line naming file and run
+            config, summary, history = data["config"], data["summary"], data["history"]
+            row = side.loc[run] if side is not None and run in side.index else None
+            if run in (params or {}):
+                value, origin = params[run], "--params / params="
+            elif row is not None:
+                value, origin = row["params"], "the sidecar"
+            else:
+                value = summary.get("parameters") if isinstance(summary, Mapping) else None
+                origin = "summary.parameters"
+            origins[origin] = origins.get(origin, 0) + 1
+            try:  # the notation --params and the sidecar take: 1.2e8, 124M
+                value = None if value is None else parse_count(value)
+            except (TypeError, ValueError):
+                raise ImportFormatError(f"{where}: {origin} {value!r} is not a number") from None
+            if value is None or not np.isfinite(value) or value <= 0:
+                raise ImportFormatError(f"{where}: no parameter count (summary.parameters); give --params {run}=N "
+                                        f"(params= in Python) or a sidecar CSV run,params{_unmatched(params, runs)}")
+            match = _WORLD.search(file.stem)
+            if match:
+                world, origin = int(match.group(1)), f"the file name ('ws{match.group(1)}')"
+                if config.get("world_size") is not None and _config_number(
+                        config, "world_size", where, whole=True, low=0) != world:
+                    raise ImportFormatError(f"{where}: world size {world} in the file name but {config['world_size']} "
+                                            "in config.world_size")
+            elif config.get("world_size") is not None:
+                world = _config_number(config, "world_size", where, whole=True, low=0)
+                origin = "config.world_size (no 'ws<N>' in the file name)"
+            else:
+                world, origin = 1, "neither file name nor config: taken as 1"
+            lacking = [k for k in ("batch_size", "acc_steps", "sequence_length") if k not in config]
+            if lacking:
+                raise ImportFormatError(f"{where}: config lacks {lacking[0]!r}, needed for tokens per step")
+            parts = [_config_number(config, k, where, whole=True, low=0)
+                     for k in ("batch_size", "acc_steps", "sequence_length")]
+            per_step = float(np.prod(parts) * world)
+            world_notes[origin] = world_notes.get(origin, 0) + 1
+            tokens_notes[f"{parts[0]} x {parts[1]} x {parts[2]} x {world} = {per_step:,.0f}"] = (
+                tokens_notes.get(f"{parts[0]} x {parts[1]} x {parts[2]} x {world} = {per_step:,.0f}", 0) + 1)
+            # a per-run count (RUN=N, the sidecar) overrides the config's product, e.g. where the world size is
+            # not in the export; one number for every run is for runs without a count and must not contradict one
+            given = tokens_per_step.get(run) if isinstance(tokens_per_step, Mapping) else None
+            if given is None and row is not None and "tokens_per_step" in row.index \
+                    and pd.notna(row["tokens_per_step"]):
+                given = row["tokens_per_step"]
+            if given is not None:
+                given = parse_count(given)
+                tokens_given.append(f"{run} ({given:,.0f}, config {per_step:,.0f})")
+                per_step = given
+            elif tokens_per_step is not None and not isinstance(tokens_per_step, Mapping) \
+                    and float(tokens_per_step) != per_step:
+                disagree.append(f"{run} ({per_step:,.0f})")
 
-        steps, values, key = _val_loss(history, file)
-        val, dup, differ = _keep_last_per_step(steps, {"value": values})
-        loss, rule = loss_to_nats(val["value"].to_numpy(dtype=float), key, where=f"{where}: ")
-        conversions[rule] = conversions.get(rule, 0) + 1
-        val = val.assign(loss=loss).drop(columns="value")
-        key_used = {"val": key, "train": "train_lr"} | {b: None for b in history if b not in ("val", "train")}
-        train = _history_block(history, "train", "train_lr", file)
-        if train:
-            lr_log, lr_dup, _ = _keep_last_per_step(train[0], {"lr": train[1]})
-        else:
-            lr_log, lr_dup = pd.DataFrame({"step": [], "lr": []}), 0
-        for block, part in history.items():  # what else the export holds, reported as not read
-            if block != "final-val" and isinstance(part, Mapping):
-                for key, values in part.items():
-                    if key not in ("iter", key_used[block]) and isinstance(values, list) and len(values):
-                        unread[f"history.{block}.{key}"] = unread.get(f"history.{block}.{key}", 0) + 1
-        final_val = history.get("final-val", {})
-        n_final = len(final_val.get("iter", [])) if isinstance(final_val, Mapping) else 0
-        schedule = _schedule_from_config(config, where)
-        shape_family = _SHAPE_FAMILY[schedule.shape]
-        per_run[run] = {
-            "file": file, "config": config, "params": float(value), "per_step": per_step, "val": val,
-            "iterations": int(config["iterations"]),
-            "lr_log": lr_log, "dup": dup, "differ": differ, "lr_dup": lr_dup, "final_val": n_final,
-            "schedule": schedule,
-            "family": (row["family"] if row is not None and "family" in row.index and pd.notna(row["family"])
-                       else family or f"{config.get('dataset', 'unknown')}-{shape_family}"),
-            "seed": int(config.get("seed", 0) or 0), "name": data.get("name"),
-        }
+            steps, values, key = _val_loss(history, file)
+            val, dup, differ = _keep_last_per_step(steps, {"value": values})
+            loss, rule = loss_to_nats(val["value"].to_numpy(dtype=float), key, where=f"{where}: ")
+            conversions[rule] = conversions.get(rule, 0) + 1
+            val = val.assign(loss=loss).drop(columns="value")
+            key_used = {"val": key, "train": "train_lr"} | {b: None for b in history if b not in ("val", "train")}
+            train = _history_block(history, "train", "train_lr", file)
+            if train:
+                lr_log, lr_dup, _ = _keep_last_per_step(train[0], {"lr": train[1]})
+            else:
+                lr_log, lr_dup = pd.DataFrame({"step": [], "lr": []}), 0
+            for block, part in history.items():  # what else the export holds, reported as not read
+                if block != "final-val" and isinstance(part, Mapping):
+                    for key, values in part.items():
+                        if key not in ("iter", key_used[block]) and isinstance(values, list) and len(values):
+                            unread[f"history.{block}.{key}"] = unread.get(f"history.{block}.{key}", 0) + 1
+            final_val = history.get("final-val", {})
+            n_final = len(final_val.get("iter") or []) if isinstance(final_val, Mapping) else 0
+            schedule = _schedule_from_config(config, where)
+            shape_family = _SHAPE_FAMILY[schedule.shape]
+            per_run[run] = {
+                "file": file, "config": config, "params": float(value), "per_step": per_step, "val": val,
+                "iterations": _config_number(config, "iterations", where, whole=True, low=0),
+                "lr_log": lr_log, "dup": dup, "differ": differ, "lr_dup": lr_dup, "final_val": n_final,
+                "schedule": schedule,
+                "family": (row["family"] if row is not None and "family" in row.index and pd.notna(row["family"])
+                           else family or f"{config.get('dataset', 'unknown')}-{shape_family}"),
+                "seed": _config_number(config, "seed", where, whole=True, default=0), "name": data.get("name"),
+            }
+        except ImportFormatError:
+            raise
+        except (TypeError, ValueError, KeyError) as error:
+            raise ImportFormatError(f"{where}: {error}") from None
 
     if disagree:
         raise ImportFormatError(f"--tokens-per-step / tokens_per_step={float(tokens_per_step):,.0f} for every run "
@@ -576,7 +695,8 @@ def read_wandb_json(paths, *, params: Mapping[str, float] | None = None, family:
                     "run(s): 0 tokens (the initial model), and the table needs tokens > 0")
     if (nan_loss & ~at_zero).any():
         bad = nan_loss & ~at_zero
-        left.append(f"left out {int(bad.sum())} checkpoint(s) with a missing/NaN loss (runs "
+        left.append(f"left out {int(bad.sum())} checkpoint(s) with a missing (null) or non-finite loss (NaN, inf: "
+                    f"a diverged value) (runs "
                     f"{_short(df.loc[bad, 'run'].unique())})")
     df = df.loc[~at_zero & ~nan_loss].reset_index(drop=True)
     n_final = sum(i["final_val"] for i in per_run.values())
@@ -662,11 +782,15 @@ def read_params_sidecar(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"sidecar file {str(path)!r} does not exist")
     table = _read_csv(path, "sidecar")
+    # 'run, params' or ' small ': spaces around a name are the CSV's layout, not part of the name
+    table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in ("run", "params") if c not in table.columns]
     if missing:
         raise ImportFormatError(f"sidecar {str(path)!r}: missing column(s) {missing}; need run,params"
                                 "[,tokens_per_step,family]")
-    table["run"] = table["run"].astype(str)
+    table["run"] = table["run"].astype(str).str.strip()
+    if "family" in table.columns:
+        table["family"] = table["family"].map(lambda v: v.strip() if isinstance(v, str) else v)
     dup = table.index[table["run"].duplicated()]
     if len(dup):
         raise ImportFormatError(f"sidecar {str(path)!r}: run {table.loc[dup[0], 'run']!r} listed twice (lines "
@@ -696,26 +820,53 @@ def _sidecar_table(sidecar) -> pd.DataFrame | None:
     return read_params_sidecar(sidecar) if sidecar is not None and not isinstance(sidecar, pd.DataFrame) else sidecar
 
 
-def _run_settings(runs, where: str, params, sidecar, tokens_per_step, family) -> dict[str, dict]:
-    """params, tokens per step and family of each run: ``params``/``tokens_per_step`` dicts, then the sidecar."""
-    _check_run_keys(runs, params, tokens_per_step, where)
+def _run_settings(runs, where: str, params, sidecar, tokens_per_step, family,
+                  report: list[str] | None = None, known=None) -> dict[str, dict]:
+    """params, tokens per step and family of each run, where each came from added to ``report``.
+
+    params: ``params[run]``, then the sidecar's. Tokens per step: ``tokens_per_step[run]``, then the
+    sidecar's row for the run, then one ``tokens_per_step`` number for every run: a per-run count is more
+    specific than one for all runs (as for W&B JSON runs), so it wins; where the two differ the report says so.
+    ``known``: every run the input names (runs left out for want of values included), for the key check.
+    """
+    _check_run_keys(runs if known is None else known, params, tokens_per_step, where)
     side = _sidecar_table(sidecar)
-    out, missing, no_tokens = {}, [], []
+    out, missing, no_tokens, overridden = {}, [], [], []
+    params_from: dict[str, int] = {}
+    tokens_from: dict[str, int] = {}
     for run in runs:
         row = side.loc[run] if side is not None and run in side.index else None
-        value = (params or {}).get(run, None if row is None else row["params"])
-        if isinstance(tokens_per_step, Mapping):
-            per_step = tokens_per_step.get(run)
+        if isinstance(params, Mapping) and run in params:
+            value, origin = params[run], "--params / params="
         else:
-            per_step = tokens_per_step
-        if per_step is None and row is not None and "tokens_per_step" in row.index and pd.notna(row["tokens_per_step"]):
-            per_step = row["tokens_per_step"]
+            value, origin = (None, None) if row is None else (row["params"], "the sidecar")
+        side_tokens = (row["tokens_per_step"] if row is not None and "tokens_per_step" in row.index
+                       and pd.notna(row["tokens_per_step"]) else None)
+        if isinstance(tokens_per_step, Mapping) and tokens_per_step.get(run) is not None:
+            per_step, tokens_origin = tokens_per_step[run], "--tokens-per-step RUN=N / tokens_per_step={run: N}"
+        elif side_tokens is not None:
+            per_step, tokens_origin = side_tokens, "the sidecar"
+            if tokens_per_step is not None and not isinstance(tokens_per_step, Mapping) \
+                    and _count(tokens_per_step) != float(side_tokens):
+                overridden.append(f"{run} ({float(side_tokens):,.0f})")
+        elif tokens_per_step is not None and not isinstance(tokens_per_step, Mapping):
+            per_step, tokens_origin = tokens_per_step, "--tokens-per-step N / tokens_per_step=N (every run)"
+        else:
+            per_step, tokens_origin = None, None
         fam = row["family"] if row is not None and "family" in row.index and pd.notna(row["family"]) else family
+        for given, what in ((value, "params"), (per_step, "tokens per step")):
+            if given is not None and not _count(given) > 0:  # the notation --params takes: 1.2e8, 124M
+                raise ImportFormatError(f"{where}: run {run!r}: {what} {given!r} is not a positive number")
         if value is None:
             missing.append(run)
+        else:
+            params_from[origin] = params_from.get(origin, 0) + 1
         if per_step is None:
             no_tokens.append(run)
-        out[run] = {"params": value, "per_step": per_step, "family": fam or "default"}
+        else:
+            tokens_from[tokens_origin] = tokens_from.get(tokens_origin, 0) + 1
+        out[run] = {"params": None if value is None else _count(value),
+                    "per_step": None if per_step is None else _count(per_step), "family": fam or "default"}
     if missing:
         raise ImportFormatError(f"{where}: no parameter count for run(s) {_short(missing)}; give --params RUN=N "
                                 "(params={'RUN': N}) or a sidecar CSV run,params[,tokens_per_step,family]"
@@ -724,6 +875,12 @@ def _run_settings(runs, where: str, params, sidecar, tokens_per_step, family) ->
         raise ImportFormatError(f"{where}: no tokens per step for run(s) {_short(no_tokens)}; give --tokens-per-step "
                                 "(tokens_per_step=) or a tokens_per_step column in the sidecar"
                                 + _unmatched(tokens_per_step, runs, "--tokens-per-step / tokens_per_step="))
+    if report is not None:
+        report.append("params from " + ", ".join(f"{k} ({v} run(s))" for k, v in params_from.items())
+                      + "; tokens per step from " + ", ".join(f"{k} ({v} run(s))" for k, v in tokens_from.items()))
+        if overridden:
+            report.append(f"tokens per step: the sidecar's per-run count, not --tokens-per-step "
+                          f"{_count(tokens_per_step):,.0f}, for {len(overridden)} run(s): {_short(overridden)}")
     return out
 
 
@@ -755,7 +912,8 @@ def _long_from_curves(curves: pd.DataFrame, settings: dict, where: str, source: 
     if at_zero.any():
         report.append(f"left out {int(at_zero.sum())} checkpoint(s) at step <= 0 (no tokens seen yet)")
     if bad.any():
-        report.append(f"left out {int(bad.sum())} checkpoint(s) with a NaN or non-positive-perplexity loss (runs "
+        report.append(f"left out {int(bad.sum())} checkpoint(s) with a non-finite loss (NaN or inf: a diverged value, "
+                      f"or a perplexity <= 0) (runs "
                       f"{_short(df.loc[bad, 'run'].unique())})")
     df = df.loc[~at_zero & ~bad].reset_index(drop=True)
     report.append(f"{df['run'].nunique()} run(s), {len(df)} rows; tokens = step x tokens per step; flops = 6ND; seed 0")
@@ -775,15 +933,19 @@ def read_wandb_csv(path: str | os.PathLike, *, params: Mapping[str, float] | Non
     Columns: a step column ('Step', '_step', 'global_step', ...) and one per run and metric named
     ``"<run> - <metric>"``; the ``__MIN``/``__MAX`` columns W&B adds (the band of a smoothed or sampled
     chart) are left out and counted. No model size is in the file: params come from ``params={run: N}``
-    or the ``sidecar`` CSV (run,params[,tokens_per_step,family]); tokens = step x tokens per step. Each
-    metric becomes its own ``loss_name``, in nats (:func:`loss_to_nats`). Empty cells (steps a run did not
+    or the ``sidecar`` CSV (run,params[,tokens_per_step,family]); tokens = step x tokens per step (a run's
+    own count, ``tokens_per_step[run]`` or the sidecar's, before one number for every run). Only a metric
+    named as a loss (loss, perplexity, ppl, bits, nll, cross_entropy) is read, each its own ``loss_name``,
+    in nats (:func:`loss_to_nats`); other metrics (epoch, tokens, mfu) and runs without values are named as
+    left out. Empty cells (steps a run did not
     log) are skipped, duplicated steps keep the last row; both are reported in ``attrs["import_report"]``.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"file {str(path)!r} does not exist")
     where = f"{str(path)!r}"
-    raw = _read_csv(path, "chart export")
+    # only an empty cell is a step the run did not log; 'nan' or 'inf' is a value it logged (a diverged loss)
+    raw = _read_csv(path, "chart export", keep_default_na=False, na_values=[""])
     lower = {c.lower(): c for c in raw.columns}
     step_col = next((lower[n] for n in _STEP_NAMES if n in lower), None)
     if step_col is None:
@@ -809,27 +971,56 @@ def read_wandb_csv(path: str | os.PathLike, *, params: Mapping[str, float] | Non
         report.append(f"left out {len(other)} column(s) not named '<run> - <metric>': {_short(other)}")
     if not curves_cols:
         raise ImportFormatError(f"{where}: no '<run> - <metric>' columns (columns: {_short(raw.columns, 8)})")
-    long, empty = [], 0
-    for column in curves_cols:
-        run, metric = column.rsplit(" - ", 1)
+    # a chart export holds any logged metric (epoch, tokens, mfu, memory, time...): only a loss-like name is a
+    # loss curve (no name test can tell an 'epoch' from a loss in nats); the others are listed as left out
+    named = [(c, *(part.strip() for part in c.rsplit(" - ", 1))) for c in curves_cols]
+    losses = [(c, run, metric) for c, run, metric in named if _LOSS_COLUMN.search(metric)
+              and not _SCALER_TAG.search(metric)]
+    if not losses:
+        for c, run, metric in named:  # a score or lr named as such: loss_to_nats' reason, naming run and metric
+            loss_to_nats([], metric, where=f"{where}, run {run!r}: ")
+        raise ImportFormatError(f"{where}: no loss column (a metric named with 'loss', 'perplexity', 'ppl', 'bits', "
+                                f"'nll' or 'cross_entropy'); columns: {_short(curves_cols, 8)}")
+    loss_columns = {c for c, _, _ in losses}
+    not_losses = [c for c in curves_cols if c not in loss_columns]
+    if not_losses:
+        report.append(f"left out {len(not_losses)} non-loss column(s) (no 'loss', 'perplexity', 'ppl', 'bits', 'nll' "
+                      f"or 'cross_entropy' in the metric's name): {_short(not_losses, 8)}")
+    long, empty, without = [], 0, []
+    for column, run, metric in losses:
         values = pd.to_numeric(raw[column], errors="coerce")
-        text_bad = raw.index[values.isna() & raw[column].notna() & (raw[column].astype(str).str.strip() != "")]
+        blank = raw[column].isna() | (raw[column].astype(str).str.strip() == "")
+        text = raw[column].astype(str).str.strip().str.lower()
+        text_bad = raw.index[values.isna() & ~blank & ~text.isin(["nan", "+nan", "-nan"])]
         if len(text_bad):
             raise ImportFormatError(f"{where}, column {column!r}: non-numeric value(s) (lines "
                                     f"{[int(i) + 2 for i in text_bad[:5]]})")
-        present = values.notna()
-        empty += int((~present).sum())
-        long.append(pd.DataFrame({"run": run.strip(), "metric": metric.strip(), "step": steps[present],
-                                  "value": values[present]}))
+        present = ~blank
+        if not present.any():  # a run the chart lists without one logged value: named, not dropped unseen
+            without.append((run, column))
+            continue
+        empty += int(blank.sum())
+        long.append(pd.DataFrame({"run": run, "metric": metric, "step": steps[present], "value": values[present]}))
     if empty:
         report.append(f"skipped {empty} empty cell(s) (steps at which a run logged nothing)")
-    curves = pd.concat(long, ignore_index=True)
-    if curves.empty:
+    kept_runs = {frame["run"].iloc[0] for frame in long}
+    for run in dict.fromkeys(r for r, _ in without):
+        columns = [c for r, c in without if r == run]
+        report.append(f"left out run {run!r}: no values (column(s) {_short(columns)} empty)" if run not in kept_runs
+                      else f"left out column(s) {_short(columns)} of run {run!r}: no values")
+    if not long:
         raise ImportFormatError(f"{where}: no values under the '<run> - <metric>' columns "
                                 f"({'a header only' if raw.empty else 'every cell empty'})")
-    settings = _run_settings(curves["run"].unique(), where, params, sidecar, tokens_per_step, family)
+    curves = pd.concat(long, ignore_index=True)
+    header_runs = list(dict.fromkeys(run for _, run, _ in named))
+    for run in header_runs:
+        if run not in {r for _, r, _ in losses}:
+            report.append(f"left out run {run!r}: no loss column")
+    settings = _run_settings(curves["run"].unique(), where, params, sidecar, tokens_per_step, family, report,
+                             known=header_runs)
     df = _long_from_curves(curves, settings, where, source or path.name, report)
     df.attrs["import_report"] = report
+    df.attrs["left_out_runs"] = [r for r in header_runs if r not in settings]  # keys for them name a run
     return _validate_curves(df, where)
 
 
@@ -850,6 +1041,8 @@ _LOSS_TAG = re.compile(r"loss|perplexity|ppl|cross[_-]?entropy", re.IGNORECASE)
 # of 2^k the loss is multiplied by before backward, not a loss, though the name says 'loss'
 _SCALER_TAG = re.compile(r"(loss|grad)[\s_-]*scal(e|er|ing)", re.IGNORECASE)
 _LR_TAG = re.compile(r"(^|[/_])(lr|learning[_-]?rate)", re.IGNORECASE)
+# a chart column's metric is a loss by these names (a per-byte one too, for loss_to_nats to refuse with its reason)
+_LOSS_COLUMN = re.compile(_LOSS_TAG.pattern + r"|nll|xent|" + _BITS.pattern + "|" + _PER_BYTE.pattern, re.IGNORECASE)
 
 
 def _event_files(path: Path) -> list[Path]:
@@ -865,6 +1058,14 @@ def _event_files(path: Path) -> list[Path]:
     raise FileNotFoundError(f"file {str(path)!r} does not exist")
 
 
+def _lr_tags_differ(lr: pd.DataFrame, run: str, tag: str, other: str) -> bool:
+    """Whether ``other``'s lr differs from ``tag``'s (relative 1e-6) at a step both log for ``run``."""
+    values = [lr[(lr["run"] == run) & (lr["metric"] == t)].drop_duplicates("step", keep="last").set_index("step")
+              ["value"] for t in (tag, other)]
+    both = values[0].index.intersection(values[1].index)
+    return not np.allclose(values[0].loc[both], values[1].loc[both], rtol=1e-6, atol=0.0)
+
+
 def read_tensorboard(path: str | os.PathLike, *, tags: Iterable[str] | None = None,
                      params: Mapping[str, float] | None = None, sidecar=None,
                      tokens_per_step: float | Mapping[str, float] | None = None, family: str | None = None,
@@ -876,10 +1077,11 @@ def read_tensorboard(path: str | os.PathLike, *, tags: Iterable[str] | None = No
     Loss curves: the scalar ``tags`` given (``bayeslaw import --tags``), else every tag with 'loss',
     'perplexity', 'ppl' or 'cross_entropy' in its name but for loss scalers ('loss-scale', 'loss_scale',
     'grad-scale': fp16 scaling factors), each its own ``loss_name``, in nats; a learning-rate tag ('lr',
-    'learning_rate') fills the ``lr`` column; other tags, and runs without a loss tag, are left out and
-    listed. An event file that is not empty but yields no event (corrupt, truncated at the start, or not
-    an event file) is refused, naming it. Params and tokens per step as for :func:`read_wandb_csv`.
-    Reads through tensorboard's EventAccumulator (extra ``[tb]``).
+    'learning_rate') fills the ``lr`` column (several, e.g. per param group 'lr/pg0', 'lr/pg1': the
+    first by name, the others reported as left out, with whether they differ); other tags, and runs
+    without a loss tag, are left out and listed. An event file that is not empty but yields no event
+    (corrupt, truncated at the start, or not an event file) is refused, naming it. Params and tokens per
+    step as for :func:`read_wandb_csv`. Reads through tensorboard's EventAccumulator (extra ``[tb]``).
     """
     accumulator = _event_accumulator()
     path = Path(path)
@@ -949,13 +1151,26 @@ def read_tensorboard(path: str | os.PathLike, *, tags: Iterable[str] | None = No
         report.append(f"left out {len(skipped - set(scalers))} non-loss scalar tag(s): "
                       f"{_short(sorted(skipped - set(scalers)), 8)}")
     curves = pd.DataFrame(rows).sort_values(["run", "metric", "wall"], kind="stable")
-    settings = _run_settings(curves["run"].unique(), f"{str(path)!r}", params, sidecar, tokens_per_step, family)
+    settings = _run_settings(curves["run"].unique(), f"{str(path)!r}", params, sidecar, tokens_per_step, family,
+                             report, known=list(run_tags))
     df = _long_from_curves(curves, settings, f"{str(path)!r}", source or "tensorboard", report)
     if lr_rows:
-        lr = pd.DataFrame(lr_rows).sort_values(["run", "wall"], kind="stable").drop_duplicates(["run", "step"],
-                                                                                             keep="last")
+        # one lr tag per run: several (a trainer's per-param-group 'lr/pg0', 'lr/pg1') may differ, and merging
+        # them would mix two rates; the first by name (param group 0, the model's main group) is kept, the
+        # others named in the report (with how often they differ from it)
+        lr = pd.DataFrame(lr_rows).sort_values(["run", "wall"], kind="stable")
+        chosen = lr.groupby("run")["metric"].min()
+        lr_all, lr = lr, lr[lr["metric"] == lr["run"].map(chosen)]
+        for run, tag in chosen.items():
+            others = sorted(set(lr_all.loc[lr_all["run"] == run, "metric"]) - {tag})
+            if others:
+                differ = [o for o in others if _lr_tags_differ(lr_all, run, tag, o)]
+                report.append(f"lr of run {run!r} from tag {tag!r} (the first by name); left out lr tag(s) "
+                              f"{_short(others)}" + (f", which differ from it: {_short(differ)}" if differ else
+                                                     " (the same values)"))
+        lr = lr.drop_duplicates(["run", "step"], keep="last")
         df = df.merge(lr[["run", "step", "value"]].rename(columns={"value": "lr"}), on=["run", "step"], how="left")
-        report.append(f"lr from tag(s) {_short(sorted({r['metric'] for r in lr_rows}))} at "
+        report.append(f"lr from tag(s) {_short(sorted(set(chosen)))} at "
                       f"{int(df['lr'].notna().sum())} of {len(df)} checkpoints")
     df.attrs["import_report"] = report
     return _validate_curves(df, f"{str(path)!r}")
@@ -965,14 +1180,20 @@ def read_tensorboard(path: str | os.PathLike, *, tags: Iterable[str] | None = No
 
 
 def complete_minimal(df: pd.DataFrame, *, source: str = "user", family: str = "default",
-                     name: str | None = None, first_row: int = 0, duplicates: bool = True) -> pd.DataFrame:
+                     name: str | None = None, first_row: int = 0, duplicates: bool | str = True) -> pd.DataFrame:
     """A minimal table ``run, params, tokens, loss`` (optionally family, step, ...) completed to the schema.
 
     For laws of steps, ``run, params, step, loss`` with a ``schedule`` column (``tokens`` then missing:
     NaN). Defaults for the columns it lacks: family ``family``, model = size label of params (e.g.
-    '124M'), seed 0, step -1, flops = 6 N D, loss_name 'loss' (taken as nats), source ``source``. Columns
-    it has are kept; the filled ones are listed in ``attrs["import_report"]``. ``name``, ``first_row`` and
-    ``duplicates`` as in :func:`~bayeslaw.data.validation.validate`.
+    '124M'), seed 0, step -1, flops = 6 N D, loss_name 'loss' (taken as nats), source ``source``. Counts
+    may be size labels ('150M', as --params reads them). A given ``loss_name`` names the metric: one that
+    is no loss (an accuracy, a learning rate) is refused; in a minimal table a perplexity or bits metric is
+    converted to nats (:func:`loss_to_nats`), while a complete table (every schema column) is in the
+    schema's units already (an importer's output keeps e.g. 'val/perplexity' beside a loss in nats).
+    Columns it has are kept; the filled ones are listed in ``attrs["import_report"]``. ``name``,
+    ``first_row`` and ``duplicates`` as in :func:`~bayeslaw.data.validation.validate`; ``duplicates="last"``
+    keeps the last row of a (run, step, tokens, loss_name) logged twice (a restart's), as the other
+    importers do, and counts the rows dropped.
     """
     where = f" in {name}" if name else ""
     if not isinstance(df, pd.DataFrame):
@@ -983,27 +1204,80 @@ def complete_minimal(df: pd.DataFrame, *, source: str = "user", family: str = "d
     if missing:
         raise ImportFormatError(f"missing column(s) {missing}{where}; a minimal table needs run, params, tokens, loss "
                                 "(or run, params, step, loss with a schedule; optionally family, ...)")
+    complete = set(REQUIRED_COLUMNS) <= set(df.columns)
     out = df.copy()
+    report = []
+    for column in ("params", "tokens"):  # one count parser for --params, the sidecar and tables: 150M, 1.2e8
+        if column in out.columns and not pd.api.types.is_numeric_dtype(out[column]):
+            counts = out[column].map(_count)
+            labels = counts.notna() & pd.to_numeric(out[column], errors="coerce").isna()
+            out[column] = out[column].where(counts.isna(), counts)  # an unreadable cell stays, for validate to name
+            if labels.any():
+                report.append(f"{column}: {int(labels.sum())} size label(s) read as counts (e.g. "
+                              f"{df[column][labels].iloc[0]!r} = {counts[labels].iloc[0]:g})")
+    if "loss_name" in out.columns:
+        loss = pd.to_numeric(out["loss"], errors="coerce")
+        for metric, rows in out.groupby("loss_name", sort=False).groups.items():  # a missing name: validate's
+            lines = ", ".join(str(i + first_row) for i in rows[:5])
+            converted, rule = loss_to_nats(loss.loc[rows].to_numpy(dtype=float), str(metric),
+                                           where=f"{name or 'table'}, column 'loss_name' (rows {lines}): ")
+            as_is = "taken as nats" in rule or "already nats" in rule
+            if complete and not as_is:
+                report.append(f"loss: {metric!r} taken as nats as it is (a complete table is in the schema's units; "
+                              f"{len(rows)} rows)")
+            elif not as_is:
+                numeric = loss.loc[rows].notna().to_numpy()
+                out["loss"] = out["loss"].astype(float if pd.api.types.is_numeric_dtype(out["loss"]) else object)
+                out.loc[rows[numeric], "loss"] = converted[numeric]
+                report.append(f"loss: {rule} ({len(rows)} rows)")
     params = pd.to_numeric(out["params"], errors="coerce")
     tokens = pd.to_numeric(out["tokens"], errors="coerce") if "tokens" in out.columns else np.nan
     defaults = {
-        "family": lambda: family,
-        "model": lambda: params.map(lambda p: _label(p) if np.isfinite(p) and p > 0 else "unknown"),
-        "seed": lambda: 0, "step": lambda: -1, "tokens": lambda: np.nan, "flops": lambda: 6.0 * params * tokens,
-        "loss_name": lambda: "loss", "source": lambda: source,
+        "family": (lambda: family, f"family {family!r}"),
+        "model": (lambda: params.map(lambda p: _label(p) if np.isfinite(p) and p > 0 else "unknown"),
+                  "model = size label"),
+        "seed": (lambda: 0, "seed 0"), "step": (lambda: -1, "step -1"),
+        "tokens": (lambda: np.nan, "tokens missing where the step is given"),
+        "flops": (lambda: 6.0 * params * tokens, "flops 6ND"),
+        "loss_name": (lambda: "loss", "loss_name 'loss' (taken as nats)"),
+        "source": (lambda: source, f"source {source!r}"),
     }
     filled = []
-    for column, make in defaults.items():
+    for column, (make, _) in defaults.items():
         if column not in out.columns:
             out[column] = make()
             filled.append(column)
-    report = [f"minimal table{where}: {len(out)} rows, {out['run'].nunique()} run(s)",
-              "filled with defaults: " + (", ".join(filled) if filled else "nothing (all columns given)")
-              + f" (family {family!r}, model = size label, seed 0, step -1, tokens missing where the step is "
-              f"given, flops 6ND, loss_name 'loss', source {source!r})"]
-    out = validate(out, name=name, first_row=first_row, duplicates=duplicates)
+    report[:0] = [f"minimal table{where}: {len(out)} rows, {out['run'].nunique()} run(s)",
+                  "filled with defaults: " + (", ".join(filled) + " (" + ", ".join(defaults[c][1] for c in filled)
+                                              + ")" if filled else "nothing (all columns given)")]
+    keep_last = duplicates == "last"
+    out = validate(out, name=name, first_row=first_row, duplicates=False if keep_last else duplicates)
+    if keep_last:  # after validate, so that its errors number the input's rows
+        out, dropped = _keep_last_rows(out)
+        if dropped:
+            report.append(f"restarts: {sum(dropped.values())} row(s) repeat a (run, step, tokens, loss_name) logged "
+                          "again later; kept the last logged attempt per step and dropped the others: "
+                          + _short(f"{run} ({n})" for run, n in dropped.items()))
     out.attrs["import_report"] = report
     return out
+
+
+def _keep_last_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``df`` with one row per (run, step, tokens, loss_name), the last attempt's (:func:`_keep_last_per_step`,
+    along tokens, or the step where tokens are missing); returns (rows in the input's order, dropped per run)."""
+    key = ["run", "step", "tokens", "loss_name"]
+    if not df.duplicated(subset=key).any():
+        return df, {}
+    keep, dropped = [], {}
+    for (run, _), group in df.groupby(["run", "loss_name"], sort=False):
+        position = group["tokens"].where(group["tokens"].notna(), group["step"])
+        kept, n, _ = _keep_last_per_step(position, {"loss": group["loss"], "_row": group.index})
+        keep.extend(kept["_row"])
+        if n:
+            dropped[run] = dropped.get(run, 0) + n
+    out = df.loc[sorted(keep)].reset_index(drop=True)
+    out.attrs = dict(df.attrs)
+    return out, dropped
 
 
 #: the columns a fit reads beside the law's inputs; a split or backtest also reads ``model``
@@ -1045,6 +1319,9 @@ def detect_format(path: str | os.PathLike) -> str:
     if "tfevents" in path.name:
         return "tensorboard"
     suffix = path.suffix.lower()
+    if path.name.lower().endswith(".json.gz"):  # pandas would read its bytes as a CSV table with odd columns
+        raise ImportFormatError(f"{str(path)!r}: a gzipped JSON file; decompress it (gunzip) and give the .json "
+                                "W&B export")
     if suffix == ".json":
         return "wandb_json"
     if suffix in (".parquet", ".pq"):
@@ -1058,13 +1335,99 @@ def detect_format(path: str | os.PathLike) -> str:
                             "them), a W&B chart .csv, a TensorBoard events file/folder, or a .csv/.parquet table")
 
 
-def _read_table_file(path: Path, source: str | None, family: str | None) -> pd.DataFrame:
+def _read_table_file(path: Path, source: str | None, family: str | None, sidecar=None) -> pd.DataFrame:
+    """A CSV/parquet table (:func:`complete_minimal`, a step logged twice keeping its last row), the sidecar's
+    params, family and tokens per step applied to the runs it names, the logged lr checked against the schedule."""
     if path.suffix.lower() in (".parquet", ".pq"):
         raw, first_row = read_parquet_file(path, "file", ImportFormatError), 0
     else:
         raw, first_row = _read_csv(path, "file"), 2  # errors number the CSV's lines (the header is line 1)
-    return complete_minimal(raw, source=source or path.name, family=family or "default", name=f"file {str(path)!r}",
-                            first_row=first_row)
+    name = f"file {str(path)!r}"
+    side = _sidecar_table(sidecar)
+    notes = _table_sidecar(raw, side, name, first_row, family) if side is not None and "run" in raw.columns else []
+    out = complete_minimal(raw, source=source or path.name, family=family or "default", name=name,
+                           first_row=first_row, duplicates="last")
+    report = [*out.attrs["import_report"], *notes]
+    if "lr" in out.columns:
+        empty = out["lr"].isna()
+        if empty.any():  # an lr column with gaps: the rows are kept (the loss is there), the gaps counted
+            report.append(f"lr: {int(empty.sum())} empty cell(s) in {out.loc[empty, 'run'].nunique()} run(s) "
+                          f"({_short(out.loc[empty, 'run'].unique())}); the lr column is NaN there")
+        if "schedule" in out.columns and out["schedule"].notna().any() and "schedule_flag" not in out.columns:
+            out = _flag_schedules(out, report)
+    out.attrs["import_report"] = report
+    return out
+
+
+def _table_sidecar(raw: pd.DataFrame, side: pd.DataFrame, name: str, first_row: int, family) -> list[str]:
+    """Fill ``raw`` (in place) from the sidecar rows naming its runs: params and family where the table's
+    column or cell is empty, tokens per step as batch_size (and tokens = step x it where the table has no
+    tokens); a value that differs from the table's is refused (which one is right is the user's to say)."""
+    runs = raw["run"].astype(str)
+    named = runs.isin(side.index)
+    if not named.any():
+        return []
+    notes = []
+    for column, target in (("params", "params"), ("family", "family"), ("tokens_per_step", "batch_size")):
+        if column not in side.columns:
+            continue
+        given = runs.map(side[column]).where(named)
+        has = given.notna()
+        if not has.any():
+            continue
+        if target in raw.columns:
+            own = raw[target] if target == "family" else raw[target].map(_count)
+            both = has & own.notna()
+            differ = both & ((own != given) if target == "family" else
+                             ~np.isclose(own.astype(float), given.astype(float), rtol=1e-9, atol=0.0))
+            if differ.any():
+                i = differ.index[differ][0]
+                def show(v):
+                    return repr(v) if isinstance(v, str) else f"{float(v):g}"
+
+                raise ImportFormatError(f"{name}, run {runs[i]!r}, column {target!r}: the table says "
+                                        f"{show(raw.at[i, target])} and the sidecar's {column} {show(given[i])} "
+                                        f"({int(differ.sum())} row(s), e.g. row {int(i) + first_row}); remove one of "
+                                        "them")
+            fill = has & own.isna()
+            agree = int(both.sum())
+            if fill.any():
+                raw[target] = raw[target].astype(object).where(~fill, given)
+        else:
+            fill, agree = has, 0
+            if target == "params" and not named.all():
+                unnamed = runs[~named].unique()
+                raise ImportFormatError(f"{name}: no params column, and the sidecar names no params for run(s) "
+                                        f"{_short(repr(r) for r in unnamed)}; add them to the sidecar or the table")
+            raw[target] = given.where(has, (family or "default") if target == "family" else np.nan)
+        if target == "batch_size" and "tokens" not in raw.columns and "step" in raw.columns:
+            steps = pd.to_numeric(raw["step"], errors="coerce")
+            raw["tokens"] = (steps * raw["batch_size"].astype(float)).where(steps > 0)
+            notes.append(f"sidecar: tokens = step x its tokens_per_step for {runs[has].nunique()} run(s)")
+        notes.append(f"sidecar: {target} for {runs[has].nunique()} run(s) of the table ({int(fill.sum())} row(s) "
+                     f"filled, {agree} already agreeing)")
+    return notes
+
+
+def _flag_schedules(out: pd.DataFrame, report: list[str]) -> pd.DataFrame:
+    """schedule_error and schedule_flag columns as the W&B JSON importer writes them: each run's described
+    schedule against its logged lr after the warmup (flagged: error > SCHEDULE_TOLERANCE or nothing compared);
+    a flagged run is kept, for the user to see (a fit refuses it: check_logged_lr)."""
+    schedules = run_schedules(out[out["schedule"].notna()], where="column 'schedule'")
+    errors = {}
+    for run, schedule in schedules.items():
+        own = out[out["run"] == run]
+        errors[run] = _schedule_error(schedule, own["step"].to_numpy(dtype=float), own["lr"].to_numpy(dtype=float))[0]
+    out = out.assign(schedule_error=out["run"].map(errors).astype(float),
+                     schedule_flag=out["run"].map({r: not e <= SCHEDULE_TOLERANCE for r, e in errors.items()})
+                     .fillna(False).astype(bool))
+    flagged = {r: e for r, e in errors.items() if not e <= SCHEDULE_TOLERANCE}
+    report.append(f"schedule check (described schedule vs logged lr after warmup, relative): "
+                  f"{len(errors) - len(flagged)} of {len(errors)} run(s) within {SCHEDULE_TOLERANCE:g}"
+                  + (f"; {len(flagged)} flagged (schedule_flag = True):" if flagged else ""))
+    report.extend(f"  FLAGGED {r}: max relative error {e:.3g}" + ("" if np.isfinite(e) else " (no logged lr)")
+                  for r, e in flagged.items())
+    return out
 
 
 def import_paths(paths, *, params: Mapping[str, float] | None = None, sidecar=None,
@@ -1115,14 +1478,16 @@ def import_paths(paths, *, params: Mapping[str, float] | None = None, sidecar=No
                                                           tokens_per_step=shared_tokens, family=family,
                                                           source=source)))
         elif kind == "table":
-            frames.append((kind, str(p), _read_table_file(p, source, family)))
+            frames.append((kind, str(p), _read_table_file(p, source, family, side)))
     report = [f"{kind}: {line}" for kind, _, frame in frames for line in frame.attrs.get("import_report", [])]
     inputs_of: dict[str, list[str]] = {}
+    left_out: set[str] = set()  # runs an input names but left out (no values): a key for one names a run
     for _, name, frame in frames:
+        left_out.update(frame.attrs.get("left_out_runs", []))
         frame.attrs = {}
         for run in frame["run"].unique():
             inputs_of.setdefault(run, []).append(name)
-    _check_run_keys(inputs_of, params, tokens_per_step, None)
+    _check_run_keys([*inputs_of, *left_out], params, tokens_per_step, None)
     table_runs = {run for kind, _, frame in frames if kind == "table" for run in frame["run"].unique()}
     for given, option in ((params, "--params / params="), (tokens_per_step, "--tokens-per-step / tokens_per_step=")):
         named = [k for k in (given if isinstance(given, Mapping) else {}) if k in table_runs]

@@ -65,6 +65,8 @@ def thin_checkpoints(df: pd.DataFrame, *, per_run: int = 20, by: str = "tokens")
         nearest = np.abs(axis[None, :] - wanted[:, None]).argmin(axis=1)
         return group.index.to_numpy()[np.unique(np.append(nearest, np.argmax(axis)))]
 
+    if df.empty:
+        return df
     keep = np.concatenate([pick(g) for _, g in df.groupby("run", sort=False)])
     return df[df.index.isin(keep)]  # in the table's order: sorting the labels reordered a table indexed otherwise
 

@@ -9,6 +9,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Literal, get_args, get_origin, get_type_hints
 
+import numpy as np
 import xarray as xr
 
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS
@@ -80,6 +81,10 @@ class FitConfig:
             literal = next((a for a in (hints[f.name], *get_args(hints[f.name])) if get_origin(a) is Literal), None)
             if literal is not None and not (value is None and type(None) in get_args(hints[f.name])):
                 check_choice(value, literal, f.name)
+        # JAX's key and NumPy's generators take a whole number >= 0; their own messages name no option
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"seed={self.seed!r}: need a whole number >= 0")
+        object.__setattr__(self, "seed", int(self.seed))
         for name in ("chains", "draws", "warmup"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"{name}={getattr(self, name)!r}: need a positive whole number")

@@ -35,7 +35,7 @@ from bayeslaw.data.split import DEFAULT_MIN_TOKENS, cut_early, thin_checkpoints
 from bayeslaw.inference.config import ATTR as CONFIG_ATTR
 from bayeslaw.inference.config import (DEFAULT_TARGET_ACCEPT, RETRY_TARGET_ACCEPT, ChainMethod, Duplicates, FitConfig,
                                        Pooling, PredictionKind, Rising, SeedScaling, check_choice)
-from bayeslaw.inference.point import fit_point
+from bayeslaw.inference.point import UNITS, check_columns, fit_point
 from bayeslaw.laws import ExtrapolationWarning
 from bayeslaw.laws.schedule_terms import check_forecast_steps, warn_outside_fitted
 from bayeslaw.models import (PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
@@ -44,8 +44,9 @@ from bayeslaw.models import (PRIORS, SHAPE_DEGREE, ModelData, Parameterization, 
 from bayeslaw.models.runs import ELL, JITTER, bridge_kernel, shape_basis
 from bayeslaw.results import Result
 
-__all__ = ["Diagnostics", "Fit", "PreparedFit", "Prediction", "check_checkpoints", "finish_fit", "fit", "load_fit",
-           "parameter_notes", "prepare_fit", "sample_fit", "shape_weights", "summarize"]
+__all__ = ["ConvergenceWarning", "Diagnostics", "Fit", "NewFamilyWarning", "PreparedFit", "Prediction",
+           "check_checkpoints", "finish_fit", "fit", "load_fit", "parameter_notes", "prepare_fit", "sample_fit",
+           "shape_weights", "summarize"]
 
 EXTRA_FIELDS = ("potential_energy", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "diverging")
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -70,7 +71,8 @@ def _point_init(df: pd.DataFrame, data: ModelData, pooling: str, spec: Parameter
     one (fast); otherwise the Huber fit from its grid (single-start least squares stops in local minima)."""
     try:
         method = "hitchhiker" if spec.law.point_start is not None else "epoch"
-        point = fit_point(df, form=spec.law, method=method, warn_early=False)  # the fit's rows, as its cut chose
+        # the fit's rows, as its cut chose; one law through every family: a start, not an estimate
+        point = fit_point(df, form=spec.law, method=method, warn_early=False, across_families=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             vector = spec.from_law(point.theta) if point.converged else None
     except ValueError:  # e.g. fewer rows than the law has parameters: start at the prior centre
@@ -562,7 +564,25 @@ def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
     ppc, log_lik = _replicate_in_chunks(model, flat, key_ppc, data, y, seed_scaling=config.seed_scaling)
     fitted = finish_fit(prepared, samples, extra, ppc, log_lik, sites, accept)
     fitted.idata.attrs["bayeslaw_extensions"] = blocks
+    _warn_unconverged(fitted, blocks)
     return fitted
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """A fit returned with draws that miss the convergence checks (:meth:`Fit.diagnostics`)."""
+
+
+def _warn_unconverged(fitted: Fit, blocks: int) -> None:
+    """One warning where a fit ends with draws that miss :meth:`Fit.diagnostics`' checks (after its extra
+    blocks of draws): its quantiles may be off, and a user who does not ask for the diagnostics would not know."""
+    diagnostics = fitted.diagnostics(warn=False)
+    if not diagnostics.warning:
+        return
+    post = fitted.idata.posterior
+    after = f" after {blocks} more block(s) of draws" if blocks else ""
+    warnings.warn(f"fit: not converged{after} ({post.sizes['chain']} chains x {post.sizes['draw']} draws): "
+                  + "; ".join(diagnostics.messages) + " (fit.diagnostics() gives the table)",
+                  ConvergenceWarning, stacklevel=4)
 
 
 def convergence_table(posterior: xr.Dataset, sites) -> pd.DataFrame:
@@ -634,6 +654,11 @@ def prepare_fit(df: pd.DataFrame, config: FitConfig) -> PreparedFit:
     """The rows, arrays and start of :func:`fit` for a checked ``config`` (shared by :func:`fit` and
     :func:`bayeslaw.inference.batched.fit_many`)."""
     df = as_table(df, name="the fit's table", needs=FIT_COLUMNS, duplicates=False)  # duplicates: config's, below
+    # the values the fit reads, on the user's rows before the cut: the cut would drop a bad early row without a
+    # word and renumber the rest, and a NaN loss reaches NUTS' start as a potential that names no row. A missing
+    # tokens value is named by check_checkpoints (a schedule law's rows may lack it), a missing run_tokens
+    # is the run's last checkpoint.
+    check_columns(df, ("loss", "params", "tokens", "run_tokens"), where="fit", optional=("tokens", "run_tokens"))
     spec = get_parameterization(config.form)
     form, pooling = config.form, config.pooling
     n_theta = len(spec.names)
@@ -758,9 +783,12 @@ def finish_fit(prepared: PreparedFit, samples: dict, extra: dict, ppc, log_lik, 
     # (the unit the likelihood factorises over: PSIS-LOO leaves one run out)
     per_row = np.asarray(ppc)
     chain_draw = {"chain": np.arange(chains), "draw": np.arange(draws)}
-    idata["observed_data"] = xr.DataTree(xr.Dataset({"obs": ("obs_id", np.asarray(y))}, coords={"obs_id": np.arange(len(rows))}))
+    # obs is log loss, not loss: said on the variables, where a reader of the file looks
+    units = {"long_name": "log loss", "units": "log(nats per token)"}
+    idata["observed_data"] = xr.DataTree(xr.Dataset({"obs": ("obs_id", np.asarray(y), units)},
+                                                    coords={"obs_id": np.arange(len(rows))}))
     idata["posterior_predictive"] = xr.DataTree(xr.Dataset(
-        {"obs": (("chain", "draw", "obs_id"), per_row.reshape(chains, draws, -1))},
+        {"obs": (("chain", "draw", "obs_id"), per_row.reshape(chains, draws, -1), units)},
         coords={**chain_draw, "obs_id": np.arange(len(rows))}))
     idata["log_likelihood"] = xr.DataTree(xr.Dataset(
         {"obs": (("chain", "draw", "run"), np.asarray(log_lik).reshape(chains, draws, -1))},
@@ -789,10 +817,11 @@ class Prediction(Result):
 
 def summarize(values: np.ndarray, targets: pd.DataFrame, *, kind: str, quantiles=DEFAULT_QUANTILES,
               name: str = "loss", units: str = "nats per token") -> Prediction:
-    """A :class:`Prediction` from draws (sample, target) of one quantity for the rows of ``targets``."""
+    """A :class:`Prediction` from draws (sample, target) of one quantity for the rows of ``targets`` (the
+    summary keeps their index)."""
     values = np.asarray(values, dtype=float)
     draws = xr.DataArray(values, dims=("sample", "target"), name=name, attrs={"kind": kind, "units": units})
-    summary = targets.reset_index(drop=True).copy()
+    summary = targets.copy()  # the targets' own index: the summary's columns assign back onto their table
     with np.errstate(invalid="ignore"):  # inf draws (a loss no run reaches) give an inf mean and a NaN sd
         summary["mean"] = values.mean(axis=0)
         summary["sd"] = values.std(axis=0)
@@ -848,6 +877,24 @@ def parameter_notes(params: pd.DataFrame, *, kept: str) -> list[str]:
         notes.append(f"{family}: {', '.join(names)} from the prior alone (one value of their input in the family's "
                      f"rows: one model size, or one peak rate; {kept})")
     return notes
+
+
+class NewFamilyWarning(UserWarning):
+    """A prediction for a family the fit has not seen: the population's forecast (a typo would get it too)."""
+
+
+def _check_call(targets: pd.DataFrame, quantiles, seed) -> None:
+    """:meth:`Fit.predict`'s arguments, each refused in one line naming it (numpy's messages name none)."""
+    if targets.empty:
+        raise ValueError("predict: targets has no rows; give one row per target")
+    try:
+        probs = np.asarray(quantiles, dtype=float).ravel()
+    except (TypeError, ValueError):
+        probs = np.array([np.nan])
+    if not np.all((probs >= 0) & (probs <= 1)):
+        raise ValueError(f"predict: quantiles={quantiles!r}; need probabilities in [0, 1], e.g. (0.05, 0.5, 0.95)")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"predict: seed={seed!r}; need a whole number >= 0")
 
 
 class Fit:
@@ -1133,35 +1180,41 @@ class Fit:
         if not isinstance(targets, pd.DataFrame):
             raise TypeError(f"predict: targets must be a pandas DataFrame (one row per target), got "
                             f"{type(targets).__name__}")
+        _check_call(targets, quantiles, seed)
         missing = [c for c in ("params", self.spec.law.progress) if c not in targets.columns]
         if missing:
             raise ValueError(f"predict: targets lack column(s) {missing}")
-        targets = targets.reset_index(drop=True)
         if "family" not in targets.columns and (only := self.family_or_only(None)) is not None:
             targets = targets.assign(family=only)
+        # checked on the caller's rows, named by the caller's labels; the draws are then per position
+        schedule_law = self.spec.law.progress == "step"
+        check_columns(targets, UNITS, where="predict: targets", optional=("tokens",) if schedule_law else ())
+        families = self._target_families(targets)
+        self._check_trained_runs(targets, families)
         if "parent_run" in targets.columns:
             self._check_parents(targets)
         inputs = self.spec.law.columns(targets, where="predict: targets")
-        if self.spec.law.progress == "step":
+        if schedule_law:
             check_forecast_steps(targets["step"], targets["schedule"], where="predict: targets")
-            sizes, rates = self._fitted_ranges(targets)
+            sizes, rates = self._fitted_ranges(families)
             warn_outside_fitted(targets["params"], inputs["peak_lr"], sizes, rates, where="predict: targets")
         elif "tokens" in self.spec.law.columns_needed:
-            self._warn_tokens_outside(targets)
+            self._warn_tokens_outside(targets, families)
+        if kind == "law":
+            fraction = None
+        elif schedule_law or "run_tokens" in targets.columns or "run" in targets.columns:
+            fraction = run_fractions(targets, self.spec.law)
+        else:
+            fraction = np.ones(len(targets))
+        index, targets = targets.index, targets.reset_index(drop=True)
         rng = np.random.default_rng(seed)
-        families = targets["family"] if "family" in targets.columns else pd.Series([None] * len(targets))
         population = self._population(families, rng)  # one draw of a new family, for its theta and noise
         theta = self._theta(families, population)
         log_loss = _log_mean_draws(self.spec, theta, inputs)
         if kind == "law":
-            return summarize(np.exp(log_loss), targets, kind=kind, quantiles=quantiles)
+            return summarize(np.exp(log_loss), targets.set_axis(index), kind=kind, quantiles=quantiles)
 
-        schedule_law = self.spec.law.progress == "step"
-        if schedule_law or "run_tokens" in targets.columns or "run" in targets.columns:
-            fraction = run_fractions(targets, self.spec.law)
-        else:
-            fraction = np.ones(len(targets))
-        noise = self._noise(list(families), rng, population)
+        noise = self._noise(families, rng, population)
         log_params = np.log(targets["params"].to_numpy(dtype=float))
         sd_seed = np.asarray(seed_sd(noise["sigma_seed"], noise["gamma_seed"][:, None], log_params))
         runs = targets["run"].astype(object).to_numpy() if "run" in targets.columns else [None] * len(targets)
@@ -1203,13 +1256,12 @@ class Fit:
                     fraction[cols], float(const_fraction[trained[str(run)]].max()))
         normals = _row_normals(targets, seed, mean.shape[0], (*TARGET_KEYS, *self.spec.law.columns_needed))
         draws = mean + np.sqrt(np.maximum(var, 0.0)) * normals
-        return summarize(np.exp(draws), targets, kind=kind, quantiles=quantiles)
+        return summarize(np.exp(draws), targets.set_axis(index), kind=kind, quantiles=quantiles)
 
-    def _warn_tokens_outside(self, targets: pd.DataFrame) -> None:
+    def _warn_tokens_outside(self, targets: pd.DataFrame, families: list) -> None:
         """Warn, naming the rows, where a target's tokens lie more than :data:`TOKENS_REACH` times outside the
         tokens its family was fitted at (all the fit's rows for a family it has not seen): the band carries
         the law's form error beyond the fitted sizes in N (:meth:`form_error_sd`), none in D."""
-        families = targets["family"] if "family" in targets.columns else [None] * len(targets)
         lo, hi = _family_range(self.training_rows().set_index("family")["tokens"], families)
         tokens = targets["tokens"].to_numpy(dtype=float)
         far = np.flatnonzero((tokens > hi * TOKENS_REACH) | (tokens < lo / TOKENS_REACH))
@@ -1220,13 +1272,64 @@ class Fit:
                           f"carries the law's form error beyond the fitted sizes in N, none in D",
                           ExtrapolationWarning, stacklevel=3)
 
-    def _fitted_ranges(self, targets: pd.DataFrame):
+    def _fitted_ranges(self, families: list):
         """Per target row, the (lo, hi) of model sizes and of peak rates its family was fitted at (all the fit's
         runs for a family it has not seen): where a schedule law's slopes in N and eta were measured."""
         rows = self.training_rows().groupby("run", sort=False).head(1)
         runs = rows.assign(peak_lr=[Schedule.from_json(text).peak_lr for text in rows["schedule"]]).set_index("family")
-        families = targets["family"] if "family" in targets.columns else [None] * len(targets)
         return [_family_range(runs[column], families) for column in ("params", "peak_lr")]
+
+    def _target_families(self, targets: pd.DataFrame) -> list:
+        """Per target row, its family's name as the fit holds it (text: an int 0 asks for the fit's "0"), or None
+        for the population (no family column, or None in it). A family the fit has not seen gets the population's
+        forecast, as documented for a new family; a typo would get it silently, so it is warned of, once per
+        call, as is a missing (NaN) family, which reads as None. An unpooled fit refuses both (:meth:`_theta`)."""
+        if "family" not in targets.columns:
+            return [None] * len(targets)
+        values = targets["family"].astype(object).to_numpy()
+        families = [None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v) for v in values]
+        if self.pooling == "none":
+            return families
+        fitted = set(self.families)
+        unseen = sorted({f for f in families if f is not None and f not in fitted})
+        blank = targets.index[[v is not None and f is None for v, f in zip(values, families, strict=True)]]
+        said = [f"{', '.join(map(repr, unseen))} {'is not a family' if len(unseen) == 1 else 'are not families'} "
+                f"of the fit"] if unseen else []
+        if len(blank):
+            said.append(f"rows {blank[:5].tolist()} have no family (NaN; None asks for the population without "
+                        f"this warning)")
+        if said:
+            warnings.warn(f"predict: targets: {' and '.join(said)} (families: {', '.join(self.families)}): forecast "
+                          f"for a new family from the population", NewFamilyWarning, stacklevel=3)
+        return families
+
+    def _check_trained_runs(self, targets: pd.DataFrame, families: list) -> None:
+        """A target whose ``run`` the fit was trained on is that run (later checkpoints of it are its run in
+        flight): of its size and family, else its trained offset would be carried to another model without a
+        word. A run name the fit has not seen is a new run."""
+        if "run" not in targets.columns:
+            return
+        runs = targets["run"].astype(object)
+        if runs.isna().any():
+            rows = targets.index[runs.isna().to_numpy()]
+            raise ValueError(f"predict: targets: column 'run' is missing (NaN) at rows {rows[:5].tolist()}; name each "
+                             f"row's run, or leave the column out (each row then the final checkpoint of a run of "
+                             f"its own)")
+        trained = runs.astype(str).isin(set(self.runs)).to_numpy()
+        if not trained.any():
+            return
+        fitted = self.training_rows().groupby("run", sort=False)[["family", "params"]].first()
+        params = targets["params"].to_numpy(dtype=float)
+        for i in np.flatnonzero(trained):
+            run = str(runs.iloc[i])
+            family, size = fitted.loc[run, "family"], float(fitted.loc[run, "params"])
+            where = f"predict: targets row {targets.index[[i]].tolist()[0]!r}: run {run!r} is a trained run"
+            if not np.isclose(params[i], size, rtol=PARENT_RTOL, atol=0.0):
+                raise ValueError(f"{where} of {size:.4g} parameters, the row one of params={params[i]:.4g}: a "
+                                 f"trained run's later checkpoints are of its own model; a new run needs a new name")
+            if families[i] != family:
+                raise ValueError(f"{where} of family {family!r}, the row's family is {families[i]!r}: give the "
+                                 f"run's family, or a new run a new name")
 
     def _check_parents(self, targets: pd.DataFrame) -> None:
         """Each target run's ``parent_run`` is a trained run it branches from (:func:`check_branch`) or another

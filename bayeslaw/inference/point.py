@@ -34,11 +34,13 @@ import scipy.optimize
 from bayeslaw.data.runs import drop_copies, one_metric_per_run
 from bayeslaw.data.schedules import check_logged_lr, run_schedules
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS
+from bayeslaw.data.validation import PLAUSIBLE
 from bayeslaw.inference.config import PointMethod
 from bayeslaw.laws import Law, forms, get_law
 from bayeslaw.laws.schedule_terms import check_forecast_steps, warn_outside_fitted
 
-__all__ = ["METHODS", "EarlyCheckpointWarning", "PointFit", "TooFewPoints", "fit_point", "huber", "grid_lbfgs"]
+__all__ = ["METHODS", "EarlyCheckpointWarning", "PointFit", "TooFewPoints", "check_columns", "check_values",
+           "fit_point", "huber", "grid_lbfgs"]
 
 HUBER_DELTA = 1e-3
 # the smallest batch of the grid: each batch size compiles anew (seconds), and a step of 64 starts
@@ -48,6 +50,47 @@ MIN_BATCH = 64
 # each) stay in cache (the 4,500-start Chinchilla grid takes ~30% longer with 2^18 pairs, twice as long
 # with 2^21), and memory stays bounded whatever the number of rows (benchmarks/point_grid_memory.py)
 GRID_ELEMENTS = 2**16
+
+
+#: the schema's bounds on a law input's units (:data:`bayeslaw.data.validation.PLAUSIBLE`), the loaders' refusal:
+#: column -> (bound below which a value is in other units, the likely slip)
+UNITS = {column: (bound, cause) for column, bound, side, cause in PLAUSIBLE
+         if column in ("params", "tokens") and side == "below"}
+
+
+def check_values(column: str, values, labels, *, where: str, positive: bool = True, noun: str = "column",
+                 at: str = "rows") -> None:
+    """Refuse, in one line naming ``column`` and the first bad ``labels`` (the caller's row labels), values that
+    are missing, infinite, non-positive (``positive``) or in the wrong units (:data:`UNITS`: params below
+    10,000 or tokens below 1,000 read as millions or billions): a law of them would answer, wrongly."""
+    if not len(labels):  # nothing given (an optional column that is all missing): nothing to check
+        return
+    values = np.asarray(values, dtype=float).reshape(len(labels), -1)
+    labels = list(labels)
+    bad = np.flatnonzero((~np.isfinite(values) | ((values <= 0) if positive else False)).any(axis=1))
+    if bad.size:
+        kind = "non-positive or non-finite" if positive else "non-finite"
+        raise ValueError(f"{where}: {noun} {column!r} has {kind} values at {at} {[labels[i] for i in bad[:5]]}"
+                         f"{f' ({bad.size} in all)' if bad.size > 5 else ''}")
+    if column in UNITS:
+        bound, cause = UNITS[column]
+        low = np.flatnonzero((values < bound).any(axis=1))
+        if low.size:
+            shown = ", ".join(f"{v:g}" for v in values[low[:3], 0])
+            raise ValueError(f"{where}: {noun} {column!r} has values below {bound:,.0f} at {at} "
+                             f"{[labels[i] for i in low[:5]]} ({shown}): {cause}")
+
+
+def check_columns(df: pd.DataFrame, columns, *, where: str, optional=()) -> None:
+    """:func:`check_values` on each of ``columns`` that ``df`` has, naming ``df``'s own row labels; in an
+    ``optional`` column a missing value (NaN) means "not given" and passes (a schedule law's tokens)."""
+    for column in columns:
+        if column not in df.columns:
+            continue
+        raw = df[column]
+        values = pd.to_numeric(raw, errors="coerce")  # text reads as missing: refused below, named
+        given = raw.notna().to_numpy() if column in optional else np.ones(len(df), dtype=bool)
+        check_values(column, values.to_numpy(dtype=float, na_value=np.nan)[given], df.index[given], where=where)
 
 
 def huber(r, delta=HUBER_DELTA):
@@ -96,9 +139,13 @@ class PointFit:
         their warmup's end to their schedule's end (refused otherwise), and a row far from the fitted sizes or
         peak rates is warned of (:func:`~bayeslaw.laws.schedule_terms.warn_outside_fitted`).
         """
+        table = None
         if isinstance(params, pd.DataFrame):
             table, params = params, None
+            if table.empty:
+                raise ValueError("predict: the table has no rows; give one row per target")
             inputs = self.law.columns(table, where="predict")
+            check_columns(table, UNITS, where="predict", optional=("tokens",) if self.law.progress == "step" else ())
             if self.law.progress == "step":
                 check_forecast_steps(table["step"], table["schedule"], where="predict")
                 if (fitted := self.details.get("fitted")) is not None:
@@ -111,9 +158,25 @@ class PointFit:
         missing = [k for k in self.law.inputs if k not in inputs]
         if missing:
             raise TypeError(f"{self.form} law needs {list(self.law.inputs)}; missing {missing}")
-        arrays = {k: jnp.asarray(np.asarray(inputs[k], dtype=float)) for k in self.law.inputs}
+        arrays = {k: np.asarray(inputs[k], dtype=float) for k in self.law.inputs}
+        if table is None:
+            self._check_arguments(arrays)
+        arrays = {k: jnp.asarray(v) for k, v in arrays.items()}
         theta = {k: jnp.asarray(v) for k, v in self.theta.items()}
         return np.asarray(self.law.loss(theta, **arrays))
+
+    def _check_arguments(self, arrays: dict) -> None:
+        """Arguments checked as a table's columns are (named, in the schema's units); they must broadcast."""
+        try:
+            shape = np.broadcast_shapes(*(np.shape(v) for v in arrays.values()))
+        except ValueError:
+            shapes = ", ".join(f"{k} {np.shape(v)}" for k, v in arrays.items())
+            raise ValueError(f"predict: the inputs' shapes do not broadcast ({shapes}); give scalars or arrays of "
+                             f"one length") from None
+        for name, values in arrays.items():
+            flat = np.broadcast_to(values, shape).reshape(-1) if shape else values.reshape(1)
+            check_values(name, flat, range(flat.size), where="predict", positive=name not in self.law.features,
+                         noun="argument", at="positions")
 
     def to_series(self) -> pd.Series:
         """Parameters (usual and fitting space) plus the objective, for tables."""
@@ -676,6 +739,7 @@ def fit_point(
     fixed: dict[str, float] | None = None,
     polish: int = 0,
     warn_early: bool = True,
+    across_families: bool = False,
 ) -> PointFit:
     """Fit one law to all rows of ``df`` by a published point-estimate protocol.
 
@@ -700,6 +764,9 @@ def fit_point(
     warn_early : bool, default True
         Warn of checkpoints at or before the early cut (the published protocols leave them out). False for
         rows a Bayesian fit kept as its own cut chose them (its start, and point fits beside it).
+    across_families : bool, default False
+        True: one law for the rows of several families, on purpose (a start, a transfer's donor). Without it
+        such a table is warned of: each family has its own law (:func:`~bayeslaw.evaluation.point_fits_by_family`).
     polish : int, default 0
         ``epoch`` only: run the ``polish`` best distinct ends of the grid on to their basin's minimum
         (see :func:`grid_lbfgs`). The default keeps the published protocol's answer: scipy's L-BFGS-B
@@ -725,6 +792,13 @@ def fit_point(
         check_logged_lr(df, where="fit_point")
     if warn_early:
         _warn_early_checkpoints(df, law)
+    if not across_families and "family" in df.columns and df["family"].nunique() > 1:
+        # one law through several families' curves is none of theirs (the demo's beta: 0.78 across three, 0.33 each)
+        names = sorted(map(str, df["family"].unique()))
+        warnings.warn(f"fit_point: the table holds {len(names)} families ({', '.join(names[:5])}"
+                      f"{', ...' if len(names) > 5 else ''}) and gets one law for all of them; fit each apart "
+                      f"(bayeslaw.evaluation.point_fits_by_family beside a Bayesian fit, or a groupby), or pass "
+                      f"across_families=True where one law is meant", UserWarning, stacklevel=2)
     if fixed is None and law.progress == "tokens" and "params" in law.columns_needed and "params" in df.columns \
             and df["params"].nunique() == 1:
         # one size: the size term's constants trade off freely, and the optimiser's stop reports made-up ones
@@ -768,7 +842,7 @@ def fit_point(
             keep = [law.theta_names.index(n) for n in free.theta_names]
             starts = np.unique(starts[:, keep], axis=0)
         result = fit_point(df, free, method, delta=delta, max_iter=max_iter, starts=starts, polish=polish,
-                           fixed={}, warn_early=False)  # warned above
+                           fixed={}, warn_early=False, across_families=True)  # warned above
         theta = {**result.theta, **{k: float(v) for k, v in fixed.items()}}
         return replace(result, form=law.name, theta={n: theta[n] for n in law.theta_names},
                        details={**result.details, "fixed": dict(fixed)})

@@ -290,12 +290,26 @@ def run_fractions(df: pd.DataFrame, law: Law | None = None) -> np.ndarray:
                              f"total_steps{runs})")
         return steps / total
     tokens = df["tokens"].to_numpy(dtype=float)
-    final = (df["run_tokens"].to_numpy(dtype=float) if "run_tokens" in df.columns
-             else df.groupby("run")["tokens"].transform("max").to_numpy(dtype=float))
+    # rows are named by the table's own labels, runs where the table has them (run_tokens alone is one per row)
+    if "run" in df.columns and df["run"].isna().any():
+        raise ValueError(f"run: rows {df.index[df['run'].isna().to_numpy()][:5].tolist()} have no run (NaN); a "
+                         f"row's fraction of its run needs the run named")
+    if "run_tokens" in df.columns:
+        final = pd.to_numeric(df["run_tokens"], errors="coerce").to_numpy(dtype=float)
+        bad = np.flatnonzero(~(np.isfinite(final) & (final > 0)))
+        if len(bad):
+            raise ValueError(f"run_tokens: rows {df.index[bad[:5]].tolist()} have missing, non-positive or "
+                             f"non-finite values ({', '.join(repr(v) for v in df['run_tokens'].iloc[bad[:3]])}); "
+                             f"a run's final tokens, at or above its rows' tokens")
+    elif "run" in df.columns:
+        final = df.groupby("run")["tokens"].transform("max").to_numpy(dtype=float)
+    else:
+        raise ValueError("run_tokens: a row's fraction of its run needs a run column or a run_tokens column")
     bad = np.flatnonzero(~(tokens <= final * (1 + 1e-9)))
     if len(bad):
-        raise ValueError(f"run_tokens: rows {bad[:5].tolist()} have tokens beyond their run's run_tokens "
-                         f"(runs {sorted(set(df['run'].iloc[bad[:5]]))})")
+        runs = f" (runs {sorted(set(df['run'].iloc[bad[:5]]))})" if "run" in df.columns else ""
+        raise ValueError(f"run_tokens: rows {df.index[bad[:5]].tolist()} have tokens beyond their run's "
+                         f"run_tokens{runs}: a run's final tokens are at or above its checkpoints'")
     return tokens / final
 
 

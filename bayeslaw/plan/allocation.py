@@ -38,9 +38,10 @@ import numpy as np
 import pandas as pd
 
 from bayeslaw.data.files import jsonable
-from bayeslaw.inference.nuts import DEFAULT_QUANTILES, Fit
-from bayeslaw.inference.point import PointFit, fit_point
+from bayeslaw.inference.nuts import DEFAULT_QUANTILES, TOKENS_REACH, Fit, NewFamilyWarning
+from bayeslaw.inference.point import UNITS, PointFit, fit_point
 from bayeslaw.laws import ExtrapolationWarning, Law, forms, get_law
+from bayeslaw.laws.schedule_terms import SIZE_REACH
 from bayeslaw.plan.trajectory import warn_new_family
 from bayeslaw.results import Result
 
@@ -197,6 +198,10 @@ class Allocation(Result):
 # --- the allocation -----------------------------------------------------------------------------
 
 def _flops_array(flops) -> np.ndarray:
+    # a bool is not a budget: True would be taken as 1 FLOP
+    if np.asarray(flops).dtype == bool or any(isinstance(v, (bool, np.bool_))
+                                              for v in np.atleast_1d(np.asarray(flops, dtype=object)).ravel()):
+        raise ValueError(f"flops={flops!r}: a bool is not a FLOP budget; give a positive number of FLOPs (C = 6 N D)")
     values = np.atleast_1d(np.asarray(flops, dtype=float))
     if values.ndim != 1 or values.size == 0:
         raise ValueError(f"flops: found shape {np.shape(flops)}; need one FLOP budget or a 1-d array of them")
@@ -240,6 +245,40 @@ def _check_inputs(fit: Fit, family, batch_size, point):
                          f"{law.name!r} (bayeslaw.fit_point(rows, form={law.name!r}))")
 
 
+def _check_reach(fit: Fit, family, budgets, params_opt, tokens_opt) -> None:
+    """Refuse a budget whose compute-optimal model is smaller than any language model (params or tokens below
+    the data's unit bounds, :data:`bayeslaw.inference.point.UNITS`: 10,000 parameters, 1,000 tokens; the
+    law's answer there is arithmetic, not a forecast, and a forecast of it is refused as a unit slip); warn
+    once, naming the budgets, where the median N* lies more than ``SIZE_REACH`` times below, or the median
+    D* more than ``TOKENS_REACH`` times below, the sizes or tokens the family (all the fit's rows for a new family) was fitted on: a budget smaller than the pilots
+    asks the law about models it never saw. Above the fitted range is the allocation's purpose (the big run
+    planned from small ones), and its band carries the form error that grows with N, so that is not warned
+    of (``Fit.predict``'s own warnings are silenced here, since its tokens are the answer's, not the
+    user's)."""
+    rows = fit.training_rows(family if family in fit.families else None)
+    n_lo, n_hi = float(rows["params"].min()), float(rows["params"].max())
+    d_lo, d_hi = float(rows["tokens"].min()), float(rows["tokens"].max())
+    c_lo, c_hi = (float(v) for v in (FLOPS_PER_PARAM_TOKEN * rows["params"] * rows["tokens"]).agg(["min", "max"]))
+    n_mid, d_mid = np.median(params_opt, axis=0), np.median(tokens_opt, axis=0)
+    n_min, d_min = UNITS["params"][0], UNITS["tokens"][0]
+    tiny = np.flatnonzero((n_mid < n_min) | (d_mid < d_min))
+    if tiny.size:
+        i = tiny[0]
+        raise ValueError(f"flops={budgets[i]:.3g}: its compute-optimal split is N* = {n_mid[i]:.3g} parameters, "
+                         f"D* = {d_mid[i]:.3g} tokens (medians), below {n_min:,.0f} parameters or {d_min:,.0f} tokens: "
+                         f"no language model; the fit's runs cost "
+                         f"{c_lo:.3g}..{c_hi:.3g} FLOPs (C = 6 N D)")
+    far = np.flatnonzero((n_mid < n_lo / SIZE_REACH) | (d_mid < d_lo / TOKENS_REACH))
+    if far.size:
+        i = far[0]
+        who = f"family {family!r}" if family in fit.families else "the fit"
+        warnings.warn(f"optimal_allocation: flops {', '.join(f'{c:.3g}' for c in budgets[far[:5]])} put the "
+                      f"compute-optimal N* (median {n_mid[i]:.3g}) or D* ({d_mid[i]:.3g}) more than {SIZE_REACH:.3g} "
+                      f"times below the sizes ({n_lo:.3g}..{n_hi:.3g}) or {TOKENS_REACH:g} times below the tokens "
+                      f"({d_lo:.3g}..{d_hi:.3g}) {who} was fitted on (its runs cost {c_lo:.3g}..{c_hi:.3g} FLOPs): "
+                      f"the split there is the law's extrapolation", ExtrapolationWarning, stacklevel=3)
+
+
 def _new_run_noise(fit: Fit, family, params, tokens, batch_size, seed, form_error=None) -> np.ndarray:
     """log(new-run loss / law loss) per draw (sample, budget), from ``Fit.predict`` at one target per budget.
 
@@ -258,6 +297,7 @@ def _new_run_noise(fit: Fit, family, params, tokens, batch_size, seed, form_erro
         targets["family"] = family
     with warnings.catch_warnings():  # the optimum's tokens are the answer's, not the user's: beyond the fit by design
         warnings.simplefilter("ignore", ExtrapolationWarning)
+        warnings.simplefilter("ignore", NewFamilyWarning)  # said once by optimal_allocation itself
         law = fit.predict(targets, kind="law", seed=seed).draws.values
         new_run = fit.predict(targets, kind="new_run", seed=seed, form_error=form_error).draws.values
     return np.log(new_run) - np.log(law)
@@ -315,7 +355,7 @@ def optimal_allocation(fit: Fit, flops, *, family: str | None = None, point: Poi
         # the fit's own rows, as its early cut chose them (a fit with min_tokens=None kept its early checkpoints
         # on purpose): not the point fit's advice to cut them (as the fit's start, nuts._point_init)
         point = fit_point(fit.training_rows(family if family in fit.families else None), form=law.name,
-                          method="epoch", warn_early=False)
+                          method="epoch", warn_early=False, across_families=True)
     if not point.converged:
         warnings.warn(f"optimal_allocation: the {law.name} point fit did not converge; its allocation may be off",
                       RuntimeWarning, stacklevel=2)
@@ -338,6 +378,7 @@ def optimal_allocation(fit: Fit, flops, *, family: str | None = None, point: Poi
 
     params_opt = np.exp(log_params)
     tokens_opt = budgets[None, :] / (FLOPS_PER_PARAM_TOKEN * params_opt)
+    _check_reach(fit, family, budgets, params_opt, tokens_opt)
     noise = _new_run_noise(fit, family, np.median(params_opt, axis=0), np.median(tokens_opt, axis=0), batch_size, seed,
                            form_error)
     loss_new_run = loss_law * np.exp(noise)

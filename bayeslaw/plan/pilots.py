@@ -64,7 +64,7 @@ from bayeslaw.inference.config import PredictionKind, check_choice
 from bayeslaw.inference.nuts import Fit, shape_weights
 from bayeslaw.models import seed_sd
 from bayeslaw.models.runs import offset_shape, run_covariance, shape_basis
-from bayeslaw.plan.trajectory import warn_new_family
+from bayeslaw.plan.trajectory import said_new_family, warn_new_family
 
 __all__ = ["EFLOP", "pilot_rows", "rank_pilots"]
 
@@ -72,10 +72,29 @@ EFLOP = 1e18  # FLOPs: the unit of reduction_per_eflop
 PILOT_FAMILY = "pilot"  # the family name of pilots (and target) when the target names none (the population)
 
 
-def _target_table(target, family: str | None) -> tuple[pd.DataFrame, str | None]:
+def _positive_field(value, name: str, where: str) -> float:
+    """A run's size or length (params, tokens, batch_size) as a finite number > 0, naming the field and value if
+    not: a string or a non-positive size failed deep inside numpy, or passed into rows of a run of -1 parameters."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, (bool, np.bool_)) or not (np.isfinite(number) and number > 0):
+        shown = value.item() if isinstance(value, np.generic) else value  # -5, not np.int64(-5)
+        raise ValueError(f"{where}: {name}={shown!r} is not a finite number > 0")
+    return number
+
+
+def _target_table(target, family: str | None, law_columns: tuple[str, ...] = ()) -> tuple[pd.DataFrame, str | None]:
     table = pd.DataFrame([dict(target)]) if isinstance(target, Mapping) else pd.DataFrame(target).reset_index(drop=True)
     if len(table) != 1:
         raise ValueError(f"rank_pilots: target has {len(table)} rows; give one (a dict or a one-row DataFrame)")
+    needed = list(dict.fromkeys(["params", "tokens", *law_columns]))  # as a candidate: N and D, and the law's inputs
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise ValueError(f"rank_pilots: target lacks {missing}; found {list(table.columns)}; it needs {needed}")
+    for column in (c for c in needed if c != "schedule"):  # a schedule is text (JSON), the rest are numbers
+        _positive_field(table[column].iloc[0], column, "rank_pilots: target")
     if family is None and "family" in table.columns and pd.notna(table["family"].iloc[0]):
         family = str(table["family"].iloc[0])
     return table, family
@@ -147,7 +166,12 @@ def pilot_rows(candidate: Mapping, *, checkpoints: int = 1, first_fraction: floa
     k = _whole(candidate.get("checkpoints", _whole(checkpoints, "checkpoints", f"pilot {name}")), "checkpoints",
                f"pilot {name}")
     seeds = _whole(candidate.get("seeds", 1), "seeds", f"pilot {name}")
-    tokens = float(candidate["tokens"])
+    missing = [key for key in ("params", "tokens") if key not in candidate]
+    if missing:
+        raise ValueError(f"pilot {name}: candidate lacks {missing}; found {list(candidate.keys())}; a pilot needs "
+                         f"params (parameters) and tokens (training tokens)")
+    params = _positive_field(candidate["params"], "params", f"pilot {name}")
+    tokens = _positive_field(candidate["tokens"], "tokens", f"pilot {name}")
     if min_tokens is not None and tokens <= min_tokens:
         raise ValueError(f"pilot {name}: its {tokens:.3g} tokens are at or below the early cut min_tokens="
                          f"{min_tokens:.3g}, which would drop every checkpoint; train it longer or pass a smaller "
@@ -161,7 +185,7 @@ def pilot_rows(candidate: Mapping, *, checkpoints: int = 1, first_fraction: floa
     table = pd.DataFrame({
         "run": np.repeat([f"{name}-s{s}" for s in range(seeds)], len(grid)),
         "seed": np.repeat(np.arange(seeds), len(grid)),
-        "params": float(candidate["params"]),
+        "params": params,
         "tokens": np.tile(grid, seeds),
         **extra,
     })
@@ -323,7 +347,7 @@ def rank_pilots(
     if baseline not in ("refit", "fit"):
         raise ValueError(f"unknown baseline {baseline!r}; use 'refit' or 'fit'")
     checkpoints = _whole(checkpoints, "checkpoints", "rank_pilots")
-    target_table, family = _target_table(target, family)
+    target_table, family = _target_table(target, family, fit.spec.law.columns_needed)
     family = fit.family_or_only(family)
     warn_new_family(fit, family, "rank_pilots")
     candidates = _check_candidates(candidates, fit.spec.law.columns_needed, family)
@@ -459,5 +483,6 @@ def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise
 
 def _target_variance(fit: Fit, target: pd.DataFrame, kind, seed) -> float:
     """Variance of the target's log loss over the fit's predictive draws."""
-    draws = fit.predict(target, kind=kind, seed=seed).draws.values[:, 0]
+    with said_new_family():  # rank_pilots warns of it itself
+        draws = fit.predict(target, kind=kind, seed=seed).draws.values[:, 0]
     return float(np.var(np.log(draws)))

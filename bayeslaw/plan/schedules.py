@@ -40,7 +40,7 @@ from bayeslaw.inference.nuts import check_branch
 from bayeslaw.inference.nuts import fit as bayes_fit
 from bayeslaw.laws import forms, get_law
 from bayeslaw.laws.runs import ELL
-from bayeslaw.plan.trajectory import warn_new_family
+from bayeslaw.plan.trajectory import said_new_family, warn_new_family
 
 __all__ = ["best_cooldown", "cooldown_drop", "live_forecast", "schedule_distance", "schedule_loss"]
 
@@ -123,7 +123,8 @@ def _targets(fit, schedules: Mapping[str, Schedule], steps, params: float, famil
 def _draws(fit, table: pd.DataFrame, kind: str, seed: int) -> np.ndarray:
     """(sample, row) draws of the loss, or (1, row) the point fit's."""
     if _bayesian(fit):
-        return fit.predict(table, kind=kind, seed=seed).draws.values
+        with said_new_family():  # the planners warn of it themselves (warn_new_family)
+            return fit.predict(table, kind=kind, seed=seed).draws.values
     return np.asarray(fit.predict(table), dtype=float)[None, :]
 
 

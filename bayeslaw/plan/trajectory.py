@@ -23,12 +23,13 @@ infinite, and ``p_reachable`` in the summary is the posterior probability that t
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bayeslaw.inference.nuts import DEFAULT_QUANTILES, Fit, Prediction, summarize
+from bayeslaw.inference.nuts import DEFAULT_QUANTILES, Fit, NewFamilyWarning, Prediction, summarize
 from bayeslaw.laws import DataToLoss, Trajectory, forms
 
 __all__ = ["critical_batch_size", "loss_curve", "minimum_loss", "steps_to_loss", "tokens_to_loss"]
@@ -42,7 +43,16 @@ def warn_new_family(fit: Fit, family: str | None, where: str) -> None:
     if family is None or family in fit.families or fit.pooling == "none":
         return
     warnings.warn(f"{where}: {family!r} is not a family of the fit (families: {', '.join(fit.families)}): "
-                  f"forecast for a new family from the population", UserWarning, stacklevel=3)
+                  f"forecast for a new family from the population", NewFamilyWarning, stacklevel=3)
+
+
+@contextmanager
+def said_new_family():
+    """A context in which ``Fit.predict`` does not warn of a new family again: for the answers that called
+    :func:`warn_new_family` themselves, naming the caller's question."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NewFamilyWarning)
+        yield
 
 
 def _answers(fit: Fit, *, or_tokens: bool = False) -> Trajectory:
@@ -153,4 +163,5 @@ def loss_curve(fit: Fit, params: float, batch_size: float, steps, *, family: str
     warn_new_family(fit, family, "loss_curve")
     targets = _targets(family, params=params, batch_size=batch_size, steps=steps)
     targets["tokens"] = targets["steps"] * targets["batch_size"]
-    return fit.predict(targets, kind=kind, quantiles=quantiles, seed=seed)
+    with said_new_family():
+        return fit.predict(targets, kind=kind, quantiles=quantiles, seed=seed)

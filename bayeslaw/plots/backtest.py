@@ -23,7 +23,9 @@ def are_heatmap(cells: pd.DataFrame, *, methods=None, family: str | None = None)
         cells = cells[cells["family"] == family]
     methods = list(methods or sorted(cells["method"].unique()))
     table = cells.groupby(["method", "k", "q"])["are"].median().unstack("q")
-    vmax = float(np.nanmax(table.to_numpy())) if table.size else 1.0
+    scored = table.to_numpy(dtype=float)
+    # a method whose every cell failed has only NaNs here: its panel is drawn empty, the scale from the others
+    vmax = float(np.nanmax(scored)) if np.isfinite(scored).any() else 1.0
     fig, axes = plt.subplots(1, len(methods), figsize=(3.3 * len(methods) + 1, 3.2), squeeze=False, sharey=True)
     for ax, method in zip(axes[0], methods, strict=True):
         grid = table.loc[method] if method in table.index.get_level_values(0) else pd.DataFrame()
