@@ -49,6 +49,7 @@ def _friendly_errors(command):
         from bayeslaw.data import DataNotFoundError, DataValidationError
 
         try:
+            _import_laws()
             with warnings.catch_warnings():  # restores Python's own display when the command ends
                 warnings.showwarning = _show_warning
                 # the commands that fit (fit, demo, live) print the diagnostics table themselves, and backtest
@@ -66,6 +67,31 @@ def _friendly_errors(command):
             raise typer.Exit(code=2) from None
 
     return wrapper
+
+
+def _import_laws() -> None:
+    """Import the modules named in BAYESLAW_LAWS ("module[,module]"): laws registered outside bayeslaw
+    (``bayeslaw.laws.register``), known to the commands as the built-in ones are."""
+    import importlib
+    import os
+
+    from bayeslaw.laws import LAWS_ENV
+
+    value = os.environ.get(LAWS_ENV, "")
+    for name in (part.strip() for part in value.split(",")):
+        if not name:
+            continue
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise ValueError(f"{LAWS_ENV}={value!r}: cannot import module {name!r} ({error}); name modules "
+                             f"importable from PYTHONPATH, comma-separated") from None
+
+
+def _check_number(value: float | None, option: str, what: str = "a number >= 0") -> None:
+    """An option's number: finite and >= 0, else one line naming the option (the API's message names its argument)."""
+    if value is not None and not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{option} {value:g}: need {what}")
 
 
 TABLE_OUT_SUFFIXES = (".csv", ".parquet", ".pq")  # the tables _table_writer writes
@@ -125,7 +151,7 @@ def _check_data_name(data: str, *, also: tuple[str, ...] = ()) -> None:
     'shared'); else one line listing what it may be, before anything is read or made."""
     from bayeslaw import data as bd
 
-    if data in (*also, "demo", *bd.SOURCES) or Path(data).suffix in TABLE_SUFFIXES:
+    if data in (*also, "demo", *bd.SOURCES) or Path(data).suffix.lower() in TABLE_SUFFIXES:
         return
     extra = "".join(f"{name!r}, " for name in also)
     raise ValueError(f"DATA {data!r} is neither {extra}a .csv/.parquet file nor a known source "
@@ -298,7 +324,8 @@ def fit_point_command(
     method: Annotated[str, typer.Option(
         help="epoch (Huber + L-BFGS grid), hitchhiker (least squares) or adamw (a law's published optimiser path: "
              "multipower's, fitted one model at a time).")] = "epoch",
-    family: Annotated[list[str] | None, typer.Option(help="Fit only these families (repeatable).")] = None,
+    family: Annotated[list[str] | None, typer.Option(help="Fit only these families (repeatable or "
+                                                           "comma-separated).")] = None,
     form: Annotated[str, typer.Option(help="The law (bayeslaw.laws.LAWS), e.g. chinchilla, multipower, annealing.")] = "chinchilla",
     min_tokens: Annotated[float, typer.Option(help="Drop checkpoints with tokens <= this (0: keep all); laws that "
                                                    "read tokens only.")] = 1e10,
@@ -315,10 +342,13 @@ def fit_point_command(
     from bayeslaw.inference.point import fit_point
     from bayeslaw.laws import get_law
 
+    if method not in get_args(PointMethod):  # before the data are read
+        raise ValueError(f"--method: unknown method {method!r}; valid: {', '.join(map(repr, get_args(PointMethod)))}")
+    _check_number(min_tokens, "--min-tokens", "a number of tokens >= 0 (0 keeps all rows)")
     law = get_law(form)
     _check_point_method(method, law, polish)
     df = _read_data(data, root, loss_name)
-    df = _select_families(df, family)
+    df = _select_families(df, _names(family))
     if "tokens" in law.columns_needed:
         before, df = df, cut_early(df, min_tokens=min_tokens or None)
         if df.empty:
@@ -350,20 +380,19 @@ def fit_point_command(
                                     f"(loss in nats per token){where}"))
 
 
-def _check_point_method(method: str, law, polish: int) -> None:
-    """fit-point's --method against --form and --polish, in the options' words: fit_point's own checks say
-    method='epoch' (the API's), and run after the table is read."""
-    if method not in get_args(PointMethod):
-        return  # fit_point names it with the known methods
+def _check_point_method(method: str, law, polish: int = 0, option: str = "--method") -> None:
+    """fit-point's --method (report's and plan's --point-method) against the law and --polish, in the options'
+    words: fit_point's own checks say method='epoch' (the API's), and run after the table is read."""
+    check_choice(method, get_args(PointMethod), option)
     if polish and method != "epoch":
-        raise ValueError(f"--polish {polish} runs the epoch grid's best ends on; --method {method} has no grid: drop "
-                         f"--polish or use --method epoch")
+        raise ValueError(f"--polish {polish} runs the epoch grid's best ends on; {option} {method} has no grid: drop "
+                         f"--polish or use {option} epoch")
     if method == "hitchhiker" and law.point_start is None:
-        raise ValueError(f"--method hitchhiker (least squares from one start) needs a law with a start; the {law.name} "
-                         f"law has none (forms with one: {forms(lambda law: law.point_start)}): use --method epoch")
+        raise ValueError(f"{option} hitchhiker (least squares from one start) needs a law with a start; the {law.name} "
+                         f"law has none (forms with one: {forms(lambda law: law.point_start)}): use {option} epoch")
     if method == "adamw" and law.path is None:
-        raise ValueError(f"--method adamw follows a law's published optimiser path; the {law.name} law has none "
-                         f"(forms with one: {forms(lambda law: law.path)}): use --method epoch")
+        raise ValueError(f"{option} adamw follows a law's published optimiser path; the {law.name} law has none "
+                         f"(forms with one: {forms(lambda law: law.path)}): use {option} epoch")
 
 
 def _select_families(df: pd.DataFrame, families: list[str] | None) -> pd.DataFrame:
@@ -619,13 +648,9 @@ PointMethodOption = Annotated[str, typer.Option(
 
 def _point_fits(fit, method: str, families) -> dict | None:
     """Point fits (``method``) of the fit's own training rows per family; None for epoch, the library default."""
-    check_choice(method, get_args(PointMethod), "--point-method")
+    _check_point_method(method, fit.spec.law, option="--point-method")
     if method == "epoch":
         return None
-    if fit.spec.law.point_start is None:
-        raise ValueError(f"--point-method {method} needs a law with a least-squares start "
-                         f"({', '.join(forms(lambda law: law.point_start))}); this fit's form is {fit.form!r}: "
-                         f"use --point-method epoch")
     from bayeslaw.inference.point import fit_point
 
     # the fit's own rows, as its early cut chose them: no advice to cut them
@@ -722,6 +747,8 @@ def fit_command(
     check_choice(pooling, POOLINGS, "--pooling")
     check_choice(duplicates, get_args(Duplicates), "--duplicates")
     check_choice(rising, get_args(Rising), "--rising")
+    _check_number(min_tokens, "--min-tokens", "a number of tokens >= 0 (0 keeps all rows)")
+    _check_number(seed, "--seed", "a whole number >= 0 (equal seeds, identical draws)")
     _check_out_file(out, table=False, fit=True, example="fit.nc")  # before the fit, which takes minutes
     df = _select_families(_read_data(data, root, loss_name, duplicates=duplicates), _names(family))
     fitted = run_fit(df, form=form, pooling=pooling, chains=chains, draws=draws,
@@ -777,6 +804,8 @@ def predict(
     `bayeslaw predict fit.nc --params 1e9,7e9 --tokens 1.4e12` = `--params 1e9 --params 7e9 --tokens 1.4e12`.
     """
     check_choice(kind, get_args(PredictionKind), "--kind")
+    _check_number(seed, "--seed", "a whole number >= 0")
+    _check_number(form_error, "--form-error", "a number >= 0 (sd of log loss per e-fold of N; 0 for none)")
     fit = _load_fit(fit_file)
     if fit.spec.law.progress == "step":
         raise ValueError(f"{fit_file}: a fit of the {fit.form} law reads a run's step and learning-rate schedule, "
@@ -1050,6 +1079,7 @@ def schedule(
     from bayeslaw.plan.schedules import best_cooldown, cooldown_drop
 
     check_choice(decay_type, get_args(DecayType), "--decay-type")
+    _check_number(seed, "--seed", "a whole number >= 0")
     _check_schedule_mode(branch_step, total_steps=total_steps, cooldown=cooldown, parent_run=parent_run,
                          cooldown_steps=cooldown_steps)
     fit = _load_fit(fit_file)
@@ -1101,6 +1131,7 @@ def live(
     check_choice(rising, get_args(Rising), "--rising")
     check_choice(duplicates, get_args(Duplicates), "--duplicates")
     check_schedule_form(form, label="--form")  # before the data are read and fitted, as --out below
+    _check_number(seed, "--seed", "a whole number >= 0")
     if out is not None:
         _check_out_file(out)
     # a run in flight that was restarted logs its checkpoints again: --duplicates last keeps the restart's

@@ -147,7 +147,7 @@ def fit_report(fit, out, *, data: pd.DataFrame | None = None, point_fits: dict |
     writers["params.csv"] = lambda tmp: params.to_csv(tmp, index=False)
     writers["diagnostics.csv"] = lambda tmp: diagnostics.table.to_csv(tmp, index_label="site")
     writers["diagnostics.txt"] = lambda tmp: Path(tmp).write_text(str(diagnostics) + "\n")
-    return _write_report(out, "fit_report", writers, parts)
+    return _write_report(out, "fit_report", writers, parts, own=FIT_FIGURES)
 
 
 def _markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
@@ -267,12 +267,15 @@ def backtest_report(result, out) -> Path:
               "coverage = share of test points inside the new_run interval (point fits have none); width in nats.", ""]
     writers = {name: (lambda tmp, table=table: table.to_csv(tmp, index=False)) for name, table in tables.items()}
     writers.update({name: (lambda tmp, image=image: Path(tmp).write_bytes(image)) for name, image in images.items()})
-    return _write_report(out, "backtest_report", writers, parts)
+    return _write_report(out, "backtest_report", writers, parts,
+                         own=("loo_comparison.csv", "transfer_trajectories.png"))
 
 
-def _write_report(out: Path, where: str, writers: dict, parts: list[str]) -> Path:
+def _write_report(out: Path, where: str, writers: dict, parts: list[str], own: tuple[str, ...] = ()) -> Path:
     """Make the report folder ``out`` (only now that everything in it is rendered: a failed report leaves
-    none), write each file atomically (``writers``: name -> writer of a temporary path), then report.md."""
+    none), write each file atomically (``writers``: name -> writer of a temporary path), then report.md.
+    ``own``: the names this kind of report may write; those it does not write this time are removed (an earlier
+    report's into the same folder, e.g. a 2-chain fit's rank.png, would otherwise stand beside this one)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -280,6 +283,8 @@ def _write_report(out: Path, where: str, writers: dict, parts: list[str]) -> Pat
                          f"pass a folder that can be created and written") from err
     for name, writer in writers.items():
         write_atomic(out / name, writer)
+    for name in sorted(set(own) - set(writers)):
+        (out / name).unlink(missing_ok=True)
     report = out / "report.md"
     write_atomic(report, lambda tmp: Path(tmp).write_text("\n".join(parts)))
     return report

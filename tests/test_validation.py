@@ -126,7 +126,9 @@ def test_values_outside_the_units_are_refused_with_their_likely_cause(tmp_path, 
     with pytest.raises(DataValidationError, match=rf"column '{column}' in file .*runs\.csv.*: 1 value\(s\) {cause}"):
         read_table(path)
     ok = table()
-    ok.loc[1, column] = {"loss": 19.9, "tokens": 1e3, "params": 1e4}[column]  # the bounds themselves pass
+    # the bounds themselves pass (params for the whole run: a run has one size; flops 6ND to match)
+    ok.loc[slice(None) if column == "params" else 1, column] = {"loss": 19.9, "tokens": 1e3, "params": 1e4}[column]
+    ok["flops"] = 6 * ok["params"] * ok["tokens"]
     validate(ok)
 
 

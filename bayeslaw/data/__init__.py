@@ -155,11 +155,15 @@ def load_study(root: str | os.PathLike | None = None, *, min_sizes: int = 3) -> 
     non-standard configuration) or flagged as outliers (410m runs that spike after a resume). Model sizes
     that agree to three significant digits count as one.
     """
+    if isinstance(min_sizes, bool) or not isinstance(min_sizes, int) or min_sizes < 1:
+        raise ValueError(f"load_study: min_sizes={min_sizes!r} must be a whole number >= 1 (of model sizes)")
     df = load_all(root)
     pythia = df["source"] == "polypythias"
     keep = ~(df["epochs"] > 1) & ~(pythia & ((df["lineage"] != "A") | df["outlier"].fillna(False).astype(bool)))
     df = df[keep]
     sizes = df["params"].map(lambda p: float(f"{p:.3g}")).groupby(df["family"]).nunique()
+    if not (sizes >= min_sizes).any():  # an empty study is no study: say so, not an empty table
+        raise ValueError(f"load_study: no family has {min_sizes} or more model sizes (the most is {sizes.max()})")
     return df[df["family"].isin(sizes.index[sizes >= min_sizes])]
 
 
@@ -178,10 +182,11 @@ def read_table(path: str | os.PathLike, *, duplicates: bool = True) -> pd.DataFr
         raise DataNotFoundError(f"file {str(path)!r} does not exist")
     if path.is_dir():
         raise DataValidationError(f"{str(path)!r} is a folder, not a table (.csv or .parquet)")
-    if path.suffix in (".parquet", ".pq"):
+    suffix = path.suffix.lower()  # OUT.CSV, as `bayeslaw load --out` writes it, is a CSV file
+    if suffix in (".parquet", ".pq"):
         df, first_row = read_parquet_file(path, "file", DataValidationError), 0
         label = f"file {str(path)!r} (rows counted from 0)"
-    elif path.suffix in (".csv", ".txt", ".gz"):
+    elif suffix in (".csv", ".txt", ".gz"):
         df, first_row = read_csv_file(path, "file", DataValidationError), 2
         label = f"file {str(path)!r} (rows are line numbers)"
     else:

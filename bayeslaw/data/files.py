@@ -34,10 +34,24 @@ def read_csv_file(path: str | os.PathLike, what: str = "file", error: type[Excep
     """pandas.read_csv, its errors as ``error`` naming the file (pandas' own name none: 'No columns to
     parse from file')."""
     try:
-        return pd.read_csv(path, **kwargs)
+        df = pd.read_csv(path, **kwargs)
+        if "header" not in kwargs and "names" not in kwargs:
+            # pandas renames a repeated header (tokens, tokens.1) and every reader then reads only the first
+            header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False,
+                                 **{k: v for k, v in kwargs.items() if k in ("sep", "compression", "encoding")})
+            names = header.iloc[0].tolist() if len(header) else []
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise error(f"{what} {str(path)!r}: column(s) {repeated} appear more than once in the header line; "
+                            f"keep one of each")
+        return df
     except pd.errors.EmptyDataError:
         raise error(f"{what} {str(path)!r} is empty (no header line)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as reason:
+    except (pd.errors.ParserError, UnicodeDecodeError) as reason:
+        raise error(f"{what} {str(path)!r}: not a readable CSV ({str(reason).splitlines()[0]})") from None
+    except ValueError as reason:
+        if isinstance(reason, error):
+            raise
         raise error(f"{what} {str(path)!r}: not a readable CSV ({str(reason).splitlines()[0]})") from None
 
 

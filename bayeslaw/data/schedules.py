@@ -53,6 +53,25 @@ class Schedule:
     transition_steps: int = 0
 
     def __post_init__(self):
+        # types first: a step count of 1000.7 or true (JSON), or a rate of "3e-4", would fail later in lr()
+        # or per_step() naming no field
+        for name in ("total_steps", "warmup_steps", "decay_start", "transition_start", "transition_steps"):
+            value = getattr(self, name)
+            if value is None and name in ("decay_start", "transition_start"):
+                continue
+            whole = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating))
+                                                             and np.isfinite(value) and value == round(value))
+            if isinstance(value, (bool, np.bool_)) or not whole:
+                raise ValueError(f"schedule: {name} must be a whole number of steps, found {value!r}")
+            if not isinstance(value, (int, np.integer)):
+                object.__setattr__(self, name, int(value))  # 1000.0 from JSON: the same step count
+        for name in ("peak_lr", "final_lr", "second_lr"):
+            value = getattr(self, name)
+            if value is None and name == "second_lr":
+                continue
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(value):
+                raise ValueError(f"schedule: {name} must be a finite number, found {value!r}")
         if self.shape not in get_args(ScheduleShape):
             raise ValueError(f"schedule: unknown shape {self.shape!r}; valid: {list(get_args(ScheduleShape))}")
         if self.decay_type not in get_args(DecayType):
@@ -78,6 +97,10 @@ class Schedule:
                                  f"decay_start ({self.decay_start})")
         if self.shape in ("wsd", "wsd_two_stage") and self.decay_type == "exponential" and self.final_lr <= 0:
             raise ValueError("schedule: an exponential cooldown needs final_lr > 0")
+        if self.shape == "wsd_two_stage" and self.decay_type == "exponential" and not self.second_lr > 0:
+            # its cooldown is second_lr (final_lr / second_lr)^u: a zero second rate divides by zero
+            raise ValueError(f"schedule: an exponential cooldown from second_lr needs second_lr > 0, found "
+                             f"{self.second_lr!r}")
 
     @classmethod
     def wsd(cls, peak_lr: float, total_steps: int, cooldown_fraction: float, *, warmup_steps: int = 0,

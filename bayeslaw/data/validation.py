@@ -99,6 +99,114 @@ def _where(name: str | None) -> str:
     return f" in {name}" if name else ""
 
 
+_TRUE, _FALSE = {"true", "1", "1.0", "yes"}, {"false", "0", "0.0", "no", ""}
+
+
+def _as_bool(values: pd.Series, column: str, name: str | None, first_row: int) -> pd.Series:
+    """A bool column from bools, 0/1 or the words true/false/yes/no (any case); empty is False. Anything
+    else refused: astype(bool) reads every non-empty text, 'no' and 'false' included, as True."""
+    text = values.map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA
+                      else str(v).strip().lower())
+    bad = values.index[~text.isin(_TRUE | _FALSE)]
+    if len(bad):
+        examples = ", ".join(repr(v) for v in values.loc[bad[:_SHOW]])
+        raise DataValidationError(
+            f"column '{column}'{_where(name)}: {len(bad)} value(s) that are not true/false "
+            f"({_rows(bad, first_row)}: {examples}); use true/false, 1/0 or yes/no"
+        )
+    return text.isin(_TRUE).astype(bool)
+
+
+#: columns that describe a run, not a checkpoint: one value on every row of a run (a run whose size changes
+#: between rows is two runs under one name, and every law would read the first row's value)
+_PER_RUN = ("params", "family", "model", "seed")  # params first: a minimal table derives model from it
+_POSITIVE_OPTIONAL = ("batch_size", "epochs")  # tokens per step and passes over the data: never <= 0
+#: flops beyond this factor of 6ND (either side) is no training compute of that N and D: a slip of units
+#: (olmo_ladder's counted flops sit at 1.2-1.7 x 6ND, attention and embeddings included)
+FLOPS_FACTOR = 10.0
+
+
+def _value(v) -> str:
+    return f"{v:g}" if isinstance(v, (float, np.floating)) else repr(v.item() if isinstance(v, np.generic) else v)
+
+
+def _check_per_run(out: pd.DataFrame, name: str | None, first_row: int) -> None:
+    """Refuse a run whose run-level columns change between rows, or whose ``run_tokens`` is below its
+    checkpoints' tokens; refuse flops far from 6ND."""
+    for column in _PER_RUN:
+        firsts = out.groupby("run", sort=False)[column].transform("first")
+        changed = out.index[out[column] != firsts]
+        if len(changed):
+            run = out.loc[changed[0], "run"]
+            own = out.index[out["run"] == run]
+            raise DataValidationError(
+                f"column '{column}'{_where(name)}: run {run!r} changes {column} between rows "
+                f"({_value(out.loc[own[0], column])} at row {own[0] + first_row}, "
+                f"{_value(out.loc[changed[0], column])} at row {changed[0] + first_row}; "
+                f"{len(changed)} such row(s): {_rows(changed, first_row)}); a run has one {column}: give each "
+                "configuration its own run name"
+            )
+    if "run_tokens" in out.columns:
+        with np.errstate(invalid="ignore"):
+            below = out.index[(out["run_tokens"] < out["tokens"]).to_numpy()]
+        if len(below):
+            i = below[0]
+            raise DataValidationError(
+                f"column 'run_tokens'{_where(name)}: {len(below)} row(s) with run_tokens below their tokens "
+                f"({_rows(below, first_row)}; run {out.loc[i, 'run']!r}: run_tokens {out.loc[i, 'run_tokens']:g}, "
+                f"tokens {out.loc[i, 'tokens']:g}); run_tokens is the run's final tokens, at least every checkpoint's"
+            )
+    ratio = (out["flops"] / (6.0 * out["params"] * out["tokens"])).to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):  # NaN flops and tokens where the step is known
+        far = out.index[(ratio > FLOPS_FACTOR) | (ratio < 1.0 / FLOPS_FACTOR)]
+    if len(far):
+        examples = ", ".join(f"{r:.3g}" for r in ratio[far[:3]])
+        raise DataValidationError(
+            f"column 'flops'{_where(name)}: {len(far)} value(s) outside {1 / FLOPS_FACTOR:g}-{FLOPS_FACTOR:g} x 6ND "
+            f"({_rows(far, first_row)}: {examples} x 6ND); training FLOPs are about 6 x params x tokens: check the "
+            "units, or leave the column out (6ND is filled in)"
+        )
+
+
+def _check_parent_cycles(out: pd.DataFrame, name: str | None, first_row: int) -> None:
+    """Refuse a run that names itself, or a descendant, as its ``parent_run``: a branch tree has a root."""
+    parents = out.groupby("run", sort=False)["parent_run"].first().dropna().astype(str).to_dict()
+    for run in parents:
+        seen, top = [run], parents[run]
+        while top in parents and top not in seen:
+            seen.append(top)
+            top = parents[top]
+        if top in seen:
+            row = out.index[out["run"] == run][0]
+            what = "names itself" if parents[run] == run else f"descends from itself ({' -> '.join(seen + [top])})"
+            raise DataValidationError(
+                f"column 'parent_run'{_where(name)}: run {run!r} {what} (row {row + first_row}); a branch's "
+                "parent is the run it continues, not itself or a branch of its own"
+            )
+
+
+def _check_duplicates(out: pd.DataFrame, name: str | None, first_row: int) -> None:
+    """Refuse two rows of one run and loss_name at one checkpoint: the same tokens (where known), or the same
+    step (where known): a checkpoint has one loss, whatever its other columns say."""
+    for axis, known in (("tokens", out["tokens"].notna()), ("step", out["step"] >= 0)):
+        key = ["run", axis, "loss_name"]
+        rows = out.loc[known, key]
+        dup = rows.duplicated(keep="first")
+        if not dup.any():
+            continue
+        second = rows.index[dup]
+        first = rows.index[rows.duplicated(keep=False) & ~dup]
+        i = second[0]
+        repeated = first[(rows.loc[first, key] == rows.loc[i, key]).all(axis=1).to_numpy()][0]
+        raise DuplicateRowsError(
+            f"{len(second)} duplicated (run, step) row(s){_where(name)} ({_rows(second, first_row)}; row "
+            f"{i + first_row} repeats row {repeated + first_row} at the same {axis}: run {out.loc[i, 'run']!r}, "
+            f"{axis} {out.loc[i, axis]:g}, loss_name {out.loc[i, 'loss_name']!r}, losses "
+            f"{out.loc[repeated, 'loss']:g} and {out.loc[i, 'loss']:g}); each run has one loss per checkpoint and "
+            "loss_name"
+        )
+
+
 def check_branch_families(out: pd.DataFrame, name: str | None = None, first_row: int = 0) -> None:
     """A branch (``parent_run``) is of its parent's family: it continues that run and shares its run offset,
     whose size is its family's seed spread (a tree across families has no one prior for it)."""
@@ -129,8 +237,9 @@ def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0,
     first_row : int, default 0
         Number that error messages give the first row (2 for CSV line numbers under a header).
     duplicates : bool, default True
-        Refuse duplicated (run, step, tokens, loss_name) rows; False leaves them to the caller (``bl.fit``,
-        whose ``duplicates`` option keeps a restart's last value).
+        Refuse two rows of one run and loss_name at the same tokens (where known) or the same step (where
+        known); False leaves them to the caller (``bl.fit``, whose ``duplicates`` option keeps a restart's
+        last value).
 
     Returns
     -------
@@ -143,10 +252,11 @@ def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0,
     DataValidationError
         On a missing column, a non-numeric, NaN, or non-positive value, a value outside what the
         column's units allow (:data:`PLAUSIBLE`: a loss above 20 nats, tokens below 1,000, params below
-        10,000, each with its likely cause), a duplicated (run, step, tokens, loss_name) row
-        (:class:`DuplicateRowsError`), or a branch
-        (``parent_run``) of another family than its parent. Nothing
-        is dropped silently.
+        10,000, each with its likely cause), a bool column holding other text than true/false/1/0/yes/no, a
+        run whose family, model, seed or params change between rows, a non-positive batch_size or epochs,
+        run_tokens below the run's tokens, flops outside 0.1-10 x 6ND, a duplicated checkpoint
+        (:class:`DuplicateRowsError`), or a branch (``parent_run``) of another family than its parent, of
+        itself, or in a cycle. Nothing is dropped silently.
     """
     if not isinstance(df, pd.DataFrame):
         raise DataValidationError(f"expected a pandas DataFrame{_where(name)}, got {type(df).__name__}")
@@ -201,9 +311,11 @@ def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0,
             else:
                 out[column] = numeric.astype("float64")
         elif kind == "bool":
-            out[column] = values.fillna(False).astype(bool)
+            out[column] = _as_bool(values, column, name, first_row)
 
-    for column in _POSITIVE:
+    for column in _POSITIVE + _POSITIVE_OPTIONAL:
+        if column not in out.columns:
+            continue
         bad = out.index[out[column] <= 0]
         if len(bad):
             raise DataValidationError(
@@ -221,6 +333,7 @@ def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0,
             raise DataValidationError(str(error)) from None
 
     if "parent_run" in out.columns and out["parent_run"].notna().any():
+        _check_parent_cycles(out, name, first_row)
         check_branch_families(out, name, first_row)
 
     for column, bound, side, cause in PLAUSIBLE:
@@ -236,15 +349,9 @@ def validate(df: pd.DataFrame, *, name: str | None = None, first_row: int = 0,
                 f"{examples}); {cause}"
             )
 
-    key = ["run", "step", "tokens", "loss_name"]
-    dup = out.duplicated(subset=key, keep="first")
-    if duplicates and dup.any():
-        rows = out.index[dup]
-        first = out.loc[rows[0], key].to_dict()
-        raise DuplicateRowsError(
-            f"{int(dup.sum())} duplicated (run, step) row(s){_where(name)} ({_rows(rows, first_row)}; "
-            f"first: {first}); each run has one loss per checkpoint and loss_name"
-        )
+    _check_per_run(out, name, first_row)  # after PLAUSIBLE: a value in the wrong units is named as such first
+    if duplicates:
+        _check_duplicates(out, name, first_row)
 
     ordered = list(REQUIRED_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in out.columns]
     out = out[ordered + [c for c in out.columns if c not in ordered]]

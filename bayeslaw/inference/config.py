@@ -88,6 +88,16 @@ class FitConfig:
         for name in ("chains", "draws", "warmup"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"{name}={getattr(self, name)!r}: need a positive whole number")
+        for name in ("min_tokens", "min_fraction"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                ok = bool(np.isfinite(float(value)) and float(value) >= 0) and not isinstance(value, (bool, str))
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"{name}={value!r}: need a number >= 0 (0 keeps all rows), or None")
         if self.extend is not None and not (isinstance(self.extend, int) and self.extend >= 0):
             raise ValueError(f"extend={self.extend!r}: need a whole number >= 0 (or None: the library's default)")
         if not 0 < self.target_accept < 1:

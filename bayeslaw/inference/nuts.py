@@ -883,16 +883,22 @@ class NewFamilyWarning(UserWarning):
     """A prediction for a family the fit has not seen: the population's forecast (a typo would get it too)."""
 
 
-def _check_call(targets: pd.DataFrame, quantiles, seed) -> None:
-    """:meth:`Fit.predict`'s arguments, each refused in one line naming it (numpy's messages name none)."""
-    if targets.empty:
-        raise ValueError("predict: targets has no rows; give one row per target")
+def check_quantiles(quantiles, where: str) -> None:
+    """``quantiles``: probabilities in [0, 1] (a number or a sequence of them, not a string), else one line
+    naming ``where`` (the function) and the argument (numpy's messages name neither)."""
     try:
         probs = np.asarray(quantiles, dtype=float).ravel()
     except (TypeError, ValueError):
         probs = np.array([np.nan])
-    if not np.all((probs >= 0) & (probs <= 1)):
-        raise ValueError(f"predict: quantiles={quantiles!r}; need probabilities in [0, 1], e.g. (0.05, 0.5, 0.95)")
+    if isinstance(quantiles, (str, bytes)) or not probs.size or not np.all((probs >= 0) & (probs <= 1)):
+        raise ValueError(f"{where}: quantiles={quantiles!r}; need probabilities in [0, 1], e.g. (0.05, 0.5, 0.95)")
+
+
+def _check_call(targets: pd.DataFrame, quantiles, seed) -> None:
+    """:meth:`Fit.predict`'s arguments, each refused in one line naming it (numpy's messages name none)."""
+    if targets.empty:
+        raise ValueError("predict: targets has no rows; give one row per target")
+    check_quantiles(quantiles, "predict")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"predict: seed={seed!r}; need a whole number >= 0")
 
@@ -1626,6 +1632,17 @@ def load_fit(path: str | os.PathLike) -> Fit:
     if not any(str(k).startswith("bayeslaw_") for k in idata.attrs):
         raise ValueError(f"{str(path)!r} is a netCDF file but not a bayeslaw fit (no bayeslaw_* attributes)")
     try:
-        return Fit(idata)
+        fit = Fit(idata)
     except ValueError as error:  # FitConfig's messages name the attribute, not the file (it reads no file)
         raise ValueError(f"{str(path)!r}: {error}") from None
+    # the draws are read under whatever law now has the fit's name: one whose sampled coordinates differ
+    # (another law registered under that name) would reinterpret them silently
+    posterior = idata["posterior"] if "posterior" in idata.children else None
+    if posterior is not None and "theta_dim" in posterior.coords:
+        stored = [str(v) for v in posterior.coords["theta_dim"].values]
+        expected = list(fit.spec.law.sampling.names)
+        if stored != expected:
+            raise ValueError(f"{str(path)!r}: its draws' sampled coordinates {stored} differ from those of the law "
+                             f"registered as {fit.form!r} now {expected}: fitted under another law of that name; "
+                             f"register the law it was fitted with")
+    return fit

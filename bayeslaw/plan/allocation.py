@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from bayeslaw.data.files import jsonable
-from bayeslaw.inference.nuts import DEFAULT_QUANTILES, TOKENS_REACH, Fit, NewFamilyWarning
+from bayeslaw.inference.nuts import DEFAULT_QUANTILES, TOKENS_REACH, Fit, NewFamilyWarning, check_quantiles
 from bayeslaw.inference.point import UNITS, PointFit, fit_point
 from bayeslaw.laws import ExtrapolationWarning, Law, forms, get_law
 from bayeslaw.laws.schedule_terms import SIZE_REACH
@@ -344,6 +344,7 @@ def optimal_allocation(fit: Fit, flops, *, family: str | None = None, point: Poi
     ``Fit.predict``);
     ``regret`` = L(N_pt, D_pt; theta_s) - L(N*_s, D*_s; theta_s) >= 0, nats per token.
     """
+    check_quantiles(quantiles, "optimal_allocation")
     family = fit.family_or_only(family)
     _check_inputs(fit, family, batch_size, point)
     warn_new_family(fit, family, "optimal_allocation")

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bayeslaw.inference.nuts import DEFAULT_QUANTILES, Fit, NewFamilyWarning, Prediction, summarize
+from bayeslaw.inference.nuts import DEFAULT_QUANTILES, Fit, NewFamilyWarning, Prediction, check_quantiles, summarize
 from bayeslaw.laws import DataToLoss, Trajectory, forms
 
 __all__ = ["critical_batch_size", "loss_curve", "minimum_loss", "steps_to_loss", "tokens_to_loss"]
@@ -95,6 +95,7 @@ def minimum_loss(fit: Fit, params, *, family: str | None = None, quantiles=DEFAU
     """(1) The lowest loss a model of ``params`` parameters reaches (nats per token): with unlimited tokens
     (E + A / N^alpha for chinchilla), or after unlimited steps, L_inf(N) = (Nc / N)^alphaN (su2024)."""
     answers = _solved_for_tokens(fit) or _answers(fit, or_tokens=True)
+    check_quantiles(quantiles, "minimum_loss")
     warn_new_family(fit, family, "minimum_loss")
     theta = _law_theta(fit, family, seed)
     targets = _targets(family, params=params)
@@ -106,6 +107,7 @@ def critical_batch_size(fit: Fit, loss, *, family: str | None = None, quantiles=
                         seed: int = 0) -> Prediction:
     """(3) Bcrit(L) = B* / L^(1 / alphaB): the critical batch size at loss L, tokens per step."""
     answers = _answers(fit)
+    check_quantiles(quantiles, "critical_batch_size")
     warn_new_family(fit, family, "critical_batch_size")
     theta = _law_theta(fit, family, seed)
     targets = _targets(family, loss=loss)
@@ -142,6 +144,7 @@ def steps_to_loss(fit: Fit, params, loss, *, batch_size=None, family: str | None
                   quantiles=DEFAULT_QUANTILES, seed: int = 0) -> Prediction:
     """(2) Optimizer steps for a model of ``params`` parameters to reach ``loss``: S = Smin (1 + Bcrit / B) at
     ``batch_size`` B (tokens per step), or Smin = Sc / (L - L_inf)^(1 / alphaS), the fewest, when B is omitted."""
+    check_quantiles(quantiles, "steps_to_loss")
     warn_new_family(fit, family, "steps_to_loss")
     return _to_loss(fit, params, loss, batch_size, family, quantiles, seed, tokens=False)
 
@@ -151,6 +154,7 @@ def tokens_to_loss(fit: Fit, params, loss, *, batch_size=None, family: str | Non
     """(2) Training tokens for a model of ``params`` parameters to reach ``loss``: D(L; N) for a law of N and D
     (chinchilla: (B / (L - E - A / N^alpha))^(1 / beta)); for su2024 S B at ``batch_size`` B, or Emin = Smin
     Bcrit, the fewest, when B is omitted."""
+    check_quantiles(quantiles, "tokens_to_loss")
     warn_new_family(fit, family, "tokens_to_loss")
     return _to_loss(fit, params, loss, batch_size, family, quantiles, seed, tokens=True)
 
