@@ -262,7 +262,9 @@ def test_fit_refuses_a_restart_logged_twice_and_leaves_no_file(fitted, tmp_path)
     result = runner.invoke(app, ["fit", str(path), "--out", str(tmp_path / "f.nc"), "--chains", "1", "--draws", "5"])
     assert result.exit_code == 2, result.output
     message = " ".join(result.stderr.split())
-    assert f"run '{df['run'].iloc[3]}' has two or more rows at the same tokens" in message and "duplicates='last'" in message
+    # the file's validation finds it (at equal tokens, whatever the step) and names the CLI's option
+    assert f"repeats row 5 at the same tokens: run '{df['run'].iloc[3]}'" in message, message
+    assert message.endswith("--duplicates last keeps the last logged row of each (a restart's)")
     assert not (tmp_path / "f.nc").exists()
 
 

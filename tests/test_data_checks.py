@@ -156,3 +156,13 @@ def test_a_parent_run_cycle_is_refused():
     df = pd.concat([table(run="a").assign(parent_run="b"), table(run="b").assign(parent_run="a")], ignore_index=True)
     with pytest.raises(DataValidationError, match=r"run 'a' descends from itself \(a -> b -> a\)"):
         validate(df)
+
+
+def test_keep_last_drops_a_checkpoint_logged_again_at_equal_tokens_and_another_step():
+    from bayeslaw.data.importers import complete_minimal
+
+    df = pd.DataFrame({"run": ["a", "a", "a"], "params": [1e8] * 3, "tokens": [1e9, 2e9, 2e9], "step": [10, 20, 30],
+                       "loss": [3.5, 3.2, 3.1]})
+    out = complete_minimal(df, duplicates="last")
+    assert out["loss"].tolist() == [3.5, 3.1] and out["step"].tolist() == [10, 30]
+    assert "restarts: 1 row(s)" in out.attrs["import_report"][-1]

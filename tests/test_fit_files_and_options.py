@@ -68,7 +68,7 @@ def test_fit_duplicates_error_names_the_file_lines_and_the_option(restart, tmp_p
     result = runner.invoke(app, ["fit", str(restart["restart"]), "--out", str(tmp_path / "f.nc"), *TINY])
     assert result.exit_code == 2, result.output
     message = stderr_of(result)
-    assert f"2 duplicated (run, step) row(s) in file '{restart['restart']}'" in message
+    assert f"2 duplicated (run, tokens) row(s) in file '{restart['restart']}'" in message
     assert "(rows 82, 83;" in message and message.endswith("--duplicates last keeps the last logged row of each "
                                                            "(a restart's)")
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "f.nc").exists()
@@ -96,7 +96,7 @@ def test_a_command_without_duplicates_gives_no_advice_it_cannot_follow(restart, 
                                  "--out", str(tmp_path / "rep")])
     assert result.exit_code == 2, result.output
     message = stderr_of(result)
-    assert "duplicated (run, step) row(s)" in message and "--duplicates" not in message
+    assert "duplicated (run, tokens) row(s)" in message and "--duplicates" not in message
 
 
 def test_read_table_leaves_duplicates_to_the_caller_when_asked(restart):

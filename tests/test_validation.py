@@ -75,7 +75,7 @@ def test_error_lists_first_rows_and_counts_the_rest():
 
 def test_duplicated_run_step_rows_are_refused():
     df = pd.concat([table(), table().iloc[[1]]], ignore_index=True)
-    with pytest.raises(DataValidationError, match=r"1 duplicated \(run, step\) row\(s\).*rows 4"):
+    with pytest.raises(DataValidationError, match=r"1 duplicated \(run, tokens\) row\(s\).*rows 4"):
         validate(df)
 
 

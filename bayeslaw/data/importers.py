@@ -1255,7 +1255,7 @@ def complete_minimal(df: pd.DataFrame, *, source: str = "user", family: str = "d
     if keep_last:  # after validate, so that its errors number the input's rows
         out, dropped = _keep_last_rows(out)
         if dropped:
-            report.append(f"restarts: {sum(dropped.values())} row(s) repeat a (run, step, tokens, loss_name) logged "
+            report.append(f"restarts: {sum(dropped.values())} row(s) repeat a checkpoint (run, tokens or step, loss_name) logged "
                           "again later; kept the last logged attempt per step and dropped the others: "
                           + _short(f"{run} ({n})" for run, n in dropped.items()))
     out.attrs["import_report"] = report
@@ -1265,8 +1265,10 @@ def complete_minimal(df: pd.DataFrame, *, source: str = "user", family: str = "d
 def _keep_last_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     """``df`` with one row per (run, step, tokens, loss_name), the last attempt's (:func:`_keep_last_per_step`,
     along tokens, or the step where tokens are missing); returns (rows in the input's order, dropped per run)."""
-    key = ["run", "step", "tokens", "loss_name"]
-    if not df.duplicated(subset=key).any():
+    # a checkpoint repeats at equal tokens (validate's key where tokens are known), or at an equal step
+    known = df["tokens"].notna()
+    if not (df[known].duplicated(subset=["run", "tokens", "loss_name"]).any()
+            or df[~known].duplicated(subset=["run", "step", "loss_name"]).any()):
         return df, {}
     keep, dropped = [], {}
     for (run, _), group in df.groupby(["run", "loss_name"], sort=False):

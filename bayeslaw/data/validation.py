@@ -199,7 +199,7 @@ def _check_duplicates(out: pd.DataFrame, name: str | None, first_row: int) -> No
         i = second[0]
         repeated = first[(rows.loc[first, key] == rows.loc[i, key]).all(axis=1).to_numpy()][0]
         raise DuplicateRowsError(
-            f"{len(second)} duplicated (run, step) row(s){_where(name)} ({_rows(second, first_row)}; row "
+            f"{len(second)} duplicated (run, {axis}) row(s){_where(name)} ({_rows(second, first_row)}; row "
             f"{i + first_row} repeats row {repeated + first_row} at the same {axis}: run {out.loc[i, 'run']!r}, "
             f"{axis} {out.loc[i, axis]:g}, loss_name {out.loc[i, 'loss_name']!r}, losses "
             f"{out.loc[repeated, 'loss']:g} and {out.loc[i, 'loss']:g}); each run has one loss per checkpoint and "
