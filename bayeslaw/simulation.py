@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from bayeslaw.data import read_table, validate
-from bayeslaw.data.files import write_atomic
+from bayeslaw.data.files import is_number, is_whole, write_atomic
 from bayeslaw.laws import CHINCHILLA, DEFAULT_FORM, SU2024, get_law
 from bayeslaw.laws.runs import ELL, SHAPE_DEGREE, bridge_kernel, shape_basis
 from bayeslaw.results import Result
@@ -110,7 +110,7 @@ def _check_design(where: str, **counts: int) -> None:
     """Each count of a simulated design (families, sizes, seeds, checkpoints) at least 1, named if not (a bool
     is not a count: True would be taken as 1)."""
     for name, count in counts.items():
-        if isinstance(count, (bool, np.bool_)) or not (isinstance(count, (int, np.integer)) and count >= 1):
+        if not (is_whole(count) and count >= 1):
             raise ValueError(f"{where}: {name}={count!r}; need at least one (a whole number)")
 
 
@@ -118,14 +118,13 @@ def _check_positive(where: str, **values) -> None:
     """Each setting a finite number > 0, named if not: a zero or negative token count, batch size or correlation
     length made NaN losses that failed validation far from their cause."""
     for name, value in values.items():
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
-                np.isfinite(value) and value > 0):
+        if not is_number(value) or not (np.isfinite(value) and value > 0):
             raise ValueError(f"{where}: {name}={value!r}; need a finite number > 0")
 
 
 def _check_seed(where: str, seed) -> None:
     """The generator's seed a whole number >= 0 (numpy's own errors name neither the argument nor the function)."""
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_whole(seed) or seed < 0:
         raise ValueError(f"{where}: seed={seed!r}; need a whole number >= 0")
 
 

@@ -35,24 +35,21 @@ def read_csv_file(path: str | os.PathLike, what: str = "file", error: type[Excep
     parse from file')."""
     try:
         df = pd.read_csv(path, **kwargs)
+        names = []
         if "header" not in kwargs and "names" not in kwargs:
             # pandas renames a repeated header (tokens, tokens.1) and every reader then reads only the first
             header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False,
                                  **{k: v for k, v in kwargs.items() if k in ("sep", "compression", "encoding")})
             names = header.iloc[0].tolist() if len(header) else []
-            repeated = sorted({n for n in names if names.count(n) > 1})
-            if repeated:
-                raise error(f"{what} {str(path)!r}: column(s) {repeated} appear more than once in the header line; "
-                            f"keep one of each")
-        return df
     except pd.errors.EmptyDataError:
         raise error(f"{what} {str(path)!r} is empty (no header line)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as reason:
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as reason:
         raise error(f"{what} {str(path)!r}: not a readable CSV ({str(reason).splitlines()[0]})") from None
-    except ValueError as reason:
-        if isinstance(reason, error):
-            raise
-        raise error(f"{what} {str(path)!r}: not a readable CSV ({str(reason).splitlines()[0]})") from None
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise error(f"{what} {str(path)!r}: column(s) {repeated} appear more than once in the header line; "
+                    f"keep one of each")
+    return df
 
 
 def read_parquet_file(path: str | os.PathLike, what: str = "file", error: type[Exception] = ValueError) -> pd.DataFrame:
@@ -87,6 +84,16 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def is_number(value) -> bool:
+    """A real number given as one (Python's or numpy's int or float): not a bool, which would pass as 1, nor text."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_whole(value) -> bool:
+    """An integer given as one (Python's or numpy's): not a bool, which would pass as a count of 1."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def jsonable(value):

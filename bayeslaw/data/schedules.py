@@ -30,6 +30,8 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from bayeslaw.data.files import is_number, is_whole
+
 __all__ = ["SCHEDULE_TOLERANCE", "DecayType", "Schedule", "ScheduleShape", "after_warmup", "check_logged_lr", "lr_error",
            "run_schedules"]
 
@@ -59,9 +61,7 @@ class Schedule:
             value = getattr(self, name)
             if value is None and name in ("decay_start", "transition_start"):
                 continue
-            whole = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating))
-                                                             and np.isfinite(value) and value == round(value))
-            if isinstance(value, (bool, np.bool_)) or not whole:
+            if not (is_whole(value) or (is_number(value) and np.isfinite(value) and value == round(value))):
                 raise ValueError(f"schedule: {name} must be a whole number of steps, found {value!r}")
             if not isinstance(value, (int, np.integer)):
                 object.__setattr__(self, name, int(value))  # 1000.0 from JSON: the same step count
@@ -69,8 +69,7 @@ class Schedule:
             value = getattr(self, name)
             if value is None and name == "second_lr":
                 continue
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                    or not np.isfinite(value):
+            if not is_number(value) or not np.isfinite(value):
                 raise ValueError(f"schedule: {name} must be a finite number, found {value!r}")
         if self.shape not in get_args(ScheduleShape):
             raise ValueError(f"schedule: unknown shape {self.shape!r}; valid: {list(get_args(ScheduleShape))}")

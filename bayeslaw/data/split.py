@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from bayeslaw.data.files import is_number, is_whole
 from bayeslaw.data.importers import FIT_COLUMNS, as_table
 
 __all__ = ["Split", "cut_early", "hitchhiker_split", "thin_checkpoints"]
@@ -23,8 +24,7 @@ def _check_min_tokens(min_tokens, where: str) -> None:
     """min_tokens is a finite number or None: NaN compares False and would drop every row unannounced."""
     if min_tokens is None:
         return
-    if isinstance(min_tokens, (bool, np.bool_)) or not isinstance(min_tokens, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(min_tokens):
+    if not is_number(min_tokens) or not np.isfinite(min_tokens):
         raise ValueError(f"{where}: min_tokens={min_tokens!r} must be a finite number of tokens or None (no cut)")
 
 
@@ -127,10 +127,9 @@ def hitchhiker_split(
     df = as_table(df, name="hitchhiker_split's table", needs=(*FIT_COLUMNS, "model", "tokens"))
     if not 0.0 < train_fraction <= 1.0:
         raise ValueError(f"train_fraction={train_fraction} must lie in (0, 1]")
-    if isinstance(test_from, (bool, np.bool_)) or not isinstance(test_from, (int, float, np.integer, np.floating)) \
-            or not 0.0 < test_from <= 1.0:
+    if not is_number(test_from) or not 0.0 < test_from <= 1.0:
         raise ValueError(f"test_from={test_from!r} must lie in (0, 1] (the target's tested fraction of its run)")
-    if k is not None and (isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1):
+    if k is not None and (not is_whole(k) or k < 1):
         raise ValueError(f"k={k!r} must be a positive whole number of smaller models (or None: all of them)")
     _check_min_tokens(min_tokens, "hitchhiker_split")
     if not 0.0 <= target_fraction < test_from:

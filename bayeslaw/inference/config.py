@@ -12,6 +12,7 @@ from typing import Literal, get_args, get_origin, get_type_hints
 import numpy as np
 import xarray as xr
 
+from bayeslaw.data.files import is_whole
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS
 from bayeslaw.laws import DEFAULT_FORM, get_law
 
@@ -82,7 +83,7 @@ class FitConfig:
             if literal is not None and not (value is None and type(None) in get_args(hints[f.name])):
                 check_choice(value, literal, f.name)
         # JAX's key and NumPy's generators take a whole number >= 0; their own messages name no option
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+        if not is_whole(self.seed) or self.seed < 0:
             raise ValueError(f"seed={self.seed!r}: need a whole number >= 0")
         object.__setattr__(self, "seed", int(self.seed))
         for name in ("chains", "draws", "warmup"):

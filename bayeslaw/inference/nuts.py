@@ -26,7 +26,7 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_value, log_likelihood
 from numpyro.infer.util import initialize_model
 
-from bayeslaw.data.files import write_atomic
+from bayeslaw.data.files import is_whole, write_atomic
 from bayeslaw.data.importers import FIT_COLUMNS, as_table
 from bayeslaw.data.runs import (RISE_LIMIT, branch_roots, drop_copies, one_metric_per_run, rising_runs,
                                 single_size_families)
@@ -899,7 +899,7 @@ def _check_call(targets: pd.DataFrame, quantiles, seed) -> None:
     if targets.empty:
         raise ValueError("predict: targets has no rows; give one row per target")
     check_quantiles(quantiles, "predict")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_whole(seed) or seed < 0:
         raise ValueError(f"predict: seed={seed!r}; need a whole number >= 0")
 
 
