@@ -853,7 +853,8 @@ class FormComparison(Result):
     unit: leave one run out; ``runs`` counts them), with the family's ``best`` model and its margin over the
     runner-up (``margin``, ``margin_se``: the se of the paired pointwise differences); ``pareto_k``: each
     model's largest Pareto k per family (above 0.7, PSIS-LOO is unreliable for that family); ``fits``: the
-    fits; ``rows``: the rows they were fitted to; ``failures``: model name -> error of each fit that raised (left out of the comparison).
+    fits; ``rows``: the rows they were fitted to; ``failures``: model name -> error of each fit that raised
+    (left out of the comparison).
     """
 
     _main = "table"

@@ -1255,8 +1255,8 @@ def complete_minimal(df: pd.DataFrame, *, source: str = "user", family: str = "d
     if keep_last:  # after validate, so that its errors number the input's rows
         out, dropped = _keep_last_rows(out)
         if dropped:
-            report.append(f"restarts: {sum(dropped.values())} row(s) repeat a checkpoint (run, tokens or step, loss_name) logged "
-                          "again later; kept the last logged attempt per step and dropped the others: "
+            report.append(f"restarts: {sum(dropped.values())} row(s) repeat a checkpoint (run, tokens or step, "
+                          "loss_name) logged again later; kept the last logged attempt per step and dropped the others: "
                           + _short(f"{run} ({n})" for run, n in dropped.items()))
     out.attrs["import_report"] = report
     return out

@@ -199,8 +199,7 @@ class Allocation(Result):
 
 def _flops_array(flops) -> np.ndarray:
     # a bool is not a budget: True would be taken as 1 FLOP
-    if np.asarray(flops).dtype == bool or any(isinstance(v, (bool, np.bool_))
-                                              for v in np.atleast_1d(np.asarray(flops, dtype=object)).ravel()):
+    if any(isinstance(v, (bool, np.bool_)) for v in np.ravel(np.asarray(flops, dtype=object))):
         raise ValueError(f"flops={flops!r}: a bool is not a FLOP budget; give a positive number of FLOPs (C = 6 N D)")
     values = np.atleast_1d(np.asarray(flops, dtype=float))
     if values.ndim != 1 or values.size == 0:
@@ -250,8 +249,8 @@ def _check_reach(fit: Fit, family, budgets, params_opt, tokens_opt) -> None:
     the data's unit bounds, :data:`bayeslaw.inference.point.UNITS`: 10,000 parameters, 1,000 tokens; the
     law's answer there is arithmetic, not a forecast, and a forecast of it is refused as a unit slip); warn
     once, naming the budgets, where the median N* lies more than ``SIZE_REACH`` times below, or the median
-    D* more than ``TOKENS_REACH`` times below, the sizes or tokens the family (all the fit's rows for a new family) was fitted on: a budget smaller than the pilots
-    asks the law about models it never saw. Above the fitted range is the allocation's purpose (the big run
+    D* more than ``TOKENS_REACH`` times below, the sizes or tokens the family (all the fit's rows for a new
+    family) was fitted on: a budget smaller than the pilots asks the law about models it never saw. Above the fitted range is the allocation's purpose (the big run
     planned from small ones), and its band carries the form error that grows with N, so that is not warned
     of (``Fit.predict``'s own warnings are silenced here, since its tokens are the answer's, not the
     user's)."""
