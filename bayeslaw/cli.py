@@ -303,8 +303,7 @@ def simulate(
     """Simulate a multi-family, multi-seed data set with known true parameters."""
     from bayeslaw.simulation import simulate as draw
 
-    if seed < 0:  # named as the option, not as the API's argument
-        raise ValueError(f"--seed {seed}: need a whole number >= 0 (equal seeds, identical data)")
+    _check_number(seed, "--seed", "a whole number >= 0 (equal seeds, identical data)")  # the option, not the API's
     _check_out_file(out)
     truth_path = out.with_name(out.stem + "_truth.json")
     # both files are checked before either is written: a folder under the truth's name failed after the table
