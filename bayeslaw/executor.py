@@ -35,6 +35,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from bayeslaw.data.files import write_atomic
+
 __all__ = ["CellError", "StudyFolder", "connect", "run_cells"]
 
 SCHEDULER_TIMEOUT_S = 5.0  # the issue's bound is 10 s in all, with the imports
@@ -90,28 +92,8 @@ def config_hash(config: Mapping) -> str:
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` through a temporary file, synced before and after the rename: a reader
-    sees the old file or the whole new one, and a power loss cannot leave a renamed but empty file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())  # the data on disk before the name points at it
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:  # the rename itself made durable; a platform that cannot open a folder (Windows) skips it
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """Write ``payload`` to ``path`` whole or not at all (:func:`bayeslaw.data.files.write_atomic`)."""
+    write_atomic(path, lambda tmp: tmp.write_bytes(payload))
 
 
 def _file_name(key: str) -> str:
@@ -120,8 +102,8 @@ def _file_name(key: str) -> str:
     return f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:10]}.pkl"
 
 
-# the names _file_name gives (and _atomic_write's temporary names for them): the only files a start-over removes
-_CELL_FILE = re.compile(r"\.?[A-Za-z0-9_.=-]{0,80}-[0-9a-f]{10}\.pkl(\.tmp)?")
+# the names _file_name gives (and write_atomic's temporary names for them): the only files a start-over removes
+_CELL_FILE = re.compile(r"(\.)?[A-Za-z0-9_.=-]{0,80}-[0-9a-f]{10}\.pkl(?(1)(\.[A-Za-z0-9_]+)?\.tmp|)")
 
 
 def _flat(config, prefix: str = "") -> dict:

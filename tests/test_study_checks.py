@@ -94,10 +94,21 @@ def test_a_cell_file_is_synced_before_and_after_its_rename(tmp_path, monkeypatch
     monkeypatch.setattr(os, "fsync", recording)
     executor._atomic_write(tmp_path / "x.pkl", b"payload")
     assert (tmp_path / "x.pkl").read_bytes() == b"payload" and not list(tmp_path.glob(".*.tmp"))
-    if os.path.exists("/proc/self/fd"):
-        assert synced == [".x.pkl.tmp", tmp_path.name]  # the data, then the folder's entry
-    else:
-        assert len(synced) == 2
+    assert len(synced) == 2
+    if os.path.exists("/proc/self/fd"):  # the data (under a temporary name beside it), then the folder's entry
+        assert synced[0].startswith(".x.pkl.") and synced[0].endswith(".tmp") and synced[1] == tmp_path.name
+
+
+def test_a_start_over_removes_a_cell_file_half_written_by_a_crash_and_nothing_else(tmp_path):
+    StudyFolder(tmp_path / "s", {"n": 1}).start()
+    cells = tmp_path / "s" / "cells"
+    name = executor._file_name("k=2 q=0.3")
+    crashed = [f".{name}.k3_xz9ab.tmp", f".{name}.tmp"]  # write_atomic's temporary names, and the older fixed one
+    kept = [f".{name}.txt", f"{name}.tmp", "notes.tmp"]
+    for file in crashed + kept:
+        (cells / file).write_bytes(b"partial")
+    StudyFolder(tmp_path / "s", {"n": 2}).start()
+    assert sorted(p.name for p in cells.iterdir()) == sorted(kept)
 
 
 @pytest.mark.parametrize("text", ['{"bayeslaw_version\x01": 1}', "[1, 2]", '{"config": {}}', ""],

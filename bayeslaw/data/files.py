@@ -64,8 +64,10 @@ def read_parquet_file(path: str | os.PathLike, what: str = "file", error: type[E
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``.
 
-    On any error the temporary file is removed and ``path`` is left as it was. The file gets the mode a
-    plain ``open(path, "w")`` would give it: the mode of the file it replaces, else 0o666 less the umask
+    On any error the temporary file is removed and ``path`` is left as it was. The data are synced before
+    the rename and the folder's entry after it, so that a reader sees the old file or the whole new one,
+    and a power loss cannot leave a renamed but empty file. The file gets the mode a plain
+    ``open(path, "w")`` would give it: the mode of the file it replaces, else 0o666 less the umask
     (mkstemp creates 0o600, which would hide the output from the user's group).
     """
     path = Path(path)
@@ -79,11 +81,28 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
         except OSError:
             mode = 0o666 & ~_umask()
         os.chmod(tmp, mode)
+        _fsync(tmp, os.O_RDONLY)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    _fsync(path.parent, os.O_RDONLY)
     return path
+
+
+def _fsync(path, flags: int) -> None:
+    """Flush a file's data, or a folder's entries, to disk; a platform that cannot open a folder (Windows)
+    or sync it skips it."""
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def is_number(value) -> bool:
