@@ -145,11 +145,14 @@ def lr_area(schedule: Schedule, steps) -> np.ndarray:
 
 
 def annealing_area(schedule: Schedule, steps, momentum: float = ANNEALING_MOMENTUM) -> np.ndarray:
-    """S2(t) = sum_{k<=t} m_k, m_k = lam m_{k-1} + (eta_{k-1} - eta_k), counting decreases after the warmup."""
+    """S2(t) = sum_{k<=t} m_k, m_k = lam m_{k-1} + (eta_{k-1} - eta_k), counting the changes after the warmup:
+    those of steps k > W, the first of them the change from the warmup's last rate (the peak) into step W + 1."""
     steps = np.asarray(steps, dtype=int)
     eta = schedule.per_step(int(steps.max(initial=1)))
-    drop = np.concatenate([[0.0], eta[:-1] - eta[1:]])
-    drop[: schedule.warmup_steps + 1] = 0.0
+    drop = np.concatenate([[0.0], eta[:-1] - eta[1:]])  # drop[i] = d_{i+1} = eta_i - eta_{i+1}; d_1 = 0
+    # the warmup's rises d_1..d_W (indices 0..W-1) are left out; d_{W+1} is a decrease after the warmup and counts
+    # (a schedule that drops right after its warmup, two_stage with decay_start at W or W + 1, drops there alone)
+    drop[: schedule.warmup_steps] = 0.0
     # m = lam m + d is a linear recurrence: an exponentially weighted cumulative sum (scipy.signal.lfilter
     # computes it in C; the closed form lam^k cumsum(d / lam^k) overflows over 10^5 steps)
     from scipy.signal import lfilter
@@ -224,15 +227,19 @@ def drop_design(schedule: Schedule, steps, bin_steps: int = BIN_STEPS) -> dict[s
 
 
 def drop_exact(schedule: Schedule, steps, *, gamma: float, c: float, beta: float) -> np.ndarray:
-    """sum_k d_k G(eta_k^-gamma S_k(t)) per checkpoint, step by step (the reference the bins are checked against)."""
+    """sum_k d_k G(eta_k^-gamma S_k(t)) per checkpoint, step by step (the reference the bins are checked against).
+
+    A rate of 0 (the last step of a cooldown to 0) is floored as in :func:`drop_design` (RATE_FLOOR of the peak):
+    eta_k^-gamma S_k(t) there is 0 * inf, whose limit along the cooldown (S_k(t) = 0, gamma < 1) is 0."""
     steps = np.asarray(steps, dtype=int)
     eta, drop, area = _changes(schedule, int(steps.max(initial=1)))
+    rate = np.maximum(eta, RATE_FLOOR * eta.max())  # the design's floor: a finite reference where the rate is 0
     where = np.flatnonzero(drop != 0) + 1  # steps k where the rate changes
     out = np.zeros(len(steps))
     for i, t in enumerate(steps):
         k = where[where <= t]
         s_k = area[t] - area[k - 1]
-        out[i] = np.sum(drop[k - 1] * (1.0 - (c * eta[k - 1] ** -gamma * s_k + 1.0) ** -beta))
+        out[i] = np.sum(drop[k - 1] * (1.0 - (c * rate[k - 1] ** -gamma * s_k + 1.0) ** -beta))
     return out
 
 
