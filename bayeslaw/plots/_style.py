@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import functools
+
 import matplotlib
 
 matplotlib.use(matplotlib.get_backend() or "Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import gaussian_kde  # noqa: E402
+
+
+def closes_on_error(draw):
+    """``draw`` (a public plot) with the figures it opened closed when it raises: pyplot keeps every open
+    figure until closed, and a notebook shows a half-drawn one beneath the traceback."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        before = set(plt.get_fignums())
+        try:
+            return draw(*args, **kwargs)
+        except BaseException:
+            for number in set(plt.get_fignums()) - before:
+                plt.close(number)
+            raise
+
+    return wrapper
 
 
 def panel_grid(n: int, *, ncols: int = 3, width: float = 4.2, height: float = 3.2, **kwargs):

@@ -10,20 +10,66 @@ table in the bayeslaw schema, and returns a matplotlib Figure. They read the pos
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
+from bayeslaw import Fit, PointFit  # the public names: plots import no inference module (tests/test_layering.py)
 from bayeslaw.data.runs import run_configurations
-from bayeslaw.evaluation import fit_rows, prior_predictive_quantiles
+from bayeslaw.evaluation import FormComparison, fit_rows, prior_predictive_quantiles
 from bayeslaw.laws import ExtrapolationWarning
 from bayeslaw.models import seed_sd
-from bayeslaw.plots._style import density, intervals, log_axis, panel_grid, plt
+from bayeslaw.plots._style import closes_on_error, density, intervals, log_axis, panel_grid, plt
 
 __all__ = ["forest", "form_curves", "point_vs_posterior", "predictive_curves", "prior_predictive", "rank",
            "seed_variance", "trace"]
 
+_QUANTILE_COLUMNS = ("params", "tokens", "q05", "q25", "q50", "q75", "q95")  # prior_predictive_quantiles' table
 
+
+def _check_fit(fit, where: str) -> None:
+    """Refuse anything but a fitted posterior: each plot reads its spec, families and draws."""
+    if not isinstance(fit, Fit):
+        raise TypeError(f"{where}: needs a bayeslaw Fit (the result of bayeslaw.fit, or of bayeslaw.load_fit on a "
+                        f"saved one), found {type(fit).__name__}")
+
+
+def _check_count(value, name: str, where: str) -> None:
+    """A whole number of at least 1 (a float or text would fail deep in the drawing, naming nothing)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{where}: {name}={value!r}; need a whole number (int) of at least 1")
+    if value < 1:
+        raise ValueError(f"{where}: {name}={value}; need at least 1")
+
+
+def _plot_rows(fit, data, *, where: str) -> pd.DataFrame:
+    """The rows a picture of ``fit`` draws (:func:`bayeslaw.evaluation.fit_rows`), refused in one line when
+    ``data`` is no table, has no rows, or holds a loss that is missing, non-numeric or <= 0 (named by the
+    data's own row labels): the loss axis is logarithmic, and matplotlib would leave such a point out unsaid."""
+    if data is not None:
+        if not isinstance(data, pd.DataFrame):
+            raise TypeError(f"{where}: data must be a pandas DataFrame in the bayeslaw schema, or None for the fit's "
+                            f"own rows; found {type(data).__name__}")
+        if data.empty:
+            raise ValueError(f"{where}: data has no rows; pass a table with the runs to draw, or data=None for the "
+                             f"fit's own rows")
+        if "loss" in data.columns and not pd.api.types.is_numeric_dtype(data["loss"]):  # text plots as categories
+            raise TypeError(f"{where}: data: column 'loss' holds {data['loss'].dtype} values, not numbers; convert it "
+                            f"(pd.to_numeric) or read the table with bayeslaw.data")
+        loss = data["loss"].to_numpy(dtype=float, na_value=np.nan) if "loss" in data.columns else np.ones(len(data))
+        bad = data.index[~(np.isfinite(loss) & (loss > 0))]
+        if len(bad):
+            more = f" ({len(bad)} in all)" if len(bad) > 5 else ""
+            raise ValueError(f"{where}: data: column 'loss' has missing, non-finite or non-positive values at rows "
+                             f"{list(bad[:5])}{more}; the loss axis is logarithmic: fix or remove those rows")
+    rows = fit_rows(fit, data, where=f"{where}: data")
+    if rows.empty:  # a schedule law's table whose every row lies inside its runs' warmup
+        raise ValueError(f"{where}: data has no row after its runs' warmup to draw")
+    return rows
+
+
+@closes_on_error
 def prior_predictive(
     quantiles: pd.DataFrame | None = None,
     *,
@@ -42,8 +88,22 @@ def prior_predictive(
     from the ``pooling`` model's priors at ``sizes`` x ``tokens``. Returns the matplotlib Axes and the table.
     """
     if quantiles is None:
+        for name, values in (("sizes", sizes), ("tokens", tokens)):
+            values = np.atleast_1d(np.asarray(values, dtype=float))
+            if values.size == 0 or not (np.isfinite(values) & (values > 0)).all():
+                raise ValueError(f"prior_predictive: {name} must be one or more positive numbers (a log axis), "
+                                 f"found {values.tolist()[:6]}")
         quantiles = prior_predictive_quantiles(pooling=pooling, sizes=sizes, tokens=tokens, num_samples=num_samples,
                                                seed=seed)
+    elif not isinstance(quantiles, pd.DataFrame):
+        raise TypeError(f"prior_predictive: quantiles must be the DataFrame of "
+                        f"bayeslaw.evaluation.prior_predictive_quantiles, found {type(quantiles).__name__}")
+    else:
+        missing = [c for c in _QUANTILE_COLUMNS if c not in quantiles.columns]
+        problem = f"lacks column(s) {missing}" if missing else "has no rows"
+        if missing or quantiles.empty:
+            raise ValueError(f"prior_predictive: quantiles {problem}; it needs {list(_QUANTILE_COLUMNS)}, as "
+                             f"bayeslaw.evaluation.prior_predictive_quantiles gives")
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 4.2))
     for n, rows in quantiles.groupby("params", sort=False):
@@ -59,6 +119,7 @@ def prior_predictive(
 
 # --- model choice -------------------------------------------------------------------------------
 
+@closes_on_error
 def form_curves(comparison, *, families=None, max_runs: int = 6, seed: int = 0):
     """Each form's fitted law (posterior median, 90% band) against the data, one panel per family.
 
@@ -67,10 +128,15 @@ def form_curves(comparison, *, families=None, max_runs: int = 6, seed: int = 0):
     run's own checkpoints (its size, and its batch size for su2024). The legend gives each form's
     LOO elpd on that family. Returns the figure.
     """
+    if not isinstance(comparison, FormComparison):
+        raise TypeError(f"form_curves: needs a FormComparison (the result of bayeslaw.evaluation.compare_forms), found "
+                        f"{type(comparison).__name__}")
+    _check_count(max_runs, "max_runs", "form_curves")
     rows = comparison.rows
-    families = sorted(rows["family"].unique()) if families is None else list(families)
-    fig, axes = panel_grid(len(families))
     elpd = comparison.by_family.set_index("family")
+    families = (sorted(rows["family"].unique()) if families is None
+                else _named_families(families, list(elpd.index), where="form_curves", among="compared families"))
+    fig, axes = panel_grid(len(families))
     styles = ["-", "--", ":", "-."]
     for ax, family in zip(axes, families, strict=True):
         fam = rows[rows["family"] == family]
@@ -106,11 +172,25 @@ def _families_of(fit, rows: pd.DataFrame, families, *, where: str) -> list[str]:
             raise ValueError(f"{where}: the data's families {sorted(rows['family'].unique())[:6]} include none of "
                              f"the fit's {fit.families[:6]}; pass data= with their rows, or families= by name")
         return shared
-    families = [families] if isinstance(families, str) else list(families)
-    unknown = [f for f in families if f not in set(rows["family"])]
+    return _named_families(families, sorted(rows["family"].unique()), where=where, among="data's families",
+                           fix="; pass data= with their rows")
+
+
+def _named_families(families, available: list, *, where: str, among: str, fix: str = "") -> list:
+    """``families`` as a list of names from ``available``: one name alone is one family (``list("fam0")``
+    would be its letters), a name given twice one panel; none, or one not ``available``, refused."""
+    if isinstance(families, str):
+        families = [families]
+    elif isinstance(families, (list, tuple, set, pd.Index, pd.Series, np.ndarray)):
+        families = list(dict.fromkeys(families))
+    else:
+        raise TypeError(f"{where}: families={families!r}; give a family name or a list of them")
+    if not families:  # else an empty figure
+        raise ValueError(f"{where}: families is empty; name one or more of the {among} {available[:6]}, or leave "
+                         f"it None")
+    unknown = [f for f in families if f not in set(available)]
     if unknown:
-        raise ValueError(f"{where}: famil(y/ies) {unknown} not in the data, which has "
-                         f"{sorted(rows['family'].unique())}; pass data= with their rows")
+        raise ValueError(f"{where}: famil(y/ies) {unknown} not among the {among} {available}{fix}")
     return families
 
 
@@ -135,6 +215,7 @@ def run_labels(runs, width: int = 36) -> list[str]:
     return short
 
 
+@closes_on_error
 def predictive_curves(fit, data: pd.DataFrame | None = None, *, families=None, max_runs: int = 6,
                       kind: str = "new_run", seed: int = 0):
     """Observed loss against tokens per run, with the posterior predictive median and 50%/90% bands.
@@ -147,11 +228,11 @@ def predictive_curves(fit, data: pd.DataFrame | None = None, *, families=None, m
     ``data``) may name a family of ``data`` the fit has not seen. Loss in nats per token. Returns the figure;
     its median lines and bands carry gids ``median:<run>``, ``band50:<run>``, ``band90:<run>``.
     """
+    _check_fit(fit, "predictive_curves")
     if kind not in ("law", "new_run"):
         raise ValueError(f"predictive_curves: kind={kind!r}; use 'law' or 'new_run'")
-    if max_runs < 1:
-        raise ValueError(f"predictive_curves: max_runs={max_runs}; need at least 1 run per panel")
-    rows = fit_rows(fit, data, where="predictive_curves: data")
+    _check_count(max_runs, "max_runs", "predictive_curves")
+    rows = _plot_rows(fit, data, where="predictive_curves")
     families = _families_of(fit, rows, families, where="predictive_curves")
     x = fit.spec.law.progress  # tokens (log axis), or a schedule law's steps (linear: the schedule's shape)
     fig, axes = panel_grid(len(families))
@@ -181,7 +262,8 @@ def predictive_curves(fit, data: pd.DataFrame | None = None, *, families=None, m
                 ax.plot(curve[x], curve["q50"], "-", color=color, lw=1.2, gid=f"median:{run}", label=label)
             ax.plot(curve[x], curve["loss"], "o", ms=3, color=color, mec="k", mew=0.3)
         title = family if family in fit.families else f"{family} (not fitted: the population's prediction)"
-        ax.set(xscale="log" if x == "tokens" else "linear", yscale="log", xlabel="tokens D" if x == "tokens" else "step",
+        ax.set(xscale="log" if x == "tokens" else "linear", yscale="log",
+               xlabel="tokens D" if x == "tokens" else "step",
                ylabel="loss (nats per token)", title=title)
         ax.legend(fontsize=6, title="dots observed; median, 50%/90% bands", title_fontsize=6)
     # two lines: one line is wider than a one-panel figure
@@ -197,6 +279,7 @@ def _natural_draws(fit, theta: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in fit.spec.law.natural(law_theta).items()}
 
 
+@closes_on_error
 def forest(fit, *, seed: int = 0):
     """Each family's law parameters (chinchilla: E, A, B, alpha, beta): median, 50% and 90% intervals.
 
@@ -208,6 +291,7 @@ def forest(fit, *, seed: int = 0):
     # matplotlib, not arviz_plots.plot_forest: that draws every variable on one shared x axis, and the
     # law's parameters differ by orders of magnitude (E ~ 2, A ~ 500, alpha ~ 0.3); it also cannot
     # show the population rows, which are not posterior sites but functions of mu, tau and corr_chol.
+    _check_fit(fit, "forest")
     labels = list(fit.families)
     rows = [fit.spec.law.natural(fit.law_theta(family, seed=seed)) for family in fit.families]
     if fit.pooling == "hierarchical":
@@ -229,6 +313,7 @@ def forest(fit, *, seed: int = 0):
     return fig
 
 
+@closes_on_error
 def seed_variance(fit, data: pd.DataFrame | None = None):
     """Run-to-run sd of log loss per family: posterior sigma_seed(N) against the spread across seeds.
 
@@ -241,7 +326,8 @@ def seed_variance(fit, data: pd.DataFrame | None = None):
     sigma_seed is without them (hierarchical: the population's; complete: the shared one; none: the prior).
     Returns the figure (one panel per family).
     """
-    rows = fit_rows(fit, data, where="seed_variance: data")
+    _check_fit(fit, "seed_variance")
+    rows = _plot_rows(fit, data, where="seed_variance")
     families = _families_of(fit, rows, None, where="seed_variance")
     posterior = fit.idata.posterior
     sigma_seed, sigma_obs = fit.site_draws("sigma_seed"), fit.site_draws("sigma_obs")
@@ -290,9 +376,18 @@ def seed_variance(fit, data: pd.DataFrame | None = None):
 def _main_sites(fit, var_names, *, where: str) -> list[str]:
     """Sites for the trace and rank plots: ``var_names``, or the law's parameters and the noise scales
     (sigma_obs, sigma_dev, sigma_seed, gamma_seed where sampled), not the per-row sites."""
+    _check_fit(fit, where)
     posterior = fit.idata.posterior
     if var_names is not None:
-        var_names = [var_names] if isinstance(var_names, str) else list(var_names)
+        if isinstance(var_names, str):
+            var_names = [var_names]
+        elif isinstance(var_names, (list, tuple, pd.Index, np.ndarray)):
+            var_names = list(dict.fromkeys(var_names))
+        else:
+            raise TypeError(f"{where}: var_names={var_names!r}; give a posterior site's name or a list of them")
+        if not var_names:  # ArviZ would fail on an empty grid, naming nothing
+            raise ValueError(f"{where}: var_names is empty; name posterior site(s), or leave it None for the law's "
+                             f"parameters and noise scales")
         unknown = [v for v in var_names if v not in posterior.data_vars]
         if unknown:
             raise ValueError(f"{where}: no posterior site(s) {unknown}; the fit has {sorted(posterior.data_vars)}")
@@ -310,6 +405,7 @@ def _arviz_figure(collection, title: str):
     return figure
 
 
+@closes_on_error
 def trace(fit, var_names=None):
     """ArviZ's trace plot (``arviz_plots.plot_trace_dist``): each site's draws per chain and its marginal.
 
@@ -324,6 +420,7 @@ def trace(fit, var_names=None):
     return _arviz_figure(collection, f"trace: {fit.form}, {fit.pooling} pooling")
 
 
+@closes_on_error
 def rank(fit, var_names=None):
     """ArviZ's rank plot (``arviz_plots.plot_rank``: fractional rank delta-ECDF per chain, with its
     simultaneous envelope; chains that agree stay inside it). Sites as :func:`trace`. Returns the figure."""
@@ -354,7 +451,10 @@ def _families_shown(fit, sites) -> tuple[dict | None, str]:
     per_family = [v for v in sites if "family" in posterior[v].dims]
     if not per_family:
         return None, ""
-    panels = lambda v: int(np.prod([n for d, n in posterior[v].sizes.items() if d not in ("chain", "draw", "family")]))  # noqa: E731
+
+    def panels(v):  # a site's panels per family
+        return int(np.prod([n for d, n in posterior[v].sizes.items() if d not in ("chain", "draw", "family")]))
+
     fixed = sum(panels(v) for v in sites if v not in per_family)
     room = (rcParams["plot.max_subplots"] - fixed) // sum(panels(v) for v in per_family)
     families = list(posterior["family"].values)
@@ -367,6 +467,7 @@ def _families_shown(fit, sites) -> tuple[dict | None, str]:
     return {"family": kept}, f"; the {len(kept)} of {len(families)} families with the largest r-hat"
 
 
+@closes_on_error
 def point_vs_posterior(fit, point_fits: dict | None = None, *, failures: dict | None = None, seed: int = 0):
     """Per law parameter, each family's posterior (density, median, 50%/90% intervals) with its point estimate.
 
@@ -378,10 +479,22 @@ def point_vs_posterior(fit, point_fits: dict | None = None, *, failures: dict | 
     (:meth:`~bayeslaw.inference.nuts.Fit.reference_point`, as ``Fit.params`` quotes them), both sides, and
     the title says where. Returns the figure (one panel per parameter).
     """
+    _check_fit(fit, "point_vs_posterior")
     families = list(fit.families)
     if point_fits is None:
         raise ValueError("point_vs_posterior: pass point_fits= (family -> PointFit); it draws them, it does not "
                          "fit them: make them with bayeslaw.evaluation.point_fits_by_family(fit, data, method=...)")
+    if not isinstance(point_fits, Mapping):
+        raise TypeError(f"point_vs_posterior: point_fits must be a dict family -> PointFit, found "
+                        f"{type(point_fits).__name__}")
+    not_fits = {f: type(p).__name__ for f, p in point_fits.items() if not isinstance(p, PointFit)}
+    if not_fits:
+        raise TypeError(f"point_vs_posterior: point_fits of famil(y/ies) {list(not_fits)} are not PointFits "
+                        f"({sorted(set(not_fits.values()))}); make them with bayeslaw.fit_point or "
+                        f"bayeslaw.evaluation.point_fits_by_family")
+    if failures is not None and not isinstance(failures, Mapping):
+        raise TypeError(f"point_vs_posterior: failures must be a dict family -> reason, found "
+                        f"{type(failures).__name__}")
     unknown = [f for f in point_fits if f not in families]
     wrong_form = [f for f, p in point_fits.items() if p.form != fit.form]
     if unknown or wrong_form:
