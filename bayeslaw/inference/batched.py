@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
+from contextlib import contextmanager
 from operator import attrgetter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import jax
@@ -31,12 +33,13 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.hmc import hmc
 from tqdm.auto import tqdm
 
+from bayeslaw.data.files import is_whole
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS
 from bayeslaw.inference.config import (DEFAULT_TARGET_ACCEPT, RETRY_TARGET_ACCEPT, Duplicates, FitConfig, Pooling,
                                        Rising, SeedScaling)
-from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, Fit, PreparedFit, _replicate, check_start,
-                                     compiled_initialize, finish_fit, laplace_start, latent_inverses, prepare_fit,
-                                     retry_accept, sample_fit)
+from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, ConvergenceWarning, Fit, PreparedFit, _replicate,
+                                     check_start, compiled_initialize, finish_fit, laplace_start, latent_inverses,
+                                     prepare_fit, retry_accept, sample_fit)
 from bayeslaw.models import ModelData, centered_families, get_model
 from bayeslaw.models.runs import run_basis
 
@@ -114,11 +117,11 @@ _PROGRAMS: dict[tuple, tuple] = {}  # compiled programs, by (structure, padded s
 def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, options: _Options, n_devices: int):
     """``(build, state, run)``: ``build(arrays, init)`` traces the model once into ``state`` (NumPyro's NUTS
     kernel over the model's potential as a function of the arrays, the constraining map, each latent
-    site's bijection); ``run(chain keys, u0, arrays, center, root, ppc keys)``, each with a leading (device, fit) axis (u0 the
-    chains' starts in the coordinates z = center + root u of :func:`laplace_start`, computed per fit on the host
-    by ``state["value_and_grad"]``), gives the
-    constrained draws, sampler stats, ``obs`` replicates and log likelihood per run. Kept per ``key``, so
-    that the programs of one shape compile once per process."""
+    site's bijection); ``run(chain keys, u0, arrays, center, root, ppc keys)``, each with a leading (device,
+    fit) axis (u0 the chains' starts in the coordinates z = center + root u of :func:`laplace_start`, computed
+    per fit on the host by ``state["value_and_grad"]``), gives the constrained draws, sampler stats, ``obs``
+    replicates and log likelihood per run. Kept per ``key``, so that the programs of one shape compile once
+    per process."""
     if (key, options, n_devices) in _PROGRAMS:
         return _PROGRAMS[key, options, n_devices]
     if len(_PROGRAMS) >= 16:
@@ -206,26 +209,54 @@ def fit_many(
     ``batch_size``
     caps the fits per program (a larger group is split evenly); ``devices`` (default: JAX's local
     devices, at most the batch) share each program's fits. ``progress``: a bar over the fits, advanced
-    per program (default: when stderr is a terminal).
+    per program (default: when stderr is a terminal). The fits whose draws miss :meth:`Fit.diagnostics`'
+    checks are named by index in one :class:`~bayeslaw.inference.nuts.ConvergenceWarning`, as ``fit`` warns;
+    an error or warning of one table's rows or start names its index (``fit_many: table i: ...``).
     """
-    if not len(tables):
-        return []
-    if batch_size < 1:
-        raise ValueError(f"fit_many: batch_size={batch_size}; it must be at least 1")
-    seeds = [seed + i for i in range(len(tables))] if seeds is None else [int(s) for s in seeds]
+    if isinstance(tables, (pd.DataFrame, str, bytes, Mapping)) or not isinstance(tables, Iterable):
+        raise TypeError(f"fit_many: tables={type(tables).__name__}: need a list of DataFrames"
+                        + ("; for one table pass [df]" if isinstance(tables, pd.DataFrame) else ""))
+    tables = list(tables)
+    if not is_whole(batch_size) or batch_size < 1:
+        raise ValueError(f"fit_many: batch_size={batch_size!r}: need a whole number >= 1")
+    if devices is not None and (not is_whole(devices) or not 1 <= devices <= jax.local_device_count()):
+        raise ValueError(f"fit_many: devices={devices!r}: need a whole number from 1 to {jax.local_device_count()} "
+                         f"(JAX's local devices), or None")
+    # every option checked first, even for no tables (the seeds below one by one, naming each)
+    base = FitConfig(form=form, pooling=pooling, seed=seed, chains=chains, draws=draws, warmup=warmup,
+                     min_tokens=min_tokens, min_fraction=min_fraction, thin=thin, seed_scaling=seed_scaling,
+                     target_accept=target_accept, chain_method="vectorized", dense_mass=dense_mass,
+                     # one block of draws: a program's fits run in lockstep, so one cannot go on alone
+                     duplicates=duplicates, extend=0, retry_target_accept=retry_target_accept, rising=rising)
+    if seeds is None:
+        seeds = [seed + i for i in range(len(tables))]
+    elif seed != 0:
+        raise ValueError(f"fit_many: seed={seed!r} and seeds: seeds gives each table its seed (seed only sets "
+                         f"seeds' default, seed + i); pass one of them")
+    elif isinstance(seeds, (str, bytes, Mapping)) or not isinstance(seeds, Iterable):
+        raise TypeError(f"fit_many: seeds={seeds!r}: need a list of whole numbers >= 0, one per table")
+    seeds = list(seeds)
     if len(seeds) != len(tables):
         raise ValueError(f"fit_many: {len(seeds)} seeds for {len(tables)} tables")
-    configs = [FitConfig(form=form, pooling=pooling, seed=s, chains=chains, draws=draws, warmup=warmup,
-                         min_tokens=min_tokens, min_fraction=min_fraction, thin=thin, seed_scaling=seed_scaling,
-                         target_accept=target_accept, chain_method="vectorized", dense_mass=dense_mass,
-                         # one block of draws: a program's fits run in lockstep, so one cannot go on alone
-                         duplicates=duplicates, extend=0, retry_target_accept=retry_target_accept, rising=rising)
-               for s in seeds]
+    for i, s in enumerate(seeds):  # not int(s): 1.5 would become seed 1 with no word (fit refuses it)
+        if not is_whole(s) or s < 0:
+            raise ValueError(f"fit_many: seeds[{i}]={s!r}: need a whole number >= 0")
+    if not tables:
+        return []
+    configs = [replace(base, seed=int(s)) for s in seeds]
     prepared = []
     for i, (table, config) in enumerate(zip(tables, configs, strict=True)):
-        try:
-            prepared.append(prepare_fit(table, config))
-        except ValueError as error:
+        # prepare_fit's warnings ("fit: ... left out ...") and errors, each naming its table
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                prepared.append(prepare_fit(table, config))
+                error = None
+            except ValueError as e:
+                error = e
+        for w in caught:
+            warnings.warn(f"fit_many: table {i}: {w.message}", w.category, stacklevel=2)
+        if error is not None:
             raise ValueError(f"fit_many: table {i}: {error}") from None
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(prepared):
@@ -239,19 +270,65 @@ def fit_many(
                 # a structure of its own: NumPyro's MCMC with vectorised chains gives the same draws and
                 # compiles faster than a program of fits (README, "Many fits as one program";
                 # benchmarks/batched_fits.py --single times the two)
-                fits[members[0]] = sample_fit(prepared[members[0]])
+                with warnings.catch_warnings(), _naming(members[0]):
+                    warnings.simplefilter("ignore", ConvergenceWarning)  # fit's own: said below, naming the table
+                    fits[members[0]] = sample_fit(prepared[members[0]])
                 bar.update(1)
                 continue
             n_batches = math.ceil(len(members) / batch_size)
             size = math.ceil(len(members) / n_batches)  # split evenly: one padded shape, one compilation
             for start in range(0, len(members), size):
                 batch = members[start:start + size]
-                got, starts = _sample_batch([prepared[i] for i in batch], key, size, options, devices)
+                try:
+                    got, starts = _sample_batch([prepared[i] for i in batch], key, size, options, devices)
+                except _Unstarted as unstarted:
+                    with _naming(batch[unstarted.position]):
+                        raise unstarted.error from None
                 for i, fit in zip(batch, _retried([prepared[i] for i in batch], got, starts, key, size, options,
                                                   devices)):
                     fits[i] = fit
                 bar.update(len(batch))
+    _warn_unconverged(fits)
     return fits
+
+
+def _warn_unconverged(fits: list[Fit], shown: int = 3) -> None:
+    """One :class:`~bayeslaw.inference.nuts.ConvergenceWarning`, as :func:`bayeslaw.fit`'s, naming (by index) the
+    fits whose draws miss :meth:`Fit.diagnostics`' checks, with the first ``shown`` of them's messages."""
+    failing = {}
+    for i, fit in enumerate(fits):
+        if not isinstance(fit, Fit):  # a stand-in (tests that stub the sampling out)
+            continue
+        diagnostics = fit.diagnostics(warn=False)
+        if diagnostics.warning:
+            failing[i] = diagnostics.messages
+    if not failing:
+        return
+    post = fits[next(iter(failing))].idata.posterior
+    details = "; ".join(f"fit {i}: " + "; ".join(messages) for i, messages in list(failing.items())[:shown])
+    more = f"; and {len(failing) - shown} more" if len(failing) > shown else ""
+    warnings.warn(f"fit_many: not converged: fit(s) {list(failing)} of {len(fits)} ({post.sizes['chain']} chains x "
+                  f"{post.sizes['draw']} draws): {details}{more} (fits[i].diagnostics() gives the table)",
+                  ConvergenceWarning, stacklevel=3)
+
+
+class _Unstarted(Exception):
+    """The start of the fit at ``position`` in a program's batch failed with ``error``."""
+
+    def __init__(self, position: int, error: Exception):
+        super().__init__(position, error)
+        self.position, self.error = position, error
+
+
+@contextmanager
+def _naming(index: int):
+    """A ValueError or RuntimeError (a start's non-finite potential, say) raised again naming table ``index``."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as error:
+        if type(error) not in (ValueError, RuntimeError):  # JAX's own errors: as they are
+            raise
+        raise type(error)(f"fit_many: table {index}: {error}") from None
 
 
 def _retried(batch: list[PreparedFit], fits: list[Fit], starts: list[tuple], key: tuple, size: int,
@@ -301,22 +378,27 @@ def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Opt
     chain_starts, centers, roots, chain_keys, ppc_keys = [], [], [], [], []
     for i, (p, a) in enumerate(zip(batch, arrays)):
         if starts is None:
-            missing = sorted(set(state["latent"]) - set(p.init))
-            if missing:
-                raise ValueError(f"fit_many: no start value for site(s) {missing}")
-            z = {name: inv(jnp.asarray(p.init[name])) for name, inv in state["latent"].items()}
-            flat, on_device = ravel_pytree(z)[0], jax.tree.map(jnp.asarray, a)
-            check_start(*state["value_and_grad"](flat, on_device), z)
-            center, root, u0 = laplace_start(lambda x, a=on_device: state["value_and_grad"](x, a), flat,
-                                             chains=options.chains, seed=p.config.seed)
+            try:  # a start that cannot be sampled: fit_many names its table (_Unstarted)
+                missing = sorted(set(state["latent"]) - set(p.init))
+                if missing:
+                    raise ValueError(f"no start value for site(s) {missing}")
+                z = {name: inv(jnp.asarray(p.init[name])) for name, inv in state["latent"].items()}
+                flat, on_device = ravel_pytree(z)[0], jax.tree.map(jnp.asarray, a)
+                check_start(*state["value_and_grad"](flat, on_device), z)
+                center, root, u0 = laplace_start(lambda x, a=on_device: state["value_and_grad"](x, a), flat,
+                                                 chains=options.chains, seed=p.config.seed)
+            except (ValueError, RuntimeError) as error:
+                raise _Unstarted(i, error) from error
         else:
             u0, center, root = starts[i]
         chain_starts.append(u0)
         centers.append(center)
         roots.append(root)
         key_fit, key_ppc = jax.random.split(jax.random.PRNGKey(p.config.seed))
-        # as MCMC.run and NUTS.init: a key per chain, of which the first half drives the chain
-        chain_keys.append(jax.vmap(jax.random.split)(jax.random.split(key_fit, options.chains))[:, 0])
+        # as MCMC.run and NUTS.init: a key per chain (MCMC splits the fit's key only for several chains), of
+        # which the first half drives the chain
+        per_chain = jax.random.split(key_fit, options.chains) if options.chains > 1 else key_fit[None]
+        chain_keys.append(jax.vmap(jax.random.split)(per_chain)[:, 0])
         ppc_keys.append(key_ppc)
     pad = size - len(batch)
     stacked = [jax.tree.map(lambda *v: np.stack(list(v) + [v[-1]] * pad).reshape(n_devices, size // n_devices,
@@ -332,4 +414,5 @@ def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Opt
         width_i = p.data.run_mask.shape[1]
         fits.append(finish_fit(p, {k: v[i] for k, v in samples.items()}, {k: stats[k][i] for k in EXTRA_FIELDS},
                                p.data.per_row(ppc[i][..., :width_i]), log_lik[i], sampled, options.target_accept))
+        fits[-1].idata.attrs["bayeslaw_extensions"] = 0  # as fit(extend=0) records it: one block of draws
     return fits, list(zip(chain_starts, centers, roots))
