@@ -8,8 +8,10 @@ fit on the k smallest models (and a fraction q of the target's own run), predict
 from __future__ import annotations
 
 import inspect
+import numbers
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -67,6 +69,41 @@ def coarse_starts(form: str = DEFAULT_FORM) -> np.ndarray | None:
     return None if law.coarse_grid is None else law.grid(coarse=True)
 
 
+def _listed(value, name: str, where: str, *, empty: bool = False) -> tuple:
+    """``value`` (a list, tuple or array of names or numbers) as a tuple. A string is refused (iterated, it
+    would be its letters: ``methods="epoch"`` ran methods 'e', 'p', ...), as are a scalar, an empty list
+    (unless ``empty``) and an entry listed twice (its cells would collapse into one, unannounced)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable) or isinstance(value, dict):
+        raise TypeError(f"{where}: {name}={value!r} must be a list or tuple (e.g. {name}=({value!r},))")
+    items = tuple(value)
+    if not items and not empty:
+        raise ValueError(f"{where}: {name} is empty; give at least one")
+    twice = sorted({repr(v) for i, v in enumerate(items) if v in items[:i]})
+    if twice:
+        raise ValueError(f"{where}: {name} lists {', '.join(twice)} more than once")
+    return items
+
+
+def _study_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a study in one order whatever order they came in (family, params, run, tokens, step, loss),
+    indexed 0..n-1. A point fit's optimum moves with the order its sums run in (a flat valley: see the
+    README's point-grid benchmark), and every fit starts there, so a shuffled table scored otherwise; and the
+    early cut and thinning select rows by index label, which a table with repeated labels confused (a run
+    kept rows of another run that shared their labels)."""
+    keys = [c for c in ("family", "params", "run", "tokens", "step", "loss") if c in df.columns]
+    rows = df.sort_values(keys, kind="stable", key=lambda c: c.astype(str) if c.dtype == object else c)
+    return rows.reset_index(drop=True)
+
+
+def _check_methods(methods, where: str, *, empty: bool = False) -> tuple:
+    """Point methods as a tuple, each known: else every point fit failed on it, after the others had run."""
+    methods = _listed(methods, "methods", where, empty=empty)
+    unknown = [m for m in methods if m not in POINT_METHODS]
+    if unknown:
+        raise ValueError(f"{where}: unknown point method(s) {unknown}; known: {list(POINT_METHODS)}")
+    return methods
+
+
 @dataclass(frozen=True, repr=False)
 class PointBacktest(Result):
     """Per (family, method): fitted parameters, per-checkpoint predictions, and ARE on the test points."""
@@ -91,9 +128,11 @@ def point_backtest(
     """Hitchhiker protocol, per family: fit the smaller models, predict the target's last 30%, score ARE.
 
     ``point_grid="coarse"`` starts the ``epoch`` fits from :func:`coarse_starts` instead of the full grid."""
+    methods = _check_methods(methods, "point_backtest")  # before any fit (an empty list ended in pandas' concat)
     if point_grid not in ("coarse", "full"):
         raise ValueError(f"point_grid={point_grid!r}; use 'coarse' or 'full'")
     starts = coarse_starts(form) if point_grid == "coarse" else None
+    df = _study_rows(as_table(df, name="point_backtest's table", needs=(*FIT_COLUMNS, "model", "tokens")))
     split = hitchhiker_split(df, k=k, min_tokens=min_tokens, train_fraction=train_fraction)
     fits, predictions, scores = [], [], []
     for family, test in split.test.groupby("family", sort=True):
@@ -132,8 +171,12 @@ def bayes_backtest(
     ``new_run`` and by the coverage of its 50% and 90% intervals. Returns (PointBacktest-like
     tables, the :class:`~bayeslaw.inference.nuts.Fit`).
     """
+    fit_options = dict(fit_options or {})
+    _check_fit_options((pooling,), fit_options, seed, where="bayes_backtest",
+                       fixed={"df", "form", "pooling", "seed", "min_tokens"}, form=form)
+    df = _study_rows(as_table(df, name="bayes_backtest's table", needs=(*FIT_COLUMNS, "model", "tokens")))
     split = hitchhiker_split(df, k=k, min_tokens=min_tokens, train_fraction=train_fraction)
-    result = fit(split.train, form=form, pooling=pooling, seed=seed, min_tokens=min_tokens, **(fit_options or {}))
+    result = fit(split.train, form=form, pooling=pooling, seed=seed, min_tokens=min_tokens, **fit_options)
     test = split.test.reset_index(drop=True)
     law = get_law(form)
     optional = [c for c in (*law.inputs, "run_tokens") if c in test.columns]  # e.g. a given flops column
@@ -239,13 +282,36 @@ def calibration_study(
     The data sets share one design, so ``batch`` of them make one cell, fitted as one program
     (:func:`bayeslaw.inference.batched.fit_many`; ``batch=1`` fits each with :func:`bayeslaw.fit`). The
     cells run through :func:`bayeslaw.executor.run_cells` (``workers``, ``client``, ``scheduler``,
-    ``folder``, ``resume`` as in :func:`backtest`); a cell whose fit raised gives one row per data set with its ``error``.
+    ``folder``, ``resume`` as in :func:`backtest`); a cell whose fit raised gives one row per data set with its
+    ``error``.
     """
-    if batch < 1:
+    where = "calibration_study"
+    # each is checked before anything runs: else every cell raised with it, and the study returned a table of
+    # errors (or, for probs in percent, fitted every data set first)
+    if isinstance(n_datasets, bool) or not isinstance(n_datasets, (int, np.integer)) or n_datasets < 1:
+        raise ValueError(f"{where}: n_datasets={n_datasets!r} must be a whole number >= 1")
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise ValueError(f"calibration_study: batch={batch}; it must be at least 1")
+    probs = _listed(probs, "probs", where)
+    bad = [p for p in probs if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 < p < 1]
+    if bad:
+        raise ValueError(f"{where}: probs {bad} must be central interval probabilities in (0, 1) (0.9, not 90)")
     check_choice(truth, CALIBRATION_TRUTHS, "calibration truth")
+    for name, given in (("simulate_options", simulate_options), ("fit_options", fit_options)):
+        if given is not None and not isinstance(given, dict):
+            raise TypeError(f"{where}: {name}={given!r} must be a dict")
+    design = set(inspect.signature(simulate).parameters) - {"seed"}  # each data set's seed is the study's
+    unknown = sorted(set(simulate_options or {}) - design)
+    if unknown:
+        raise ValueError(f"{where}: simulate_options {unknown} are not options of bayeslaw.simulate the study "
+                         f"passes on; valid: {', '.join(sorted(design))}")
     sim_opts = {**CALIBRATION_SIMULATE, **(simulate_options or {})}
     fit_opts = {**CALIBRATION_FIT, **(fit_options or {})}
+    # the study sets form (the simulator's law), pooling and seed; its data sets are fitted by fit_many
+    _check_fit_options((pooling,), fit_opts, seed, where=where, fixed={"df", "form", "pooling", "seed"})
+    if batch > 1 and fit_opts.get("extend") not in (None, 0):
+        raise ValueError(f"{where}: fit_options extend={fit_opts['extend']!r} with batch={batch}: data sets fitted "
+                         f"together draw one block each (fit_many), none extended; batch=1 extends each fit")
     jobs = {}
     for first in range(0, n_datasets, batch):
         members = list(range(first, min(first + batch, n_datasets)))
@@ -295,7 +361,8 @@ def _calibration_cell(job: dict) -> list[dict]:
     if len(sims) == 1:
         results = [fit(splits[0][0], pooling=job["pooling"], seed=job["seeds"][0], **job["fit"])]
     else:
-        options = {k: v for k, v in job["fit"].items() if k != "chain_method"}  # fit_many's chains are vectorised
+        # fit_many's chains are vectorised, and it draws one block (extend None or 0: calibration_study refuses more)
+        options = {k: v for k, v in job["fit"].items() if k not in ("chain_method", "extend")}
         results = fit_many([train for train, _ in splits], pooling=job["pooling"], seeds=job["seeds"],
                            batch_size=len(sims), **options)
     rows = []
@@ -341,8 +408,18 @@ def coverage_table(study: pd.DataFrame) -> pd.DataFrame:
     population), so the sd of each data set's coverage over the ``datasets``, divided by their root;
     with one row per data set it is the binomial se at the nominal rate's observed value.
     """
+    if not isinstance(study, pd.DataFrame):
+        raise TypeError(f"coverage_table: study is a {type(study).__name__}; give calibration_study's table")
     if "error" in study.columns:
-        study = study[study["error"].isna()]
+        failed = study["error"].notna()
+        if failed.all():  # was a KeyError 'quantity': the failed rows carry no scores
+            errors = sorted(set(study["error"].astype(str)))
+            raise ValueError(f"coverage_table: no data set to score: every fit of the study failed "
+                             f"({len(study)} row(s); {'; '.join(errors[:2])})")
+        study = study[~failed]
+    missing = [c for c in ("quantity", "prob", "dataset", "covered", "width") if c not in study.columns]
+    if missing:
+        raise ValueError(f"coverage_table: the table lacks column(s) {missing}; give calibration_study's table")
     keys = ["quantity", "prob"]
     table = study.groupby(keys).agg(n=("covered", "size"), datasets=("dataset", "nunique"),
                                     coverage=("covered", "mean"), median_width=("width", "median")).reset_index()
@@ -389,7 +466,7 @@ class Backtest(Result):
         unpooled family seen at one size: their ``error`` says why, and a rerun would not change it)."""
         return self.cells[_failed_mask(self.cells)]
 
-    def aggregate(self, by: tuple[str, ...] = ("method",), *, common: bool = True) -> pd.DataFrame:
+    def aggregate(self, by: tuple[str, ...] = ("case", "method"), *, common: bool = True) -> pd.DataFrame:
         """ARE (median, mean), CRPS, coverage and width per group of cells (``by``: columns of ``cells``).
 
         Each cell is counted once: in ``cells`` (scored and used), ``unscored`` or ``failed``.
@@ -399,11 +476,24 @@ class Backtest(Result):
         whose fit raised: a failure is an accident of the run, not of the cell, so it does not take the
         other methods' scores of that cell out of the tables (rerun with resume to fill it in).
         """
-        failed = _failed_mask(self.cells)
-        unpredicted = self.cells["are"].isna() & ~failed
+        by = _listed(by, "by", "Backtest.aggregate")
+        unknown = [c for c in by if c not in self.cells.columns]
+        if unknown:  # was a KeyError
+            raise ValueError(f"Backtest.aggregate: by={list(by)}: {unknown} not column(s) of cells; "
+                             f"e.g. {[c for c in ('case', 'family', 'k', 'q', 'method') if c in self.cells.columns]}")
+        given = self.cells.assign(**{c: np.nan for c in SCORE_COLUMNS if c not in self.cells.columns})
+        if "method" in by and "case" not in by and "case" in given.columns:
+            cases = given.groupby("method")["case"].agg(lambda c: "/".join(sorted(set(c))))
+            if cases.nunique() > 1:  # e.g. bayes-none has no transfer cell: common=True does not see that
+                warnings.warn(f"Backtest.aggregate: by={list(by)} pools the cases, where the methods have cells in "
+                              f"different ones ({', '.join(f'{m}: {c}' for m, c in cases.items())}): their rows are "
+                              f"of different cells; group by ('case', {', '.join(map(repr, by))})", RuntimeWarning,
+                              stacklevel=2)
+        failed = _failed_mask(given)
+        unpredicted = given["are"].isna() & ~failed
         if common:
-            unpredicted = unpredicted.groupby([self.cells[c] for c in ("case", "family", "k", "q")]).transform("any")
-        cells = self.cells.assign(unscored=unpredicted & ~failed, failed=failed)
+            unpredicted = unpredicted.groupby([given[c] for c in ("case", "family", "k", "q")]).transform("any")
+        cells = given.assign(unscored=unpredicted & ~failed, failed=failed)
         cells_used = cells[~cells["unscored"] & ~cells["failed"]]
         table = cells_used.groupby(list(by), sort=True).agg(
             cells=("are", "size"), are_median=("are", "median"), are_mean=("are", "mean"),
@@ -415,6 +505,11 @@ class Backtest(Result):
         return table.astype({"cells": int, "unscored": int, "failed": int}).reset_index()
 
 
+#: The scores of a backtest cell (``Backtest.cells``): NaN where a cell has none (a point fit's coverage, a failed fit)
+SCORE_COLUMNS = ("train_points", "wall_s", "converged", "max_rhat", "divergences", "target", "test_points", "are",
+                 "crps", "coverage50", "coverage90", "width50", "width90")
+
+
 def _failed_mask(cells: pd.DataFrame) -> pd.Series:
     """Which cells' fit raised: the ``failed`` column (a table of an older version has none: every error)."""
     if "failed" in cells.columns:
@@ -423,9 +518,12 @@ def _failed_mask(cells: pd.DataFrame) -> pd.Series:
 
 
 def _family_split(rows: pd.DataFrame, k: int, q: float, *, min_tokens, test_from):
-    """hitchhiker_split of one family with k capped at the number of models below its target."""
+    """hitchhiker_split of one family with k capped at the number of models below its target. Its early cut is
+    made here, on the training rows (the split's own, the same rows): a family the cut leaves without training
+    rows is the backtest's to leave unscored at that cell, where the split of it alone raised for the study."""
     n_smaller = rows["model"].nunique() - 1
-    return hitchhiker_split(rows, k=min(k, n_smaller), target_fraction=q, test_from=test_from, min_tokens=min_tokens)
+    split = hitchhiker_split(rows, k=min(k, n_smaller), target_fraction=q, test_from=test_from, min_tokens=None)
+    return split._replace(train=cut_early(split.train, min_tokens=min_tokens))
 
 
 def _score(test: pd.DataFrame, draws: np.ndarray | None, predicted: np.ndarray, cell: dict):
@@ -483,12 +581,15 @@ def _point_job(job: dict):
     try:
         result = fit_point(job["train"], method=job["method"], starts=starts, fixed=fixed)
         predicted, converged = result.predict(test["params"].to_numpy(), test["tokens"].to_numpy()), result.converged
-    except TooFewPoints:
+    except TooFewPoints as error:
         # fewer points than free parameters (a final-loss family seen through k models): no point
-        # fit exists; the cell is kept with a NaN score so that the report counts it, not dropped
-        predicted, converged = np.full(len(test), np.nan), False
+        # fit exists; the cell is kept with a NaN score so that the report counts it, not dropped, with the reason
+        predicted, converged, reason = np.full(len(test), np.nan), False, str(error)
+    else:
+        reason = None
     cell = {**job["cell"], "train_points": len(job["train"]), "wall_s": time.perf_counter() - start,
-            "converged": converged, "max_rhat": np.nan, "divergences": np.nan}
+            "converged": converged, "max_rhat": np.nan, "divergences": np.nan,
+            **({"error": reason} if reason is not None else {})}
     row, points = _score(test, None, predicted, cell)
     return [row], [points]
 
@@ -563,21 +664,31 @@ def data_hash(df: pd.DataFrame) -> str:
 STUDY_FIT = {"progress": False}
 
 
-def _check_fit_options(poolings, fit_options: dict, seed: int) -> None:
+STUDY_SETS = frozenset({"df", "form", "pooling", "seed", "min_tokens", "thin"})  # a study's fits: set by the study
+
+
+def _check_fit_options(poolings, fit_options: dict, seed: int, *, where: str = "backtest",
+                       fixed=STUDY_SETS, form: str = DEFAULT_FORM) -> None:
     """bl.fit's own checks of each pooling and the NUTS options (FitConfig), made before any fit runs:
-    else a study with ``chains=0`` or an unknown pooling ran its point fits and then failed every Bayesian cell."""
-    fixed = {"df", "form", "pooling", "seed", "min_tokens", "thin"}  # the study sets these itself
-    known = set(inspect.signature(nuts.fit).parameters) - fixed  # nuts.fit: the real one where a test patches ours
+    else a study with ``chains=0`` or an unknown pooling ran its point fits and then failed every Bayesian cell.
+    ``fixed``: the options the caller sets itself (given again, the fit raised "multiple values")."""
+    if not isinstance(fit_options, dict):
+        raise TypeError(f"{where}: fit_options={fit_options!r} must be a dict of bayeslaw.fit's options")
+    known = set(inspect.signature(nuts.fit).parameters) - set(fixed)  # nuts.fit: the real one where a test patches ours
+    taken = sorted(set(fit_options) & set(fixed))  # was "got multiple values for keyword argument" from the fit
+    if taken:
+        raise ValueError(f"{where}: fit_options {taken} are set by {where} itself (its own arguments where it has "
+                         f"them); leave them out of fit_options")
     unknown = sorted(set(fit_options) - known)
     if unknown:
-        raise ValueError(f"backtest: fit_options {unknown} are not options of bayeslaw.fit the study passes on; "
+        raise ValueError(f"{where}: fit_options {unknown} are not options of bayeslaw.fit the study passes on; "
                          f"valid: {', '.join(sorted(known))}")
     config = {k: v for k, v in fit_options.items() if k in {f.name for f in fields(FitConfig)}}
     for pooling in poolings:
         try:
-            FitConfig(pooling=pooling, seed=seed, **config)
+            FitConfig(form=form, pooling=pooling, seed=seed, **config)
         except ValueError as error:
-            raise ValueError(f"backtest: {error}") from None
+            raise ValueError(f"{where}: {error}") from None
 
 
 def backtest(
@@ -617,8 +728,8 @@ def backtest(
     - Bayesian fits (``poolings``): one NUTS fit per cell of all families' rows together (the
       hierarchy borrows across families; unpooled, only the scored families, and a family whose
       training rows hold one model size is left unscored with the reason), scored per family with the
-      ``new_run`` predictive (posterior median for ARE, 50%/90% central intervals, CRPS); with ``batch=True``, the cells of
-      one k and pooling (every q) are fitted together (:func:`~bayeslaw.inference.batched.fit_many`:
+      ``new_run`` predictive (posterior median for ARE, 50%/90% central intervals, CRPS); with ``batch=True``, the
+      cells of one k and pooling (every q) are fitted together (:func:`~bayeslaw.inference.batched.fit_many`:
       those of one model structure as one program), meant for an accelerator: on 2 CPU cores, where a
       fit's two chains already fill the cores, it was slower (``benchmarks/backtest_study.py --batching``);
     - ``transfer``: the family seen through one model (the largest below the target) while
@@ -641,17 +752,28 @@ def backtest(
     ``methods``, ``poolings`` and ``families`` does not matter). An unknown point method is refused before
     anything runs.
     """
-    unknown_methods = [m for m in methods if m not in POINT_METHODS]
-    if unknown_methods:  # else every point cell failed with it, after the NUTS fits had run
-        raise ValueError(f"backtest: unknown point method(s) {unknown_methods}; known: {list(POINT_METHODS)}")
+    # else every point cell failed with it, after the NUTS fits had run
+    methods = _check_methods(methods, "backtest", empty=True)
+    poolings = _listed(poolings, "poolings", "backtest", empty=True)
+    fractions = _listed(fractions, "fractions", "backtest")
+    if ks is not None:
+        ks = _listed(ks, "ks", "backtest")
+    if families is not None:
+        families = list(_listed(families, "families", "backtest"))
+    if fit_options is not None and not isinstance(fit_options, dict):
+        raise TypeError(f"backtest: fit_options={fit_options!r} must be a dict of bayeslaw.fit's options")
     fit_options = {**STUDY_FIT, **(fit_options or {})}
     _check_fit_options(poolings, fit_options, seed)
-    df = as_table(df, name="backtest's table", needs=(*FIT_COLUMNS, "model", "tokens"))
+    if batch and len(fractions) > 1 and fit_options.get("extend") not in (None, 0):
+        raise ValueError(f"backtest: fit_options extend={fit_options['extend']!r} with batch=True: the cells fitted "
+                         f"together draw one block each (fit_many), none extended; batch=False extends them")
+    df = _study_rows(as_table(df, name="backtest's table", needs=(*FIT_COLUMNS, "model", "tokens")))
     if point_grid not in ("coarse", "full"):
         raise ValueError(f"point_grid={point_grid!r}; use 'coarse' or 'full'")
     starts = coarse_starts() if point_grid == "coarse" else None
     sizes = df.groupby("family")["params"].nunique()
-    eligible = sorted(sizes.index[sizes >= min_sizes]) if families is None else list(families)
+    # in one order however given: the Bayesian cells fit every family's rows together, in this order
+    eligible = sorted(sizes.index[sizes >= min_sizes]) if families is None else sorted(families, key=str)
     unknown = sorted(set(eligible) - set(sizes.index))
     if unknown:
         raise ValueError(f"backtest: unknown family(ies) {unknown}; the data has {sorted(sizes.index)}")
@@ -692,7 +814,7 @@ def backtest(
                       f"({eligible[0]})", RuntimeWarning, stacklevel=2)
         transfer = False
 
-    jobs, unscored = [], []
+    jobs, unscored, uncut, unseen = [], [], [], set()
     for k in ks:
         members = {pooling: [] for pooling in poolings}  # the Bayesian cells of this k across q: one job per pooling
         for q in fractions:
@@ -701,9 +823,17 @@ def backtest(
                 split = _family_split(rows, k, q, min_tokens=min_tokens, test_from=test_from)
                 train = thinned(split.train)
                 trains.append(train)
-                if k > n_models[f] - 1 or train.empty:
-                    continue  # this family has fewer models than k below its target: not scored here
+                if k > n_models[f] - 1:
+                    continue  # this family has fewer models than k below its target: not scored here (left_out)
                 cell = {"case": "scaling", "family": f, "k": k, "q": q, "train_models": len(split.models[f])}
+                if train.empty:  # kept, unscored with the reason (was dropped unannounced, or the study refused)
+                    reason = (f"no training rows: the early cut (min_tokens={min_tokens!r}) leaves none of the "
+                              f"{len(split.models[f])} model(s) below the target")
+                    uncut += [{**cell, "method": m, "are": np.nan, "error": reason}
+                              for m in (*methods, *(f"bayes-{p}" for p in poolings))]
+                    continue
+                if q > 0 and train["model"].isin(split.models[f]).all():
+                    unseen.add((f, q))  # the target's first q holds no checkpoint past the cut: the q=0 cell's rows
                 tests[f], cells[f] = split.test, cell
                 for method in methods:
                     jobs.append({"kind": "point", "method": method, "train": train, "test": split.test,
@@ -746,6 +876,14 @@ def backtest(
     if compare and len(poolings) > 1:  # the PSIS-LOO comparison's fits are cells of the study too
         all_rows = thinned(cut_early(df[df["family"].isin(eligible)], min_tokens=min_tokens))
         jobs += [{"kind": "fit", **job} for job in _pooling_jobs(all_rows, poolings, seed, fit_options).values()]
+    if unseen:
+        warnings.warn(f"backtest: the target's first q of its run holds no checkpoint after the early cut "
+                      f"(min_tokens={min_tokens!r}) at (family, q) {sorted(unseen)}: those cells train on the rows "
+                      f"of q=0", RuntimeWarning, stacklevel=2)
+    if uncut:
+        where = sorted({(c["family"], c["k"], c["q"]) for c in uncut})
+        warnings.warn(f"backtest: {len(where)} cell(s) not scored: the early cut (min_tokens={min_tokens!r}) leaves "
+                      f"no training rows (family, k, q: {where})", RuntimeWarning, stacklevel=2)
     if not any(job["kind"] != "fit" for job in jobs) and not unscored:  # refused before the folder is made
         raise ValueError(f"backtest: no cell to score: no family has training rows for any k in {list(ks)} "
                          f"after the early cut (min_tokens={min_tokens})")
@@ -753,7 +891,7 @@ def backtest(
     start = time.perf_counter()
     results = run_cells(_run, keyed, workers=workers, client=client, scheduler=scheduler, folder=store,
                         progress=progress, desc="backtest fits")
-    rows, points, loo_fits, loo_failed = list(unscored), [], {}, {}
+    rows, points, loo_fits, loo_failed = [*unscored, *uncut], [], {}, {}
     reused = store.reused if store is not None else set()
     fit_s_sum = 0.0
     for key, result in results.items():
@@ -772,13 +910,17 @@ def backtest(
     wall = time.perf_counter() - start
     order = ["case", "family", "k", "q", "method"]
     cells = pd.DataFrame(rows)
+    # every score column, NaN where no cell has one: a study whose every fit failed had none, and its aggregate
+    # and report raised KeyError 'crps' where they were to count the failures
+    cells = cells.assign(**{c: np.nan for c in SCORE_COLUMNS if c not in cells.columns})
     if "error" not in cells.columns:
         cells["error"] = None
     # failed: the fit raised (a rerun may score it); an error without it: the method cannot predict there
     cells["failed"] = cells["failed"].eq(True) if "failed" in cells.columns else False
     cells = cells.sort_values(order, kind="stable").reset_index(drop=True)
     predictions = (pd.concat(points, ignore_index=True).sort_values(order, kind="stable").reset_index(drop=True)
-                   if points else pd.DataFrame(columns=[*order, "params", "tokens", "loss", "predicted"]))
+                   if points else pd.DataFrame(columns=[*order, "model", "run", "params", "tokens", "loss",
+                                                        "predicted"]))
     comparison = None
     if len(loo_fits) > 1:
         comparison = _loo_table(loo_fits)
@@ -824,6 +966,22 @@ def _fit_all(jobs: dict[str, dict], where: str, **executor) -> tuple[dict[str, F
     return fits, failed
 
 
+def _check_same_observations(fits: dict[str, Fit], where: str) -> None:
+    """PSIS-LOO compares models on one set of observations, and ``by_family`` pairs their elpds run by run: a
+    fit that kept other rows (or runs, or in another order) than the first is refused, naming both."""
+    def seen(f: Fit):
+        return list(f.idata.log_likelihood["run"].values), np.sort(f.idata.observed_data["obs"].values)
+
+    (first, reference), *others = fits.items()
+    runs0, obs0 = seen(reference)
+    for name, f in others:
+        runs, obs = seen(f)
+        if runs != runs0 or obs.shape != obs0.shape or not np.array_equal(obs, obs0):
+            raise ValueError(f"{where}: the {name} fit saw other observations than the {first} fit ({len(obs)} rows "
+                             f"of {len(runs)} runs against {len(obs0)} of {len(runs0)}): their elpds are not "
+                             f"comparable")
+
+
 def compare_poolings(
     df: pd.DataFrame,
     *,
@@ -836,11 +994,19 @@ def compare_poolings(
 ) -> pd.DataFrame:
     """PSIS-LOO comparison (``arviz.compare``) of pooling variants fitted to the same rows (no cut, no
     thinning here); a variant whose fit raised is left out with a warning naming its error."""
+    poolings = _listed(poolings, "poolings", "compare_poolings")
+    if fit_options is not None and not isinstance(fit_options, dict):
+        raise TypeError(f"compare_poolings: fit_options={fit_options!r} must be a dict of bayeslaw.fit's options")
     fit_options = {**STUDY_FIT, **(fit_options or {})}
-    jobs = _pooling_jobs(as_table(df, name="compare_poolings' table", needs=FIT_COLUMNS), poolings, seed, fit_options)
+    # before any fit: else a misspelt option or pooling failed every fit, and ended in "every fit failed"
+    _check_fit_options(poolings, fit_options, seed, where="compare_poolings")
+    rows = _study_rows(as_table(df, name="compare_poolings' table", needs=FIT_COLUMNS))
+    jobs = _pooling_jobs(rows, poolings, seed, fit_options)
     fits, failed = _fit_all(jobs, "compare_poolings", workers=workers, client=client, scheduler=scheduler)
     for name, error in failed.items():
-        warnings.warn(f"compare_poolings: the {name} fit failed and is left out ({error})", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"compare_poolings: the {name} fit failed and is left out ({error})", RuntimeWarning,
+                      stacklevel=2)
+    _check_same_observations(fits, "compare_poolings")
     return _loo_table({name: f.idata for name, f in fits.items()})
 
 
@@ -889,18 +1055,35 @@ def compare_forms(
     through :func:`bayeslaw.executor.run_cells`
     (``workers``, ``client``, ``scheduler`` as in :func:`backtest`).
     """
+    forms = _listed(forms, "forms", "compare_forms")
+    poolings = _listed(poolings, "poolings", "compare_forms")
+    if fit_options is not None and not isinstance(fit_options, dict):
+        raise TypeError(f"compare_forms: fit_options={fit_options!r} must be a dict of bayeslaw.fit's options")
     fit_options = {**STUDY_FIT, **(fit_options or {})}
-    rows = as_table(df, name="compare_forms' table", needs=(*FIT_COLUMNS, "tokens"))
+    for form in forms:  # before any fit: else a misspelt option or pooling failed every fit
+        _check_fit_options(poolings, fit_options, seed, where="compare_forms", form=form)
+    rows = _study_rows(as_table(df, name="compare_forms' table", needs=(*FIT_COLUMNS, "tokens")))
     rows = cut_early(rows, min_tokens=min_tokens)
+    for form in forms:  # every law can read the rows, before any fit starts
+        get_law(form).columns(rows, where="compare_forms")
+    if any(get_law(form).progress == "step" for form in forms):
+        # a schedule law's fit leaves out its runs' warmup, which the other laws' fits kept: their elpds summed
+        # other observations. Left out here, for every form
+        kept = after_warmup(rows, where="compare_forms")
+        if len(kept) < len(rows):
+            warnings.warn(f"compare_forms: {len(rows) - len(kept)} row(s) inside their runs' warmup left out for every "
+                          f"form (a schedule law describes a run after its warmup)", UserWarning, stacklevel=2)
+        rows = kept
     if thin is not None:
         rows = thin_checkpoints(rows, per_run=thin)
     rows = rows.reset_index(drop=True)
-    for form in forms:  # every law can read the rows, before any fit starts
-        get_law(form).columns(rows, where="compare_forms")
     jobs = {form if len(poolings) == 1 else f"{form}/{pooling}":
             {"rows": rows, "form": form, "pooling": pooling, "seed": seed, "fit_options": fit_options}
             for form in forms for pooling in poolings}
     fits, failed = _fit_all(jobs, "compare_forms", workers=workers, client=client, scheduler=scheduler)
+    for name, error in failed.items():  # as compare_poolings says it: was left out of the table unannounced
+        warnings.warn(f"compare_forms: the {name} fit failed and is left out ({error})", RuntimeWarning, stacklevel=2)
+    _check_same_observations(fits, "compare_forms")
     # LOO once per model, and the comparison of those (arviz.compare of the fits would run it again, and
     # warn of each Pareto k twice)
     loos = {name: az.loo(f.idata, pointwise=True) for name, f in fits.items()}
@@ -911,7 +1094,8 @@ def compare_forms(
     pointwise = pd.DataFrame({name: np.asarray(loo.elpd_i).ravel() for name, loo in loos.items()})
     pointwise["family"] = family
     by_family = pointwise.groupby("family").sum()
-    pareto_k = pd.DataFrame({name: np.asarray(loo.pareto_k).ravel() for name, loo in loos.items()}).groupby(family).max()
+    pareto_k = pd.DataFrame({name: np.asarray(loo.pareto_k).ravel() for name, loo in loos.items()})
+    pareto_k = pareto_k.groupby(family).max()
     names = list(fits)
     best, margin, margin_se = [], [], []
     for fam, elpd in by_family.iterrows():
@@ -965,9 +1149,12 @@ def point_fits_by_family(fit: Fit, data: pd.DataFrame | None = None, *,
     family -> the reason its point fit failed (e.g. fewer rows than the law's parameters), so that a
     picture can say which family has none rather than drop it silently.
     """
+    if method not in POINT_METHODS:  # was caught per family: every family "failed" with the unknown method
+        raise ValueError(f"point_fits_by_family: unknown point method {method!r}; known: {list(POINT_METHODS)}")
     rows = fit_rows(fit, data, where="point_fits_by_family: data")
     if data is not None and fit.spec.law.progress == "tokens":
         rows = cut_early(rows, min_tokens=fit.config["min_tokens"], min_fraction=fit.config["min_fraction"])
+    rows = _study_rows(rows)  # a point fit's optimum moves with its rows' order: the same fits for a shuffled table
     point_fits, failures = {}, {}
     for family in fit.families:
         try:
@@ -992,9 +1179,23 @@ def prior_predictive_quantiles(
     (``numpyro.infer.Predictive``, PRNG key ``seed``). Returns one row per (N, D), N-major: ``params``,
     ``tokens`` and the quantiles ``q05, q25, q50, q75, q95`` over ``num_samples`` draws.
     """
-    grid = pd.DataFrame([(n, d) for n in sizes for d in tokens], columns=["params", "tokens"])
+    where = "prior_predictive_quantiles"
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+        raise ValueError(f"{where}: num_samples={num_samples!r} must be a whole number >= 1")
+    axes = {}
+    for name, value in (("sizes", sizes), ("tokens", tokens)):
+        try:
+            values = np.atleast_1d(np.asarray(value, dtype=float))
+        except (TypeError, ValueError):
+            values = np.array([np.nan])
+        if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values) & (values > 0)):
+            raise ValueError(f"{where}: {name} must be a non-empty list of positive, finite numbers; got {value!r}")
+        axes[name] = values
+    grid = pd.DataFrame([(n, d) for n in axes["sizes"] for d in axes["tokens"]], columns=["params", "tokens"])
     grid["family"] = "prior"
-    grid["run"] = [f"N{n:.0e}-D{d:.0e}" for n, d in zip(grid["params"], grid["tokens"])]  # each a run's final loss
+    # each (N, D) a run's final loss: one run per grid row (named by N and D to one digit, two D of a decade
+    # were one run, the smaller its early checkpoint rather than a final loss)
+    grid["run"] = [f"{i}:N{n:.6g}-D{d:.6g}" for i, (n, d) in enumerate(zip(grid["params"], grid["tokens"]))]
     data = prepare(grid)
     draws = Predictive(get_model(pooling), num_samples=num_samples)(jax.random.PRNGKey(seed), data)["obs"]
     loss = np.exp(data.per_row(draws))  # (sample, N-major grid row)

@@ -69,3 +69,18 @@ def test_thinning_keeps_the_tables_order_whatever_its_index(sim_df):
     a = thin_checkpoints(sim_df, per_run=5)
     b = thin_checkpoints(relabelled, per_run=5)
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+def test_repeated_index_labels_select_rows_by_position(sim_df):
+    """Frames concatenated without ignore_index repeat labels: thinning, the early cut and the split keep the
+    same rows as on a fresh index (a label shared by two runs kept the other run's rows too)."""
+    fresh = sim_df.reset_index(drop=True)
+    repeated = fresh.set_axis(np.arange(len(fresh)) // 3)  # every label on three rows, across runs
+    thinned = thin_checkpoints(repeated, per_run=4)
+    assert thinned.reset_index(drop=True).equals(thin_checkpoints(fresh, per_run=4).reset_index(drop=True))
+    cut = cut_early(repeated, min_tokens=None, min_fraction=0.5)
+    assert cut.reset_index(drop=True).equals(cut_early(fresh, min_tokens=None, min_fraction=0.5).reset_index(drop=True))
+    a = hitchhiker_split(repeated, min_tokens=None, min_fraction=0.2)
+    b = hitchhiker_split(fresh, min_tokens=None, min_fraction=0.2)
+    for got, want in ((a.train, b.train), (a.test, b.test)):
+        assert got.reset_index(drop=True).equals(want.reset_index(drop=True))

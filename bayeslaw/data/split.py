@@ -36,6 +36,11 @@ def cut_early(
     Either bound may be ``None`` (no cut on it). Final-loss tables (one row per run) lose
     whole runs under ``min_tokens``: that is the protocol, and the caller sees it in the row count.
     """
+    return df.loc[_early_mask(df, min_tokens=min_tokens, min_fraction=min_fraction)]
+
+
+def _early_mask(df: pd.DataFrame, *, min_tokens: float | None, min_fraction: float | None) -> np.ndarray:
+    """The rows :func:`cut_early` keeps, by position (a table's labels may repeat: concatenated frames)."""
     _check_min_tokens(min_tokens, "cut_early")
     keep = np.ones(len(df), dtype=bool)
     if min_tokens is not None or min_fraction is not None:
@@ -51,7 +56,7 @@ def cut_early(
         if not 0.0 <= min_fraction <= 1.0:
             raise ValueError(f"min_fraction={min_fraction} must lie in [0, 1]")
         keep &= df["tokens"].to_numpy() >= min_fraction * _run_max_tokens(df).to_numpy()
-    return df.loc[keep]
+    return keep
 
 
 def thin_checkpoints(df: pd.DataFrame, *, per_run: int = 20, by: str = "tokens") -> pd.DataFrame:
@@ -70,9 +75,10 @@ def thin_checkpoints(df: pd.DataFrame, *, per_run: int = 20, by: str = "tokens")
     if by not in df.columns:
         raise ValueError(f"thin_checkpoints: by={by!r} but the table has no {by!r} column")
 
-    def pick(group: pd.DataFrame) -> np.ndarray:
+    def pick(group: pd.DataFrame, positions: np.ndarray) -> np.ndarray:
+        """The positions (in ``df``) of the run's rows to keep."""
         if len(group) <= per_run:
-            return group.index.to_numpy()
+            return positions
         # a missing position has no place on the axis: argmax/argmin over NaN would keep the run's first row
         unknown = group[by].isna().to_numpy() | (by == "step" and (group["step"].to_numpy(dtype=float) < 0))
         if unknown.any():
@@ -82,12 +88,15 @@ def thin_checkpoints(df: pd.DataFrame, *, per_run: int = 20, by: str = "tokens")
         axis = np.log(group["tokens"].to_numpy()) if by == "tokens" else group["step"].to_numpy(dtype=float)
         wanted = np.linspace(axis.min(), axis.max(), per_run)
         nearest = np.abs(axis[None, :] - wanted[:, None]).argmin(axis=1)
-        return group.index.to_numpy()[np.unique(np.append(nearest, np.argmax(axis)))]
+        return positions[np.unique(np.append(nearest, np.argmax(axis)))]
 
     if df.empty:
         return df
-    keep = np.concatenate([pick(g) for _, g in df.groupby("run", sort=False)])
-    return df[df.index.isin(keep)]  # in the table's order: sorting the labels reordered a table indexed otherwise
+    # by position, not label: a table's labels may repeat (frames concatenated), and a label shared by two runs
+    # would keep the other run's rows too; in the table's order
+    keep = np.concatenate([pick(df.iloc[positions], positions)
+                           for positions in df.groupby("run", sort=False).indices.values()])
+    return df.iloc[np.sort(keep)]
 
 
 class Split(NamedTuple):
@@ -156,14 +165,15 @@ def hitchhiker_split(
                 raise ValueError(f"family {family!r}: k={k} but only {len(smaller)} model(s) below the target {target!r}")
             smaller = smaller[:k]
         chosen[family] = smaller
-        fraction = rows["tokens"] / rows["run_tokens"]
-        is_target = rows["model"].isin(targets)
+        # masks by position throughout: a table's labels may repeat
+        fraction = rows["tokens"].to_numpy(dtype=float) / rows["run_tokens"].to_numpy(dtype=float)
+        is_target = rows["model"].isin(targets).to_numpy()
         test = rows.loc[is_target & (fraction >= test_from)]
-        early_ok = cut_early(rows, min_tokens=min_tokens, min_fraction=min_fraction).index
-        in_train = rows["model"].isin(smaller) & (fraction <= train_fraction)
+        early_ok = _early_mask(rows, min_tokens=min_tokens, min_fraction=min_fraction)
+        in_train = rows["model"].isin(smaller).to_numpy() & (fraction <= train_fraction)
         if target_fraction > 0:
             in_train |= is_target & (fraction <= target_fraction)
-        train = rows.loc[in_train & rows.index.isin(early_ok)]
+        train = rows.loc[in_train & early_ok]
         if test.empty:  # nothing to score: say which family and why, not an empty score later
             raise ValueError(f"hitchhiker_split: family {family!r}: no test rows remain (test_from={test_from!r}; "
                              f"target {targets})")

@@ -259,7 +259,7 @@ class Law:
         out = {name: np.asarray(values, dtype=float) for name, values in self.inputs_from(arrays).items()}
         for name, values in out.items():
             invalid = ~np.isfinite(values) if name in self.features else ~np.isfinite(values) | (values <= 0)
-            bad = np.flatnonzero(invalid.reshape(len(values), -1).any(axis=1))
+            bad = np.flatnonzero(invalid.reshape(len(values), -1).any(axis=1)) if len(values) else np.empty(0, int)
             if bad.size:
                 rows = df.index[bad[:5]].tolist()
                 raise ValueError(f"{where}: column {'/'.join(needs[name])!r} gives non-positive or missing {name} at "
