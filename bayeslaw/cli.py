@@ -53,8 +53,8 @@ def _friendly_errors(command):
             with warnings.catch_warnings():  # restores Python's own display when the command ends
                 warnings.showwarning = _show_warning
                 # the commands that fit (fit, demo, live) print the diagnostics table themselves, and backtest
-                # and study their cells' r-hat: bayeslaw.fit's one-line ConvergenceWarning would repeat it
-                warnings.filterwarnings("ignore", message="fit: not converged", category=RuntimeWarning)
+                # and study their cells' r-hat: bayeslaw.fit's (and fit_many's) ConvergenceWarning would repeat it
+                warnings.filterwarnings("ignore", message="fit(_many)?: not converged", category=RuntimeWarning)
                 return command(*args, **kwargs)
         except (DataNotFoundError, DataValidationError, FileNotFoundError, KeyError, ValueError) as err:
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
@@ -116,6 +116,25 @@ def _check_out_file(out: Path, option: str = "--out", *, table: bool = True, fit
         _fit_suffix(out, option)
 
 
+def _check_out_folder(out: Path, option: str = "--out") -> None:
+    """An output folder's path, checked before any work (the demo's fits take minutes): not a file, and no file
+    where one of its parents must be a folder."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{option} {str(out)!r} is a file; the command writes a folder of files there: give a "
+                         f"folder name (it is made if it does not exist)")
+    blocker = next((p for p in out.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ValueError(f"{option} {str(out)!r}: {str(blocker)!r} is a file, not a folder")
+
+
+def _check_not_input(out: Path, data: str, option: str = "--out") -> None:
+    """An output file that is the DATA file read would be replaced by what the command writes (`load` by its
+    completed table, `live` by its forecast, after the fit): refused, as `import` refuses it."""
+    if out.exists() and Path(data).exists() and out.resolve() == Path(data).resolve():
+        raise ValueError(f"{option} {str(out)!r} is the DATA file read; writing it would replace the data: give "
+                         f"another file name")
+
+
 def _fit_suffix(out: Path, option: str = "--out") -> None:
     """A fit file's name ends in FIT_OUT_SUFFIX: any other (.json, .csv, none) is refused, as a table's is,
     since netCDF under a name that says JSON or CSV misleads whoever opens it."""
@@ -158,9 +177,11 @@ def _check_data_name(data: str, *, also: tuple[str, ...] = ()) -> None:
                      f"({', '.join(bd.SOURCES)}) nor 'demo'")
 
 
-def _read_data(data: str, root: Path | None, loss_name: str | None, *, duplicates: str | None = None) -> pd.DataFrame:
+def _read_data(data: str, root: Path | None, loss_name: str | None, *, duplicates: str | None = None,
+               note_family: bool = True) -> pd.DataFrame:
     """DATA is a CSV/parquet file in the bayeslaw schema, a known source name, or 'demo'. ``duplicates``: the
-    command's --duplicates choice, where it has the option (None: it has not)."""
+    command's --duplicates choice, where it has the option (None: it has not). ``note_family``: say on stderr
+    that a table without a family column is read as one family (`load` prints the whole report itself)."""
     from bayeslaw import data as bd
     from bayeslaw.simulation import load_demo
 
@@ -179,6 +200,13 @@ def _read_data(data: str, root: Path | None, loss_name: str | None, *, duplicate
                 raise
             raise bd.DuplicateRowsError(f"{error}; --duplicates last keeps the last logged row of each (a "
                                         f"restart's)") from None
+        # a minimal table's family is filled (read_table's report, which only `load` printed): said on stderr,
+        # since a table that left the column out by mistake had all its families fitted as one
+        report = table.attrs.get("import_report", [])
+        if note_family and any(line.startswith("filled with defaults: family") for line in report):
+            err_console.print(f"note: {data!r} has no 'family' column: its {table['run'].nunique()} run(s) are read "
+                              f"as one family, {table['family'].iloc[0]!r}", highlight=False, markup=False,
+                              soft_wrap=True)
     if loss_name is None:
         return table
     kept = table[table["loss_name"] == loss_name]
@@ -269,7 +297,10 @@ def load(
     as_json: JsonOption = False,
 ) -> None:
     """Load one source into the long table and summarise it by family and model."""
-    df = _read_data(name, root, loss_name)
+    if out is not None:  # before the table is read (a large source takes a while)
+        _check_out_file(out)
+        _check_not_input(out, name)
+    df = _read_data(name, root, loss_name, note_family=False)
     summary = (
         df.groupby(["family", "model"], sort=False)
         .agg(params=("params", "max"), runs=("run", "nunique"), rows=("loss", "size"), max_tokens=("tokens", "max"),
@@ -277,7 +308,6 @@ def load(
         .reset_index()
     )
     if out is not None:
-        _check_out_file(out)
         write_atomic(out, _table_writer(df, out))
     if as_json:
         typer.echo(_json({"rows": len(df), "notes": df.attrs, "models": summary.to_dict(orient="records")}))
@@ -348,6 +378,12 @@ def fit_point_command(
     _check_point_method(method, law, polish)
     df = _read_data(data, root, loss_name)
     df = _select_families(df, _names(family))
+    # a column the law reads, absent (a minimal table's tokens are filled as NaN): named as `fit` names it, not
+    # by the early cut's message (min_tokens=None) or, with --min-tokens 0, by one family's rows
+    absent = [c for c in law.columns_needed if c not in df.columns or df[c].isna().all()]
+    if absent:
+        raise ValueError(f"fit-point: column(s) {absent} missing in {data!r}; the {law.name} law needs them (it "
+                         f"reads {list(law.columns_needed)})")
     if "tokens" in law.columns_needed:
         before, df = df, cut_early(df, min_tokens=min_tokens or None)
         if df.empty:
@@ -419,6 +455,10 @@ def demo(
     from bayeslaw.evaluation import bayes_backtest, point_backtest
     from bayeslaw.simulation import load_demo
 
+    # in the options' words, before minutes of fitting (the library's message named bayes_backtest's chains=;
+    # a file at --out failed only when the first result was written)
+    _check_study_options((), chains=chains, draws=draws)
+    _check_out_folder(out)
     sim = load_demo()
     status = (lambda text: console.status(text, spinner="dots")) if not as_json else (
         lambda text: contextlib.nullcontext())
@@ -454,8 +494,8 @@ def demo(
         fit_report(result, out / "report", data=result.training_rows(),
                    point_fits=_point_fits(result, "hitchhiker", result.families))
     if as_json:
-        typer.echo(json.dumps({"scores": scores.to_dict(orient="records"), "diagnostics": str(diagnostics),
-                               "out": str(out)}, indent=1, default=float))
+        # _json: a point fit's coverage and width (NaN) as null, strict JSON as every other command's --json
+        typer.echo(_json({"scores": _records(scores), "diagnostics": str(diagnostics), "out": str(out)}))
         return
     console.print(_table(headline, "demo: each family's largest model, last 30% of its run (loss in nats; "
                                    "q05..q95 = 90% interval of a new run)"))
@@ -489,6 +529,7 @@ def _run_study(load, out: Path, options: dict, *, families, scheduler, resume, a
     from bayeslaw.executor import connect
     from bayeslaw.report import backtest_report
 
+    _check_out_folder(out)  # a file at --out: named before the scheduler, the table and the fits
     # the scheduler first: an address that does not answer is named before a large table is read
     client = connect(scheduler) if scheduler is not None else None
     try:
@@ -636,8 +677,13 @@ def _numbers(values: list[str] | None, option: str, *, zero: bool = False) -> li
     return numbers
 
 
-def _names(values: list[str] | None) -> list[str]:
-    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+def _names(values: list[str] | None, option: str = "--family") -> list[str]:
+    """Names given as repeated or comma-separated options; an option given with no name in it (``--family ""``)
+    is refused, since no name would mean every family."""
+    names = [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+    if values and not names:
+        raise ValueError(f"{option} {values[0]!r} names no family; give a name, or leave {option} out for all")
+    return names
 
 
 PointMethodOption = Annotated[str, typer.Option(
@@ -652,8 +698,10 @@ def _point_fits(fit, method: str, families) -> dict | None:
         return None
     from bayeslaw.inference.point import fit_point
 
-    # the fit's own rows, as its early cut chose them: no advice to cut them
-    return {family: fit_point(fit.training_rows(family), form=fit.form, method=method, warn_early=False)
+    # the fit's own rows, as its early cut chose them: no advice to cut them. None (plan's population): one law
+    # across the families, as optimal_allocation's own epoch fit is (not fit_point's warning to fit them apart)
+    return {family: fit_point(fit.training_rows(family), form=fit.form, method=method, warn_early=False,
+                              across_families=family is None)
             for family in families}
 
 
@@ -724,9 +772,9 @@ def fit_command(
                                                            "more blocks of --draws per chain, going on from the "
                                                            "chains (default 2; 0: never).")] = None,
     rising: RisingOption = "error",
-    retry_target_accept: Annotated[float, typer.Option(
-        min=0.0, max=0.999, help="With divergent draws, sample again from the start at this target acceptance "
-                                 "(0: never).")] = RETRY_TARGET_ACCEPT,
+    retry_target_accept: Annotated[float | None, typer.Option(
+        min=0.0, max=0.999, help=f"With divergent draws, sample again from the start at this target acceptance, "
+                                 f"above --target-accept (default {RETRY_TARGET_ACCEPT}; 0: never).")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
                                                   help="NUTS progress bar on stderr (default: on a terminal).")] = None,
     root: RootOption = None,
@@ -749,6 +797,12 @@ def fit_command(
     _check_number(min_tokens, "--min-tokens", "a number of tokens >= 0 (0 keeps all rows)")
     _check_number(seed, "--seed", "a whole number >= 0 (equal seeds, identical draws)")
     _check_out_file(out, table=False, fit=True, example="fit.nc")  # before the fit, which takes minutes
+    if retry_target_accept is None:  # not given: the library's, which a --target-accept at or above it turns off
+        retry_target_accept = RETRY_TARGET_ACCEPT
+    elif 0 < retry_target_accept <= target_accept:  # given, and never used: the library retries only above it
+        raise ValueError(f"--retry-target-accept {retry_target_accept:g} is not above --target-accept "
+                         f"{target_accept:g}: a fit is sampled again only at a higher target acceptance; give one "
+                         f"above it, or 0 for no retry")
     df = _select_families(_read_data(data, root, loss_name, duplicates=duplicates), _names(family))
     fitted = run_fit(df, form=form, pooling=pooling, chains=chains, draws=draws,
                      warmup=draws if warmup is None else warmup, min_tokens=min_tokens or None, thin=thin or None,
@@ -805,6 +859,9 @@ def predict(
     check_choice(kind, get_args(PredictionKind), "--kind")
     _check_number(seed, "--seed", "a whole number >= 0")
     _check_number(form_error, "--form-error", "a number >= 0 (sd of log loss per e-fold of N; 0 for none)")
+    if form_error is not None and kind != "new_run":  # the law's loss has no form error: it was dropped unsaid
+        raise ValueError(f"--form-error applies to --kind new_run (a new run's spread beyond the fitted sizes); "
+                         f"--kind {kind} is the law's loss, parameter uncertainty only: drop --form-error")
     fit = _load_fit(fit_file)
     if fit.spec.law.progress == "step":
         raise ValueError(f"{fit_file}: a fit of the {fit.form} law reads a run's step and learning-rate schedule, "
@@ -827,6 +884,10 @@ def predict(
                          f"{str(fit_file)!r} is fitted with pooling 'none'{one}, which has no population law for a "
                          f"family it has not seen: predict one of its families {fit.families} with --family")
     families = _names(family)
+    if new_family and set(families) - set(fit.families):  # the hint below would advise the option given
+        raise ValueError(f"unknown family {sorted(set(families) - set(fit.families))}; the fit has families "
+                         f"{fit.families}. --new-family predicts the population (a family the fit has not seen) "
+                         f"without a name: drop that --family")
     _check_families(fit, families)
     families = (families or ([] if new_family else fit.families)) + ([None] if new_family else [])
     columns = {"family": families, "params": sizes, "tokens": token_counts,
@@ -968,6 +1029,9 @@ def plan(
         raise ValueError("--loss needs --params: the model sizes to reach that loss with")
     if batch_size is not None and not (np.isfinite(batch_size) and batch_size > 0):
         raise ValueError(f"--batch-size must be a positive number of tokens per step, got {batch_size}")
+    if batch_size is not None and "batch_size" not in fit.spec.law.columns_needed:
+        # before any point fit (--flops found it only after them, in optimal_allocation's words)
+        raise ValueError(f"--batch-size: the {fit.form} law does not read the batch size; drop it")
     if family is not None:
         _check_families(fit, [family], new_family_hint=False)
     family = fit.family_or_only(family)
@@ -995,8 +1059,6 @@ def plan(
         args = (fit, grid["params"].to_numpy(), grid["loss"].to_numpy())
         law = fit.spec.law
         if law.trajectory is None and law.data_to_loss is not None:  # a law of N and D, solved for D
-            if batch_size is not None:
-                raise ValueError(f"--batch-size: the {fit.form} law does not read the batch size; drop it")
             answers = {"tokens": tokens_to_loss(*args, family=family),
                        "minimum_loss": minimum_loss(fit, np.asarray(sizes), family=family)}
             titles = {"tokens": "training tokens to reach the loss",
@@ -1079,6 +1141,10 @@ def schedule(
 
     check_choice(decay_type, get_args(DecayType), "--decay-type")
     _check_number(seed, "--seed", "a whole number >= 0")
+    for value, option in ((params, "--params"), (peak_lr, "--peak-lr")):  # the library's named predict's targets
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{option} {value:g}: need a positive number")
+    _check_number(final_lr, "--final-lr", "a learning rate >= 0")
     _check_schedule_mode(branch_step, total_steps=total_steps, cooldown=cooldown, parent_run=parent_run,
                          cooldown_steps=cooldown_steps)
     fit = _load_fit(fit_file)
@@ -1133,6 +1199,7 @@ def live(
     _check_number(seed, "--seed", "a whole number >= 0")
     if out is not None:
         _check_out_file(out)
+        _check_not_input(out, data)  # the forecast, written after the fit, would replace the runs read
     # a run in flight that was restarted logs its checkpoints again: --duplicates last keeps the restart's
     df = _read_data(data, root, loss_name, duplicates=duplicates)
     with _working(f"fitting {form} to {df['run'].nunique()} runs ({chains} chains x {draws} draws)..."):

@@ -166,3 +166,15 @@ def test_keep_last_drops_a_checkpoint_logged_again_at_equal_tokens_and_another_s
     out = complete_minimal(df, duplicates="last")
     assert out["loss"].tolist() == [3.5, 3.1] and out["step"].tolist() == [10, 30]
     assert "restarts: 1 row(s)" in out.attrs["import_report"][-1]
+
+
+def test_a_data_root_that_is_a_file_is_named_as_a_file(tmp_path):
+    # said "does not exist" of a file the user can see
+    import bayeslaw.data as bd
+
+    path = tmp_path / "sim.csv"
+    path.write_text("run,loss\n")
+    with pytest.raises(bd.DataNotFoundError, match=r"sim.csv' is a file, not a folder"):
+        bd.load("chinchilla", root=path)
+    with pytest.raises(bd.DataNotFoundError, match=r"nowhere' does not exist"):
+        bd.load("chinchilla", root=tmp_path / "nowhere")

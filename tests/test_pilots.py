@@ -134,3 +134,11 @@ def test_a_candidate_whose_refits_fail_is_reported_unranked(fitted, monkeypatch)
     assert pd.isna(out.loc[1, "rank"]) and np.isnan(out.loc[1, "sd_after"])
     assert "simulated failure" in out.loc[1, "error"]
     assert list(out.index) == [0, 1]  # the ranked first, the unranked last
+
+
+@pytest.mark.parametrize("option", ["seed", "seeds", "extend"])
+def test_refit_options_the_ranking_sets_itself_are_refused_in_its_words(fitted, option):
+    # were passed to fit_many: a seed clashed with the ranking's own seeds, extend is no option of a program
+    two = pd.DataFrame({"params": [1e9, 2e9], "tokens": [1e11, 1e11]})
+    with pytest.raises(ValueError, match=rf"^rank_pilots: refit_options \['{option}'\]: set by the ranking itself"):
+        rank_pilots(fitted, TARGET, two, method="refit", outcomes=1, refit_options={option: 3}, baseline="fit")

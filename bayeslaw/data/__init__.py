@@ -94,7 +94,8 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     path = Path(root).expanduser()
     if not path.is_dir():
         raise DataNotFoundError(
-            f"data folder {str(path)!r} does not exist; pass root=... (CLI: --root) or set {DATA_ENV} to the folder "
+            f"data folder {str(path)!r} {'is a file, not a folder' if path.exists() else 'does not exist'}; pass "
+            f"root=... (CLI: --root) or set {DATA_ENV} to the folder "
             f"that holds colpret/, polypythias_trainloss/ and olmo_ladder_runs/"
         )
     return path

@@ -423,6 +423,11 @@ def _refit_variances(fit, target_table, pilots, family, run_family, theta, noise
     candidate whose refits failed gets NaN and its ``error``."""
     if outcomes < 1:
         raise ValueError(f"outcomes={outcomes}: need at least one simulated pilot outcome")
+    # the refits' seeds are the pilot ranking's (seed + 1 + outcome), and a program's fits draw one block each
+    taken = sorted({"seed", "seeds", "extend"} & set(refit_options or {}))
+    if taken:
+        raise ValueError(f"rank_pilots: refit_options {taken}: set by the ranking itself (its seed gives the "
+                         f"refits seed + 1 + outcome; they draw one block each); leave them out")
     options = {"chains": 1, "draws": 200, "warmup": 200, "progress": False, **(refit_options or {})}
     options.pop("chain_method", None)  # a program's chains are vectorised
     settings = {k: fit.config[k] for k in ("form", "pooling", "seed_scaling", "min_tokens", "min_fraction", "thin")}
