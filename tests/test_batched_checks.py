@@ -11,10 +11,7 @@ import bayeslaw.inference.batched as batched_module
 from bayeslaw.inference.batched import fit_many
 from bayeslaw.inference.nuts import ConvergenceWarning, Fit, fit
 from bayeslaw.simulation import simulate
-
-TINY = {"chains": 2, "draws": 8, "warmup": 8, "thin": None, "min_tokens": None}
-DESIGN = {"families": 2, "sizes": (1e8, 4e8, 1.6e9), "seeds": 2, "checkpoints": 6, "first_tokens": 1e10,
-          "max_tokens": 1e11}
+from test_batched import DESIGN, TINY  # the same tiny fits and design
 
 
 @pytest.fixture(scope="module")
