@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use(matplotlib.get_backend() or "Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from scipy.stats import gaussian_kde  # noqa: E402
 
 
@@ -27,6 +28,16 @@ def closes_on_error(draw):
             raise
 
     return wrapper
+
+
+def named(values, name: str, where: str, what: str = "a name") -> list:
+    """``values`` as a list of names: one name alone is one entry (``list("fam0")`` would be its letters), a name
+    given twice once; anything else refused, naming the argument."""
+    if isinstance(values, str):
+        return [values]
+    if isinstance(values, (list, tuple, set, pd.Index, pd.Series, np.ndarray)):
+        return list(dict.fromkeys(values))
+    raise TypeError(f"{where}: {name}={values!r}; give {what} or a list of them")
 
 
 def panel_grid(n: int, *, ncols: int = 3, width: float = 4.2, height: float = 3.2, **kwargs):

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from bayeslaw.plots._style import closes_on_error, plt
+from bayeslaw.plots._style import closes_on_error, named, plt
 
 __all__ = ["are_heatmap", "calibration_plot", "trajectory_bands"]
 
@@ -27,15 +27,6 @@ def _table(table, name: str, columns, where: str) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{where}: the {name} table lacks column(s) {missing}; pass the backtest's result.{name}")
     return table
-
-
-def _named(values, name: str, where: str) -> list:
-    """``values`` as a list: one name alone is one entry (``list("bayes")`` would be its letters)."""
-    if isinstance(values, str):
-        return [values]
-    if isinstance(values, (list, tuple, set, pd.Index, pd.Series, np.ndarray)):
-        return list(dict.fromkeys(values))
-    raise TypeError(f"{where}: {name}={values!r}; give a name or a list of them")
 
 
 @closes_on_error
@@ -56,7 +47,7 @@ def are_heatmap(cells: pd.DataFrame, *, methods=None, family: str | None = None)
             raise ValueError(f"{where}: family {family!r} not in the cells, which have "
                              f"{sorted(cells['family'].unique())}")
         cells = cells[cells["family"] == family]
-    methods = sorted(cells["method"].unique()) if methods is None else _named(methods, "methods", where)
+    methods = sorted(cells["method"].unique()) if methods is None else named(methods, "methods", where)
     unknown = [m for m in methods if m not in set(cells["method"])]
     if unknown or not methods:  # else an empty panel per unknown name
         raise ValueError(f"{where}: methods {unknown or methods} not in the cells, which have "

@@ -20,7 +20,7 @@ from bayeslaw.data.runs import run_configurations
 from bayeslaw.evaluation import FormComparison, fit_rows, prior_predictive_quantiles
 from bayeslaw.laws import ExtrapolationWarning
 from bayeslaw.models import seed_sd
-from bayeslaw.plots._style import closes_on_error, density, intervals, log_axis, panel_grid, plt
+from bayeslaw.plots._style import closes_on_error, density, intervals, log_axis, named, panel_grid, plt
 
 __all__ = ["forest", "form_curves", "point_vs_posterior", "predictive_curves", "prior_predictive", "rank",
            "seed_variance", "trace"]
@@ -179,12 +179,7 @@ def _families_of(fit, rows: pd.DataFrame, families, *, where: str) -> list[str]:
 def _named_families(families, available: list, *, where: str, among: str, fix: str = "") -> list:
     """``families`` as a list of names from ``available``: one name alone is one family (``list("fam0")``
     would be its letters), a name given twice one panel; none, or one not ``available``, refused."""
-    if isinstance(families, str):
-        families = [families]
-    elif isinstance(families, (list, tuple, set, pd.Index, pd.Series, np.ndarray)):
-        families = list(dict.fromkeys(families))
-    else:
-        raise TypeError(f"{where}: families={families!r}; give a family name or a list of them")
+    families = named(families, "families", where, "a family name")
     if not families:  # else an empty figure
         raise ValueError(f"{where}: families is empty; name one or more of the {among} {available[:6]}, or leave "
                          f"it None")
