@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from numpyro.infer import Predictive
 
+from bayeslaw.data.files import is_whole
 from bayeslaw.data.importers import FIT_COLUMNS, as_table
 from bayeslaw.data.runs import single_size_families
 from bayeslaw.data.schedules import after_warmup
@@ -288,9 +289,9 @@ def calibration_study(
     where = "calibration_study"
     # each is checked before anything runs: else every cell raised with it, and the study returned a table of
     # errors (or, for probs in percent, fitted every data set first)
-    if isinstance(n_datasets, bool) or not isinstance(n_datasets, (int, np.integer)) or n_datasets < 1:
+    if not is_whole(n_datasets) or n_datasets < 1:
         raise ValueError(f"{where}: n_datasets={n_datasets!r} must be a whole number >= 1")
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+    if not is_whole(batch) or batch < 1:
         raise ValueError(f"calibration_study: batch={batch}; it must be at least 1")
     probs = _listed(probs, "probs", where)
     bad = [p for p in probs if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 < p < 1]
@@ -667,6 +668,13 @@ STUDY_FIT = {"progress": False}
 STUDY_SETS = frozenset({"df", "form", "pooling", "seed", "min_tokens", "thin"})  # a study's fits: set by the study
 
 
+def _study_fit_options(fit_options, where: str) -> dict:
+    """A study's NUTS options: ``STUDY_FIT`` updated by the user's (a dict of bayeslaw.fit's options, or None)."""
+    if fit_options is not None and not isinstance(fit_options, dict):
+        raise TypeError(f"{where}: fit_options={fit_options!r} must be a dict of bayeslaw.fit's options")
+    return {**STUDY_FIT, **(fit_options or {})}
+
+
 def _check_fit_options(poolings, fit_options: dict, seed: int, *, where: str = "backtest",
                        fixed=STUDY_SETS, form: str = DEFAULT_FORM) -> None:
     """bl.fit's own checks of each pooling and the NUTS options (FitConfig), made before any fit runs:
@@ -760,9 +768,7 @@ def backtest(
         ks = _listed(ks, "ks", "backtest")
     if families is not None:
         families = list(_listed(families, "families", "backtest"))
-    if fit_options is not None and not isinstance(fit_options, dict):
-        raise TypeError(f"backtest: fit_options={fit_options!r} must be a dict of bayeslaw.fit's options")
-    fit_options = {**STUDY_FIT, **(fit_options or {})}
+    fit_options = _study_fit_options(fit_options, "backtest")
     _check_fit_options(poolings, fit_options, seed)
     if batch and len(fractions) > 1 and fit_options.get("extend") not in (None, 0):
         raise ValueError(f"backtest: fit_options extend={fit_options['extend']!r} with batch=True: the cells fitted "
@@ -792,7 +798,7 @@ def backtest(
     most = {f: n - 1 for f, n in n_models.items()}  # models below each family's target
     per_family = ", ".join(f"{f} {m}" for f, m in most.items())
     for k in ks:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        if not is_whole(k) or k < 1:
             raise ValueError(f"backtest: k={k!r} must be a whole number >= 1 (models below the target trained on)")
         if k > max(most.values()):
             raise ValueError(f"backtest: k={k} is more models than any family has below its target; the largest "
@@ -995,9 +1001,7 @@ def compare_poolings(
     """PSIS-LOO comparison (``arviz.compare``) of pooling variants fitted to the same rows (no cut, no
     thinning here); a variant whose fit raised is left out with a warning naming its error."""
     poolings = _listed(poolings, "poolings", "compare_poolings")
-    if fit_options is not None and not isinstance(fit_options, dict):
-        raise TypeError(f"compare_poolings: fit_options={fit_options!r} must be a dict of bayeslaw.fit's options")
-    fit_options = {**STUDY_FIT, **(fit_options or {})}
+    fit_options = _study_fit_options(fit_options, "compare_poolings")
     # before any fit: else a misspelt option or pooling failed every fit, and ended in "every fit failed"
     _check_fit_options(poolings, fit_options, seed, where="compare_poolings")
     rows = _study_rows(as_table(df, name="compare_poolings' table", needs=FIT_COLUMNS))
@@ -1057,9 +1061,7 @@ def compare_forms(
     """
     forms = _listed(forms, "forms", "compare_forms")
     poolings = _listed(poolings, "poolings", "compare_forms")
-    if fit_options is not None and not isinstance(fit_options, dict):
-        raise TypeError(f"compare_forms: fit_options={fit_options!r} must be a dict of bayeslaw.fit's options")
-    fit_options = {**STUDY_FIT, **(fit_options or {})}
+    fit_options = _study_fit_options(fit_options, "compare_forms")
     for form in forms:  # before any fit: else a misspelt option or pooling failed every fit
         _check_fit_options(poolings, fit_options, seed, where="compare_forms", form=form)
     rows = _study_rows(as_table(df, name="compare_forms' table", needs=(*FIT_COLUMNS, "tokens")))
@@ -1180,7 +1182,7 @@ def prior_predictive_quantiles(
     ``tokens`` and the quantiles ``q05, q25, q50, q75, q95`` over ``num_samples`` draws.
     """
     where = "prior_predictive_quantiles"
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+    if not is_whole(num_samples) or num_samples < 1:
         raise ValueError(f"{where}: num_samples={num_samples!r} must be a whole number >= 1")
     axes = {}
     for name, value in (("sizes", sizes), ("tokens", tokens)):
