@@ -100,6 +100,13 @@ TABLE_OUT_SUFFIXES = (".csv", ".parquet", ".pq")  # the tables _table_writer wri
 FIT_OUT_SUFFIX = ".nc"  # a fit file is netCDF (Fit.save), whatever its name says
 
 
+def _check_parents(out: Path, option: str) -> None:
+    """No file where one of an output path's parents must be a folder."""
+    blocker = next((p for p in out.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ValueError(f"{option} {str(out)!r}: {str(blocker)!r} is a file, not a folder")
+
+
 def _check_out_file(out: Path, option: str = "--out", *, table: bool = True, fit: bool = False,
                     example: str = "runs.csv") -> None:
     """An output file's path, checked before any work: not a folder, and no file where a folder must be; a
@@ -107,9 +114,7 @@ def _check_out_file(out: Path, option: str = "--out", *, table: bool = True, fit
     fit file's (``fit``) in FIT_OUT_SUFFIX."""
     if out.is_dir():
         raise ValueError(f"{option} {str(out)!r} is a folder; give a file name, e.g. {str(out / example)!r}")
-    blocker = next((p for p in out.parents if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise ValueError(f"{option} {str(out)!r}: {str(blocker)!r} is a file, not a folder")
+    _check_parents(out, option)
     if table:
         _table_suffix(out, option)
     if fit:
@@ -122,17 +127,16 @@ def _check_out_folder(out: Path, option: str = "--out") -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"{option} {str(out)!r} is a file; the command writes a folder of files there: give a "
                          f"folder name (it is made if it does not exist)")
-    blocker = next((p for p in out.parents if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise ValueError(f"{option} {str(out)!r}: {str(blocker)!r} is a file, not a folder")
+    _check_parents(out, option)
 
 
-def _check_not_input(out: Path, data: str, option: str = "--out") -> None:
-    """An output file that is the DATA file read would be replaced by what the command writes (`load` by its
-    completed table, `live` by its forecast, after the fit): refused, as `import` refuses it."""
-    if out.exists() and Path(data).exists() and out.resolve() == Path(data).resolve():
-        raise ValueError(f"{option} {str(out)!r} is the DATA file read; writing it would replace the data: give "
-                         f"another file name")
+def _check_not_input(out: Path, inputs, option: str = "--out", *, what: str = "the DATA file read") -> None:
+    """An output file that is one of the files read would be replaced by what the command writes (`load` by its
+    completed table, `live` by its forecast after the fit, `import` by its converted table): refused."""
+    same = [p for p in map(Path, inputs) if p.exists() and out.exists() and p.resolve() == out.resolve()]
+    if same:
+        raise ValueError(f"{option} {str(out)!r} is {what} ({str(same[0])!r}); writing it would replace the data "
+                         f"being read: give another file name")
 
 
 def _fit_suffix(out: Path, option: str = "--out") -> None:
@@ -299,7 +303,7 @@ def load(
     """Load one source into the long table and summarise it by family and model."""
     if out is not None:  # before the table is read (a large source takes a while)
         _check_out_file(out)
-        _check_not_input(out, name)
+        _check_not_input(out, [name])
     df = _read_data(name, root, loss_name, note_family=False)
     summary = (
         df.groupby(["family", "model"], sort=False)
@@ -1199,7 +1203,7 @@ def live(
     _check_number(seed, "--seed", "a whole number >= 0")
     if out is not None:
         _check_out_file(out)
-        _check_not_input(out, data)  # the forecast, written after the fit, would replace the runs read
+        _check_not_input(out, [data])  # the forecast, written after the fit, would replace the runs read
     # a run in flight that was restarted logs its checkpoints again: --duplicates last keeps the restart's
     df = _read_data(data, root, loss_name, duplicates=duplicates)
     with _working(f"fitting {form} to {df['run'].nunique()} runs ({chains} chains x {draws} draws)..."):
@@ -1280,12 +1284,7 @@ def import_command(
     # a bad --out (a folder, or a name not .csv/.parquet) is found before the inputs are read (which can take
     # minutes), not after
     _check_out_file(out)
-    # an --out that is one of the inputs would replace the data being read with its converted table
-    same = [p for p in [*paths, *([sidecar] if sidecar is not None else [])]
-            if p.exists() and out.exists() and p.resolve() == out.resolve()]
-    if same:
-        raise ValueError(f"--out {str(out)!r} is an input ({str(same[0])!r}); writing it would replace the data being "
-                         f"read: give another file name")
+    _check_not_input(out, [*paths, *([sidecar] if sidecar is not None else [])], what="an input")
     selected = [t.strip() for text in tags or [] for t in text.split(",") if t.strip()] or None
     try:
         df = import_paths(paths, params=_run_numbers(params, "--params"), sidecar=sidecar,
