@@ -8,7 +8,8 @@ how loss scales with N, and the one such family, datablations-code, is a data-mi
 10% .. 90%) at 4.2B whose runs differ by their data, not their seed; with it the fit does not mix
 (its law level and the mean of its nine run offsets trade off one for one: min ESS 1.5 in 300 draws).
 
-    BAYESLAW_DATA=../shared/data python benchmarks/fit_all_families.py [--thin 20] [--draws 1000] [--chains 4] [--min-sizes 2]
+    BAYESLAW_DATA=../shared/data python benchmarks/fit_all_families.py [--thin 20] [--draws 1000] [--chains 4] \
+        [--min-sizes 2]
 
 """
 
@@ -44,8 +45,8 @@ def main(argv=None):
 
     df = shared_families(args.min_sizes)
     start = time.perf_counter()
-    result = fit(df, thin=args.thin, min_fraction=args.min_fraction, chains=args.chains, draws=args.draws, warmup=args.draws,
-                 progress=True, **({} if args.target_accept is None else {"target_accept": args.target_accept}))
+    result = fit(df, thin=args.thin, min_fraction=args.min_fraction, chains=args.chains, draws=args.draws,
+                 warmup=args.draws, progress=True, **({} if args.target_accept is None else {"target_accept": args.target_accept}))
     wall = time.perf_counter() - start
     diag = result.diagnostics(warn=False)
     print(result)
