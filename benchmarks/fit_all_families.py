@@ -46,7 +46,8 @@ def main(argv=None):
     df = shared_families(args.min_sizes)
     start = time.perf_counter()
     result = fit(df, thin=args.thin, min_fraction=args.min_fraction, chains=args.chains, draws=args.draws,
-                 warmup=args.draws, progress=True, **({} if args.target_accept is None else {"target_accept": args.target_accept}))
+                 warmup=args.draws, progress=True,
+                 **({} if args.target_accept is None else {"target_accept": args.target_accept}))
     wall = time.perf_counter() - start
     diag = result.diagnostics(warn=False)
     print(result)

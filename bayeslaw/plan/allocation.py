@@ -252,8 +252,8 @@ def _check_reach(fit: Fit, family, budgets, params_opt, tokens_opt) -> None:
     D* more than ``TOKENS_REACH`` times below, the sizes or tokens the family (all the fit's rows for a new
     family) was fitted on: a budget smaller than the pilots asks the law about models it never saw. Above the
     fitted range is the allocation's purpose (the big run planned from small ones), and its band carries the
-    form error that grows with N, so that is not warned of (``Fit.predict``'s own warnings are silenced here, since its tokens are the answer's, not the
-    user's)."""
+    form error that grows with N, so that is not warned of (``Fit.predict``'s own warnings are silenced here,
+    since its tokens are the answer's, not the user's)."""
     rows = fit.training_rows(family if family in fit.families else None)
     n_lo, n_hi = float(rows["params"].min()), float(rows["params"].max())
     d_lo, d_hi = float(rows["tokens"].min()), float(rows["tokens"].max())
