@@ -18,8 +18,11 @@ S_k(t),
     LD(t) ~ B sum_j W_j(t) G(etabar_j(t)^-gamma Sbar_j(t)),
 
 exact where a bin holds one change (a step change of the rate) and second order in the bin width
-elsewhere (``benchmarks/schedule_laws.py`` reports the error against the per-step sum; within 1e-4 nats
-at checkpoints after the warmup, where the laws are fitted, and ~7e-4 inside it). LD counts every
+elsewhere. G is curved where S_k(t) is small, i.e. for the steps just before the checkpoint, so each
+checkpoint's last ~870 steps are split into bins of its own that narrow towards it (from 4 steps); the rest
+share bins (``benchmarks/schedule_laws.py`` reports the error against the per-step sum; within 1e-4 nats
+at checkpoints after the warmup, where the laws are fitted, a short warmup's end and a decay's first steps
+included). LD counts every
 change of the rate, as Luo et al.'s released fitting code does: the warmup's rises (d_k < 0) enter as a
 negative drop, about B eta_peak once G saturates, which is part of what their published constants fit
 (without it those constants put every curve of their data about 3% low). The warmup's bins narrow
@@ -195,9 +198,20 @@ def _bin_starts(eta: np.ndarray, warmup: int, bin_steps: int, max_change: float 
     return np.concatenate([warm, k[np.flatnonzero(np.diff(key, prepend=-1.0))]])
 
 
+def _own_offsets(bin_steps: int) -> np.ndarray:
+    """How far back from a checkpoint its own bins end: widths from WARMUP_FIRST_BIN steps, each WARMUP_BIN_GROWTH
+    times the one after it, until they reach ``bin_steps`` (0, 4, 9, 16, ..., ~870 at 200 steps)."""
+    offsets, width = [0], float(WARMUP_FIRST_BIN)
+    while width < bin_steps:
+        offsets.append(offsets[-1] + int(round(width)))
+        width *= WARMUP_BIN_GROWTH
+    return np.array(offsets)
+
+
 def drop_design(schedule: Schedule, steps, bin_steps: int = BIN_STEPS) -> dict[str, np.ndarray]:
     """The binned loss-drop design of checkpoints at ``steps``: ``drop_weight`` W, ``drop_lr`` etabar and
-    ``drop_area`` Sbar, each (checkpoint, bin); bins where the rate does not change are left out (at least one column)."""
+    ``drop_area`` Sbar, each (checkpoint, bin); a checkpoint's bins where the rate does not change are left out
+    (at least one column)."""
     steps = np.asarray(steps, dtype=int)
     last = int(steps.max(initial=1))
     eta, drop, area = _changes(schedule, last)
@@ -207,21 +221,29 @@ def drop_design(schedule: Schedule, steps, bin_steps: int = BIN_STEPS) -> dict[s
     p1 = np.concatenate([[0.0], np.cumsum(drop * eta)])
     p2 = np.concatenate([[0.0], np.cumsum(drop * area[k - 1])])
     starts = _bin_starts(eta, schedule.warmup_steps, bin_steps)
-    ends = np.append(starts[1:] - 1, last)
-    live = p0[ends] != p0[starts - 1]
-    starts, ends = starts[live], ends[live]
-    if not len(starts):
-        zeros = np.zeros((len(steps), 1))
-        return {"drop_weight": zeros, "drop_lr": np.ones_like(zeros), "drop_area": np.ones_like(zeros)}
-    upper = np.minimum(ends[None, :], steps[:, None])  # the bin's steps up to the checkpoint
-    lower = starts[None, :] - 1
-    weight = np.where(upper > lower, p0[np.maximum(upper, lower)] - p0[lower], 0.0)
-    # within a bin every d_k has one sign, so W_j = 0 only where none of its steps is reached yet
+    # G(eta_k^-gamma S_k(t)) is curved in k where S_k(t) is small, i.e. over the steps just before the checkpoint
+    # (wherever it is: a short warmup's end, the first steps of a decay): each checkpoint's last ~870 steps are
+    # split further into its own bins, narrowing towards it as the warmup's do towards its end. The shared bins'
+    # starts stay starts (a jump stays a bin of its own, a bin keeps one direction and 0.01 of log eta)
+    own = _own_offsets(bin_steps)[1:]
+    width = len(starts) + len(own)
+    lower = np.zeros((len(steps), width), dtype=int)  # a bin is the steps lower < k <= upper; padding: 0, 0
+    upper = np.zeros_like(lower)
+    for i, t in enumerate(steps):
+        bounds = np.union1d(starts[starts <= t], t + 1 - own[own < t]) - 1
+        lower[i, : len(bounds)] = bounds
+        upper[i, : len(bounds)] = np.append(bounds[1:], t)
+    weight = p0[upper] - p0[lower]  # within a bin every d_k has one sign: W = 0 only where nothing changes
+    # a checkpoint's changing bins first, then the padding; as many columns as the checkpoint with the most
+    order = np.argsort(weight == 0, axis=1, kind="stable")
+    lower, upper, weight = (np.take_along_axis(a, order, axis=1) for a in (lower, upper, weight))
+    keep = max(int((weight != 0).sum(1).max(initial=0)), 1)
+    lower, upper, weight = lower[:, :keep], upper[:, :keep], weight[:, :keep]
     safe = np.where(weight != 0, weight, 1.0)
-    lr = np.where(weight != 0, (p1[np.maximum(upper, lower)] - p1[lower]) / safe, 1.0)
+    lr = np.where(weight != 0, (p1[upper] - p1[lower]) / safe, 1.0)
     # eta^-gamma at a rate of 0 (the last step of a cooldown to 0) is infinite: floor it, G saturates there
     lr = np.maximum(lr, RATE_FLOOR * eta.max())
-    mean_before = (p2[np.maximum(upper, lower)] - p2[lower]) / safe
+    mean_before = (p2[upper] - p2[lower]) / safe
     s_bar = np.where(weight != 0, area[steps][:, None] - mean_before, 1.0)
     return {"drop_weight": weight, "drop_lr": lr, "drop_area": np.maximum(s_bar, 0.0)}
 
