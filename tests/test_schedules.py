@@ -63,6 +63,9 @@ def test_schedule_json_round_trip_and_bad_descriptions():
 def test_a_schedule_refuses_a_final_rate_above_its_peak_and_a_cooldown_inside_its_warmup():
     with pytest.raises(ValueError, match=r"final_lr \(0.003\) is above peak_lr \(0.0003\)"):
         Schedule("cosine", 3e-4, 24000, 2160, 3e-3)
+    with pytest.raises(ValueError, match=r"second_lr \(0.001\) is above peak_lr \(0.0003\)"):
+        Schedule("two_stage", 3e-4, 16000, 2160, decay_start=8000, second_lr=1e-3)
+    assert Schedule("two_stage", 3e-4, 16000, 2160, decay_start=8000, second_lr=3e-4).second_lr == 3e-4
     # a cooldown that would start inside the warmup was moved to the warmup's end: 0.95 and 0.99 were one schedule
     assert Schedule.wsd(3e-4, 24000, 0.91, warmup_steps=2160).decay_start == 2160
     with pytest.raises(ValueError, match=r"cooldown_fraction 0.95 would start the cooldown at step 1200, inside the "
@@ -768,7 +771,7 @@ def test_a_branch_is_refused_from_a_parent_of_another_size_or_peak_rate(schedule
     assert len(best_cooldown(fitted, peak_lr=1.005e-3, params=1.005e8, **sweep)) == 1  # within 1%
     # a branch follows its parent's rate up to its branch step: not a cosine parent, nor another warmup
     with pytest.raises(ValueError, match=r"branch '0.1' .* leaves its parent_run '1e\+08-cosine' .* at step 455, "
-                                         r"before it branches at step 3600"):
+                                         r"before it branches at step 3599"):
         best_cooldown(fitted, peak_lr=1e-3, params=1e8, **{**sweep, "parent_run": "1e+08-cosine"})
     with pytest.raises(ValueError, match=r"leaves its parent_run '1e\+08-constant' .* at step 1, before it branches"):
         best_cooldown(fitted, peak_lr=1e-3, params=1e8, **{**sweep, "warmup_steps": 100})
@@ -779,6 +782,11 @@ def test_predict_checks_a_target_branch_against_its_parent(schedule_fit):
     branch = Schedule.wsd(1e-3, 4000, 0.1, warmup_steps=200, final_lr=1e-5)
     target = pd.DataFrame({"run": "b", "family": "f", "params": 1e8, "step": [4000], "schedule": branch.to_json()})
     assert np.isfinite(fitted.predict(target.assign(parent_run="1e+08-constant")).summary["q50"]).all()
+    # a two-stage branch drops at decay_start, its first step at the second rate: it shares the steps before it
+    # (multipower's wsdcon branches were refused: 'leaves its parent at step 2000, before it branches at step 2000')
+    jump = Schedule("two_stage", 1e-3, 4000, 200, decay_start=2000, second_lr=3e-4)
+    assert np.isfinite(fitted.predict(target.assign(schedule=jump.to_json(), parent_run="1e+08-constant"))
+                       .summary["q50"]).all()
     with pytest.raises(ValueError, match=r"predict: run 'b' \(row 0\): parent_run 'no-such' is not a run of the fit"):
         fitted.predict(target.assign(parent_run="no-such"))  # was: a run of its own, without a word
     with pytest.raises(ValueError, match=r"parent_run '3e\+08-constant' is a model of 3e\+08 parameters"):
@@ -811,6 +819,8 @@ def test_adamw_path_fits_one_size_from_its_linearised_start():
     assert relative.mean() < 3e-3  # 200 AdamW steps: near, not at, the minimum (epoch's is 4e-5 here)
     # started at C = 1, beta = gamma = 0.5, the path has moved the loss drop's constants
     assert fit.params["C"] != pytest.approx(1.0, abs=0.1) and fit.params["beta"] != pytest.approx(0.5, abs=0.05)
+    # the rows in another order: the same path to the last bit (the path reads the table and its inputs together)
+    assert fit_point(train.iloc[::-1], form="multipower", method="adamw").theta == fit.theta
     few = train.iloc[::4]
     two_sizes = pd.concat([few, few.assign(params=2e8, run=few["run"] + "-2x")])
     with pytest.raises(ValueError, match=r"method='adamw' fits one model size, as Luo et al. 2025 do; the table has 2 "

@@ -1571,12 +1571,13 @@ PARENT_RTOL = 0.01
 
 
 def shared_steps(schedule: Schedule) -> int:
-    """The steps a branch shares with its parent run: up to where its own schedule departs (the decay of a
-    WSD or two-stage schedule, the transition of a wsd_two_stage one), else its warmup."""
+    """The steps a branch shares with its parent run: up to where its own schedule departs (the step before
+    ``decay_start``, the first step at the decayed rate, of a WSD or two-stage schedule; the transition's start
+    of a wsd_two_stage one, the last step at the peak), else its warmup."""
     if schedule.shape == "wsd_two_stage":
         return int(schedule.transition_start)
     if schedule.shape in ("wsd", "two_stage"):
-        return int(schedule.decay_start)
+        return int(schedule.decay_start) - 1
     return int(schedule.warmup_steps)
 
 
