@@ -653,9 +653,15 @@ def _failed(job: dict, failure: CellError):
 
 
 def data_hash(df: pd.DataFrame) -> str:
-    """A hash of a table's values and column names (a study folder refuses a resume on other data)."""
-    values = pd.util.hash_pandas_object(df, index=False).to_numpy()
-    return f"{int(values.sum()) & (2**64 - 1):016x}-{len(df)}-{'|'.join(map(str, df.columns))}"
+    """A hash of a table's values and column names (a study folder refuses a resume on other data). The rows and
+    the columns may come in any order, and a number stored as int or float hashes alike: a study reads the same
+    values from either (its rows are put in one order, its columns read by name)."""
+    names = sorted(map(str, df.columns))
+    table = df.set_axis(list(map(str, df.columns)), axis=1)[names]
+    numeric = [c for c in names if pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])]
+    table = table.astype({c: "float64" for c in numeric})
+    values = pd.util.hash_pandas_object(table, index=False).to_numpy()  # per row: a sum is the same in any order
+    return f"{int(values.sum()) & (2**64 - 1):016x}-{len(df)}-{'|'.join(names)}"
 
 
 #: What a study's NUTS fits get unless ``fit_options`` says otherwise: bl.fit's own defaults (4 chains x

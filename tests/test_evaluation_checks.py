@@ -334,3 +334,13 @@ def test_aggregating_methods_over_cases_they_do_not_share_is_warned_of():
     assert table.loc["bayes-hierarchical", "are_mean"] == pytest.approx((0.01 + 0.30) / 2)
     by_case = result.aggregate(("case", "method"))  # no warning: each case's methods compared on its cells
     assert len(by_case) == 3
+
+
+def test_data_hash_reads_values_not_the_order_of_rows_and_columns_or_an_int_stored_as_float():
+    df = load_demo().data.head(60)
+    same = df.iloc[::-1][list(reversed(df.columns))].astype({"tokens": "int64"})
+    assert evaluation.data_hash(same) == evaluation.data_hash(df)
+    other = df.copy()
+    other.loc[other.index[5], "loss"] += 1e-9
+    assert evaluation.data_hash(other) != evaluation.data_hash(df)
+    assert evaluation.data_hash(df.rename(columns={"loss": "loss2"})) != evaluation.data_hash(df)

@@ -190,7 +190,8 @@ class TooFewPoints(ValueError):
     """Fewer rows than the law's free parameters: no point fit exists."""
 
 
-def _inputs(df: pd.DataFrame, law: Law) -> dict[str, np.ndarray]:
+def _inputs(df: pd.DataFrame, law: Law) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The law's inputs and the loss, rows in one order (and that order, positions in ``df``)."""
     if len(df) < len(law.theta_names):
         raise TooFewPoints(
             f"fit_point: found {len(df)} row(s) while the {law.name} law has {len(law.theta_names)} "
@@ -203,7 +204,12 @@ def _inputs(df: pd.DataFrame, law: Law) -> dict[str, np.ndarray]:
     bad = np.flatnonzero(~np.isfinite(loss) | (loss <= 0))
     if bad.size:
         raise ValueError(f"fit_point: column 'loss' has non-positive or non-finite values at rows {bad[:5].tolist()}")
-    return {**arrays, "loss": loss}
+    data = {**arrays, "loss": loss}
+    # one order of the rows whatever order the table came in: the objective's sum rounds by order, and on a flat
+    # valley L-BFGS stops where those last bits lead it (a shuffled table gave another optimum)
+    rows = {k for k, v in data.items() if np.ndim(v) >= 1 and len(v) == len(loss)}
+    order = np.lexsort([np.asarray(data[k], dtype=float) for k in sorted(rows) if np.ndim(data[k]) == 1])
+    return {k: np.asarray(v)[order] if k in rows else v for k, v in data.items()}, order
 
 
 def _huber_objective(law: Law, data, delta):
@@ -846,7 +852,8 @@ def fit_point(
         theta = {**result.theta, **{k: float(v) for k, v in fixed.items()}}
         return replace(result, form=law.name, theta={n: theta[n] for n in law.theta_names},
                        details={**result.details, "fixed": dict(fixed)})
-    data = _inputs(df, law)
+    data, order = _inputs(df, law)
+    df = df.iloc[order]  # the rows in data's order: a path reads both
     if method == "epoch":
         result = _fit_epoch(law, data, delta=delta, max_iter=max_iter, starts=starts, polish=polish)
     elif method == "hitchhiker":

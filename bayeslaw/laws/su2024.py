@@ -17,7 +17,7 @@ without unrolling it. (Hand-written: the solve is elementwise and one-dimensiona
 root-finding library would add a dependency for twenty lines.)
 
 Kaplan et al. 2020's values, which Su et al. re-estimate: Nc 8.8e13, alphaN 0.076, Sc 2.1e3,
-alphaS 0.76, B* 2e8 tokens, alphaB 0.21.
+alphaS 0.76, B* 2.1e8 tokens, alphaB 0.21.
 
 Sampled (Bayesian models) as n_ref = alphaN log(Nc / N_REF), s_ref = alphaS log(Sc / S_REF) and the logs
 of the exponents and of B*. It answers trajectory questions (:class:`~bayeslaw.laws.base.Trajectory`),
@@ -128,7 +128,8 @@ def from_law(t) -> np.ndarray:
 
 
 # Normal prior (centre, scale) per sampled coordinate and the prior mean of its family spread, centred
-# on Kaplan et al.'s Nc 8.8e13, alphaN 0.076, Sc 2.1e3, alphaS 0.76, B* 2e8 tokens, alphaB 0.21
+# on Kaplan et al.'s Nc 8.8e13, alphaN 0.076, Sc 2.1e3, alphaS 0.76, B* 2.1e8 tokens (centred at 2e8: within
+# 0.05 of it in log, against a prior sd of 1.5), alphaB 0.21
 PRIORS = {
     "n_ref": (0.076 * np.log(8.8e13 / N_REF), 0.5, 0.2), "s_ref": (0.76 * np.log(2.1e3 / S_REF), 1.0, 0.5),
     "log_alpha_n": (np.log(0.076), 0.5, 0.3), "log_alpha_s": (np.log(0.76), 0.5, 0.3),
