@@ -114,7 +114,7 @@ def _ends_where_scipy_does_then_polish(law, df, fit):
 
     from bayeslaw.inference import point
 
-    data = point._inputs(df, law)
+    data, _ = point._inputs(df, law)
     objective = jax.jit(jax.value_and_grad(point._huber_objective(law, point._pad_points(data), point.HUBER_DELTA)))
     theirs = scipy.optimize.minimize(lambda v: tuple(np.asarray(a) for a in objective(v)),
                                      fit.details["best_start"], jac=True, method="L-BFGS-B")
