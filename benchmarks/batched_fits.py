@@ -34,7 +34,9 @@ from bayeslaw.simulation import simulate
 
 def single(table, fit_opts: dict) -> None:
     """A table alone, compilation included: NumPyro's MCMC (``sample_fit``) against a program of one fit."""
-    config = FitConfig(**{k: v for k, v in fit_opts.items() if k != "progress"}, chain_method="vectorized")
+    # one sampling, as the program's: no retry at a higher target acceptance, no blocks of extra draws
+    config = FitConfig(**{k: v for k, v in fit_opts.items() if k != "progress"}, chain_method="vectorized",
+                       extend=0, retry_target_accept=None)
     prepared = prepare_fit(table, config)
     start = time.perf_counter()
     by_mcmc = sample_fit(prepared)

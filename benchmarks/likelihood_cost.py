@@ -29,10 +29,14 @@ from bayeslaw.models.runs import JITTER, bridge_kernel
 class DenseRunMarginal(dist.MultivariateNormal):
     """The same per-run Gaussian, by a Cholesky factorisation of C_r at every evaluation."""
 
-    def __init__(self, loc, eigvals, eigvecs, mask, seed_var, dev_var, obs_var):
+    def __init__(self, loc, eigvals, eigvecs, mask, seed_var, dev_var, obs_var, before=None, *, loading=None):
+        if before is not None:
+            raise ValueError("DenseRunMarginal: runs sharing a branch tree's offset are not modelled here")
         m = jnp.asarray(mask, dtype=float)
+        t = m if loading is None else jnp.asarray(loading, dtype=m.dtype) * m  # the offset's loading
         x = DenseRunMarginal.fraction
-        cov = (seed_var[:, None, None] + dev_var[:, None, None] * bridge_kernel(x[:, :, None], x[:, None, :])
+        cov = (seed_var[:, None, None] * t[:, :, None] * t[:, None, :]
+               + dev_var[:, None, None] * bridge_kernel(x[:, :, None], x[:, None, :])
                + (obs_var[:, None, None] + JITTER) * jnp.eye(x.shape[1]))
         cov = m[:, :, None] * m[:, None, :] * cov + (1 - m[:, :, None]) * jnp.eye(x.shape[1])
         self.padding = jnp.sum(1 - m, -1)

@@ -53,8 +53,8 @@ def main(argv=None):
         print(f"seed_scaling={scaling}: {times[scaling]:.0f} s; {fits[scaling].diagnostics(warn=False)}")
 
     result = fits["size"]
-    sigma = result._draws("sigma_seed")[:, 0]
-    gamma = result._draws("gamma_seed")
+    sigma = result.site_draws("sigma_seed")[:, 0]
+    gamma = result.site_draws("gamma_seed")
     rows = []
     for model, row in empirical.sort_values("params").iterrows():
         sd = sigma * (row["params"] / SEED_N_REF) ** -gamma
