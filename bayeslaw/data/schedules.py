@@ -89,8 +89,8 @@ class Schedule:
         if self.shape in ("two_stage", "wsd_two_stage") and not (self.second_lr is not None and self.second_lr >= 0):
             raise ValueError(f"schedule: a {self.shape} schedule needs second_lr >= 0")
         if self.second_lr is not None and self.second_lr > self.peak_lr:  # peak_lr is the largest rate, as above
-            raise ValueError(f"schedule: second_lr ({self.second_lr:g}) is above peak_lr ({self.peak_lr:g}); the second "
-                             f"stage runs at a rate below the peak")
+            raise ValueError(f"schedule: second_lr ({self.second_lr:g}) is above peak_lr ({self.peak_lr:g}); the "
+                             f"second stage runs at a rate below the peak")
         if self.shape == "wsd_two_stage":
             start, end = self.transition_start, (self.transition_start or 0) + self.transition_steps
             if start is None or self.transition_steps < 0 or not self.warmup_steps <= start <= end <= self.decay_start:
