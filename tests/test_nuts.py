@@ -242,6 +242,28 @@ def test_the_predictive_is_replicated_in_chunks_of_draws(sim, fitted, monkeypatc
     assert np.all(np.abs(ppc.mean(axis=0) - whole.mean(axis=0)) < 6 * np.sqrt(2) * se)
 
 
+def test_predict_works_in_chunks_of_rows_with_the_same_forecast(sim, fitted, monkeypatch):
+    """Chunks of 5 target rows (a run's rows split across chunks, its trained tree's conditioning among them,
+    two families and the population in one call): the draws and summary of the whole call, to rounding."""
+    import bayeslaw.inference.nuts as nuts
+
+    trained = sim.data[sim.data["run"].isin(fitted.runs[:2])].groupby("run").tail(4)
+    own = trained[["family", "run", "params", "tokens"]].assign(tokens=lambda t: t["tokens"] * 1.1)
+    new = pd.DataFrame({"family": ["fam1"] * 6 + [None] * 3, "run": ["n1"] * 6 + ["n2"] * 3, "params": 4e8,
+                        "tokens": np.geomspace(2e10, 2e11, 9)})
+    targets = pd.concat([own.drop(columns="run").assign(run=own["run"]), new], ignore_index=True)
+    targets["run_tokens"] = targets.groupby("run")["tokens"].transform("max")
+    whole = fitted.predict(targets, seed=4)
+    monkeypatch.setattr(nuts, "PREDICT_ROW_ELEMENTS", 5 * whole.draws.shape[0])
+    chunked = fitted.predict(targets, seed=4)
+    np.testing.assert_allclose(chunked.draws.values, whole.draws.values, rtol=1e-13)
+    numeric = [c for c in whole.summary.columns if c != "kind" and c not in targets.columns]
+    np.testing.assert_allclose(chunked.summary[numeric].to_numpy(float), whole.summary[numeric].to_numpy(float),
+                               rtol=1e-13)
+    # the trained runs' rows are conditioned on their own checkpoints: tighter than a new run's of that size
+    assert chunked.summary["sd"].iloc[:len(own)].max() < chunked.summary["sd"].iloc[len(own):].min()
+
+
 def test_save_load_round_trip_is_exact(fitted, tmp_path):
     path = fitted.save(tmp_path / "fit.nc")
     assert not list(tmp_path.glob("*.tmp"))

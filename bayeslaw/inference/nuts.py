@@ -221,33 +221,52 @@ def _family_range(values: pd.Series, families) -> tuple[np.ndarray, np.ndarray]:
             rows.map(ranges["max"]).fillna(values.max()).to_numpy(dtype=float))
 
 
-def _row_normals(targets: pd.DataFrame, seed, n: int, columns) -> np.ndarray:
-    """(n, row) standard normals, each row's from a generator keyed by the seed and the row's values in
-    ``columns`` (those the prediction reads, in a fixed order; a column the table lacks counts as missing
-    values): a target's draws are the same whatever other targets share the call, in whatever order, whatever
-    other columns the table carries, and whatever dtypes it holds its values in."""
+def _row_keys(targets: pd.DataFrame, columns) -> np.ndarray:
+    """Per row, a hash of its values in ``columns`` (those the prediction reads, in a fixed order; a column the
+    table lacks counts as missing values), read whatever dtypes the table holds them in: the key of the row's
+    stream of draws (:func:`_row_normals`). Read from the whole table at once (a column's kind is read over
+    its rows), so that a call's chunks of rows draw what the whole call would."""
     missing = pd.Series(np.nan, index=targets.index)
     key = pd.DataFrame({c: _key_values(targets[c] if c in targets.columns else missing) for c in dict.fromkeys(columns)})
-    keys = pd.util.hash_pandas_object(key, index=False).to_numpy()
+    return pd.util.hash_pandas_object(key, index=False).to_numpy()
+
+
+def _row_normals(keys: np.ndarray, seed, n: int) -> np.ndarray:
+    """(n, row) standard normals, each row's from a generator keyed by the seed and its key (:func:`_row_keys`): a
+    target's draws are the same whatever other targets share the call, in whatever order, whatever other
+    columns the table carries, and whatever dtypes it holds its values in."""
     return np.stack([np.random.default_rng([abs(int(seed)), int(key)]).standard_normal(n) for key in keys], axis=1)
 
 
 PREDICT_ELEMENTS = 2**24  # per chunk of target rows: draws x rows x (bins of a schedule law's design)
+# per chunk of target rows: draws x rows, in the law (its programs hold several such arrays at once) and in the
+# run-level noise's terms, so that a forecast's memory beyond its draws stays near 300 MB whatever its rows
+PREDICT_ROW_ELEMENTS = 2**21
 
 
-def _log_mean_draws(spec: Parameterization, theta: np.ndarray, inputs: dict) -> np.ndarray:
+def _log_mean_draws(spec: Parameterization, theta: np.ndarray, inputs: dict,
+                    index: np.ndarray | None = None) -> np.ndarray:
     """log L for theta (sample, row, K) at each row's inputs, in chunks of rows of equal size (one
-    compilation) so that memory stays bounded: a schedule law's design is (row, bin) per draw."""
-    n_rows = theta.shape[1]
+    compilation) so that memory stays bounded: a schedule law's design is (row, bin) per draw. With ``index``
+    (row,), ``theta`` is a table (sample, F, K) and row i reads ``theta[:, index[i]]``, gathered per chunk."""
+    n_rows = theta.shape[1] if index is None else len(index)
     width = max((int(np.prod(np.shape(v)[1:])) for v in inputs.values()), default=1)
-    chunk = max(1, PREDICT_ELEMENTS // (theta.shape[0] * width))
-    law = spec.jitted_log_mean
+    chunk = max(1, min(PREDICT_ELEMENTS // (theta.shape[0] * width), PREDICT_ROW_ELEMENTS // theta.shape[0]))
     # rows padded to a power of two (with the last row): predictions of other row counts reuse the program
     chunk = min(chunk, 2 ** int(np.ceil(np.log2(max(n_rows, 1)))))
-    out = np.empty(theta.shape[:2])
+    inputs = {k: np.asarray(v) for k, v in inputs.items()}
+    if index is None:
+        law = spec.jitted_log_mean
+    else:
+        table = jnp.asarray(theta)
+
+        def law(rows_theta, rows_inputs):  # the chunk's rows of the table, gathered inside the program
+            return spec.jitted_log_mean_at(table, rows_theta, rows_inputs)
+    out = np.empty((theta.shape[0], n_rows))
     for start in range(0, n_rows, chunk):
         rows = np.minimum(np.arange(start, start + chunk), n_rows - 1)  # the last chunk padded with its last row
-        part = np.asarray(law(jnp.asarray(theta[:, rows]), {k: jnp.asarray(np.asarray(v)[rows]) for k, v in inputs.items()}))
+        part = jnp.asarray(theta[:, rows]) if index is None else jnp.asarray(index[rows])
+        part = np.asarray(law(part, {k: jnp.asarray(v[rows]) for k, v in inputs.items()}))
         keep = min(chunk, n_rows - start)
         out[:, start:start + keep] = part[:, :keep]
     return out
@@ -822,13 +841,18 @@ def summarize(values: np.ndarray, targets: pd.DataFrame, *, kind: str, quantiles
     values = np.asarray(values, dtype=float)
     draws = xr.DataArray(values, dims=("sample", "target"), name=name, attrs={"kind": kind, "units": units})
     summary = targets.copy()  # the targets' own index: the summary's columns assign back onto their table
-    with np.errstate(invalid="ignore"):  # inf draws (a loss no run reaches) give an inf mean and a NaN sd
-        summary["mean"] = values.mean(axis=0)
-        summary["sd"] = values.std(axis=0)
     # inf draws: quantiles without interpolation (between two inf draws linear interpolation gives NaN)
     method = "linear" if np.isfinite(values).all() else "inverted_cdf"
-    for q in quantiles:
-        summary[f"q{100 * q:g}"] = np.quantile(values, q, axis=0, method=method)
+    stats = np.empty((2 + len(quantiles), values.shape[1]))
+    chunk = max(1, PREDICT_ROW_ELEMENTS // max(values.shape[0], 1))  # targets at a time: the copies stay small
+    for lo in range(0, values.shape[1], chunk):
+        part = values[:, lo:lo + chunk]
+        with np.errstate(invalid="ignore"):  # inf draws (a loss no run reaches) give an inf mean and a NaN sd
+            stats[:2, lo:lo + chunk] = part.mean(axis=0), part.std(axis=0)
+        stats[2:, lo:lo + chunk] = np.quantile(part, quantiles, axis=0, method=method)
+    summary["mean"], summary["sd"] = stats[0], stats[1]
+    for q, row in zip(quantiles, stats[2:], strict=True):
+        summary[f"q{100 * q:g}"] = row
     summary["kind"] = kind
     return Prediction(draws, summary, kind)
 
@@ -1047,6 +1071,13 @@ class Fit:
     def _theta(self, families, population: dict | None) -> np.ndarray:
         """Sampled-coordinate theta per draw and target: (sample, target, K); unseen families (or None) from
         ``population`` (see :meth:`_population`)."""
+        table, index = self._theta_table(families, population)
+        return table[:, index]
+
+    def _theta_table(self, families, population: dict | None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_theta` as a table and a gather: theta per draw of each fitted family and, last, of the new
+        family (sample, F + 1, K), and each target's position in it. A long curve's targets share a few
+        families: gathering per chunk of rows keeps (sample, target, K) from being built whole."""
         theta_f = self.site_draws("theta")  # (S, F, K)
         family_pos = {f: i for i, f in enumerate(self.families)}
         unseen = sorted({str(f) for f in families if f not in family_pos}, key=str)
@@ -1056,8 +1087,9 @@ class Fit:
                              f"(its families: {self.families}), and pooling='none' has no population law: an unseen "
                              f"family would get the prior's forecast; name one of its families, or fit with "
                              f"pooling='hierarchical'")
-        return np.stack([theta_f[:, family_pos[f]] if f in family_pos else population["theta_new"] for f in families],
-                        axis=1)
+        new = population["theta_new"] if unseen else np.full_like(theta_f[:, 0], np.nan)
+        index = np.array([family_pos.get(f, len(family_pos)) for f in families], dtype=np.intp)
+        return np.concatenate([theta_f, new[:, None]], axis=1), index
 
     def sampled_theta(self, family: str | None = None, *, seed: int | np.random.Generator = 0) -> np.ndarray:
         """Posterior draws of ``family``'s sampled coordinates (``spec.names``), shape (sample, K); a family
@@ -1113,19 +1145,22 @@ class Fit:
         size_f = self.site_draws("shape_size") if "shape_size" in self.idata.posterior else np.zeros_like(shape_f)
         centre = self._family_log_params()
         own_curve = set(self.curve_families)
-        out = {"sigma_seed": [], "sigma_obs": [], "sigma_dev": [], "offset_start": [], "shape": [], "shape_size": [],
-               "shape_centre": []}
-        for f in families:
-            i = pos.get(f)
-            out["sigma_seed"].append(sigma_seed_f[:, i] if i is not None else pop_seed)
-            out["sigma_obs"].append(sigma_obs_f[:, i] if i is not None else pop_obs)
-            out["sigma_dev"].append(sigma_dev_f[:, i] if f in own_curve else pop_dev)
-            out["offset_start"].append(start_f[:, i] if f in own_curve else pop_start)
-            out["shape"].append(shape_f[:, i] if f in own_curve else pop_shape)
-            # a new family's shape, or one of a family seen without curves, does not move with N
-            out["shape_size"].append(size_f[:, i] if f in own_curve else np.zeros_like(shape_f[:, 0]))
-            out["shape_centre"].append(np.full(n, centre.get(f, 0.0)))
-        out = {k: np.stack(v, axis=1) for k, v in out.items()}
+        # per target, its column in (the fitted families..., the new family's): a seen family's own scales; its
+        # own curve noise and shape only where it has curves (else the population's; a shape that does not
+        # move with N)
+        n_f = len(self.families)
+        seen = np.array([pos.get(f, n_f) for f in families], dtype=np.intp)
+        curve = np.array([pos[f] if f in own_curve else n_f for f in families], dtype=np.intp)
+
+        def gather(own, new, index):
+            filler = np.full_like(own[:, 0], np.nan) if new is None else np.broadcast_to(new, own[:, 0].shape)
+            return np.concatenate([own, filler[:, None]], axis=1)[:, index]
+
+        out = {"sigma_seed": gather(sigma_seed_f, pop_seed, seen), "sigma_obs": gather(sigma_obs_f, pop_obs, seen),
+               "sigma_dev": gather(sigma_dev_f, pop_dev, curve), "offset_start": gather(start_f, pop_start, curve),
+               "shape": gather(shape_f, pop_shape, curve), "shape_size": gather(size_f, np.zeros(1), curve),
+               "shape_centre": np.broadcast_to(np.array([centre.get(f, 0.0) for f in families], dtype=float),
+                                               (n, len(families))).copy()}
         out["gamma_seed"] = self.site_draws("gamma_seed")
         return out
 
@@ -1215,21 +1250,23 @@ class Fit:
         index, targets = targets.index, targets.reset_index(drop=True)
         rng = np.random.default_rng(seed)
         population = self._population(families, rng)  # one draw of a new family, for its theta and noise
-        theta = self._theta(families, population)
-        log_loss = _log_mean_draws(self.spec, theta, inputs)
+        theta, theta_index = self._theta_table(families, population)
+        log_loss = _log_mean_draws(self.spec, theta, inputs, theta_index)
         if kind == "law":
             return summarize(np.exp(log_loss), targets.set_axis(index), kind=kind, quantiles=quantiles)
 
-        noise = self._noise(families, rng, population)
+        # the noise of each family once (sample, family[, K]); a row reads its family's column, a chunk of rows
+        # at a time (a long curve's rows share a few families: memory stays the draws' own)
+        named = list(dict.fromkeys(families))
+        column = np.array([named.index(f) for f in families], dtype=np.intp) if len(named) > 1 else (
+            np.zeros(len(families), dtype=np.intp))
+        noise = self._noise(named, rng, population)
         log_params = np.log(targets["params"].to_numpy(dtype=float))
-        sd_seed = np.asarray(seed_sd(noise["sigma_seed"], noise["gamma_seed"][:, None], log_params))
         runs = targets["run"].astype(object).to_numpy() if "run" in targets.columns else [None] * len(targets)
         trained, roots = self._run_rows(), self._target_roots(targets)
         loading, tree_scale = self._target_loading(targets, fraction, roots)
-        mean = log_loss + np.einsum("tk,stk->st", np.asarray(shape_basis(fraction)), shape_weights(noise, log_params))
-        var = (sd_seed**2 * offset_shape(loading, noise["offset_start"]) ** 2
-               + noise["sigma_dev"] ** 2 * np.asarray(bridge_kernel(fraction, fraction))
-               + noise["sigma_obs"] ** 2 + self.form_error_sd(families, log_params, form_error) ** 2)
+        form_sd = self.form_error_sd(families, log_params, form_error)
+        basis = np.asarray(shape_basis(fraction))
         trees: dict[str, list[str]] = {}
         for name, root in self._run_roots().items():
             trees.setdefault(root, []).append(name)
@@ -1237,32 +1274,60 @@ class Fit:
             self.training_rows())  # a schedule law's design is rebuilt from the rows' schedules
         residuals = {}  # per (tree, family): its trained runs' residuals, shared by every target run of the tree
         const_fraction = self.idata.constant_data["fraction"].values if schedule_law else None
-        for run in {r for r in runs if r is not None}:
-            cols = np.flatnonzero(np.asarray([r == run for r in runs]))
-            j = cols[0]
-            if roots[j] not in trees:  # a run of its own: a new offset
-                continue
-            key = (roots[j], families[j])
-            if key not in residuals:
-                residuals[key] = self._tree_residuals(theta[:, j], noise, j, {r: trained[r] for r in trees[roots[j]]},
-                                                      training)
-            c_mean, c_var = self._condition_on_tree(residuals[key], str(run), fraction[cols], loading[cols],
-                                                    sd_seed[:, j] ** 2, noise["sigma_dev"][:, j] ** 2,
-                                                    scale=float(tree_scale[cols].min()),
-                                                    start=noise["offset_start"][:, j])
-            mean[:, cols] += c_mean
-            var[:, cols] -= c_var
-            if schedule_law and str(run) not in trained:
-                # a new branch shares its tree's offset, which carries no misfit of the branch's own schedule:
-                # the law's misfit of a schedule it was not fitted to, sigma_dev, grown along the run as the
-                # offset is (docs/run_likelihood.md, "The law's misfit of a planned schedule")
-                var[:, cols] += noise["sigma_dev"][:, j, None] ** 2 * fraction[cols] ** 2
-            elif schedule_law:
-                var[:, cols] += noise["sigma_dev"][:, j, None] ** 2 * in_flight_misfit(
-                    fraction[cols], float(const_fraction[trained[str(run)]].max()))
-        normals = _row_normals(targets, seed, mean.shape[0], (*TARGET_KEYS, *self.spec.law.columns_needed))
-        draws = mean + np.sqrt(np.maximum(var, 0.0)) * normals
-        return summarize(np.exp(draws), targets.set_axis(index), kind=kind, quantiles=quantiles)
+        run_cols: dict = {}  # a trained tree's target runs: their rows (positions, ascending)
+        for i, run in enumerate(runs):
+            if run is not None:
+                run_cols.setdefault(run, []).append(i)
+        run_cols = {run: np.asarray(cols) for run, cols in run_cols.items() if roots[cols[0]] in trees}
+        keys = _row_keys(targets, (*TARGET_KEYS, *self.spec.law.columns_needed))
+
+        def seed_var(c, rows):  # the run offset's prior variance, (sample, row)
+            return np.asarray(seed_sd(noise["sigma_seed"][:, c, None], noise["gamma_seed"][:, None],
+                                      log_params[rows])) ** 2
+
+        draws = log_loss  # log L, then the draws, filled in place a chunk of rows at a time
+        chunk = max(1, PREDICT_ROW_ELEMENTS // draws.shape[0])
+        for lo in range(0, len(targets), chunk):
+            part = np.arange(lo, min(lo + chunk, len(targets)))
+            mean, var = np.zeros((draws.shape[0], len(part))), np.empty((draws.shape[0], len(part)))
+            for c in np.unique(column[part]):  # g(x) = sum_k B_k(x) (w_k + v_k (log N - centre)) and the noise
+                at = np.flatnonzero(column[part] == c)
+                rows = part[at]
+                offset = log_params[rows][None, :] - noise["shape_centre"][:, c, None]
+                mean[:, at] = (noise["shape"][:, c] @ basis[rows].T
+                               + offset * (noise["shape_size"][:, c] @ basis[rows].T))
+                var[:, at] = (seed_var(c, rows) * offset_shape(loading[rows], noise["offset_start"][:, c, None]) ** 2
+                              + noise["sigma_dev"][:, c, None] ** 2 * np.asarray(bridge_kernel(fraction[rows],
+                                                                                            fraction[rows]))
+                              + noise["sigma_obs"][:, c, None] ** 2 + form_sd[rows] ** 2)
+            for run, cols in run_cols.items():
+                here = cols[(cols >= part[0]) & (cols <= part[-1])]
+                if not here.size:
+                    continue
+                j, c = cols[0], column[cols[0]]
+                key = (roots[j], families[j])
+                if key not in residuals:
+                    residuals[key] = self._tree_residuals(theta[:, theta_index[j]], noise, c,
+                                                          {r: trained[r] for r in trees[roots[j]]}, training)
+                c_mean, c_var = self._condition_on_tree(residuals[key], str(run), fraction[here], loading[here],
+                                                        seed_var(c, [j])[:, 0], noise["sigma_dev"][:, c] ** 2,
+                                                        scale=float(tree_scale[cols].min()),
+                                                        start=noise["offset_start"][:, c])
+                at = here - lo
+                mean[:, at] += c_mean
+                var[:, at] -= c_var
+                if schedule_law and str(run) not in trained:
+                    # a new branch shares its tree's offset, which carries no misfit of the branch's own schedule:
+                    # the law's misfit of a schedule it was not fitted to, sigma_dev, grown along the run as the
+                    # offset is (docs/run_likelihood.md, "The law's misfit of a planned schedule")
+                    var[:, at] += noise["sigma_dev"][:, c, None] ** 2 * fraction[here] ** 2
+                elif schedule_law:
+                    var[:, at] += noise["sigma_dev"][:, c, None] ** 2 * in_flight_misfit(
+                        fraction[here], float(const_fraction[trained[str(run)]].max()))
+            normals = _row_normals(keys[part], seed, draws.shape[0])
+            draws[:, part] += mean + np.sqrt(np.maximum(var, 0.0)) * normals
+        np.exp(draws, out=draws)
+        return summarize(draws, targets.set_axis(index), kind=kind, quantiles=quantiles)
 
     def _warn_tokens_outside(self, targets: pd.DataFrame, families: list) -> None:
         """Warn, naming the rows, where a target's tokens lie more than :data:`TOKENS_REACH` times outside the

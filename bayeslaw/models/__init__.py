@@ -739,6 +739,12 @@ class Parameterization:
         own, for every shape of its arguments)."""
         return jax.jit(self.log_mean)
 
+    @cached_property
+    def jitted_log_mean_at(self):
+        """(table (..., F, K), index (row,), inputs) -> log L of row i at ``table[:, index[i]]``, compiled with its
+        gather: a family's theta is read per row inside the program, not copied per row on the host."""
+        return jax.jit(lambda table, index, inputs: self.log_mean(jnp.take(table, index, axis=-2), inputs))
+
 
 @lru_cache(maxsize=None)
 def _parameterization(law: Law) -> Parameterization:
