@@ -634,3 +634,6 @@ def test_a_targets_draws_do_not_depend_on_how_its_values_are_held(fitted):
                   (floats.drop(columns="family"), floats.assign(family=[None]), floats.assign(family=[np.nan]))]
     np.testing.assert_array_equal(population[0], population[1])
     np.testing.assert_array_equal(population[0], population[2])
+    # a row without a family draws alike alone and beside a named family's row (its column then holds text)
+    beside = fitted.predict(pd.concat([floats, floats.assign(family=[None])], ignore_index=True), seed=3)
+    np.testing.assert_array_equal(beside.draws.values[:, 1], population[1][:, 0])

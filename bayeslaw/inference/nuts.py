@@ -201,13 +201,16 @@ def _new_family_sampler(spec: Parameterization, pooling: str, n_families: int, n
 TOKENS_REACH = 10.0
 #: with the law's columns, what a target asks (a run's name is not: a planned run named otherwise is the same run)
 TARGET_KEYS = ("family", "params", "run_tokens")
+TEXT_KEYS = ("family",)  # read as names whatever they hold (a family 0 is the fit's "0")
 
 
-def _key_values(values: pd.Series) -> pd.Series:
+def _key_values(values: pd.Series, text: bool = False) -> pd.Series:
     """A key column's values as the question they ask: numbers as float64 (1e9 written as an int is 1e9), text as
-    str, a missing value as NaN, whatever the dtype pandas gave them (the hash reads the dtype too)."""
+    str, a missing value as NaN, whatever the dtype pandas gave them (the hash reads the dtype too). A ``text``
+    column (a family's name) is read as str whatever it holds, a missing value as "": family 0 is family "0",
+    as the fit reads it, and a row without a family keys alike beside named families and alone."""
     numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.notna().sum() == values.notna().sum():
+    if not text and numbers.notna().sum() == values.notna().sum():
         return numbers.astype(float)
     return values.astype(object).where(values.notna(), "").astype(str)
 
@@ -227,7 +230,8 @@ def _row_keys(targets: pd.DataFrame, columns) -> np.ndarray:
     stream of draws (:func:`_row_normals`). Read from the whole table at once (a column's kind is read over
     its rows), so that a call's chunks of rows draw what the whole call would."""
     missing = pd.Series(np.nan, index=targets.index)
-    key = pd.DataFrame({c: _key_values(targets[c] if c in targets.columns else missing) for c in dict.fromkeys(columns)})
+    key = pd.DataFrame({c: _key_values(targets[c] if c in targets.columns else missing, text=c in TEXT_KEYS)
+                        for c in dict.fromkeys(columns)})
     return pd.util.hash_pandas_object(key, index=False).to_numpy()
 
 
