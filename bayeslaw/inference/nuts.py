@@ -248,29 +248,21 @@ PREDICT_ELEMENTS = 2**24  # per chunk of target rows: draws x rows x (bins of a 
 PREDICT_ROW_ELEMENTS = 2**21
 
 
-def _log_mean_draws(spec: Parameterization, theta: np.ndarray, inputs: dict,
-                    index: np.ndarray | None = None) -> np.ndarray:
-    """log L for theta (sample, row, K) at each row's inputs, in chunks of rows of equal size (one
-    compilation) so that memory stays bounded: a schedule law's design is (row, bin) per draw. With ``index``
-    (row,), ``theta`` is a table (sample, F, K) and row i reads ``theta[:, index[i]]``, gathered per chunk."""
-    n_rows = theta.shape[1] if index is None else len(index)
+def _log_mean_draws(spec: Parameterization, table: np.ndarray, index: np.ndarray, inputs: dict) -> np.ndarray:
+    """log L (sample, row) at each row's inputs, row i at theta ``table[:, index[i]]`` (``table``: (sample, F, K),
+    a family's draws once; gathered inside the law's program), in chunks of rows of equal size (one
+    compilation) so that memory stays bounded: a schedule law's design is (row, bin) per draw."""
+    n_rows = len(index)
     width = max((int(np.prod(np.shape(v)[1:])) for v in inputs.values()), default=1)
-    chunk = max(1, min(PREDICT_ELEMENTS // (theta.shape[0] * width), PREDICT_ROW_ELEMENTS // theta.shape[0]))
+    chunk = max(1, min(PREDICT_ELEMENTS // (table.shape[0] * width), PREDICT_ROW_ELEMENTS // table.shape[0]))
     # rows padded to a power of two (with the last row): predictions of other row counts reuse the program
     chunk = min(chunk, 2 ** int(np.ceil(np.log2(max(n_rows, 1)))))
-    inputs = {k: np.asarray(v) for k, v in inputs.items()}
-    if index is None:
-        law = spec.jitted_log_mean
-    else:
-        table = jnp.asarray(theta)
-
-        def law(rows_theta, rows_inputs):  # the chunk's rows of the table, gathered inside the program
-            return spec.jitted_log_mean_at(table, rows_theta, rows_inputs)
-    out = np.empty((theta.shape[0], n_rows))
+    inputs, on_device = {k: np.asarray(v) for k, v in inputs.items()}, jnp.asarray(table)
+    out = np.empty((table.shape[0], n_rows))
     for start in range(0, n_rows, chunk):
         rows = np.minimum(np.arange(start, start + chunk), n_rows - 1)  # the last chunk padded with its last row
-        part = jnp.asarray(theta[:, rows]) if index is None else jnp.asarray(index[rows])
-        part = np.asarray(law(part, {k: jnp.asarray(v[rows]) for k, v in inputs.items()}))
+        part = np.asarray(spec.jitted_log_mean_at(on_device, jnp.asarray(index[rows]),
+                                                  {k: jnp.asarray(v[rows]) for k, v in inputs.items()}))
         keep = min(chunk, n_rows - start)
         out[:, start:start + keep] = part[:, :keep]
     return out
@@ -1255,16 +1247,15 @@ class Fit:
         rng = np.random.default_rng(seed)
         population = self._population(families, rng)  # one draw of a new family, for its theta and noise
         theta, theta_index = self._theta_table(families, population)
-        log_loss = _log_mean_draws(self.spec, theta, inputs, theta_index)
+        log_loss = _log_mean_draws(self.spec, theta, theta_index, inputs)
         if kind == "law":
             return summarize(np.exp(log_loss), targets.set_axis(index), kind=kind, quantiles=quantiles)
 
         # the noise of each family once (sample, family[, K]); a row reads its family's column, a chunk of rows
         # at a time (a long curve's rows share a few families: memory stays the draws' own)
-        named = list(dict.fromkeys(families))
-        column = np.array([named.index(f) for f in families], dtype=np.intp) if len(named) > 1 else (
-            np.zeros(len(families), dtype=np.intp))
-        noise = self._noise(named, rng, population)
+        named = {f: i for i, f in enumerate(dict.fromkeys(families))}  # the call's families, in order
+        column = np.array([named[f] for f in families], dtype=np.intp)
+        noise = self._noise(list(named), rng, population)
         log_params = np.log(targets["params"].to_numpy(dtype=float))
         runs = targets["run"].astype(object).to_numpy() if "run" in targets.columns else [None] * len(targets)
         trained, roots = self._run_rows(), self._target_roots(targets)
