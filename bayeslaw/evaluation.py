@@ -360,7 +360,8 @@ def _calibration_cell(job: dict) -> list[dict]:
                                    simulate_options=job["simulate"]) for s in job["seeds"]]
     splits = [calibration_rows(sim) for sim in sims]
     if len(sims) == 1:
-        results = [fit(splits[0][0], pooling=job["pooling"], seed=job["seeds"][0], **job["fit"])]
+        results = [fit(splits[0][0], pooling=job["pooling"], seed=job["seeds"][0], posterior_predictive=False,
+                       **job["fit"])]
     else:
         # fit_many's chains are vectorised, and it draws one block (extend None or 0: calibration_study refuses more)
         options = {k: v for k, v in job["fit"].items() if k not in ("chain_method", "extend")}
@@ -602,8 +603,9 @@ def _bayes_job(job: dict):
     start = time.perf_counter()
     members = job["members"]
     if len(members) == 1:
+        # scored by its forecasts alone: no replicate of the training rows
         results = [fit(members[0]["train"], pooling=job["pooling"], seed=job["seed"], min_tokens=None, thin=None,
-                       **job["fit_options"])]
+                       posterior_predictive=False, **job["fit_options"])]
     else:
         # a program's chains are vectorised, and its fits draw one block each (fit_many)
         options = {k: v for k, v in job["fit_options"].items() if k not in ("chain_method", "extend")}

@@ -242,6 +242,20 @@ def test_the_predictive_is_replicated_in_chunks_of_draws(sim, fitted, monkeypatc
     assert np.all(np.abs(ppc.mean(axis=0) - whole.mean(axis=0)) < 6 * np.sqrt(2) * se)
 
 
+def test_a_fit_without_its_replicates_draws_and_forecasts_alike(sim, fitted, tmp_path):
+    """posterior_predictive=False: the same draws, diagnostics and forecast as the default fit, no replicate
+    groups, and it saves and loads as they are."""
+    bare = fit(sim.data, seed=0, posterior_predictive=False, **QUICK)
+    assert "posterior_predictive" not in bare.idata.children and "log_likelihood" not in bare.idata.children
+    xr.testing.assert_equal(bare.idata.posterior.to_dataset(), fitted.idata.posterior.to_dataset())
+    assert bare.diagnostics(warn=False).max_rhat == fitted.diagnostics(warn=False).max_rhat
+    targets = pd.DataFrame({"family": ["fam0", "fam1"], "params": [3e9, 3e9], "tokens": [6e10, 6e10]})
+    pd.testing.assert_frame_equal(bare.predict(targets, seed=2).summary, fitted.predict(targets, seed=2).summary)
+    back = load_fit(bare.save(tmp_path / "bare.nc"))
+    assert "posterior_predictive" not in back.idata.children
+    pd.testing.assert_frame_equal(back.predict(targets, seed=2).summary, bare.predict(targets, seed=2).summary)
+
+
 def test_predict_works_in_chunks_of_rows_with_the_same_forecast(sim, fitted, monkeypatch):
     """Chunks of 5 target rows (a run's rows split across chunks, its trained tree's conditioning among them,
     two families and the population in one call): the draws and summary of the whole call, to rounding."""

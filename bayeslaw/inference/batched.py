@@ -138,8 +138,15 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
         state["unravel"] = unravel = ravel_pytree(info.param_info.z)[1]
         state["to_z"] = lambda center, root, u: unravel(center + root @ u)
         # U(z) and dU/dz of one fit's arrays, compiled once per program, for laplace_coordinates on the host
-        state["value_and_grad"] = jax.jit(lambda x, arrays: jax.value_and_grad(
-            lambda x: info.potential_fn(arrays, arrays["y"])(unravel(x)))(x))
+        # (paired: laplace_coordinates' differences two gradients a call, as bl.fit takes them)
+        state["pair"] = jax.jit(lambda points, arrays: jax.lax.map(jax.value_and_grad(
+            lambda x: info.potential_fn(arrays, arrays["y"])(unravel(x))), points))
+
+        def value_and_grad(x, arrays):
+            values, grads = (np.asarray(v) for v in state["pair"](np.stack([x, x]), arrays))
+            return values[0], grads[0]
+
+        state["value_and_grad"] = value_and_grad
 
         def laplace(arrays, y, center, root):  # the potential in u (laplace_coordinates), as bl.fit samples it
             potential = info.potential_fn(arrays, y)
@@ -386,7 +393,8 @@ def _sample_batch(batch: list[PreparedFit], key: tuple, size: int, options: _Opt
                 flat, on_device = ravel_pytree(z)[0], jax.tree.map(jnp.asarray, a)
                 check_start(*state["value_and_grad"](flat, on_device), z)
                 center, root, u0 = laplace_start(lambda x, a=on_device: state["value_and_grad"](x, a), flat,
-                                                 chains=options.chains, seed=p.config.seed)
+                                                 chains=options.chains, seed=p.config.seed,
+                                                 pair=lambda points, a=on_device: state["pair"](points, a))
             except (ValueError, RuntimeError) as error:
                 raise _Unstarted(i, error) from error
         else:

@@ -2,7 +2,7 @@
 
 ``fit(df)`` returns a :class:`Fit` whose ``idata`` is an ArviZ 1.x ``xarray.DataTree`` with the
 groups posterior, sample_stats, observed_data, log_likelihood, posterior_predictive and
-constant_data; coordinates are named after the table's families and runs.
+constant_data (the two replicates left out with ``posterior_predictive=False``); coordinates are named after the table's families and runs.
 """
 
 from __future__ import annotations
@@ -248,15 +248,20 @@ PREDICT_ELEMENTS = 2**24  # per chunk of target rows: draws x rows x (bins of a 
 PREDICT_ROW_ELEMENTS = 2**21
 
 
+MIN_CHUNK_ROWS = 64  # the smallest chunk of rows the law is compiled for (the rest padded)
+
+
 def _log_mean_draws(spec: Parameterization, table: np.ndarray, index: np.ndarray, inputs: dict) -> np.ndarray:
     """log L (sample, row) at each row's inputs, row i at theta ``table[:, index[i]]`` (``table``: (sample, F, K),
     a family's draws once; gathered inside the law's program), in chunks of rows of equal size (one
     compilation) so that memory stays bounded: a schedule law's design is (row, bin) per draw."""
     n_rows = len(index)
     width = max((int(np.prod(np.shape(v)[1:])) for v in inputs.values()), default=1)
-    chunk = max(1, min(PREDICT_ELEMENTS // (table.shape[0] * width), PREDICT_ROW_ELEMENTS // table.shape[0]))
-    # rows padded to a power of two (with the last row): predictions of other row counts reuse the program
-    chunk = min(chunk, 2 ** int(np.ceil(np.log2(max(n_rows, 1)))))
+    cap = max(1, min(PREDICT_ELEMENTS // (table.shape[0] * width), PREDICT_ROW_ELEMENTS // table.shape[0]))
+    # rows padded to a power of two from 64 (with the last row): a fit's predictions of other row counts, and
+    # its trained runs' curves, reuse a few programs
+    cap = 2 ** int(np.log2(cap))
+    chunk = min(cap, 2 ** int(np.ceil(np.log2(max(n_rows, MIN_CHUNK_ROWS)))))
     inputs, on_device = {k: np.asarray(v) for k, v in inputs.items()}, jnp.asarray(table)
     out = np.empty((table.shape[0], n_rows))
     for start in range(0, n_rows, chunk):
@@ -266,6 +271,22 @@ def _log_mean_draws(spec: Parameterization, table: np.ndarray, index: np.ndarray
         keep = min(chunk, n_rows - start)
         out[:, start:start + keep] = part[:, :keep]
     return out
+
+
+def _run_basis(fraction: np.ndarray, dev_var: np.ndarray, obs_var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(U (n, n), 1 / d (sample, n)): D = s_dev^2 K + s_obs^2 I of one run's checkpoints at ``fraction`` (n,) per
+    draw (``dev_var``, ``obs_var`` (sample,)) is U diag(d) U^T, K = U diag(lambda) U^T decomposed once and
+    d = s_dev^2 lambda + s_obs^2 (K is positive semi-definite: lambda clipped at 0)."""
+    fraction = np.asarray(fraction, dtype=float)
+    values, vectors = np.linalg.eigh(np.asarray(bridge_kernel(fraction[:, None], fraction[None, :])))
+    return vectors, 1.0 / (dev_var[:, None] * np.clip(values, 0.0, None) + obs_var[:, None])
+
+
+def _run_solve(basis: tuple[np.ndarray, np.ndarray], b: np.ndarray) -> np.ndarray:
+    """D^-1 b for each draw's D (:func:`_run_basis`), b (sample, n, m): U diag(1 / d) U^T b, matrix products
+    over all draws at once (no factorisation per draw)."""
+    vectors, inverse = basis
+    return np.stack([((b[..., i] @ vectors) * inverse) @ vectors.T for i in range(b.shape[-1])], axis=-1)
 
 
 def _chain_method(chains: int, chain_method: str | None) -> str:
@@ -300,6 +321,7 @@ def fit(
     retry_target_accept: float | None = RETRY_TARGET_ACCEPT,
     rising: Rising = "error",
     progress: bool | None = None,
+    posterior_predictive: bool = True,
 ) -> Fit:
     """Fit a scaling law by NUTS, initialised from the point fit.
 
@@ -324,7 +346,7 @@ def fit(
         Early-checkpoint cut (default: drop tokens <= 10B, as the Hitchhiker's Guide).
     thin : int or None, default 20
         Keep about this many log-spaced checkpoints per run (None keeps all): the run-level likelihood
-        costs one Cholesky factorisation of each run's checkpoints per gradient.
+        costs two (checkpoints x checkpoints) matrix-vector products per run and gradient.
     seed_scaling : {"constant", "size"}
         Run-to-run sd constant, or sigma_seed (N / 1e8)^-gamma_seed.
     target_accept : float
@@ -351,13 +373,18 @@ def fit(
         prior, which can rise: the calibration study); or left out, with a warning that names it.
     progress : bool, optional
         Progress bar on stderr (default: when stderr is a terminal).
+    posterior_predictive : bool, default True
+        Also replicate the fitted rows: the DataTree's ``posterior_predictive`` (each row's log loss per
+        draw) and ``log_likelihood`` (per run, for PSIS-LOO) groups. False leaves both out, for a fit that
+        only forecasts (a backtest cell): they cost a compiled program and a pass over every draw.
     """
     config = FitConfig(form=form, pooling=pooling, seed=seed, chains=chains, draws=draws, warmup=warmup,
                        min_tokens=min_tokens, min_fraction=min_fraction, thin=thin, seed_scaling=seed_scaling,
                        target_accept=target_accept, chain_method=chain_method, dense_mass=dense_mass,
                        duplicates=duplicates, extend=extend,
                        retry_target_accept=retry_target_accept, rising=rising)  # every option checked first
-    return sample_fit(prepare_fit(df, config), progress=sys.stderr.isatty() if progress is None else progress)
+    return sample_fit(prepare_fit(df, config), progress=sys.stderr.isatty() if progress is None else progress,
+                      posterior_predictive=posterior_predictive)
 
 
 def compiled_initialize(model, init: dict, args: tuple, kwargs: dict):
@@ -415,11 +442,31 @@ LAPLACE_ITERATIONS = 500  # trust-region Newton steps toward the mode, at most
 LAPLACE_GRADIENT_TOL = 1e-3  # the gradient's norm at the mode
 
 
-def laplace_coordinates(value_and_grad, z0) -> tuple[np.ndarray, np.ndarray]:
+def paired(value_and_grad):
+    """(one, pair): ``value_and_grad`` (z -> (U(z), dU/dz)) compiled once as ``pair`` (two points (2, d) ->
+    ((2,), (2, d)), the two evaluated in turn in one call) and ``one`` (a point through the same program).
+
+    Newton's Hessian-vector products are central differences, two gradients each, and most of
+    :func:`laplace_coordinates`' calls; on a CPU a compiled call costs several gradients beyond its own
+    arithmetic (a backtest cell's potential: about 280 us a call against 80 us a gradient in a loop), so
+    each product is one call, not two. ``one`` pays for a second gradient; it is called a few hundred
+    times against thousands of products."""
+    pair = jax.jit(lambda points: jax.lax.map(value_and_grad, points))
+
+    def one(z):
+        # on the host: an eager jnp.stack, or an index of a device array, is a call (and a compilation) of its own
+        values, grads = (np.asarray(v) for v in pair(np.stack([z, z])))
+        return values[0], grads[0]
+
+    return one, pair
+
+
+def laplace_coordinates(value_and_grad, z0, *, pair=None) -> tuple[np.ndarray, np.ndarray]:
     """(m, A): NUTS samples u with z = m + A u, m the mode of the potential U near ``z0`` and
     A = H^(-1/2) / sqrt(1e-3), H = d^2U/dz^2 at m with each eigenvalue raised to at least 1.
 
-    ``value_and_grad`` maps z to (U(z), dU/dz), compiled once (``jax.jit``). SciPy's trust-region
+    ``value_and_grad`` maps z to (U(z), dU/dz), compiled once (``jax.jit``); ``pair``, optional, two points
+    (2, d) to both at once (:func:`paired`), for the differences. SciPy's trust-region
     Newton-CG (``trust-ncg``) drives it to the mode (at most 500 steps, until the gradient's norm is under
     1e-3), its Hessian-vector products central differences of the gradient along the vector; H at the mode
     is central differences of the gradient (2 d calls), symmetrised. Newton, not L-BFGS: the potential's
@@ -449,37 +496,47 @@ def laplace_coordinates(value_and_grad, z0) -> tuple[np.ndarray, np.ndarray]:
             return np.inf, np.zeros_like(z)  # outside the density's support: the line search steps back
         return value, grad
 
-    gradient = lambda z: np.asarray(value_and_grad(z)[1], dtype=float)  # noqa: E731
+    if pair is None:
+        def gradients(a, b):  # dU/dz at a and at b
+            return tuple(np.asarray(value_and_grad(z)[1], dtype=float) for z in (a, b))
+    else:
+        def gradients(a, b):
+            both = np.asarray(pair(np.stack([a, b]))[1], dtype=float)
+            return both[0], both[1]
 
     def curvature_along(z, p):  # H p, central differences of the gradient along p
         size = np.linalg.norm(p)
         if size == 0.0:
             return np.zeros_like(p)
         h = np.cbrt(np.finfo(float).eps) * max(1.0, np.linalg.norm(z)) / size
-        hp = (gradient(z + h * p) - gradient(z - h * p)) / (2 * h)
+        ahead, behind = gradients(z + h * p, z - h * p)
+        hp = (ahead - behind) / (2 * h)
         return np.where(np.isfinite(hp), hp, 0.0)
 
     solution = scipy.optimize.minimize(objective, z0, jac=True, hessp=curvature_along, method="trust-ncg",
                                        options={"maxiter": LAPLACE_ITERATIONS, "gtol": LAPLACE_GRADIENT_TOL})
     mode = solution.x if solution.fun <= objective(z0)[0] else z0
-    curvature, vectors = np.linalg.eigh(difference_hessian(gradient, mode))
+    curvature, vectors = np.linalg.eigh(difference_hessian(None, mode, gradients=gradients))
     scale = 1.0 / np.sqrt(SHRINKAGE_VARIANCE * np.maximum(curvature, 1.0))
     return mode, (vectors * scale) @ vectors.T
 
 
-def difference_hessian(gradient, z: np.ndarray) -> np.ndarray:
-    """d^2U/dz^2 at ``z`` by central differences of ``gradient`` (z -> dU/dz; 2 d calls), each coordinate's
-    step the cube root of machine epsilon at its scale; a non-finite entry counts as 0, then the matrix is
-    symmetrised (so that a NaN does not spread to its mirror)."""
+def difference_hessian(gradient, z: np.ndarray, *, gradients=None) -> np.ndarray:
+    """d^2U/dz^2 at ``z`` by central differences of ``gradient`` (z -> dU/dz; 2 d calls; or ``gradients``,
+    (a, b) -> dU/dz at both), each coordinate's step the cube root of machine epsilon at its scale; a
+    non-finite entry counts as 0, then the matrix is symmetrised (so that a NaN does not spread to its mirror)."""
+    if gradients is None:
+        gradients = lambda a, b: (gradient(a), gradient(b))  # noqa: E731
     steps = np.cbrt(np.finfo(float).eps) * np.maximum(1.0, np.abs(z))
-    hessian = np.stack([(gradient(z + e) - gradient(z - e)) / (2 * h) for e, h in zip(np.diag(steps), steps)])
+    hessian = np.stack([np.subtract(*gradients(z + e, z - e)) / (2 * h) for e, h in zip(np.diag(steps), steps)])
     hessian = np.where(np.isfinite(hessian), hessian, 0.0)
     return 0.5 * (hessian + hessian.T)
 
 
-def laplace_start(value_and_grad, z0, *, chains: int, seed: int) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-    """(m, A, u0): :func:`laplace_coordinates` at the start ``z0``, and one start per chain in u (shape
-    (chains, d)), as ``nuts_sampler`` and ``fit_many`` start their chains.
+def laplace_start(value_and_grad, z0, *, chains: int, seed: int,
+                  pair=None) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """(m, A, u0): :func:`laplace_coordinates` at the start ``z0`` (``pair`` as there), and one start per chain
+    in u (shape (chains, d)), as ``nuts_sampler`` and ``fit_many`` start their chains.
 
     Each chain starts at its own draw from the Laplace approximation, u ~ N(0, 1e-3 I) (NumPy's generator
     at ``seed``), and at the mode (u = 0) where that draw's potential or gradient is not finite. Not at the
@@ -487,7 +544,7 @@ def laplace_start(value_and_grad, z0, *, chains: int, seed: int) -> tuple[jnp.nd
     fit), and the first windows of the warmup then estimate the mass matrix from draws still falling
     toward the typical set, whose trees run hundreds of steps. Not every chain at the mode: chains from
     different points are what lets r-hat see a chain that has not mixed."""
-    center, root = laplace_coordinates(value_and_grad, z0)
+    center, root = laplace_coordinates(value_and_grad, z0, pair=pair)
     rng = np.random.default_rng(seed)
     starts = []
     for _ in range(chains):
@@ -509,9 +566,9 @@ def nuts_sampler(prepared: PreparedFit, *, progress: bool = False):
     info = compiled_initialize(get_model(config.pooling), prepared.init, args, kwargs)
     potential, constrain = info.potential_fn(*args, **kwargs), info.postprocess_fn(*args, **kwargs)
     flat, unravel = ravel_pytree(info.param_info.z)
-    value_and_grad = jax.jit(jax.value_and_grad(lambda x: potential(unravel(x))))
+    value_and_grad, pair = paired(jax.value_and_grad(lambda x: potential(unravel(x))))
     check_start(*value_and_grad(flat), info.param_info.z)
-    center, root, u0 = laplace_start(value_and_grad, flat, chains=config.chains, seed=config.seed)
+    center, root, u0 = laplace_start(value_and_grad, flat, chains=config.chains, seed=config.seed, pair=pair)
     to_z = lambda u: unravel(center + root @ u)  # noqa: E731
     chain_method = _chain_method(config.chains, config.chain_method)
 
@@ -548,10 +605,10 @@ def retry_accept(config: FitConfig, extra: dict) -> float | None:
     return retry
 
 
-def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
+def sample_fit(prepared: PreparedFit, *, progress: bool = False, posterior_predictive: bool = True) -> Fit:
     """NUTS (NumPyro's ``MCMC``) on a prepared fit, with the settings of its configuration, and its
-    :class:`Fit` (the second half of :func:`fit`). With divergent draws, sampled again at the
-    configuration's ``retry_target_accept`` (:func:`retry_accept`)."""
+    :class:`Fit` (the second half of :func:`fit`; ``posterior_predictive`` as there). With divergent draws,
+    sampled again at the configuration's ``retry_target_accept`` (:func:`retry_accept`)."""
     config = prepared.config
     data, model = prepared.data, get_model(config.pooling)
     y = jnp.asarray(prepared.y)
@@ -575,8 +632,10 @@ def sample_fit(prepared: PreparedFit, *, progress: bool = False) -> Fit:
         samples, extra = (jax.tree.map(lambda a, b: np.concatenate([a, b], axis=1), old, new)
                           for old, new in zip((samples, extra), more, strict=True))
         blocks += 1
-    flat = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), samples)  # chain-major, as get_samples()
-    ppc, log_lik = _replicate_in_chunks(model, flat, key_ppc, data, y, seed_scaling=config.seed_scaling)
+    ppc = log_lik = None
+    if posterior_predictive:
+        flat = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), samples)  # chain-major, as get_samples()
+        ppc, log_lik = _replicate_in_chunks(model, flat, key_ppc, data, y, seed_scaling=config.seed_scaling)
     fitted = finish_fit(prepared, samples, extra, ppc, log_lik, sites, accept)
     fitted.idata.attrs["bayeslaw_extensions"] = blocks
     _warn_unconverged(fitted, blocks)
@@ -779,7 +838,8 @@ def _replicate_in_chunks(model, samples: dict, key, data: ModelData, y, *, seed_
 def finish_fit(prepared: PreparedFit, samples: dict, extra: dict, ppc, log_lik, sampled_sites,
                target_accept: float) -> Fit:
     """A :class:`Fit` from NUTS' draws and extra fields (grouped by chain), the posterior predictive of
-    ``obs`` per row (draw, row) and the log likelihood per run (draw, run) (draws of all chains, flat),
+    ``obs`` per row (draw, row) and the log likelihood per run (draw, run) (draws of all chains, flat; None
+    and None: the fit has neither group),
     the sites NUTS moved in and the target acceptance the draws were taken at (the configuration's, or
     its ``retry_target_accept`` after a divergence)."""
     data, rows, config, y = prepared.data, prepared.rows, prepared.config, prepared.y
@@ -796,18 +856,19 @@ def finish_fit(prepared: PreparedFit, samples: dict, extra: dict, ppc, log_lik, 
     idata = _posterior_tree(samples, extra, MAX_TREE_DEPTH, coords, site_dims(config.pooling, spec))
     # observations, their posterior predictive and the constant data per row; the log likelihood per run
     # (the unit the likelihood factorises over: PSIS-LOO leaves one run out)
-    per_row = np.asarray(ppc)
     chain_draw = {"chain": np.arange(chains), "draw": np.arange(draws)}
     # obs is log loss, not loss: said on the variables, where a reader of the file looks
     units = {"long_name": "log loss", "units": "log(nats per token)"}
     idata["observed_data"] = xr.DataTree(xr.Dataset({"obs": ("obs_id", np.asarray(y), units)},
                                                     coords={"obs_id": np.arange(len(rows))}))
-    idata["posterior_predictive"] = xr.DataTree(xr.Dataset(
-        {"obs": (("chain", "draw", "obs_id"), per_row.reshape(chains, draws, -1), units)},
-        coords={**chain_draw, "obs_id": np.arange(len(rows))}))
-    idata["log_likelihood"] = xr.DataTree(xr.Dataset(
-        {"obs": (("chain", "draw", "run"), np.asarray(log_lik).reshape(chains, draws, -1))},
-        coords={**chain_draw, "run": list(data.runs)}))
+    if ppc is not None:
+        idata["posterior_predictive"] = xr.DataTree(xr.Dataset(
+            {"obs": (("chain", "draw", "obs_id"), np.asarray(ppc).reshape(chains, draws, -1), units)},
+            coords={**chain_draw, "obs_id": np.arange(len(rows))}))
+    if log_lik is not None:
+        idata["log_likelihood"] = xr.DataTree(xr.Dataset(
+            {"obs": (("chain", "draw", "run"), np.asarray(log_lik).reshape(chains, draws, -1))},
+            coords={**chain_draw, "run": list(data.runs)}))
     idata["constant_data"] = xr.DataTree(_constant_data(data, rows))
     idata.attrs.update({
         CONFIG_ATTR: config.to_json(), "bayeslaw_likelihood": "run",
@@ -1302,7 +1363,7 @@ class Fit:
                 j, c = cols[0], column[cols[0]]
                 key = (roots[j], families[j])
                 if key not in residuals:
-                    residuals[key] = self._tree_residuals(theta[:, theta_index[j]], noise, c,
+                    residuals[key] = self._tree_residuals(theta, theta_index[j], noise, c,
                                                           {r: trained[r] for r in trees[roots[j]]}, training)
                 c_mean, c_var = self._condition_on_tree(residuals[key], str(run), fraction[here], loading[here],
                                                         seed_var(c, [j])[:, 0], noise["sigma_dev"][:, c] ** 2,
@@ -1385,17 +1446,21 @@ class Fit:
         if not trained.any():
             return
         fitted = self.training_rows().groupby("run", sort=False)[["family", "params"]].first()
-        params = targets["params"].to_numpy(dtype=float)
-        for i in np.flatnonzero(trained):
-            run = str(runs.iloc[i])
-            family, size = fitted.loc[run, "family"], float(fitted.loc[run, "params"])
+        rows = np.flatnonzero(trained)
+        names = runs.astype(str).to_numpy()[rows]
+        params = targets["params"].to_numpy(dtype=float)[rows]
+        sizes = fitted["params"].reindex(names).to_numpy(dtype=float)
+        own = fitted["family"].astype(object).reindex(names).to_numpy()
+        wrong_size = ~np.isclose(params, sizes, rtol=PARENT_RTOL, atol=0.0)
+        wrong_family = np.array([f != g for f, g in zip(np.asarray(families, dtype=object)[rows], own, strict=True)])
+        for at in np.flatnonzero(wrong_size | wrong_family)[:1]:  # the first offending row, named
+            i, run = rows[at], names[at]
             where = f"predict: targets row {targets.index[[i]].tolist()[0]!r}: run {run!r} is a trained run"
-            if not np.isclose(params[i], size, rtol=PARENT_RTOL, atol=0.0):
-                raise ValueError(f"{where} of {size:.4g} parameters, the row one of params={params[i]:.4g}: a "
+            if wrong_size[at]:
+                raise ValueError(f"{where} of {sizes[at]:.4g} parameters, the row one of params={params[at]:.4g}: a "
                                  f"trained run's later checkpoints are of its own model; a new run needs a new name")
-            if families[i] != family:
-                raise ValueError(f"{where} of family {family!r}, the row's family is {families[i]!r}: give the "
-                                 f"run's family, or a new run a new name")
+            raise ValueError(f"{where} of family {own[at]!r}, the row's family is {families[i]!r}: give the "
+                             f"run's family, or a new run a new name")
 
     def _check_parents(self, targets: pd.DataFrame) -> None:
         """Each target run's ``parent_run`` is a trained run it branches from (:func:`check_branch`) or another
@@ -1476,11 +1541,17 @@ class Fit:
         whole = np.where(in_tree, np.fmax(end, run_end), 1.0)
         return np.where(in_tree, progress / whole, fraction), np.where(in_tree, end / whole, 1.0)
 
-    def _tree_residuals(self, theta, noise, j: int, tree_rows: dict, training: pd.DataFrame | None) -> dict:
+    def _tree_residuals(self, table, column: int, noise, j: int, tree_rows: dict,
+                        training: pd.DataFrame | None) -> dict:
         """Per trained run of a branch tree (``tree_rows``: its rows): its fractions x, the offset's progress
-        t, D_r = s_dev^2 K_r + s_obs^2 I (sample, n, n), its residuals e_r from the law and shape (sample, n),
-        and D_r^-1 [1, t, e_r] (sample, n, 3), at the draws ``theta`` and the noise of target column ``j``.
-        ``training``: the fit's rows, where the law's inputs are rebuilt from them rather than stored."""
+        t, D_r = s_dev^2 K_r + s_obs^2 I in its eigenbasis (:func:`_run_basis`), its residuals e_r from the law
+        and shape (sample, n), and D_r^-1 [1, t, e_r] (sample, n, 3), at theta ``table[:, column]`` (``table``
+        (sample, F, K)) and the noise of target column ``j``. ``training``: the fit's rows, where the law's
+        inputs are rebuilt from them rather than stored.
+
+        D_r^-1 through K_r's eigenbasis, K_r = U diag(lambda) U^T once per run: D_r^-1 = U diag(1 / (s_dev^2
+        lambda + s_obs^2)) U^T for every draw, two matrix products over all draws at once rather than a
+        factorisation per draw (the run likelihood's own algebra, :class:`~bayeslaw.models.runs.RunMarginal`)."""
         const = self.idata.constant_data
         law = self.spec.law
         # the run's family's at the run's size: the same for every row of one run
@@ -1494,14 +1565,14 @@ class Fit:
             else:
                 inputs = {k: jnp.asarray(v) for k, v in law.columns(training.iloc[rows], where="fit").items()}
             x_obs = const["fraction"].values[rows]
-            law_obs = np.asarray(self.spec.jitted_log_mean(jnp.asarray(theta)[:, None, :], inputs))  # (S, n)
+            law_obs = _log_mean_draws(self.spec, table, np.full(len(rows), column),
+                                      {k: np.asarray(v) for k, v in inputs.items()})  # (S, n)
             resid = self.idata.observed_data["obs"].values[rows] - law_obs - np.einsum(
                 "nk,sk->sn", np.asarray(shape_basis(x_obs)), shape)
-            kernel = np.asarray(bridge_kernel(x_obs[:, None], x_obs[None, :]))
-            cov = dev2[:, None, None] * kernel + (obs2[:, None, None] + JITTER) * np.eye(len(rows))  # D_r
             t_obs = const["loading"].values[rows] if "loading" in const else np.ones(len(rows))
-            loads = np.broadcast_to(np.stack([np.ones(len(rows)), t_obs], axis=1), (len(theta), len(rows), 2))
-            out[name] = (x_obs, t_obs, cov, resid, np.linalg.solve(cov, np.concatenate([loads, resid[..., None]], axis=2)))
+            loads = np.broadcast_to(np.stack([np.ones(len(rows)), t_obs], axis=1), (len(table), len(rows), 2))
+            basis = _run_basis(x_obs, dev2, obs2 + JITTER)
+            out[name] = (x_obs, t_obs, basis, resid, _run_solve(basis, np.concatenate([loads, resid[..., None]], axis=2)))
         return out
 
     @staticmethod
@@ -1534,13 +1605,15 @@ class Fit:
         u_mean, u_var = info / precision, 1.0 / precision
         if run not in residuals:
             return u_mean[:, None] * l, (a - u_var)[:, None] * l**2
-        x_obs, _, cov, resid, _ = residuals[run]
-        l_obs, _ = loads(residuals[run])
-        cross = dev2[:, None, None] * np.asarray(bridge_kernel(fraction[:, None], x_obs[None, :]))  # (S, t, n)
-        k_tilde = np.linalg.solve(cov, np.swapaxes(cross, 1, 2))  # D^-1 k, (S, n, t)
-        weight = l - np.einsum("snt,sn->st", k_tilde, l_obs)  # l - k~^T l_r
-        shift = u_mean[:, None] * weight + np.einsum("snt,sn->st", k_tilde, resid)
-        reduction = a[:, None] * l**2 - u_var[:, None] * weight**2 + np.einsum("stn,snt->st", cross, k_tilde)
+        x_obs, _, (vectors, inverse), _, solved = residuals[run]
+        _, dl_obs = loads(residuals[run])
+        # k = s_dev^2 k(x, x_obs) (sample, t, n) is one (t, n) matrix times a scale per draw, so each k^T D^-1 v
+        # is a product with the run's D^-1 v (solved already), and k^T D^-1 k a sum over D's eigenbasis
+        kernel = np.asarray(bridge_kernel(fraction[:, None], x_obs[None, :]))  # (t, n)
+        weight = l - dev2[:, None] * (dl_obs @ kernel.T)  # l - k~^T l_r
+        shift = u_mean[:, None] * weight + dev2[:, None] * (solved[..., 2] @ kernel.T)  # ... + k~^T e_r
+        explained = dev2[:, None] ** 2 * (inverse @ ((kernel @ vectors) ** 2).T)  # k^T D^-1 k
+        reduction = a[:, None] * l**2 - u_var[:, None] * weight**2 + explained
         return shift, reduction
 
     # --- diagnostics -----------------------------------------------------------------------
