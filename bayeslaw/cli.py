@@ -1327,11 +1327,29 @@ def _exit_on_sigterm(signum, frame) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. A usage error (an option the command does not have, a value of the wrong type,
+    a missing argument) ends in one line on stderr naming the command, as the commands' own errors do; Typer's
+    form is a usage line, a hint and a boxed message wrapped over several lines."""
     import signal
 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    app()
+    try:
+        code = app(standalone_mode=False, prog_name="bayeslaw")
+    except typer.TyperException as error:  # Typer's click exceptions (usage errors) derive from it
+        if type(error).__name__ == "NoArgsIsHelpError":  # a group called bare: its help, as Typer shows it
+            error.show()
+        else:
+            context = getattr(error, "ctx", None)
+            where = context.command_path if context is not None else "bayeslaw"
+            message = " ".join(error.format_message().split())
+            err_console.print(f"[bold red]error:[/] {escape(where)}: {escape(message)}; {escape(where)} --help lists "
+                              f"its options", highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        err_console.print("aborted", highlight=False)
+        sys.exit(1)
+    if isinstance(code, int) and code:  # a command that ended with typer.Exit(code)
+        sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,12 +36,12 @@ from bayeslaw.evaluation import hitchhiker_split
 from bayeslaw.inference import nuts
 
 
-def identity(value_and_grad, z0):
+def identity(value_and_grad, z0, *, pair=None):
     """z itself: NUTS in the model's own unconstrained coordinates."""
     return np.asarray(z0), np.eye(np.size(z0))
 
 
-def diagonal(value_and_grad, z0):
+def diagonal(value_and_grad, z0, *, pair=None):
     """z = z0 + diag(s) u, s_i = min(1, 1 / sqrt(d^2U/dz_i^2)) at the start (the Hessian's diagonal as
     ``laplace_coordinates`` takes its Hessian)."""
     z0 = np.asarray(z0, dtype=float)

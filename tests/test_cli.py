@@ -1,4 +1,5 @@
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -216,7 +217,7 @@ def test_sigterm_ends_a_command_like_ctrl_c_so_an_atomic_write_leaves_no_tempora
     from bayeslaw.data.files import write_atomic
 
     seen = {}
-    monkeypatch.setattr(cli, "app", lambda: seen.setdefault("handler", signal.getsignal(signal.SIGTERM)))
+    monkeypatch.setattr(cli, "app", lambda **kwargs: seen.setdefault("handler", signal.getsignal(signal.SIGTERM)))
     previous = signal.getsignal(signal.SIGTERM)
     try:
         cli.main()
@@ -232,3 +233,32 @@ def test_sigterm_ends_a_command_like_ctrl_c_so_an_atomic_write_leaves_no_tempora
         write_atomic(tmp_path / "out.csv", killed_halfway)
     assert stop.value.code == 128 + signal.SIGTERM
     assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary file
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["study", "--workers", "abc"], "bayeslaw study: Invalid value for '--workers'"),
+    (["fit", "--bogus", "1"], "bayeslaw fit: No such option: --bogus"),
+    (["fit"], "bayeslaw fit: Missing argument 'data'"),
+    (["nosuch"], "bayeslaw: No such command 'nosuch'"),
+])
+def test_a_usage_error_is_one_line_naming_the_command(argv, says, monkeypatch, capsys):
+    """The console script's usage errors, as its commands' own: one line on stderr, exit code 2 (Typer's form
+    is a usage line, a hint and a box of wrapped lines); help and a bare call are Typer's as before."""
+    from bayeslaw import cli
+
+    monkeypatch.setattr(sys, "argv", ["bayeslaw", *argv])
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: " + says), err
+    assert f"; {' '.join(['bayeslaw', *argv[:1]]) if argv[0] != 'nosuch' else 'bayeslaw'} --help lists" in err
+    monkeypatch.setattr(sys, "argv", ["bayeslaw", "fit", "--help"])
+    assert cli.main() is None  # help: exit code 0
+    shown = capsys.readouterr()
+    assert "Usage" in shown.out + shown.err
+    monkeypatch.setattr(sys, "argv", ["bayeslaw"])
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    shown = capsys.readouterr()
+    assert stop.value.code == 2 and "Usage" in shown.out + shown.err

@@ -2,7 +2,8 @@
 
 ``fit(df)`` returns a :class:`Fit` whose ``idata`` is an ArviZ 1.x ``xarray.DataTree`` with the
 groups posterior, sample_stats, observed_data, log_likelihood, posterior_predictive and
-constant_data (the two replicates left out with ``posterior_predictive=False``); coordinates are named after the table's families and runs.
+constant_data (the two replicates left out with ``posterior_predictive=False``); coordinates are named
+after the table's families and runs.
 """
 
 from __future__ import annotations
@@ -1561,18 +1562,18 @@ class Fit:
         out = {}
         for name, rows in tree_rows.items():
             if training is None:
-                inputs = {k: jnp.asarray(const[f"input_{k}"].values[rows]) for k in law.inputs}
+                inputs = {k: const[f"input_{k}"].values[rows] for k in law.inputs}
             else:
-                inputs = {k: jnp.asarray(v) for k, v in law.columns(training.iloc[rows], where="fit").items()}
+                inputs = law.columns(training.iloc[rows], where="fit")
             x_obs = const["fraction"].values[rows]
-            law_obs = _log_mean_draws(self.spec, table, np.full(len(rows), column),
-                                      {k: np.asarray(v) for k, v in inputs.items()})  # (S, n)
+            law_obs = _log_mean_draws(self.spec, table, np.full(len(rows), column), inputs)  # (S, n)
             resid = self.idata.observed_data["obs"].values[rows] - law_obs - np.einsum(
                 "nk,sk->sn", np.asarray(shape_basis(x_obs)), shape)
             t_obs = const["loading"].values[rows] if "loading" in const else np.ones(len(rows))
             loads = np.broadcast_to(np.stack([np.ones(len(rows)), t_obs], axis=1), (len(table), len(rows), 2))
             basis = _run_basis(x_obs, dev2, obs2 + JITTER)
-            out[name] = (x_obs, t_obs, basis, resid, _run_solve(basis, np.concatenate([loads, resid[..., None]], axis=2)))
+            solved = _run_solve(basis, np.concatenate([loads, resid[..., None]], axis=2))
+            out[name] = (x_obs, t_obs, basis, resid, solved)
         return out
 
     @staticmethod
