@@ -504,7 +504,7 @@ def test_tree_conditioning_equals_dense_gaussian_conditioning(schedule_fit):
     # the offset's share at a run's start: 0.3 (the fit's is 1 under a schedule law), so that both parts
     # of the loading l = rho + (1 - rho) t are checked
     a, rho = noise["sigma_seed"][:, 0] ** 2, np.full(len(noise["sigma_seed"]), 0.3)
-    residuals = fitted._tree_residuals(theta[:, 0], noise, 0, tree, rows)
+    residuals = fitted._tree_residuals(theta, 0, noise, 0, tree, rows)
     progress = fitted.idata.constant_data["loading"].values
     t = progress[tree[run][3]]  # the target row's own progress: it is a training row of the branch
     shift, reduction = fitted._condition_on_tree(residuals, run, np.array([x]), np.array([t]), a,
@@ -550,7 +550,7 @@ def test_a_run_that_outlasts_its_trained_tree_moves_the_tree_end(schedule_fit):
     noise = {k: v[draws] for k, v in fitted.noise_draws(["f"]).items()}
     a, dev2 = noise["sigma_seed"][:, 0] ** 2, noise["sigma_dev"][:, 0] ** 2
     rho = np.full(len(a), 0.3)  # as above: both parts of the loading
-    residuals = fitted._tree_residuals(theta[:, 0], noise, 0, tree, rows)
+    residuals = fitted._tree_residuals(theta, 0, noise, 0, tree, rows)
     shift, reduction = fitted._condition_on_tree(residuals, "1e+08-longer", fraction, loading, a, dev2, scale=0.5,
                                                  start=rho)
     law = np.log(fitted.predict(rows, kind="law").draws.values[draws])
