@@ -45,7 +45,8 @@ def diagonal(value_and_grad, z0, *, pair=None):
     """z = z0 + diag(s) u, s_i = min(1, 1 / sqrt(d^2U/dz_i^2)) at the start (the Hessian's diagonal as
     ``laplace_coordinates`` takes its Hessian)."""
     z0 = np.asarray(z0, dtype=float)
-    curvature = np.diagonal(nuts.difference_hessian(lambda z: np.asarray(value_and_grad(z)[1], dtype=float), z0))
+    gradient = lambda z: np.asarray(value_and_grad(z)[1], dtype=float)  # noqa: E731
+    curvature = np.diagonal(nuts.difference_hessian(lambda a, b: (gradient(a), gradient(b)), z0))
     return z0, np.diag(np.where(curvature > 1.0, 1.0 / np.sqrt(np.maximum(curvature, 1.0)), 1.0))
 
 

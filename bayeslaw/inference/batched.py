@@ -39,7 +39,7 @@ from bayeslaw.inference.config import (DEFAULT_TARGET_ACCEPT, RETRY_TARGET_ACCEP
                                        Rising, SeedScaling)
 from bayeslaw.inference.nuts import (EXTRA_FIELDS, MAX_TREE_DEPTH, ConvergenceWarning, Fit, PreparedFit, _replicate,
                                      check_start, compiled_initialize, finish_fit, laplace_start, latent_inverses,
-                                     prepare_fit, retry_accept, sample_fit)
+                                     paired, prepare_fit, retry_accept, sample_fit)
 from bayeslaw.models import ModelData, centered_families, get_model
 from bayeslaw.models.runs import run_basis
 
@@ -138,15 +138,9 @@ def _program(key: tuple, template: ModelData, pooling: str, seed_scaling: str, o
         state["unravel"] = unravel = ravel_pytree(info.param_info.z)[1]
         state["to_z"] = lambda center, root, u: unravel(center + root @ u)
         # U(z) and dU/dz of one fit's arrays, compiled once per program, for laplace_coordinates on the host
-        # (paired: laplace_coordinates' differences two gradients a call, as bl.fit takes them)
-        state["pair"] = jax.jit(lambda points, arrays: jax.lax.map(jax.value_and_grad(
-            lambda x: info.potential_fn(arrays, arrays["y"])(unravel(x))), points))
-
-        def value_and_grad(x, arrays):
-            values, grads = (np.asarray(v) for v in state["pair"](np.stack([x, x]), arrays))
-            return values[0], grads[0]
-
-        state["value_and_grad"] = value_and_grad
+        # (paired: its differences two gradients a call, as bl.fit takes them)
+        state["value_and_grad"], state["pair"] = paired(lambda x, arrays: jax.value_and_grad(
+            lambda x: info.potential_fn(arrays, arrays["y"])(unravel(x)))(x))
 
         def laplace(arrays, y, center, root):  # the potential in u (laplace_coordinates), as bl.fit samples it
             potential = info.potential_fn(arrays, y)

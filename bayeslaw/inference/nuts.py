@@ -42,7 +42,7 @@ from bayeslaw.laws.schedule_terms import check_forecast_steps, warn_outside_fitt
 from bayeslaw.models import (PRIORS, SHAPE_DEGREE, ModelData, Parameterization, get_model,
                              get_parameterization, new_family, new_family_sites, offset_shape, prepare,
                              run_fractions, seed_sd, site_dims, start_values)
-from bayeslaw.models.runs import ELL, JITTER, bridge_kernel, shape_basis
+from bayeslaw.models.runs import ELL, JITTER, bridge_kernel, run_basis, shape_basis
 from bayeslaw.results import Result
 
 __all__ = ["ConvergenceWarning", "Diagnostics", "Fit", "NewFamilyWarning", "PreparedFit", "Prediction",
@@ -277,10 +277,10 @@ def _log_mean_draws(spec: Parameterization, table: np.ndarray, index: np.ndarray
 def _run_basis(fraction: np.ndarray, dev_var: np.ndarray, obs_var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(U (n, n), 1 / d (sample, n)): D = s_dev^2 K + s_obs^2 I of one run's checkpoints at ``fraction`` (n,) per
     draw (``dev_var``, ``obs_var`` (sample,)) is U diag(d) U^T, K = U diag(lambda) U^T decomposed once and
-    d = s_dev^2 lambda + s_obs^2 (K is positive semi-definite: lambda clipped at 0)."""
-    fraction = np.asarray(fraction, dtype=float)
-    values, vectors = np.linalg.eigh(np.asarray(bridge_kernel(fraction[:, None], fraction[None, :])))
-    return vectors, 1.0 / (dev_var[:, None] * np.clip(values, 0.0, None) + obs_var[:, None])
+    d = s_dev^2 lambda + s_obs^2 (the fit's own eigenbasis, :func:`~bayeslaw.models.runs.run_basis`)."""
+    fraction = np.asarray(fraction, dtype=float)[None, :]
+    values, vectors = run_basis(fraction, np.ones(fraction.shape, dtype=bool))
+    return vectors[0], 1.0 / (dev_var[:, None] * values[0] + obs_var[:, None])
 
 
 def _run_solve(basis: tuple[np.ndarray, np.ndarray], b: np.ndarray) -> np.ndarray:
@@ -444,19 +444,20 @@ LAPLACE_GRADIENT_TOL = 1e-3  # the gradient's norm at the mode
 
 
 def paired(value_and_grad):
-    """(one, pair): ``value_and_grad`` (z -> (U(z), dU/dz)) compiled once as ``pair`` (two points (2, d) ->
-    ((2,), (2, d)), the two evaluated in turn in one call) and ``one`` (a point through the same program).
+    """(one, pair): ``value_and_grad`` ((z, *args) -> (U(z), dU/dz)) compiled once as ``pair`` (two points
+    (2, d) and the args -> ((2,), (2, d)), the two evaluated in turn in one call) and ``one`` (a point through
+    the same program); ``args`` are arrays the program reads (``fit_many``'s fit of a shared structure).
 
     Newton's Hessian-vector products are central differences, two gradients each, and most of
     :func:`laplace_coordinates`' calls; on a CPU a compiled call costs several gradients beyond its own
     arithmetic (a backtest cell's potential: about 280 us a call against 80 us a gradient in a loop), so
     each product is one call, not two. ``one`` pays for a second gradient; it is called a few hundred
     times against thousands of products."""
-    pair = jax.jit(lambda points: jax.lax.map(value_and_grad, points))
+    pair = jax.jit(lambda points, *args: jax.lax.map(lambda z: value_and_grad(z, *args), points))
 
-    def one(z):
+    def one(z, *args):
         # on the host: an eager jnp.stack, or an index of a device array, is a call (and a compilation) of its own
-        values, grads = (np.asarray(v) for v in pair(np.stack([z, z])))
+        values, grads = (np.asarray(v) for v in pair(np.stack([z, z]), *args))
         return values[0], grads[0]
 
     return one, pair
@@ -517,17 +518,15 @@ def laplace_coordinates(value_and_grad, z0, *, pair=None) -> tuple[np.ndarray, n
     solution = scipy.optimize.minimize(objective, z0, jac=True, hessp=curvature_along, method="trust-ncg",
                                        options={"maxiter": LAPLACE_ITERATIONS, "gtol": LAPLACE_GRADIENT_TOL})
     mode = solution.x if solution.fun <= objective(z0)[0] else z0
-    curvature, vectors = np.linalg.eigh(difference_hessian(None, mode, gradients=gradients))
+    curvature, vectors = np.linalg.eigh(difference_hessian(gradients, mode))
     scale = 1.0 / np.sqrt(SHRINKAGE_VARIANCE * np.maximum(curvature, 1.0))
     return mode, (vectors * scale) @ vectors.T
 
 
-def difference_hessian(gradient, z: np.ndarray, *, gradients=None) -> np.ndarray:
-    """d^2U/dz^2 at ``z`` by central differences of ``gradient`` (z -> dU/dz; 2 d calls; or ``gradients``,
-    (a, b) -> dU/dz at both), each coordinate's step the cube root of machine epsilon at its scale; a
-    non-finite entry counts as 0, then the matrix is symmetrised (so that a NaN does not spread to its mirror)."""
-    if gradients is None:
-        gradients = lambda a, b: (gradient(a), gradient(b))  # noqa: E731
+def difference_hessian(gradients, z: np.ndarray) -> np.ndarray:
+    """d^2U/dz^2 at ``z`` by central differences of the gradient (``gradients``: (a, b) -> dU/dz at a and at
+    b; d calls), each coordinate's step the cube root of machine epsilon at its scale; a non-finite entry
+    counts as 0, then the matrix is symmetrised (so that a NaN does not spread to its mirror)."""
     steps = np.cbrt(np.finfo(float).eps) * np.maximum(1.0, np.abs(z))
     hessian = np.stack([np.subtract(*gradients(z + e, z - e)) / (2 * h) for e, h in zip(np.diag(steps), steps)])
     hessian = np.where(np.isfinite(hessian), hessian, 0.0)
