@@ -9,10 +9,12 @@ replicates, and before 3c60d64 the start) and the rest (single operations run ea
 own), with their compile seconds.
 
 Cases: ``demo`` (the demo's fam0 below 2.8B parameters, ``bl.fit`` at its defaults, then ``predict`` of
-its two larger sizes) and, with ``--cell``, one hierarchical backtest cell of the shared data (k = 3,
-q = 0.3; about a minute each).
+its two larger sizes); with ``--cell``, one hierarchical backtest cell of the shared data (k = 3,
+q = 0.3; about a minute each); with ``--cells``, eight hierarchical cells in one process (k in {2, 3},
+q in {0.1, 0.2, 0.3, 0.5}; about 4 minutes each), as a study's worker runs them one after another, with
+the process's peak memory.
 
-    python benchmarks/fixed_cost.py [--before REF] [--repeats 3] [--cell]
+    python benchmarks/fixed_cost.py [--before REF] [--repeats 3] [--cell] [--cells]
 """
 
 from __future__ import annotations
@@ -58,10 +60,13 @@ else:
     from bayeslaw.evaluation import backtest
     df = bl.data.load_study()
     fitted = None
-    backtest(df, ks=(3,), fractions=(0.3,), methods=(), poolings=("hierarchical",), transfer=False,
+    ks, fractions = ((3,), (0.3,)) if case == "cell" else ((2, 3), (0.1, 0.2, 0.3, 0.5))
+    backtest(df, ks=ks, fractions=fractions, methods=(), poolings=("hierarchical",), transfer=False,
              compare=False, progress=False)
 end = time.perf_counter()
-print(json.dumps({**stats, "wall": end - start, "fit": (fitted or end) - start, "predict": end - (fitted or end)}))
+import resource
+print(json.dumps({**stats, "wall": end - start, "fit": (fitted or end) - start, "predict": end - (fitted or end),
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -77,8 +82,10 @@ def main(argv=None):
     parser.add_argument("--before", default="HEAD~1", help="the revision to compare with (a git ref)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cell", action="store_true", help="also a hierarchical backtest cell (needs BAYESLAW_DATA)")
+    parser.add_argument("--cells", action="store_true", help="also eight hierarchical cells in one process")
+    parser.add_argument("--no-demo", action="store_true", help="leave the demo's case out")
     args = parser.parse_args(argv)
-    cases = ["demo", *(["cell"] if args.cell else [])]
+    cases = [*([] if args.no_demo else ["demo"]), *(["cell"] if args.cell else []), *(["cells"] if args.cells else [])]
     with tempfile.TemporaryDirectory() as tmp:
         before = Path(tmp) / "before"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(before), args.before],
@@ -92,10 +99,11 @@ def main(argv=None):
                 med = {label: {k: float(np.median([r[k] for r in rs])) for k in rs[0]} for label, rs in runs.items()}
                 print(f"\n{case} ({args.repeats} fresh processes each, medians; before = {args.before})")
                 print(f"{'':8} {'wall s':>7} {'fit s':>7} {'predict s':>9} {'programs >= 0.5 s':>18} "
-                      f"{'other programs':>15}")
+                      f"{'other programs':>15} {'peak MB':>8}")
                 for label, m in med.items():
                     print(f"{label:8} {m['wall']:7.1f} {m['fit']:7.1f} {m['predict']:9.2f} "
-                          f"{m['big']:8.0f} ({m['big_s']:4.1f} s) {m['small']:7.0f} ({m['small_s']:4.1f} s)")
+                          f"{m['big']:8.0f} ({m['big_s']:4.1f} s) {m['small']:7.0f} ({m['small_s']:4.1f} s) "
+                          f"{m.get('rss_mb', np.nan):8.0f}")
                 b, n = med["before"], med["now"]
                 predict = f", predict {b['predict'] / n['predict']:.2f}x" if n["predict"] > 0 else ""
                 print(f"ratio before / now: wall {b['wall'] / n['wall']:.2f}x{predict}, other programs "

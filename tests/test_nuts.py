@@ -278,6 +278,21 @@ def test_predict_works_in_chunks_of_rows_with_the_same_forecast(sim, fitted, mon
     assert chunked.summary["sd"].iloc[:len(own)].max() < chunked.summary["sd"].iloc[len(own):].min()
 
 
+def test_a_rows_draws_do_not_depend_on_the_other_rows_of_the_call(sim, fitted):
+    """Each family's rows predicted alone and all in one call (trained runs, a new run, the population): the
+    same draws, as the backtest scores a cell's families from one call."""
+    trained = sim.data[sim.data["run"].isin(fitted.runs[:3])].groupby("run").tail(3)
+    new = pd.DataFrame({"family": ["fam1"] * 4 + [None] * 2, "run": ["n1"] * 4 + ["n2"] * 2, "params": 4e8,
+                        "tokens": np.geomspace(2e10, 2e11, 6)})
+    targets = pd.concat([trained[["family", "run", "params", "tokens"]], new], ignore_index=True)
+    together = fitted.predict(targets, seed=3).draws.values
+    groups = targets.groupby(targets["family"].fillna("population"), sort=False).indices
+    assert len(groups) == 3
+    for rows in groups.values():
+        alone = fitted.predict(targets.iloc[rows], seed=3).draws.values
+        np.testing.assert_allclose(alone, together[:, rows], rtol=1e-13)
+
+
 def test_save_load_round_trip_is_exact(fitted, tmp_path):
     path = fitted.save(tmp_path / "fit.nc")
     assert not list(tmp_path.glob("*.tmp"))

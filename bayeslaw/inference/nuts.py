@@ -448,11 +448,11 @@ def paired(value_and_grad):
     (2, d) and the args -> ((2,), (2, d)), the two evaluated in turn in one call) and ``one`` (a point through
     the same program); ``args`` are arrays the program reads (``fit_many``'s fit of a shared structure).
 
-    Newton's Hessian-vector products are central differences, two gradients each, and most of
+    Newton's Hessians are central differences, two gradients per coordinate, and most of
     :func:`laplace_coordinates`' calls; on a CPU a compiled call costs several gradients beyond its own
     arithmetic (a backtest cell's potential: about 280 us a call against 80 us a gradient in a loop), so
-    each product is one call, not two. ``one`` pays for a second gradient; it is called a few hundred
-    times against thousands of products."""
+    each difference is one call, not two. ``one`` pays for a second gradient; it is called a few dozen
+    times against thousands of differences."""
     pair = jax.jit(lambda points, *args: jax.lax.map(lambda z: value_and_grad(z, *args), points))
 
     def one(z, *args):
@@ -468,13 +468,15 @@ def laplace_coordinates(value_and_grad, z0, *, pair=None) -> tuple[np.ndarray, n
     A = H^(-1/2) / sqrt(1e-3), H = d^2U/dz^2 at m with each eigenvalue raised to at least 1.
 
     ``value_and_grad`` maps z to (U(z), dU/dz), compiled once (``jax.jit``); ``pair``, optional, two points
-    (2, d) to both at once (:func:`paired`), for the differences. SciPy's trust-region
-    Newton-CG (``trust-ncg``) drives it to the mode (at most 500 steps, until the gradient's norm is under
-    1e-3), its Hessian-vector products central differences of the gradient along the vector; H at the mode
-    is central differences of the gradient (2 d calls), symmetrised. Newton, not L-BFGS: the potential's
-    curvatures span many orders of magnitude (a family's pinned schedule level beside its loose exponents),
-    and L-BFGS from the point fit's start stopped 550 nats above the all-families fit's mode after 500 steps
-    (37 above it after 10,000), where trust-ncg reaches it in 130. On the host, not optax in one XLA
+    (2, d) to both at once (:func:`paired`), for the differences. SciPy's trust-region Newton with exact
+    subproblem solves (``trust-exact``) drives it to the mode (at most 500 steps, until the gradient's norm
+    is under 1e-3), each step's Hessian central differences of the gradient (:func:`difference_hessian`: d
+    calls), as is H at the mode. Newton, not L-BFGS: the potential's curvatures span many orders of magnitude
+    (a family's pinned schedule level beside its loose exponents), and L-BFGS from the point fit's start
+    stopped 550 nats above the all-families fit's mode after 500 steps (37 above it after 10,000), where
+    Newton reaches it. Whole Hessians, not Newton-CG's Hessian-vector products: a backtest cell's map took
+    31-39 steps of d calls each against trust-ncg's 99 steps and 5,000-6,600 calls, to the same mode
+    (docs/run_likelihood.md, "Newton with whole Hessians"). On the host, not optax in one XLA
     program: compiling an optimiser and ``jax.hessian`` took 6-8 s a fit, more than a small fit's
     sampling, where this costs calls to a gradient that is compiled anyway. The differences' error in H
     changes the sampler's coordinates, never its target.
@@ -495,7 +497,7 @@ def laplace_coordinates(value_and_grad, z0, *, pair=None) -> tuple[np.ndarray, n
         value, grad = value_and_grad(z)
         value, grad = float(value), np.asarray(grad, dtype=float)
         if not (np.isfinite(value) and np.all(np.isfinite(grad))):
-            return np.inf, np.zeros_like(z)  # outside the density's support: the line search steps back
+            return np.inf, np.zeros_like(z)  # outside the density's support: the step is refused, the region shrinks
         return value, grad
 
     if pair is None:
@@ -506,16 +508,8 @@ def laplace_coordinates(value_and_grad, z0, *, pair=None) -> tuple[np.ndarray, n
             both = np.asarray(pair(np.stack([a, b]))[1], dtype=float)
             return both[0], both[1]
 
-    def curvature_along(z, p):  # H p, central differences of the gradient along p
-        size = np.linalg.norm(p)
-        if size == 0.0:
-            return np.zeros_like(p)
-        h = np.cbrt(np.finfo(float).eps) * max(1.0, np.linalg.norm(z)) / size
-        ahead, behind = gradients(z + h * p, z - h * p)
-        hp = (ahead - behind) / (2 * h)
-        return np.where(np.isfinite(hp), hp, 0.0)
-
-    solution = scipy.optimize.minimize(objective, z0, jac=True, hessp=curvature_along, method="trust-ncg",
+    solution = scipy.optimize.minimize(objective, z0, jac=True, hess=lambda z: difference_hessian(gradients, z),
+                                       method="trust-exact",
                                        options={"maxiter": LAPLACE_ITERATIONS, "gtol": LAPLACE_GRADIENT_TOL})
     mode = solution.x if solution.fun <= objective(z0)[0] else z0
     curvature, vectors = np.linalg.eigh(difference_hessian(gradients, mode))
