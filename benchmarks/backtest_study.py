@@ -8,7 +8,7 @@ PSIS-LOO comparison of the pooling variants.
     BAYESLAW_DATA=../shared/data python benchmarks/backtest_study.py --out backtest-report [--workers 2]
     BAYESLAW_DATA=../shared/data python benchmarks/backtest_study.py --speedup   # 1 process vs 2 Dask workers
     BAYESLAW_DATA=../shared/data python benchmarks/backtest_study.py --batching  # q cells together vs one by one
-    BAYESLAW_DATA=../shared/data python benchmarks/backtest_study.py --cell 5 0.5  # one hierarchical cell's fit
+    BAYESLAW_DATA=../shared/data python benchmarks/backtest_study.py --cell 5 0.5 [--min-fraction F]  # one cell
 
 Prints the aggregate table (median ARE and coverage, point vs Bayes) and the wall time.
 """
@@ -44,6 +44,10 @@ def main(argv=None):
                              "(backtest(batch=False / True)), then stop")
     parser.add_argument("--cell", type=float, nargs=2, metavar=("K", "Q"),
                         help="fit the hierarchical cell (k, q) alone and print its convergence, then stop")
+    parser.add_argument("--min-fraction", type=float, default=None,
+                        help="with --cell: the fit also drops a training run's checkpoints before this fraction "
+                             "of its last training checkpoint's tokens (bayeslaw.fit's min_fraction), besides the "
+                             "10B-token cut")
     args = parser.parse_args(argv)
     df = shared_families()
 
@@ -52,11 +56,15 @@ def main(argv=None):
         start = time.perf_counter()
         result = backtest(df, ks=(k,), fractions=(q,), methods=(), poolings=("hierarchical",), transfer=False,
                           compare=False, progress=False, thin=args.thin, seed=args.seed,
-                          fit_options={"chains": args.chains, "draws": args.draws, "warmup": args.draws})
+                          fit_options={"chains": args.chains, "draws": args.draws, "warmup": args.draws,
+                                       "min_fraction": args.min_fraction})
         cells = result.cells
-        print(f"k={k} q={q:g}, seed {args.seed}: {time.perf_counter() - start:.0f} s, max r-hat "
-              f"{cells['max_rhat'].max():.3f}, divergences {cells['divergences'].max():.0f}; median ARE "
-              f"{cells['are'].median():.2%} over {len(cells)} families")
+        print(f"k={k} q={q:g}, seed {args.seed}, min_fraction {args.min_fraction}: "
+              f"{time.perf_counter() - start:.0f} s, max r-hat {cells['max_rhat'].max():.3f}, divergences "
+              f"{cells['divergences'].max():.0f}, blocks drawn beyond the first {cells['extensions'].max():.0f}; "
+              f"median ARE {cells['are'].median():.2%} over {cells['are'].notna().sum()} scored families, "
+              f"50% / 90% coverage {cells['coverage50'].mean():.3f} / {cells['coverage90'].mean():.3f}")
+        print(cells[["family", "are", "coverage50", "coverage90"]].to_string(index=False))
         return
 
     if args.batching:
