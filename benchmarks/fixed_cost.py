@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
-import json, logging, re, sys, time, warnings
+import json, logging, re, resource, sys, time, warnings
 warnings.simplefilter("ignore")
 import bayeslaw as bl
 from bayeslaw.simulation import load_demo
@@ -64,7 +64,6 @@ else:
     backtest(df, ks=ks, fractions=fractions, methods=(), poolings=("hierarchical",), transfer=False,
              compare=False, progress=False)
 end = time.perf_counter()
-import resource
 print(json.dumps({**stats, "wall": end - start, "fit": (fitted or end) - start, "predict": end - (fitted or end),
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -103,7 +102,7 @@ def main(argv=None):
                 for label, m in med.items():
                     print(f"{label:8} {m['wall']:7.1f} {m['fit']:7.1f} {m['predict']:9.2f} "
                           f"{m['big']:8.0f} ({m['big_s']:4.1f} s) {m['small']:7.0f} ({m['small_s']:4.1f} s) "
-                          f"{m.get('rss_mb', np.nan):8.0f}")
+                          f"{m['rss_mb']:8.0f}")
                 b, n = med["before"], med["now"]
                 predict = f", predict {b['predict'] / n['predict']:.2f}x" if n["predict"] > 0 else ""
                 print(f"ratio before / now: wall {b['wall'] / n['wall']:.2f}x{predict}, other programs "
