@@ -106,8 +106,11 @@ def test_fit_many_names_the_table_that_cannot_be_fitted(tables):
 
 def test_a_fit_that_diverges_is_sampled_again_at_the_retry_acceptance_in_fit_and_in_fit_many(tables):
     """At target_accept 0.3 after 8 warmup iterations NUTS diverges; the fit is then sampled again from its
-    start and key at retry_target_accept: the draws of a fit asked for at that acceptance straight away, in
-    fit and in fit_many (whose diverging fits are sampled again as one more program) alike."""
+    start and key at retry_target_accept: bit for bit the draws of a fit asked for at that acceptance straight
+    away, in fit and in fit_many (whose diverging fits are sampled again as one more program of its shape)
+    alike. Each against its own kind: fit_many's program is fit's potential on padded arrays, the same up to
+    floating-point order, which NUTS amplifies over the draws by a machine's own amount (1e-11 on one, 4e-7
+    on another); test_a_batched_fit_has_the_draws_of_its_own_fit compares the two kinds."""
     from bayeslaw.inference.nuts import retry_accept
 
     config = FitConfig(**TINY, target_accept=0.3, retry_target_accept=0.95)
@@ -124,4 +127,5 @@ def test_a_fit_that_diverges_is_sampled_again_at_the_retry_acceptance_in_fit_and
     assert retried.config["target_accept"] == 0.3  # the configuration refits the same way
     many = fit_many([table, table], seeds=[4, 5], target_accept=0.3, retry_target_accept=0.95, **TINY)
     assert many[0].idata.attrs["bayeslaw_target_accept"] == 0.95
-    np.testing.assert_allclose(many[0].site_draws("theta"), direct.site_draws("theta"), atol=1e-7)
+    straight = fit_many([table, table], seeds=[4, 5], target_accept=0.95, retry_target_accept=None, **TINY)
+    np.testing.assert_array_equal(many[0].site_draws("theta"), straight[0].site_draws("theta"))
