@@ -16,10 +16,12 @@ Prints the aggregate table (median ARE and coverage, point vs Bayes) and the wal
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from fit_all_families import shared_families
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 from bayeslaw.evaluation import backtest
 from bayeslaw.plots import backtest_report
 

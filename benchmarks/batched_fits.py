@@ -19,11 +19,13 @@ vectorised chains (the same draws) against a program of one fit, each compiled a
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import jax
 import numpy as np
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 import bayeslaw as bl
 from bayeslaw.evaluation import CALIBRATION_BATCH, CALIBRATION_FIT, CALIBRATION_SIMULATE, calibration_rows
 from bayeslaw.inference.batched import _Options, _sample_batch, fit_many, structure

@@ -49,6 +49,7 @@ import numpy as np  # noqa: E402
 import scipy.optimize  # noqa: E402
 from scipy.special import logsumexp, softmax  # noqa: E402
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 import bayeslaw.data as bd  # noqa: E402
 from bayeslaw.inference.point import HUBER_DELTA, fit_point, grid_lbfgs  # noqa: E402
 from bayeslaw.laws import CHINCHILLA  # noqa: E402

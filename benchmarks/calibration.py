@@ -18,8 +18,10 @@ over data sets: the independent units), the fits' divergences and r-hat, and the
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 from bayeslaw.evaluation import CALIBRATION_BATCH, CALIBRATION_TRUTHS, calibration_study, coverage_table
 
 

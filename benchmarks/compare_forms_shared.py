@@ -13,6 +13,7 @@ worst Pareto k per family, and saves the fitted curves against the data.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 from bayeslaw import compare_forms  # noqa: E402
 from bayeslaw.plots import form_curves  # noqa: E402
 from trajectory_backtest import trajectory_families  # noqa: E402  (same folder)

@@ -14,11 +14,13 @@ targets are r-hat <= 1.01, 0 divergences, ESS >= 400.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
 import pandas as pd
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 import bayeslaw as bl
 import bayeslaw.data as bd
 from bayeslaw.evaluation import bayes_backtest

@@ -16,10 +16,12 @@ how loss scales with N, and the one such family, datablations-code, is a data-mi
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 import bayeslaw.data as bd
 from bayeslaw.inference.config import FitConfig
 from bayeslaw.inference.nuts import fit

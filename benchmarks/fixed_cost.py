@@ -31,6 +31,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
+
 CHILD = r"""
 import json, logging, re, resource, sys, time, warnings
 warnings.simplefilter("ignore")

@@ -18,12 +18,14 @@ to 0.9), scored on the one left out. The library's default (``PRIORS["form_error
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 import bayeslaw as bl
 from bayeslaw.laws import CHINCHILLA
 from bayeslaw.models import PRIORS

@@ -16,6 +16,7 @@ backtest thins); every shared family in full (``bl.fit``'s defaults: the all-fam
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 
@@ -26,6 +27,7 @@ import pandas as pd
 import scipy.optimize
 from jax.flatten_util import ravel_pytree
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 from bayeslaw.data.split import DEFAULT_MIN_TOKENS, TEST_FROM, thin_checkpoints
 from bayeslaw.evaluation import _family_split
 from bayeslaw.inference.config import FitConfig

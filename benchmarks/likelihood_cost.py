@@ -12,6 +12,7 @@ at every gradient, as a learnt correlation length would require. Both give the s
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import jax
@@ -20,6 +21,7 @@ import numpy as np
 import numpyro.distributions as dist
 from numpyro.infer.util import initialize_model
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 import bayeslaw as bl
 import bayeslaw.models as models
 from bayeslaw.data.split import cut_early, thin_checkpoints

@@ -27,11 +27,13 @@ same fit.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
 import pandas as pd
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 import bayeslaw.data as bd
 import bayeslaw.inference.nuts as nuts
 from bayeslaw.data.schedules import run_schedules

@@ -23,6 +23,7 @@ three; only the coordinates NUTS adapts its metric in differ.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from unittest import mock
 import jax
 import numpy as np
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 import bayeslaw as bl
 from bayeslaw.evaluation import hitchhiker_split
 from bayeslaw.inference import nuts

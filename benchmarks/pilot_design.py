@@ -19,12 +19,14 @@ the refit ranking and its ratio of expected variances (Laplace / refit), and the
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 import bayeslaw as bl
 from bayeslaw.plan import rank_pilots
 

@@ -19,10 +19,12 @@ lower is better, and the two have the same number of parameters.
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 from scipy.optimize import minimize
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 import bayeslaw.data as bd
 from bayeslaw.data.split import thin_checkpoints
 from bayeslaw.models.runs import run_covariance

@@ -26,6 +26,7 @@ test on the other six; published test figures (the repository's README): mean re
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import jax
@@ -33,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 import bayeslaw.data as bd
 from bayeslaw.data.schedules import run_schedules
 from bayeslaw.inference.nuts import fit as bayes_fit

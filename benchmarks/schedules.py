@@ -34,11 +34,13 @@ The multipower test split is ``schedule_laws.py``; live extrapolation from 25%, 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
 import pandas as pd
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 import bayeslaw.data as bd
 from bayeslaw.data.runs import rising_runs
 from bayeslaw.data.schedules import after_warmup, run_schedules

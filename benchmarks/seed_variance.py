@@ -11,12 +11,14 @@ beside the empirical sd of log(final loss) across seeds (mean over steps 142001-
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import arviz as az
 import numpy as np
 import pandas as pd
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 import bayeslaw.data as bd
 from bayeslaw.inference.nuts import fit
 from bayeslaw.models import SEED_N_REF

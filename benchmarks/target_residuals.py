@@ -18,10 +18,12 @@ One scaling target of ``real_targets.py`` (a family's largest size, predicted fr
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 import pandas as pd
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 import bayeslaw as bl
 from real_targets import last_30, score, shared_families, sizes
 

@@ -15,6 +15,7 @@ Bayes: the hierarchical model over all families at once).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import jax
 import numpy as np
 import pandas as pd
 
+os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 import bayeslaw.data as bd
 from bayeslaw.data.split import thin_checkpoints
 from bayeslaw.evaluation import bayes_backtest, point_backtest
