@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from fixed_cost import DEMO_JOB
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,14 +34,11 @@ warnings.simplefilter("ignore")
 import bayeslaw as bl
 import numpy as np
 from bayeslaw.simulation import load_demo, simulate
+""" + DEMO_JOB + r"""
 job = sys.argv[1]
 start = time.perf_counter()
 if job == "demo":
-    df = load_demo().data
-    fam = df[df["family"] == "fam0"]
-    train, test = fam[fam["params"] < 2.8e9], fam[fam["params"] >= 2.8e9]
-    fit = bl.fit(train, progress=False)
-    fit.predict(test[["family", "run", "params", "tokens"]], kind="new_run")
+    fit = demo_job()[0]
 else:
     df = simulate(seed=1, families=2, sizes=(1e8, 4e8, 1.6e9), seeds=2, checkpoints=6, first_tokens=1e10,
                   max_tokens=1e11).data

@@ -33,12 +33,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("BAYESLAW_COMPILATION_CACHE", "off")  # timed cold; compilation_cache.py times the cache
 
+# the demo case, shared with compilation_cache.py's child: (the fit, when it was fitted)
+DEMO_JOB = r"""
+def demo_job():
+    df = load_demo().data
+    fam = df[df["family"] == "fam0"]
+    train, test = fam[fam["params"] < 2.8e9], fam[fam["params"] >= 2.8e9]
+    fit = bl.fit(train, progress=False)
+    fitted = time.perf_counter()
+    fit.predict(test[["family", "run", "params", "tokens"]], kind="new_run")
+    return fit, fitted
+"""
+
 CHILD = r"""
 import json, logging, re, resource, sys, time, warnings
 warnings.simplefilter("ignore")
 import bayeslaw as bl
 from bayeslaw.simulation import load_demo
 import jax
+""" + DEMO_JOB + r"""
 jax.config.update("jax_log_compiles", True)
 stats = {"big": 0, "big_s": 0.0, "small": 0, "small_s": 0.0}
 class Count(logging.Handler):
@@ -52,12 +65,7 @@ logging.getLogger("jax").propagate = False
 case = sys.argv[1]
 start = time.perf_counter()
 if case == "demo":
-    df = load_demo().data
-    fam = df[df["family"] == "fam0"]
-    train, test = fam[fam["params"] < 2.8e9], fam[fam["params"] >= 2.8e9]
-    fit = bl.fit(train, progress=False)
-    fitted = time.perf_counter()
-    fit.predict(test[["family", "run", "params", "tokens"]], kind="new_run")
+    fitted = demo_job()[1]
 else:
     from bayeslaw.evaluation import backtest
     df = bl.data.load_study()
