@@ -48,8 +48,10 @@ def _compilation_cache() -> str | None:
     if chosen.lower() in ("off", "0", "false", "no", "none"):
         return None
     try:  # Path.home() raises RuntimeError where no home can be found
-        home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        folder = Path(chosen).expanduser() if chosen else home / "bayeslaw" / "jax"
+        if chosen:
+            folder = Path(chosen).expanduser()
+        else:
+            folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bayeslaw" / "jax"
         folder.mkdir(parents=True, exist_ok=True)
     except (OSError, RuntimeError):
         return None

@@ -8,21 +8,19 @@ import pytest
 
 matplotlib.use("Agg")
 
-_JAX_CACHE = "JAX_COMPILATION_CACHE_DIR"
-
 
 def pytest_configure(config):
-    """One JAX compilation cache for the whole run, empty at its start: the many small fits of the suite
+    """One compilation cache for the whole run, empty at its start: the many small fits of the suite
     compile the same programs (the same simulated data, the same model) in different tests, workers,
-    notebook kernels and CLI calls, and compiling is most of a small fit's time. Set in the controller
-    before the xdist workers start, so that they and their subprocesses inherit it; a cache the caller
-    set is left alone, and the one made here is removed at the end."""
-    if hasattr(config, "workerinput") or os.environ.get(_JAX_CACHE):
+    notebook kernels and CLI calls, and compiling is most of a small fit's time. Given as bayeslaw's own
+    setting (``BAYESLAW_COMPILATION_CACHE``: every program kept, the folder locked across processes), in the
+    controller before the xdist workers start, so that they and their subprocesses inherit it; a cache the
+    caller set (bayeslaw's or JAX's) is left alone, and the one made here is removed at the end."""
+    if hasattr(config, "workerinput") or os.environ.get("BAYESLAW_COMPILATION_CACHE") or \
+            os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return
     config._bayeslaw_jax_cache = tempfile.mkdtemp(prefix="bayeslaw-jax-cache-")
-    os.environ[_JAX_CACHE] = config._bayeslaw_jax_cache
-    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # also the eager single-op compilations
-    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
+    os.environ["BAYESLAW_COMPILATION_CACHE"] = config._bayeslaw_jax_cache
 
 
 def pytest_unconfigure(config):
