@@ -13,7 +13,7 @@ def pytest_configure(config):
     """One compilation cache for the whole run, empty at its start: the many small fits of the suite
     compile the same programs (the same simulated data, the same model) in different tests, workers,
     notebook kernels and CLI calls, and compiling is most of a small fit's time. Given as bayeslaw's own
-    setting (``BAYESLAW_COMPILATION_CACHE``: every program kept, the folder locked across processes), in the
+    setting (``BAYESLAW_COMPILATION_CACHE``: every program kept, as users get it), in the
     controller before the xdist workers start, so that they and their subprocesses inherit it; a cache the
     caller set (bayeslaw's or JAX's) is left alone, and the one made here is removed at the end."""
     if hasattr(config, "workerinput") or os.environ.get("BAYESLAW_COMPILATION_CACHE") or \
