@@ -38,11 +38,12 @@ def _compilation_cache() -> str | None:
     take a second to compile (JAX's threshold, unless ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` says
     otherwise): a fit runs hundreds of small eager operations, each compiled on its own, and reading them
     back made the demo's fit 2.1x faster where JAX's threshold gave 1.3x (benchmarks/compilation_cache.py).
-    No size bound (about 2 MB per fit of a new table; deleting the folder is safe): JAX's own bound
-    (``jax_compilation_cache_max_size``) rescans the whole folder under a lock at every write, 84 ms a write
-    at 1,000 programs and 309 ms at 3,000 against 1.5 ms empty, which made a cold fit slower the more fits
-    the folder held. Unlocked, two processes writing one program at once can leave the other a partial
-    file to read: JAX warns and compiles it, the answer unchanged."""
+    The folder is bounded here, once at import (:func:`_prune_compilation_cache`, at most
+    ``$BAYESLAW_COMPILATION_CACHE_MAX_MB``, default 1024; about 2 MB per fit of a new table), not by JAX:
+    JAX's own bound (``jax_compilation_cache_max_size``) rescans the whole folder under a lock at every
+    write, 84 ms a write at 1,000 programs and 309 ms at 3,000 against 1.5 ms empty, which made a cold fit
+    slower the more fits the folder held. Unlocked, two processes writing one program at once can leave the
+    other a partial file to read: JAX warns and compiles it, the answer unchanged."""
     if jax.config.jax_compilation_cache_dir:
         return jax.config.jax_compilation_cache_dir
     chosen = os.environ.get("BAYESLAW_COMPILATION_CACHE", "").strip()
@@ -58,10 +59,63 @@ def _compilation_cache() -> str | None:
         return None
     if not os.access(folder, os.W_OK | os.X_OK):
         return None
+    _prune_compilation_cache(folder, _cache_limit())
     jax.config.update("jax_compilation_cache_dir", str(folder))
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return str(folder)
+
+
+COMPILATION_CACHE_MAX_MB = 1024  # the default bound of bayeslaw's cache folder, in MB (2**20 bytes)
+_ENTRY = "-cache"  # JAX's names: a program is KEY-cache, with KEY-atime beside it where JAX bounds the folder
+
+
+def _cache_limit() -> int:
+    """The cache folder's bound in bytes: ``$BAYESLAW_COMPILATION_CACHE_MAX_MB`` (a whole number of MB,
+    refused in one line otherwise), else :data:`COMPILATION_CACHE_MAX_MB`."""
+    text = os.environ.get("BAYESLAW_COMPILATION_CACHE_MAX_MB", "").strip()
+    if not text:
+        return COMPILATION_CACHE_MAX_MB * 2**20
+    if not text.isdigit():
+        raise ValueError(f"BAYESLAW_COMPILATION_CACHE_MAX_MB={text!r}: expected a whole number of megabytes "
+                         f"(default {COMPILATION_CACHE_MAX_MB})")
+    return int(text) * 2**20
+
+
+def _prune_compilation_cache(folder: Path, limit: int) -> int:
+    """Delete the least recently used programs of the cache ``folder`` while its programs take more than
+    ``limit`` bytes, down to three quarters of it (so that a folder at its bound is not pruned at every
+    import); the number of bytes deleted. Only JAX's entries (``*-cache`` and their ``*-atime``) are
+    touched. "Used" is the later of a file's access and modification times: JAX writes its own access
+    stamps only where it bounds the folder itself, and most file systems update a read file's access time
+    at least daily (relatime). One pass over the folder's entries at import, a few milliseconds for
+    thousands of programs; a program another process is reading stays readable (an open file outlives
+    its name), and one it looks up after it is gone is compiled again."""
+    entries, total = [], 0
+    try:
+        with os.scandir(folder) as found:
+            for entry in found:
+                if entry.name.endswith(_ENTRY) and entry.is_file(follow_symlinks=False):
+                    stat = entry.stat(follow_symlinks=False)
+                    entries.append((max(stat.st_atime, stat.st_mtime), entry.name, stat.st_size))
+                    total += stat.st_size
+    except OSError:
+        return 0
+    if total <= limit:
+        return 0
+    deleted = 0
+    for _, name, size in sorted(entries):
+        if total - deleted <= limit * 3 // 4:
+            break
+        for path in (folder / name, folder / (name[: -len(_ENTRY)] + "-atime")):
+            try:
+                path.unlink()
+            except FileNotFoundError:  # another process pruned it first
+                pass
+            except OSError:
+                return deleted
+        deleted += size
+    return deleted
 
 
 def _numpyro_submodules() -> None:

@@ -58,3 +58,45 @@ def test_the_folder_is_the_users_choice(tmp_path, setting):
     assert got["cache"] == got["dir"] == expected
     assert got["min_s"] == {"mine": 2.0}.get(setting, 1.0)  # the user's threshold, or JAX's where it chose
     assert not (tmp_path / "xdg" / "bayeslaw").exists()  # the default folder is never made when another is chosen
+
+
+def entries(folder, sizes_kb: dict) -> None:
+    """Fake cache entries KEY-cache of the given sizes, each used (accessed and modified) at its own time:
+    the i-th written is the i-th most recently used, an hour apart."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for hour, (key, kb) in enumerate(sizes_kb.items()):
+        for name, size in ((f"{key}-cache", kb * 1024), (f"{key}-atime", 8)):
+            (folder / name).write_bytes(b"x" * size)
+            os.utime(folder / name, (1e9 + 3600 * hour, 1e9 + 3600 * hour))
+
+
+def test_the_least_recently_used_programs_go_first_down_to_three_quarters_of_the_bound(tmp_path):
+    from bayeslaw import _prune_compilation_cache
+
+    folder = tmp_path / "cache"
+    entries(folder, {"a": 400, "b": 300, "c": 200, "d": 100})
+    (folder / "notes.txt").write_bytes(b"y" * 500_000)  # not a program: never counted, never deleted
+    assert _prune_compilation_cache(folder, 1000 * 1024) == 0  # within the bound: nothing touched
+    assert len(list(folder.iterdir())) == 9
+    # a bound of 800 KB: the programs (1,000 KB) are pruned to 600 KB, oldest first (a, then nothing more)
+    assert _prune_compilation_cache(folder, 800 * 1024) == 400 * 1024
+    assert sorted(p.name for p in folder.iterdir()) == ["b-atime", "b-cache", "c-atime", "c-cache", "d-atime",
+                                                        "d-cache", "notes.txt"]
+    # a program read since (its access time now) outlives older ones that were not
+    os.utime(folder / "b-cache", (2e9, 1e9))
+    assert _prune_compilation_cache(folder, 400 * 1024) == 300 * 1024  # c, then d, until 300 KB or less
+    assert sorted(p.name for p in folder.iterdir()) == ["b-atime", "b-cache", "notes.txt"]
+
+
+def test_importing_bayeslaw_bounds_its_folder_and_refuses_a_bound_that_is_not_a_number(tmp_path):
+    folder = tmp_path / "xdg" / "bayeslaw" / "jax"
+    entries(folder, {"old": 1024, "new": 512})
+    got = child(tmp_path, BAYESLAW_COMPILATION_CACHE_MAX_MB="1")
+    names = {p.name for p in folder.iterdir()}
+    assert got["cache"] == str(folder) and "old-cache" not in names and "new-cache" in names
+    assert any(n.endswith("-cache") and not n.startswith(("old", "new")) for n in names)  # CHILD's own, written after
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "BAYESLAW_COMPILATION", "XDG_CACHE"))}
+    out = subprocess.run([sys.executable, "-c", "import bayeslaw"], capture_output=True, text=True,
+                         env={**base, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "BAYESLAW_COMPILATION_CACHE_MAX_MB": "1GB"})
+    assert out.returncode != 0 and "BAYESLAW_COMPILATION_CACHE_MAX_MB='1GB'" in out.stderr.strip().splitlines()[-1]
+    assert "new-cache" in {p.name for p in folder.iterdir()}  # refused before anything was deleted
