@@ -8,7 +8,11 @@ larger sizes, as ``fixed_cost.py``'s demo case); ``tiny`` (a two-family simulate
 a fit that is nearly all compilation, as the test suite's); ``cli`` (``bayeslaw demo``, the README's first
 command, the whole job: import, fits, point fits, report and plots).
 
-    python benchmarks/compilation_cache.py [--jobs demo tiny cli] [--repeats 3]
+``prune`` times the folder's bound at import (``bayeslaw._prune_compilation_cache``) over a folder of
+``--programs`` small programs: looking them over when within the bound, and deleting the least recently used
+down to three quarters of a bound they exceed.
+
+    python benchmarks/compilation_cache.py [--jobs demo tiny cli prune] [--repeats 3] [--programs 4000]
 """
 
 from __future__ import annotations
@@ -65,12 +69,45 @@ def run(job: str, cache: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def prune(programs: int, repeats: int) -> None:
+    """The import's pass over a folder of ``programs`` entries (each KEY-cache of 2 KB with its KEY-atime, the
+    i-th used i seconds after the first): within the bound (nothing deleted) and over it by a factor 2."""
+    from bayeslaw import _prune_compilation_cache
+
+    def fill(folder: Path) -> None:
+        for i in range(programs):
+            for name, size in ((f"k{i}-cache", 2048), (f"k{i}-atime", 8)):
+                (folder / name).write_bytes(b"x" * size)
+                os.utime(folder / name, (1e9 + i, 1e9 + i))
+
+    look, cut = [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as folder:
+            fill(Path(folder))
+            start = time.perf_counter()
+            assert _prune_compilation_cache(Path(folder), programs * 2048) == 0
+            look.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            deleted = _prune_compilation_cache(Path(folder), programs * 1024)
+            cut.append(time.perf_counter() - start)
+            left = len(list(Path(folder).glob("*-cache")))
+        assert deleted == (programs - left) * 2048 and left * 2048 <= programs * 1024 * 3 // 4
+    print(f"prune  {programs} programs: looked over in {1e3 * np.median(look):.1f} ms (within the bound), "
+          f"{programs - left} least recently used deleted in {1e3 * np.median(cut):.1f} ms (medians of {repeats})")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", nargs="+", default=["demo", "tiny", "cli"], choices=["demo", "tiny", "cli"])
+    parser.add_argument("--jobs", nargs="+", default=["demo", "tiny", "cli", "prune"],
+                        choices=["demo", "tiny", "cli", "prune"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--programs", type=int, default=4000, help="the prune job's folder")
     args = parser.parse_args(argv)
-    print(f"{'job':<6} {'off s':>8} {'cold s':>8} {'warm s':>8} {'off/cold':>9} {'off/warm':>9}  same draws  cache MB")
+    if "prune" in args.jobs:
+        prune(args.programs, args.repeats)
+        args.jobs = [job for job in args.jobs if job != "prune"]
+    if args.jobs:
+        print(f"{'job':<6} {'off s':>8} {'cold s':>8} {'warm s':>8} {'off/cold':>9} {'off/warm':>9}  same draws  cache MB")
     for job in args.jobs:
         walls, digests, size = {"off": [], "cold": [], "warm": []}, set(), 0.0
         for _ in range(args.repeats):
