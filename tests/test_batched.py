@@ -11,6 +11,11 @@ from bayeslaw.models import get_model
 from bayeslaw.simulation import simulate
 
 TINY = {"chains": 2, "draws": 8, "warmup": 8, "thin": None, "min_tokens": None}
+# fit_many's program reads a table as arguments and fit's as constants: the same arithmetic up to
+# floating-point order, whose last bits NUTS amplifies along its trajectories by an amount that depends on the
+# compiled code (theta 4e-11 apart after 16 iterations here, 4e-7 with XLA's backend at optimisation level 0).
+# Another key, start, padding or density moves the draws by order 1: the tolerance sits between the two.
+ACROSS_PROGRAMS = 1e-5
 DESIGN = {"families": 2, "sizes": (1e8, 4e8, 1.6e9), "seeds": 2, "checkpoints": 6, "first_tokens": 1e10,
           "max_tokens": 1e11}
 
@@ -33,18 +38,19 @@ def batched(tables):
 
 def test_a_batched_fit_has_the_draws_of_its_own_fit(tables, batched):
     """A table's batched fit is the fit of that table alone (NumPyro's NUTS with vectorized chains, the
-    same seed), up to floating-point order."""
+    same seed), up to floating-point order (ACROSS_PROGRAMS)."""
     for i in (0,):  # fitted beside the padded table
         one = fit(tables[i], seed=5 + i, chain_method="vectorized", progress=False, **TINY)
         many = batched[i]
         assert many.families == one.families and many.runs == one.runs
         for name in ("theta", "sigma_seed", "sigma_obs", "shape"):
-            np.testing.assert_allclose(many.site_draws(name), one.site_draws(name), atol=1e-7, err_msg=name)
+            np.testing.assert_allclose(many.site_draws(name), one.site_draws(name), atol=ACROSS_PROGRAMS,
+                                       err_msg=name)
         np.testing.assert_array_equal(many.idata.sample_stats["n_steps"].values, one.idata.sample_stats["n_steps"].values)
         np.testing.assert_allclose(many.idata.log_likelihood["obs"].values, one.idata.log_likelihood["obs"].values,
-                                   atol=1e-6)
+                                   rtol=ACROSS_PROGRAMS)
         np.testing.assert_allclose(many.idata.posterior_predictive["obs"].values,
-                                   one.idata.posterior_predictive["obs"].values, atol=1e-6)
+                                   one.idata.posterior_predictive["obs"].values, atol=ACROSS_PROGRAMS)
         assert many.config["chain_method"] == "vectorized" and many.config["seed"] == 5 + i
         assert many.idata.attrs["bayeslaw_target_accept"] == one.idata.attrs["bayeslaw_target_accept"]
         assert many.idata.attrs["bayeslaw_sampled_sites"] == one.idata.attrs["bayeslaw_sampled_sites"]
