@@ -44,6 +44,7 @@ def _compilation_cache() -> str | None:
     write, 84 ms a write at 1,000 programs and 309 ms at 3,000 against 1.5 ms empty, which made a cold fit
     slower the more fits the folder held. Unlocked, two processes writing one program at once can leave the
     other a partial file to read: JAX warns and compiles it, the answer unchanged."""
+    global _OWN_CACHE
     if jax.config.jax_compilation_cache_dir:
         return jax.config.jax_compilation_cache_dir
     chosen = os.environ.get("BAYESLAW_COMPILATION_CACHE", "").strip()
@@ -61,11 +62,13 @@ def _compilation_cache() -> str | None:
         return None
     _prune_compilation_cache(folder, _cache_limit())
     jax.config.update("jax_compilation_cache_dir", str(folder))
+    _OWN_CACHE = True
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return str(folder)
 
 
+_OWN_CACHE = False  # whether bayeslaw chose the cache folder (and bounds it), not JAX's own setting
 COMPILATION_CACHE_MAX_MB = 1024  # the default bound of bayeslaw's cache folder, in MB (2**20 bytes)
 _ENTRY = "-cache"  # JAX's names: a program is KEY-cache, with KEY-atime beside it where JAX bounds the folder
 
@@ -82,25 +85,31 @@ def _cache_limit() -> int:
     return int(text) * 2**20
 
 
+def _cache_entries(folder: Path) -> list[tuple[float, str, int]]:
+    """JAX's programs in a cache ``folder`` (its ``*-cache`` files) as (last used, name, bytes): "used" is
+    the later of a file's access and modification times (JAX writes its own access stamps only where it
+    bounds the folder itself, and most file systems update a read file's access time at least daily)."""
+    entries = []
+    with os.scandir(folder) as found:
+        for entry in found:
+            if entry.name.endswith(_ENTRY) and entry.is_file(follow_symlinks=False):
+                stat = entry.stat(follow_symlinks=False)
+                entries.append((max(stat.st_atime, stat.st_mtime), entry.name, stat.st_size))
+    return entries
+
+
 def _prune_compilation_cache(folder: Path, limit: int) -> int:
-    """Delete the least recently used programs of the cache ``folder`` while its programs take more than
-    ``limit`` bytes, down to three quarters of it (so that a folder at its bound is not pruned at every
-    import); the number of bytes deleted. Only JAX's entries (``*-cache`` and their ``*-atime``) are
-    touched. "Used" is the later of a file's access and modification times: JAX writes its own access
-    stamps only where it bounds the folder itself, and most file systems update a read file's access time
-    at least daily (relatime). One pass over the folder's entries at import, a few milliseconds for
-    thousands of programs; a program another process is reading stays readable (an open file outlives
-    its name), and one it looks up after it is gone is compiled again."""
-    entries, total = [], 0
+    """Delete the least recently used programs of the cache ``folder`` (:func:`_cache_entries`) while they
+    take more than ``limit`` bytes, down to three quarters of it (so that a folder at its bound is not
+    pruned at every import; ``limit`` 0 deletes every program); the number of bytes deleted. Only JAX's
+    entries (``*-cache`` and their ``*-atime``) are touched. One pass over the folder at import, a few
+    milliseconds for thousands of programs; a program another process is reading stays readable (an open
+    file outlives its name), and one it looks up after it is gone is compiled again."""
     try:
-        with os.scandir(folder) as found:
-            for entry in found:
-                if entry.name.endswith(_ENTRY) and entry.is_file(follow_symlinks=False):
-                    stat = entry.stat(follow_symlinks=False)
-                    entries.append((max(stat.st_atime, stat.st_mtime), entry.name, stat.st_size))
-                    total += stat.st_size
+        entries = _cache_entries(folder)
     except OSError:
         return 0
+    total = sum(size for _, _, size in entries)
     if total <= limit:
         return 0
     deleted = 0
@@ -116,6 +125,27 @@ def _prune_compilation_cache(folder: Path, limit: int) -> int:
                 return deleted
         deleted += size
     return deleted
+
+
+def compilation_cache_info(*, clear: bool = False) -> dict:
+    """The compilation cache this process uses (:data:`COMPILATION_CACHE`): its folder, the number of
+    programs and their megabytes, and the bound it is pruned to at import (None where JAX's own setting
+    chose the folder: JAX bounds it, or not). ``clear`` first deletes every program in it (only JAX's
+    entries: other files stay); ``cleared_mb`` says how much. Folder None: no cache."""
+    folder = COMPILATION_CACHE
+    info = {"folder": folder, "programs": 0, "mb": 0.0, "bound_mb": None, "cleared_mb": 0.0}
+    if folder is None:
+        return info
+    if _OWN_CACHE:
+        info["bound_mb"] = _cache_limit() / 2**20
+    if clear:
+        info["cleared_mb"] = _prune_compilation_cache(Path(folder), 0) / 2**20
+    try:
+        entries = _cache_entries(Path(folder))
+    except FileNotFoundError:  # JAX's own folder, before its first program
+        entries = []
+    info.update(programs=len(entries), mb=sum(size for _, _, size in entries) / 2**20)
+    return info
 
 
 def _numpyro_submodules() -> None:
@@ -155,6 +185,7 @@ __all__ = [
     "Prediction",
     "Simulation",
     "compare_forms",
+    "compilation_cache_info",
     "data",
     "fit",
     "fit_many",

@@ -293,6 +293,30 @@ def sources(as_json: JsonOption = False) -> None:
 
 @app.command()
 @_friendly_errors
+def cache(
+    clear: Annotated[bool, typer.Option("--clear", help="Delete every compiled program in it first (other files "
+                                                        "stay); fits then compile again.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Where bayeslaw keeps compiled programs (BAYESLAW_COMPILATION_CACHE), how many and how much space, and
+    the bound (BAYESLAW_COMPILATION_CACHE_MAX_MB) past which importing bayeslaw deletes the least recently used."""
+    from bayeslaw import compilation_cache_info
+
+    info = compilation_cache_info(clear=clear)
+    if as_json:
+        typer.echo(json.dumps(info, indent=1))
+        return
+    if info["folder"] is None:
+        typer.echo("no compilation cache (BAYESLAW_COMPILATION_CACHE=off, or its folder cannot be written)")
+        return
+    bound = "set by JAX, not bayeslaw" if info["bound_mb"] is None else f"{info['bound_mb']:.0f} MB"
+    if clear:
+        typer.echo(f"cleared {info['cleared_mb']:.1f} MB")
+    typer.echo(f"{info['folder']}: {info['programs']} programs, {info['mb']:.1f} MB (bound: {bound})")
+
+
+@app.command()
+@_friendly_errors
 def load(
     name: Annotated[str, typer.Argument(help="A source name (see `bayeslaw sources`).")],
     root: RootOption = None,

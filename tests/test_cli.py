@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from bayeslaw.cli import app
 
 runner = CliRunner()
-COMMANDS = ["sources", "load", "simulate", "fit-point", "demo", "backtest", "import", "schedule", "live"]
+COMMANDS = ["sources", "load", "simulate", "fit-point", "demo", "backtest", "import", "schedule", "live", "cache"]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])

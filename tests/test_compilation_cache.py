@@ -100,3 +100,28 @@ def test_importing_bayeslaw_bounds_its_folder_and_refuses_a_bound_that_is_not_a_
                          env={**base, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "BAYESLAW_COMPILATION_CACHE_MAX_MB": "1GB"})
     assert out.returncode != 0 and "BAYESLAW_COMPILATION_CACHE_MAX_MB='1GB'" in out.stderr.strip().splitlines()[-1]
     assert "new-cache" in {p.name for p in folder.iterdir()}  # refused before anything was deleted
+
+
+def cli(tmp_path, *args, **env) -> subprocess.CompletedProcess:
+    """``bayeslaw ARGS`` in a fresh process (its own cache settings: never the suite's shared cache)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "BAYESLAW_COMPILATION", "XDG_CACHE"))}
+    base.update(XDG_CACHE_HOME=str(tmp_path / "xdg"), **env)
+    return subprocess.run([sys.executable, "-c", "from bayeslaw.cli import main; main()", *args], env=base,
+                          capture_output=True, text=True)
+
+
+def test_the_cache_command_reports_and_clears_the_programs_only(tmp_path):
+    folder = tmp_path / "mine"
+    entries(folder, {"a": 300, "b": 212})
+    (folder / "notes.txt").write_text("mine")
+    env = {"BAYESLAW_COMPILATION_CACHE": str(folder), "BAYESLAW_COMPILATION_CACHE_MAX_MB": "7"}
+    info = json.loads(cli(tmp_path, "cache", "--json", **env).stdout)
+    assert info == {"folder": str(folder), "programs": 2, "mb": 0.5, "bound_mb": 7.0, "cleared_mb": 0.0}
+    assert "2 programs, 0.5 MB (bound: 7 MB)" in cli(tmp_path, "cache", **env).stdout
+    cleared = json.loads(cli(tmp_path, "cache", "--clear", "--json", **env).stdout)
+    assert cleared["cleared_mb"] == 0.5 and cleared["programs"] == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    off = cli(tmp_path, "cache", BAYESLAW_COMPILATION_CACHE="off")
+    assert off.returncode == 0 and off.stdout.startswith("no compilation cache")
+    jax_own = json.loads(cli(tmp_path, "cache", "--json", JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax")).stdout)
+    assert jax_own["folder"] == str(tmp_path / "jax") and jax_own["bound_mb"] is None  # JAX's to bound
