@@ -26,11 +26,18 @@ print(json.dumps({"cache": bayeslaw.COMPILATION_CACHE, "dir": jax.config.jax_com
 """
 
 
-def child(tmp_path, **env) -> dict:
-    """CHILD in a fresh process, its JAX and bayeslaw cache settings only those given."""
+def fresh(tmp_path, *args, **env) -> subprocess.CompletedProcess:
+    """``python ARGS`` in a fresh process whose JAX and bayeslaw cache settings are only those given (never
+    the suite's shared cache), its default cache folder under ``tmp_path / "xdg"``."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "BAYESLAW_COMPILATION", "XDG_CACHE"))}
     base.update(XDG_CACHE_HOME=str(tmp_path / "xdg"), **env)
-    out = subprocess.run([sys.executable, "-c", CHILD], env=base, capture_output=True, text=True, check=True)
+    return subprocess.run([sys.executable, *args], env=base, capture_output=True, text=True)
+
+
+def child(tmp_path, **env) -> dict:
+    """CHILD in a fresh process (:func:`fresh`)."""
+    out = fresh(tmp_path, "-c", CHILD, **env)
+    out.check_returncode()
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -95,19 +102,14 @@ def test_importing_bayeslaw_bounds_its_folder_and_refuses_a_bound_that_is_not_a_
     names = {p.name for p in folder.iterdir()}
     assert got["cache"] == str(folder) and "old-cache" not in names and "new-cache" in names
     assert any(n.endswith("-cache") and not n.startswith(("old", "new")) for n in names)  # CHILD's own, written after
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "BAYESLAW_COMPILATION", "XDG_CACHE"))}
-    out = subprocess.run([sys.executable, "-c", "import bayeslaw"], capture_output=True, text=True,
-                         env={**base, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "BAYESLAW_COMPILATION_CACHE_MAX_MB": "1GB"})
+    out = fresh(tmp_path, "-c", "import bayeslaw", BAYESLAW_COMPILATION_CACHE_MAX_MB="1GB")
     assert out.returncode != 0 and "BAYESLAW_COMPILATION_CACHE_MAX_MB='1GB'" in out.stderr.strip().splitlines()[-1]
     assert "new-cache" in {p.name for p in folder.iterdir()}  # refused before anything was deleted
 
 
 def cli(tmp_path, *args, **env) -> subprocess.CompletedProcess:
-    """``bayeslaw ARGS`` in a fresh process (its own cache settings: never the suite's shared cache)."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "BAYESLAW_COMPILATION", "XDG_CACHE"))}
-    base.update(XDG_CACHE_HOME=str(tmp_path / "xdg"), **env)
-    return subprocess.run([sys.executable, "-c", "from bayeslaw.cli import main; main()", *args], env=base,
-                          capture_output=True, text=True)
+    """``bayeslaw ARGS`` in a fresh process (:func:`fresh`)."""
+    return fresh(tmp_path, "-c", "from bayeslaw.cli import main; main()", *args, **env)
 
 
 def test_the_cache_command_reports_and_clears_the_programs_only(tmp_path):
